@@ -1,0 +1,1 @@
+"""The `foundation` command line: one module per subcommand, each exposing `register(subparsers)`."""

@@ -1,0 +1,41 @@
+"""Entry point of the `foundation` console script."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module registers one subcommand; add a module here when its subcommand exists.
+COMMAND_MODULES = [
+    "foundation.cli.data",
+]
+
+EPILOG = """examples:
+  foundation data verify runs/data/demo          check every shard's checksum and record
+  foundation data stats runs/data/demo           counts, elements and label distributions
+run `foundation COMMAND --help` for each command's options and examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foundation", description="Pre-train materials foundation models on "
+                                     "DFT energies, forces and stresses.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

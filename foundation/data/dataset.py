@@ -1,0 +1,76 @@
+"""`open_dataset`: a prepared dataset (or one split of it) as a sequence of Frames."""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from foundation.data.lmdb_store import LmdbShard
+from foundation.data.manifest import Manifest
+from foundation.data.schema import Frame
+from foundation.data.wds_store import iter_wds_shard
+
+
+class FrameDataset(Sequence):
+    """Frames of a prepared dataset in manifest order; LMDB gives random access, WebDataset streams."""
+
+    def __init__(self, directory: str | os.PathLike, split: str | None = None, container: str | None = None):
+        self.directory = Path(directory)
+        self.manifest = Manifest.load(self.directory)
+        if split is not None and split not in self.manifest.splits:
+            raise KeyError(f"{self.directory}: no split {split!r}; the dataset has {self.manifest.splits}")
+        self.container = container or self.manifest.containers[0]
+        if self.container not in self.manifest.containers:
+            raise KeyError(f"{self.directory}: no {self.container!r} shards; it has {self.manifest.containers}")
+        self.split = split
+        self.shard_infos = self.manifest.shards_of(self.container, split)
+        self._offsets = np.cumsum([0] + [s.num_frames for s in self.shard_infos]).tolist()
+        self._lmdb: list[LmdbShard] | None = None
+        self._wds_cache: tuple[int, list[Frame]] | None = None
+
+    @property
+    def natoms(self) -> np.ndarray:
+        """Atoms per frame, from the manifest."""
+        return self.manifest.atoms_per_frame(self.container, self.split)
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, index within that shard) of a dataset index."""
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} frames")
+        shard = bisect.bisect_right(self._offsets, index) - 1
+        return shard, index - self._offsets[shard]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        shard, local = self.locate(int(index))
+        if self.container == "lmdb":
+            if self._lmdb is None:
+                self._lmdb = [LmdbShard(self.directory / s.path) for s in self.shard_infos]
+            return self._lmdb[shard][local]
+        if self._wds_cache is None or self._wds_cache[0] != shard:  # tar shards are sequential: cache one
+            self._wds_cache = (shard, list(iter_wds_shard(self.directory / self.shard_infos[shard].path)))
+        return self._wds_cache[1][local]
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.container == "wds":
+            for info in self.shard_infos:
+                yield from iter_wds_shard(self.directory / info.path)
+        else:
+            for i in range(len(self)):
+                yield self[i]
+
+
+def open_dataset(directory: str | os.PathLike, split: str | None = None, container: str | None = None) -> FrameDataset:
+    """Open a prepared dataset: `len`, indexing and iteration give Frames (fields as in DESIGN.md)."""
+    return FrameDataset(directory, split=split, container=container)
