@@ -1,0 +1,27 @@
+"""Shared fixtures: where ../shared/data lies, and how a missing prerequisite behaves (skip, or fail under CI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FOUNDATION_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing; under CI=true a missing prerequisite is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"prerequisite missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $FOUNDATION_SHARED_DATA); needs the project's shared data beside the checkout."""
+    require(SHARED_DATA.is_dir(), f"needs the shared data directory {SHARED_DATA}")
+    return SHARED_DATA
