@@ -1,0 +1,1 @@
+"""Scaling-law fits, the compute-optimal frontier and the sweep report."""

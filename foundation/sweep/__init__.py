@@ -1,0 +1,1 @@
+"""Scaling-law sweeps: grids of pre-training runs over model size, data size and budget."""
