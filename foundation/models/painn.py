@@ -1,0 +1,82 @@
+"""PaiNN (Schütt et al. 2021), the scalable family: width (hidden) and depth (layers) set the parameter count.
+
+Scalars s (N, F) and vectors v (N, 3, F). Message: [ds, dv_v, dv_s] = phi(s_j) * W(rbf_ij) C(r_ij);
+s_i += sum ds, v_i += sum (v_j dv_v + dv_s r_ij/|r_ij|). Update: a = MLP([s, |V v|]); v += a_vv U v;
+s += a_ss + a_sv <U v, V v>. Roughly 11 F^2 parameters per layer: F=48/L=4 is ~0.1M, F=1024/L=8 ~100M
+(configs/model/scalable-*.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from foundation.models.base import NUM_ELEMENTS, Backbone, BackboneConfig, Features, Graph
+from foundation.models.blocks import scatter_sum
+
+NORM_EPS = 1e-8
+
+
+@dataclass
+class PaiNNConfig(BackboneConfig):
+    name: str = "painn"
+    hidden: int = 128
+    layers: int = 3
+    num_radial: int = 20
+    radial_basis: Literal["gaussian", "bessel", "expnorm"] = "bessel"
+    envelope: Literal["cosine", "polynomial"] = "polynomial"
+
+
+class Message(nn.Module):
+    def __init__(self, hidden: int, num_radial: int):
+        super().__init__()
+        self.hidden = hidden
+        self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
+        self.filter = nn.Linear(num_radial, 3 * hidden)
+
+    def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+        center, neighbor = graph.edge_index
+        x = self.phi(s).index_select(0, neighbor) * (self.filter(rbf) * env.unsqueeze(-1))
+        ds, dvv, dvs = x.split(self.hidden, dim=-1)
+        dv = v.index_select(0, neighbor) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
+        return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(dv, center, graph.num_atoms)
+
+
+class Update(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.uv = nn.Linear(hidden, 2 * hidden, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
+
+    def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        uv, vv = self.uv(v).split(self.hidden, dim=-1)
+        norm = torch.sqrt((vv * vv).sum(dim=1) + NORM_EPS)
+        avv, asv, ass = self.mlp(torch.cat([s, norm], dim=-1)).split(self.hidden, dim=-1)
+        return s + ass + asv * (uv * vv).sum(dim=1), v + avv.unsqueeze(1) * uv
+
+
+class PaiNN(Backbone):
+    config_class = PaiNNConfig
+
+    def __init__(self, config: PaiNNConfig):
+        super().__init__(config)
+        self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
+        self.messages = nn.ModuleList(Message(config.hidden, config.num_radial) for _ in range(config.layers))
+        self.updates = nn.ModuleList(Update(config.hidden) for _ in range(config.layers))
+
+    @property
+    def has_vectors(self) -> bool:
+        return True
+
+    def forward(self, graph: Graph) -> Features:
+        rbf, env = self.edge_basis(graph)
+        s = self.embedding(graph.numbers)
+        v = s.new_zeros(s.shape[0], 3, s.shape[1])
+        for message, update in zip(self.messages, self.updates):
+            s, v = message(s, v, rbf, env, graph)
+            s, v = update(s, v)
+        return Features(s, v)

@@ -1,0 +1,155 @@
+"""The Potential: a backbone plus heads; energies, and forces/stress by autograd inside forward.
+
+Derivatives (DESIGN.md): a symmetric strain eps (B, 3, 3) displaces positions and cell before edge vectors are
+computed, r' = r (1 + eps[batch]), cell' = cell (1 + eps); then forces = -dE/dr and stress = (1/V) dE/deps
+(ASE sign), with create_graph=self.training so that a loss on forces/stress trains the model (and DeepSpeed
+sees every gradient inside module.forward). Works under torch.no_grad (grad is enabled locally); in eval
+mode the outputs are detached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from foundation.data.graph import edge_vectors
+from foundation.models.base import Graph
+from foundation.models.config import ModelConfig, resolve_model_config
+from foundation.models.heads import AtomScalarHead, EnergyHead, StressHead, VectorHead
+from foundation.models.registry import build_backbone
+
+
+def _grad(output: Tensor, inputs: list[Tensor], create_graph: bool, retain_graph: bool) -> list[Tensor]:
+    """d(sum output)/d(inputs), zeros where an input does not influence the output."""
+    if not output.requires_grad:
+        return [torch.zeros_like(x) for x in inputs]
+    return list(torch.autograd.grad(output.sum(), inputs, create_graph=create_graph, retain_graph=retain_graph,
+                                    materialize_grads=True))
+
+
+class Potential(nn.Module):
+    """forward(batch, compute=None) -> {"energy" (B,) eV, "forces" (N,3) eV/A, "stress" (B,3,3) eV/A^3,
+    "noise" (N,3), "property" (B,)}: the keys its heads provide (`outputs`), or the subset `compute` asks for."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        heads = config.heads
+        self.backbone = build_backbone(config.backbone)
+        hidden, cutoff, vectors = self.backbone.hidden, self.backbone.cutoff, self.backbone.has_vectors
+        self.energy_head = EnergyHead(hidden) if heads.energy else None
+        self.force_head = VectorHead(hidden, cutoff, vectors) if heads.forces == "direct" else None
+        self.stress_head = StressHead(hidden, cutoff) if heads.stress == "direct" else None
+        self.denoise_head: nn.Module | None = None
+        if heads.denoise == "derivative":  # noise = -d(scalar)/dpositions
+            self.denoise_head = AtomScalarHead(hidden, "sum")
+        elif heads.denoise == "direct":
+            self.denoise_head = VectorHead(hidden, cutoff, vectors)
+        self.property_head = AtomScalarHead(hidden, heads.property.pooling) if heads.property else None
+
+    @property
+    def cutoff(self) -> float:
+        """Graph cutoff in A (build batches with it)."""
+        return self.backbone.cutoff
+
+    @property
+    def max_neighbors(self) -> int | None:
+        return self.config.backbone.max_neighbors
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Keys forward returns by default."""
+        heads = self.config.heads
+        keys = [("energy", heads.energy), ("forces", heads.forces != "none"), ("stress", heads.stress != "none"),
+                ("noise", heads.denoise != "none"), ("property", heads.property is not None)]
+        return tuple(key for key, present in keys if present)
+
+    def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
+                          scale: float | None = None, shift: float | None = None) -> None:
+        """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved)."""
+        if self.energy_head is None:
+            raise ValueError("this potential has no energy head (heads.energy: false)")
+        self.energy_head.set_normalization(element_references, scale, shift)
+
+    def forward(self, batch: Any, compute: Iterable[str] | None = None) -> dict[str, Tensor]:
+        want = set(self.outputs if compute is None else compute)
+        unknown = want - set(self.outputs)
+        if unknown:
+            raise ValueError(f"cannot compute {sorted(unknown)}: this potential provides {list(self.outputs)}")
+        heads = self.config.heads
+        forces_by_grad = "forces" in want and heads.forces == "derivative"
+        stress_by_grad = "stress" in want and heads.stress == "derivative"
+        noise_by_grad = "noise" in want and heads.denoise == "derivative"
+        need_grad = forces_by_grad or stress_by_grad or noise_by_grad
+        with torch.enable_grad() if need_grad else contextlib.nullcontext():
+            positions, cell = batch.positions, batch.cell
+            if (forces_by_grad or noise_by_grad) and not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            strain = None
+            if stress_by_grad:
+                strain = torch.zeros_like(cell).requires_grad_(True)
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                displaced = positions + torch.bmm(positions.unsqueeze(1), sym.index_select(0, batch.batch)).squeeze(1)
+                cell = cell + torch.bmm(cell, sym)
+            else:
+                displaced = positions
+            vectors = edge_vectors(displaced, cell, batch.batch, batch.edge_index, batch.shifts)
+            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, vectors, int(batch.num_graphs))
+            features = self.backbone(graph)
+            out = self._heads(features, graph, want, "energy" in want or forces_by_grad or stress_by_grad)
+            out.update(self._derivatives(out, positions, strain, batch.cell, forces_by_grad, stress_by_grad,
+                                         noise_by_grad, features, graph))
+        if "energy" not in want:
+            out.pop("energy", None)
+        if need_grad and not self.training:
+            out = {key: value.detach() for key, value in out.items()}
+        return out
+
+    def _heads(self, features: Any, graph: Graph, want: set[str], need_energy: bool) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        if need_energy and self.energy_head is not None:
+            out["energy"] = self.energy_head(features, graph)
+        if "forces" in want and self.force_head is not None:
+            out["forces"] = self.force_head(features, graph)
+        if "stress" in want and self.stress_head is not None:
+            out["stress"] = self.stress_head(features, graph)
+        if "noise" in want and self.config.heads.denoise == "direct":
+            out["noise"] = self.denoise_head(features, graph)
+        if "property" in want:
+            out["property"] = self.property_head(features, graph)
+        return out
+
+    def _derivatives(self, out: dict[str, Tensor], positions: Tensor, strain: Tensor | None, cell: Tensor,
+                     forces_by_grad: bool, stress_by_grad: bool, noise_by_grad: bool, features: Any,
+                     graph: Graph) -> dict[str, Tensor]:
+        result: dict[str, Tensor] = {}
+        create = self.training
+        if forces_by_grad or stress_by_grad:
+            inputs = ([positions] if forces_by_grad else []) + ([strain] if stress_by_grad else [])
+            grads = _grad(out["energy"], inputs, create_graph=create, retain_graph=create or noise_by_grad)
+            if forces_by_grad:
+                result["forces"] = -grads[0]
+            if stress_by_grad:
+                volume = torch.linalg.det(cell).abs()
+                safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+                stress = torch.where((volume > 0).view(-1, 1, 1), grads[-1] / safe.view(-1, 1, 1),
+                                     torch.zeros_like(grads[-1]))
+                result["stress"] = stress
+        if noise_by_grad:
+            scalar = self.denoise_head(features, graph)
+            result["noise"] = -_grad(scalar, [positions], create_graph=create, retain_graph=create)[0]
+        return result
+
+
+def build_potential(config: ModelConfig | Mapping[str, Any] | str | os.PathLike,
+                    overrides: Sequence[str] = ()) -> Potential:
+    """A Potential from a ModelConfig, a mapping, a YAML path, or a name under configs/model/ ("schnet")."""
+    return Potential(resolve_model_config(config, overrides))
