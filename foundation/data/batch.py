@@ -1,0 +1,108 @@
+"""Batches of frames as flat tensors with their periodic graph: what the loader workers hand to the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from foundation.data.graph import radius_graph_pbc
+from foundation.data.schema import Frame
+
+
+@dataclass
+class AtomsBatch:
+    """B structures with N atoms in all and E directed edges (ASE 'ijS' convention, see foundation.data.graph).
+
+    Labels are None when absent: ``energy`` / ``forces`` need every frame to carry them; ``stress`` is set when at
+    least one frame has one, with zeros where ``has_stress`` is False.
+    """
+
+    numbers: Tensor      # (N,) long
+    positions: Tensor    # (N,3) float
+    cell: Tensor         # (B,3,3), rows are lattice vectors
+    pbc: Tensor          # (B,3) bool
+    batch: Tensor        # (N,) long, structure index of each atom (non-decreasing)
+    natoms: Tensor       # (B,) long
+    edge_index: Tensor   # (2,E) long
+    shifts: Tensor       # (E,3) float, integer image offsets
+    energy: Tensor | None = None      # (B,) total eV
+    forces: Tensor | None = None      # (N,3) eV/A
+    stress: Tensor | None = None      # (B,3,3) eV/A^3, ASE sign
+    has_stress: Tensor | None = None  # (B,) bool
+    noise: Tensor | None = None       # (N,3) positional noise added by a denoising transform
+    properties: dict[str, Tensor] = field(default_factory=dict)  # named scalar properties (B,)
+    frame_ids: list[str] = field(default_factory=list)
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.natoms.shape[0])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomsBatch":
+        """A copy on ``device``; ``dtype`` applies to floating point tensors only (indices and masks keep theirs)."""
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+        return self._map(move)
+
+    def pin_memory(self) -> "AtomsBatch":
+        """A copy in pinned memory (DataLoader(pin_memory=True) calls this)."""
+        return self._map(Tensor.pin_memory)
+
+    def _map(self, fn) -> "AtomsBatch":
+        values = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                value = fn(value)
+            elif f.name == "properties":
+                value = {k: fn(v) for k, v in value.items()}
+            elif f.name == "frame_ids":
+                value = list(value)
+            values[f.name] = value
+        return AtomsBatch(**values)
+
+
+def collate_frames(frames: Sequence[Frame], cutoff: float, max_neighbors: int | None = None,
+                   dtype: torch.dtype = torch.float32, properties: Sequence[str] = ()) -> AtomsBatch:
+    """Stack frames into one batch and build its periodic graph (meant to run inside DataLoader workers).
+
+    The graph is built in float64 and only then cast, so float32 batches have exactly the float64 edge set.
+    ``properties`` names scalar entries of ``frame.properties`` to stack (a frame without one is an error).
+    """
+    if not frames:
+        raise ValueError("collate_frames needs at least one frame")
+    natoms = torch.tensor([f.natoms for f in frames], dtype=torch.long)
+    positions = torch.from_numpy(np.concatenate([f.positions for f in frames]))
+    cell = torch.from_numpy(np.stack([f.cell for f in frames]))
+    pbc = torch.from_numpy(np.stack([f.pbc for f in frames]))
+    batch = torch.repeat_interleave(torch.arange(len(frames)), natoms)
+    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, cutoff, max_neighbors)
+
+    energy = forces = stress = has_stress = None
+    if all(f.energy is not None for f in frames):
+        energy = torch.tensor([f.energy for f in frames], dtype=torch.float64)
+    if all(f.forces is not None for f in frames):
+        forces = torch.from_numpy(np.concatenate([f.forces for f in frames]))
+    if any(f.stress is not None for f in frames):
+        has_stress = torch.tensor([f.stress is not None for f in frames])
+        stress = torch.from_numpy(np.stack([f.stress if f.stress is not None else np.zeros((3, 3)) for f in frames]))
+    props = {name: torch.tensor([_scalar_property(f, name) for f in frames], dtype=torch.float64)
+             for name in properties}
+
+    out = AtomsBatch(numbers=torch.from_numpy(np.concatenate([f.numbers for f in frames])), positions=positions,
+                     cell=cell, pbc=pbc, batch=batch, natoms=natoms, edge_index=edge_index, shifts=shifts,
+                     energy=energy, forces=forces, stress=stress, has_stress=has_stress, properties=props,
+                     frame_ids=[f.frame_id for f in frames])
+    return out.to(dtype=dtype)
+
+
+def _scalar_property(frame: Frame, name: str) -> float:
+    if name not in frame.properties:
+        raise KeyError(f"frame {frame.frame_id!r} has no property {name!r} (it has {sorted(frame.properties)})")
+    value = np.asarray(frame.properties[name])
+    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        raise ValueError(f"frame {frame.frame_id!r}: property {name!r} is not a numeric scalar: {value!r}")
+    return float(value.reshape(()))
