@@ -7,7 +7,9 @@ Three forms (N: parameter count, D: training frames):
 All are fitted by bounded least squares on log residuals (losses span decades, so relative errors are
 what matters) from several starting points; the best start wins. Each size axis is scaled by its
 geometric mean inside the optimiser so the amplitudes stay O(1); the reported A and B are in the
-original units. Intervals come from a pairs bootstrap (points resampled with replacement, refitted).
+original units. Intervals come from a pairs bootstrap (points resampled with replacement, refitted) when
+there are at least two distinct points per parameter, else from a residual bootstrap (log residuals
+resampled onto the fitted curve); a fit with no more points than parameters is exact and has none.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class PowerLawFit:
     n_points: int
     rmse_log: float                            # root-mean-square of log(pred / observed)
     confidence: float
+    bootstrap: str                             # "pairs", "residual" (fewer than 2 points per parameter) or "none"
     n_boot: int                                # bootstrap refits that succeeded
     samples: np.ndarray = dataclasses.field(repr=False)  # (n_boot, n_params), in the order of `params`
 
@@ -51,7 +54,7 @@ class PowerLawFit:
         return {"form": self.form, "params": self.params,
                 "ci": None if self.ci is None else {k: list(v) for k, v in self.ci.items()},
                 "n_points": self.n_points, "rmse_log": self.rmse_log, "confidence": self.confidence,
-                "n_boot": self.n_boot}
+                "bootstrap": self.bootstrap, "n_boot": self.n_boot}
 
 
 def _single(params: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -155,19 +158,25 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
     pred = _EVALUATORS[form](params, *xs)
     rmse = float(np.sqrt(np.mean(np.log(pred / y) ** 2)))
     keys = np.stack(xs, axis=1)
-    exact = len(np.unique(keys, axis=0)) <= problem.n_params
+    n_distinct = len(np.unique(keys, axis=0))
+    method = "none" if n_distinct <= problem.n_params else "pairs" if n_distinct >= 2 * problem.n_params else "residual"
     samples = []
-    if not exact:
-        rng = np.random.default_rng(seed)
-        for _ in range(n_boot):
-            idx = rng.integers(0, len(y), len(y))
+    rng = np.random.default_rng(seed)
+    # residual bootstrap: log residuals resampled onto the fitted curve, inflated for the fitted degrees of freedom
+    residuals = np.log(y / pred) * np.sqrt(len(y) / max(len(y) - problem.n_params, 1))
+    for _ in range(n_boot if method != "none" else 0):
+        idx = rng.integers(0, len(y), len(y))
+        if method == "pairs":
             if len(np.unique(keys[idx], axis=0)) <= problem.n_params:
                 continue  # a resample with too few distinct sizes cannot pin the parameters
-            try:
-                t = problem.solve(*(x[idx] for x in xs), y[idx], starts=[best])
-            except (RuntimeError, ValueError):
-                continue
-            samples.append(problem.to_params(t))
+            sample_x, sample_y = [x[idx] for x in xs], y[idx]
+        else:
+            sample_x, sample_y = list(xs), pred * np.exp(residuals[idx])
+        try:
+            t = problem.solve(*sample_x, sample_y, starts=[best])
+        except (RuntimeError, ValueError):
+            continue
+        samples.append(problem.to_params(t))
     samples_arr = np.array(samples).reshape(-1, problem.n_params)
     ci = None
     if samples_arr.shape[0] > 0:
@@ -175,7 +184,8 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
         lo, hi = np.percentile(samples_arr, [tail, 100 - tail], axis=0)
         ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
     return PowerLawFit(form=form, params={k: float(v) for k, v in zip(names, params)}, ci=ci, n_points=len(y),
-                       rmse_log=rmse, confidence=confidence, n_boot=int(samples_arr.shape[0]), samples=samples_arr)
+                       rmse_log=rmse, confidence=confidence, bootstrap=method, n_boot=int(samples_arr.shape[0]),
+                       samples=samples_arr)
 
 
 def fit_power_law(x: Sequence[float], loss: Sequence[float], *, variable: str = "N", n_boot: int = 500,
