@@ -1,0 +1,112 @@
+"""Typed eval-suite configs (configs/evals/*.yaml): the fine-tuning recipe and the list of tasks."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from foundation.config import ConfigError, from_dict, to_dict
+
+TaskKind = Literal["matbench", "dcdft_eos", "dcdft_finetune", "zeroshot", "property"]
+FINETUNE_KINDS = ("matbench", "dcdft_finetune", "property")
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run: a new property head on the backbone, early stopping on an inner validation split."""
+
+    max_epochs: int = 200
+    patience: int = 30              # epochs without a better validation MAE before stopping
+    batch_size: int = 32
+    lr: float = 1e-3                # head (and backbone, unless backbone_lr is set)
+    backbone_lr: float | None = None
+    weight_decay: float = 0.0
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes frozen in the pre-trained run
+    pooling: Literal["mean", "sum"] = "mean"
+    loss: Literal["l1", "mse"] = "l1"
+    val_fraction: float = 0.1       # inner validation split carved from each training fold
+    grad_clip: float = 10.0
+    threads: int = 1                # torch threads per unit (the process pool multiplies it)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"finetune.val_fraction must lie in (0, 0.5), got {self.val_fraction}")
+        if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigError("finetune.max_epochs, batch_size and patience must be >= 1")
+
+
+@dataclass
+class TaskConfig:
+    """One task of a suite. Relative paths resolve against the suite's data_root."""
+
+    name: str
+    kind: TaskKind
+    path: str | None = None            # matbench task file, or prepared dataset dir (zeroshot: None = pre-training data)
+    folds_path: str | None = None      # matbench: matbench_v0.1_validation.json-style folds
+    property: str | None = None        # property: the record property to predict
+    split: str | None = None           # zeroshot: split to score (default test); property: split to read (all)
+    folds: list[int] | None = None     # run only these folds (default all)
+    num_folds: int = 5                 # dcdft_finetune / property: k of the shuffled k-fold
+    max_structures: int | None = None  # seeded subset of structures (frames for zeroshot)
+    elements: list[str] | None = None  # dcdft_eos: only these crystals
+    seeds: list[int] | None = None     # default: the suite's seeds
+    scratch: bool = True               # fine-tuning tasks: also train the from-scratch twin
+    finetune: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's finetune section
+
+    def __post_init__(self) -> None:
+        needs = {"matbench": ("path", "folds_path"), "property": ("path", "property")}.get(self.kind, ())
+        for key in needs:
+            if getattr(self, key) is None:
+                raise ConfigError(f"task {self.name!r} of kind {self.kind} needs {key!r}")
+        if self.finetune and self.kind not in FINETUNE_KINDS:
+            raise ConfigError(f"task {self.name!r}: 'finetune' overrides only apply to {FINETUNE_KINDS}")
+
+    @builtins.property  # the field `property` shadows the builtin inside this class
+    def is_finetune(self) -> bool:
+        return self.kind in FINETUNE_KINDS
+
+
+@dataclass
+class SuiteConfig:
+    """An eval suite: seeds, the fine-tuning recipe shared by every task, and the tasks."""
+
+    name: str
+    tasks: list[TaskConfig]
+    data_root: str = "../shared/data"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    which: Literal["best", "last"] = "best"   # weights of a run directory
+    device: str = "cpu"
+    eos_strain: float = 0.06
+    eos_points: int = 11
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"suite {self.name!r}: task names must be unique, got {names}")
+        if not self.seeds:
+            raise ConfigError(f"suite {self.name!r}: seeds must not be empty")
+
+    def task(self, name: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"suite {self.name!r} has no task {name!r}")
+
+    def finetune_for(self, task: TaskConfig) -> FinetuneConfig:
+        """The suite's recipe with the task's overrides applied (type-checked)."""
+        merged = {**to_dict(self.finetune), **task.finetune}
+        return from_dict(FinetuneConfig, merged, origin=f"task {task.name!r} finetune overrides", prefix="finetune.")
+
+    def resolved(self, base: str | Path | None = None) -> "SuiteConfig":
+        """A copy with data_root and every task path absolute (relative to `base`, default the cwd)."""
+        root = (Path(base or ".") / self.data_root).resolve()
+
+        def absolute(p: str | None) -> str | None:
+            return None if p is None else str((root / p).resolve())
+
+        tasks = [dataclasses.replace(t, path=absolute(t.path), folds_path=absolute(t.folds_path)) for t in self.tasks]
+        return dataclasses.replace(self, data_root=str(root), tasks=tasks)

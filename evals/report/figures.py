@@ -1,0 +1,141 @@
+"""Report figures as PNG bytes (matplotlib, Agg): parity per task, learning curves, pre-trained versus scratch,
+zero-shot error distributions."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c"}
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _label(task: dict[str, Any]) -> str:
+    unit = task.get("unit") or ""
+    return f"{task['property']} ({unit})" if unit else task["property"]
+
+
+def parity_figure(task: dict[str, Any]) -> bytes:
+    """Predicted against true test values, pooled over folds and seeds, one colour per variant."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    lo, hi = np.inf, -np.inf
+    for variant, units in _by_variant(task["units"]).items():
+        t = np.concatenate([u["predictions"]["y_true"] for u in units])
+        p = np.concatenate([u["predictions"]["y_pred"] for u in units])
+        if t.size == 0:
+            continue
+        mae = task["summary"][variant]["mae"]["mean"]
+        ax.scatter(t, p, s=8, alpha=0.5, color=COLORS.get(variant), label=f"{variant} (MAE {mae:.3g})")
+        lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
+    if np.isfinite(lo):
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"true {_label(task)}")
+    ax.set_ylabel(f"predicted {_label(task)}")
+    ax.set_title(task["name"])
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def learning_curves_figure(task: dict[str, Any]) -> bytes:
+    """Validation MAE per epoch of every fine-tuning unit (inner validation split), one colour per variant."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for variant, units in _by_variant(task["units"]).items():
+        for i, u in enumerate(units):
+            curve = u.get("curve") or []
+            ax.plot([c["epoch"] for c in curve], [c["val_mae"] for c in curve], color=COLORS.get(variant),
+                    alpha=0.6, lw=1, label=variant if i == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation MAE {task.get('unit') or ''}".strip())
+    ax.set_yscale("log")
+    ax.set_title(f"{task['name']}: learning curves")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
+    """Test MAE (mean and std over folds and seeds) of pre-trained and scratch, one panel per task."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.8 * len(tasks) + 0.6, 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        variants = [v for v in ("pretrained", "scratch") if v in task["summary"]]
+        means = [task["summary"][v]["mae"]["mean"] for v in variants]
+        stds = [task["summary"][v]["mae"]["std"] for v in variants]
+        ax.bar(variants, means, yerr=stds, capsize=4, color=[COLORS[v] for v in variants])
+        for x, v in enumerate(variants):
+            points = [u["metrics"]["mae"] for u in task["units"] if u["variant"] == v]
+            ax.scatter(np.full(len(points), x), points, color="k", s=8, zorder=3)
+        ax.set_title(task["name"], fontsize=9)
+        ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
+    fig.suptitle("pre-trained vs from scratch", fontsize=10)
+    return _png(fig)
+
+
+def zeroshot_figure(task: dict[str, Any]) -> bytes:
+    """Histograms of zero-shot errors: energy per atom, force components, stress components."""
+    errors = task["units"][0]["errors"]
+    keys = [k for k in ("energy_per_atom", "forces", "stress") if errors.get(k)]
+    units = {"energy_per_atom": "eV/atom", "forces": "eV/A", "stress": "eV/A^3"}
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        values = np.asarray(errors[key], dtype=np.float64)
+        ax.hist(values, bins=50, color=COLORS["zeroshot"], alpha=0.8)
+        ax.set_xlabel(f"{key} error ({units[key]})")
+        ax.set_ylabel("count")
+        ax.set_yscale("log")
+    fig.suptitle(f"{task['name']}: zero-shot errors (prediction - label)", fontsize=10)
+    return _png(fig)
+
+
+def eos_figure(task: dict[str, Any]) -> bytes:
+    """Zero-shot bulk moduli from the EOS fit against the WIEN2k references, labelled by element."""
+    rows = task["units"][0]["predictions"]
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    t = np.array([r["y_true"] for r in rows])
+    p = np.array([r["y_pred"] for r in rows])
+    ax.scatter(t, p, s=12, color=COLORS["zeroshot"])
+    for r in rows:
+        ax.annotate(r["id"], (r["y_true"], r["y_pred"]), fontsize=6, alpha=0.7)
+    if t.size:
+        lo, hi = min(t.min(), p.min(), 0.1), max(t.max(), p.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("WIEN2k B (GPa)")
+    ax.set_ylabel("potential B (GPa)")
+    ax.set_title(f"{task['name']}: zero-shot bulk moduli")
+    return _png(fig)
+
+
+def _by_variant(units: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for u in units:
+        out.setdefault(u["variant"], []).append(u)
+    return out
+
+
+def task_figures(results: dict[str, Any]) -> dict[str, bytes]:
+    """Every figure of a results dict, by file name (`figures/NAME.png`), in report order."""
+    figures: dict[str, bytes] = {}
+    finetune = [t for t in results["tasks"] if t["category"] == "finetune" and t["units"]]
+    if finetune:
+        figures["comparison"] = comparison_figure(finetune)
+    for task in results["tasks"]:
+        if not task["units"]:
+            continue
+        if task["category"] == "finetune":
+            figures[f"{task['name']}_parity"] = parity_figure(task)
+            figures[f"{task['name']}_curves"] = learning_curves_figure(task)
+        elif task["kind"] == "zeroshot":
+            figures[f"{task['name']}_errors"] = zeroshot_figure(task)
+        elif task["kind"] == "dcdft_eos":
+            figures[f"{task['name']}_parity"] = eos_figure(task)
+    return figures

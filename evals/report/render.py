@@ -1,0 +1,177 @@
+"""The report's content as blocks (headings, paragraphs, tables, figures), rendered to Markdown (figures as
+files) and to a standalone HTML page (figures embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any, Sequence
+
+Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
+
+
+def _pm(stat: dict[str, float] | None, digits: int = 4) -> str:
+    if not stat or stat.get("count", 0) == 0:
+        return "-"
+    if stat["count"] == 1:
+        return f"{stat['mean']:.{digits}g}"
+    return f"{stat['mean']:.{digits}g} ± {stat['std']:.2g}"
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block]:
+    """Everything the report says, in order; `figures` are the names task_figures produced."""
+    ck = results["checkpoint"]
+    blocks: list[Block] = [("h", 1, f"Eval report: {results['suite']['name']}")]
+    pre = ck.get("pretraining_manifest") or {}
+    blocks.append(("p", f"Checkpoint `{ck['path']}` ({ck['kind']}, {ck.get('which', '')} weights), "
+                        f"weights sha256 `{ck['sha256']}`. Pre-training data manifest sha256 "
+                        f"`{pre.get('sha256') or 'unknown'}`. Created {results['created']}."))
+    if results.get("missing_units"):
+        blocks.append(("p", f"**Incomplete**: {len(results['missing_units'])} units have no result: "
+                            + ", ".join(results["missing_units"][:20])))
+    finetune = [t for t in results["tasks"] if t["category"] == "finetune"]
+    if finetune:
+        blocks.append(("h", 2, "Fine-tuning: pre-trained versus from scratch"))
+        blocks.append(("p", "Test metrics on each fold's held-out structures; mean ± standard deviation over "
+                            "folds and seeds (numpy std, ddof=0). The scratch twin has the same architecture, "
+                            "budget and splits."))
+        rows = []
+        for t in finetune:
+            s = t["summary"]
+            p_mae, s_mae = s.get("pretrained", {}).get("mae"), s.get("scratch", {}).get("mae")
+            ratio = p_mae["mean"] / s_mae["mean"] if p_mae and s_mae and s_mae["count"] and s_mae["mean"] else None
+            rows.append([t["name"], t["unit"] or "-", str(t["description"].get("num_structures", "-")),
+                         _pm(p_mae), _pm(s_mae), _pm(s.get("pretrained", {}).get("rmse")),
+                         _pm(s.get("scratch", {}).get("rmse")), _pm(s.get("pretrained", {}).get("r2"), 3),
+                         _pm(s.get("scratch", {}).get("r2"), 3), _num(ratio, 3)])
+        blocks.append(("table", ["task", "unit", "structures", "MAE pre-trained", "MAE scratch", "RMSE pre-trained",
+                                 "RMSE scratch", "R² pre-trained", "R² scratch", "MAE ratio pre/scratch"], rows))
+        if "comparison" in figures:
+            blocks.append(("fig", "comparison", "Test MAE per task; dots are single (fold, seed) runs."))
+        for t in finetune:
+            blocks.extend(_finetune_task_blocks(t, figures))
+    for t in results["tasks"]:
+        if t["kind"] == "dcdft_eos":
+            blocks.extend(_eos_blocks(t, figures))
+        elif t["kind"] == "zeroshot":
+            blocks.extend(_zeroshot_blocks(t, figures))
+    blocks.append(("h", 2, "Reproduce"))
+    blocks.append(("p", f"`{results.get('command') or 'foundation eval'}`; every number is in results.json."))
+    return blocks
+
+
+def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
+    out: list[Block] = [("h", 3, t["name"])]
+    src = ", ".join(f"`{k}` (sha256 `{v[:16]}…`)" for k, v in t["description"].get("sources", {}).items())
+    out.append(("p", f"Target `{t['property']}` {('in ' + t['unit']) if t['unit'] else ''}; "
+                     f"{t['description'].get('num_structures')} structures; data: {src}."))
+    rows = []
+    for fold in sorted({u["fold"] for u in t["units"]}):
+        row = [str(fold)]
+        for v in ("pretrained", "scratch"):
+            row.append(_pm(t["per_fold"].get(v, {}).get(str(fold), {}).get("mae")))
+        rows.append(row)
+    out.append(("table", ["fold", "MAE pre-trained (over seeds)", "MAE scratch (over seeds)"], rows))
+    for suffix, caption in (("parity", "test predictions, all folds and seeds"),
+                            ("curves", "validation MAE on the inner split per epoch")):
+        if f"{t['name']}_{suffix}" in figures:
+            out.append(("fig", f"{t['name']}_{suffix}", f"{t['name']}: {caption}"))
+    return out
+
+
+def _eos_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
+    u = t["units"][0] if t["units"] else None
+    out: list[Block] = [("h", 2, f"Zero-shot bulk moduli: {t['name']}")]
+    if u is None:
+        return out + [("p", "no result")]
+    m = u["metrics"]
+    out.append(("p", f"Birch-Murnaghan fit of E(V) with the potential on the dcdft crystals (ASE) against WIEN2k: "
+                     f"MAE {_num(m.get('mae'))} GPa, RMSE {_num(m.get('rmse'))} GPa, R² {_num(m.get('r2'), 3)}, "
+                     f"V0 MAE {_num(m.get('v0_mae'))} A³/atom over {m.get('n', 0)} crystals; "
+                     f"{len(u['failures'])} fits failed."))
+    if u["failures"]:
+        out.append(("table", ["crystal", "reason", "message"],
+                    [[f["id"], f["reason"], f["message"]] for f in u["failures"]]))
+    if f"{t['name']}_parity" in figures:
+        out.append(("fig", f"{t['name']}_parity", "bulk modulus: potential against WIEN2k"))
+    out.append(("table", ["crystal", "B WIEN2k (GPa)", "B potential (GPa)", "V0 WIEN2k (A³/atom)",
+                          "V0 potential (A³/atom)"],
+                [[r["id"], _num(r["y_true"]), _num(r["y_pred"]), _num(r["v0_ref"]), _num(r["v0_pred"])]
+                 for r in u["predictions"]]))
+    return out
+
+
+def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
+    u = t["units"][0] if t["units"] else None
+    out: list[Block] = [("h", 2, f"Zero-shot energy, force and stress errors: {t['name']}")]
+    if u is None:
+        return out + [("p", "no result")]
+    d = t["description"]
+    out.append(("p", f"{u['n_frames']} frames of split `{d.get('split')}` of `{d.get('path')}` "
+                     f"(manifest sha256 `{d.get('manifest_sha256', '')}`)."))
+    names = {"energy_per_atom": "energy (eV/atom)", "forces": "forces (eV/A, components)",
+             "stress": "stress (eV/A³, components)"}
+    out.append(("table", ["quantity", "MAE", "RMSE", "values"],
+                [[names[k], _num(m["mae"]), _num(m["rmse"]), str(m["n"])] for k, m in u["metrics"].items()]))
+    rows = [[el, str(m.get("frames", 0)), _num(m.get("energy_per_atom_mae")), str(m.get("atoms", 0)),
+             _num(m.get("forces_mae"))] for el, m in u["per_element"].items()]
+    out.append(("table", ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"], rows))
+    if f"{t['name']}_errors" in figures:
+        out.append(("fig", f"{t['name']}_errors", "distribution of zero-shot errors"))
+    return out
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Markdown with figures referenced as figures/NAME.png."""
+    lines: list[str] = []
+    for b in blocks:
+        if b[0] == "h":
+            lines += ["#" * b[1] + " " + b[2], ""]
+        elif b[0] == "p":
+            lines += [b[1], ""]
+        elif b[0] == "table":
+            lines.append("| " + " | ".join(b[1]) + " |")
+            lines.append("|" + "---|" * len(b[1]))
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b[2]]
+            lines.append("")
+        elif b[0] == "fig":
+            lines += [f"![{b[2]}](figures/{b[1]}.png)", ""]
+    return "\n".join(lines)
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+        "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5}")
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn `code` and **bold** spans into tags."""
+    parts = html.escape(text).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    bold = out.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(bold))
+
+
+def to_html(blocks: Sequence[Block], figures: dict[str, bytes], title: str) -> str:
+    """One self-contained HTML page: every figure is a data: URI, nothing is fetched."""
+    body: list[str] = []
+    for b in blocks:
+        if b[0] == "h":
+            body.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            body.append(f"<p>{_inline(b[1])}</p>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2])
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif b[0] == "fig":
+            data = base64.b64encode(figures[b[1]]).decode()
+            body.append(f'<figure><img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{_inline(b[2])}</figcaption></figure>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

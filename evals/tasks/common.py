@@ -1,0 +1,64 @@
+"""A fine-tuning task: structures with one scalar target, and the (train, test) index pairs of its folds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from foundation.data.schema import Frame
+
+
+@dataclass
+class PropertyTask:
+    """Structures (Frames carrying `properties[property]`), their targets and folds as index arrays."""
+
+    name: str
+    property: str
+    frames: list[Frame]
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    unit: str = ""
+    sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 of what was read
+
+    @property
+    def ids(self) -> list[str]:
+        return [f.structure_id for f in self.frames]
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.array([float(f.properties[self.property]) for f in self.frames], dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "property": self.property, "unit": self.unit, "num_structures": len(self.frames),
+                "num_folds": len(self.folds), "sources": dict(self.sources)}
+
+
+def kfold(num_items: int, num_folds: int, seed: int, groups: Sequence[str] | None = None
+          ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold (train, test) index pairs; with `groups`, items of one group share a fold."""
+    if num_folds < 2:
+        raise ValueError(f"k-fold needs at least 2 folds, got {num_folds}")
+    keys = list(dict.fromkeys(groups)) if groups is not None else list(range(num_items))
+    if len(keys) < num_folds:
+        raise ValueError(f"{len(keys)} groups cannot fill {num_folds} folds")
+    order = np.random.default_rng(seed).permutation(len(keys))
+    fold_of_key = {keys[k]: i % num_folds for i, k in enumerate(order)}
+    fold = np.array([fold_of_key[groups[i] if groups is not None else i] for i in range(num_items)])
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(num_folds)]
+
+
+def subset_indices(num_items: int, max_items: int | None, seed: int) -> np.ndarray:
+    """A sorted seeded random subset of at most `max_items` indices (all of them when None)."""
+    if max_items is None or max_items >= num_items:
+        return np.arange(num_items)
+    return np.sort(np.random.default_rng(seed).choice(num_items, size=max_items, replace=False))
+
+
+def restrict(task: PropertyTask, keep: np.ndarray) -> PropertyTask:
+    """The task limited to structures `keep`, its folds re-indexed (a fold keeps its train/test roles)."""
+    new_index = -np.ones(len(task.frames), dtype=np.int64)
+    new_index[keep] = np.arange(len(keep))
+    folds = [(new_index[tr][new_index[tr] >= 0], new_index[te][new_index[te] >= 0]) for tr, te in task.folds]
+    return PropertyTask(name=task.name, property=task.property, frames=[task.frames[i] for i in keep],
+                        folds=folds, unit=task.unit, sources=task.sources)

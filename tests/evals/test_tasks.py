@@ -1,0 +1,98 @@
+"""Task loaders: the real Matbench dielectric file and folds, ASE's dcdft, prepared-dataset property tasks, folds."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from evals.tasks.common import kfold, restrict, subset_indices
+from evals.tasks.dcdft import load_dcdft_task
+from evals.tasks.matbench import frame_from_structure_dict, load_matbench
+from evals.tasks.property import load_property_task
+
+
+@pytest.fixture(scope="module")
+def dielectric(shared_data):
+    root = shared_data / "matbench"
+    return load_matbench(root / "matbench_dielectric.json.gz", root / "matbench_v0.1_dielectric_folds.json")
+
+
+@pytest.mark.shared_data
+def test_matbench_dielectric_and_official_folds(dielectric, shared_data):
+    task = dielectric
+    assert task.name == "matbench_dielectric" and task.property == "n" and len(task.frames) == 4764
+    assert len(task.folds) == 5
+    tests = np.concatenate([te for _, te in task.folds])
+    assert np.array_equal(np.sort(tests), np.arange(4764))  # every structure is tested exactly once
+    for train, test in task.folds:
+        assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 4764
+    folds = json.loads((shared_data / "matbench" / "matbench_v0.1_dielectric_folds.json").read_text())
+    first_test = folds["splits"]["matbench_dielectric"]["fold_0"]["test"]
+    assert [task.frames[i].structure_id for i in task.folds[0][1]] == first_test
+    assert task.targets.min() >= 1.0  # a refractive index
+    assert all(len(v) == 64 for v in task.sources.values())
+
+
+@pytest.mark.shared_data
+def test_matbench_structure_matches_pymatgen(shared_data):
+    from pymatgen.core import Structure
+
+    body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
+    for record_id, (struct, _) in list(zip(body["index"], body["data"]))[:20]:
+        frame = frame_from_structure_dict(struct, record_id, "mb")
+        ref = Structure.from_dict(struct)
+        np.testing.assert_allclose(frame.positions, ref.cart_coords, atol=1e-8)
+        np.testing.assert_allclose(frame.cell, ref.lattice.matrix)
+        assert frame.numbers.tolist() == [s.specie.Z for s in ref]
+
+
+@pytest.mark.shared_data
+def test_matbench_bad_record_is_named(tmp_path, shared_data):
+    body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
+    body["data"][3][0]["sites"][0]["species"] = [{"element": "Na", "occu": 0.5}, {"element": "K", "occu": 0.5}]
+    path = tmp_path / "matbench_dielectric.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=r"matbench_dielectric.json: record mb-dielectric-0004: .*disordered"):
+        load_matbench(path, shared_data / "matbench" / "matbench_v0.1_dielectric_folds.json")
+
+
+@pytest.mark.shared_data
+def test_subset_keeps_fold_roles(dielectric):
+    small = restrict(dielectric, subset_indices(len(dielectric.frames), 100, seed=1))
+    assert len(small.frames) == 100 and len(small.folds) == 5
+    ids = [f.structure_id for f in small.frames]
+    original_test = {dielectric.frames[i].structure_id for i in dielectric.folds[2][1]}
+    assert {ids[i] for i in small.folds[2][1]} == original_test & set(ids)
+
+
+def test_dcdft_task_has_71_crystals_with_wien2k_moduli():
+    task = load_dcdft_task(num_folds=5)
+    assert len(task.frames) == 71 and task.unit == "GPa"
+    cu = next(f for f in task.frames if f.structure_id == "Cu")
+    assert cu.properties["bulk_modulus"] == pytest.approx(141.335)
+    assert sum(len(te) for _, te in task.folds) == 71
+
+
+def test_kfold_groups_stay_together():
+    groups = [f"g{i // 3}" for i in range(30)]
+    folds = kfold(30, 4, seed=0, groups=groups)
+    for train, test in folds:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+    assert np.array_equal(np.sort(np.concatenate([te for _, te in folds])), np.arange(30))
+    assert [te.tolist() for _, te in kfold(30, 4, 0, groups)] == [te.tolist() for _, te in folds]  # deterministic
+
+
+def test_property_task_from_prepared_dataset(tmp_path):
+    from ase.build import bulk
+
+    from foundation.data.ase_convert import frame_from_atoms
+    from foundation.data.writer import write_dataset
+
+    frames = [frame_from_atoms(bulk("Cu", a=3.5 + 0.01 * i), frame_id=f"f{i}", structure_id=f"s{i // 2}",
+                               properties={"gap": float(i)}) for i in range(12)]
+    write_dataset(tmp_path / "ds", {"train": frames[:8], "test": frames[8:]})
+    task = load_property_task(tmp_path / "ds", "gap", num_folds=3)
+    assert len(task.frames) == 12 and sorted(task.targets.tolist()) == list(map(float, range(12)))
+    with pytest.raises(ValueError, match="frame f0 has no property 'band'"):
+        load_property_task(tmp_path / "ds", "band")
