@@ -1,0 +1,209 @@
+"""An eval run as independent units: one (task, fold, seed, variant) each, a plain picklable `run_unit(unit)`
+call that writes OUT/units/TASK/foldF_seedS_VARIANT.json, so a process pool or a Slurm array can run them;
+`reduce_units(out_dir)` (evals/reduce.py) turns the files into the report.
+
+OUT/suite.yaml (resolved suite) and OUT/checkpoint.json (identity of the checkpoint) are written once by
+`prepare_run` before any unit runs; units read only those and their task's data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from tqdm import tqdm
+
+from evals.config import SuiteConfig, TaskConfig
+from foundation.config import load_config, save_config
+from foundation.data.atomic import write_text_atomic
+
+Variant = Literal["pretrained", "scratch", "zeroshot"]
+SUITE_FILE = "suite.yaml"
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One independent piece of an eval run (picklable; everything else is read from out_dir)."""
+
+    out_dir: str
+    task: str
+    fold: int
+    seed: int
+    variant: Variant
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/fold{self.fold}_seed{self.seed}_{self.variant}"
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.out_dir) / "units" / f"{self.key}.json"
+
+
+def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite: SuiteConfig,
+                command: str = "") -> list[Unit]:
+    """Write OUT/suite.yaml and OUT/checkpoint.json and return every unit of the run. A rerun into the same
+    directory with the same suite and checkpoint keeps the finished units (resume)."""
+    from evals.checkpoint import describe_checkpoint
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    suite = suite.resolved()
+    info = describe_checkpoint(checkpoint, suite.which)
+    info["command"] = command
+    previous = out / CHECKPOINT_FILE
+    if previous.exists() and json.loads(previous.read_text())["sha256"] != info["sha256"]:
+        raise ValueError(f"{out} holds results of another checkpoint; choose a fresh --out directory")
+    save_config(suite, out / SUITE_FILE)
+    write_text_atomic(previous, json.dumps(info, indent=1) + "\n")
+    return plan_units(out)
+
+
+def load_suite(out_dir: str | os.PathLike) -> SuiteConfig:
+    return load_config(SuiteConfig, Path(out_dir) / SUITE_FILE)
+
+
+def read_checkpoint_info(out_dir: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / CHECKPOINT_FILE).read_text())
+
+
+def num_folds(task: TaskConfig) -> int:
+    """How many folds a task has (reads only the folds file for Matbench)."""
+    if task.kind == "matbench":
+        from evals.tasks.matbench import _read_json, task_name_of
+        splits = _read_json(Path(task.folds_path)).get("splits", {})
+        name = task_name_of(task.path)
+        return len(splits[name] if name in splits else next(iter(splits.values())))
+    return task.num_folds
+
+
+def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
+    """Every unit of the prepared run in OUT: fine-tuning tasks give (fold, seed) x (pretrained[, scratch]);
+    zero-shot tasks give one unit."""
+    out = str(Path(out_dir).resolve())
+    suite = load_suite(out)
+    units = []
+    for task in suite.tasks:
+        if not task.is_finetune:
+            units.append(Unit(out, task.name, 0, 0, "zeroshot"))
+            continue
+        total = num_folds(task)
+        folds = task.folds if task.folds is not None else list(range(total))
+        bad = [f for f in folds if not 0 <= f < total]
+        if bad:
+            raise ValueError(f"task {task.name!r}: folds {bad} do not exist (it has {total})")
+        variants = ("pretrained", "scratch") if task.scratch else ("pretrained",)
+        units += [Unit(out, task.name, f, s, v) for f in folds for s in (task.seeds or suite.seeds) for v in variants]
+    return units
+
+
+@lru_cache(maxsize=4)
+def _task_data(out_dir: str, name: str):
+    from evals.tasks import load_property_task_for
+    return load_property_task_for(load_suite(out_dir).task(name))
+
+
+def _zeroshot_path(task: TaskConfig, out_dir: str) -> str:
+    if task.path is not None:
+        return task.path
+    manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
+    if not manifest.get("sha256"):
+        raise FileNotFoundError(f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
+                                f"({manifest.get('path')}) is not on this machine")
+    return manifest["path"]
+
+
+def compute_unit(unit: Unit) -> dict[str, Any]:
+    """Run one unit and return its result record (without writing it)."""
+    import copy
+
+    import torch
+
+    from evals.checkpoint import load_checkpoint
+
+    suite = load_suite(unit.out_dir)
+    task = suite.task(unit.task)
+    ck = read_checkpoint_info(unit.out_dir)
+    potential = load_checkpoint(ck["path"], suite.which)
+    if task.is_finetune:
+        from evals.finetune import run_finetune
+        cfg = suite.finetune_for(task)
+        torch.set_num_threads(cfg.threads)
+        data = _task_data(unit.out_dir, task.name)
+        pretrained = copy.deepcopy(potential) if unit.variant == "pretrained" else None
+        result = run_finetune(data, unit.fold, unit.seed, cfg, potential.config, pretrained, device=suite.device)
+        result["finetune_config"] = asdict(cfg)
+        result["task"] = data.describe()
+    elif task.kind == "dcdft_eos":
+        from evals.tasks.dcdft import zero_shot_bulk_moduli
+        from foundation.calculator import FoundationCalculator
+        result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
+                                       strain=suite.eos_strain, points=suite.eos_points, elements=task.elements)
+        result["kind"] = "eos"
+        result["task"] = {"name": task.name, "property": "bulk_modulus", "unit": "GPa",
+                          "num_structures": len(result["predictions"]) + len(result["failures"]),
+                          "sources": {"ase.collections.dcdft": "ase"}}
+    else:
+        from evals.tasks.zeroshot import describe_dataset, zero_shot_errors
+        path, split = _zeroshot_path(task, unit.out_dir), task.split or "test"
+        result = zero_shot_errors(potential, path, split, max_frames=task.max_structures, device=suite.device)
+        result["task"] = {"name": task.name, "property": "energy/forces/stress", "unit": "",
+                          **describe_dataset(path, split)}
+    return result
+
+
+def run_unit(unit: Unit) -> Path:
+    """Run one unit unless its result file exists, and write OUT/units/TASK/foldF_seedS_VARIANT.json
+    atomically. Safe to call from any process or Slurm task; returns the result path."""
+    if unit.result_path.is_file():
+        return unit.result_path
+    start = time.perf_counter()
+    result = compute_unit(unit)
+    result.update({"unit": asdict(unit), "key": unit.key, "variant": unit.variant, "fold": unit.fold,
+                   "seed": unit.seed, "wall_seconds": time.perf_counter() - start})
+    from evals.report import finite_or_null
+    write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
+    return unit.result_path
+
+
+def _run_logged(unit: Unit) -> tuple[str, str | None]:
+    try:
+        run_unit(unit)
+        return unit.key, None
+    except Exception:  # reported by the caller with the unit's key; the other units go on
+        return unit.key, traceback.format_exc()
+
+
+def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
+    """Run units in this process (workers <= 1) or a spawn-started process pool; returns (key, traceback)
+    of every failed unit (the others still finish)."""
+    todo = [u for u in units if not u.result_path.is_file()]
+    failures = []
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="eval units", unit="unit", file=sys.stderr)
+    if workers <= 1:
+        results = (_run_logged(u) for u in todo)
+        for key, error in results:
+            bar.set_postfix_str(key)
+            bar.update()
+            if error:
+                failures.append((key, error))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
+                key, error = future.result()
+                bar.set_postfix_str(key)
+                bar.update()
+                if error:
+                    failures.append((key, error))
+    bar.close()
+    return failures
