@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -41,23 +42,84 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def training_step_flops(model: torch.nn.Module, batch: Any, loss_fn: Callable[[Any, Any], torch.Tensor], *,
-                        frames: int, atoms: int) -> StepFlops:
-    """FLOPs of forward (with the model's own force/stress derivatives), loss and backward on `batch`.
+def training_step_flops(model: torch.nn.Module, step_loss: Callable[[], torch.Tensor], *, frames: int,
+                        atoms: int) -> StepFlops:
+    """FLOPs of `step_loss()` (forward with the model's own force/stress derivatives, loss) and its backward.
 
     The model is put in training mode (so derivatives are built with create_graph=True) and its
     gradients are cleared afterwards; its parameters are not changed.
     """
     was_training = model.training
     model.train()
-
-    def step() -> None:
-        loss = loss_fn(model(batch), batch)
-        loss.backward()
-
     try:
-        flops = count_flops(step)
+        flops = count_flops(lambda: step_loss().backward())
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return StepFlops(flops=flops, frames=int(frames), atoms=int(atoms))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunCost:
+    """What one optimizer step of a training config costs, averaged over representative batches."""
+
+    n_params: int
+    flops_per_step: float
+    frames_per_step: float
+    atoms_per_step: float
+
+    @property
+    def flops_per_frame(self) -> float:
+        return self.flops_per_step / self.frames_per_step
+
+
+def representative_batches(natoms: np.ndarray, max_atoms: int, n_batches: int, seed: int) -> list[list[int]]:
+    """Frame indices of `n_batches` micro-batches filled, like the atoms-balanced sampler, up to max_atoms
+    with frames in a seeded random order (a frame larger than max_atoms forms a batch of its own)."""
+    order = np.random.default_rng(seed).permutation(len(natoms))
+    batches, current, atoms = [], [], 0
+    for i in order:
+        if current and atoms + natoms[i] > max_atoms:
+            batches.append(current)
+            if len(batches) == n_batches:
+                return batches
+            current, atoms = [], 0
+        current.append(int(i))
+        atoms += int(natoms[i])
+    return batches + [current] if current and len(batches) < n_batches else batches
+
+
+def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> RunCost:
+    """Parameter count and counted FLOPs per optimizer step of a TrainRunConfig on its own training split:
+    the model's forward (outputs the objective needs, derivatives included), the objective's loss and
+    backward, per micro-batch, times the gradient-accumulation steps."""
+    from foundation.data.batch import collate_frames
+    from foundation.data.dataset import open_dataset
+    from foundation.models import build_potential
+    from foundation.train.objectives import Objective
+
+    cfg = train_config
+    model = build_potential(cfg.model)
+    objective = Objective(cfg.objective)
+    clean, noisy = objective.outputs(model.outputs)
+    dataset = open_dataset(cfg.data.path, split=cfg.data.train_split)
+    max_neighbors = cfg.data.max_neighbors if cfg.data.max_neighbors is not None else model.max_neighbors
+    steps = []
+    for index in representative_batches(dataset.natoms, cfg.data.max_atoms, n_batches, seed):
+        batch = collate_frames([dataset[i] for i in index], model.cutoff, max_neighbors)
+
+        def step_loss() -> torch.Tensor:
+            loss = torch.zeros(())
+            if clean:
+                out = model(batch, compute=clean)
+                loss = loss + objective.loss(objective.errors(out, batch), objective.counts(batch, None))[0]
+            if noisy:  # denoising runs a second forward; the noise values do not change the count
+                loss = loss + model(batch, compute=noisy)["noise"].square().mean()
+            return loss
+
+        steps.append(training_step_flops(model, step_loss, frames=len(index), atoms=int(batch.natoms.sum())))
+    accum = cfg.engine.grad_accum
+    return RunCost(n_params=sum(p.numel() for p in model.parameters()),
+                   flops_per_step=accum * float(np.mean([s.flops for s in steps])),
+                   frames_per_step=accum * float(np.mean([s.frames for s in steps])),
+                   atoms_per_step=accum * float(np.mean([s.atoms for s in steps])))

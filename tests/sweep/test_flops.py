@@ -35,13 +35,17 @@ class PairPotential(torch.nn.Module):
 def test_force_training_counts_the_double_backward():
     torch.manual_seed(0)
     pairs, width = 15, 32
-    no_forces = training_step_flops(PairPotential(width, forces=False), torch.randn(6, 3),
-                                    lambda out, _: out["energy"], frames=1, atoms=6)
+    plain = PairPotential(width, forces=False)
+    no_forces = training_step_flops(plain, lambda: plain(torch.randn(6, 3))["energy"], frames=1, atoms=6)
     # two (P x 1)(1 x W)-sized matmuls forward (4 P W), twice that backward (8 P W)
     assert no_forces.flops == 12 * pairs * width
     model = PairPotential(width)
-    with_forces = training_step_flops(model, torch.randn(6, 3),
-                                      lambda out, _: out["energy"] + out["forces"].square().sum(), frames=2, atoms=6)
+
+    def loss() -> torch.Tensor:
+        out = model(torch.randn(6, 3))
+        return out["energy"] + out["forces"].square().sum()
+
+    with_forces = training_step_flops(model, loss, frames=2, atoms=6)
     # forces are a backward pass inside forward, and the loss's backward runs through them again
     assert with_forces.flops >= 1.5 * no_forces.flops
     assert with_forces.per_atom == with_forces.flops / 6 and with_forces.per_frame == with_forces.flops / 2

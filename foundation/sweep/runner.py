@@ -1,0 +1,160 @@
+"""Run sweep points: `run_point(point)` (one pre-training run, picklable, so it can be a Slurm array task),
+the markers that make a finished point never rerun and a failed one retryable, and the local driver.
+
+Markers in each point's run directory:
+  sweep_point.json    written last by a finished point: its config hash and every number the report needs
+  sweep_failed.json   written by a point that raised: the error and traceback (removed when it reruns)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from foundation.data.atomic import write_text_atomic
+from foundation.data.manifest import Manifest
+from foundation.sweep.grid import SweepPoint, point_hash
+
+DONE = "sweep_point.json"
+FAILED = "sweep_failed.json"
+
+
+class SweepError(RuntimeError):
+    """A point that cannot run or be read back, named with the reason."""
+
+
+def point_state(point: SweepPoint) -> str:
+    """'done' (a marker with this point's current config hash), 'failed', or 'pending'.
+
+    A done marker whose hash differs (the base config, the model or the data changed) is an error: the run
+    directory holds a different experiment, and mixing them would corrupt the fits."""
+    run_dir = Path(point.run_dir)
+    if (run_dir / DONE).exists():
+        marker = json.loads((run_dir / DONE).read_text())
+        if marker.get("config_hash") != point_hash(point):
+            raise SweepError(f"{run_dir / DONE}: point {point.point_id} finished with a different config (hash "
+                             f"{marker.get('config_hash', '?')[:12]}, now {point_hash(point)[:12]}); use a new "
+                             "out_dir for a changed sweep, or delete that run directory to rerun it")
+        return "done"
+    return "failed" if (run_dir / FAILED).exists() else "pending"
+
+
+def final_val_metrics(run_dir: str | Path, names: Iterable[str]) -> dict[str, float]:
+    """The last record of RUN_DIR/metrics.jsonl that holds every metric in `names`."""
+    path = Path(run_dir) / "metrics.jsonl"
+    names = list(names)
+    if not path.exists():
+        raise SweepError(f"{path}: the training run wrote no metrics file")
+    last = None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SweepError(f"{path}: line {number} is not JSON ({exc})") from None
+        if all(name in record for name in names):
+            last = record
+    if last is None:
+        raise SweepError(f"{path}: no record holds all of {names}; check the sweep's `loss` metric names")
+    values = {name: float(last[name]) for name in names}
+    bad = [n for n, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise SweepError(f"{path}: final validation {bad} not finite (the run diverged)")
+    return values
+
+
+def _resolved_config(point: SweepPoint, steps: int) -> Any:
+    from foundation.train.config import load_train_config
+
+    return load_train_config(point.train_config, [f"train.max_steps={steps}"])
+
+
+def run_point(point: SweepPoint) -> dict[str, Any]:
+    """Run one point to completion (or return its result when already done) and write its marker.
+
+    Measures FLOPs per step on representative batches first (a FLOPs budget becomes steps here), then
+    trains, then reads the final validation metrics. On an exception writes sweep_failed.json and re-raises.
+    """
+    from foundation.sweep.flops import measure_run_cost
+    from foundation.train.runner import run_training
+
+    run_dir = Path(point.run_dir)
+    if point_state(point) == "done":
+        return json.loads((run_dir / DONE).read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILED).unlink(missing_ok=True)
+    try:
+        config_hash = point_hash(point)
+        cost = measure_run_cost(_resolved_config(point, 1), point.flops_batches, point.flops_seed)
+        steps = (int(point.budget) if point.budget_kind == "steps"
+                 else max(1, round(point.budget / cost.flops_per_step)))
+        config = _resolved_config(point, steps)
+        start = time.perf_counter()
+        run_training(config)
+        wall = time.perf_counter() - start
+        metrics = final_val_metrics(run_dir, point.loss_weights)
+        subset = Manifest.load(point.data_path).extra.get("subset", {})
+        devices = 1  # the local driver trains in one process; a multi-process point records its world size
+        result = {
+            "point_id": point.point_id, "config_hash": config_hash, "model": point.model,
+            "n_params": cost.n_params, "target_frames": point.target_frames,
+            "frames": int(subset.get("frames", point.target_frames)), "structures": subset.get("structures"),
+            "seed": point.seed, "budget_kind": point.budget_kind, "budget": point.budget, "steps": steps,
+            "flops_per_step": cost.flops_per_step, "frames_per_step": cost.frames_per_step,
+            "atoms_per_step": cost.atoms_per_step, "flops_per_frame": cost.flops_per_frame,
+            "flops": cost.flops_per_step * steps, "wall_s": wall, "devices": devices,
+            "device_hours": wall * devices / 3600.0, "metrics": metrics,
+            "loss": sum(w * metrics[name] for name, w in point.loss_weights.items()), "run_dir": str(run_dir),
+        }
+        write_text_atomic(run_dir / DONE, json.dumps(result, indent=1) + "\n")
+        return result
+    except BaseException as exc:
+        write_text_atomic(run_dir / FAILED, json.dumps({
+            "point_id": point.point_id, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()}, indent=1) + "\n")
+        raise
+
+
+def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
+    """Finished results, failures (with their error) and pending point ids."""
+    done, failed, pending = [], [], []
+    for point in points:
+        state = point_state(point)
+        if state == "done":
+            done.append(json.loads((Path(point.run_dir) / DONE).read_text()))
+        elif state == "failed":
+            failed.append(json.loads((Path(point.run_dir) / FAILED).read_text()))
+        else:
+            pending.append(point.point_id)
+    return {"points": done, "failed": failed, "pending": pending}
+
+
+def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
+    """Run points one after another in this process: every pending point, or, with `retry`, only the points
+    it names (["failed"]: every failed point). Failed points are not rerun otherwise. Returns
+    {point_id: state after the run}."""
+    from tqdm import tqdm
+
+    known = {p.point_id for p in points}
+    unknown = [r for r in retry if r != "failed" and r not in known]
+    if unknown:
+        raise SweepError(f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})")
+    states = {p.point_id: point_state(p) for p in points}
+    if retry:  # --retry reruns the named points (or every failed one) alone
+        todo = [p for p in points if states[p.point_id] != "done"
+                and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
+    else:
+        todo = [p for p in points if states[p.point_id] == "pending"]
+    for point in tqdm(todo, desc="sweep points", unit="point", disable=not progress):
+        try:
+            run_point(point)
+            states[point.point_id] = "done"
+        except Exception as exc:  # recorded in the point's sweep_failed.json; the sweep goes on
+            print(f"point {point.point_id} FAILED: {type(exc).__name__}: {exc}")
+            states[point.point_id] = "failed"
+    return states
