@@ -1,0 +1,1 @@
+"""Pre-training with DeepSpeed: objectives, atoms-balanced loaders, engine, loop, checkpoints, exact resume."""

@@ -1,0 +1,146 @@
+"""Checkpoints and model exports of a run directory.
+
+run_dir/checkpoints/step-00000100/   deepspeed/ (DeepSpeed's own checkpoint, tag "deepspeed"), state.json (step,
+                                     epoch, sampler position, schedule, EMA count, normalisers, ...),
+                                     ema.safetensors (EMA weights), rng-rank{R}.safetensors (every rank's RNG)
+run_dir/checkpoints/latest           text file naming the newest complete checkpoint directory
+run_dir/best/, run_dir/last/         model.safetensors (EMA fp32 weights, consolidated) + model.json (model
+                                     config, normalisers, step, validation metrics)
+A checkpoint is written into checkpoints/.tmp-step-N, renamed into place once complete, and only then named by
+`latest`; the last `keep` are kept. Our files are JSON and safetensors (no pickle); `load_potential` reads an
+export back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from foundation.data.atomic import write_text_atomic
+from foundation.train.distributed import barrier
+
+CHECKPOINTS = "checkpoints"
+DS_TAG = "deepspeed"
+STATE = "state.json"
+EMA_FILE = "ema.safetensors"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_META = "model.json"
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _rng_file(rank: int) -> str:
+    return f"rng-rank{rank}.safetensors"
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch_cuda"])
+
+
+def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: dict, ema: dict[str, torch.Tensor],
+                    *, rank: int, keep: int) -> Path:
+    """Collective: every rank calls it. Returns the final checkpoint directory."""
+    root = Path(run_dir) / CHECKPOINTS
+    final, tmp = root / step_dir_name(step), root / f".tmp-{step_dir_name(step)}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    engine.save_checkpoint(str(tmp), tag=DS_TAG, save_latest=False)
+    save_file(rng_state(), str(tmp / _rng_file(rank)))
+    if rank == 0:
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
+        write_text_atomic(tmp / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    barrier()
+    if rank == 0:
+        if final.exists():  # a rerun of the same step (e.g. the end of a resumed run): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_text_atomic(root / "latest", final.name + "\n")
+        _prune(root, keep)
+    barrier()
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name))
+    for old in steps[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-step-*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of a run: the one `latest` names, else the newest step-* with a state."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointer = root / "latest"
+    if pointer.exists():
+        named = root / pointer.read_text().strip()
+        if (named / STATE).exists():
+            return named
+    complete = sorted(p for p in root.glob("step-*") if _STEP_DIR.match(p.name) and (p / STATE).exists())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Collective: restore DeepSpeed's state into `engine` and this rank's RNG; return (state, EMA tensors)."""
+    state = json.loads((path / STATE).read_text())
+    if state["world_size"] != world_size:
+        raise ValueError(f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
+                         "needs the same world size (the sampler plan depends on it)")
+    load_path, _ = engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True,
+                                          load_lr_scheduler_states=False, load_module_strict=True)
+    if load_path is None:
+        raise RuntimeError(f"{path}: DeepSpeed found no checkpoint under tag {DS_TAG!r}")
+    set_rng_state(load_file(str(path / _rng_file(rank))))
+    return state, load_file(str(path / EMA_FILE))
+
+
+def export_model(directory: str | os.PathLike, weights: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write model.safetensors + model.json into `directory` (replaced atomically as a whole)."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(weights, str(tmp / MODEL_WEIGHTS))
+    (tmp / MODEL_META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    old = directory.with_name(f".old-{directory.name}")
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def load_potential(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
+    """The exported Potential of a run (`which`: "best" or "last"; a directory holding model.json also works),
+    in eval mode, fp32."""
+    from foundation.models import build_potential
+
+    run_dir = Path(run_dir)
+    directory = run_dir if (run_dir / MODEL_META).exists() else run_dir / which
+    if not (directory / MODEL_META).exists():
+        raise FileNotFoundError(f"{directory}: no {MODEL_META}; has the run validated or finished yet?")
+    meta = json.loads((directory / MODEL_META).read_text())
+    potential = build_potential(meta["model"])
+    potential.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)
+    return potential.to(device).eval()

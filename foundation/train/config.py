@@ -1,0 +1,122 @@
+"""Typed configuration of a training run (configs/pretrain/*.yaml): `TrainRunConfig` and its sections.
+
+Overrides use dotted names: `data.path=DIR`, `train.max_steps=N`, `run_dir=DIR` (a contract the README shows).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from foundation.config import ConfigError, load_config
+
+
+@dataclass
+class DataConfig:
+    path: str = "runs/data/demo"                    # a prepared dataset (manifest.json)
+    container: Literal["lmdb", "wds"] = "lmdb"      # map-style LMDB or streaming WebDataset: the same batches
+    train_split: str = "train"
+    val_split: str = "val"
+    max_atoms: int = 512                            # micro-batches are filled up to this many atoms
+    val_max_atoms: int | None = None                # defaults to max_atoms
+    val_max_frames: int | None = None               # validate on the first N val frames (None: all)
+    shuffle: Literal["shard", "global"] = "shard"   # "shard": shard order, then frames within a shard (wds-safe)
+    num_workers: int = 1                            # loader workers; graphs and batches are built in them
+    prefetch_factor: int = 4
+    max_neighbors: int | None = None                # None: the model's backbone.max_neighbors
+
+
+@dataclass
+class ObjectiveConfig:
+    """Loss = sum of weight * term; a weight of 0 turns a term off. Derivative or direct is the model's heads."""
+
+    energy_weight: float = 1.0
+    forces_weight: float = 1.0
+    stress_weight: float = 0.0
+    denoise_weight: float = 0.0
+    energy_basis: Literal["per_atom", "total"] = "per_atom"
+    loss: Literal["mse", "l1", "huber"] = "mse"
+    huber_delta: float = 0.01
+    noise_std: float = 0.1                          # A; Gaussian noise on positions for denoising
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1.0e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1.0e-8
+
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["cosine", "plateau", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01                      # cosine ends at lr * min_lr_ratio
+    plateau_factor: float = 0.5                     # plateau: lr *= factor after `plateau_patience` validations
+    plateau_patience: int = 3                       #   without improvement of the validation loss
+
+
+@dataclass
+class EngineConfig:
+    zero_stage: int = 0                             # 0, 1 or 2; 3 is refused (second-order gradients)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_accum: int = 1                             # micro-batches per optimizer step and rank
+    grad_clip: float = 10.0                         # max global gradient norm; 0 turns clipping off
+    ema_decay: float = 0.999                        # EMA of the weights for validation/export; 0: no EMA
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000                           # optimizer steps
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 100                            # and at the end
+    checkpoint_every: int = 100                     # and at the end
+    keep_checkpoints: int = 3
+    progress: bool = True                           # tqdm bar on rank 0
+
+
+@dataclass
+class TrainRunConfig:
+    model: Any = "schnet"                           # a name under configs/model/, a YAML path, or a mapping
+    run_dir: str = "runs/train/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def check_config(cfg: TrainRunConfig) -> None:
+    """Refuse combinations that cannot train correctly, with the reason."""
+    if cfg.engine.zero_stage == 3:
+        raise ConfigError("engine.zero_stage: 3 is not supported: forces and stresses are derivatives of the energy, "
+                          "so their losses need second-order gradients through the parameters, and ZeRO-3 "
+                          "gathers/releases partitioned parameters around forward and backward hooks in a way "
+                          "that breaks double backward. Use zero_stage 0, 1 or 2.")
+    if cfg.engine.zero_stage not in (0, 1, 2):
+        raise ConfigError(f"engine.zero_stage: {cfg.engine.zero_stage} is not one of 0, 1, 2")
+    if cfg.data.container == "wds" and cfg.data.shuffle == "global":
+        raise ConfigError("data.shuffle: global needs random access; WebDataset shards stream, use shuffle: shard")
+    weights = cfg.objective
+    if min(weights.energy_weight, weights.forces_weight, weights.stress_weight, weights.denoise_weight) < 0:
+        raise ConfigError("objective weights must be >= 0")
+    if not (weights.energy_weight or weights.forces_weight or weights.stress_weight or weights.denoise_weight):
+        raise ConfigError("objective: every weight is 0, nothing to train")
+    for name in ("max_steps", "log_every", "val_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(cfg.train, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1")
+    if cfg.engine.grad_accum < 1 or cfg.data.max_atoms < 1:
+        raise ConfigError("engine.grad_accum and data.max_atoms must be >= 1")
+
+
+def load_train_config(source: str | os.PathLike | dict | None, overrides: Sequence[str] = ()) -> TrainRunConfig:
+    """A TrainRunConfig from a YAML path (or mapping) plus dotted overrides (`data.path=DIR`, ...)."""
+    return load_config(TrainRunConfig, source, overrides)

@@ -1,0 +1,101 @@
+"""Datasets whose items are whole training micro-batches, built inside DataLoader workers.
+
+`MapBatchDataset` reads LMDB shards by index; `StreamBatchDataset` streams WebDataset shards. Both realise the
+same `AtomsBalancedSampler` plan with the same `BatchBuilder`, so they give identical batches. For denoising,
+the builder adds Gaussian noise to the positions before the graph is built; the noise of a frame depends only
+on (seed, epoch, dataset index): fresh every time a frame is drawn, and the same after a resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from foundation.data.batch import AtomsBatch, collate_frames
+from foundation.data.dataset import FrameDataset
+from foundation.data.schema import Frame
+from foundation.train.sampler import AtomsBalancedSampler, MicroBatch
+
+
+@dataclass
+class TrainItem:
+    """One micro-batch: the clean batch (E/F/S terms) and/or its noisy copy (denoising), and where it came from."""
+
+    clean: AtomsBatch | None
+    noisy: AtomsBatch | None
+    epoch: int
+    position: int
+
+    @property
+    def num_atoms(self) -> int:
+        batch = self.clean if self.clean is not None else self.noisy
+        return int(batch.natoms.sum())
+
+    def pin_memory(self) -> "TrainItem":
+        return dataclasses.replace(self, clean=self.clean.pin_memory() if self.clean is not None else None,
+                                   noisy=self.noisy.pin_memory() if self.noisy is not None else None)
+
+
+def position_noise(natoms: int, std: float, *, seed: int, epoch: int, index: int) -> np.ndarray:
+    """Gaussian position noise (natoms, 3) in A, a pure function of (seed, epoch, dataset index)."""
+    rng = np.random.default_rng([seed, epoch, index, 0xD0])
+    return rng.normal(0.0, std, size=(natoms, 3))
+
+
+@dataclass(frozen=True)
+class BatchBuilder:
+    """Frames of one MicroBatch -> TrainItem (graph included); picklable, runs in loader workers."""
+
+    cutoff: float
+    max_neighbors: int | None = None
+    clean: bool = True
+    noise_std: float = 0.0  # > 0: also build the noisy copy
+    seed: int = 0
+
+    def __call__(self, key: MicroBatch, frames: Sequence[Frame]) -> TrainItem:
+        clean = collate_frames(frames, self.cutoff, self.max_neighbors) if self.clean else None
+        noisy = None
+        if self.noise_std > 0:
+            noises = [position_noise(f.natoms, self.noise_std, seed=self.seed, epoch=key.epoch, index=i)
+                      for f, i in zip(frames, key.indices)]
+            shaken = [dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)]
+            noisy = collate_frames(shaken, self.cutoff, self.max_neighbors)
+            noisy.noise = torch.from_numpy(np.concatenate(noises)).to(noisy.positions.dtype)
+        return TrainItem(clean, noisy, key.epoch, key.position)
+
+
+class MapBatchDataset(Dataset):
+    """LMDB (random access): dataset[MicroBatch] -> TrainItem."""
+
+    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder, container: str = "lmdb"):
+        self.frames = FrameDataset(path, split=split, container=container)
+        self.builder = builder
+
+    def __getitem__(self, key: MicroBatch) -> TrainItem:  # type: ignore[override]
+        return self.builder(key, [self.frames[i] for i in key.indices])
+
+
+class StreamBatchDataset(IterableDataset):
+    """WebDataset (sequential tar shards): iterates the sampler's plan; loader worker w builds micro-batches
+    w, w + W, ... and the DataLoader interleaves them back into plan order. Shards are read in the plan's
+    order with one decoded shard cached, so a shard-ordered plan reads each shard once per worker."""
+
+    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder, sampler: AtomsBalancedSampler):
+        self.frames = FrameDataset(path, split=split, container="wds")
+        self.builder, self.sampler = builder, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[TrainItem]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for n, key in enumerate(self.sampler):
+            if n % workers == worker:
+                yield self.builder(key, [self.frames[i] for i in key.indices])

@@ -1,0 +1,107 @@
+"""`run_training(config)`: one training run in this process (world of one, or one rank of a torchrun/Slurm job
+when WORLD_SIZE is set), resuming from the run directory's newest complete checkpoint."""
+
+from __future__ import annotations
+
+import copy
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foundation.config import save_config, to_dict
+from foundation.data.manifest import Manifest
+from foundation.train import checkpoint as ckpt
+from foundation.train.config import TrainRunConfig, load_train_config
+from foundation.train.datasets import BatchBuilder
+from foundation.train.distributed import init_distributed, shutdown
+from foundation.train.ema import EMA
+from foundation.train.engine import build_engine
+from foundation.train.loader import build_split_loader
+from foundation.train.logging import RunLogger
+from foundation.train.loop import STOP, LoopState, Trainer
+from foundation.train.objectives import Objective
+from foundation.train.schedule import LRSchedule
+
+__all__ = ["load_train_config", "request_stop", "run_training"]
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
+
+
+def request_stop() -> None:
+    """Ask the running loop to finish its current step, checkpoint on every rank, and return (stopped=True)."""
+    STOP.set()
+
+
+def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
+    """Element reference energies (eV) from the manifest; the per-atom energy scale from its statistics when
+    they carry a force RMS (`statistics.forces.rms` or `statistics.forces_rms`), else 1."""
+    stats = manifest.statistics or {}
+    forces = stats.get("forces")
+    rms = forces.get("rms") if isinstance(forces, dict) else stats.get("forces_rms")
+    return {"element_references": dict(manifest.element_references),
+            "scale": float(rms) if rms else 1.0, "shift": 0.0}
+
+
+def _install_signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGUSR2, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: request_stop())
+    return previous
+
+
+def run_training(config: TrainRunConfig) -> dict:
+    """Train (or resume) the run described by `config`; returns a summary: step, epoch, stopped, val metrics,
+    best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
+    from foundation.models import build_potential
+
+    STOP.clear()
+    previous = _install_signal_handlers()
+    info = init_distributed(config.engine.device)
+    logger = None
+    try:
+        run_dir = Path(config.run_dir)
+        torch.manual_seed(config.train.seed)
+        model = build_potential(config.model)
+        normalization = normalization_from_manifest(Manifest.load(config.data.path))
+        if model.energy_head is not None:
+            model.set_normalization(**normalization)
+        eval_model = copy.deepcopy(model).to(info.device).eval()
+        objective = Objective(config.objective)
+        builder = BatchBuilder(model.cutoff, config.data.max_neighbors or model.max_neighbors,
+                               clean=objective.needs_clean,
+                               noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
+                               seed=config.train.seed)
+        common = dict(rank=info.rank, world_size=info.world_size, grad_accum=config.engine.grad_accum,
+                      seed=config.train.seed, pin_memory=info.device.type == "cuda")
+        train = build_split_loader(config.data, config.data.train_split, builder, train=True, **common)
+        val = build_split_loader(config.data, config.data.val_split, builder, train=False, **common)
+        engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
+        ema = EMA(engine.module, config.engine.ema_decay)
+        schedule = LRSchedule(config.schedule, config.optimizer, config.train.max_steps)
+        state = LoopState()
+        latest = ckpt.latest_checkpoint(run_dir)
+        if latest is not None:
+            saved, ema_tensors = ckpt.load_checkpoint(latest, engine, rank=info.rank, world_size=info.world_size)
+            state = LoopState(**{k: saved[k] for k in ("step", "epoch", "position", "best_val", "best_step")})
+            schedule.load_state_dict(saved["schedule"])
+            ema.load_shadow(ema_tensors, saved["ema_updates"])
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / "config.yaml")
+        logger = RunLogger(run_dir, enabled=info.is_main, progress=config.train.progress,
+                           total_steps=config.train.max_steps, initial_step=state.step)
+        if latest is not None:
+            logger.line(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})")
+        meta = {"model": to_dict(model.config), "normalization": normalization}
+        trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta)
+        return trainer.run()
+    finally:
+        if logger is not None:
+            logger.close()
+        shutdown(info)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

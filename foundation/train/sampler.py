@@ -1,0 +1,97 @@
+"""Atoms-balanced distributed micro-batching, planned from the manifest's atom counts alone.
+
+Every epoch has one global plan: frames in a seeded order (shard order then frames within each shard for
+"shard", one permutation for "global", dataset order for "none"), packed greedily into micro-batches of at
+most `max_atoms` atoms (a frame larger than that sits alone). Training plans are cut to a multiple of
+world_size * grad_accum so every rank gets the same number of micro-batches and every optimizer step lies in
+one epoch; rank r takes micro-batches r, r + world, ... The same plan serves LMDB and WebDataset datasets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+
+Shuffle = Literal["none", "shard", "global"]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One micro-batch of the plan: dataset indices of its frames, its epoch and its position on its rank."""
+
+    epoch: int
+    position: int
+    indices: tuple[int, ...]
+
+
+def frame_order(shard_sizes: Sequence[int], *, epoch: int, seed: int, shuffle: Shuffle) -> np.ndarray:
+    """Dataset indices in this epoch's order."""
+    total = int(np.sum(shard_sizes))
+    if shuffle == "none":
+        return np.arange(total)
+    rng = np.random.default_rng([seed, epoch, 0x5A11])
+    if shuffle == "global":
+        return rng.permutation(total)
+    offsets = np.concatenate([[0], np.cumsum(shard_sizes)]).astype(np.int64)
+    return np.concatenate([offsets[s] + rng.permutation(int(shard_sizes[s])) for s in rng.permutation(len(shard_sizes))]
+                          or [np.zeros(0, np.int64)])
+
+
+def pack(order: np.ndarray, natoms: np.ndarray, max_atoms: int) -> list[tuple[int, ...]]:
+    """Greedy packing of frames (in `order`) into micro-batches of at most `max_atoms` atoms."""
+    batches: list[tuple[int, ...]] = []
+    current: list[int] = []
+    filled = 0
+    for index, count in zip(order.tolist(), natoms[order].tolist()):
+        if current and filled + count > max_atoms:
+            batches.append(tuple(current))
+            current, filled = [], 0
+        current.append(index)
+        filled += count
+    if current:
+        batches.append(tuple(current))
+    return batches
+
+
+class AtomsBalancedSampler:
+    """Yields this rank's MicroBatch keys for one epoch (`set_epoch`), optionally from a position (`resume`)."""
+
+    def __init__(self, natoms: np.ndarray, shard_sizes: Sequence[int], max_atoms: int, *, rank: int = 0,
+                 world_size: int = 1, grad_accum: int = 1, seed: int = 0, shuffle: Shuffle = "shard",
+                 drop_last: bool = True):
+        if int(np.sum(shard_sizes)) != len(natoms):
+            raise ValueError(f"shard sizes sum to {int(np.sum(shard_sizes))} but there are {len(natoms)} frames")
+        self.natoms = np.asarray(natoms, dtype=np.int64)
+        self.shard_sizes = [int(s) for s in shard_sizes]
+        self.max_atoms, self.rank, self.world_size = max_atoms, rank, world_size
+        self.grad_accum, self.seed, self.shuffle, self.drop_last = grad_accum, seed, shuffle, drop_last
+        self.epoch, self.start = 0, 0
+        self._cache: tuple[int, list[tuple[int, ...]]] | None = None
+
+    def plan(self, epoch: int) -> list[tuple[int, ...]]:
+        """The global micro-batch plan of `epoch` (every rank computes the same one)."""
+        if self._cache is None or self._cache[0] != epoch:
+            order = frame_order(self.shard_sizes, epoch=epoch, seed=self.seed, shuffle=self.shuffle)
+            batches = pack(order, self.natoms, self.max_atoms)
+            if self.drop_last:
+                unit = self.world_size * self.grad_accum
+                batches = batches[:len(batches) // unit * unit]
+            self._cache = (epoch, batches)
+        return self._cache[1]
+
+    def rank_batches(self, epoch: int) -> list[tuple[int, ...]]:
+        return self.plan(epoch)[self.rank::self.world_size]
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate `epoch` from micro-batch `start` of this rank (resume within an epoch)."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return max(len(self.rank_batches(self.epoch)) - self.start, 0)
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        batches = self.rank_batches(self.epoch)
+        for position in range(self.start, len(batches)):
+            yield MicroBatch(self.epoch, position, batches[position])
