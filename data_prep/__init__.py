@@ -1,0 +1,1 @@
+"""data_prep: raw DFT outputs -> validated, deduplicated, split, sharded datasets (`foundation prep`)."""

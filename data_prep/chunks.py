@@ -1,0 +1,177 @@
+"""Chunk tasks: the input cut into independent pieces of work, each run by `run_chunk(task)` in any process
+(a local pool, or a Slurm array task), each leaving its outputs under WORK/chunk-NNNNN/ and, last, a
+completion marker WORK/chunk-NNNNN.done holding the fingerprint of its inputs and options.
+
+A task whose marker holds the same fingerprint is skipped; anything else it finds (a half-written
+directory from a killed run) is removed and redone. Outputs are written in a scratch directory renamed
+into place, so a chunk directory without a marker is never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from data_prep.config import PrepConfig
+from data_prep.dedup import structure_key, text_key
+from data_prep.neighbours import count_neighbours
+from data_prep.readers import READERS, Piece
+from data_prep.readers.auto import display_names, expand_inputs
+from data_prep.readers.base import file_identity
+from data_prep.split import assign_split
+from data_prep.staging import QUARANTINE_NAME, SplitWriter, quarantine_entry, write_jsonl
+from data_prep.validate import check_frame
+from foundation.data.atomic import write_text_atomic
+
+PREP_VERSION = 1  # bump when chunk outputs change meaning
+PLAN_NAME = "plan.json"
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One unit of work: read these pieces, validate, write staged records. Picklable; run by run_chunk."""
+
+    index: int
+    pieces: tuple[Piece, ...]
+    work_dir: str
+    config: PrepConfig
+    fingerprint: str
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.work_dir) / f"chunk-{self.index:05d}"
+
+    @property
+    def marker(self) -> Path:
+        return Path(self.work_dir) / f"chunk-{self.index:05d}.done"
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    records: int = 0
+    kept: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: bool = False
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _pack(pieces: list[Piece], chunk_frames: int) -> list[list[Piece]]:
+    """Consecutive pieces into chunks of about `chunk_frames` frames (a large file's pieces are already that)."""
+    chunks: list[list[Piece]] = []
+    weight = chunk_frames
+    for piece in pieces:
+        if weight >= chunk_frames:
+            chunks.append([])
+            weight = 0
+        chunks[-1].append(piece)
+        weight += piece.weight
+    return chunks
+
+
+def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTask]:
+    """Cut the inputs into chunk tasks (reusing WORK/plan.json when inputs and chunking are unchanged)."""
+    work = Path(work_dir)
+    files = expand_inputs(list(config.inputs), config.format)
+    identities = [file_identity(path) for path, _ in files]
+    plan_key = _digest({"files": files, "identities": identities, "chunk_frames": config.chunk_frames,
+                        "version": PREP_VERSION})
+    plan_path = work / PLAN_NAME
+    pieces: list[Piece] | None = None
+    if plan_path.exists():
+        saved = json.loads(plan_path.read_text())
+        if saved.get("key") == plan_key:
+            pieces = [Piece(**p) for p in saved["pieces"]]
+    if pieces is None:
+        names = display_names([path for path, _ in files])
+        pieces = [p for (path, fmt), name in zip(files, names)
+                  for p in READERS[fmt].plan(path, name, config.chunk_frames)]
+        work.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(plan_path, json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}))
+    options = config.chunk_options()
+    tasks = []
+    for index, group in enumerate(_pack(pieces, config.chunk_frames)):
+        fingerprint = _digest({"plan": plan_key, "pieces": [dataclasses.asdict(p) for p in group],
+                               "options": options, "version": PREP_VERSION})
+        tasks.append(ChunkTask(index, tuple(group), str(work), config, fingerprint))
+    return tasks
+
+
+def is_done(task: ChunkTask) -> bool:
+    """Whether the task's outputs exist and were made from the same inputs and options."""
+    if not task.marker.exists() or not task.directory.is_dir():
+        return False
+    try:
+        return json.loads(task.marker.read_text()).get("fingerprint") == task.fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def _sampled(frame_id: str, fraction: float) -> bool:
+    return int.from_bytes(text_key(frame_id)[:8], "big") < fraction * 2.0 ** 64
+
+
+def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) -> ChunkResult:
+    """Run one chunk task (or skip it when already done); return its counts."""
+    start = time.perf_counter()
+    if is_done(task):
+        saved = json.loads(task.marker.read_text())
+        return ChunkResult(task.index, saved["records"], saved["kept"], saved["quarantined"], 0.0, skipped=True)
+    cfg = task.config
+    task.marker.unlink(missing_ok=True)
+    shutil.rmtree(task.directory, ignore_errors=True)
+    for stale in Path(task.work_dir).glob(f".{task.directory.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(task.work_dir) / f".{task.directory.name}.tmp-{os.getpid()}"
+    scratch.mkdir(parents=True)
+    writers = {split: SplitWriter(scratch, split) for split in cfg.split}
+    result = ChunkResult(task.index)
+    quarantine = []
+    pending = 0
+    for piece in task.pieces:
+        for record in READERS[piece.format].read(piece, cfg):
+            result.records += 1
+            pending += 1
+            if progress is not None and pending >= 64:
+                progress(pending)
+                pending = 0
+            frame = record.frame
+            if frame is None:
+                rejection_reason, message = "parse_error", record.error or "unreadable record"
+            else:
+                rejection = check_frame(frame, required=cfg.required, max_force=cfg.max_force,
+                                        min_distance=cfg.min_distance)
+                rejection_reason, message = (rejection.reason, rejection.message) if rejection else (None, "")
+            if rejection_reason is not None:
+                quarantine.append(quarantine_entry(piece.name, record.where, rejection_reason, message, frame, record.raw))
+                result.quarantined[rejection_reason] = result.quarantined.get(rejection_reason, 0) + 1
+                continue
+            neighbours = (count_neighbours(frame.positions, frame.cell, frame.pbc, cfg.neighbour_cutoff)
+                          if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample) else -1)
+            split = assign_split(frame.structure_id, cfg.split, cfg.split_salt)
+            writers[split].add(frame, ordinal=result.records - 1, file=piece.name, record=record.where,
+                               structure_key=structure_key(frame, cfg.dedup_tolerance),
+                               id_key=text_key(frame.frame_id), neighbours=neighbours)
+            result.kept += 1
+    if progress is not None and pending:
+        progress(pending)
+    for writer in writers.values():
+        writer.close()
+    with open(scratch / QUARANTINE_NAME, "w") as fh:
+        write_jsonl(fh, quarantine)
+    os.replace(scratch, task.directory)
+    result.seconds = time.perf_counter() - start
+    write_text_atomic(task.marker, json.dumps({"fingerprint": task.fingerprint, "records": result.records,
+                                               "kept": result.kept, "quarantined": result.quarantined}) + "\n")
+    return result

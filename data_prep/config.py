@@ -1,0 +1,88 @@
+"""Typed options of `foundation prep` (one dataclass; the run writes it resolved as DIR/prep_config.yaml)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb")
+CONTAINER_CHOICES = {"lmdb": ("lmdb",), "wds": ("wds",), "both": ("lmdb", "wds")}
+LABELS = ("energy", "forces", "stress")
+# Options that change neither chunk outputs nor the merged dataset (left out of fingerprints).
+_RUNTIME_ONLY = ("inputs", "out", "workers", "launcher", "keep_work", "progress")
+# Options that only the merge reads (chunk outputs do not depend on them).
+_MERGE_ONLY = ("container", "shard_size", "dedup")
+
+
+@dataclass
+class PrepConfig:
+    """Everything that decides how raw frames become a dataset (see `foundation prep --help`)."""
+
+    inputs: list[str] = field(default_factory=list)
+    out: str = ""
+    format: str = "auto"
+    container: str = "lmdb"  # lmdb | wds | both
+    shard_size: int = 10_000  # frames per final shard
+    chunk_frames: int = 5_000  # frames per chunk task (approximate for VASP files)
+    workers: int = 1
+    launcher: str = "local"
+    split: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05})
+    split_salt: str = ""
+    energy: str = "uncorrected"  # MPtrj: uncorrected_total_energy | corrected_total_energy
+    structure_key: str | None = None  # extxyz/ASE db info key; None = auto; "frame" = every frame its own structure
+    frame_key: str | None = None  # None = auto; "index" = FILE:INDEX
+    energy_key: str = "energy"  # extxyz comment-line keys / column names of the labels
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    required: list[str] = field(default_factory=lambda: ["energy", "forces"])
+    max_force: float = 50.0  # eV/A, largest allowed |F| of an atom
+    min_distance: float = 0.5  # A, closest allowed pair of atoms (periodic images included)
+    dedup: bool = True
+    dedup_tolerance: float = 1e-5  # A, grid on which positions and cell are compared
+    neighbour_cutoff: float = 5.0  # A, for the mean-neighbours statistic
+    neighbour_sample: float = 0.1  # fraction of frames (by frame_id hash) that count neighbours
+    keep_work: bool = False  # keep DIR/_work (chunk outputs) after a successful merge
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.format in FORMATS, f"format must be one of {FORMATS}, got {self.format!r}"),
+            (self.container in CONTAINER_CHOICES, f"container must be lmdb, wds or both, got {self.container!r}"),
+            (self.energy in ("uncorrected", "corrected"), f"energy must be uncorrected or corrected, got {self.energy!r}"),
+            (self.launcher == "local", f"launcher {self.launcher!r} is not available (local only)"),
+            (self.shard_size > 0 and self.chunk_frames > 0 and self.workers > 0,
+             "shard_size, chunk_frames and workers must be positive"),
+            (set(self.required) <= set(LABELS), f"required labels must be among {LABELS}, got {self.required}"),
+            (bool(self.split) and all(v >= 0 for v in self.split.values()) and abs(sum(self.split.values()) - 1) < 1e-9,
+             f"split ratios must be non-negative and sum to 1, got {self.split}"),
+            (0.0 <= self.neighbour_sample <= 1.0, "neighbour_sample must lie in [0, 1]"),
+            (self.dedup_tolerance > 0, "dedup_tolerance must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def containers(self) -> tuple[str, ...]:
+        return CONTAINER_CHOICES[self.container]
+
+    def chunk_options(self) -> dict[str, Any]:
+        """The options a chunk's output depends on (part of its fingerprint)."""
+        skip = set(_RUNTIME_ONLY) | set(_MERGE_ONLY)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The options the final dataset depends on."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME_ONLY}
+
+
+def parse_ratios(text: str) -> dict[str, float]:
+    """'train=0.9,val=0.05,test=0.05' -> {'train': 0.9, ...} (order kept: it decides the hash intervals)."""
+    ratios: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"split ratio {part!r} must look like NAME=FRACTION")
+        ratios[name.strip()] = float(value)
+    return ratios

@@ -1,0 +1,192 @@
+"""The merge step: decide duplicates over the whole input, stream the kept records of finished chunks into
+the final shards (per split, in input order), then write statistics, quarantine, duplicates and manifest.
+
+Final shards depend only on the input order (chunk index, then record order), never on which chunk finished
+first, on the number of workers or on the chunk size. Memory holds 2 x 16-byte keys and a few integers per
+frame, plus one shard's frames.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.chunks import ChunkResult, ChunkTask
+from data_prep.config import PrepConfig
+from data_prep.dedup import first_occurrences
+from data_prep.staging import QUARANTINE_NAME, iter_records, load_summary, quarantine_entry, read_record
+from data_prep.statistics import compute_statistics
+from foundation.data.atomic import atomic_path
+from foundation.data.codec import decode_frame
+from foundation.data.manifest import MANIFEST_NAME, Manifest, ShardInfo
+from foundation.data.writer import shard_name, write_shard
+
+DUPLICATES_NAME = "duplicates.jsonl"
+
+
+@dataclass
+class MergeReport:
+    manifest: Manifest
+    records: int = 0
+    kept: int = 0
+    duplicates: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    per_split: dict[str, int] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _summary(directory: Path, split: str) -> dict[str, np.ndarray]:
+    return load_summary(directory, split)
+
+
+def _global_order(tasks: list[ChunkTask], splits: list[str]) -> dict[str, np.ndarray]:
+    """Every staged frame of every chunk and split, sorted into input order."""
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("chunk", "split", "local", "ordinal", "skey", "ikey")}
+    for c, task in enumerate(tasks):
+        for s, split in enumerate(splits):
+            summary = load_summary(task.directory, split)
+            n = len(summary["ordinal"])
+            cols["chunk"].append(np.full(n, c))
+            cols["split"].append(np.full(n, s))
+            cols["local"].append(np.arange(n))
+            cols["ordinal"].append(summary["ordinal"])
+            cols["skey"].append(summary["structure_key"])
+            cols["ikey"].append(summary["id_key"])
+    out = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+    order = np.lexsort((out["ordinal"], out["chunk"]))
+    return {k: v[order] for k, v in out.items()}
+
+
+def _locate(tasks: list[ChunkTask], splits: list[str], g: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+    directory, split, local = tasks[g["chunk"][i]].directory, splits[g["split"][i]], int(g["local"][i])
+    summary = _summary(directory, split)
+    return {"frame_id": str(summary["frame_id"][local]), "file": str(summary["source_file"][local]),
+            "record": str(summary["record"][local]), "directory": directory, "split": split,
+            "offset": int(summary["offset"][local])}
+
+
+def _decide(tasks: list[ChunkTask], config: PrepConfig) -> tuple[dict, list[dict], list[dict]]:
+    """Keep masks per (chunk, split), duplicates.jsonl lines, and duplicate_frame_id quarantine lines."""
+    splits = list(config.split)
+    g = _global_order(tasks, splits)
+    n = len(g["chunk"])
+    if config.dedup:
+        unique, owner = first_occurrences(g["skey"])
+    else:
+        unique, owner = np.ones(n, dtype=bool), np.arange(n)
+    candidates = np.flatnonzero(unique)
+    id_first, id_owner = first_occurrences(g["ikey"][candidates])
+    keep = np.zeros(n, dtype=bool)
+    keep[candidates[id_first]] = True
+    duplicates = []
+    for i in np.flatnonzero(~unique):
+        me, kept = _locate(tasks, splits, g, i), _locate(tasks, splits, g, owner[i])
+        duplicates.append({"file": me["file"], "record": me["record"], "frame_id": me["frame_id"],
+                           "duplicate_of": {"file": kept["file"], "record": kept["record"], "frame_id": kept["frame_id"]}})
+    id_quarantine = []
+    for j in np.flatnonzero(~id_first):
+        me, first = _locate(tasks, splits, g, candidates[j]), _locate(tasks, splits, g, candidates[id_owner[j]])
+        frame = decode_frame(read_record(me["directory"], me["split"], me["offset"]))
+        id_quarantine.append(quarantine_entry(me["file"], me["record"], "duplicate_frame_id",
+                                              f"frame_id {me['frame_id']!r} already used by {first['file']}:"
+                                              f"{first['record']}", frame))
+    order = np.lexsort((g["local"], g["split"], g["chunk"]))
+    group = g["chunk"][order] * len(splits) + g["split"][order]
+    bounds = np.searchsorted(group, np.arange(len(tasks) * len(splits) + 1))
+    masks = {(c, split): keep[order[bounds[c * len(splits) + s]:bounds[c * len(splits) + s + 1]]]
+             for c in range(len(tasks)) for s, split in enumerate(splits)}
+    return masks, duplicates, id_quarantine
+
+
+def _write_split(out: Path, tasks: list[ChunkTask], split: str, masks: dict, config: PrepConfig,
+                 bar: tqdm) -> list[ShardInfo]:
+    shards: list[ShardInfo] = []
+    buffer = []
+
+    def flush() -> None:
+        index = len(shards) // len(config.containers)
+        for container in config.containers:
+            shards.append(write_shard(out, shard_name(container, split, index), container, split, buffer))
+        bar.update(len(buffer))
+        buffer.clear()
+
+    for c, task in enumerate(tasks):
+        mask = masks[c, split]
+        if not mask.any():
+            continue
+        for keep, raw in zip(mask, iter_records(task.directory, split)):
+            if keep:
+                buffer.append(decode_frame(raw))
+                if len(buffer) == config.shard_size:
+                    flush()
+    if buffer:
+        flush()
+    return shards
+
+
+def _write_lines(path: Path, sources: list[Path], extra: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        for source in sources:
+            with open(source) as src:
+                shutil.copyfileobj(src, fh)
+        for entry in extra:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig, out_dir: str | Path,
+          reader_info: dict[str, Any], extra: dict[str, Any]) -> MergeReport:
+    """Merge finished chunks into the dataset at `out_dir` and save its manifest."""
+    out = Path(out_dir)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # the dataset is incomplete until the new manifest lands
+    for container in ("lmdb", "wds"):
+        shutil.rmtree(out / container, ignore_errors=True)
+    _summary.cache_clear()
+    masks, duplicates, id_quarantine = _decide(tasks, config)
+    kept = int(sum(m.sum() for m in masks.values()))
+    shards: list[ShardInfo] = []
+    per_split = {}
+    with tqdm(total=kept, unit="frame", desc="merge", file=sys.stderr, disable=not config.progress) as bar:
+        for split in config.split:
+            shards += _write_split(out, tasks, split, masks, config, bar)
+            per_split[split] = int(sum(m.sum() for (c, s), m in masks.items() if s == split))
+
+    stat_split = "train" if "train" in config.split else next(iter(config.split))
+
+    def batches():
+        for c, task in enumerate(tasks):
+            yield load_summary(task.directory, stat_split), masks[c, stat_split]
+
+    statistics, references = compute_statistics(batches, config.neighbour_cutoff)
+    statistics["split"] = stat_split
+    elements = set()
+    for (c, split), mask in masks.items():
+        summary = load_summary(tasks[c].directory, split)
+        rows = np.repeat(mask, summary["comp_len"])
+        elements.update(np.unique(summary["comp_z"][rows]).tolist())
+    quarantined: dict[str, int] = {}
+    for result in results:
+        for reason, count in result.quarantined.items():
+            quarantined[reason] = quarantined.get(reason, 0) + count
+    if id_quarantine:
+        quarantined["duplicate_frame_id"] = len(id_quarantine)
+    _write_lines(out / QUARANTINE_NAME, [t.directory / QUARANTINE_NAME for t in tasks], id_quarantine)
+    _write_lines(out / DUPLICATES_NAME, [], duplicates)
+    manifest = Manifest(
+        shards=shards, elements=sorted(int(z) for z in elements), statistics=statistics,
+        element_references=references, reader=reader_info,
+        quarantine={"total": sum(quarantined.values()), "by_reason": dict(sorted(quarantined.items())),
+                    "file": QUARANTINE_NAME},
+        dedup={"enabled": config.dedup, "tolerance_A": config.dedup_tolerance, "duplicates": len(duplicates),
+               "kept": "first in input order", "file": DUPLICATES_NAME},
+        split_ratios=dict(config.split), extra=extra)
+    manifest.save(out)
+    return MergeReport(manifest, records=sum(r.records for r in results), kept=kept, duplicates=len(duplicates),
+                       quarantined=quarantined, per_split=per_split)

@@ -1,0 +1,87 @@
+"""`--format auto`: pick a reader by file name and content; expand directories into the files they hold."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+from data_prep.readers.base import ReaderError
+
+_SNIFF = 65536
+
+
+def _head(path: str) -> bytes:
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read(_SNIFF)
+    except (OSError, EOFError) as exc:
+        raise ReaderError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _looks_like_extxyz(head: bytes) -> bool:
+    lines = head.split(b"\n", 2)
+    return len(lines) >= 2 and lines[0].strip().isdigit() and int(lines[0]) > 0
+
+
+def _json_kind(head: bytes) -> str | None:
+    if re.search(rb'"structure"\s*:\s*\{', head) and re.search(rb'"(uncorrected|corrected)_total_energy"|"force"', head):
+        return "mptrj"
+    if re.search(rb'"numbers"\s*:', head) and re.search(rb'"(unique_id|ctime)"\s*:', head):
+        return "asedb"
+    return None
+
+
+def detect_format(path: str) -> str | None:
+    """The reader for one file, from its name and first bytes; None when nothing matches."""
+    name = os.path.basename(path).lower()
+    stem = name[:-3] if name.endswith(".gz") else name
+    if stem.endswith(".aselmdb"):
+        return "asedb"
+    head = _head(path)
+    if head.startswith(b"SQLite format 3\x00"):
+        return "asedb"
+    if b"<modeling>" in head[:4096]:
+        return "vasp-xml"
+    if "outcar" in stem and (b"vasp." in head[:4096] or b"VASP" in head[:4096]):
+        return "vasp-outcar"
+    if head.lstrip().startswith(b"{"):
+        return _json_kind(head)
+    if _looks_like_extxyz(head):
+        return "extxyz"
+    return None
+
+
+def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
+    """(file, format) for every input; directories are searched recursively (sorted) for readable files.
+
+    A named file that is missing or whose format cannot be detected is an error naming the file.
+    """
+    out: list[tuple[str, str]] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = [str(p) for p in sorted(Path(path).rglob("*")) if p.is_file()]
+            for file in found:
+                kind = fmt if fmt != "auto" else detect_format(file)
+                if kind is not None:
+                    out.append((file, kind))
+            continue
+        if not os.path.exists(path):
+            raise ReaderError(f"{path}: no such file or directory")
+        kind = fmt if fmt != "auto" else detect_format(path)
+        if kind is None:
+            raise ReaderError(f"{path}: cannot tell its format (extxyz, MPtrj JSON, OUTCAR, vasprun.xml, ASE db); "
+                              "pass --format")
+        out.append((path, kind))
+    if not out:
+        raise ReaderError(f"no readable input files in {paths}")
+    return out
+
+
+def display_names(files: list[str]) -> list[str]:
+    """Each file's path relative to the common directory of all inputs (ids and messages use these)."""
+    absolute = [os.path.abspath(f) for f in files]
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return [os.path.relpath(a, root) for a in absolute]

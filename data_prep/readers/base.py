@@ -1,0 +1,103 @@
+"""What every reader shares: pieces of input files, the records a reader yields, id and unit helpers."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+from foundation.data.schema import Frame
+
+# sigma_ASE [eV/A^3] = -0.1 * sigma_VASP [kBar] / 160.21766208 (DESIGN.md): VASP and MPtrj stresses.
+EV_PER_A3_IN_GPA = 160.21766208
+
+STRUCTURE_KEYS = ("structure_id", "mptrj_traj_id", "alexandria_id", "internal_id", "material_id", "mp_id")
+FRAME_KEYS = ("frame_id", "mptrj_snapshot_id", "snapshot_id")
+
+
+class ReaderError(ValueError):
+    """A file that cannot be read at all (the message names the file and where it failed)."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A contiguous part of one input file that one chunk task reads.
+
+    `start`/`stop` are byte offsets (extxyz, MPtrj JSON) or row offsets (ASE db); -1 = to the end. `name` is
+    the file's path relative to the common root of all inputs: ids and quarantine entries use it.
+    """
+
+    path: str
+    name: str
+    format: str
+    start: int = 0
+    stop: int = -1
+    first_record: int = 0
+    num_records: int = -1  # -1: unknown until read
+    weight: int = 1  # approximate frames, for packing pieces into chunks
+
+
+@dataclass
+class RawRecord:
+    """One record of an input file: a Frame, or the error that kept it from becoming one."""
+
+    where: int | str  # record locator inside the file: frame index, "material/frame", row id, ionic step
+    frame: Frame | None = None
+    error: str | None = None
+    raw: str | None = None  # an excerpt of the unreadable input, for the quarantine file
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A format: cut a file into pieces, read the records of a piece."""
+
+    plan: Callable[[str, str, int], list[Piece]]
+    read: Callable[[Piece, Any], Iterator[RawRecord]]
+
+
+def vasp_kbar_to_ase(stress: Any) -> Any:
+    """VASP/MPtrj stress (kBar, VASP sign) -> ASE stress (eV/A^3, ASE sign)."""
+    return -0.1 * stress / EV_PER_A3_IN_GPA
+
+
+def pick_ids(info: Mapping[str, Any], name: str, index: int | str, config: Any) -> tuple[str, str]:
+    """(structure_id, frame_id) of a frame from its info keys, following config.structure_key / frame_key."""
+    frame_id = _pick(info, config.frame_key, FRAME_KEYS, "frame_key")
+    if frame_id is None:
+        frame_id = f"{name}:{index}"
+    if config.structure_key == "frame":
+        return frame_id, frame_id
+    structure_id = _pick(info, config.structure_key, STRUCTURE_KEYS, "structure_key")
+    return (frame_id if structure_id is None else structure_id), frame_id
+
+
+def _pick(info: Mapping[str, Any], key: str | None, auto: tuple[str, ...], option: str) -> str | None:
+    if key in ("index", "frame"):
+        return None
+    if key is not None:
+        if key not in info:
+            raise KeyError(f"info key {key!r} ({option}) is missing")
+        return str(info[key])
+    return next((str(info[k]) for k in auto if k in info), None)
+
+
+def single_piece(path: str, name: str, fmt: str, weight: int = 1) -> Piece:
+    return Piece(path=path, name=name, format=fmt, weight=max(1, weight))
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """Open an input file for reading bytes (gzip when it ends in .gz); errors name the file."""
+    try:
+        if path.endswith(".gz"):
+            import gzip
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+    except OSError as exc:
+        raise ReaderError(f"{path}: cannot open ({exc.strerror or exc})") from None
+
+
+def file_identity(path: str) -> list[Any]:
+    """What tells a changed input apart cheaply: absolute path, size and modification time."""
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]

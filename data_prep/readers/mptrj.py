@@ -1,0 +1,183 @@
+"""MPtrj JSON, the figshare layout: {material_id: {frame_id: {structure (pymatgen dict),
+uncorrected_total_energy, corrected_total_energy, energy_per_atom, ef_per_atom, force, stress, magmom,
+bandgap, mp_id}}}.
+
+Conversions: energy = uncorrected_total_energy (or corrected_total_energy with config.energy="corrected"),
+eV total; forces eV/A as given; stress kBar with VASP's sign -> eV/A^3 with ASE's sign; magmom -> magmoms;
+structure_id = material id, frame_id = the frame key. Positions are the sites' fractional `abc` times the
+lattice matrix, exactly what pymatgen's Structure.from_dict computes (tests compare the two); a site with
+several species or partial occupancy is a parse error.
+
+Planning scans the bytes once with numpy (string-aware brace depth) and cuts the top-level object between
+materials; a piece is read by feeding `{` + its byte range + `}` to ijson, one material at a time, so
+memory never grows with the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Iterator
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, vasp_kbar_to_ase
+from foundation.data.schema import Frame
+
+ENERGY_FIELDS = {"uncorrected": "uncorrected_total_energy", "corrected": "corrected_total_energy"}
+_BLOCK = 8 << 20
+_QUOTE, _BACKSLASH, _OPEN, _CLOSE = ord('"'), ord("\\"), ord("{"), ord("}")
+
+
+def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(end offsets of each material's value, frames per material, offset after the top-level '{').
+
+    Depth counts braces outside strings; a material ends where depth returns to 1, a frame starts where it
+    reaches 3.
+    """
+    ends, frame_starts = [], []
+    depth, in_string, escaped, offset, first = 0, 0, False, 0, -1
+    with open_binary(path) as fh:
+        while block := fh.read(_BLOCK):
+            arr = np.frombuffer(block, dtype=np.uint8)
+            quotes = arr == _QUOTE
+            if escaped or (arr == _BACKSLASH).any():
+                quotes, escaped = _unescaped(arr, quotes, escaped)
+            toggles = np.cumsum(quotes, dtype=np.int64) + in_string
+            outside = (toggles & 1) == 0
+            delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(np.int8)
+            level = np.cumsum(delta, dtype=np.int64) + depth
+            if first < 0 and (level >= 1).any():
+                first = offset + int(np.argmax(level >= 1)) + 1
+            closes = np.flatnonzero((delta < 0) & (level == 1))
+            opens = np.flatnonzero((delta > 0) & (level == 3))
+            ends.append(closes + offset + 1)
+            frame_starts.append(opens + offset)
+            depth, in_string = int(level[-1]), int(toggles[-1] & 1)
+            offset += len(block)
+    if first < 0 or depth != 0:
+        raise ReaderError(f"{path}: not a complete JSON object (brace depth {depth} at the end of the file)")
+    ends_arr = np.concatenate(ends) if ends else np.zeros(0, np.int64)
+    starts_arr = np.concatenate(frame_starts) if frame_starts else np.zeros(0, np.int64)
+    counts = np.diff(np.searchsorted(starts_arr, np.concatenate([[first], ends_arr])))
+    return ends_arr, counts, first
+
+
+def _unescaped(arr: np.ndarray, quotes: np.ndarray, escaped: bool) -> tuple[np.ndarray, bool]:
+    """Drop quotes preceded by an odd run of backslashes; carry a trailing odd run to the next block."""
+    quotes = quotes.copy()
+    backslash = arr == _BACKSLASH
+    for pos in np.flatnonzero(quotes):
+        run, k = 0, pos - 1
+        while k >= 0 and backslash[k]:
+            run, k = run + 1, k - 1
+        if k < 0 and escaped:
+            run += 1
+        quotes[pos] = run % 2 == 0
+    tail = len(arr) - 1
+    run = 0
+    while tail >= 0 and backslash[tail]:
+        run, tail = run + 1, tail - 1
+    return quotes, (run % 2 == 1) if tail >= 0 else (escaped ^ (run % 2 == 1))
+
+
+def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
+    """Cut the top-level object into byte ranges of whole materials, about `chunk_frames` frames each."""
+    if path.endswith(".gz"):
+        return [Piece(path=path, name=name, format="mptrj", weight=chunk_frames)]
+    ends, counts, first = scan_materials(path)
+    pieces, start, frames, record = [], first, 0, 0
+    for end, count in zip(ends.tolist(), counts.tolist()):
+        frames += count
+        if frames >= chunk_frames:
+            pieces.append(Piece(path, name, "mptrj", start, end, record, frames, frames))
+            start, record, frames = end, record + frames, 0
+    if frames or not pieces:
+        last = int(ends[-1]) if len(ends) else first
+        pieces.append(Piece(path, name, "mptrj", start, last, record, frames, max(frames, 1)))
+    return pieces
+
+
+class _Window(io.RawIOBase):
+    """`{` + bytes [start, stop) of a file (leading separators dropped) + `}`: one valid JSON object."""
+
+    def __init__(self, fh: io.BufferedIOBase, start: int, stop: int):
+        fh.seek(start)
+        self._fh, self._left = fh, stop - start
+        self._pending, self._pos = memoryview(b"{"), 0
+        self._started = self._finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._pos == len(self._pending):
+            if self._left > 0:
+                data = self._fh.read(min(self._left, 1 << 20))
+                self._left = self._left - len(data) if data else 0
+                if not self._started:
+                    data = data.lstrip(b" \t\r\n,")
+                    self._started = bool(data)
+                self._pending, self._pos = memoryview(data), 0
+            elif not self._finished:
+                self._pending, self._pos, self._finished = memoryview(b"}"), 0, True
+            else:
+                return 0
+        n = min(len(buffer), len(self._pending) - self._pos)
+        buffer[:n] = self._pending[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
+    """Yield every frame of the materials in a piece."""
+    import ijson
+
+    field = ENERGY_FIELDS[config.energy]
+    with open_binary(piece.path) as fh:
+        stream = fh if piece.stop < 0 else _Window(fh, piece.start, piece.stop)
+        try:
+            for material_id, frames in ijson.kvitems(stream, "", use_float=True):
+                if not isinstance(frames, dict):
+                    yield RawRecord(material_id, error="material value is not an object of frames",
+                                    raw=json.dumps(frames, default=str)[:4000])
+                    continue
+                for frame_key, entry in frames.items():
+                    yield _record(f"{material_id}/{frame_key}", material_id, frame_key, entry, field)
+        except ijson.JSONError as exc:
+            raise ReaderError(f"{piece.path}: malformed JSON in bytes {piece.start}..{piece.stop}: {exc}") from None
+
+
+def _record(where: str, material_id: str, frame_key: str, entry: Any, field: str) -> RawRecord:
+    try:
+        return RawRecord(where, frame=frame_from_entry(material_id, frame_key, entry, field))
+    except Exception as exc:  # a malformed frame entry is quarantined as parse_error
+        return RawRecord(where, error=f"{type(exc).__name__}: {exc}", raw=json.dumps(entry, default=str)[:4000])
+
+
+def frame_from_entry(material_id: str, frame_key: str, entry: dict[str, Any], field: str) -> Frame:
+    """One MPtrj frame entry -> Frame (ASE units and stress sign)."""
+    structure = entry["structure"]
+    lattice = structure["lattice"]
+    matrix = np.array(lattice["matrix"], dtype=np.float64).reshape(3, 3)
+    numbers, abc = [], []
+    for site in structure["sites"]:
+        species = site["species"]
+        if len(species) != 1 or float(species[0].get("occu", 1.0)) != 1.0:
+            raise ValueError(f"site {len(numbers)} is disordered ({species}); only ordered structures are read")
+        numbers.append(atomic_numbers.get(species[0]["element"], 0))
+        abc.append(site["abc"])
+    positions = np.dot(np.array(abc, dtype=np.float64), matrix)
+    stress = entry.get("stress")
+    magmom = entry.get("magmom")
+    energy = entry.get(field)
+    return Frame(numbers=np.array(numbers, dtype=np.int64), positions=positions, cell=matrix,
+                 pbc=np.array(lattice.get("pbc", (True, True, True)), dtype=bool), frame_id=frame_key,
+                 structure_id=material_id, source="MPtrj", energy=None if energy is None else float(energy),
+                 forces=None if entry.get("force") is None else np.array(entry["force"], dtype=np.float64),
+                 stress=None if stress is None else vasp_kbar_to_ase(np.array(stress, dtype=np.float64)),
+                 magmoms=None if magmom is None else np.array(magmom, dtype=np.float64).reshape(-1))
+
+
+READER = Reader(plan=plan, read=read)

@@ -1,0 +1,51 @@
+"""VASP outputs: every ionic step of an OUTCAR or a vasprun.xml, read through ASE.
+
+Conversions are ASE's: VASP writes stress in kBar with the opposite sign; ASE's readers already return
+eV/A^3 with ASE's sign (sigma_ASE = -0.1 * sigma_VASP / 160.21766208; tests pin both numbers). Energy is
+ASE's `energy`, i.e. VASP's energy(sigma->0); forces are the raw TOTAL-FORCE values (ASE's calculator results,
+not get_forces(), which would zero the forces of atoms fixed by selective dynamics). structure_id is the
+file (one run), frame_id FILE:STEP. A file whose first step cannot be read is an error naming the file; a
+step after that which cannot be read (a run killed mid-write) is quarantined as parse_error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, single_piece
+from foundation.data.ase_convert import frame_from_atoms
+
+_ASE_FORMATS = {"vasp-outcar": "vasp-out", "vasp-xml": "vasp-xml"}
+_BYTES_PER_STEP = {"vasp-outcar": 50_000, "vasp-xml": 100_000}  # packing estimate only
+
+
+def _planner(fmt: str):
+    def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
+        return [single_piece(path, name, fmt, weight=os.path.getsize(path) // _BYTES_PER_STEP[fmt])]
+    return plan
+
+
+def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
+    """Yield every ionic step of one VASP file."""
+    import ase.io
+
+    steps = ase.io.iread(piece.path, index=":", format=_ASE_FORMATS[piece.format])
+    step = 0
+    while True:
+        try:
+            atoms = next(steps)
+        except StopIteration:
+            return
+        except Exception as exc:  # ASE raises many types on broken files
+            if step == 0:
+                raise ReaderError(f"{piece.path}: cannot read as {piece.format} ({type(exc).__name__}: {exc})") from None
+            yield RawRecord(step, error=f"ionic step {step} unreadable: {type(exc).__name__}: {exc}")
+            return
+        yield RawRecord(step, frame=frame_from_atoms(atoms, frame_id=f"{piece.name}:{step}", structure_id=piece.name,
+                                                     source="VASP"))
+        step += 1
+
+
+OUTCAR_READER = Reader(plan=_planner("vasp-outcar"), read=read)
+VASPRUN_READER = Reader(plan=_planner("vasp-xml"), read=read)

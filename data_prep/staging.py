@@ -1,0 +1,114 @@
+"""Chunk outputs: per split, the encoded records (length-prefixed, in input order) and a summary of each
+(sizes, labels, composition, duplicate keys) that the merge reads without decoding records; plus the chunk's
+quarantine lines. Nothing here is pickled: summaries are .npz read with allow_pickle=False."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from foundation.data.codec import encode_frame
+from foundation.data.schema import Frame
+
+_LENGTH = struct.Struct("<I")
+QUARANTINE_NAME = "quarantine.jsonl"
+
+
+def quarantine_entry(file: str, where: int | str, reason: str, message: str, frame: Frame | None = None,
+                     raw: str | None = None) -> dict[str, Any]:
+    """One line of quarantine.jsonl: where the frame came from, why it was refused, and the frame itself
+    (its record, base64, when one could be built; else an excerpt of the raw input)."""
+    entry: dict[str, Any] = {"file": file, "record": where, "frame_id": None if frame is None else frame.frame_id,
+                             "reason": reason, "message": message}
+    if frame is not None:
+        entry["record_b64"] = base64.b64encode(encode_frame(frame)).decode()
+    if raw is not None:
+        entry["raw"] = raw
+    return entry
+
+
+class SplitWriter:
+    """Records and per-record summary of one split of one chunk."""
+
+    def __init__(self, directory: Path, split: str):
+        self.records_path = directory / f"{split}.rec"
+        self.summary_path = directory / f"{split}.npz"
+        self._fh: BinaryIO = open(self.records_path, "wb")
+        self._offset = 0
+        self._cols: dict[str, list] = {k: [] for k in (
+            "ordinal", "natoms", "energy", "force_sq", "force_n", "stress_sq", "stress_n", "neighbours",
+            "comp_z", "comp_n", "comp_len", "structure_key", "id_key", "offset", "frame_id", "source_file", "record")}
+
+    def add(self, frame: Frame, *, ordinal: int, file: str, record: int | str, structure_key: bytes, id_key: bytes,
+            neighbours: int) -> None:
+        payload = encode_frame(frame)
+        self._fh.write(_LENGTH.pack(len(payload)))
+        self._fh.write(payload)
+        c = self._cols
+        c["offset"].append(self._offset)
+        self._offset += _LENGTH.size + len(payload)
+        z, n = np.unique(frame.numbers, return_counts=True)
+        c["comp_z"].append(z)
+        c["comp_n"].append(n)
+        c["comp_len"].append(len(z))
+        c["ordinal"].append(ordinal)
+        c["natoms"].append(frame.natoms)
+        c["energy"].append(np.nan if frame.energy is None else frame.energy)
+        c["force_sq"].append(0.0 if frame.forces is None else float((frame.forces ** 2).sum()))
+        c["force_n"].append(0 if frame.forces is None else frame.forces.size)
+        c["stress_sq"].append(0.0 if frame.stress is None else float((frame.stress ** 2).sum()))
+        c["stress_n"].append(0 if frame.stress is None else 9)
+        c["neighbours"].append(neighbours)
+        c["structure_key"].append(structure_key)
+        c["id_key"].append(id_key)
+        c["frame_id"].append(frame.frame_id)
+        c["source_file"].append(file)
+        c["record"].append(str(record))
+
+    def close(self) -> int:
+        self._fh.close()
+        c = self._cols
+        count = len(c["ordinal"])
+        arrays = {k: np.asarray(c[k], dtype=np.int64) for k in ("ordinal", "natoms", "force_n", "stress_n",
+                                                              "neighbours", "offset", "comp_len")}
+        arrays.update({k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")})
+        for k in ("comp_z", "comp_n"):
+            arrays[k] = np.concatenate(c[k]).astype(np.int64) if count else np.zeros(0, np.int64)
+        for k in ("structure_key", "id_key"):
+            arrays[k] = np.frombuffer(b"".join(c[k]), dtype=np.uint8).reshape(count, -1) if count \
+                else np.zeros((0, 16), np.uint8)
+        for k in ("frame_id", "source_file", "record"):
+            arrays[k] = np.asarray(c[k], dtype=str) if count else np.zeros(0, dtype="<U1")
+        np.savez(self.summary_path, **arrays)
+        return count
+
+
+def load_summary(directory: Path, split: str) -> dict[str, np.ndarray]:
+    """The summary arrays of one split of a finished chunk (empty arrays when the split got no frame)."""
+    with np.load(directory / f"{split}.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def iter_records(directory: Path, split: str) -> Iterator[bytes]:
+    """The encoded records of one split of a chunk, in order."""
+    with open(directory / f"{split}.rec", "rb") as fh:
+        while head := fh.read(_LENGTH.size):
+            (length,) = _LENGTH.unpack(head)
+            yield fh.read(length)
+
+
+def read_record(directory: Path, split: str, offset: int) -> bytes:
+    with open(directory / f"{split}.rec", "rb") as fh:
+        fh.seek(offset)
+        (length,) = _LENGTH.unpack(fh.read(_LENGTH.size))
+        return fh.read(length)
+
+
+def write_jsonl(fh: Any, entries: list[dict[str, Any]]) -> None:
+    for entry in entries:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")

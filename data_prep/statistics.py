@@ -1,0 +1,87 @@
+"""Label statistics of the kept training frames, streamed from chunk summaries (two passes, no records).
+
+- element_references {symbol: eV}: least squares of total energy on composition counts (minimum-norm
+  solution when compositions are collinear); elements absent from the training frames get no reference.
+- energy_per_atom_mean/std: (E - sum_Z n_Z ref_Z) / N after the references.
+- force_rms: sqrt(mean F_i^2) over all force components; stress_rms likewise over the 9 stress components.
+- mean_neighbours: ordered neighbour pairs within `neighbour_cutoff` per atom, over the sampled frames.
+- atoms_per_frame_mean/std/min/max.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from foundation.data.schema import MAX_ATOMIC_NUMBER
+
+Batches = Callable[[], Iterable[tuple[dict[str, np.ndarray], np.ndarray]]]  # (summary, keep mask) pairs
+
+
+def composition_matrix(summary: dict[str, np.ndarray]) -> np.ndarray:
+    """Dense (frames, 119) matrix of atom counts per element from a summary's CSR composition."""
+    lengths = summary["comp_len"]
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    out = np.zeros((len(lengths), MAX_ATOMIC_NUMBER + 1))
+    out[rows, summary["comp_z"]] = summary["comp_n"]
+    return out
+
+
+def fit_element_references(batches: Batches) -> dict[int, float]:
+    """{Z: reference energy} by least squares over the kept frames that have an energy."""
+    gram = np.zeros((MAX_ATOMIC_NUMBER + 1, MAX_ATOMIC_NUMBER + 1))
+    rhs = np.zeros(MAX_ATOMIC_NUMBER + 1)
+    for summary, keep in batches():
+        use = keep & np.isfinite(summary["energy"])
+        if not use.any():
+            continue
+        a = composition_matrix(summary)[use]
+        gram += a.T @ a
+        rhs += a.T @ summary["energy"][use]
+    present = np.flatnonzero(np.diag(gram) > 0)
+    if present.size == 0:
+        return {}
+    solution = np.linalg.lstsq(gram[np.ix_(present, present)], rhs[present], rcond=None)[0]
+    return {int(z): float(e) for z, e in zip(present, solution)}
+
+
+def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
+    """(statistics, element_references by symbol) of the kept frames that `batches` yields."""
+    refs = fit_element_references(batches)
+    ref_vector = np.zeros(MAX_ATOMIC_NUMBER + 1)
+    for z, e in refs.items():
+        ref_vector[z] = e
+    residuals, natoms = [], []
+    sums = dict.fromkeys(("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0)
+    for summary, keep in batches():
+        n = summary["natoms"][keep]
+        natoms.append(n)
+        energy = summary["energy"][keep]
+        has = np.isfinite(energy)
+        baseline = composition_matrix(summary)[keep] @ ref_vector
+        residuals.append(((energy - baseline) / n)[has])
+        for key in ("force_sq", "force_n", "stress_sq", "stress_n"):
+            sums[key] += float(summary[key][keep].sum())
+        sampled = summary["neighbours"][keep] >= 0
+        sums["neighbours"] += float(summary["neighbours"][keep][sampled].sum())
+        sums["neighbour_atoms"] += float(n[sampled].sum())
+    n_all = np.concatenate(natoms) if natoms else np.zeros(0)
+    r_all = np.concatenate(residuals) if residuals else np.zeros(0)
+    stats = {
+        "num_frames": int(n_all.size),
+        "num_atoms": int(n_all.sum()),
+        "energy_per_atom_mean": float(r_all.mean()) if r_all.size else None,
+        "energy_per_atom_std": float(r_all.std()) if r_all.size else None,
+        "force_rms": float(np.sqrt(sums["force_sq"] / sums["force_n"])) if sums["force_n"] else None,
+        "stress_rms": float(np.sqrt(sums["stress_sq"] / sums["stress_n"])) if sums["stress_n"] else None,
+        "mean_neighbours": sums["neighbours"] / sums["neighbour_atoms"] if sums["neighbour_atoms"] else None,
+        "neighbour_cutoff": neighbour_cutoff,
+        "neighbour_sampled_atoms": int(sums["neighbour_atoms"]),
+        "atoms_per_frame_mean": float(n_all.mean()) if n_all.size else None,
+        "atoms_per_frame_std": float(n_all.std()) if n_all.size else None,
+        "atoms_per_frame_min": int(n_all.min()) if n_all.size else None,
+        "atoms_per_frame_max": int(n_all.max()) if n_all.size else None,
+    }
+    return stats, {chemical_symbols[z]: e for z, e in sorted(refs.items())}

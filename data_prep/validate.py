@@ -1,0 +1,61 @@
+"""Quarantine rules: why a frame may not enter a dataset (a reason code and a message), or None if it may.
+
+Reasons: parse_error (set by readers), non_finite, shape_mismatch, unknown_element, missing_id (the record
+contract of Frame.validate), missing_label (a label the dataset requires is absent), force_too_large,
+non_positive_volume (the periodic axes span no volume/area/length), atoms_too_close (periodic images
+included), and duplicate_frame_id (decided at the merge, where all frame ids are seen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_prep.neighbours import closest_pair
+from foundation.data.schema import Frame, InvalidFrame
+
+REASONS = ("parse_error", "non_finite", "shape_mismatch", "unknown_element", "missing_id", "missing_label",
+           "force_too_large", "non_positive_volume", "atoms_too_close", "duplicate_frame_id")
+_MIN_VOLUME = 1e-6  # A^3 (A^2, A for 2 or 1 periodic axes)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    message: str
+
+
+def periodic_measure(cell: np.ndarray, pbc: np.ndarray) -> float:
+    """Volume |det| (3 periodic axes), area (2) or length (1) spanned by the periodic lattice vectors; 1 for none."""
+    vectors = np.asarray(cell)[np.asarray(pbc, dtype=bool)]
+    if len(vectors) == 0:
+        return 1.0
+    if len(vectors) == 3:
+        return abs(float(np.linalg.det(vectors)))
+    return float(np.sqrt(max(np.linalg.det(vectors @ vectors.T), 0.0)))
+
+
+def check_frame(frame: Frame, *, required: list[str] | tuple[str, ...], max_force: float,
+                min_distance: float) -> Rejection | None:
+    """The first rule a frame breaks, or None."""
+    try:
+        frame.validate()
+    except InvalidFrame as exc:
+        return Rejection(exc.reason, str(exc))
+    missing = [label for label in required if getattr(frame, label) is None]
+    if missing:
+        return Rejection("missing_label", f"required label(s) {', '.join(missing)} absent")
+    if frame.forces is not None and max_force > 0:
+        largest = float(np.sqrt((frame.forces ** 2).sum(axis=1).max()))
+        if largest > max_force:
+            return Rejection("force_too_large", f"largest |F| {largest:.4g} eV/A exceeds the bound {max_force:g}")
+    measure = periodic_measure(frame.cell, frame.pbc)
+    if measure <= _MIN_VOLUME:
+        return Rejection("non_positive_volume", f"periodic cell volume (area/length) is {measure:.4g}")
+    if min_distance > 0:
+        closest = closest_pair(frame.positions, frame.cell, frame.pbc, min_distance)
+        if closest < min_distance:
+            return Rejection("atoms_too_close", f"two atoms (or periodic images) are {closest:.4g} A apart, "
+                                                f"closer than {min_distance:g} A")
+    return None
