@@ -1,0 +1,90 @@
+"""submitit executors from a cluster profile: `slurm` submits sbatch jobs, `submitit-local` runs the very same
+pickled job on this machine (one process per task, the same signals and requeue protocol), without a cluster.
+
+A job's folder is RUN_DIR/slurm: `JOBID_TASK_log.out|err` per rank, the submission script and submitit's job files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from slurm.profiles import ClusterProfile, sbatch_option
+
+LAUNCHERS = ("slurm", "submitit-local")
+JOB_RECORD = "jobs.jsonl"
+
+
+def job_folder(run_dir: str | os.PathLike) -> Path:
+    """Where submitit keeps a run's job files and per-rank logs."""
+    return Path(run_dir) / "slurm"
+
+
+def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProfile, *, name: str,
+                  array: bool = False, dependency: Iterable[str] = ()) -> Any:
+    """A submitit AutoExecutor for `launcher` sized by `profile`.
+
+    array=True sizes every task as one array element (profile.array: one task, one node); `dependency` lists
+    job ids that must end successfully first (afterok; Slurm only: the local launcher runs jobs in order).
+    """
+    import submitit
+
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
+    cluster = "slurm" if launcher == "slurm" else "local"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster,
+                                     **{f"{cluster}_max_num_timeout": profile.max_requeues})
+    if array:
+        res = profile.array
+        params: dict[str, Any] = dict(nodes=1, tasks_per_node=1, cpus_per_task=res.cpus_per_task,
+                                      gpus_per_node=res.gpus_per_task, timeout_min=res.time_min or profile.time_min)
+        mem_gb = res.mem_gb
+    else:
+        params = dict(nodes=profile.nodes, tasks_per_node=profile.tasks_per_node, cpus_per_task=profile.cpus_per_task,
+                      gpus_per_node=profile.gpus_per_node, timeout_min=profile.time_min)
+        mem_gb = profile.mem_gb
+    if mem_gb is not None:
+        params["mem_gb"] = mem_gb
+    if not params["gpus_per_node"]:
+        del params["gpus_per_node"]  # no GPU request at all (some clusters reject --gpus-per-node=0)
+    params["name"] = name
+    additional: dict[str, Any] = dict(sbatch_option(line) for line in profile.extra_sbatch)
+    deps = [str(d) for d in dependency]
+    if deps:
+        additional["dependency"] = "afterok:" + ":".join(deps)
+        additional["kill-on-invalid-dep"] = "yes"  # a failed prerequisite cancels the job instead of parking it
+    slurm_params = {
+        "slurm_partition": profile.partition,
+        "slurm_account": profile.account,
+        "slurm_qos": profile.qos,
+        "slurm_constraint": profile.constraint,
+        "slurm_setup": list(profile.setup) or None,
+        "slurm_additional_parameters": additional or None,
+        "slurm_array_parallelism": profile.array.parallelism,
+    }
+    params.update({k: v for k, v in slurm_params.items() if v is not None})
+    params["slurm_signal_delay_s"] = profile.signal_delay_s
+    executor.update_parameters(**params)
+    return executor
+
+
+def record_job(run_dir: str | os.PathLike, job: Any, *, kind: str, launcher: str, profile: ClusterProfile,
+               **extra: Any) -> None:
+    """Append one line about a submitted job to RUN_DIR/slurm/jobs.jsonl (what `foundation status` reads)."""
+    folder = job_folder(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"job_id": str(job.job_id), "kind": kind, "launcher": launcher, "cluster": profile.name,
+             "submitted_at": time.time(), **extra}
+    with open(folder / JOB_RECORD, "a") as stream:
+        stream.write(json.dumps(entry) + "\n")
+
+
+def recorded_jobs(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The jobs submitted for a run, oldest first."""
+    path = job_folder(run_dir) / JOB_RECORD
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

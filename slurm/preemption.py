@@ -1,0 +1,70 @@
+"""How a long job ends early and comes back: stop signals, a checkpoint on every rank, then requeue.
+
+- USR2 (Slurm sends it `signal_delay_s` before the time limit, and on preemption; submitit-local likewise):
+  the job asks its work to stop at the next safe point, every rank saves, then rank 0 rewrites the job's
+  submission with `checkpoint()`'s DelayedSubmission and requeues it (submitit's protocol, but after the save
+  has finished instead of inside the signal handler, where a collective save cannot run).
+- SIGTERM (`scancel`, `scontrol requeue`, node shutdown): stop, save when there is time, exit; Slurm decides
+  whether the job comes back (it does after `scontrol requeue`), and then it resumes from the newest complete
+  checkpoint.
+A stopped task never writes a result file, so a client waiting on the job sees the requeued run's result.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Callable, NoReturn
+
+PREEMPTED = "preempted"
+TERMINATED = "terminated"
+
+
+class StopSignals:
+    """Context manager: USR2/TERM call `request_stop()` and remember why (TERM wins: Slurm is ending the job)."""
+
+    def __init__(self, request_stop: Callable[[], None]):
+        self.request_stop = request_stop
+        self.reason: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM:
+            self.reason = TERMINATED
+        elif self.reason is None:
+            self.reason = PREEMPTED
+        self.request_stop()
+
+    def __enter__(self) -> "StopSignals":
+        for sig in (signal.SIGUSR2, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def end_stopped_task(reason: str | None) -> NoReturn:
+    """Finish a task whose work stopped on a signal: rank 0 requeues after USR2; every task exits without a result."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if reason == PREEMPTED and env.global_rank == 0:
+        _requeue(env)
+    sys.exit(-1)
+
+
+def _requeue(env: object) -> None:
+    from submitit.core.job_environment import _checkpoint
+    from submitit.core.utils import DelayedSubmission, UncompletedJobError
+
+    paths = env.paths  # type: ignore[attr-defined]
+    delayed = DelayedSubmission.load(paths.submitted_pickle)
+    countdown = delayed._timeout_countdown - 1
+    if countdown < 0:
+        raise UncompletedJobError("job stopped and was not requeued: it used up its requeues (cluster.max_requeues)")
+    why_not = _checkpoint(delayed, paths.submitted_pickle, countdown)
+    if why_not:
+        raise UncompletedJobError(f"job stopped and was not requeued: {why_not}")
+    env._requeue(countdown)  # type: ignore[attr-defined]
