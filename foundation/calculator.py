@@ -1,6 +1,6 @@
 """FoundationCalculator: any Potential as an ASE calculator (energy, free_energy, forces, stress).
 
-The graph is built with the data pipeline's own collate_frames, in the potential's dtype, so
+The graph is built with the data pipeline's own collate_frames, in the potential's dtype (at least float32), so
 `FoundationCalculator(potential.double())` gives float64 energies for finite-difference checks.
 Stress is returned in ASE's Voigt order (xx, yy, zz, yz, xz, xy), eV/A^3, ASE sign.
 """
@@ -46,7 +46,7 @@ class FoundationCalculator(Calculator):
             compute.add("stress")
         frame = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]),
                       pbc=atoms.pbc, frame_id="ase", structure_id="ase")
-        dtype = self.potential.dtype
+        dtype = self.potential.geometry_dtype
         batch = collate_frames([frame], cutoff=self.potential.cutoff, max_neighbors=self.potential.max_neighbors,
                                dtype=dtype).to(self.device, dtype)
         out = self.potential(batch, compute=compute)

@@ -44,25 +44,28 @@ class BackboneConfig:
 class Graph:
     """Edges of a batch as one forward pass sees them (vectors already from the displaced positions/cell)."""
 
-    numbers: Tensor      # (N,) atomic numbers
-    batch: Tensor        # (N,) structure index of each atom
-    edge_index: Tensor   # (2, E) centre i, neighbour j
-    vectors: Tensor      # (E, 3) r_j - r_i
-    lengths: Tensor      # (E,)
+    numbers: Tensor       # (N,) atomic numbers
+    batch: Tensor         # (N,) structure index of each atom
+    edge_index: Tensor    # (2, E) centre i, neighbour j
+    lengths: Tensor       # (E,) |r_j - r_i|, in the geometry dtype (the batch's: float32 under a bf16 model)
+    unit_vectors: Tensor  # (E, 3) (r_j - r_i) / |r_j - r_i|, in the feature dtype
     num_graphs: int
+    dtype: torch.dtype    # the features' (parameters') dtype
 
     @property
     def num_atoms(self) -> int:
         return int(self.numbers.shape[0])
 
-    @property
-    def unit_vectors(self) -> Tensor:
-        return self.vectors / self.lengths.unsqueeze(-1)
+    def expand(self, radial: nn.Module, envelope: nn.Module) -> tuple[Tensor, Tensor]:
+        """(radial(lengths) (E, R), envelope(lengths) (E,)), evaluated in the geometry dtype, returned in the
+        feature dtype."""
+        return radial(self.lengths).to(self.dtype), envelope(self.lengths).to(self.dtype)
 
     @classmethod
-    def from_vectors(cls, numbers: Tensor, batch: Tensor, edge_index: Tensor, vectors: Tensor,
-                     num_graphs: int) -> "Graph":
-        return cls(numbers, batch, edge_index, vectors, torch.linalg.vector_norm(vectors, dim=-1), num_graphs)
+    def from_vectors(cls, numbers: Tensor, batch: Tensor, edge_index: Tensor, vectors: Tensor, num_graphs: int,
+                     dtype: torch.dtype) -> "Graph":
+        lengths = torch.linalg.vector_norm(vectors, dim=-1)
+        return cls(numbers, batch, edge_index, lengths, (vectors / lengths.unsqueeze(-1)).to(dtype), num_graphs, dtype)
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Backbone(nn.Module):
 
     def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """(radial basis (E, R), envelope (E,)); the envelope is zero beyond the cutoff."""
-        return self.radial(graph.lengths), self.envelope(graph.lengths)
+        return graph.expand(self.radial, self.envelope)
 
     def forward(self, graph: Graph) -> Features:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -98,9 +98,9 @@ class EdgeWeights(nn.Module):
 
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
         center, neighbor = graph.edge_index
-        z = (self.center(scalars).index_select(0, center) + self.neighbor(scalars).index_select(0, neighbor)
-             + self.edge(self.radial(graph.lengths)))
-        return self.out(z) * self.envelope(graph.lengths).unsqueeze(-1)
+        rbf, env = graph.expand(self.radial, self.envelope)
+        z = self.center(scalars).index_select(0, center) + self.neighbor(scalars).index_select(0, neighbor) + self.edge(rbf)
+        return self.out(z) * env.unsqueeze(-1)
 
 
 class VectorHead(nn.Module):

@@ -62,7 +62,14 @@ class Potential(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The parameters' dtype."""
         return next(self.parameters()).dtype
+
+    @property
+    def geometry_dtype(self) -> torch.dtype:
+        """The dtype batches should carry positions and cell in: the model's, but at least float32 (under a bf16
+        model, edge vectors are formed in float32 and only the edge features are cast to bf16)."""
+        return torch.promote_types(self.dtype, torch.float32)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -102,7 +109,8 @@ class Potential(nn.Module):
             else:
                 displaced = positions
             vectors = edge_vectors(displaced, cell, batch.batch, batch.edge_index, batch.shifts)
-            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, vectors, int(batch.num_graphs))
+            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, vectors, int(batch.num_graphs),
+                                       self.dtype)
             features = self.backbone(graph)
             out = self._heads(features, graph, want, "energy" in want or forces_by_grad or stress_by_grad)
             out.update(self._derivatives(out, positions, strain, batch.cell, forces_by_grad, stress_by_grad,
@@ -138,7 +146,7 @@ class Potential(nn.Module):
             if forces_by_grad:
                 result["forces"] = -grads[0]
             if stress_by_grad:
-                volume = torch.linalg.det(cell).abs()
+                volume = (torch.linalg.cross(cell[:, 0], cell[:, 1]) * cell[:, 2]).sum(-1).abs()
                 safe = torch.where(volume > 0, volume, torch.ones_like(volume))
                 stress = torch.where((volume > 0).view(-1, 1, 1), grads[-1] / safe.view(-1, 1, 1),
                                      torch.zeros_like(grads[-1]))

@@ -1,0 +1,113 @@
+"""Direct, denoising and property heads: shapes and symmetries; the energy normalisation; dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import make_supercell
+
+from foundation.models import build_potential
+
+pytestmark = pytest.mark.shared_data
+
+ALL_HEADS = {"forces": "direct", "stress": "direct", "denoise": "direct", "property": {"name": "n", "pooling": "mean"}}
+
+
+def _rotated(atoms, rotation):
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell[:] @ rotation.T)
+    moved.positions = atoms.positions @ rotation.T + np.array([1.1, 0.2, -0.7])
+    return moved
+
+
+@pytest.mark.parametrize("denoise", ["direct", "derivative"])
+def test_direct_and_denoising_heads_rotate_with_the_structure(backbone, denoise, triclinic, molecule, rotation,
+                                                              make_potential, predict):
+    potential = make_potential(backbone, **{**ALL_HEADS, "denoise": denoise})
+    assert set(potential.outputs) == {"energy", "forces", "stress", "noise", "property"}
+    out = predict(potential, [triclinic, molecule])
+    n = len(triclinic) + len(molecule)
+    assert out["forces"].shape == (n, 3) and out["noise"].shape == (n, 3)
+    assert out["stress"].shape == (2, 3, 3) and out["property"].shape == (2,) and out["energy"].shape == (2,)
+    torch.testing.assert_close(out["stress"], out["stress"].transpose(1, 2))
+    assert out["forces"].abs().max() > 1e-6 and out["noise"].abs().max() > 1e-6 and out["stress"].abs().max() > 1e-6
+
+    moved = predict(potential, [_rotated(triclinic, rotation), _rotated(molecule, rotation)])
+    r = torch.as_tensor(rotation)
+    torch.testing.assert_close(moved["forces"], out["forces"] @ r.T)
+    torch.testing.assert_close(moved["noise"], out["noise"] @ r.T)
+    torch.testing.assert_close(moved["stress"], r @ out["stress"] @ r.T)
+    torch.testing.assert_close(moved["property"], out["property"])
+    torch.testing.assert_close(moved["energy"], out["energy"])
+
+
+def test_intensive_heads_ignore_supercells(backbone, triclinic, make_potential, predict):
+    potential = make_potential(backbone, **ALL_HEADS)
+    one = predict(potential, [triclinic])
+    big = predict(potential, [make_supercell(triclinic, np.diag([2, 1, 2]))])
+    torch.testing.assert_close(big["stress"], one["stress"])
+    torch.testing.assert_close(big["property"], one["property"])
+    torch.testing.assert_close(big["forces"], one["forces"].repeat(4, 1))
+    torch.testing.assert_close(big["energy"], 4 * one["energy"])
+
+
+def test_sum_pooled_property_is_extensive(triclinic, make_potential, predict):
+    potential = make_potential("painn", property={"name": "n", "pooling": "sum"})
+    one = predict(potential, [triclinic])["property"]
+    two = predict(potential, [triclinic.repeat((2, 1, 1))])["property"]
+    torch.testing.assert_close(two, 2 * one)
+
+
+def test_denoising_derivative_head_is_a_gradient(triclinic, make_potential, predict):
+    """noise = -d(scalar)/dr: its finite differences come from a separate scalar head, not from the energy."""
+    potential = make_potential("schnet", denoise="derivative")
+    noise = predict(potential, [triclinic], compute={"noise"})["noise"]
+    forces = predict(potential, [triclinic], compute={"forces"})["forces"]
+    assert not torch.allclose(noise, forces)
+    torch.testing.assert_close(noise.sum(0), torch.zeros(3, dtype=noise.dtype), atol=1e-10, rtol=0)
+
+
+def test_energy_normalization(triclinic, molecule, make_potential, predict):
+    potential = make_potential("schnet")
+    raw = predict(potential, [triclinic, molecule])
+    references = {"As": -4.5, 73: -11.25, "Ta": -11.25}
+    potential.set_normalization(references, scale=2.0, shift=0.5)
+    out = predict(potential, [triclinic, molecule])
+    for k, atoms in enumerate([triclinic, molecule]):
+        offset = sum({33: -4.5, 73: -11.25}[z] for z in atoms.numbers) + 0.5 * len(atoms)
+        assert float(out["energy"][k]) == pytest.approx(2.0 * float(raw["energy"][k]) + offset, abs=1e-9)
+    torch.testing.assert_close(out["forces"], 2.0 * raw["forces"])
+    torch.testing.assert_close(out["stress"], 2.0 * raw["stress"])
+
+    clone = make_potential("schnet", seed=1)
+    clone.load_state_dict(potential.state_dict())  # the normalisation travels with the weights
+    torch.testing.assert_close(predict(clone, [triclinic])["energy"], out["energy"][:1])
+
+
+def test_normalization_stays_float64_in_low_precision(make_potential):
+    potential = make_potential("painn")
+    potential.set_normalization({"Ta": -11.123456789}, scale=1.5, shift=0.1)
+    potential.to(torch.bfloat16)
+    head = potential.energy_head
+    assert head.element_references.dtype == torch.float64 and head.element_references[73] == -11.123456789
+    assert next(potential.parameters()).dtype == torch.bfloat16
+
+
+def test_bfloat16_features_with_float32_geometry(triclinic, make_potential, predict):
+    potential = make_potential("painn").to(torch.bfloat16)
+    assert potential.geometry_dtype == torch.float32
+    out = predict(potential, [triclinic])
+    assert out["forces"].dtype == torch.float32 and out["energy"].dtype == torch.float32
+    reference = predict(make_potential("painn"), [triclinic])
+    assert float((out["energy"] - reference["energy"]).abs().max()) < 0.1 * float(reference["energy"].abs().max()) + 0.1
+
+
+def test_energy_free_model_for_fine_tuning(triclinic, predict):
+    config = {"backbone": {"name": "cgcnn", "hidden": 8, "layers": 1, "cutoff": 4.0},
+              "heads": {"energy": False, "forces": "none", "stress": "none", "property": {"name": "n"}}}
+    potential = build_potential(config).double()
+    assert potential.outputs == ("property",)
+    assert set(predict(potential, [triclinic])) == {"property"}
+    with pytest.raises(ValueError, match="energy head"):
+        potential.set_normalization(scale=2.0)

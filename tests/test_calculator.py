@@ -1,0 +1,73 @@
+"""FoundationCalculator: ASE's view of any Potential (energy, free_energy, forces, stress in Voigt order)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.io import read
+from ase.optimize import BFGS
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from foundation import FoundationCalculator, build_potential
+from foundation.data.batch import collate_frames
+from foundation.data.schema import Frame
+
+SMALL = ["backbone.hidden=8", "backbone.layers=2", "backbone.cutoff=4.0"]
+
+
+def _potential(*overrides: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_potential("scalable-xs", [*SMALL, *overrides])
+
+
+@pytest.mark.shared_data
+def test_matches_the_potential_on_a_real_frame(shared_data):
+    atoms = read(shared_data / "dft" / "alexandria-random-1k.xyz", index=3)
+    atoms.calc = None
+    potential = _potential().double()
+    calc = FoundationCalculator(potential)
+    atoms.calc = calc
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    assert atoms.get_potential_energy(force_consistent=True) == energy
+    assert forces.dtype == np.float64 and stress.shape == (6,)
+
+    frame = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]), pbc=atoms.pbc,
+                  frame_id="x", structure_id="x")
+    out = potential(collate_frames([frame], cutoff=potential.cutoff, dtype=torch.float64))
+    assert energy == pytest.approx(float(out["energy"][0]), abs=1e-12)
+    np.testing.assert_allclose(forces, out["forces"].detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(voigt_6_to_full_3x3_stress(stress), out["stress"][0].detach().numpy(), atol=1e-12)
+
+
+def test_dtype_follows_the_potential():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    energies = {}
+    for dtype in (torch.float32, torch.float64):
+        atoms.calc = FoundationCalculator(_potential().to(dtype))
+        energies[dtype] = atoms.get_potential_energy()
+        assert atoms.calc.results["forces"].shape == (4, 3)
+    assert energies[torch.float32] == pytest.approx(energies[torch.float64], rel=1e-5, abs=1e-5)
+    assert energies[torch.float32] != energies[torch.float64]  # float32 rounding shows: the dtype really changed
+
+
+def test_molecules_have_no_stress_and_relax():
+    atoms = molecule("H2O")
+    atoms.calc = FoundationCalculator(_potential().double())
+    assert atoms.get_forces().shape == (3, 3)
+    with pytest.raises(PropertyNotImplementedError, match="periodic"):
+        atoms.get_stress()
+    start = atoms.get_potential_energy()
+    BFGS(atoms, logfile=None).run(fmax=1e-3, steps=5)
+    assert atoms.get_potential_energy() <= start
+
+
+def test_missing_outputs_are_reported():
+    atoms = bulk("Si")
+    atoms.calc = FoundationCalculator(_potential("heads.stress=none"))
+    atoms.get_forces()
+    with pytest.raises(PropertyNotImplementedError, match="stress"):
+        atoms.get_stress()
