@@ -41,7 +41,7 @@ class PrepConfig:
     dedup: bool = True
     dedup_tolerance: float = 1e-5  # A, grid on which positions and cell are compared
     neighbour_cutoff: float = 5.0  # A, for the mean-neighbours statistic
-    neighbour_sample: float = 0.1  # fraction of frames (by frame_id hash) that count neighbours
+    neighbour_sample: float = 0.05  # fraction of frames (by frame_id hash) that count neighbours
     keep_work: bool = False  # keep DIR/_work (chunk outputs) after a successful merge
     progress: bool = True
 

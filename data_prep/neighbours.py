@@ -1,11 +1,11 @@
 """Periodic pair distances for validation (closest pair) and statistics (neighbours within a cutoff).
 
-Brute force over lattice shifts, vectorised with numpy: pair differences are wrapped into [-0.5, 0.5) in
-fractional coordinates along periodic axes, then only shifts |s_i| <= floor(cutoff / d_i + 1/2) can hold an
-image within the cutoff (d_i: spacing of the lattice planes of axis i). For a cutoff below half the plane
-spacing that is the minimum image alone, so the closest-pair check costs one N x N pass for ordinary cells.
-Cells that are singular along a periodic axis have no well-defined images: callers reject them first;
-non-periodic rows of the cell are ignored.
+Positions are wrapped into the cell along periodic axes; an image within the cutoff then needs lattice
+shifts |s_i| <= floor(cutoff / d_i) + 1 at most (d_i: spacing of the lattice planes of axis i). For the
+closest-pair check with a cutoff below half of every plane spacing the minimum image convention is exact
+(a vector shorter than d_i / 2 has fractional components inside (-1/2, 1/2)), so small frames take one
+N x N numpy pass; larger frames and neighbour counts use scipy's KD-tree over the shifted images.
+Non-periodic rows of the cell are ignored; a cell singular along a periodic axis is rejected by callers first.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-_MAX_VECTORS = 1 << 21  # pair vectors evaluated per block (bounds memory for large frames)
+_DENSE_MAX_ATOMS = 128  # up to this size the N x N minimum-image pass is faster than a tree
 
 
 def complete_cell(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
@@ -28,7 +29,7 @@ def complete_cell(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
         if periodic[i]:
             continue
         for trial in np.eye(3):
-            v = trial - sum((trial @ k) / (k @ k) * k for k in kept) if kept else trial
+            v = trial - sum(((trial @ k) / (k @ k) * k for k in kept), np.zeros(3))
             if np.linalg.norm(v) > 1e-6:
                 basis[i] = v / np.linalg.norm(v)
                 kept.append(basis[i])
@@ -36,52 +37,71 @@ def complete_cell(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
     return basis
 
 
-def pair_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
-    """Distances of all ordered pairs (i, j, image) closer than `cutoff`, self pair (i, i, 0) excluded."""
-    positions = np.asarray(positions, dtype=np.float64)
-    periodic = np.asarray(pbc, dtype=bool)
-    n = len(positions)
-    if periodic.any():
-        basis = complete_cell(cell, periodic)
-        inverse = np.linalg.inv(basis)
-        coords = positions @ inverse
-        spacing_inv = np.linalg.norm(inverse, axis=0)  # |b_i| = 1 / d_i
-        reach = np.where(periodic, np.floor(cutoff * spacing_inv + 0.5), 0).astype(int)
-        shifts = np.array(list(itertools.product(*(range(-r, r + 1) for r in reach))), dtype=np.float64)
-    else:
-        coords, basis = positions, np.eye(3)
-        shifts = np.zeros((1, 3))
-    if len(shifts) == 1:  # minimum image suffices: no shift axis
-        delta = coords[None, :, :] - coords[:, None, :]
-        if periodic.any():
-            delta[..., periodic] -= np.round(delta[..., periodic])
-        vectors = delta @ basis
-        d2 = np.einsum("ijk,ijk->ij", vectors, vectors)
-        np.fill_diagonal(d2, np.inf)
-        return np.sqrt(d2[d2 < cutoff * cutoff])
-    shift_vectors = shifts @ basis
-    zero_shift = int(np.flatnonzero(~shifts.any(axis=1))[0])
-    rows = max(1, _MAX_VECTORS // max(1, n * len(shifts)))
-    found = []
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        delta = coords[None, :, :] - coords[start:stop, None, :]
-        if periodic.any():
-            delta[..., periodic] -= np.round(delta[..., periodic])
-        vectors = (delta @ basis)[:, :, None, :] + shift_vectors[None, None, :, :]
-        d2 = np.einsum("ijsk,ijsk->ijs", vectors, vectors)
-        local = np.arange(stop - start)
-        d2[local, local + start, zero_shift] = np.inf
-        found.append(np.sqrt(d2[d2 < cutoff * cutoff]))
-    return np.concatenate(found) if found else np.zeros(0)
+def inverse_3x3(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 3x3 matrix by cofactors (much cheaper than np.linalg.inv for one small matrix)."""
+    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+    co = [e * i - f * h, c * h - b * i, b * f - c * e,
+          f * g - d * i, a * i - c * g, c * d - a * f,
+          d * h - e * g, b * g - a * h, a * e - b * d]
+    det = a * co[0] + b * co[3] + c * co[6]
+    if det == 0.0:
+        raise np.linalg.LinAlgError("singular cell")
+    return np.array(co).reshape(3, 3) / det
+
+
+def _wrapped(positions: np.ndarray, cell: np.ndarray, periodic: np.ndarray):
+    """(fractional coordinates wrapped along periodic axes, basis, plane spacings 1/d_i)."""
+    basis = complete_cell(cell, periodic)
+    inverse = inverse_3x3(basis)
+    frac = positions @ inverse
+    frac -= np.floor(frac) * periodic
+    return frac, basis, np.linalg.norm(inverse, axis=0)
+
+
+def _images(frac: np.ndarray, basis: np.ndarray, periodic: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    shifts = np.array(list(itertools.product(*(range(-r, r + 1) if p else (0,) for r, p in zip(reach, periodic)))),
+                      dtype=np.float64)
+    return ((frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)) @ basis
 
 
 def closest_pair(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
-    """The shortest interatomic distance if it is below `cutoff`, else inf."""
-    d = pair_distances(positions, cell, pbc, cutoff)
-    return float(d.min()) if d.size else float("inf")
+    """The shortest interatomic distance (periodic images included) if it is below `cutoff`, else inf."""
+    periodic = np.asarray(pbc, dtype=bool)
+    positions = np.asarray(positions, dtype=np.float64)
+    n = len(positions)
+    if not periodic.any():
+        if n > _DENSE_MAX_ATOMS:
+            d, _ = cKDTree(positions).query(positions, k=2, distance_upper_bound=cutoff)
+            return float(d[:, 1].min())
+        frac, basis, mic = positions, np.eye(3), True
+    else:
+        frac, basis, spacing_inv = _wrapped(positions, cell, periodic)
+        mic = bool((cutoff * spacing_inv[periodic] < 0.5).all())
+    if mic and n <= _DENSE_MAX_ATOMS:
+        delta = (frac[:, None, :] - frac[None, :, :]).reshape(-1, 3)
+        delta -= np.rint(delta) * periodic
+        vectors = delta @ basis
+        d2 = np.einsum("ij,ij->i", vectors, vectors).reshape(n, n)
+        np.fill_diagonal(d2, np.inf)
+        best = float(np.sqrt(d2.min())) if n > 1 else np.inf
+        return best if best < cutoff else float("inf")
+    reach = np.floor(cutoff * spacing_inv).astype(int) + 1
+    tree = cKDTree(_images(frac, basis, periodic, reach))
+    d, _ = tree.query(frac @ basis, k=2, distance_upper_bound=cutoff)
+    best = float(d[:, 1].min())
+    return best if best < cutoff else float("inf")
 
 
 def count_neighbours(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> int:
-    """Number of ordered neighbour pairs within `cutoff` (images included): sum over atoms of neighbours."""
-    return int(pair_distances(positions, cell, pbc, cutoff).size)
+    """Number of ordered pairs (i, j, image) closer than `cutoff`: the sum over atoms of their neighbours."""
+    periodic = np.asarray(pbc, dtype=bool)
+    positions = np.asarray(positions, dtype=np.float64)
+    if periodic.any():
+        frac, basis, spacing_inv = _wrapped(positions, cell, periodic)
+        reach = np.floor(cutoff * spacing_inv).astype(int) + 1
+        images = _images(frac, basis, periodic, reach)
+        centres = frac @ basis
+    else:
+        images = centres = positions
+    pairs = cKDTree(images).count_neighbors(cKDTree(centres), np.nextafter(cutoff, 0))
+    return int(pairs) - len(positions)

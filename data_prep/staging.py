@@ -52,7 +52,9 @@ class SplitWriter:
         c = self._cols
         c["offset"].append(self._offset)
         self._offset += _LENGTH.size + len(payload)
-        z, n = np.unique(frame.numbers, return_counts=True)
+        counts = np.bincount(frame.numbers)
+        z = np.flatnonzero(counts)
+        n = counts[z]
         c["comp_z"].append(z)
         c["comp_n"].append(n)
         c["comp_len"].append(len(z))

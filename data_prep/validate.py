@@ -32,7 +32,8 @@ def periodic_measure(cell: np.ndarray, pbc: np.ndarray) -> float:
     if len(vectors) == 0:
         return 1.0
     if len(vectors) == 3:
-        return abs(float(np.linalg.det(vectors)))
+        (a, b, c), (d, e, f), (g, h, i) = vectors.tolist()
+        return abs(a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g))
     return float(np.sqrt(max(np.linalg.det(vectors @ vectors.T), 0.0)))
 
 

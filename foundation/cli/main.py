@@ -9,6 +9,7 @@ import sys
 # Each module registers one subcommand; add a module here when its subcommand exists.
 COMMAND_MODULES = [
     "foundation.cli.data",
+    "foundation.cli.prep",
 ]
 
 EPILOG = """examples:
