@@ -44,7 +44,7 @@ class TaskConfig:
 
     name: str
     kind: TaskKind
-    path: str | None = None            # matbench task file, or prepared dataset dir (zeroshot: None = pre-training data)
+    path: str | None = None            # matbench task file, or prepared dataset dir (None: the pre-training data)
     folds_path: str | None = None      # matbench: matbench_v0.1_validation.json-style folds
     property: str | None = None        # property: the record property to predict
     split: str | None = None           # zeroshot: split to score (default test); property: split to read (all)
@@ -57,7 +57,7 @@ class TaskConfig:
     finetune: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's finetune section
 
     def __post_init__(self) -> None:
-        needs = {"matbench": ("path", "folds_path"), "property": ("path", "property")}.get(self.kind, ())
+        needs = {"matbench": ("path", "folds_path"), "property": ("property",)}.get(self.kind, ())
         for key in needs:
             if getattr(self, key) is None:
                 raise ConfigError(f"task {self.name!r} of kind {self.kind} needs {key!r}")

@@ -8,6 +8,7 @@ OUT/suite.yaml (resolved suite) and OUT/checkpoint.json (identity of the checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -110,10 +111,14 @@ def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
 @lru_cache(maxsize=4)
 def _task_data(out_dir: str, name: str):
     from evals.tasks import load_property_task_for
-    return load_property_task_for(load_suite(out_dir).task(name))
+    task = load_suite(out_dir).task(name)
+    if task.kind == "property":
+        task = dataclasses.replace(task, path=dataset_path(task, out_dir))
+    return load_property_task_for(task)
 
 
-def _zeroshot_path(task: TaskConfig, out_dir: str) -> str:
+def dataset_path(task: TaskConfig, out_dir: str) -> str:
+    """A zeroshot/property task's prepared dataset: its path, or the checkpoint's pre-training data."""
     if task.path is not None:
         return task.path
     manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
@@ -145,17 +150,17 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
     elif task.kind == "dcdft_eos":
-        from evals.tasks.dcdft import zero_shot_bulk_moduli
+        from evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
         from foundation.calculator import FoundationCalculator
         result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
                                        strain=suite.eos_strain, points=suite.eos_points, elements=task.elements)
         result["kind"] = "eos"
         result["task"] = {"name": task.name, "property": "bulk_modulus", "unit": "GPa",
                           "num_structures": len(result["predictions"]) + len(result["failures"]),
-                          "sources": {"ase.collections.dcdft": "ase"}}
+                          "sources": {"ase.collections.dcdft": dcdft_source()}}
     else:
         from evals.tasks.zeroshot import describe_dataset, zero_shot_errors
-        path, split = _zeroshot_path(task, unit.out_dir), task.split or "test"
+        path, split = dataset_path(task, unit.out_dir), task.split or "test"
         result = zero_shot_errors(potential, path, split, max_frames=task.max_structures, device=suite.device)
         result["task"] = {"name": task.name, "property": "energy/forces/stress", "unit": "",
                           **describe_dataset(path, split)}
@@ -184,6 +189,11 @@ def _run_logged(unit: Unit) -> tuple[str, str | None]:
         return unit.key, traceback.format_exc()
 
 
+def _quiet_worker() -> None:
+    """Pool workers keep their inner progress bars to themselves (the parent shows one bar over units)."""
+    os.environ["TQDM_DISABLE"] = "1"
+
+
 def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
     """Run units in this process (workers <= 1) or a spawn-started process pool; returns (key, traceback)
     of every failed unit (the others still finish)."""
@@ -198,7 +208,8 @@ def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
             if error:
                 failures.append((key, error))
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_quiet_worker) as pool:
             for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
                 key, error = future.result()
                 bar.set_postfix_str(key)

@@ -77,7 +77,7 @@ def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
             ax.scatter(np.full(len(points), x), points, color="k", s=8, zorder=3)
         ax.set_title(task["name"], fontsize=9)
         ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
-    fig.suptitle("pre-trained vs from scratch", fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 

@@ -66,8 +66,9 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
 
 def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     out: list[Block] = [("h", 3, t["name"])]
-    src = ", ".join(f"`{k}` (sha256 `{v[:16]}…`)" for k, v in t["description"].get("sources", {}).items())
-    out.append(("p", f"Target `{t['property']}` {('in ' + t['unit']) if t['unit'] else ''}; "
+    src = ", ".join(f"`{k}` (sha256 `{v[:16]}…`)" if len(v) == 64 else f"`{k}` ({v})"
+                    for k, v in t["description"].get("sources", {}).items())
+    out.append(("p", f"Target `{t['property']}`{(' in ' + t['unit']) if t['unit'] else ''}; "
                      f"{t['description'].get('num_structures')} structures; data: {src}."))
     rows = []
     for fold in sorted({u["fold"] for u in t["units"]}):

@@ -24,6 +24,12 @@ def dcdft_entries() -> list[tuple[str, Any, dict[str, float]]]:
     return [(name, dcdft[name], dict(dcdft.data[name])) for name in dcdft.names]
 
 
+def dcdft_source() -> str:
+    """Where the reference values come from (they ship inside ASE, so its version identifies them)."""
+    import ase
+    return f"WIEN2k-PBE values shipped with ase {ase.__version__}"
+
+
 def load_dcdft_task(num_folds: int = 5, fold_seed: int = 0) -> PropertyTask:
     """The 71 crystals with target `bulk_modulus` (WIEN2k, GPa) and shuffled k-fold splits."""
     frames = []
@@ -32,7 +38,7 @@ def load_dcdft_task(num_folds: int = 5, fold_seed: int = 0) -> PropertyTask:
                                        properties={PROPERTY: float(ref["wien2k_B"])}))
     return PropertyTask(name="dcdft_bulk_modulus", property=PROPERTY, frames=frames,
                         folds=kfold(len(frames), num_folds, fold_seed), unit="GPa",
-                        sources={"ase.collections.dcdft": "ase"})
+                        sources={"ase.collections.dcdft": dcdft_source()})
 
 
 def zero_shot_bulk_moduli(calc: Calculator, *, strain: float = 0.06, points: int = 11,

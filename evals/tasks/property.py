@@ -14,14 +14,21 @@ from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME
 
 
+# Targets computed from a frame's labels when its records carry no property of that name.
+DERIVED = {"energy_per_atom": lambda frame: None if frame.energy is None else frame.energy / frame.natoms}
+
+
 def load_property_task(path: str | os.PathLike, property: str, *, split: str | None = None, num_folds: int = 5,
                        fold_seed: int = 0, name: str | None = None, unit: str = "") -> PropertyTask:
-    """Frames of a prepared dataset (one split, or all) with target `property`; a frame without it, or with a
-    non-scalar or non-finite value, is an error naming the dataset and the frame."""
+    """Frames of a prepared dataset (one split, or all) with target `property` (a record property, or one of
+    DERIVED); a frame without it, or with a non-scalar or non-finite value, is an error naming the dataset and
+    the frame."""
     path = Path(path)
     frames = []
     for frame in tqdm(open_dataset(path, split=split), desc=f"read {path.name}", unit="frame", leave=False):
-        if property not in frame.properties:
+        if property not in frame.properties and property in DERIVED:
+            frame.properties[property] = DERIVED[property](frame)
+        if property not in frame.properties or frame.properties[property] is None:
             raise ValueError(f"{path}: frame {frame.frame_id} has no property {property!r} "
                              f"(it has {sorted(frame.properties)})")
         value = np.asarray(frame.properties[property])

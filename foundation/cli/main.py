@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = [
     "foundation.cli.data",
     "foundation.cli.prep",
+    "foundation.cli.eval",
+    "foundation.cli.release",
 ]
 
 EPILOG = """examples:

@@ -111,3 +111,61 @@ def figures_loaded_in_chromium(html_path: Path, tmp_path: Path) -> tuple[int, in
     match = re.search(r'data-figures="(\d+)/(\d+)"', dom)
     assert match, f"chromium did not run the page's script; DOM starts {dom[:300]!r}"
     return int(match.group(1)), int(match.group(2))
+
+
+# ---- a tiny run directory in the training run layout (an untrained potential with fitted element references) ----
+
+TINY_MODEL = {"backbone": {"name": "schnet", "hidden": 16, "layers": 2, "cutoff": 4.0, "num_radial": 16},
+              "heads": {"energy": True, "forces": "derivative", "stress": "derivative"}}
+
+
+def write_tiny_dataset(shared_data: Path, out: Path, frames_per_split=(40, 10, 16)) -> Path:
+    """Real MPtrj frames (E/F/S) as a prepared dataset with train/val/test splits and element references."""
+    from ase.io import read
+
+    from foundation.data.ase_convert import frame_from_atoms
+    from foundation.data.writer import write_dataset
+
+    total = sum(frames_per_split)
+    atoms = read(shared_data / "dft" / "mptrj-random-1k.xyz", index=f":{total}")
+    frames = [frame_from_atoms(a, frame_id=a.info["mptrj_snapshot_id"], structure_id=a.info["mptrj_traj_id"],
+                               source="mptrj") for a in atoms]
+    elements = sorted({int(z) for f in frames for z in f.numbers})
+    counts = np.array([[np.sum(f.numbers == z) for z in elements] for f in frames], dtype=float)
+    refs, *_ = np.linalg.lstsq(counts, np.array([f.energy for f in frames]), rcond=None)
+    from ase.data import chemical_symbols
+    n_train, n_val, _ = frames_per_split
+    write_dataset(out, {"train": frames[:n_train], "val": frames[n_train:n_train + n_val],
+                        "test": frames[n_train + n_val:]},
+                  element_references={chemical_symbols[z]: float(r) for z, r in zip(elements, refs)})
+    return out
+
+
+def write_tiny_run(run_dir: Path, dataset: Path) -> Path:
+    """A run directory (config.yaml, best/ and last/ exports) holding an untrained tiny SchNet."""
+    import torch
+    import yaml
+
+    from foundation import build_potential
+    from foundation.config import to_dict
+    from foundation.data.manifest import Manifest
+    from foundation.train.checkpoint import export_model
+
+    torch.manual_seed(0)
+    potential = build_potential(TINY_MODEL)
+    normalization = {"element_references": Manifest.load(dataset).element_references, "scale": 0.1, "shift": 0.0}
+    potential.set_normalization(**normalization)
+    meta = {"format": "foundation-potential", "model": to_dict(potential.config), "normalization": normalization,
+            "step": 0, "val": {"loss": 1.0}, "objective": {"name": "efs"}, "dataset": str(dataset)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for which in ("best", "last"):
+        export_model(run_dir / which, potential.state_dict(), meta)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"run_dir": str(run_dir), "data": {"path": str(dataset)},
+                                                         "model": meta["model"], "objective": meta["objective"]}))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    return write_tiny_run(root / "run", write_tiny_dataset(shared_data, root / "data"))

@@ -50,11 +50,22 @@ def test_matbench_structure_matches_pymatgen(shared_data):
 @pytest.mark.shared_data
 def test_matbench_bad_record_is_named(tmp_path, shared_data):
     body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
-    body["data"][3][0]["sites"][0]["species"] = [{"element": "Na", "occu": 0.5}, {"element": "K", "occu": 0.5}]
+    body = {"index": body["index"][:6], "columns": body["columns"], "data": body["data"][:6]}
+    folds = {"splits": {"matbench_dielectric": {"fold_0": {"train": body["index"][:4], "test": body["index"][4:]}}}}
+    (tmp_path / "folds.json").write_text(json.dumps(folds))
     path = tmp_path / "matbench_dielectric.json"
     path.write_text(json.dumps(body))
+    assert len(load_matbench(path, tmp_path / "folds.json").frames) == 6
+    body["data"][3][0]["sites"][0]["species"] = [{"element": "Na", "occu": 0.5}, {"element": "K", "occu": 0.5}]
+    path.write_text(json.dumps(body))
     with pytest.raises(ValueError, match=r"matbench_dielectric.json: record mb-dielectric-0004: .*disordered"):
-        load_matbench(path, shared_data / "matbench" / "matbench_v0.1_dielectric_folds.json")
+        load_matbench(path, tmp_path / "folds.json")
+    body["data"][3][0]["sites"][0]["species"] = [{"element": "Na", "occu": 1}]
+    path.write_text(json.dumps(body))
+    folds["splits"]["matbench_dielectric"]["fold_0"]["test"].append("mb-dielectric-9999")
+    (tmp_path / "folds.json").write_text(json.dumps(folds))
+    with pytest.raises(ValueError, match="absent from the task file, e.g. 'mb-dielectric-9999'"):
+        load_matbench(path, tmp_path / "folds.json")
 
 
 @pytest.mark.shared_data

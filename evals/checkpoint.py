@@ -1,0 +1,81 @@
+"""What `--checkpoint` names: a training run directory (its best/ or last/ weights) or a release directory.
+`describe_checkpoint` records its identity (weights sha256, pre-training manifest digest) for results.json."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foundation.data.atomic import sha256_file
+from foundation.release import MODEL_JSON, WEIGHTS, is_release, release_info
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """'release' or 'run'; anything else is a clear error."""
+    path = Path(path)
+    if is_release(path):
+        return "release"
+    if (path / "config.yaml").is_file() and any((path / w / WEIGHTS).is_file() for w in ("best", "last")):
+        return "run"
+    raise FileNotFoundError(f"{path}: neither a run directory (config.yaml and best/ or last/{WEIGHTS}) "
+                            f"nor a release directory (release.json and SHA256SUMS)")
+
+
+def weights_dir(path: str | os.PathLike, which: str = "best") -> Path:
+    """The directory holding model.safetensors + model.json: a release itself, or run_dir/best|last
+    (falling back to last/ when a run has no best/ yet)."""
+    path = Path(path)
+    if checkpoint_kind(path) == "release":
+        return path
+    for candidate in (which, "last", "best"):
+        if (path / candidate / WEIGHTS).is_file() and (path / candidate / MODEL_JSON).is_file():
+            return path / candidate
+    raise FileNotFoundError(f"{path}: no {which}/{WEIGHTS} with {MODEL_JSON}")
+
+
+def pretraining_manifest(run_config: dict[str, Any], base: Path | None = None) -> dict[str, str | None]:
+    """{path, sha256} of manifest.json of the run config's data.path (sha256 None when it is not here)."""
+    data_path = (run_config.get("data") or {}).get("path")
+    if not data_path:
+        return {"path": None, "sha256": None}
+    candidates = [Path(data_path)] + ([base / data_path] if base is not None else [])
+    for candidate in candidates:
+        if (candidate / "manifest.json").is_file():
+            return {"path": str(candidate.resolve()), "sha256": sha256_file(candidate / "manifest.json")}
+    return {"path": str(data_path), "sha256": None}
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+
+
+def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[str, Any]:
+    """Identity of a checkpoint for results.json: kind, weights sha256, pre-training manifest, configs."""
+    path = Path(path).resolve()
+    kind = checkpoint_kind(path)
+    wdir = weights_dir(path, which)
+    info: dict[str, Any] = {"path": str(path), "kind": kind, "which": wdir.name if kind == "run" else "release",
+                            "weights": str(wdir / WEIGHTS), "sha256": sha256_file(wdir / WEIGHTS)}
+    if kind == "run":
+        info["training_config"] = read_run_config(path)
+        info["pretraining_manifest"] = pretraining_manifest(info["training_config"])
+    else:
+        rel = release_info(path)
+        info["pretraining_manifest"] = rel.get("pretraining_manifest", {"path": None, "sha256": None})
+        info["release"] = rel
+    return info
+
+
+@lru_cache(maxsize=2)
+def load_checkpoint(path: str, which: str = "best"):
+    """The Potential of a run (best/last EMA weights) or a release (checksums verified), fp32, eval mode.
+    Cached per process: every unit a worker runs shares one copy (callers copy before training)."""
+    if checkpoint_kind(path) == "release":
+        from foundation.release import load_release_potential
+        return load_release_potential(path)
+    from foundation.train.checkpoint import load_potential
+    return load_potential(path, which=weights_dir(path, which).name).eval()

@@ -1,0 +1,84 @@
+"""The model card (README.md of a release): data, objective, model, metrics, intended use, limits, license."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ase.data import chemical_symbols
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def _metrics_table(evals: dict[str, Any]) -> list[str]:
+    lines = ["| task | kind | metric | pre-trained | from scratch |", "|---|---|---|---|---|"]
+    for t in evals["tasks"]:
+        s = t["summary"]
+        unit = f" ({t['unit']})" if t.get("unit") else ""
+        if "pretrained" in s:
+            for metric in ("mae", "rmse", "r2"):
+                cells = []
+                for v in ("pretrained", "scratch"):
+                    stat = (s.get(v) or {}).get(metric)
+                    cells.append("-" if not stat or stat.get("mean") is None
+                                 else f"{stat['mean']:.4g} ± {stat['std']:.2g}")
+                lines.append(f"| {t['name']} | fine-tuning | {metric.upper()}{unit if metric != 'r2' else ''} | "
+                             f"{cells[0]} | {cells[1]} |")
+        else:
+            for quantity, m in (s.get("zeroshot") or {}).items():
+                if isinstance(m, dict):
+                    lines.append(f"| {t['name']} | zero-shot | {quantity} MAE | {_fmt(m.get('mae'))} | - |")
+                elif quantity == "mae":
+                    lines.append(f"| {t['name']} | zero-shot | MAE{unit} | {_fmt(m)} | - |")
+    return lines
+
+
+def model_card(info: dict[str, Any]) -> str:
+    """Markdown model card from a release.json body."""
+    model = info.get("model") or {}
+    backbone = model.get("backbone", {}) if isinstance(model, dict) else {}
+    dataset = info.get("dataset") or {}
+    manifest = info.get("pretraining_manifest") or {}
+    elements = " ".join(chemical_symbols[z] for z in dataset.get("elements", []))
+    lines = [f"# {info['name']}: a foundation interatomic potential", "",
+             "A graph neural network potential pre-trained on DFT energies, forces and stresses. Forces and stress "
+             "are derivatives of the predicted energy (forces = -dE/dr, stress = (1/V) dE/dstrain, ASE sign).", "",
+             "## Use", "", "```python", "import foundation",
+             "calc = foundation.load_calculator(\"PATH/TO/THIS/DIRECTORY\")  # verifies SHA256SUMS first",
+             "atoms.calc = calc  # energy (eV), forces (eV/A), stress (eV/A^3, ASE sign)", "```", "",
+             "## Model", "",
+             f"- backbone: `{backbone.get('name', '?')}` (hidden {backbone.get('hidden', '?')}, layers "
+             f"{backbone.get('layers', '?')}, cutoff {backbone.get('cutoff', '?')} A)",
+             f"- weights: `model.safetensors` (fp32, EMA), sha256 `{info['weights_sha256']}`",
+             f"- config and normalisers: `model.json`; training config: `config.yaml`", "",
+             "## Data", "",
+             f"- pre-training dataset: `{manifest.get('path')}`, manifest sha256 `{manifest.get('sha256')}`",
+             f"- frames per split: {dataset.get('splits', 'unknown')}",
+             f"- elements ({len(dataset.get('elements', []))}): {elements or 'unknown'}",
+             f"- reader: {dataset.get('reader', {}).get('name', dataset.get('reader', 'unknown'))}", "",
+             "## Objective", "", f"`{info.get('objective') or 'see config.yaml'}`", ""]
+    if info.get("validation"):
+        lines += ["## Validation (pre-training data, held-out split)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in info["validation"].items()]
+        lines.append("")
+    if info.get("evals"):
+        lines += [f"## Downstream evaluation (suite `{info['evals']['suite']}`, report in `report/`)", ""]
+        lines += _metrics_table(info["evals"]) + [""]
+    lines += ["## Intended use", "",
+              "Energies, forces and stresses of inorganic crystals and similar periodic systems close to the "
+              "pre-training distribution: relaxations, screening, molecular dynamics as a fast surrogate of DFT, "
+              "and a starting point for fine-tuning on property prediction.", "",
+              "## Limits", "",
+              "- Accuracy is bounded by the pre-training labels (their DFT functional, or a teacher potential's "
+              "labels where the data say so) and by their chemistry: elements and bonding absent from the data "
+              "are extrapolation.",
+              "- Short-ranged: no interactions beyond the cutoff, no explicit electrostatics, charges, magnetism "
+              "or dispersion beyond what the labels contain.",
+              "- Not validated for molecules in vacuum, surfaces, defects or high-pressure phases unless the "
+              "evaluation above says so. Check against DFT before drawing conclusions.", "",
+              "## License", "", f"{info.get('license', 'MIT')}. Check the licenses of the pre-training data as well.",
+              "", "## Integrity", "",
+              "`SHA256SUMS` lists every file (`sha256sum -c SHA256SUMS`); `foundation.load_calculator` refuses the "
+              "bundle when any file does not match.", ""]
+    return "\n".join(lines)

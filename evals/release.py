@@ -1,0 +1,91 @@
+"""`foundation release RUN_DIR --out DIR`: a self-contained, checksummed bundle of a trained potential (weights,
+config, normalisers, element references, pre-training data digest, eval report, model card). The layout is
+documented in foundation/release.py, which also loads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
+from evals.model_card import model_card
+from foundation.data.atomic import sha256_file
+from foundation.release import MODEL_JSON, RELEASE_JSON, WEIGHTS, write_checksums
+
+RELEASE_FORMAT = "foundation-release"
+RELEASE_VERSION = 1
+REPORT_FILES = ("results.json", "report.md", "report.html")
+
+
+def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
+    if not manifest_path or not (Path(manifest_path) / "manifest.json").is_file():
+        return {}
+    from foundation.data.manifest import Manifest
+
+    m = Manifest.load(manifest_path)
+    return {"splits": {s: m.num_frames(s) for s in m.splits}, "elements": m.elements,
+            "element_references": m.element_references, "reader": m.reader, "quarantine": m.quarantine}
+
+
+def eval_summary(report_dir: Path) -> dict[str, Any]:
+    """Per-task summary of an eval report's results.json (for release.json and the model card)."""
+    results = json.loads((report_dir / "results.json").read_text())
+    return {"suite": results["suite"]["name"], "checkpoint_sha256": results["checkpoint"]["sha256"],
+            "tasks": [{"name": t["name"], "kind": t["kind"], "unit": t.get("unit", ""), "summary": t["summary"]}
+                      for t in results["tasks"]]}
+
+
+def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: str | os.PathLike | None = None,
+                 which: str = "best", license: str = "MIT", name: str | None = None) -> Path:
+    """Write the release bundle of run_dir (its best/ EMA fp32 weights, else last/) into `out` (must not exist
+    or be empty); built in a temporary directory and renamed when complete. Returns `out`."""
+    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    if checkpoint_kind(run_dir) != "run":
+        raise ValueError(f"{run_dir} is a release already; give a training run directory")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a fresh --out directory")
+    source = weights_dir(run_dir, which)
+    config = read_run_config(run_dir)
+    model_json = json.loads((source / MODEL_JSON).read_text())
+    normalization = model_json.get("normalization") or {}
+    manifest = pretraining_manifest(config)
+    dataset = _dataset_summary(manifest["path"])
+    report_dir = Path(report).resolve() if report is not None else None
+    evals = eval_summary(report_dir) if report_dir is not None else None
+    weights_sha = sha256_file(source / WEIGHTS)
+    if evals is not None and evals["checkpoint_sha256"] != weights_sha:
+        raise ValueError(f"the report in {report_dir} evaluated other weights (sha256 {evals['checkpoint_sha256']}) "
+                         f"than {source / WEIGHTS} ({weights_sha})")
+    info = {"format": RELEASE_FORMAT, "version": RELEASE_VERSION, "name": name or run_dir.name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "license": license,
+            "source": {"run_dir": str(run_dir), "which": source.name}, "weights_sha256": weights_sha,
+            "pretraining_manifest": manifest, "dataset": dataset,
+            "normalization": normalization, "element_references": normalization.get("element_references") or {},
+            "model": model_json.get("model", {}), "objective": model_json.get("objective") or config.get("objective"),
+            "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})}, "evals": evals}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copyfile(source / WEIGHTS, tmp / WEIGHTS)
+        shutil.copyfile(source / MODEL_JSON, tmp / MODEL_JSON)
+        shutil.copyfile(run_dir / "config.yaml", tmp / "config.yaml")
+        if report_dir is not None:
+            (tmp / "report").mkdir()
+            for f in REPORT_FILES:
+                shutil.copyfile(report_dir / f, tmp / "report" / f)
+            if (report_dir / "figures").is_dir():
+                shutil.copytree(report_dir / "figures", tmp / "report" / "figures")
+        (tmp / RELEASE_JSON).write_text(json.dumps(info, indent=1) + "\n")
+        (tmp / "README.md").write_text(model_card(info))
+        write_checksums(tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

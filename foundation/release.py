@@ -1,0 +1,106 @@
+"""Release bundles: checksums (SHA256SUMS, `sha256sum -c` format) and loading a released potential as an ASE
+calculator. Loading verifies every checksum first and reads only safetensors and JSON (nothing is unpickled).
+
+Layout of a release directory (written by `foundation release`, evals/release.py):
+    model.safetensors  consolidated fp32 weights (EMA), normalisation buffers included
+    model.json         model config, normalisation, step, validation metrics (the run's best/ or last/ export)
+    release.json       provenance: source run, weights sha256, pre-training manifest digest, element references
+    config.yaml        the training run's resolved config
+    README.md          model card
+    report/            the eval report (results.json, report.md, report.html, figures/), when given
+    SHA256SUMS         sha256 of every other file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from foundation.data.atomic import sha256_file, write_text_atomic
+
+CHECKSUMS = "SHA256SUMS"
+RELEASE_JSON = "release.json"
+WEIGHTS = "model.safetensors"
+MODEL_JSON = "model.json"
+REQUIRED = (WEIGHTS, MODEL_JSON, RELEASE_JSON)
+
+
+class ReleaseError(ValueError):
+    """A release directory that is incomplete or whose files do not match SHA256SUMS."""
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and p.name != CHECKSUMS)
+
+
+def write_checksums(directory: str | os.PathLike) -> Path:
+    """Write DIR/SHA256SUMS covering every file under DIR (relative POSIX paths, sorted)."""
+    directory = Path(directory)
+    lines = [f"{sha256_file(directory / name)}  {name}" for name in _files(directory)]
+    write_text_atomic(directory / CHECKSUMS, "\n".join(lines) + "\n")
+    return directory / CHECKSUMS
+
+
+def read_checksums(directory: str | os.PathLike) -> dict[str, str]:
+    """{relative path: sha256} from DIR/SHA256SUMS; a malformed line is a ReleaseError naming it."""
+    path = Path(directory) / CHECKSUMS
+    if not path.is_file():
+        raise ReleaseError(f"{directory}: no {CHECKSUMS}; not a release directory (make one with `foundation release`)")
+    sums = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name or ".." in Path(name).parts or Path(name).is_absolute():
+            raise ReleaseError(f"{path}:{number}: malformed line {line!r}")
+        sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def verify_checksums(directory: str | os.PathLike) -> dict[str, str]:
+    """Check every file listed in SHA256SUMS and that no file of the bundle is unlisted; raise ReleaseError
+    naming each problem. Returns the checksums."""
+    directory = Path(directory)
+    sums = read_checksums(directory)
+    problems = []
+    for name, digest in sums.items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {CHECKSUMS} but missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name}: sha256 mismatch (the file was modified or corrupted)")
+    problems += [f"{name}: not listed in {CHECKSUMS}" for name in _files(directory) if name not in sums]
+    problems += [f"{name}: required file missing" for name in REQUIRED if name not in sums]
+    if problems:
+        raise ReleaseError(f"release {directory} failed verification:\n  " + "\n  ".join(problems))
+    return sums
+
+
+def is_release(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / RELEASE_JSON).is_file() and (Path(directory) / CHECKSUMS).is_file()
+
+
+def release_info(directory: str | os.PathLike) -> dict[str, Any]:
+    """The bundle's release.json (provenance)."""
+    return json.loads((Path(directory) / RELEASE_JSON).read_text())
+
+
+def load_release_potential(directory: str | os.PathLike, *, verify: bool = True):
+    """The released Potential (fp32, eval mode), after verifying SHA256SUMS; safetensors + JSON only."""
+    from foundation.train.checkpoint import load_potential
+
+    directory = Path(directory)
+    if verify:
+        verify_checksums(directory)
+    return load_potential(directory)
+
+
+def load_calculator(directory: str | os.PathLike, *, device: str | None = None):
+    """An ASE calculator (energy, free_energy, forces, stress) for a release directory. Refuses a bundle whose
+    files do not match its SHA256SUMS (ReleaseError)."""
+    from foundation.calculator import FoundationCalculator
+
+    return FoundationCalculator(load_release_potential(directory), device=device)
