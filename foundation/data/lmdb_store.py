@@ -42,7 +42,8 @@ def write_lmdb_shard(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
             _put_growing(env, META_KEY, json.dumps({"num_frames": count, "schema_version": SCHEMA_VERSION},
                                                    sort_keys=True).encode())
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                env.copyfo(fh, compact=True)
+                fh.flush()
+                env.copyfd(fh.fileno(), compact=True)
         finally:
             env.close()
     return count
@@ -58,21 +59,39 @@ def _put_growing(env: lmdb.Environment, key: bytes, value: bytes) -> None:
             env.set_mapsize(env.info()["map_size"] * 2)
 
 
+# One read-only environment per shard file per process (LMDB forbids opening a file twice in one process).
+_OPEN: dict[str, tuple[int, lmdb.Environment]] = {}
+
+
+def open_readonly(path: str | os.PathLike) -> lmdb.Environment:
+    """The process's read-only environment for a shard; one inherited through fork is closed and reopened."""
+    key = os.path.realpath(path)
+    entry = _OPEN.get(key)
+    if entry is not None and entry[0] == os.getpid():
+        return entry[1]
+    if entry is not None:  # inherited from the parent: LMDB handles must not cross fork
+        entry[1].close()
+    env = lmdb.open(key, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    _OPEN[key] = (os.getpid(), env)
+    return env
+
+
+def close_readonly(path: str | os.PathLike) -> None:
+    """Close this process's environment for a shard, if open."""
+    entry = _OPEN.pop(os.path.realpath(path), None)
+    if entry is not None and entry[0] == os.getpid():
+        entry[1].close()
+
+
 class LmdbShard:
     """Read-only random access to one shard; the environment opens lazily in each process."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._env: lmdb.Environment | None = None
-        self._pid = -1
         self._len: int | None = None
 
     def _environment(self) -> lmdb.Environment:
-        if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(str(self.path), subdir=False, readonly=True, lock=False, readahead=False,
-                                  meminit=False, max_readers=1)
-            self._pid = os.getpid()
-        return self._env
+        return open_readonly(self.path)
 
     def __len__(self) -> int:
         if self._len is None:
@@ -101,9 +120,4 @@ class LmdbShard:
             raise RecordDecodeError(f"{self.path}: record {index}: {exc}") from None
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
-            self._env.close()
-        self._env = None
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "_env": None, "_pid": -1, "_len": self._len}
+        close_readonly(self.path)
