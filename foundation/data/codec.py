@@ -6,6 +6,7 @@ so decoding a record from a stranger runs no code. The same bytes are an LMDB va
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -14,7 +15,7 @@ import numpy as np
 from foundation.data.schema import ARRAY_DTYPES, SCHEMA_VERSION, Frame
 
 MAGIC = b"FNDR"
-_ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|b1", "|u1", "<u2", "<i2"}
+_ALLOWED_DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "|b1", "|u1", "<u2", "<i2")}
 _ARRAY_FIELDS = tuple(ARRAY_DTYPES)
 _SCALAR_FIELDS = ("energy", "frame_id", "structure_id", "source")
 _PICKLE_PREFIXES = (b"\x80", b"(", b"c__builtin__", b"ccopy_reg")
@@ -38,8 +39,8 @@ def _unpack_array(d: Any, name: str) -> np.ndarray:
     dtype, shape, data = d["dtype"], d["shape"], d["data"]
     if dtype not in _ALLOWED_DTYPES or not isinstance(data, bytes) or not isinstance(shape, list):
         raise RecordDecodeError(f"field {name!r} has a forbidden dtype or malformed payload ({dtype!r})")
-    dt = np.dtype(dtype)
-    if not all(isinstance(s, int) and s >= 0 for s in shape) or int(np.prod(shape)) * dt.itemsize != len(data):
+    dt = _ALLOWED_DTYPES[dtype]
+    if not all(isinstance(s, int) and s >= 0 for s in shape) or math.prod(shape) * dt.itemsize != len(data):
         raise RecordDecodeError(f"field {name!r}: shape {shape} does not match {len(data)} bytes of {dtype}")
     return np.frombuffer(data, dtype=dt).reshape(shape).copy()
 

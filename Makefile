@@ -1,0 +1,20 @@
+# The two commands of the README, and the pieces they are made of.
+PYTHON ?= python3
+
+.PHONY: install install-dev demo test bench
+
+install:            ## install foundation into the current Python (torch pinned: never replaced)
+	bash scripts/install.sh
+
+install-dev: install ## + test and benchmark dependencies, and the system packages the tests use
+	bash scripts/install.sh dev
+	bash scripts/system-deps.sh
+
+demo: install       ## the built-in default: synth frames, shard, pre-train, fine-tune, report, release
+	foundation demo
+
+test: install-dev   ## the whole test suite (starts the local Slurm cluster when root)
+	$(PYTHON) -m pytest
+
+bench: install-dev  ## every benchmark; figures go to docs/benchmarks.md by hand
+	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done
