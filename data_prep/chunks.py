@@ -23,7 +23,7 @@ from data_prep.config import PrepConfig
 from data_prep.dedup import structure_key, text_key
 from data_prep.neighbours import count_neighbours
 from data_prep.readers import READERS, Piece
-from data_prep.readers.auto import display_names, expand_inputs
+from data_prep.readers.auto import expand_inputs
 from data_prep.readers.base import file_identity
 from data_prep.split import assign_split
 from data_prep.staging import QUARANTINE_NAME, SplitWriter, quarantine_entry, write_jsonl
@@ -84,7 +84,7 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
     """Cut the inputs into chunk tasks (reusing WORK/plan.json when inputs and chunking are unchanged)."""
     work = Path(work_dir)
     files = expand_inputs(list(config.inputs), config.format)
-    identities = [file_identity(path) for path, _ in files]
+    identities = [file_identity(path) for path, _, _ in files]
     plan_key = _digest({"files": files, "identities": identities, "chunk_frames": config.chunk_frames,
                         "version": PREP_VERSION})
     plan_path = work / PLAN_NAME
@@ -94,9 +94,7 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
         if saved.get("key") == plan_key:
             pieces = [Piece(**p) for p in saved["pieces"]]
     if pieces is None:
-        names = display_names([path for path, _ in files])
-        pieces = [p for (path, fmt), name in zip(files, names)
-                  for p in READERS[fmt].plan(path, name, config.chunk_frames)]
+        pieces = [p for path, fmt, name in files for p in READERS[fmt].plan(path, name, config.chunk_frames)]
         work.mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan_path, json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}))
     options = config.chunk_options()

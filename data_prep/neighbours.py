@@ -24,15 +24,13 @@ def complete_cell(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
     basis = np.array(cell, dtype=np.float64)
     if periodic.all():
         return basis
-    kept = [basis[i] for i in range(3) if periodic[i]]
-    for i in range(3):
-        if periodic[i]:
-            continue
+    span = np.linalg.qr(basis[periodic].T)[0] if periodic.any() else np.zeros((3, 0))
+    for i in np.flatnonzero(~periodic):
         for trial in np.eye(3):
-            v = trial - sum(((trial @ k) / (k @ k) * k for k in kept), np.zeros(3))
+            v = trial - span @ (span.T @ trial)
             if np.linalg.norm(v) > 1e-6:
                 basis[i] = v / np.linalg.norm(v)
-                kept.append(basis[i])
+                span = np.column_stack([span, basis[i]])
                 break
     return basis
 

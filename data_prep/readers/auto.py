@@ -54,19 +54,21 @@ def detect_format(path: str) -> str | None:
     return None
 
 
-def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
-    """(file, format) for every input; directories are searched recursively (sorted) for readable files.
+def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str, str]]:
+    """(file, format, name) for every input; directories are searched recursively (sorted) for readable files.
 
-    A named file that is missing or whose format cannot be detected is an error naming the file.
+    A file's name (used in ids and messages) is its base name, or DIR/RELPATH for a file found in a
+    directory input DIR; when two names collide, every name is the path relative to the inputs' common
+    directory. A named file that is missing or whose format cannot be detected is an error naming the file.
     """
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
     for path in paths:
         if os.path.isdir(path):
-            found = [str(p) for p in sorted(Path(path).rglob("*")) if p.is_file()]
-            for file in found:
-                kind = fmt if fmt != "auto" else detect_format(file)
+            top = Path(path).resolve()
+            for file in sorted(p for p in top.rglob("*") if p.is_file()):
+                kind = fmt if fmt != "auto" else detect_format(str(file))
                 if kind is not None:
-                    out.append((file, kind))
+                    out.append((str(file), kind, str(Path(top.name) / file.relative_to(top))))
             continue
         if not os.path.exists(path):
             raise ReaderError(f"{path}: no such file or directory")
@@ -74,14 +76,11 @@ def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str]]:
         if kind is None:
             raise ReaderError(f"{path}: cannot tell its format (extxyz, MPtrj JSON, OUTCAR, vasprun.xml, ASE db); "
                               "pass --format")
-        out.append((path, kind))
+        out.append((path, kind, os.path.basename(path)))
     if not out:
         raise ReaderError(f"no readable input files in {paths}")
+    if len({name for _, _, name in out}) < len(out):
+        absolute = [os.path.abspath(f) for f, _, _ in out]
+        root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+        out = [(f, kind, os.path.relpath(a, root)) for (f, kind, _), a in zip(out, absolute)]
     return out
-
-
-def display_names(files: list[str]) -> list[str]:
-    """Each file's path relative to the common directory of all inputs (ids and messages use these)."""
-    absolute = [os.path.abspath(f) for f in files]
-    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-    return [os.path.relpath(a, root) for a in absolute]

@@ -5,7 +5,7 @@ bandgap, mp_id}}}.
 Conversions: energy = uncorrected_total_energy (or corrected_total_energy with config.energy="corrected"),
 eV total; forces eV/A as given; stress kBar with VASP's sign -> eV/A^3 with ASE's sign; magmom -> magmoms;
 structure_id = material id, frame_id = the frame key. Positions are the sites' fractional `abc` times the
-lattice matrix, exactly what pymatgen's Structure.from_dict computes (tests compare the two); a site with
+lattice matrix site by site, bit for bit what pymatgen's Structure.from_dict computes (tests compare); a site with
 several species or partial occupancy is a parse error.
 
 Planning scans the bytes once with numpy (string-aware brace depth) and cuts the top-level object between
@@ -168,7 +168,7 @@ def frame_from_entry(material_id: str, frame_key: str, entry: dict[str, Any], fi
             raise ValueError(f"site {len(numbers)} is disordered ({species}); only ordered structures are read")
         numbers.append(atomic_numbers.get(species[0]["element"], 0))
         abc.append(site["abc"])
-    positions = np.dot(np.array(abc, dtype=np.float64), matrix)
+    positions = np.array([np.dot(np.asarray(f, dtype=np.float64), matrix) for f in abc]).reshape(-1, 3)
     stress = entry.get("stress")
     magmom = entry.get("magmom")
     energy = entry.get(field)

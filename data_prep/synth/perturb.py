@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.filters import FrechetCellFilter
+from ase.filters import UnitCellFilter
 from ase.optimize import FIRE
 
 from data_prep.synth.seeds import min_distance_ratio
@@ -50,13 +50,13 @@ def rattle(atoms: Atoms, rng: np.random.Generator, amplitude: tuple[float, float
 
 
 def relaxation_trajectory(atoms: Atoms, steps: int, keep_every: int, fmax: float = 0.05) -> list[tuple[int, Atoms]]:
-    """FIRE relaxation of positions and cell (ase FrechetCellFilter) for at most `steps` steps.
+    """FIRE relaxation of positions and cell (ase UnitCellFilter) for at most `steps` steps.
 
     `atoms` must carry its teacher calculator. Returns (step, labelled snapshot) for steps 0, k, 2k, ...
     (k = `keep_every`), the labels being the teacher's at exactly that geometry.
     """
     kept: list[tuple[int, Atoms]] = []
-    optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+    optimizer = FIRE(UnitCellFilter(atoms), logfile=None)
     for step, _ in enumerate(optimizer.irun(fmax=fmax, steps=steps)):
         if step % keep_every == 0:
             kept.append((step, snapshot(atoms)))

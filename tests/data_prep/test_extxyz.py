@@ -1,0 +1,97 @@
+"""The extended XYZ reader on the real frames of ../shared/data/dft, pinned to numbers read by hand."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+
+from data_prep.config import PrepConfig
+from data_prep.readers import READERS
+from data_prep.readers.base import ReaderError
+
+from .helpers import read_records
+
+pytestmark = pytest.mark.shared_data
+
+
+def test_first_mptrj_frame_matches_the_file_by_hand(shared_data):
+    # Line 2 of mptrj-random-1k.xyz: energy=-28.75765745, stress="0.0008926831358242223 ...",
+    # ids mptrj_traj_id=mp-1080834 mptrj_snapshot_id=mp-1080834-0-1; line 3: the first Na atom.
+    frame = read_records(shared_data / "dft" / "mptrj-random-1k.xyz", "extxyz")[0].frame
+    assert frame.energy == -28.75765745
+    assert frame.stress[0, 0] == 0.0008926831358242223 and frame.stress[1, 1] == 0.0030173324072012325
+    assert frame.stress[0, 2] == 0.0007746200973649859  # eV/A^3, ASE sign as written (stress_unit=eV/A^3)
+    assert frame.structure_id == "mp-1080834" and frame.frame_id == "mp-1080834-0-1"
+    assert frame.numbers.tolist() == [11] * 5 + [33] * 4
+    np.testing.assert_array_equal(frame.positions[0], [3.87535312, -2.33845927, 4.61262141])
+    np.testing.assert_array_equal(frame.forces[0], [-0.00426214, 0.0, -0.01015544])
+    np.testing.assert_array_equal(frame.cell[0], [3e-08, -4.67691765, -1e-08])
+    assert frame.pbc.all() and frame.source == "MPtrj"
+
+
+@pytest.mark.parametrize("name", ["mptrj-random-1k.xyz", "alexandria-random-1k.xyz", "mpf-TP.xyz",
+                                  "mpf-alkali-TP.xyz"])
+def test_every_frame_agrees_with_ase(shared_data, name):
+    path = shared_data / "dft" / name
+    records = read_records(path, "extxyz", chunk_frames=128)  # several pieces, read one after another
+    assert len(records) == path.read_text().count("Properties=")
+    reference = ase.io.read(str(path), index="::9")  # every 9th frame, checked value by value
+    for record, atoms in zip(records[::9], reference):
+        frame = record.frame
+        assert frame is not None, record.error
+        np.testing.assert_array_equal(frame.numbers, atoms.numbers)
+        np.testing.assert_array_equal(frame.positions, atoms.positions)
+        np.testing.assert_array_equal(frame.cell, atoms.cell[:])
+        np.testing.assert_array_equal(frame.forces, atoms.get_forces())
+        assert frame.energy == atoms.get_potential_energy()
+        np.testing.assert_allclose(frame.stress.reshape(9)[[0, 4, 8, 5, 2, 1]], atoms.get_stress(), rtol=0, atol=1e-15)
+
+
+def test_ids_fall_back_to_file_and_index(shared_data):
+    records = read_records(shared_data / "dft" / "alexandria-random-1k.xyz", "extxyz")
+    # alexandria frames carry alexandria_id (a structure key) but no frame key
+    assert records[0].frame.structure_id == "agm002190202"
+    assert records[0].frame.frame_id == "alexandria-random-1k.xyz:0"
+    assert records[5].frame.frame_id == "alexandria-random-1k.xyz:5"
+    named = read_records(shared_data / "dft" / "alexandria-random-1k.xyz", "extxyz", structure_key="frame")
+    assert named[0].frame.structure_id == named[0].frame.frame_id
+
+
+def test_teacher_frames_keep_magmoms(shared_data):
+    path = shared_data / "teacher" / "teacher-chgnet-part1.extxyz"
+    record = next(READERS["extxyz"].read(READERS["extxyz"].plan(str(path), path.name, 3)[0], PrepConfig()))
+    atoms = next(ase.io.iread(str(shared_data / "teacher" / "teacher-chgnet-part1.extxyz")))
+    np.testing.assert_array_equal(record.frame.magmoms, atoms.get_magnetic_moments())
+    assert record.frame.structure_id == "proto-w0-0-LuSb" and record.frame.frame_id == "proto-w0-0-LuSb-rattle"
+    assert record.frame.energy == -75.5855712890625
+
+
+FRAME = """2
+Lattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1500.0 stress="1 0 0 0 2 0 0 0 3" {units} pbc="T T T"
+Cu 0 0 0 100 0 -50
+Cu 2 2 2 -100 0 50
+"""
+
+
+def test_units_named_in_the_comment_line_are_converted(tmp_path):
+    path = tmp_path / "units.xyz"
+    path.write_text(FRAME.format(units="energy_unit=meV forces_unit=meV/A stress_unit=GPa"))
+    frame = read_records(path, "extxyz")[0].frame
+    assert frame.energy == pytest.approx(-1.5)
+    np.testing.assert_allclose(frame.forces[0], [0.1, 0.0, -0.05])
+    np.testing.assert_allclose(np.diag(frame.stress), np.array([1, 2, 3]) / 160.21766208, rtol=1e-9)
+
+
+def test_an_unknown_unit_stops_naming_file_record_and_unit(tmp_path):
+    path = tmp_path / "bad-units.xyz"
+    path.write_text(FRAME.format(units="energy_unit=eV") + FRAME.format(units="energy_unit=furlong"))
+    with pytest.raises(ReaderError, match=r"bad-units.xyz: record 1: unknown energy_unit 'furlong'"):
+        read_records(path, "extxyz")
+
+
+def test_a_broken_count_line_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.xyz"
+    path.write_text(FRAME.format(units="") + "two\n")
+    with pytest.raises(ReaderError, match=r"broken.xyz: line 5"):
+        read_records(path, "extxyz")
