@@ -42,4 +42,4 @@ def test_a_small_run_prints_its_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "20 frames read" in out and "kept 20" in out and "elements (2): H O" in out
-    assert "wds: 1 shards" in out
+    assert "wds: 2 shards" in out  # one per split
