@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "foundation.cli.data",
     "foundation.cli.prep",
+    "foundation.cli.sweep",
     "foundation.cli.eval",
     "foundation.cli.release",
 ]

@@ -79,7 +79,7 @@ class SweepConfig:
             raise ConfigError("seeds: give at least one seed")
         if not self.loss or min(self.loss.values()) < 0:
             raise ConfigError("loss: name at least one validation metric with a non-negative weight")
-        reserved = {"run_dir", "data.path", "train.max_steps", "train.seed", "model"}
+        reserved = {"run_dir", "data.path", "train.max_steps", "train.seed", "model", "model_overrides"}
         clash = reserved & set(self.overrides)
         if clash:
             raise ConfigError(f"overrides: {sorted(clash)} are set by the sweep for every point")

@@ -99,7 +99,7 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
     from foundation.train.objectives import Objective
 
     cfg = train_config
-    model = build_potential(cfg.model)
+    model = build_potential(cfg.model, cfg.model_overrides)
     objective = Objective(cfg.objective)
     clean, noisy = objective.outputs(model.outputs)
     dataset = open_dataset(cfg.data.path, split=cfg.data.train_split)

@@ -62,9 +62,10 @@ def resolve_train_config(config: SweepConfig, model_index: int, data_path: str, 
     from foundation.train.config import load_train_config
 
     size = config.models[model_index]
-    model = to_dict(resolve_model_config(size.model, [_override_text(k, v) for k, v in size.overrides.items()]))
     data = read_yaml(config.base_config)
-    data["model"] = model
+    # the point's model, fully resolved (base model_overrides, then the size's), so the hash sees every value
+    edits = list(data.pop("model_overrides", []) or []) + [_override_text(k, v) for k, v in size.overrides.items()]
+    data["model"] = to_dict(resolve_model_config(size.model, edits))
     overrides = [_override_text(k, v) for k, v in config.overrides.items()]
     overrides += [_override_text("data.path", data_path), _override_text("run_dir", run_dir),
                   _override_text("train.max_steps", steps), _override_text("train.seed", seed)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -43,28 +45,17 @@ def point_state(point: SweepPoint) -> str:
     return "failed" if (run_dir / FAILED).exists() else "pending"
 
 
-def final_val_metrics(run_dir: str | Path, names: Iterable[str]) -> dict[str, float]:
-    """The last record of RUN_DIR/metrics.jsonl that holds every metric in `names`."""
-    path = Path(run_dir) / "metrics.jsonl"
-    names = list(names)
-    if not path.exists():
-        raise SweepError(f"{path}: the training run wrote no metrics file")
-    last = None
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SweepError(f"{path}: line {number} is not JSON ({exc})") from None
-        if all(name in record for name in names):
-            last = record
-    if last is None:
-        raise SweepError(f"{path}: no record holds all of {names}; check the sweep's `loss` metric names")
-    values = {name: float(last[name]) for name in names}
+def final_val_metrics(summary: dict[str, Any], names: Iterable[str], run_dir: Path) -> dict[str, float]:
+    """The named metrics of the run's final validation (run_training's summary), all finite."""
+    val = summary.get("val") or {}
+    missing = [n for n in names if n not in val]
+    if missing:
+        raise SweepError(f"{run_dir}: the final validation has no {missing} (it has {sorted(val)}); check the "
+                         "sweep's `loss` metric names against the objective's weighted terms")
+    values = {n: float(val[n]) if val[n] is not None else math.nan for n in names}
     bad = [n for n, v in values.items() if not math.isfinite(v)]
     if bad:
-        raise SweepError(f"{path}: final validation {bad} not finite (the run diverged)")
+        raise SweepError(f"{run_dir}: final validation {bad} not finite (the run diverged)")
     return values
 
 
@@ -95,9 +86,11 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
                  else max(1, round(point.budget / cost.flops_per_step)))
         config = _resolved_config(point, steps)
         start = time.perf_counter()
-        run_training(config)
+        summary = run_training(config)
         wall = time.perf_counter() - start
-        metrics = final_val_metrics(run_dir, point.loss_weights)
+        if summary.get("stopped"):
+            raise SweepError(f"{run_dir}: training was stopped at step {summary.get('step')} before {steps}")
+        metrics = final_val_metrics(summary, point.loss_weights, run_dir)
         subset = Manifest.load(point.data_path).extra.get("subset", {})
         devices = 1  # the local driver trains in one process; a multi-process point records its world size
         result = {
@@ -135,7 +128,7 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
 
 
 def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
-    """Run points one after another in this process: every pending point, or, with `retry`, only the points
+    """Run points one after another, each in its own spawned process: every pending point, or, with `retry`, only the points
     it names (["failed"]: every failed point). Failed points are not rerun otherwise. Returns
     {point_id: state after the run}."""
     from tqdm import tqdm
@@ -151,10 +144,31 @@ def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progre
     else:
         todo = [p for p in points if states[p.point_id] == "pending"]
     for point in tqdm(todo, desc="sweep points", unit="point", disable=not progress):
-        try:
-            run_point(point)
-            states[point.point_id] = "done"
-        except Exception as exc:  # recorded in the point's sweep_failed.json; the sweep goes on
-            print(f"point {point.point_id} FAILED: {type(exc).__name__}: {exc}")
-            states[point.point_id] = "failed"
+        states[point.point_id] = _run_in_child(point)
+        if states[point.point_id] == "failed":
+            error = json.loads((Path(point.run_dir) / FAILED).read_text())["error"]
+            print(f"point {point.point_id} FAILED: {error}", file=sys.stderr)
     return states
+
+
+def _child(point: SweepPoint) -> None:
+    try:
+        run_point(point)
+    except Exception:  # the traceback is in the point's sweep_failed.json
+        sys.exit(1)
+
+
+def _run_in_child(point: SweepPoint) -> str:
+    """Run one point in a fresh spawned process (isolated from the others' torch, DeepSpeed and process-group
+    state, and from their memory); a child killed without a word still leaves a failure marker."""
+    process = multiprocessing.get_context("spawn").Process(target=_child, args=(point,), name=point.point_id)
+    process.start()
+    process.join()
+    state = point_state(point)
+    if state == "pending" or (state != "done" and process.exitcode not in (0, 1)):
+        Path(point.run_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(point.run_dir) / FAILED, json.dumps({
+            "point_id": point.point_id, "error": f"the point's process exited with code {process.exitcode}",
+            "traceback": ""}, indent=1) + "\n")
+        state = "failed"
+    return state

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -80,34 +79,49 @@ def write_nested_subsets(source: str | os.PathLike, out_dir: str | os.PathLike, 
     if TRAIN not in manifest.splits:
         raise KeyError(f"{source}: no {TRAIN!r} split to subset; it has {manifest.splits}")
     digest = _manifest_digest(source)
-    train = open_dataset(source, split=TRAIN)
-    frames = list(tqdm(train, desc=f"read {source.name}/{TRAIN}", unit="frame", disable=not progress))
-    structure_ids = [f.structure_id for f in frames]
+    targets = sorted(set(int(s) for s in sizes))
+    existing = [_existing(out_dir / f"D{size}", digest, seed, size) for size in targets]
+    if all(existing):
+        return existing  # type: ignore[return-value]
+    frames = list(tqdm(open_dataset(source, split=TRAIN), desc=f"read {source.name}/{TRAIN}", unit="frame",
+                       disable=not progress))
     others = {split: list(open_dataset(source, split=split)) for split in manifest.splits if split != TRAIN}
-    selection = nested_selection(structure_ids, sorted(set(int(s) for s in sizes)), seed)
+    selection = nested_selection([f.structure_id for f in frames], targets, seed)
     subsets = []
-    for size, index in tqdm(selection.items(), desc="write subsets", unit="subset", disable=not progress):
+    for (size, index), done in tqdm(list(zip(selection.items(), existing)), desc="write subsets", unit="subset",
+                                    disable=not progress):
+        if done is not None:
+            subsets.append(done)
+            continue
         chosen = [frames[i] for i in index]
         provenance = {"parent": str(source.resolve()), "parent_manifest_sha256": digest, "seed": seed,
-                      "target_frames": size, "frames": len(chosen),
+                      "target_frames": size, "frames": len(chosen), "atoms": int(sum(f.natoms for f in chosen)),
                       "structures": len({f.structure_id for f in chosen})}
-        subset = Subset(path=str(out_dir / f"D{size}"), target=size, frames=len(chosen),
-                        atoms=int(sum(f.natoms for f in chosen)), structures=provenance["structures"])
-        subsets.append(subset)
-        target = Path(subset.path)
-        if target.exists():
-            try:
-                if Manifest.load(target).extra.get("subset") == provenance:
-                    continue
-            except (FileNotFoundError, ValueError):
-                pass
-            shutil.rmtree(target)
+        target = out_dir / f"D{size}"
         tmp = target.with_name(target.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for stale in (target, tmp):
+            if stale.exists():
+                shutil.rmtree(stale)
         write_dataset(tmp, {TRAIN: chosen, **others}, containers=manifest.containers, shard_size=shard_size,
                       statistics=manifest.statistics, element_references=manifest.element_references,
                       reader=manifest.reader, split_ratios=manifest.split_ratios,
-                      extra={**manifest.extra, "subset": json.loads(json.dumps(provenance))})
+                      extra={**manifest.extra, "subset": provenance})
         os.replace(tmp, target)
+        subsets.append(_as_subset(target, provenance))
     return subsets
+
+
+def _as_subset(path: Path, provenance: dict) -> Subset:
+    return Subset(path=str(path), target=provenance["target_frames"], frames=provenance["frames"],
+                  atoms=provenance["atoms"], structures=provenance["structures"])
+
+
+def _existing(path: Path, digest: str, seed: int, size: int) -> Subset | None:
+    """The subset already written at `path` from the same parent, seed and size, or None."""
+    try:
+        provenance = Manifest.load(path).extra.get("subset") or {}
+    except (FileNotFoundError, ValueError):
+        return None
+    same = (provenance.get("parent_manifest_sha256") == digest and provenance.get("seed") == seed
+            and provenance.get("target_frames") == size)
+    return _as_subset(path, provenance) if same else None

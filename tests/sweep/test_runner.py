@@ -1,0 +1,49 @@
+"""Point markers: a finished point with a changed config is refused; run summaries are checked."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from foundation.data.writer import write_dataset
+from foundation.sweep.config import load_sweep_config
+from foundation.sweep.grid import expand_grid, point_hash
+from foundation.sweep.runner import DONE, FAILED, SweepError, collect, final_val_metrics, point_state
+from tests.data.helpers import full_frame
+from tests.sweep.test_grid import sweep_mapping
+
+
+@pytest.fixture
+def points(tmp_path):
+    pts = expand_grid(load_sweep_config(sweep_mapping(tmp_path, seeds=[0])))
+    for p in pts:
+        write_dataset(p.data_path, {"train": [full_frame(seed=i) for i in range(3)]})
+    return pts
+
+
+def test_states_come_from_markers_and_a_changed_config_is_refused(points):
+    done, failed = points[0], points[1]
+    for p in (done, failed):
+        Path(p.run_dir).mkdir(parents=True)
+    (Path(done.run_dir) / DONE).write_text(json.dumps({"point_id": done.point_id,
+                                                            "config_hash": point_hash(done)}))
+    (Path(failed.run_dir) / FAILED).write_text(json.dumps({"point_id": failed.point_id, "error": "E"}))
+    assert [point_state(p) for p in points] == ["done", "failed", "pending", "pending"]
+    gathered = collect(points)
+    assert [r["point_id"] for r in gathered["points"]] == [done.point_id]
+    assert gathered["pending"] == [p.point_id for p in points[2:]]
+    write_dataset(done.data_path, {"train": [full_frame(seed=9)]})  # its data changed under it
+    with pytest.raises(SweepError, match="different config"):
+        point_state(done)
+
+
+def test_final_metrics_must_exist_and_be_finite(tmp_path):
+    summary = {"val": {"forces_mae": 0.1, "energy_mae": math.nan}}
+    assert final_val_metrics(summary, ["forces_mae"], tmp_path) == {"forces_mae": 0.1}
+    with pytest.raises(SweepError, match="no \\['stress_mae'\\]"):
+        final_val_metrics(summary, ["stress_mae"], tmp_path)
+    with pytest.raises(SweepError, match="diverged"):
+        final_val_metrics(summary, ["energy_mae"], tmp_path)
