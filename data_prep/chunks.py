@@ -26,7 +26,7 @@ from data_prep.readers import READERS, Piece
 from data_prep.readers.auto import expand_inputs
 from data_prep.readers.base import file_identity
 from data_prep.split import assign_split
-from data_prep.staging import QUARANTINE_NAME, SplitWriter, quarantine_entry, write_jsonl
+from data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
 from data_prep.validate import check_frame
 from foundation.data.atomic import write_text_atomic
 
@@ -134,6 +134,8 @@ def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) ->
     scratch = Path(task.work_dir) / f".{task.directory.name}.tmp-{os.getpid()}"
     scratch.mkdir(parents=True)
     writers = {split: SplitWriter(scratch, split) for split in cfg.split}
+    split_index = {split: i for i, split in enumerate(cfg.split)}
+    order = InputOrder()
     result = ChunkResult(task.index)
     quarantine = []
     pending = 0
@@ -158,14 +160,14 @@ def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) ->
             neighbours = (count_neighbours(frame.positions, frame.cell, frame.pbc, cfg.neighbour_cutoff)
                           if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample) else -1)
             split = assign_split(frame.structure_id, cfg.split, cfg.split_salt)
-            writers[split].add(frame, ordinal=result.records - 1, file=piece.name, record=record.where,
-                               structure_key=structure_key(frame, cfg.dedup_tolerance),
-                               id_key=text_key(frame.frame_id), neighbours=neighbours)
+            local = writers[split].add(frame, file=piece.name, record=record.where, neighbours=neighbours)
+            order.add(split_index[split], local, structure_key(frame, cfg.dedup_tolerance), text_key(frame.frame_id))
             result.kept += 1
     if progress is not None and pending:
         progress(pending)
     for writer in writers.values():
         writer.close()
+    order.save(scratch)
     with open(scratch / QUARANTINE_NAME, "w") as fh:
         write_jsonl(fh, quarantine)
     os.replace(scratch, task.directory)

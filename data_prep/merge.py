@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from data_prep.chunks import ChunkResult, ChunkTask
 from data_prep.config import PrepConfig
-from data_prep.dedup import first_occurrences
-from data_prep.staging import QUARANTINE_NAME, iter_records, load_summary, quarantine_entry, read_record
+from data_prep.dedup import KEY_BYTES, first_occurrences
+from data_prep.staging import QUARANTINE_NAME, iter_records, load_order, load_summary, quarantine_entry, read_record
 from data_prep.statistics import compute_statistics
 from foundation.data.atomic import atomic_path
 from foundation.data.codec import decode_frame
@@ -47,22 +47,14 @@ def _summary(directory: Path, split: str) -> dict[str, np.ndarray]:
     return load_summary(directory, split)
 
 
-def _global_order(tasks: list[ChunkTask], splits: list[str]) -> dict[str, np.ndarray]:
-    """Every staged frame of every chunk and split, sorted into input order."""
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("chunk", "split", "local", "ordinal", "skey", "ikey")}
-    for c, task in enumerate(tasks):
-        for s, split in enumerate(splits):
-            summary = load_summary(task.directory, split)
-            n = len(summary["ordinal"])
-            cols["chunk"].append(np.full(n, c))
-            cols["split"].append(np.full(n, s))
-            cols["local"].append(np.arange(n))
-            cols["ordinal"].append(summary["ordinal"])
-            cols["skey"].append(summary["structure_key"])
-            cols["ikey"].append(summary["id_key"])
-    out = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
-    order = np.lexsort((out["ordinal"], out["chunk"]))
-    return {k: v[order] for k, v in out.items()}
+def _global_order(tasks: list[ChunkTask]) -> dict[str, np.ndarray]:
+    """Every staged frame of every chunk in input order (chunk by chunk, each already in input order)."""
+    parts = [load_order(task.directory) for task in tasks]
+    chunk = np.concatenate([np.full(len(p["split"]), c, dtype=np.int32) for c, p in enumerate(parts)])
+    out = {k: np.concatenate([p[k] for p in parts]) for k in ("split", "local", "keys")}
+    del parts
+    out["chunk"] = chunk
+    return out
 
 
 def _locate(tasks: list[ChunkTask], splits: list[str], g: dict[str, np.ndarray], i: int) -> dict[str, Any]:
@@ -76,14 +68,14 @@ def _locate(tasks: list[ChunkTask], splits: list[str], g: dict[str, np.ndarray],
 def _decide(tasks: list[ChunkTask], config: PrepConfig) -> tuple[dict, list[dict], list[dict]]:
     """Keep masks per (chunk, split), duplicates.jsonl lines, and duplicate_frame_id quarantine lines."""
     splits = list(config.split)
-    g = _global_order(tasks, splits)
+    g = _global_order(tasks)
     n = len(g["chunk"])
     if config.dedup:
-        unique, owner = first_occurrences(g["skey"])
+        unique, owner = first_occurrences(g["keys"][:, :KEY_BYTES])
     else:
         unique, owner = np.ones(n, dtype=bool), np.arange(n)
     candidates = np.flatnonzero(unique)
-    id_first, id_owner = first_occurrences(g["ikey"][candidates])
+    id_first, id_owner = first_occurrences(g["keys"][candidates, KEY_BYTES:])
     keep = np.zeros(n, dtype=bool)
     keep[candidates[id_first]] = True
     duplicates = []
@@ -98,11 +90,12 @@ def _decide(tasks: list[ChunkTask], config: PrepConfig) -> tuple[dict, list[dict
         id_quarantine.append(quarantine_entry(me["file"], me["record"], "duplicate_frame_id",
                                               f"frame_id {me['frame_id']!r} already used by {first['file']}:"
                                               f"{first['record']}", frame))
-    order = np.lexsort((g["local"], g["split"], g["chunk"]))
-    group = g["chunk"][order] * len(splits) + g["split"][order]
-    bounds = np.searchsorted(group, np.arange(len(tasks) * len(splits) + 1))
-    masks = {(c, split): keep[order[bounds[c * len(splits) + s]:bounds[c * len(splits) + s + 1]]]
-             for c in range(len(tasks)) for s, split in enumerate(splits)}
+    bounds = np.searchsorted(g["chunk"], np.arange(len(tasks) + 1))
+    masks = {}
+    for c in range(len(tasks)):
+        split_of, kept = g["split"][bounds[c]:bounds[c + 1]], keep[bounds[c]:bounds[c + 1]]
+        for s, split in enumerate(splits):
+            masks[c, split] = kept[split_of == s]  # a split's frames of a chunk are staged in input order
     return masks, duplicates, id_quarantine
 
 

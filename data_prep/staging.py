@@ -41,11 +41,11 @@ class SplitWriter:
         self._fh: BinaryIO = open(self.records_path, "wb")
         self._offset = 0
         self._cols: dict[str, list] = {k: [] for k in (
-            "ordinal", "natoms", "energy", "force_sq", "force_n", "stress_sq", "stress_n", "neighbours",
-            "comp_z", "comp_n", "comp_len", "structure_key", "id_key", "offset", "frame_id", "source_file", "record")}
+            "natoms", "energy", "force_sq", "force_n", "stress_sq", "stress_n", "neighbours",
+            "comp_z", "comp_n", "comp_len", "offset", "frame_id", "source_file", "record")}
 
-    def add(self, frame: Frame, *, ordinal: int, file: str, record: int | str, structure_key: bytes, id_key: bytes,
-            neighbours: int) -> None:
+    def add(self, frame: Frame, *, file: str, record: int | str, neighbours: int) -> int:
+        """Stage one frame; return its index within this split of the chunk."""
         payload = encode_frame(frame)
         self._fh.write(_LENGTH.pack(len(payload)))
         self._fh.write(payload)
@@ -58,7 +58,6 @@ class SplitWriter:
         c["comp_z"].append(z)
         c["comp_n"].append(n)
         c["comp_len"].append(len(z))
-        c["ordinal"].append(ordinal)
         c["natoms"].append(frame.natoms)
         c["energy"].append(np.nan if frame.energy is None else frame.energy)
         c["force_sq"].append(0.0 if frame.forces is None else float((frame.forces ** 2).sum()))
@@ -66,28 +65,52 @@ class SplitWriter:
         c["stress_sq"].append(0.0 if frame.stress is None else float((frame.stress ** 2).sum()))
         c["stress_n"].append(0 if frame.stress is None else 9)
         c["neighbours"].append(neighbours)
-        c["structure_key"].append(structure_key)
-        c["id_key"].append(id_key)
         c["frame_id"].append(frame.frame_id)
         c["source_file"].append(file)
         c["record"].append(str(record))
+        return len(c["natoms"]) - 1
 
     def close(self) -> int:
         self._fh.close()
         c = self._cols
-        count = len(c["ordinal"])
-        arrays = {k: np.asarray(c[k], dtype=np.int64) for k in ("ordinal", "natoms", "force_n", "stress_n",
+        count = len(c["natoms"])
+        arrays = {k: np.asarray(c[k], dtype=np.int64) for k in ("natoms", "force_n", "stress_n",
                                                               "neighbours", "offset", "comp_len")}
         arrays.update({k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")})
         for k in ("comp_z", "comp_n"):
             arrays[k] = np.concatenate(c[k]).astype(np.int64) if count else np.zeros(0, np.int64)
-        for k in ("structure_key", "id_key"):
-            arrays[k] = np.frombuffer(b"".join(c[k]), dtype=np.uint8).reshape(count, -1) if count \
-                else np.zeros((0, 16), np.uint8)
         for k in ("frame_id", "source_file", "record"):
             arrays[k] = np.asarray(c[k], dtype=str) if count else np.zeros(0, dtype="<U1")
         np.savez(self.summary_path, **arrays)
         return count
+
+
+class InputOrder:
+    """Every staged frame of a chunk in input order: its split, its index there, and its duplicate keys."""
+
+    NAME = "order.npz"
+
+    def __init__(self) -> None:
+        self.split: list[int] = []
+        self.local: list[int] = []
+        self.keys: list[bytes] = []
+
+    def add(self, split: int, local: int, structure_key: bytes, id_key: bytes) -> None:
+        self.split.append(split)
+        self.local.append(local)
+        self.keys.append(structure_key + id_key)
+
+    def save(self, directory: Path) -> None:
+        keys = np.frombuffer(b"".join(self.keys), dtype=np.uint8).reshape(len(self.keys), -1) if self.keys \
+            else np.zeros((0, 32), np.uint8)
+        np.savez(directory / self.NAME, split=np.asarray(self.split, dtype=np.int8),
+                 local=np.asarray(self.local, dtype=np.int32), keys=keys)
+
+
+def load_order(directory: Path) -> dict[str, np.ndarray]:
+    """A finished chunk's InputOrder arrays: split (int8), local (int32), keys (n, 32) uint8 = structure|id key."""
+    with np.load(directory / InputOrder.NAME, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def load_summary(directory: Path, split: str) -> dict[str, np.ndarray]:

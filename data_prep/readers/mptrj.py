@@ -44,10 +44,10 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
             quotes = arr == _QUOTE
             if escaped or (arr == _BACKSLASH).any():
                 quotes, escaped = _unescaped(arr, quotes, escaped)
-            toggles = np.cumsum(quotes, dtype=np.int64) + in_string
+            toggles = np.cumsum(quotes, dtype=np.int32) + in_string
             outside = (toggles & 1) == 0
             delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(np.int8)
-            level = np.cumsum(delta, dtype=np.int64) + depth
+            level = np.cumsum(delta, dtype=np.int32) + depth
             if first < 0 and (level >= 1).any():
                 first = offset + int(np.argmax(level >= 1)) + 1
             closes = np.flatnonzero((delta < 0) & (level == 1))
