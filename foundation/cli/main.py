@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "foundation.cli.data",
     "foundation.cli.prep",
     "foundation.cli.sweep",
+    "foundation.cli.train",
     "foundation.cli.eval",
     "foundation.cli.release",
 ]

@@ -81,7 +81,8 @@ class TrainConfig:
 
 @dataclass
 class TrainRunConfig:
-    model: Any = "schnet"                           # a name under configs/model/, a YAML path, or a mapping
+    model: Any = "scalable-xs"                      # a name under configs/model/, a YAML path, or a mapping
+    model_overrides: list[str] = field(default_factory=list)  # dotted edits of the model config: heads.forces=direct
     run_dir: str = "runs/train/default"
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)

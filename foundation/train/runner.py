@@ -65,7 +65,7 @@ def run_training(config: TrainRunConfig) -> dict:
     try:
         run_dir = Path(config.run_dir)
         torch.manual_seed(config.train.seed)
-        model = build_potential(config.model)
+        model = build_potential(config.model, config.model_overrides)
         normalization = normalization_from_manifest(Manifest.load(config.data.path))
         if model.energy_head is not None:
             model.set_normalization(**normalization)

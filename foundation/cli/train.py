@@ -1,0 +1,70 @@
+"""`foundation train`: pre-train (or resume) a potential with DeepSpeed, in this process or under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  foundation train --config configs/pretrain/efs_derivative.yaml
+  foundation train --config configs/pretrain/efs_derivative.yaml data.path=runs/data/demo train.max_steps=200 run_dir=runs/train/efs
+  foundation train --config configs/pretrain/denoise_derivative.yaml --launcher torchrun --nproc-per-node 2 run_dir=runs/train/dn
+  foundation train --resume runs/train/efs                        continue a run from its newest checkpoint
+overrides are dotted key=value pairs of the config (data.path, train.max_steps, run_dir, engine.zero_stage, ...).
+A run directory with a checkpoint resumes automatically; SIGUSR2/SIGTERM checkpoint and stop cleanly."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="pre-train a potential with DeepSpeed (local, torchrun; resumable)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("--config", help="a configs/pretrain/*.yaml recipe (default with --resume: RUN_DIR/config.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
+    p.add_argument("--launcher", choices=("local", "torchrun"), default="local",
+                   help="local: this process (world of one, or one rank when WORLD_SIZE is set); torchrun: spawn "
+                        "--nproc-per-node processes on this machine")
+    p.add_argument("--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.yaml unless --config)")
+    p.set_defaults(func=run)
+
+
+def resolve(args: argparse.Namespace):
+    from foundation.config import ConfigError
+    from foundation.train.config import load_train_config
+
+    overrides = list(args.overrides)
+    source = args.config
+    if args.resume:
+        source = source or str(Path(args.resume) / "config.yaml")
+        overrides.append(f"run_dir={args.resume}")
+    if source is None:
+        raise ConfigError("give --config FILE (or --resume RUN_DIR)")
+    return load_train_config(source, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve(args)  # fail early, before any process is spawned
+    if args.launcher == "torchrun":
+        return _torchrun(args)
+    if args.nproc_per_node != 1:
+        print("--nproc-per-node needs --launcher torchrun", file=sys.stderr)
+        return 2
+    from foundation.train.runner import run_training
+
+    summary = run_training(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
+               "-m", "foundation.cli.main", "train", "--launcher", "local"]
+    if args.config:
+        command += ["--config", args.config]
+    if args.resume:
+        command += ["--resume", args.resume]
+    return subprocess.call(command + list(args.overrides))

@@ -1,0 +1,13 @@
+"""Fixtures of the training tests: one small dataset of real MPtrj frames (LMDB + WebDataset), built once."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.train.helpers import make_dataset
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory, shared_data):
+    """48 train + 12 val real DFT frames (<= 12 atoms each) in shards of 16, both containers."""
+    return make_dataset(tmp_path_factory.mktemp("train-data") / "dataset", shared_data)
