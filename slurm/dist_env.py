@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 PORT_BASE = 20000
 PORT_SPAN = 20000
@@ -41,7 +42,15 @@ def distributed_env() -> dict[str, str]:
 
 
 def export_distributed_env() -> dict[str, str]:
-    """Put the rendezvous variables into os.environ (what torch.distributed's env:// init reads) and return them."""
+    """Put the rendezvous variables into os.environ (what torch.distributed's env:// init reads) and return them.
+
+    Also caps intra-op threads at the task's CPUs (OMP_NUM_THREADS, unless set), as torchrun does: ranks sharing
+    a node would otherwise each start one thread per core and slow each other down."""
     values = distributed_env()
     os.environ.update(values)
+    if "OMP_NUM_THREADS" not in os.environ:
+        threads = os.environ.get("SLURM_CPUS_PER_TASK", "1")
+        os.environ["OMP_NUM_THREADS"] = threads
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))
     return values

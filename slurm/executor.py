@@ -67,14 +67,15 @@ def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProf
     }
     params.update({k: v for k, v in slurm_params.items() if v is not None})
     params["slurm_signal_delay_s"] = profile.signal_delay_s
+    params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]  # a crashed rank ends the step: no rank waits forever
     executor.update_parameters(**params)
     return executor
 
 
-def record_job(run_dir: str | os.PathLike, job: Any, *, kind: str, launcher: str, profile: ClusterProfile,
+def record_job(folder: str | os.PathLike, job: Any, *, kind: str, launcher: str, profile: ClusterProfile,
                **extra: Any) -> None:
-    """Append one line about a submitted job to RUN_DIR/slurm/jobs.jsonl (what `foundation status` reads)."""
-    folder = job_folder(run_dir)
+    """Append one line about a submitted job to FOLDER/jobs.jsonl (what `foundation status` reads)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entry = {"job_id": str(job.job_id), "kind": kind, "launcher": launcher, "cluster": profile.name,
              "submitted_at": time.time(), **extra}
@@ -82,9 +83,9 @@ def record_job(run_dir: str | os.PathLike, job: Any, *, kind: str, launcher: str
         stream.write(json.dumps(entry) + "\n")
 
 
-def recorded_jobs(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The jobs submitted for a run, oldest first."""
-    path = job_folder(run_dir) / JOB_RECORD
+def recorded_jobs(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The jobs recorded in a job folder, oldest first."""
+    path = Path(folder) / JOB_RECORD
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -12,6 +12,7 @@ A stopped task never writes a result file, so a client waiting on the job sees t
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable, NoReturn
@@ -21,7 +22,9 @@ TERMINATED = "terminated"
 
 
 class StopSignals:
-    """Context manager: USR2/TERM call `request_stop()` and remember why (TERM wins: Slurm is ending the job)."""
+    """Context manager: USR2 and TERM call `request_stop()`; afterwards `reason` says which arrived (TERM wins:
+    Slurm is ending the job). The signals are read from a wakeup fd (signal.set_wakeup_fd), so `reason` is right
+    even when the work installs its own handlers for the same signals while it runs (run_training does)."""
 
     def __init__(self, request_stop: Callable[[], None]):
         self.request_stop = request_stop
@@ -29,13 +32,13 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGTERM:
-            self.reason = TERMINATED
-        elif self.reason is None:
-            self.reason = PREEMPTED
         self.request_stop()
 
     def __enter__(self) -> "StopSignals":
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         for sig in (signal.SIGUSR2, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -43,16 +46,31 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._old_fd)
+        seen = set()
+        try:
+            while chunk := os.read(self._read, 4096):
+                seen.update(chunk)
+        except BlockingIOError:
+            pass
+        os.close(self._read)
+        os.close(self._write)
+        if signal.SIGTERM in seen:
+            self.reason = TERMINATED
+        elif signal.SIGUSR2 in seen:
+            self.reason = PREEMPTED
 
 
 def end_stopped_task(reason: str | None) -> NoReturn:
-    """Finish a task whose work stopped on a signal: rank 0 requeues after USR2; every task exits without a result."""
+    """Finish a task whose work stopped on a signal, without a result file: after USR2 rank 0 requeues the job
+    and exits -1 (submitit's convention); every other case exits 0, so srun --kill-on-bad-exit spares rank 0."""
     import submitit
 
     env = submitit.JobEnvironment()
     if reason == PREEMPTED and env.global_rank == 0:
         _requeue(env)
-    sys.exit(-1)
+        sys.exit(-1)
+    sys.exit(0)
 
 
 def _requeue(env: object) -> None:

@@ -1,0 +1,110 @@
+"""Array jobs: many independent picklable calls as one Slurm array, then a follow-up job that runs after them.
+
+- `submit_array` + `submit_after`: the generic pair (sweeps use them for their grid points).
+- `submit_prep`: one array task per data-prep chunk (`run_chunk`), then the merge (`run_prep`, which finds
+  every chunk done and merges; `afterok`: a failed chunk cancels the merge, a rerun redoes only what is missing).
+- `submit_eval`: one array task per eval unit (`run_unit`), then the reducer (`reduce_units`; `afterany`: the
+  report is written even when a unit failed, and names what is missing).
+On Slurm the follow-up is queued at once with a dependency; with submitit-local it is started when the array ends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from slurm.executor import make_executor, record_job
+from slurm.profiles import ClusterProfile
+
+
+def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[[Any], Any],
+                 items: Sequence[Any], *, name: str) -> list[Any]:
+    """Run fn(item) for every item as one array (profile.array resources per task); returns the jobs."""
+    if not items:
+        return []
+    executor = make_executor(launcher, folder, profile, name=name, array=True)
+    return executor.map_array(fn, list(items))
+
+
+def _array_ids(jobs: Iterable[Any]) -> list[str]:
+    """Dependency ids of submitted jobs: an array's base id stands for all its tasks."""
+    ids: list[str] = []
+    for job in jobs:
+        base = str(job.job_id).split("_")[0]
+        if base not in ids:
+            ids.append(base)
+    return ids
+
+
+def submit_after(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[..., Any],
+                 args: Sequence[Any], after: Sequence[Any], *, name: str, condition: str = "afterok") -> Any:
+    """Submit fn(*args) as one single-task job that starts when the jobs in `after` have ended.
+
+    condition: "afterok" (all must succeed; otherwise the job is cancelled) or "afterany" (whatever they did).
+    """
+    if condition not in ("afterok", "afterany"):
+        raise ValueError(f"condition must be afterok or afterany, got {condition!r}")
+    dependency: list[str] = []
+    if launcher == "slurm" and after:
+        dependency = [f"{condition}:{job_id}" for job_id in _array_ids(after)]
+    else:  # submitit-local has no scheduler: wait here
+        failed = [job.job_id for job in after if _ended_badly(job)]
+        if failed and condition == "afterok":
+            raise RuntimeError(f"{name}: not started because jobs {failed} failed (logs in {folder})")
+    executor = make_executor(launcher, folder, profile, name=name, array=True, dependency=dependency)
+    return executor.submit(fn, *args)
+
+
+def _ended_badly(job: Any) -> bool:
+    try:
+        job.result()
+        return False
+    except Exception:  # the job's own exception or submitit's UncompletedJobError; the logs tell which
+        return True
+
+
+def prep_job_folder(out: str | os.PathLike) -> Path:
+    """Job files of a data-prep run: OUT.slurm/ beside the dataset (job pickles never go inside a dataset)."""
+    out = Path(out)
+    return out.with_name(out.name + ".slurm")
+
+
+def submit_prep(launcher: str, profile: ClusterProfile, config: Any) -> tuple[list[Any], Any]:
+    """Plan the chunks of `config` (a data_prep PrepConfig), submit one array task per chunk and the merge job.
+
+    Returns (chunk jobs, merge job); the merge job's result is the PrepResult of the finished dataset."""
+    from data_prep.chunks import is_done, plan_chunks, run_chunk
+    from data_prep.pipeline import WORK_NAME, _check_out_dir, run_prep
+
+    out = Path(config.out)
+    _check_out_dir(out)
+    tasks = plan_chunks(config, out / WORK_NAME)
+    todo = [task for task in tasks if not is_done(task)]
+    folder = prep_job_folder(out)
+    chunks = submit_array(launcher, profile, folder, run_chunk, todo, name="prep-chunk")
+    merge = submit_after(launcher, profile, folder, run_prep, [config], chunks, name="prep-merge")
+    for job in chunks[:1] + [merge]:
+        record_job(folder, job, kind="prep", launcher=launcher, profile=profile,
+                   chunks=len(tasks), submitted_chunks=len(todo), out=str(out))
+    return chunks, merge
+
+
+def submit_eval(launcher: str, profile: ClusterProfile, out: str | os.PathLike, checkpoint: str | os.PathLike,
+                suite: Any, command: str = "") -> tuple[list[Any], Any]:
+    """Prepare an eval run in OUT, submit one array task per unfinished unit and the reducer after them.
+
+    Returns (unit jobs, reducer job); the reducer's result maps report file names to their paths."""
+    from evals.reduce import reduce_units
+    from evals.suite import prepare_run, run_unit
+
+    units = prepare_run(out, checkpoint, suite, command=command)
+    todo = [unit for unit in units if not unit.result_path.is_file()]
+    folder = Path(out) / "slurm"
+    jobs = submit_array(launcher, profile, folder, run_unit, todo, name="eval-unit")
+    reducer = submit_after(launcher, profile, folder, reduce_units, [str(Path(out).resolve())], jobs,
+                           name="eval-reduce", condition="afterany")
+    for job in jobs[:1] + [reducer]:
+        record_job(folder, job, kind="eval", launcher=launcher, profile=profile, units=len(units),
+                   submitted_units=len(todo))
+    return jobs, reducer
