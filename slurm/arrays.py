@@ -45,9 +45,9 @@ def submit_after(launcher: str, profile: ClusterProfile, folder: str | os.PathLi
     """
     if condition not in ("afterok", "afterany"):
         raise ValueError(f"condition must be afterok or afterany, got {condition!r}")
-    dependency: list[str] = []
+    dependency = None
     if launcher == "slurm" and after:
-        dependency = [f"{condition}:{job_id}" for job_id in _array_ids(after)]
+        dependency = f"{condition}:" + ":".join(_array_ids(after))
     else:  # submitit-local has no scheduler: wait here
         failed = [job.job_id for job in after if _ended_badly(job)]
         if failed and condition == "afterok":

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slurm.profiles import ClusterProfile, sbatch_option
 
@@ -24,11 +24,11 @@ def job_folder(run_dir: str | os.PathLike) -> Path:
 
 
 def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProfile, *, name: str,
-                  array: bool = False, dependency: Iterable[str] = ()) -> Any:
+                  array: bool = False, dependency: str | None = None) -> Any:
     """A submitit AutoExecutor for `launcher` sized by `profile`.
 
     array=True sizes every task as one array element (profile.array: one task, one node); `dependency` lists
-    job ids that must end successfully first (afterok; Slurm only: the local launcher runs jobs in order).
+    Slurm's --dependency (e.g. "afterok:123:124"; Slurm only: the local launcher runs jobs in order).
     """
     import submitit
 
@@ -52,9 +52,8 @@ def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProf
         del params["gpus_per_node"]  # no GPU request at all (some clusters reject --gpus-per-node=0)
     params["name"] = name
     additional: dict[str, Any] = dict(sbatch_option(line) for line in profile.extra_sbatch)
-    deps = [str(d) for d in dependency]
-    if deps:
-        additional["dependency"] = "afterok:" + ":".join(deps)
+    if dependency:
+        additional["dependency"] = dependency
         additional["kill-on-invalid-dep"] = "yes"  # a failed prerequisite cancels the job instead of parking it
     slurm_params = {
         "slurm_partition": profile.partition,

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--neighbour-sample", type=float, help="fraction of frames counting neighbours (default 0.05)")
     p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    add_cluster_options(p)
     p.set_defaults(func=run)
 
 
@@ -82,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.readers.base import ReaderError
     from foundation.config import ConfigError
 
+    if args.launcher in ("slurm", "submitit-local"):
+        from slurm.cli import launch
+        return launch("prep", args)
     try:
         config = build_config(args)
         result = run_prep(config)
