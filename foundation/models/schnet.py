@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from foundation.models.base import NUM_ELEMENTS, Backbone, BackboneConfig, Features, Graph
@@ -35,9 +36,10 @@ class Interaction(nn.Module):
         self.act = ShiftedSoftplus()
         self.lin = nn.Linear(hidden, hidden)
 
-    def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
+    def forward(self, h: Tensor, hidden_filter: Tensor, env: Tensor, graph: Graph) -> Tensor:
+        """`hidden_filter` is act(filter[0](rbf)), computed for all interactions at once by SchNet.forward."""
         center, neighbor = graph.edge_index
-        weights = self.filter(rbf) * env.unsqueeze(-1)
+        weights = self.filter[2](hidden_filter) * env.unsqueeze(-1)
         messages = self.lin1(h).index_select(0, neighbor) * weights
         x = scatter_sum(messages, center, graph.num_atoms)
         return self.lin(self.act(self.lin2(x)))
@@ -55,7 +57,12 @@ class SchNet(Backbone):
 
     def forward(self, graph: Graph) -> Features:
         rbf, env = self.edge_basis(graph)
+        # The first filter layer of every interaction in one matmul (same parameters, fewer and larger kernels).
+        first = [interaction.filter[0] for interaction in self.interactions]
+        weight = torch.cat([layer.weight for layer in first])
+        bias = torch.cat([layer.bias for layer in first])
+        hidden = self.interactions[0].filter[1](nn.functional.linear(rbf, weight, bias))
         h = self.embedding(graph.numbers)
-        for interaction in self.interactions:
-            h = h + interaction(h, rbf, env, graph)
+        for interaction, hidden_filter in zip(self.interactions, hidden.chunk(len(first), dim=-1)):
+            h = h + interaction(h, hidden_filter, env, graph)
         return Features(h)
