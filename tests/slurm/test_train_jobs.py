@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from foundation.train.checkpoint import latest_checkpoint
 from slurm.profiles import load_profile
 from slurm.train_job import submit_training
-from tests.train.helpers import make_dataset, tiny_config
+from tests.slurm.conftest import STEPS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.shared_data, pytest.mark.slow]
-STEPS = 40
-
-
-@pytest.fixture(scope="module")
-def setup(shared_data, slurm_cluster, slurm_workdir):
-    """A tiny dataset of real MPtrj frames, a ZeRO-2 config, and the uninterrupted 2-process torchrun reference."""
-    data = make_dataset(slurm_workdir / "train-data", shared_data)
-    config = slurm_workdir / "zero2.yaml"
-    reference = slurm_workdir / "torchrun"
-    cfg = tiny_config(data, reference, engine={"zero_stage": 2},
-                      train={"max_steps": STEPS, "log_every": 2, "val_every": 20, "checkpoint_every": 4})
-    config.write_text(yaml.safe_dump(cfg))
-    subprocess.run([sys.executable, "-m", "foundation.cli.main", "train", "--config", str(config),
-                    "--launcher", "torchrun", "--nproc-per-node", "2"], check=True, capture_output=True)
-    return config, reference
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -71,8 +54,8 @@ def job_field(job_id: str, name: str) -> str:
     return fields.get(name, "")
 
 
-def test_zero2_job_matches_torchrun(setup, slurm_workdir):
-    config, reference = setup
+def test_zero2_job_matches_torchrun(trained_run, slurm_workdir):
+    config, reference = trained_run
     run_dir = slurm_workdir / "zero2"
     job = submit_training("slurm", load_profile("local"), config, run_dir=run_dir)
     summaries = job.results()
@@ -86,8 +69,8 @@ def test_zero2_job_matches_torchrun(setup, slurm_workdir):
     assert latest_checkpoint(run_dir).name == f"step-{STEPS:08d}"
 
 
-def test_scontrol_requeue_resumes_to_the_same_weights(setup, slurm_workdir):
-    config, reference = setup
+def test_scontrol_requeue_resumes_to_the_same_weights(trained_run, slurm_workdir):
+    config, reference = trained_run
     run_dir = slurm_workdir / "requeued"
     job = submit_training("slurm", load_profile("local"), config, run_dir=run_dir)
     wait_for_checkpoint(run_dir, 4, job)
@@ -99,8 +82,8 @@ def test_scontrol_requeue_resumes_to_the_same_weights(setup, slurm_workdir):
     assert_same_weights(run_dir, reference)
 
 
-def test_scancel_leaves_a_run_that_resumes_cleanly(setup, slurm_workdir):
-    config, reference = setup
+def test_scancel_leaves_a_run_that_resumes_cleanly(trained_run, slurm_workdir):
+    config, reference = trained_run
     run_dir = slurm_workdir / "cancelled"
     profile = load_profile("local")
     job = submit_training("slurm", profile, config, run_dir=run_dir)
