@@ -10,6 +10,7 @@ strained and rattled start (source `<teacher>-relax`).
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import os
@@ -40,7 +41,8 @@ class SynthConfig:
     teacher: Literal["auto", "chgnet", "emt"] = "auto"
     seed: int = 0
     workers: int = 1
-    min_atoms: int = 8  # seeds are repeated until they hold at least this many atoms
+    atoms_range: tuple[int, int] = (4, 16)  # each seed is repeated until it holds at least a number of atoms
+    #                                         drawn uniformly from this range (inclusive)
     max_seed_atoms: int = 16  # prototypes larger than this are not used
     strain_sigma: float = 0.03  # standard deviation of the symmetric strain components
     rattle_min: float = 0.02  # the rattle's standard deviation (A) is drawn uniformly in [rattle_min, rattle_max]
@@ -49,6 +51,7 @@ class SynthConfig:
     relax_steps: int = 40
     keep_every: int = 4
     relax_fmax: float = 0.05  # eV/A; a relaxation stops early when converged
+    max_force: float = 50.0  # eV/A; frames with a larger |F| on any atom are left out and counted (prep's bound)
 
 
 class _Generator:
@@ -59,22 +62,24 @@ class _Generator:
         self.seeds: tuple[Seed, ...] = seed_catalogue(teacher.elements, teacher.metallic_only, config.max_seed_atoms)
         self.calc = make_calculator(teacher)
 
-    def structure_frames(self, index: int) -> list[Frame]:
-        """The labelled frames of structure `index`."""
+    def structure_frames(self, index: int) -> tuple[list[Frame], int]:
+        """The labelled frames of structure `index` (those within `max_force`) and how many were labelled."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, index])
         name, atoms = decorate(self.seeds[rng.integers(len(self.seeds))], self.teacher.elements, rng)
-        atoms = repeat_to_min_atoms(atoms, cfg.min_atoms)
+        atoms = repeat_to_min_atoms(atoms, int(rng.integers(cfg.atoms_range[0], cfg.atoms_range[1] + 1)))
         relax = rng.random() < cfg.relax_probability
         atoms = rattle(strain(atoms, rng, cfg.strain_sigma), rng, (cfg.rattle_min, cfg.rattle_max))
         atoms.calc = self.calc
         stem = f"{name}-s{cfg.seed}-{index:07d}"
-        if not relax:
-            return [frame_from_atoms(snapshot(atoms), frame_id=f"{stem}-rattle", structure_id=name,
-                                     source=f"{self.teacher.source}-rattle")]
-        trajectory = relaxation_trajectory(atoms, cfg.relax_steps, cfg.keep_every, cfg.relax_fmax)
-        return [frame_from_atoms(snap, frame_id=f"{stem}-relax-{step}", structure_id=name,
-                                 source=f"{self.teacher.source}-relax") for step, snap in trajectory]
+        if relax:
+            kind, labelled = "relax", relaxation_trajectory(atoms, cfg.relax_steps, cfg.keep_every, cfg.relax_fmax)
+        else:
+            kind, labelled = "rattle", [(None, snapshot(atoms))]
+        frames = [frame_from_atoms(snap, frame_id=f"{stem}-{kind}" if step is None else f"{stem}-{kind}-{step}",
+                                   structure_id=name, source=f"{self.teacher.source}-{kind}")
+                  for step, snap in labelled]
+        return [f for f in frames if np.sqrt((f.forces**2).sum(axis=1).max()) <= cfg.max_force], len(frames)
 
 
 _WORKER: _Generator | None = None
@@ -89,7 +94,7 @@ def _init_worker(config: SynthConfig, teacher: Teacher) -> None:
     _WORKER = _Generator(config, teacher)
 
 
-def _worker_frames(index: int) -> list[Frame]:
+def _worker_frames(index: int) -> tuple[list[Frame], int]:
     assert _WORKER is not None
     return _WORKER.structure_frames(index)
 
@@ -101,28 +106,31 @@ def _expected_frames_per_structure(config: SynthConfig) -> float:
 
 def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
     """Exactly `config.frames` labelled frames, identical for any `config.workers`."""
-    if config.frames < 1 or config.workers < 1 or config.keep_every < 1 or config.min_atoms < 1:
-        raise ValueError(f"frames, workers, keep_every and min_atoms must be positive: {config}")
+    if min(config.frames, config.workers, config.keep_every, *config.atoms_range) < 1:
+        raise ValueError(f"frames, workers, keep_every and atoms_range must be positive: {config}")
     teacher = resolve_teacher(config.teacher)
     frames: list[Frame] = []
     bar = tqdm(total=config.frames, unit="frame", desc=f"synth ({teacher.name})", file=sys.stderr,
                disable=not progress)
     pool = None
     if config.workers > 1:
-        pool = multiprocessing.get_context("forkserver").Pool(config.workers, _init_worker, (config, teacher))
-        label = pool.imap
+        # fork: no re-import of the caller's __main__; workers drop to one torch thread as DataLoader workers do
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        pool = context.Pool(config.workers, _init_worker, (config, teacher))
+        label = functools.partial(pool.imap, _worker_frames)
     else:
         local = _Generator(config, teacher)
-        label = lambda fn, indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
+        label = lambda indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
     try:
-        start = 0
+        start, too_large = 0, 0
         while len(frames) < config.frames:
             missing = config.frames - len(frames)
             count = max(4 * config.workers, math.ceil(1.1 * missing / _expected_frames_per_structure(config)))
             chunksize = max(1, count // (8 * config.workers))
-            for batch in label(_worker_frames, range(start, start + count), chunksize=chunksize):
+            for batch, labelled in label(range(start, start + count), chunksize=chunksize):
                 take = batch[: config.frames - len(frames)]
                 frames.extend(take)
+                too_large += labelled - len(batch)
                 bar.update(len(take))
                 if len(frames) >= config.frames:
                     break
@@ -132,6 +140,8 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
         if pool is not None:
             pool.terminate()
             pool.join()
+    if too_large:
+        print(f"synth: left out {too_large} frames with |F| above {config.max_force:g} eV/A", file=sys.stderr)
     return frames
 
 

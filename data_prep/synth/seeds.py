@@ -22,6 +22,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 from ase.geometry import get_distances
 
 AFLOW_PROTOTYPES = ("pymatgen.analysis", "prototypes/aflow_prototypes.json.gz")
+MIN_RADIUS = 0.5  # A
 
 # Prototypes of metals and intermetallics (fcc, bcc, hcp and simple cubic with their ordered superstructures),
 # by Strukturbericht designation: the ones a pair potential for metals such as EMT describes sensibly.
@@ -105,8 +106,11 @@ def atomic_volume(number: int) -> float:
 
 
 def min_distance_ratio(atoms: Atoms) -> float:
-    """Smallest interatomic distance over the sum of the two covalent radii (periodic images included)."""
-    radii = covalent_radii[atoms.numbers]
+    """Smallest interatomic distance over the sum of the two covalent radii (periodic images included).
+
+    Radii are floored at MIN_RADIUS so that a ratio bound is also a bound in Angstrom for hydrogen pairs.
+    """
+    radii = np.maximum(covalent_radii[atoms.numbers], MIN_RADIUS)
     shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)])
     self_image = np.linalg.norm(shifts @ np.asarray(atoms.cell), axis=1).min()
     best = self_image / (2 * radii.max())

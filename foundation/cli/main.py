@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "foundation.cli.data",
     "foundation.cli.prep",
+    "foundation.cli.synth",
     "foundation.cli.sweep",
     "foundation.cli.train",
     "foundation.cli.eval",
