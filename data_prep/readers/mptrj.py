@@ -26,7 +26,7 @@ from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_b
 from foundation.data.schema import Frame
 
 ENERGY_FIELDS = {"uncorrected": "uncorrected_total_energy", "corrected": "corrected_total_energy"}
-_BLOCK = 8 << 20
+_BLOCK = 2 << 20
 _QUOTE, _BACKSLASH, _OPEN, _CLOSE = ord('"'), ord("\\"), ord("{"), ord("}")
 
 
