@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ase.data import chemical_symbols
@@ -56,8 +57,14 @@ def model_card(info: dict[str, Any]) -> str:
              f"- pre-training dataset: `{manifest.get('path')}`, manifest sha256 `{manifest.get('sha256')}`",
              f"- frames per split: {dataset.get('splits', 'unknown')}",
              f"- elements ({len(dataset.get('elements', []))}): {elements or 'unknown'}",
-             f"- reader: {dataset.get('reader', {}).get('name', dataset.get('reader', 'unknown'))}", "",
-             "## Objective", "", f"`{info.get('objective') or 'see config.yaml'}`", ""]
+             f"- reader: {json.dumps(dataset.get('reader')) if dataset.get('reader') else 'not recorded'}", "",
+             "## Objective", ""]
+    objective = info.get("objective")
+    if isinstance(objective, dict) and objective:
+        lines += [f"- {key}: {_fmt(value)}" for key, value in objective.items()]
+    else:
+        lines.append(f"{objective or 'see config.yaml'}")
+    lines.append("")
     if info.get("validation"):
         lines += ["## Validation (pre-training data, held-out split)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in info["validation"].items()]

@@ -24,7 +24,7 @@ from typing import Any, Literal, Sequence
 from tqdm import tqdm
 
 from evals.config import SuiteConfig, TaskConfig
-from foundation.config import load_config, save_config
+from foundation.config import load_config, save_config, to_dict
 from foundation.data.atomic import write_text_atomic
 
 Variant = Literal["pretrained", "scratch", "zeroshot"]
@@ -65,6 +65,9 @@ def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite
     previous = out / CHECKPOINT_FILE
     if previous.exists() and json.loads(previous.read_text())["sha256"] != info["sha256"]:
         raise ValueError(f"{out} holds results of another checkpoint; choose a fresh --out directory")
+    if (out / SUITE_FILE).exists() and to_dict(load_suite(out)) != to_dict(suite):
+        raise ValueError(f"{out} holds results of a different suite configuration; finished units would be mixed "
+                         f"with new ones: choose a fresh --out directory")
     save_config(suite, out / SUITE_FILE)
     write_text_atomic(previous, json.dumps(info, indent=1) + "\n")
     return plan_units(out)

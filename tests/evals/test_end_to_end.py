@@ -82,3 +82,10 @@ def test_rerun_resumes_and_reduce_only(eval_run, tiny_run, tmp_path, shared_data
                  "--out", str(eval_run)]) == 0
     assert unit_file.stat().st_mtime_ns == before  # finished units are not recomputed
     assert main(["eval", "--reduce-only", "--out", str(eval_run)]) == 0
+
+
+def test_rerun_with_another_suite_is_refused(eval_run, tiny_run, tmp_path, shared_data):
+    suite = _suite(tmp_path, shared_data)
+    with pytest.raises(ValueError, match="different suite configuration"):
+        main(["eval", "--checkpoint", str(tiny_run), "--suite", str(suite), "--out", str(eval_run),
+              "finetune.max_epochs=4"])
