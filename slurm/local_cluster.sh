@@ -93,7 +93,7 @@ SlurmdPort=6818
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
-MinJobAge=600
+MinJobAge=3600
 KillWait=20
 Waittime=0
 SchedulerParameters=sched_interval=2

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from foundation.cli.main import main
 from foundation.train.checkpoint import latest_checkpoint
 from slurm.profiles import load_profile
 from slurm.train_job import submit_training
@@ -54,7 +55,7 @@ def job_field(job_id: str, name: str) -> str:
     return fields.get(name, "")
 
 
-def test_zero2_job_matches_torchrun(trained_run, slurm_workdir):
+def test_zero2_job_matches_torchrun(trained_run, slurm_workdir, capsys):
     config, reference = trained_run
     run_dir = slurm_workdir / "zero2"
     job = submit_training("slurm", load_profile("local"), config, run_dir=run_dir)
@@ -67,6 +68,9 @@ def test_zero2_job_matches_torchrun(trained_run, slurm_workdir):
         {f"{job.job_id}_0_log.out", f"{job.job_id}_1_log.out"}
     assert (run_dir / "config.yaml").is_file() and any((run_dir / "tb").iterdir())
     assert latest_checkpoint(run_dir).name == f"step-{STEPS:08d}"
+    assert main(["status", str(run_dir)]) == 0
+    status = capsys.readouterr().out
+    assert f"job {job.job_id}" in status and "COMPLETED" in status and f"step {STEPS}" in status
 
 
 def test_scontrol_requeue_resumes_to_the_same_weights(trained_run, slurm_workdir):
