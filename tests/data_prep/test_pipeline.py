@@ -3,6 +3,8 @@ manifest carries statistics computed independently here, and a finished dataset 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
@@ -100,3 +102,9 @@ def test_a_finished_dataset_is_not_redone(prepared):
     again = run_prep(config)
     assert again.report is None
     assert [s.sha256 for s in again.manifest.shards] == [s.sha256 for s in result.manifest.shards]
+
+
+def test_shards_do_not_depend_on_the_chunk_size(prepared, tmp_path):
+    config, result = prepared
+    other = dataclasses.replace(config, out=str(tmp_path / "other"), chunk_frames=1000)
+    assert [s.sha256 for s in run_prep(other).manifest.shards] == [s.sha256 for s in result.manifest.shards]
