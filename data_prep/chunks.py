@@ -24,7 +24,7 @@ from data_prep.dedup import structure_key, text_key
 from data_prep.neighbours import count_neighbours
 from data_prep.readers import READERS, Piece
 from data_prep.readers.auto import expand_inputs
-from data_prep.readers.base import file_identity
+from data_prep.readers.base import ReaderError, file_identity
 from data_prep.split import assign_split
 from data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
 from data_prep.validate import check_frame
@@ -97,6 +97,8 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
         pieces = [p for path, fmt, name in files for p in READERS[fmt].plan(path, name, config.chunk_frames)]
         work.mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan_path, json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}))
+    if not pieces:
+        raise ReaderError(f"no frames found in {list(config.inputs)}")
     options = config.chunk_options()
     tasks = []
     for index, group in enumerate(_pack(pieces, config.chunk_frames)):

@@ -50,6 +50,8 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
                 continue
             try:
                 natoms = int(line)
+                if natoms < 0:
+                    raise ValueError
             except ValueError:
                 raise ReaderError(f"{path}: line {lineno}: expected the atom count of frame {len(starts)}, "
                                   f"found {line[:60]!r}; not an extended XYZ file?") from None
