@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 
 # Public names imported on first use, so `import foundation` stays cheap (no torch until a model is asked for).
 _LAZY = {
+    "open_dataset": "foundation.data.dataset",
+    "Frame": "foundation.data.schema",
     "build_potential": "foundation.models.potential",
     "Potential": "foundation.models.potential",
     "FoundationCalculator": "foundation.calculator",
