@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +94,23 @@ def shutdown(info: DistInfo | None) -> None:
     finally:
         if info is None or info.owns_group:
             dist.destroy_process_group()
+            _forget_deepspeed_groups()
         if info is not None and info.owns_env:
             for key in ENV_KEYS:
                 os.environ.pop(key, None)
+
+
+def _forget_deepspeed_groups() -> None:
+    """DeepSpeed caches sub-groups of the default group in module globals; after the group is destroyed a
+    second run in the same process (tests, sweeps) must not reuse them."""
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name, value in list(vars(groups).items()):
+        if name.startswith("_") and name.isupper() and name.endswith(("GROUP", "GROUP_RANKS")):
+            if isinstance(value, dict):
+                value.clear()
+            else:
+                setattr(groups, name, None)
+    groups.mesh_device = None
+    groups.mpu = None

@@ -46,10 +46,10 @@ def make_dataset(directory: Path, shared_data: Path, n_train: int = 48, n_val: i
     return directory
 
 
-def tiny_config(data: Path, run_dir: Path, **sections) -> dict:
+def tiny_config(dataset: Path, run_dir: Path, **sections) -> dict:
     """A TrainRunConfig mapping for a tiny SchNet on `data`; `sections` update whole sections."""
     cfg = {"model": TINY_MODEL, "run_dir": str(run_dir),
-           "data": {"path": str(data), "max_atoms": 48, "num_workers": 0},
+           "data": {"path": str(dataset), "max_atoms": 48, "num_workers": 0},
            "objective": {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 10.0},
            "optimizer": {"lr": 2.0e-3},
            "engine": {"zero_stage": 0, "grad_accum": 1, "ema_decay": 0.9},
