@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "foundation.cli.train",
     "foundation.cli.eval",
     "foundation.cli.release",
+    "foundation.cli.demo",
     "foundation.cli.status",
 ]
 
