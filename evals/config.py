@@ -29,7 +29,6 @@ class FinetuneConfig:
     loss: Literal["l1", "mse"] = "l1"
     val_fraction: float = 0.1       # inner validation split carved from each training fold
     grad_clip: float = 10.0
-    threads: int = 1                # torch threads per unit (the process pool multiplies it)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 0.5:
@@ -80,6 +79,7 @@ class SuiteConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     which: Literal["best", "last"] = "best"   # weights of a run directory
     device: str = "cpu"
+    threads: int | None = None    # torch threads per unit; None: the machine's cores shared among --workers
     eos_strain: float = 0.06
     eos_points: int = 11
 

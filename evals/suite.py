@@ -142,11 +142,15 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     suite = load_suite(unit.out_dir)
     task = suite.task(unit.task)
     ck = read_checkpoint_info(unit.out_dir)
+    if suite.threads is not None:
+        torch.set_num_threads(suite.threads)
     potential = load_checkpoint(ck["path"], suite.which)
+    if not task.is_finetune and "energy" not in potential.outputs:
+        raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
+                         f"provides {list(potential.outputs)} (drop the task from the suite)")
     if task.is_finetune:
         from evals.finetune import run_finetune
         cfg = suite.finetune_for(task)
-        torch.set_num_threads(cfg.threads)
         data = _task_data(unit.out_dir, task.name)
         pretrained = copy.deepcopy(potential) if unit.variant == "pretrained" else None
         result = run_finetune(data, unit.fold, unit.seed, cfg, potential.config, pretrained, device=suite.device)
@@ -192,9 +196,12 @@ def _run_logged(unit: Unit) -> tuple[str, str | None]:
         return unit.key, traceback.format_exc()
 
 
-def _quiet_worker() -> None:
-    """Pool workers keep their inner progress bars to themselves (the parent shows one bar over units)."""
+def _init_worker(threads: int) -> None:
+    """Pool workers share the cores and keep their inner progress bars quiet (the parent shows one bar)."""
+    import torch
+
     os.environ["TQDM_DISABLE"] = "1"
+    torch.set_num_threads(threads)
 
 
 def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
@@ -211,8 +218,9 @@ def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
             if error:
                 failures.append((key, error))
     else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_quiet_worker) as pool:
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
             for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
                 key, error = future.result()
                 bar.set_postfix_str(key)
