@@ -52,9 +52,11 @@ class TrainJob(submitit.helpers.Checkpointable):
 def write_run_config(config_path: str | os.PathLike | None, overrides: Sequence[str],
                      run_dir: str | os.PathLike | None = None) -> Path:
     """Resolve a training config (file + overrides, or RUN_DIR/config.yaml to resume) into RUN_DIR/config.yaml."""
-    from foundation.config import save_config
+    from foundation.config import ConfigError, save_config
     from foundation.train.config import load_train_config
 
+    if config_path is None and run_dir is None:
+        raise ConfigError("give --config FILE (or --resume RUN_DIR)")
     overrides = list(overrides) + ([f"run_dir={run_dir}"] if run_dir is not None else [])
     source = config_path if config_path is not None else Path(str(run_dir)) / CONFIG_NAME
     config = load_train_config(source, overrides)
