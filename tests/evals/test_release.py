@@ -111,3 +111,34 @@ def test_tampered_release_is_refused(release, tmp_path):
         edit(copy / name)
         with pytest.raises(ReleaseError, match=name):
             load_calculator(copy)
+
+
+@pytest.mark.shared_data
+def test_eval_of_a_release_and_a_release_with_its_report(release, tiny_run, tmp_path):
+    import yaml
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "zs", "tasks": [
+        {"name": "frames", "kind": "zeroshot", "split": "val"},
+        {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu"]}]}))
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(release), "--suite", str(suite), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["checkpoint"]["kind"] == "release"
+    assert results["checkpoint"]["pretraining_manifest"]["sha256"] is not None  # zero-shot found the data
+    assert results["tasks"][0]["units"][0]["n_frames"] == 10
+
+    bundle = tmp_path / "with-report"
+    make_release(tiny_run, bundle, report=out)
+    files = verify_checksums(bundle)
+    assert {"report/results.json", "report/report.html", "report/report.md"} <= set(files)
+    assert "## Downstream evaluation" in (bundle / "README.md").read_text()
+    other = tmp_path / "other-report"
+    (other).mkdir()
+    body = json.loads((out / "results.json").read_text())
+    body["checkpoint"]["sha256"] = "0" * 64
+    for name in ("report.md", "report.html"):
+        (other / name).write_text((out / name).read_text())
+    (other / "results.json").write_text(json.dumps(body))
+    with pytest.raises(ValueError, match="evaluated other weights"):
+        make_release(tiny_run, tmp_path / "mismatch", report=other)
