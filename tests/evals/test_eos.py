@@ -1,7 +1,6 @@
 """The EOS fit recovers bulk moduli: an analytic Birch-Murnaghan E(V), and EMT copper against an independent
 second derivative of E(V)."""
 
-import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
