@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 EPILOG = """examples:
   foundation synth --out runs/synth/demo.extxyz --frames 2000 --workers 2
   foundation synth --out runs/synth/emt.extxyz --frames 500 --teacher emt --seed 1 --prep runs/data/emt
-  foundation synth --out runs/synth/chgnet.extxyz --frames 200 --teacher chgnet   (needs pip install 'foundation[teacher]')
+  foundation synth --out runs/synth/chgnet.extxyz --frames 200 --teacher chgnet
+      (--teacher chgnet needs the optional extra: pip install 'foundation[teacher]')
 
 Seeds: ASE's elemental crystals and dcdft set, and pymatgen's AFLOW prototypes decorated with other elements;
 each is repeated, strained and rattled (one frame) or relaxed for a few steps (every 4th step kept).
