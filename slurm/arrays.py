@@ -5,6 +5,8 @@
   every chunk done and merges; `afterok`: a failed chunk cancels the merge, a rerun redoes only what is missing).
 - `submit_eval`: one array task per eval unit (`run_unit`), then the reducer (`reduce_units`; `afterany`: the
   report is written even when a unit failed, and names what is missing).
+- `submit_sweep`: one array task per sweep point to run (`run_point`), then `foundation sweep --only-report`
+  (`afterany`: failed points are listed in the report and rerun with --retry).
 On Slurm the follow-up is queued at once with a dependency; with submitit-local it is started when the array ends.
 """
 
@@ -108,3 +110,27 @@ def submit_eval(launcher: str, profile: ClusterProfile, out: str | os.PathLike, 
         record_job(folder, job, kind="eval", launcher=launcher, profile=profile, units=len(units),
                    submitted_units=len(todo))
     return jobs, reducer
+
+
+def submit_sweep(launcher: str, profile: ClusterProfile, config_path: str, overrides: Sequence[str],
+                 retry: Sequence[str] = ()) -> tuple[list[Any], Any]:
+    """Submit the points of a sweep that need running as an array, then the fits and report after them.
+
+    Returns (point jobs, report job); the report job's result is `foundation sweep`'s exit status."""
+    from foundation.cli.main import main
+    from foundation.sweep.config import load_sweep_config
+    from foundation.sweep.runner import points_to_run, run_point
+    from foundation.sweep.study import prepare_sweep
+
+    config = load_sweep_config(config_path, overrides)
+    points = prepare_sweep(config)
+    todo = points_to_run(points, retry)
+    folder = Path(config.out_dir) / "slurm"
+    jobs = submit_array(launcher, profile, folder, run_point, todo, name="sweep-point")
+    report_args = ["sweep", "--config", str(Path(config_path).resolve()), *overrides, "--only-report"]
+    report = submit_after(launcher, profile, folder, main, [report_args], jobs, name="sweep-report",
+                          condition="afterany")
+    for job in jobs[:1] + [report]:
+        record_job(folder, job, kind="sweep", launcher=launcher, profile=profile, points=len(points),
+                   submitted_points=len(todo))
+    return jobs, report

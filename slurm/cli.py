@@ -1,4 +1,4 @@
-"""`--launcher slurm|submitit-local` and `--cluster NAME` for `foundation train|prep|eval`, and their dispatch.
+"""`--launcher slurm|submitit-local` and `--cluster NAME` for `foundation train|prep|eval|sweep`, and their dispatch.
 
 A command module calls `add_cluster_options(parser)` inside its register() and, when `args.launcher` is one of
 CLUSTER_LAUNCHERS, hands over with `return launch("train", args)`; both are imported inside those functions, so
@@ -38,7 +38,7 @@ def _split(values: list[str]) -> tuple[list[str], list[str]]:
 
 
 def launch(kind: str, args: argparse.Namespace) -> int:
-    """Submit the `kind` command ("train", "prep" or "eval") described by parsed CLI arguments."""
+    """Submit the `kind` command ("train", "prep", "eval" or "sweep") described by parsed CLI arguments."""
     from slurm.profiles import load_profile
 
     positional = "inputs" if kind == "prep" else "overrides"
@@ -46,7 +46,7 @@ def launch(kind: str, args: argparse.Namespace) -> int:
     setattr(args, positional, rest)
     profile = load_profile(args.cluster, cluster_overrides)
     wait = args.wait or args.launcher == "submitit-local"
-    return {"train": _train, "prep": _prep, "eval": _eval}[kind](args, profile, wait)
+    return {"train": _train, "prep": _prep, "eval": _eval, "sweep": _sweep}[kind](args, profile, wait)
 
 
 def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
@@ -94,3 +94,13 @@ def _eval(args: argparse.Namespace, profile: Any, wait: bool) -> int:
         for name, path in sorted(reducer.result().items()):
             print(f"{name}: {path}")
     return 0
+
+
+def _sweep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
+    from foundation.sweep.config import load_sweep_config
+    from slurm.arrays import submit_sweep
+
+    points, report = submit_sweep(args.launcher, profile, args.config, args.overrides, retry=args.retry)
+    out_dir = load_sweep_config(args.config, args.overrides).out_dir
+    _announce(points[:1] + [report], f"{out_dir}/slurm", out_dir)
+    return int(report.result()) if wait else 0

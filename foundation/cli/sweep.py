@@ -13,6 +13,8 @@ EPILOG = """examples:
       the same with a dotted override of the sweep config
   foundation sweep --config configs/sweeps/small.yaml --retry xs-D1000-S600-seed0
       rerun one failed point alone (--retry failed: every failed point), then refit
+  foundation sweep --config configs/sweeps/small.yaml --launcher slurm --cluster NAME
+      one Slurm array task per point to run (run_point), then the fits and report in a job after them
   foundation sweep --config configs/sweeps/small.yaml --only-report
       refit and rewrite the report from the finished points
 A finished point (OUT_DIR/points/ID/sweep_point.json with the point's config hash) is never rerun; a failed one
@@ -28,10 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="a sweep config (configs/sweeps/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of the sweep config")
     parser.add_argument("--launcher", choices=["local"], default="local",
-                        help="local: points run one after another in this process")
+                        help="local: points run one after another, each in a fresh process")
     parser.add_argument("--retry", action="append", default=[], metavar="POINT",
                         help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else")
     parser.add_argument("--only-report", action="store_true", help="run nothing; refit and rewrite the report")
+    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    add_cluster_options(parser)
+    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+
+    add_cluster_options(parser)
     parser.set_defaults(func=run_sweep_command)
 
 
@@ -41,6 +48,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from foundation.sweep.runner import run_local
     from foundation.sweep.study import prepare_sweep, sweep_results
 
+    if args.launcher in ("slurm", "submitit-local") and not args.only_report:
+        from slurm.cli import launch
+        return launch("sweep", args)
+    if args.launcher in ("slurm", "submitit-local") and not args.only_report:
+        from slurm.cli import launch  # one array task per point to run, then --only-report after them
+
+        return launch("sweep", args)
     config = load_sweep_config(args.config, args.overrides)
     points = prepare_sweep(config)
     print(f"sweep {config.name}: {len(points)} points under {config.out_dir}")

@@ -127,22 +127,42 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
     return {"points": done, "failed": failed, "pending": pending}
 
 
-def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
-    """Run points one after another, each in its own spawned process: every pending point, or, with `retry`, only the points
-    it names (["failed"]: every failed point). Failed points are not rerun otherwise. Returns
-    {point_id: state after the run}."""
-    from tqdm import tqdm
+def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = (),
+                  states: dict[str, str] | None = None) -> list[SweepPoint]:
+    """Every pending point, or, with `retry`, only the unfinished points it names (["failed"]: every failed
+    point); the local driver and the Slurm array launcher (slurm/arrays.py) both run this selection."""
+    known = {p.point_id for p in points}
+    unknown = [r for r in retry if r != "failed" and r not in known]
+    if unknown:
+        raise SweepError(f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})")
+    states = states if states is not None else {p.point_id: point_state(p) for p in points}
+    if retry:  # --retry reruns the named points (or every failed one) alone
+        return [p for p in points if states[p.point_id] != "done"
+                and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
+    return [p for p in points if states[p.point_id] == "pending"]
 
+
+def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = ()) -> list[SweepPoint]:
+    """Every pending point; with `retry`, only the points it names (["failed"]: every failed point).
+    Finished points never, failed points only when retried."""
     known = {p.point_id for p in points}
     unknown = [r for r in retry if r != "failed" and r not in known]
     if unknown:
         raise SweepError(f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})")
     states = {p.point_id: point_state(p) for p in points}
-    if retry:  # --retry reruns the named points (or every failed one) alone
-        todo = [p for p in points if states[p.point_id] != "done"
+    if retry:
+        return [p for p in points if states[p.point_id] != "done"
                 and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
-    else:
-        todo = [p for p in points if states[p.point_id] == "pending"]
+    return [p for p in points if states[p.point_id] == "pending"]
+
+
+def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
+    """Run `points_to_run(points, retry)` one after another, each in its own spawned process.
+    Returns {point_id: state after the run} for the points it ran."""
+    from tqdm import tqdm
+
+    todo = points_to_run(points, retry)
+    states = {}
     for point in tqdm(todo, desc="sweep points", unit="point", disable=not progress):
         states[point.point_id] = _run_in_child(point)
         if states[point.point_id] == "failed":
