@@ -23,7 +23,7 @@ def quarantine_entry(file: str, where: int | str, reason: str, message: str, fra
                      raw: str | None = None) -> dict[str, Any]:
     """One line of quarantine.jsonl: where the frame came from, why it was refused, and the frame itself
     (its record, base64, when one could be built; else an excerpt of the raw input)."""
-    entry: dict[str, Any] = {"file": file, "record": where, "frame_id": None if frame is None else frame.frame_id,
+    entry: dict[str, Any] = {"file": file, "record": str(where), "frame_id": None if frame is None else frame.frame_id,
                              "reason": reason, "message": message}
     if frame is not None:
         entry["record_b64"] = base64.b64encode(encode_frame(frame)).decode()

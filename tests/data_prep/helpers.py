@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from data_prep.config import PrepConfig
 from data_prep.readers import READERS
@@ -63,7 +62,3 @@ def first_frames(path, count: int):
     import ase.io
 
     return list(ase.io.iread(str(path), index=f":{count}"))
-
-
-def as_array(x):
-    return np.asarray(x, dtype=np.float64)
