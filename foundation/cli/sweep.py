@@ -35,8 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else")
     parser.add_argument("--only-report", action="store_true", help="run nothing; refit and rewrite the report")
     from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
-    add_cluster_options(parser)
-    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
 
     add_cluster_options(parser)
     parser.set_defaults(func=run_sweep_command)
@@ -48,9 +46,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from foundation.sweep.runner import run_local
     from foundation.sweep.study import prepare_sweep, sweep_results
 
-    if args.launcher in ("slurm", "submitit-local") and not args.only_report:
-        from slurm.cli import launch
-        return launch("sweep", args)
     if args.launcher in ("slurm", "submitit-local") and not args.only_report:
         from slurm.cli import launch  # one array task per point to run, then --only-report after them
 

@@ -127,21 +127,6 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
     return {"points": done, "failed": failed, "pending": pending}
 
 
-def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = (),
-                  states: dict[str, str] | None = None) -> list[SweepPoint]:
-    """Every pending point, or, with `retry`, only the unfinished points it names (["failed"]: every failed
-    point); the local driver and the Slurm array launcher (slurm/arrays.py) both run this selection."""
-    known = {p.point_id for p in points}
-    unknown = [r for r in retry if r != "failed" and r not in known]
-    if unknown:
-        raise SweepError(f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})")
-    states = states if states is not None else {p.point_id: point_state(p) for p in points}
-    if retry:  # --retry reruns the named points (or every failed one) alone
-        return [p for p in points if states[p.point_id] != "done"
-                and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
-    return [p for p in points if states[p.point_id] == "pending"]
-
-
 def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = ()) -> list[SweepPoint]:
     """Every pending point; with `retry`, only the points it names (["failed"]: every failed point).
     Finished points never, failed points only when retried."""
