@@ -229,3 +229,16 @@ def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
                     failures.append((key, error))
     bar.close()
     return failures
+
+
+def evaluate(checkpoint: str | os.PathLike, suite: SuiteConfig, out_dir: str | os.PathLike, *, workers: int = 1,
+             command: str = "") -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Prepare, run every unit locally and reduce: ({report file name: path}, [(failed unit, traceback)]).
+    The report is written even when some units fail (they are listed in it as missing)."""
+    from evals.reduce import reduce_units
+
+    units = prepare_run(out_dir, checkpoint, suite, command=command)
+    print(f"{len(units)} units ({sum(u.result_path.is_file() for u in units)} already done) -> {out_dir}",
+          file=sys.stderr)
+    failures = run_local(units, workers=workers)
+    return reduce_units(out_dir), failures

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from evals.config import SuiteConfig
     from evals.reduce import reduce_units
-    from evals.suite import plan_units, prepare_run, run_local
+    from evals.suite import evaluate
     from foundation.config import load_config
 
     if args.reduce_only:
@@ -49,20 +49,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.checkpoint or not args.suite:
         print("foundation eval: --checkpoint and --suite are required (or --reduce-only)", file=sys.stderr)
         return 2
-    if args.launcher in ("slurm", "submitit-local"):
-        from slurm.cli import launch
-        return launch("eval", args)
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
-    units = prepare_run(args.out, args.checkpoint, suite, command=command)
-    print(f"{len(units)} units ({sum(u.result_path.is_file() for u in units)} already done) -> {args.out}",
-          file=sys.stderr)
-    failures = run_local(units, workers=args.workers)
+    paths, failures = evaluate(args.checkpoint, suite, args.out, workers=args.workers, command=command)
     for key, error in failures:
         print(f"FAILED unit {key}:\n{error}", file=sys.stderr)
-    paths = reduce_units(args.out)
-    done = len(plan_units(args.out)) - len(failures)
-    print(f"{done}/{len(units)} units finished")
+    print(f"{len(failures)} units failed" if failures else "all units finished")
     for name in ("results.json", "report.md", "report.html"):
         print(f"{name}: {paths[name]}")
     return 1 if failures else 0

@@ -75,11 +75,12 @@ def test_freeze_and_backbone_lr_apply_to_the_pretrained_run_only(eval_run):
     assert by_variant["pretrained"]["trainable_parameters"] < by_variant["scratch"]["trainable_parameters"]
 
 
-def test_rerun_resumes_and_reduce_only(eval_run, tiny_run, tmp_path, shared_data):
+def test_rerun_resumes_and_reduce_only(eval_run):
+    from evals.suite import plan_units, run_local
+
     unit_file = next((eval_run / "units" / "dielectric").glob("*.json"))
     before = unit_file.stat().st_mtime_ns
-    assert main(["eval", "--checkpoint", str(tiny_run), "--suite", str(_suite(tmp_path, shared_data)),
-                 "--out", str(eval_run)]) == 0
+    assert run_local(plan_units(eval_run), workers=1) == []
     assert unit_file.stat().st_mtime_ns == before  # finished units are not recomputed
     assert main(["eval", "--reduce-only", "--out", str(eval_run)]) == 0
 
