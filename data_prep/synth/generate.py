@@ -10,6 +10,7 @@ strained and rattled start (source `<teacher>-relax`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import multiprocessing
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from data_prep.synth.perturb import rattle, relaxation_trajectory, repeat_to_min_atoms, strain
 from data_prep.synth.seeds import Seed, decorate, seed_catalogue
-from data_prep.synth.teachers import Teacher, make_calculator, resolve_teacher, snapshot
+from data_prep.synth.teachers import Teacher, make_calculator, one_torch_thread, resolve_teacher, snapshot
 from foundation.config import save_config
 from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
 from foundation.data.atomic import atomic_path
@@ -87,10 +88,10 @@ _WORKER: _Generator | None = None
 
 def _init_worker(config: SynthConfig, teacher: Teacher) -> None:
     global _WORKER
-    if teacher.name == "chgnet":
+    if teacher.name == "chgnet":  # as one_torch_thread, for the worker's lifetime
         import torch
 
-        torch.set_num_threads(1)  # one process per core; threads inside each only contend
+        torch.set_num_threads(1)
     _WORKER = _Generator(config, teacher)
 
 
@@ -110,24 +111,25 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
         raise ValueError(f"frames, workers, keep_every and atoms_range must be positive: {config}")
     teacher = resolve_teacher(config.teacher)
     frames: list[Frame] = []
-    bar = tqdm(total=config.frames, unit="frame", desc=f"synth ({teacher.name})", file=sys.stderr,
-               disable=not progress)
-    pool = None
-    if config.workers > 1:
-        # fork: no re-import of the caller's __main__; workers drop to one torch thread as DataLoader workers do
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        pool = context.Pool(config.workers, _init_worker, (config, teacher))
-        label = functools.partial(pool.imap, _worker_frames)
-    else:
-        local = _Generator(config, teacher)
-        label = lambda indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
-    try:
-        start, too_large = 0, 0
+    start, too_large = 0, 0
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=config.frames, unit="frame", desc=f"synth ({teacher.name})",
+                                       file=sys.stderr, disable=not progress))
+        if config.workers > 1:
+            # fork: the caller's __main__ is not re-imported; workers use one torch thread, as DataLoader workers do
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = multiprocessing.get_context(method).Pool(config.workers, _init_worker, (config, teacher))
+            stack.callback(pool.join)
+            stack.enter_context(pool)  # terminates the workers on exit, then join
+            label = functools.partial(pool.imap, _worker_frames)
+        else:
+            stack.enter_context(one_torch_thread(teacher))
+            local = _Generator(config, teacher)
+            label = lambda indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
         while len(frames) < config.frames:
             missing = config.frames - len(frames)
             count = max(4 * config.workers, math.ceil(1.1 * missing / _expected_frames_per_structure(config)))
-            chunksize = max(1, count // (8 * config.workers))
-            for batch, labelled in label(range(start, start + count), chunksize=chunksize):
+            for batch, labelled in label(range(start, start + count), chunksize=max(1, count // (8 * config.workers))):
                 take = batch[: config.frames - len(frames)]
                 frames.extend(take)
                 too_large += labelled - len(batch)
@@ -135,11 +137,6 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
                 if len(frames) >= config.frames:
                     break
             start += count
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     if too_large:
         print(f"synth: left out {too_large} frames with |F| above {config.max_force:g} eV/A", file=sys.stderr)
     return frames

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 from ase import Atoms
 from ase.calculators.calculator import Calculator
@@ -66,6 +68,22 @@ def _chgnet_model():
     with weights.open("rb") as fh:
         state = torch.load(fh, map_location="cpu", weights_only=True)
     return CHGNet.from_dict(state["model"], mlp_out_bias=False, version=CHGNET_VERSION).eval()
+
+
+@contextmanager
+def one_torch_thread(teacher: Teacher) -> Iterator[None]:
+    """Run CHGNet on one torch thread (faster for small cells, and the same numerics in every process)."""
+    if teacher.name != "chgnet":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_calculator(teacher: Teacher) -> Calculator:
