@@ -16,11 +16,13 @@ than ``CELL_LIST_MIN_ATOMS`` atoms use a cell list over sub-cells of the cell in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 # Pairs (i, j) examined at once by the all-pairs search; bounds its working memory (~100 bytes per pair).
-MAX_PAIRS_PER_CHUNK = 1 << 21
+MAX_PAIRS_PER_CHUNK = 1 << 15
 # Structures at least this large use the cell list (all-pairs would cost N^2).
 CELL_LIST_MIN_ATOMS = 1024
 
@@ -58,23 +60,21 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         frac = torch.where(rounded_up, frac - 1, frac)
         reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
         metric = frame @ frame.transpose(1, 2)
+        metric6 = metric[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * pos.new_tensor([1, 1, 1, 2, 2, 2])
+        space = _Space(frac, wrap, batch, torch.cat([reach, metric6], dim=1), pbc, bool((~pbc).any()), cutoff)
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
-
-        parts = [_all_pairs_search(chunk, frac, reach, metric, pbc, natoms, offsets, cutoff)
-                 for chunk in _pair_chunks(natoms)]
-        big = torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten()
-        if big.numel():
-            parts += [_cell_list_search(int(b), frac, reach, metric, pbc, natoms, offsets, cutoff) for b in big.tolist()]
-        i, j, image, dist2 = (torch.cat(x) for x in zip(*parts)) if parts else _empty(pos)
-        if big.numel() and len(parts) > 1:
-            order = torch.argsort(i, stable=True)
-            i, j, image, dist2 = i[order], j[order], image[order], dist2[order]
-        if max_neighbors is not None:
-            keep = _nearest(i, j, image, dist2, max_neighbors, pos.shape[0])
-            i, j, image = i[keep], j[keep], image[keep]
-        shifts = image + (wrap[i] - wrap[j]).long()
-        return torch.stack([i, j]), shifts.to(pos.dtype)
+        # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
+        # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
+        parts = [_all_pairs_search(space, chunk, natoms, offsets) for chunk in _pair_chunks(natoms)]
+        parts += [_cell_list_search(space, b, int(offsets[b]), int(natoms[b]))
+                  for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
+        parts = [_finish(space, *part, max_neighbors) for part in parts]
+        if not parts:
+            return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
+        first = torch.tensor([int(p[0][0, 0]) if p[0].numel() else 0 for p in parts])
+        order = torch.argsort(first, stable=True).tolist()
+        return torch.cat([parts[k][0] for k in order], dim=1), torch.cat([parts[k][1] for k in order])
 
 
 def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
@@ -119,6 +119,27 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
     return frame
 
 
+@dataclass
+class _Space:
+    """What the searches share: wrapped fractional coordinates (N,3), per structure ``table`` (B,9) = reach (the
+    cutoff in fractional units per axis) and the metric's 6 coefficients (see _dist2), pbc, the cutoff."""
+
+    frac: Tensor
+    wrap: Tensor  # frac = original fractional coordinates - wrap (integers, 0 on non-periodic axes)
+    batch: Tensor
+    table: Tensor
+    pbc: Tensor
+    partial: bool  # some structure has a non-periodic axis
+    cutoff: float
+
+
+def _dist2(f: Tensor, g6: Tensor) -> Tensor:
+    """Squared length of fractional vectors f (E,3) under metric coefficients g6 (E,6) or (6,)."""
+    f0, f1, f2 = f.unbind(1)
+    g = g6.unbind(-1)
+    return f0 * (g[0] * f0 + g[3] * f1 + g[4] * f2) + f1 * (g[1] * f1 + g[5] * f2) + g[2] * f2 * f2
+
+
 def _pair_chunks(natoms: Tensor) -> list[Tensor]:
     """The structures searched all-pairs, grouped in consecutive chunks of about MAX_PAIRS_PER_CHUNK pairs."""
     cost = torch.where(natoms < CELL_LIST_MIN_ATOMS, natoms * natoms, torch.zeros_like(natoms))
@@ -131,33 +152,92 @@ def _pair_chunks(natoms: Tensor) -> list[Tensor]:
     return list(torch.split(structs, sizes.tolist()))
 
 
-def _all_pairs_search(structs, frac, reach, metric, pbc, natoms, offsets, cutoff):
-    """Edges of ``structs``: every ordered pair (i, j) of a structure, each with its box of image shifts."""
-    n = natoms[structs]
-    pairs = n * n
-    unit = torch.repeat_interleave(torch.arange(structs.numel(), device=n.device), pairs)
-    local = torch.arange(unit.numel(), device=n.device) - (torch.cumsum(pairs, 0) - pairs)[unit]
-    nu = n[unit]
-    first = offsets[structs][unit]
-    i = first + torch.div(local, nu, rounding_mode="floor")
-    j = first + local % nu
-    return _expand_images(i, j, structs[unit], frac[j] - frac[i], reach, metric, pbc, cutoff)
+def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor):
+    """Edges of ``structs``: each unordered pair i <= j of a structure with its box of image shifts, then the
+    mirror images (j, i, -S) of the i < j edges, in lexicographic (i, j, S) order."""
+    n = natoms.index_select(0, structs)
+    first = offsets.index_select(0, structs)
+    total = int(n.sum())
+    start = torch.cumsum(n, 0) - n
+    atoms = torch.repeat_interleave(first - start, n, output_size=total) + torch.arange(total, device=n.device)
+    later = torch.repeat_interleave(first + n, n, output_size=total) - atoms  # j = i .. end of its structure
+    pair_atom = torch.repeat_interleave(later)
+    i = atoms.index_select(0, pair_atom)
+    j = i + torch.arange(pair_atom.numel(), device=n.device) - (torch.cumsum(later, 0) - later).index_select(0, pair_atom)
+    i, j, image, dist2 = _expand_images(space, i, j)
+    mirror = torch.nonzero(i != j).squeeze(1)
+    i, j = torch.cat([i, j.index_select(0, mirror)]), torch.cat([j, i.index_select(0, mirror)])
+    image = torch.cat([image, -image.index_select(0, mirror)])
+    dist2 = torch.cat([dist2, dist2.index_select(0, mirror)])
+    order = _lexicographic_order(i, j, image)
+    return i.index_select(0, order), j.index_select(0, order), image.index_select(0, order), dist2.index_select(0, order)
 
 
-def _cell_list_search(b, frac, reach, metric, pbc, natoms, offsets, cutoff):
-    """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell at least
-    ~cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach."""
-    start, n = int(offsets[b]), int(natoms[b])
-    s = frac[start:start + n]
+def _lexicographic_order(i: Tensor, j: Tensor, image: Tensor) -> Tensor:
+    """The permutation sorting edges by (i, j, S0, S1, S2)."""
+    if not i.numel():
+        return i
+    span = int(image.abs().max()) * 2 + 1
+    low, atoms = int(torch.minimum(i.min(), j.min())), int(torch.maximum(i.max(), j.max())) + 1
+    atoms -= low
+    if atoms * atoms * span ** 3 < 2 ** 62:
+        key = (i - low) * atoms + (j - low)
+        for axis in range(3):
+            key = key * span + (image[:, axis] + span // 2)
+        return torch.sort(key).indices
+    order = torch.arange(i.numel(), device=i.device)
+    for column in (image[:, 2], image[:, 1], image[:, 0], j, i):
+        order = order.index_select(0, torch.sort(column.index_select(0, order), stable=True).indices)
+    return order
+
+
+def _expand_images(space: _Space, i: Tensor, j: Tensor):
+    """For pairs (i, j) of structure ``struct``, the image shifts S with |s_j - s_i + S| <= reach on every axis
+    (S = 0 on non-periodic axes), kept where 0 < distance < cutoff. Returns i, j, S (long), squared distance."""
+    ds = space.frac.index_select(0, j) - space.frac.index_select(0, i)
+    struct = space.batch.index_select(0, i)
+    table = space.table.index_select(0, struct)
+    reach = table[:, :3]
+    lo = torch.ceil(-reach - ds)
+    hi = torch.floor(reach - ds)
+    if space.partial:
+        periodic = space.pbc.index_select(0, struct)
+        lo = torch.where(periodic, lo, lo.clamp(min=0))
+        hi = torch.where(periodic, hi, hi.clamp(max=0))
+    size = (hi - lo + 1).clamp_(min=0)
+    count = size.prod(dim=1)
+    live = torch.nonzero(count).squeeze(1)
+    # One row per live pair: first image's fractional vector, box size, metric; gathered once per candidate.
+    rows = torch.cat([ds + lo, size, table[:, 3:]], dim=1).index_select(0, live)
+    count = count.index_select(0, live).long()
+    pair = torch.repeat_interleave(count)
+    k = (torch.arange(pair.numel(), device=pair.device) - (torch.cumsum(count, 0) - count).index_select(0, pair))
+    cand = rows.index_select(0, pair)
+    k = k.to(cand.dtype)
+    step = torch.empty_like(cand[:, :3])  # offset of the candidate inside its pair's box (exact small integers)
+    rest = torch.floor(k / cand[:, 5])
+    step[:, 2] = k - rest * cand[:, 5]
+    step[:, 0] = torch.floor(rest / cand[:, 4])
+    step[:, 1] = rest - step[:, 0] * cand[:, 4]
+    dist2 = _dist2(cand[:, :3] + step, cand[:, 6:])
+    kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
+    source = live.index_select(0, pair.index_select(0, kept))
+    image = (lo.index_select(0, source) + step.index_select(0, kept)).long()
+    return i.index_select(0, source), j.index_select(0, source), image, dist2.index_select(0, kept)
+
+
+def _cell_list_search(space: _Space, b: int, start: int, n: int):
+    """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell about
+    cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach."""
+    s = space.frac[start:start + n]
     device = s.device
-    r = reach[b]
-    periodic = pbc[b]
+    r, g6, periodic = space.table[b, :3], space.table[b, 3:], space.pbc[b]
     lo_s, hi_s = s.min(dim=0).values, s.max(dim=0).values
     # Non-periodic axes: bins cover the atoms' extent; periodic axes: the unit interval.
     origin = torch.where(periodic, torch.zeros_like(lo_s), lo_s)
     span = torch.where(periodic, torch.ones_like(hi_s), (hi_s - lo_s).clamp(min=1e-12))
     nbins = torch.clamp(torch.floor(span / (r / 2)), min=1).long()
-    nbins = torch.minimum(nbins, torch.full_like(nbins, max(1, round(n ** (1 / 3)) * 2)))
+    nbins = torch.minimum(nbins, torch.full_like(nbins, 2 * round(n ** (1 / 3))))  # bounds empty bins (vacuum)
     width = span / nbins
     cell_of = torch.minimum(torch.floor((s - origin) / width).long(), nbins - 1)
     flat = (cell_of[:, 0] * nbins[1] + cell_of[:, 1]) * nbins[2] + cell_of[:, 2]
@@ -171,7 +251,7 @@ def _cell_list_search(b, frac, reach, metric, pbc, natoms, offsets, cutoff):
     hi = torch.where(periodic, hi, torch.minimum(hi, nbins - 1))
     size = (hi - lo + 1).clamp(min=0)
     visits = size.prod(dim=1)
-    atom = torch.repeat_interleave(torch.arange(n, device=device), visits)
+    atom = torch.repeat_interleave(visits)
     k = torch.arange(atom.numel(), device=device) - (torch.cumsum(visits, 0) - visits)[atom]
     sz = size[atom]
     u2 = lo[atom, 2] + k % sz[:, 2]
@@ -183,72 +263,37 @@ def _cell_list_search(b, frac, reach, metric, pbc, natoms, offsets, cutoff):
     binned = u - image * nbins
     target = (binned[:, 0] * nbins[1] + binned[:, 1]) * nbins[2] + binned[:, 2]
     occupants = counts[target]
-    visit = torch.repeat_interleave(torch.arange(atom.numel(), device=device), occupants)
+    visit = torch.repeat_interleave(occupants)
     m = torch.arange(visit.numel(), device=device) - (torch.cumsum(occupants, 0) - occupants)[visit]
     i_local = atom[visit]
     j_local = order[first[target[visit]] + m]
     image = image[visit]
-    f = s[j_local] - s[i_local] + image.to(s.dtype)
-    g = metric[b]
-    dist2 = torch.einsum("ek,kl,el->e", f, g, f)
-    keep = (dist2 < cutoff * cutoff) & ((i_local != j_local) | (image != 0).any(dim=1))
-    i_local, j_local, image, dist2 = i_local[keep], j_local[keep], image[keep], dist2[keep]
-    # Lexicographic (i, j, image) order, the same order the all-pairs search produces.
-    key = torch.argsort(_lexicographic_key(i_local, j_local, image, n), stable=True)
-    return i_local[key] + start, j_local[key] + start, image[key], dist2[key]
+    dist2 = _dist2(s[j_local] - s[i_local] + image.to(s.dtype), g6)
+    kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
+    i_local, j_local, image, dist2 = i_local[kept], j_local[kept], image[kept], dist2[kept]
+    order = _lexicographic_order(i_local, j_local, image)
+    return i_local[order] + start, j_local[order] + start, image[order], dist2[order]
 
 
-def _lexicographic_key(i: Tensor, j: Tensor, image: Tensor, n: int) -> Tensor:
-    span = int(image.abs().max()) * 2 + 1 if image.numel() else 1
-    shifted = image + span // 2
-    key = (i * n + j) * span + shifted[:, 0]
-    return (key * span + shifted[:, 1]) * span + shifted[:, 2]
+def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int | None):
+    """edge_index (2,E) and shifts relative to the unwrapped positions, capped to max_neighbors per atom."""
+    if max_neighbors is not None:
+        keep = torch.nonzero(_nearest(i, j, image, dist2, max_neighbors)).squeeze(1)
+        i, j, image = i.index_select(0, keep), j.index_select(0, keep), image.index_select(0, keep)
+    shifts = image.to(space.frac.dtype) + space.wrap.index_select(0, i) - space.wrap.index_select(0, j)
+    return torch.stack([i, j]), shifts
 
 
-def _expand_images(i, j, struct, ds, reach, metric, pbc, cutoff):
-    """For pairs (i, j) of structure ``struct`` with wrapped fractional difference ``ds``, the image shifts S with
-    |ds + S| <= reach on every axis (S = 0 on non-periodic axes), kept where the distance is below the cutoff."""
-    r = reach[struct]
-    periodic = pbc[struct]
-    lo = torch.ceil(-r - ds)
-    hi = torch.floor(r - ds)
-    zero = torch.zeros_like(lo)
-    lo = torch.where(periodic, lo, torch.maximum(lo, zero)).long()
-    hi = torch.where(periodic, hi, torch.minimum(hi, zero)).long()
-    size = (hi - lo + 1).clamp(min=0)
-    count = size.prod(dim=1)
-    live = torch.nonzero(count).flatten()
-    i, j, struct, ds, lo, size, count = i[live], j[live], struct[live], ds[live], lo[live], size[live], count[live]
-    pair = torch.repeat_interleave(torch.arange(i.numel(), device=i.device), count)
-    k = torch.arange(pair.numel(), device=i.device) - (torch.cumsum(count, 0) - count)[pair]
-    sz = size[pair]
-    s2 = k % sz[:, 2]
-    k = torch.div(k, sz[:, 2], rounding_mode="floor")
-    s1 = k % sz[:, 1]
-    s0 = torch.div(k, sz[:, 1], rounding_mode="floor")
-    image = lo[pair] + torch.stack([s0, s1, s2], dim=1)
-    f = ds[pair] + image.to(ds.dtype)
-    g = metric[struct][pair]
-    dist2 = (g[:, 0, 0] * f[:, 0] ** 2 + g[:, 1, 1] * f[:, 1] ** 2 + g[:, 2, 2] * f[:, 2] ** 2
-             + 2 * (g[:, 0, 1] * f[:, 0] * f[:, 1] + g[:, 0, 2] * f[:, 0] * f[:, 2] + g[:, 1, 2] * f[:, 1] * f[:, 2]))
-    ip, jp = i[pair], j[pair]
-    keep = (dist2 < cutoff * cutoff) & ((ip != jp) | (image != 0).any(dim=1))
-    return ip[keep], jp[keep], image[keep], dist2[keep]
-
-
-def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int, n: int) -> Tensor:
+def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int) -> Tensor:
     """Mask keeping, per atom i, the max_neighbors nearest edges; edges arrive in (i, j, image) lexicographic order,
     so stable sorts by distance then by i break ties by j then image."""
-    by_dist = torch.argsort(dist2, stable=True)
-    order = by_dist[torch.argsort(i[by_dist], stable=True)]
-    counts = torch.bincount(i, minlength=n)
-    start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(i.numel(), device=i.device) - start[i[order]]
+    by_dist = torch.sort(dist2, stable=True).indices
+    order = by_dist.index_select(0, torch.sort(i.index_select(0, by_dist), stable=True).indices)
+    sorted_i = i.index_select(0, order)
+    new_atom = torch.ones_like(sorted_i, dtype=torch.bool)
+    new_atom[1:] = sorted_i[1:] != sorted_i[:-1]
+    position = torch.arange(i.numel(), device=i.device)
+    group_start = torch.cummax(torch.where(new_atom, position, torch.zeros_like(position)), dim=0).values
     keep = torch.zeros_like(i, dtype=torch.bool)
-    keep[order[rank < max_neighbors]] = True
+    keep[order[position - group_start < max_neighbors]] = True
     return keep
-
-
-def _empty(pos: Tensor):
-    long = torch.zeros(0, dtype=torch.long, device=pos.device)
-    return long, long, torch.zeros(0, 3, dtype=torch.long, device=pos.device), pos.new_zeros(0)
