@@ -18,6 +18,15 @@ from foundation.data.schema import Frame
 SMALL = ["backbone.hidden=8", "backbone.layers=2", "backbone.cutoff=4.0"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: single-threaded is faster (and far faster on a loaded machine); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _potential(*overrides: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_potential("scalable-xs", [*SMALL, *overrides])

@@ -25,6 +25,16 @@ def tiny_config(name: str, **heads) -> dict:
     return {"backbone": backbone, "heads": heads}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded machine the thread pool's synchronisation
+    costs 10-50x; run single-threaded and restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=sorted(BACKBONES))
 def backbone(request) -> str:
     return request.param
