@@ -7,8 +7,10 @@ parameters are not meant for crystals, so they are left out.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import importlib.util
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,7 +69,8 @@ def _chgnet_model():
     weights = importlib.resources.files("chgnet").joinpath(CHGNET_WEIGHTS)
     with weights.open("rb") as fh:
         state = torch.load(fh, map_location="cpu", weights_only=True)
-    return CHGNet.from_dict(state["model"], mlp_out_bias=False, version=CHGNET_VERSION).eval()
+    with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints its parameter count
+        return CHGNet.from_dict(state["model"], mlp_out_bias=False, version=CHGNET_VERSION).eval()
 
 
 @contextmanager
@@ -94,7 +97,9 @@ def make_calculator(teacher: Teacher) -> Calculator:
         return EMT()
     from chgnet.model.dynamics import CHGNetCalculator
 
-    return CHGNetCalculator(model=_chgnet_model(), use_device="cpu")
+    model = _chgnet_model()
+    with contextlib.redirect_stdout(io.StringIO()):  # and its device
+        return CHGNetCalculator(model=model, use_device="cpu")
 
 
 def snapshot(atoms: Atoms) -> Atoms:
