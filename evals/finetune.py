@@ -25,8 +25,7 @@ def property_model(template: ModelConfig, property_name: str, pooling: str,
     """The template's backbone with only a property head; backbone weights copied from `pretrained` if given."""
     heads = HeadsConfig(energy=False, forces="none", stress="none", denoise="none",
                         property=PropertyHeadConfig(name=property_name, pooling=pooling))
-    model = Potential(ModelConfig(backbone=to_dict(template.backbone) if not isinstance(template.backbone, dict)
-                                  else template.backbone, heads=heads))
+    model = Potential(ModelConfig(backbone=to_dict(template.backbone), heads=heads))
     if pretrained is not None:
         state = {k: v for k, v in pretrained.state_dict().items() if k.startswith("backbone.")}
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -133,8 +133,6 @@ def dataset_path(task: TaskConfig, out_dir: str) -> str:
 
 def compute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and return its result record (without writing it)."""
-    import copy
-
     import torch
 
     from evals.checkpoint import load_checkpoint
@@ -152,7 +150,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         from evals.finetune import run_finetune
         cfg = suite.finetune_for(task)
         data = _task_data(unit.out_dir, task.name)
-        pretrained = copy.deepcopy(potential) if unit.variant == "pretrained" else None
+        pretrained = potential if unit.variant == "pretrained" else None  # only its weights are copied
         result = run_finetune(data, unit.fold, unit.seed, cfg, potential.config, pretrained, device=suite.device)
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
