@@ -51,14 +51,17 @@ def parity_figure(task: dict[str, Any]) -> bytes:
 def learning_curves_figure(task: dict[str, Any]) -> bytes:
     """Validation MAE per epoch of every fine-tuning unit (inner validation split), one colour per variant."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    values = []
     for variant, units in _by_variant(task["units"]).items():
         for i, u in enumerate(units):
             curve = u.get("curve") or []
+            values += [c["val_mae"] for c in curve]
             ax.plot([c["epoch"] for c in curve], [c["val_mae"] for c in curve], color=COLORS.get(variant),
                     alpha=0.6, lw=1, label=variant if i == 0 else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation MAE {task.get('unit') or ''}".strip())
-    ax.set_yscale("log")
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")
     ax.set_title(f"{task['name']}: learning curves")
     ax.legend(fontsize=8)
     return _png(fig)

@@ -147,6 +147,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
 _CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+        "td:first-child{text-align:left}"
         "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5}")
 
 
