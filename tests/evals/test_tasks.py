@@ -51,7 +51,8 @@ def test_matbench_structure_matches_pymatgen(shared_data):
 def test_matbench_bad_record_is_named(tmp_path, shared_data):
     body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
     body = {"index": body["index"][:6], "columns": body["columns"], "data": body["data"][:6]}
-    folds = {"splits": {"matbench_dielectric": {"fold_0": {"train": body["index"][:4], "test": body["index"][4:]}}}}
+    folds = {"splits": {"matbench_dielectric": {"fold_0": {"train": body["index"][:4], "test": body["index"][4:]}},
+                        "matbench_jdft2d": {"fold_0": {"train": ["x"], "test": ["y"]}}}}  # several tasks, one file
     (tmp_path / "folds.json").write_text(json.dumps(folds))
     path = tmp_path / "matbench_dielectric.json"
     path.write_text(json.dumps(body))
