@@ -22,7 +22,7 @@ from typing import Callable
 from data_prep.config import PrepConfig
 from data_prep.dedup import structure_key, text_key
 from data_prep.neighbours import count_neighbours
-from data_prep.readers import READERS, Piece
+from data_prep.readers import READERS, Piece, RawRecord
 from data_prep.readers.auto import expand_inputs
 from data_prep.readers.base import ReaderError, file_identity
 from data_prep.split import assign_split
@@ -122,6 +122,15 @@ def _sampled(frame_id: str, fraction: float) -> bool:
     return int.from_bytes(text_key(frame_id)[:8], "big") < fraction * 2.0 ** 64
 
 
+def _refusal(record: RawRecord, cfg: PrepConfig) -> tuple[str, str] | None:
+    """(reason, message) when the record may not enter the dataset, else None."""
+    if record.frame is None:
+        return "parse_error", record.error or "unreadable record"
+    rejection = check_frame(record.frame, required=cfg.required, max_force=cfg.max_force,
+                            min_distance=cfg.min_distance)
+    return None if rejection is None else (rejection.reason, rejection.message)
+
+
 def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) -> ChunkResult:
     """Run one chunk task (or skip it when already done); return its counts."""
     start = time.perf_counter()
@@ -149,15 +158,10 @@ def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) ->
                 progress(pending)
                 pending = 0
             frame = record.frame
-            if frame is None:
-                rejection_reason, message = "parse_error", record.error or "unreadable record"
-            else:
-                rejection = check_frame(frame, required=cfg.required, max_force=cfg.max_force,
-                                        min_distance=cfg.min_distance)
-                rejection_reason, message = (rejection.reason, rejection.message) if rejection else (None, "")
-            if rejection_reason is not None:
-                quarantine.append(quarantine_entry(piece.name, record.where, rejection_reason, message, frame, record.raw))
-                result.quarantined[rejection_reason] = result.quarantined.get(rejection_reason, 0) + 1
+            refusal = _refusal(record, cfg)
+            if refusal is not None:
+                quarantine.append(quarantine_entry(piece.name, record.where, *refusal, frame, record.raw))
+                result.quarantined[refusal[0]] = result.quarantined.get(refusal[0], 0) + 1
                 continue
             neighbours = (count_neighbours(frame.positions, frame.cell, frame.pbc, cfg.neighbour_cutoff)
                           if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample) else -1)
