@@ -32,10 +32,11 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
     """All (i, j, shift) within ``cutoff`` of a batch of (periodic) structures, in ASE's 'ijS' convention.
 
     positions (N,3); cell (B,3,3), rows are lattice vectors; pbc (B,3) bool; batch (N,) long, the structure index of
-    each atom, non-decreasing. Returns edge_index (2,E) long, sorted by i, and shifts (E,3) in positions' dtype with
+    each atom, non-decreasing. Returns edge_index (2,E) long and shifts (E,3) in positions' dtype with
     integer values, such that vec = positions[j] - positions[i] + shifts @ cell[batch[i]] has 0 < |vec| < cutoff
     (self-images included, i == j with zero shift never). ``max_neighbors`` keeps the nearest per atom i; ties are
-    broken by j, then by shift (lexicographic), so the result is deterministic. Distances are evaluated in the
+    broken by j, then by shift (lexicographic), so the result is deterministic. Edges come in lexicographic
+    (i, j, shift) order, the same on every device and for either search. Distances are evaluated in the
     positions' dtype: pass float64 to get ASE's edge set exactly.
     """
     if cutoff <= 0:
@@ -141,13 +142,16 @@ def _dist2(f: Tensor, g6: Tensor) -> Tensor:
 
 
 def _pair_chunks(natoms: Tensor) -> list[Tensor]:
-    """The structures searched all-pairs, grouped in consecutive chunks of about MAX_PAIRS_PER_CHUNK pairs."""
-    cost = torch.where(natoms < CELL_LIST_MIN_ATOMS, natoms * natoms, torch.zeros_like(natoms))
+    """The structures searched all-pairs, grouped in consecutive chunks of about MAX_PAIRS_PER_CHUNK pairs; no chunk
+    straddles a cell-list structure, so chunks and cell lists hold disjoint, ordered ranges of atoms."""
+    big = natoms >= CELL_LIST_MIN_ATOMS
+    cost = torch.where(big, torch.zeros_like(natoms), natoms * natoms)
     structs = torch.nonzero(cost > 0).flatten()
     if not structs.numel():
         return []
     cost = cost[structs]
     chunk_of = torch.div(torch.cumsum(cost, 0) - cost, MAX_PAIRS_PER_CHUNK, rounding_mode="floor")
+    chunk_of = chunk_of * (natoms.numel() + 1) + torch.cumsum(big, 0).index_select(0, structs)
     sizes = torch.unique_consecutive(chunk_of, return_counts=True)[1]
     return list(torch.split(structs, sizes.tolist()))
 

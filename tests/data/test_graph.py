@@ -241,10 +241,15 @@ def test_max_neighbors_larger_than_degree_changes_nothing():
     assert np.array_equal(ours([skewed_cell()], 4.0, max_neighbors=10_000).keys, ours([skewed_cell()], 4.0).keys)
 
 
-def test_edge_order_is_by_source_atom():
-    positions, cell, pbc, batch = batch_tensors([tiny_cell(), skewed_cell(), molecule()])
-    edge_index, _ = radius_graph_pbc(positions, cell, pbc, batch, 4.0)
-    assert torch.all(edge_index[0, 1:] >= edge_index[0, :-1])
+def test_edges_are_in_lexicographic_order_with_cell_list_structures_inside_the_batch(monkeypatch):
+    structures = [tiny_cell(), simple_cubic(3), skewed_cell(), molecule(), simple_cubic(3), slab()]
+    monkeypatch.setattr(graph, "CELL_LIST_MIN_ATOMS", 20)  # the two 27-atom cubes take the cell list
+    monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 70)  # and the small ones several chunks
+    positions, cell, pbc, batch = batch_tensors(structures)
+    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, 4.0)
+    keys = torch.cat([edge_index.T, shifts.long()], dim=1).numpy()
+    assert np.array_equal(Graph(keys, np.zeros(len(keys))).keys, keys)
+    assert_same_graph(ours(structures, 4.0), reference(structures, 4.0))
 
 
 def test_edge_vectors_are_differentiable_in_positions_and_cell():
