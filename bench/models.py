@@ -7,6 +7,7 @@ same step; the ratio ours/PyG is printed. Then parameter count and step time of 
 
     python bench/models.py                          # CPU, fp32, batches of 32 MPtrj frames
     python bench/models.py --device cuda --dtype bf16
+    python bench/models.py --models schnet --sizes --rounds 3   # only ours vs PyG SchNet, more samples
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1, help="passes over the batches (each model, each batch)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--models", nargs="*", default=BACKBONES, help="backbone configs beside PyG SchNet")
     parser.add_argument("--sizes", nargs="*", default=SCALABLE)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -172,7 +174,7 @@ def main() -> None:
 
     header = f"{'model':<24}{'params':>12}{'atoms/s':>10}{'atoms/CPU-s':>13}{'s/step':>9}"
     print("\n" + header)
-    models = {name: build(name, device, dtype) for name in BACKBONES}
+    models = {name: build(name, device, dtype) for name in dict.fromkeys([*args.models, "schnet"])}
     steps = {name: ours_step(model, dtype) for name, model in models.items()}
     steps["PyG SchNet (reference)"] = pyg_schnet_step(models["schnet"].config, device, dtype)
     figures = measure(steps, batches, device, args.warmup, args.rounds)
