@@ -49,6 +49,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.checkpoint or not args.suite:
         print("foundation eval: --checkpoint and --suite are required (or --reduce-only)", file=sys.stderr)
         return 2
+    if args.launcher in ("slurm", "submitit-local"):
+        from slurm.cli import launch  # one array task per unit, then the reducer after them
+        return launch("eval", args)
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     paths, failures = evaluate(args.checkpoint, suite, args.out, workers=args.workers, command=command)
