@@ -73,8 +73,8 @@ class BatchBuilder:
 class MapBatchDataset(Dataset):
     """LMDB (random access): dataset[MicroBatch] -> TrainItem."""
 
-    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder, container: str = "lmdb"):
-        self.frames = FrameDataset(path, split=split, container=container)
+    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder):
+        self.frames = FrameDataset(path, split=split, container="lmdb")
         self.builder = builder
 
     def __getitem__(self, key: MicroBatch) -> TrainItem:  # type: ignore[override]
