@@ -49,6 +49,13 @@ def wait_for_checkpoint(run_dir: Path, step: int, job, deadline_s: float = 600) 
     raise AssertionError(f"no checkpoint at step {step} in {run_dir} after {deadline_s} s")
 
 
+def wait_for_final_state(job_id: str, deadline_s: float = 120) -> None:
+    end = time.monotonic() + deadline_s
+    while job_field(job_id, "JobState") in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"):
+        assert time.monotonic() < end, f"job {job_id} still {job_field(job_id, 'JobState')}"
+        time.sleep(0.2)
+
+
 def job_field(job_id: str, name: str) -> str:
     out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True).stdout
     fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
@@ -68,6 +75,7 @@ def test_zero2_job_matches_torchrun(trained_run, slurm_workdir, capsys):
         {f"{job.job_id}_0_log.out", f"{job.job_id}_1_log.out"}
     assert (run_dir / "config.yaml").is_file() and any((run_dir / "tb").iterdir())
     assert latest_checkpoint(run_dir).name == f"step-{STEPS:08d}"
+    wait_for_final_state(job.job_id)  # the tasks have written their results; the job itself may still be ending
     assert main(["status", str(run_dir)]) == 0
     status = capsys.readouterr().out
     assert f"job {job.job_id}" in status and "COMPLETED" in status and f"step {STEPS}" in status
