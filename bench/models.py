@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1, help="passes over the batches (each model, each batch)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--models", nargs="*", default=BACKBONES, help="backbone configs beside PyG SchNet")
+    parser.add_argument("--models", nargs="*", default=BACKBONES, help="backbone configs measured beside PyG SchNet (none: skip)")
     parser.add_argument("--sizes", nargs="*", default=SCALABLE)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -173,20 +173,21 @@ def main() -> None:
                      "atoms_per_batch": natoms, "edges_per_batch": nedges, "backbones": {}, "scalable": {}}
 
     header = f"{'model':<24}{'params':>12}{'atoms/s':>10}{'atoms/CPU-s':>13}{'s/step':>9}"
-    print("\n" + header)
-    models = {name: build(name, device, dtype) for name in dict.fromkeys([*args.models, "schnet"])}
-    steps = {name: ours_step(model, dtype) for name, model in models.items()}
-    steps["PyG SchNet (reference)"] = pyg_schnet_step(models["schnet"].config, device, dtype)
-    figures = measure(steps, batches, device, args.warmup, args.rounds)
-    for name, row in figures.items():
-        row["params"] = sum(p.numel() for p in models[name].parameters()) if name in models else None
-        print(_row(name, row))
-    results["backbones"] = figures
-    clock = "atoms_per_cpu_s" if device.type == "cpu" else "atoms_per_s"
-    ratio = figures["schnet"][clock] / figures["PyG SchNet (reference)"][clock]
-    results["schnet_over_pyg"] = ratio
-    print(f"ours/PyG SchNet throughput ({clock}): {ratio:.2f}x")
-    del models, steps
+    if args.models:  # our backbones and PyG's SchNet, interleaved on the same batches
+        print("\n" + header)
+        models = {name: build(name, device, dtype) for name in dict.fromkeys([*args.models, "schnet"])}
+        steps = {name: ours_step(model, dtype) for name, model in models.items()}
+        steps["PyG SchNet (reference)"] = pyg_schnet_step(models["schnet"].config, device, dtype)
+        figures = measure(steps, batches, device, args.warmup, args.rounds)
+        for name, row in figures.items():
+            row["params"] = sum(p.numel() for p in models[name].parameters()) if name in models else None
+            print(_row(name, row))
+        results["backbones"] = figures
+        clock = "atoms_per_cpu_s" if device.type == "cpu" else "atoms_per_s"
+        ratio = figures["schnet"][clock] / figures["PyG SchNet (reference)"][clock]
+        results["schnet_over_pyg"] = ratio
+        print(f"ours/PyG SchNet throughput ({clock}): {ratio:.2f}x")
+        del models, steps
 
     small = make_batches(frames, args.scalable_frames, cutoff, device)[:args.batches]
     atoms_small = np.mean([int(b.natoms.sum()) for b in small])

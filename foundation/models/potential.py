@@ -113,7 +113,7 @@ class Potential(nn.Module):
                                        self.dtype)
             features = self.backbone(graph)
             out = self._heads(features, graph, want, "energy" in want or forces_by_grad or stress_by_grad)
-            out.update(self._derivatives(out, positions, strain, batch.cell, forces_by_grad, stress_by_grad,
+            out.update(self._derivatives(out, positions, strain, batch, forces_by_grad, stress_by_grad,
                                          noise_by_grad, features, graph))
         if "energy" not in want:
             out.pop("energy", None)
@@ -135,7 +135,7 @@ class Potential(nn.Module):
             out["property"] = self.property_head(features, graph)
         return out
 
-    def _derivatives(self, out: dict[str, Tensor], positions: Tensor, strain: Tensor | None, cell: Tensor,
+    def _derivatives(self, out: dict[str, Tensor], positions: Tensor, strain: Tensor | None, batch: Any,
                      forces_by_grad: bool, stress_by_grad: bool, noise_by_grad: bool, features: Any,
                      graph: Graph) -> dict[str, Tensor]:
         result: dict[str, Tensor] = {}
@@ -146,11 +146,13 @@ class Potential(nn.Module):
             if forces_by_grad:
                 result["forces"] = -grads[0]
             if stress_by_grad:
+                # zero (not NaN) for molecules, slabs and wires: stress needs a volume
+                cell = batch.cell
                 volume = (torch.linalg.cross(cell[:, 0], cell[:, 1]) * cell[:, 2]).sum(-1).abs()
-                safe = torch.where(volume > 0, volume, torch.ones_like(volume))
-                stress = torch.where((volume > 0).view(-1, 1, 1), grads[-1] / safe.view(-1, 1, 1),
-                                     torch.zeros_like(grads[-1]))
-                result["stress"] = stress
+                periodic = (volume > 0) & batch.pbc.to(volume.device).all(dim=1)
+                safe = torch.where(periodic, volume, torch.ones_like(volume))
+                result["stress"] = torch.where(periodic.view(-1, 1, 1), grads[-1] / safe.view(-1, 1, 1),
+                                               torch.zeros_like(grads[-1]))
         if noise_by_grad:
             scalar = self.denoise_head(features, graph)
             result["noise"] = -_grad(scalar, [positions], create_graph=create, retain_graph=create)[0]

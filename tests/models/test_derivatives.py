@@ -68,5 +68,8 @@ def test_compute_selects_outputs(triclinic, molecule, make_potential, predict):
     torch.testing.assert_close(energy_only["energy"], everything["energy"])
     torch.testing.assert_close(forces_only["forces"], everything["forces"])
     assert torch.all(everything["stress"][1] == 0)  # the molecule has no volume: zero stress, not NaN
+    boxed = molecule.copy()
+    boxed.set_cell([12.0, 12.0, 12.0])  # a box, but not periodic: still no stress
+    assert torch.all(predict(potential, [boxed])["stress"] == 0)
     with pytest.raises(ValueError, match="noise"):
         predict(potential, [triclinic], compute={"noise"})
