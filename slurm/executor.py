@@ -66,7 +66,8 @@ def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProf
     }
     params.update({k: v for k, v in slurm_params.items() if v is not None})
     params["slurm_signal_delay_s"] = profile.signal_delay_s
-    params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]  # a crashed rank ends the step: no rank waits forever
+    # a crashed rank ends the step (no rank waits forever); per-rank logs keep the runs before a requeue
+    params["slurm_srun_args"] = ["--kill-on-bad-exit=1", "--open-mode=append"]
     executor.update_parameters(**params)
     return executor
 
