@@ -177,7 +177,12 @@ def _run_in_child(point: SweepPoint) -> str:
     and from their memory); a child killed without a word still leaves a failure marker."""
     process = _context().Process(target=_child, args=(point,), name=point.point_id)
     process.start()
-    process.join()
+    try:
+        process.join()
+    except BaseException:  # interrupted: the child checkpoints on SIGTERM and records itself as failed
+        process.terminate()
+        process.join()
+        raise
     state = point_state(point)
     if state == "pending" or (state != "done" and process.exitcode not in (0, 1)):
         Path(point.run_dir).mkdir(parents=True, exist_ok=True)
