@@ -52,7 +52,10 @@ def training_progress(run_dir: Path) -> dict[str, Any] | None:
         rates = [e["atoms_per_s"] for e in recent if e.get("atoms_per_s") is not None]
         if rates:
             info["atoms_per_s"] = sum(rates) / len(rates)
-        if len(recent) > 1 and recent[-1]["time"] > recent[0]["time"]:
+        step_times = [e["step_time_s"] for e in recent if e.get("step_time_s")]
+        if step_times:  # the loop's own timing: not diluted by a restart between two log lines
+            info["steps_per_s"] = len(step_times) / sum(step_times)
+        elif len(recent) > 1 and recent[-1]["time"] > recent[0]["time"]:
             info["steps_per_s"] = (recent[-1]["step"] - recent[0]["step"]) / (recent[-1]["time"] - recent[0]["time"])
         info["last_event_age_s"] = time.time() - recent[-1]["time"]
     return info
