@@ -195,10 +195,9 @@ def _run_logged(unit: Unit) -> tuple[str, str | None]:
 
 
 def _init_worker(threads: int) -> None:
-    """Pool workers share the cores and keep their inner progress bars quiet (the parent shows one bar)."""
+    """Pool workers share the cores."""
     import torch
 
-    os.environ["TQDM_DISABLE"] = "1"
     torch.set_num_threads(threads)
 
 
@@ -217,14 +216,22 @@ def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
                 failures.append((key, error))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
-                key, error = future.result()
-                bar.set_postfix_str(key)
-                bar.update()
-                if error:
-                    failures.append((key, error))
+        quiet = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"  # spawned workers inherit it: only the parent's bar over units shows
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                     initializer=_init_worker, initargs=(threads,)) as pool:
+                for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
+                    key, error = future.result()
+                    bar.set_postfix_str(key)
+                    bar.update()
+                    if error:
+                        failures.append((key, error))
+        finally:
+            if quiet is None:
+                os.environ.pop("TQDM_DISABLE")
+            else:
+                os.environ["TQDM_DISABLE"] = quiet
     bar.close()
     return failures
 
