@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-# Pairs (i, j) examined at once by the all-pairs search; bounds its working memory (~100 bytes per pair).
+# Pairs (i, j) examined at once by the all-pairs search (working memory ~300 bytes per pair): on CPU small enough
+# for the cache (and for the allocator to reuse memory), on an accelerator large enough to amortise kernel launches.
 MAX_PAIRS_PER_CHUNK = 1 << 15
+MAX_PAIRS_PER_CHUNK_ACCELERATOR = 1 << 22
 # Structures at least this large use the cell list (all-pairs would cost N^2).
 CELL_LIST_MIN_ATOMS = 1024
 
@@ -67,15 +69,14 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
-        parts = [_all_pairs_search(space, chunk, natoms, offsets) for chunk in _pair_chunks(natoms)]
-        parts += [_cell_list_search(space, b, int(offsets[b]), int(natoms[b]))
+        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets)) for chunk in _pair_chunks(
+            natoms, MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR)]
+        parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b])))
                   for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
-        parts = [_finish(space, *part, max_neighbors) for part in parts]
         if not parts:
             return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
-        first = torch.tensor([int(p[0][0, 0]) if p[0].numel() else 0 for p in parts])
-        order = torch.argsort(first, stable=True).tolist()
-        return torch.cat([parts[k][0] for k in order], dim=1), torch.cat([parts[k][1] for k in order])
+        parts = [_finish(space, *part, max_neighbors) for _, part in sorted(parts, key=lambda p: p[0])]
+        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
 
 
 def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
@@ -141,8 +142,8 @@ def _dist2(f: Tensor, g6: Tensor) -> Tensor:
     return f0 * (g[0] * f0 + g[3] * f1 + g[4] * f2) + f1 * (g[1] * f1 + g[5] * f2) + g[2] * f2 * f2
 
 
-def _pair_chunks(natoms: Tensor) -> list[Tensor]:
-    """The structures searched all-pairs, grouped in consecutive chunks of about MAX_PAIRS_PER_CHUNK pairs; no chunk
+def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
+    """The structures searched all-pairs, grouped in consecutive chunks of about ``max_pairs`` pairs; no chunk
     straddles a cell-list structure, so chunks and cell lists hold disjoint, ordered ranges of atoms."""
     big = natoms >= CELL_LIST_MIN_ATOMS
     cost = torch.where(big, torch.zeros_like(natoms), natoms * natoms)
@@ -150,7 +151,7 @@ def _pair_chunks(natoms: Tensor) -> list[Tensor]:
     if not structs.numel():
         return []
     cost = cost[structs]
-    chunk_of = torch.div(torch.cumsum(cost, 0) - cost, MAX_PAIRS_PER_CHUNK, rounding_mode="floor")
+    chunk_of = torch.div(torch.cumsum(cost, 0) - cost, max_pairs, rounding_mode="floor")
     chunk_of = chunk_of * (natoms.numel() + 1) + torch.cumsum(big, 0).index_select(0, structs)
     sizes = torch.unique_consecutive(chunk_of, return_counts=True)[1]
     return list(torch.split(structs, sizes.tolist()))
