@@ -13,12 +13,12 @@ from typing import Any
 
 from evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
 from evals.model_card import model_card
+from evals.report import REPORT_FILES
 from foundation.data.atomic import sha256_file
 from foundation.release import MODEL_JSON, RELEASE_JSON, WEIGHTS, write_checksums
 
 RELEASE_FORMAT = "foundation-release"
 RELEASE_VERSION = 1
-REPORT_FILES = ("results.json", "report.md", "report.html")
 
 
 def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:

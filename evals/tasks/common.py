@@ -22,10 +22,6 @@ class PropertyTask:
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 of what was read
 
     @property
-    def ids(self) -> list[str]:
-        return [f.structure_id for f in self.frames]
-
-    @property
     def targets(self) -> np.ndarray:
         return np.array([float(f.properties[self.property]) for f in self.frames], dtype=np.float64)
 
