@@ -41,6 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from foundation.config import ConfigError
+    from foundation.sweep.runner import SweepError
+
+    try:
+        return _run(args)
+    except (ConfigError, SweepError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from evals.scaling.report import write_scaling_report
     from foundation.sweep.config import load_sweep_config
     from foundation.sweep.runner import run_local

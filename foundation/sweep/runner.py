@@ -119,7 +119,14 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
     for point in points:
         state = point_state(point)
         if state == "done":
-            done.append(json.loads((Path(point.run_dir) / DONE).read_text()))
+            result = json.loads((Path(point.run_dir) / DONE).read_text())
+            missing = [name for name in point.loss_weights if name not in result["metrics"]]
+            if missing:
+                raise SweepError(f"{point.run_dir}/{DONE}: no final {missing}; the sweep's `loss` names metrics this "
+                                 f"point did not record ({sorted(result['metrics'])})")
+            # the combined loss follows the sweep's current weights (they are not part of the point's hash)
+            result["loss"] = sum(w * result["metrics"][name] for name, w in point.loss_weights.items())
+            done.append(result)
         elif state == "failed":
             failed.append(json.loads((Path(point.run_dir) / FAILED).read_text()))
         else:
