@@ -23,7 +23,7 @@ def sweep_mapping(tmp_path, **changes) -> dict:
                           {"name": "b", "model": "scalable-xs"}],
                "data": {"source": str(tmp_path / "src"), "frames": [20, 10]},
                "budget": {"steps": [30]}, "seeds": [0, 1], "overrides": {"data.max_atoms": 64},
-               "loss": {"val/forces_mae": 1.0}}
+               "loss": {"forces_mae": 1.0}}
     mapping.update(changes)
     return mapping
 

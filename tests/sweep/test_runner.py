@@ -28,12 +28,13 @@ def test_states_come_from_markers_and_a_changed_config_is_refused(points):
     done, failed = points[0], points[1]
     for p in (done, failed):
         Path(p.run_dir).mkdir(parents=True)
-    (Path(done.run_dir) / DONE).write_text(json.dumps({"point_id": done.point_id,
-                                                            "config_hash": point_hash(done)}))
+    (Path(done.run_dir) / DONE).write_text(json.dumps({"point_id": done.point_id, "config_hash": point_hash(done),
+                                                       "metrics": {"forces_mae": 0.25}, "loss": 99.0}))
     (Path(failed.run_dir) / FAILED).write_text(json.dumps({"point_id": failed.point_id, "error": "E"}))
     assert [point_state(p) for p in points] == ["done", "failed", "pending", "pending"]
     gathered = collect(points)
     assert [r["point_id"] for r in gathered["points"]] == [done.point_id]
+    assert gathered["points"][0]["loss"] == 0.25  # recomputed with the sweep's current weights
     assert gathered["pending"] == [p.point_id for p in points[2:]]
     write_dataset(done.data_path, {"train": [full_frame(seed=9)]})  # its data changed under it
     with pytest.raises(SweepError, match="different config"):
