@@ -134,3 +134,20 @@ def submit_sweep(launcher: str, profile: ClusterProfile, config_path: str, overr
         record_job(folder, job, kind="sweep", launcher=launcher, profile=profile, points=len(points),
                    submitted_points=len(todo))
     return jobs, report
+
+
+def submit_ablation(launcher: str, profile: ClusterProfile, config: Any, workers: int = 1) -> tuple[list[Any], Any]:
+    """The objective ablation: data prep here, one array task per objective's pre-training, then the
+    evaluation and report as one job after them (`afterany`: the report names what is missing)."""
+    from evals.ablation import ObjectiveRun, finish_ablation, prepare_data, resolved_config_path, run_objective
+
+    prepare_data(config, workers=workers)
+    config_path = resolved_config_path(config)
+    folder = Path(config.out_dir) / "slurm"
+    runs = submit_array(launcher, profile, folder, run_objective,
+                        [ObjectiveRun(config_path, o.name) for o in config.objectives], name="ablation-pretrain")
+    finish = submit_after(launcher, profile, folder, finish_ablation, [config_path, config.eval_workers], runs,
+                          name="ablation-eval", condition="afterany")
+    for job in runs[:1] + [finish]:
+        record_job(folder, job, kind="ablation", launcher=launcher, profile=profile, objectives=len(runs))
+    return runs, finish

@@ -38,7 +38,7 @@ def _split(values: list[str]) -> tuple[list[str], list[str]]:
 
 
 def launch(kind: str, args: argparse.Namespace) -> int:
-    """Submit the `kind` command ("train", "prep", "eval" or "sweep") described by parsed CLI arguments."""
+    """Submit the `kind` command ("train", "prep", "eval", "sweep" or "ablation") described by parsed CLI arguments."""
     from slurm.profiles import load_profile
 
     positional = "inputs" if kind == "prep" else "overrides"
@@ -46,7 +46,7 @@ def launch(kind: str, args: argparse.Namespace) -> int:
     setattr(args, positional, rest)
     profile = load_profile(args.cluster, cluster_overrides)
     wait = args.wait or args.launcher == "submitit-local"
-    return {"train": _train, "prep": _prep, "eval": _eval, "sweep": _sweep}[kind](args, profile, wait)
+    return {"train": _train, "prep": _prep, "eval": _eval, "sweep": _sweep, "ablation": _ablation}[kind](args, profile, wait)
 
 
 def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
@@ -104,3 +104,17 @@ def _sweep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
     out_dir = load_sweep_config(args.config, args.overrides).out_dir
     _announce(points[:1] + [report], f"{out_dir}/slurm", out_dir)
     return int(report.result()) if wait else 0
+
+
+def _ablation(args: argparse.Namespace, profile: Any, wait: bool) -> int:
+    from evals.ablation import load_ablation
+    from slurm.arrays import submit_ablation
+
+    runs, finish = submit_ablation(args.launcher, profile, load_ablation(args.config, args.overrides),
+                                   workers=args.workers)
+    out_dir = load_ablation(args.config, args.overrides).out_dir
+    _announce(runs[:1] + [finish], f"{out_dir}/slurm", out_dir)
+    if wait:
+        for name, path in sorted(finish.result().items()):
+            print(f"{name}: {path}")
+    return 0

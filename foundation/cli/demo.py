@@ -110,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.pipeline import format_summary, run_prep
     from data_prep.synth.generate import SynthConfig, synthesize
     from evals.config import SuiteConfig
-    from evals.reduce import reduce_units
     from evals.release import make_release
-    from evals.suite import prepare_run, run_local
+    from evals.suite import evaluate
     from foundation.config import load_config
     from foundation.train.config import load_train_config
     from foundation.train.runner import run_training
@@ -144,13 +143,11 @@ def run(args: argparse.Namespace) -> int:
     _done(start, f"pre-training finished at step {summary['step']}; validation: {val}")
 
     start = _stage(4, "fine-tuning the checkpoint and a from-scratch twin; zero-shot errors; report")
-    suite = load_config(SuiteConfig, suite_mapping(opts))
-    units = prepare_run(paths["eval"], paths["pretrain"], suite, command="foundation demo")
-    failures = run_local(units, workers=opts.workers)
+    report, failures = evaluate(paths["pretrain"], load_config(SuiteConfig, suite_mapping(opts)), paths["eval"],
+                                workers=opts.workers, command="foundation demo")
     for key, error in failures:
         print(f"FAILED eval unit {key}:\n{error}", file=sys.stderr)
-    report = reduce_units(paths["eval"])
-    _done(start, f"{len(units) - len(failures)}/{len(units)} eval units finished")
+    _done(start, f"report written ({len(failures)} failed units)")
 
     start = _stage(5, "writing the release bundle (safetensors, config, normalisers, report, model card, SHA256SUMS)")
     shutil.rmtree(paths["release"], ignore_errors=True)

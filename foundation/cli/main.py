@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "foundation.cli.eval",
     "foundation.cli.release",
     "foundation.cli.demo",
+    "foundation.cli.ablation",
     "foundation.cli.status",
 ]
 

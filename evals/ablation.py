@@ -1,0 +1,237 @@
+"""The paper's objective ablation: pre-train one backbone with each objective on the same frames, fine-tune every
+checkpoint (and one from-scratch twin) on the same downstream task and folds, and rank the objectives.
+
+Stages, each resumable: prep the frames -> one training run per objective (`run_objective`, a picklable call:
+sequential here or a Slurm array) -> one eval run per objective (the suite of the config, the scratch twin only
+beside the first) -> `write_ablation_report` (table, ranking, the paper's claims checked, plots).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foundation.config import ConfigError, load_config, save_config
+
+SCRATCH = "scratch"
+
+
+@dataclass
+class Objective:
+    name: str                                   # row label, e.g. efs_derivative
+    recipe: str                                 # a configs/pretrain/*.yaml recipe
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AblationConfig:
+    name: str
+    out_dir: str                                # data/, pretrain/NAME/, eval/NAME/, report files
+    inputs: list[str]                           # raw frame files (globs allowed), relative to data_root
+    objectives: list[Objective]
+    suite: dict[str, Any]                       # an eval suite (evals.config.SuiteConfig) with the downstream task
+    data_root: str = "../shared/data"
+    model: str = "scalable-xs"                  # the one backbone every objective pre-trains
+    steps: int = 1000                           # pre-training steps per objective
+    train_overrides: list[str] = field(default_factory=list)  # dotted training keys fixed for every objective
+    prep: dict[str, Any] = field(default_factory=dict)        # data_prep PrepConfig fields
+    eval_workers: int = 1
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.objectives]
+        if not names or len(set(names)) != len(names) or SCRATCH in names:
+            raise ConfigError(f"objectives: give unique names (not {SCRATCH!r}, which is the scratch row)")
+
+
+@dataclass
+class ObjectiveRun:
+    """One pre-training run of the ablation (picklable: a Slurm array task)."""
+
+    config_path: str
+    objective: str
+
+
+def load_ablation(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> AblationConfig:
+    return load_config(AblationConfig, path, list(overrides))
+
+
+def _paths(cfg: AblationConfig) -> dict[str, Path]:
+    out = Path(cfg.out_dir).resolve()
+    return {"out": out, "data": out / "data", "pretrain": out / "pretrain", "eval": out / "eval"}
+
+
+def input_files(cfg: AblationConfig) -> list[str]:
+    """The raw input files, globs expanded against data_root, sorted."""
+    root = Path(cfg.data_root)
+    files = sorted(str(p) for pattern in cfg.inputs for p in root.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no input files match {cfg.inputs} under {root.resolve()}")
+    return files
+
+
+def prepare_data(cfg: AblationConfig, workers: int = 1):
+    """Prepare the shared pre-training dataset (resumable: an identical rerun does nothing)."""
+    from data_prep.config import PrepConfig
+    from data_prep.pipeline import run_prep
+
+    options = {"required": ["energy", "forces", "stress"], "workers": workers, **cfg.prep}
+    return run_prep(PrepConfig(inputs=input_files(cfg), out=str(_paths(cfg)["data"]), **options))
+
+
+def _objective(cfg: AblationConfig, name: str) -> Objective:
+    return next(o for o in cfg.objectives if o.name == name)
+
+
+def train_config_of(cfg: AblationConfig, objective: Objective):
+    """The resolved training config of one objective (same data, backbone, steps and fixed keys for all)."""
+    from foundation.train.config import load_train_config
+
+    paths = _paths(cfg)
+    overrides = [f"model={cfg.model}", f"data.path={paths['data']}", f"train.max_steps={cfg.steps}",
+                 f"run_dir={paths['pretrain'] / objective.name}", *cfg.train_overrides, *objective.overrides]
+    return load_train_config(objective.recipe, overrides)
+
+
+def run_objective(run: ObjectiveRun) -> dict[str, Any]:
+    """Pre-train one objective (resumes from its newest checkpoint; a finished run returns at once)."""
+    from foundation.train.runner import run_training
+
+    cfg = load_ablation(run.config_path)
+    return run_training(train_config_of(cfg, _objective(cfg, run.objective)))
+
+
+def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str, str]]:
+    """Fine-tune every pre-trained checkpoint on the suite; the scratch twin runs only beside the first."""
+    from evals.config import SuiteConfig
+    from evals.suite import evaluate
+
+    paths = _paths(cfg)
+    failures = []
+    for index, objective in enumerate(cfg.objectives):
+        suite = dict(cfg.suite)
+        suite["tasks"] = [{**task, "scratch": index == 0} for task in suite["tasks"]]
+        _, failed = evaluate(paths["pretrain"] / objective.name, load_config(SuiteConfig, suite),
+                             paths["eval"] / objective.name, workers=workers,
+                             command=f"ablation {cfg.name}: {objective.name}")
+        failures += [(f"{objective.name}:{key}", err) for key, err in failed]
+    return failures
+
+
+def collect_table(cfg: AblationConfig) -> dict[str, Any]:
+    """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs."""
+    paths = _paths(cfg)
+    tasks: dict[str, dict[str, Any]] = {}
+    for index, objective in enumerate(cfg.objectives):
+        results = json.loads((paths["eval"] / objective.name / "results.json").read_text())
+        for task in results["tasks"]:
+            if task["category"] != "finetune":
+                continue
+            rows = tasks.setdefault(task["name"], {"unit": task["unit"], "property": task["property"], "rows": {}})["rows"]
+            variants = [("pretrained", objective.name)] + ([("scratch", SCRATCH)] if index == 0 else [])
+            for variant, label in variants:
+                mae = task["summary"].get(variant, {}).get("mae")
+                if mae:
+                    rows[label] = {"mae": mae["mean"], "std": mae["std"], "count": mae["count"],
+                                   "units": [u["metrics"]["mae"] for u in task["units"] if u["variant"] == variant]}
+    return tasks
+
+
+def check_claims(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's findings as comparisons of mean MAE (lower is better); None where a row is missing."""
+    def mae(name: str) -> float | None:
+        return rows.get(name, {}).get("mae")
+
+    def best(names: list[str]) -> tuple[str | None, float | None]:
+        present = [(mae(n), n) for n in names if mae(n) is not None]
+        return (min(present)[1], min(present)[0]) if present else (None, None)
+
+    explicit = [n for n in rows if n not in (SCRATCH, "denoise_direct", "denoise_derivative")]
+    best_explicit, best_explicit_mae = best(explicit)
+    best_denoise, best_denoise_mae = best(["denoise_direct", "denoise_derivative"])
+    winner, _ = best([n for n in rows if n != SCRATCH])
+    claims = [
+        ("derivative denoising beats direct denoising", mae("denoise_derivative"), mae("denoise_direct")),
+        (f"explicit E/F/S ({best_explicit}) beats denoising ({best_denoise})", best_explicit_mae, best_denoise_mae),
+        ("E+F+S with derivatives beats E+F+S direct", mae("efs_derivative"), mae("efs_direct")),
+    ]
+    out = [{"claim": text, "ours": a, "other": b, "agrees": None if a is None or b is None else bool(a < b)}
+           for text, a, b in claims]
+    out.append({"claim": "E+F+S with derivatives is best of all objectives", "ours": mae("efs_derivative"),
+                "other": mae(winner) if winner else None,
+                "agrees": None if winner is None or mae("efs_derivative") is None else winner == "efs_derivative"})
+    return out
+
+
+def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
+    """Bar chart of test MAE per row (mean ± std over folds and seeds) with the single runs as dots."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evals.report.figures import _png
+
+    names = sorted(task["rows"], key=lambda n: task["rows"][n]["mae"])
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, name in enumerate(names):
+        row = task["rows"][name]
+        ax.bar(i, row["mae"], yerr=row["std"], color="0.7" if name == SCRATCH else "tab:blue", capsize=3)
+        ax.plot([i] * len(row["units"]), row["units"], "k.", ms=4)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel(f"test MAE ({task['unit'] or task['property']})")
+    ax.set_title(f"{task_name}: pre-training objective ablation")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
+    """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
+    from evals.report import finite_or_null
+    from evals.report.render import to_html, to_markdown
+    from foundation.data.atomic import atomic_path, write_text_atomic
+
+    out = _paths(cfg)["out"]
+    tasks = collect_table(cfg)
+    blocks: list[tuple] = [("h", 1, f"Objective ablation: {cfg.name}"),
+                           ("p", f"Backbone `{cfg.model}`, {cfg.steps} pre-training steps per objective on the same "
+                                 f"frames ({', '.join(cfg.inputs)}); fine-tuning as in the suite `{cfg.suite.get('name')}`. "
+                                 "MAE: mean ± std over folds and seeds; lower is better.")]
+    figures, results = {}, {"name": cfg.name, "model": cfg.model, "steps": cfg.steps, "tasks": {}}
+    for name, task in tasks.items():
+        ranked = sorted(task["rows"].items(), key=lambda kv: kv[1]["mae"])
+        claims = check_claims(task["rows"])
+        results["tasks"][name] = {"rows": task["rows"], "ranking": [n for n, _ in ranked], "claims": claims}
+        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit']})", "std", "runs"],
+                                    [[str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"])]
+                                     for i, (n, r) in enumerate(ranked)])]
+        blocks.append(("table", ["the paper's finding", "ours", "compared with", "agrees"],
+                       [[c["claim"], "-" if c["ours"] is None else f"{c['ours']:.4g}",
+                         "-" if c["other"] is None else f"{c['other']:.4g}",
+                         {True: "yes", False: "no", None: "n/a"}[c["agrees"]]] for c in claims]))
+        figures[f"ablation_{name}"] = ablation_figure(name, task)
+        blocks.append(("fig", f"ablation_{name}", f"{name}: test MAE per pre-training objective"))
+    for fig_name, png in figures.items():
+        with atomic_path(out / "figures" / f"{fig_name}.png") as tmp:
+            tmp.write_bytes(png)
+    write_text_atomic(out / "results.json", json.dumps(finite_or_null(results), indent=1) + "\n")
+    write_text_atomic(out / "report.md", to_markdown(blocks))
+    write_text_atomic(out / "report.html", to_html(blocks, figures, title=f"foundation ablation: {cfg.name}"))
+    return {n: out / n for n in ("results.json", "report.md", "report.html")}
+
+
+def finish_ablation(config_path: str, workers: int = 1) -> dict[str, Path]:
+    """After every pre-training run: evaluate each checkpoint and write the ablation report."""
+    cfg = load_ablation(config_path)
+    failures = evaluate_objectives(cfg, workers=workers)
+    for key, error in failures:
+        print(f"FAILED eval unit {key}:\n{error}")
+    return write_ablation_report(cfg)
+
+
+def resolved_config_path(cfg: AblationConfig) -> str:
+    """Write the resolved config to OUT/ablation.yaml (what array tasks read) and return its path."""
+    path = _paths(cfg)["out"] / "ablation.yaml"
+    save_config(cfg, path)
+    return str(path)
