@@ -101,22 +101,26 @@ def engine_overhead(model_name: str, overrides: list[str], max_atoms: int, round
             engine.step()
         runners[f"deepspeed_zero{stage}"] = ds_step
     times = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     for name, step in runners.items():  # warm-up
         step()
     for _ in range(rounds):
         for name, step in runners.items():
             for _ in range(per_round):
                 _sync(device)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 step()
                 _sync(device)
                 times[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
     med = {name: statistics.median(v) for name, v in times.items()}
+    med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
     atoms = int(batch.natoms.sum())
     return {"model": model_name, "overrides": overrides, "precision": precision, "atoms_per_batch": atoms,
-            "parameters": sum(p.numel() for p in base.parameters()),
-            "median_step_s": med, "atoms_per_s": {k: atoms / v for k, v in med.items()},
-            "ratio_vs_torch": {k: v / med["torch"] for k, v in med.items() if k != "torch"}}
+            "parameters": sum(p.numel() for p in base.parameters()), "threads": torch.get_num_threads(),
+            "median_step_s": med, "median_step_cpu_s": med_cpu, "atoms_per_s": {k: atoms / v for k, v in med.items()},
+            "ratio_vs_torch": {k: v / med["torch"] for k, v in med.items() if k != "torch"},
+            "cpu_time_ratio_vs_torch": {k: v / med_cpu["torch"] for k, v in med_cpu.items() if k != "torch"}}
 
 
 def _sync(device: torch.device) -> None:
@@ -185,13 +189,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=4)
     parser.add_argument("--max-atoms", type=int, default=256, help="atoms per batch in section 1")
+    parser.add_argument("--sections", default="overhead,wait,two", help="comma-separated: overhead, wait, two")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     results = {}
     info = init_distributed(args.device)
     try:
-        results["engine_overhead"] = engine_overhead("scalable-xs", [], args.max_atoms, args.rounds, args.per_round,
-                                                     info.device)
-        print(json.dumps(results["engine_overhead"], indent=1), flush=True)
+        if "overhead" in sections:
+            results["engine_overhead"] = engine_overhead("scalable-xs", [], args.max_atoms, args.rounds,
+                                                         args.per_round, info.device)
+            print(json.dumps(results["engine_overhead"], indent=1), flush=True)
         if args.device == "cuda":
             big = ["backbone.hidden=384", "backbone.layers=6"]
             for precision in ("fp32", "bf16"):
@@ -201,14 +208,16 @@ def main() -> None:
                 print(json.dumps(results[key], indent=1), flush=True)
     finally:
         shutdown(info)
-    if args.device == "cpu":
+    if args.device == "cpu" and sections & {"wait", "two"}:
         with tempfile.TemporaryDirectory(dir=REPO / ".cache") as tmp:
             work = Path(tmp)
             data = prepared_dataset(work / "data")
-            results["data_wait"] = data_wait(data, work, args.steps)
-            print(json.dumps(results["data_wait"], indent=1), flush=True)
-            results["two_vs_one"] = two_vs_one(data, work, args.steps)
-            print(json.dumps(results["two_vs_one"], indent=1), flush=True)
+            if "wait" in sections:
+                results["data_wait"] = data_wait(data, work, args.steps)
+                print(json.dumps(results["data_wait"], indent=1), flush=True)
+            if "two" in sections:
+                results["two_vs_one"] = two_vs_one(data, work, args.steps)
+                print(json.dumps(results["two_vs_one"], indent=1), flush=True)
     print("SUMMARY " + json.dumps(results))
 
 

@@ -85,12 +85,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo | None) -> None:
-    """Barrier, then destroy the group this process created (never leaves a rank waiting in a collective)."""
+def shutdown(info: DistInfo | None, clean: bool = True) -> None:
+    """Barrier (after a clean run), then destroy the group this process created. After an error the barrier is
+    skipped: destroying the group makes peers blocked in a collective fail instead of waiting forever."""
     if not dist.is_initialized():
         return
     try:
-        barrier()
+        if clean:
+            barrier()
     finally:
         if info is None or info.owns_group:
             dist.destroy_process_group()

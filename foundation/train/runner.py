@@ -61,7 +61,7 @@ def run_training(config: TrainRunConfig) -> dict:
     STOP.clear()
     previous = _install_signal_handlers()
     info = init_distributed(config.engine.device)
-    logger = None
+    logger, clean = None, False
     try:
         run_dir = Path(config.run_dir)
         torch.manual_seed(config.train.seed)
@@ -98,10 +98,12 @@ def run_training(config: TrainRunConfig) -> dict:
             logger.line(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})")
         meta = {"model": to_dict(model.config), "normalization": normalization}
         trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta)
-        return trainer.run()
+        summary = trainer.run()
+        clean = True
+        return summary
     finally:
         if logger is not None:
             logger.close()
-        shutdown(info)
+        shutdown(info, clean)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
