@@ -35,13 +35,13 @@ def request_stop() -> None:
 
 
 def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
-    """Element reference energies (eV) from the manifest; the per-atom energy scale from its statistics when
-    they carry a force RMS (`statistics.forces.rms` or `statistics.forces_rms`), else 1."""
+    """Energy normalisation from the manifest (data_prep's statistics of the train split): element reference
+    energies (eV), scale = force RMS (eV/A; per-atom outputs of O(1) give forces of the right size), shift = mean
+    per-atom energy left after the references. Missing statistics leave scale 1 and shift 0."""
     stats = manifest.statistics or {}
-    forces = stats.get("forces")
-    rms = forces.get("rms") if isinstance(forces, dict) else stats.get("forces_rms")
+    scale, shift = stats.get("force_rms"), stats.get("energy_per_atom_mean")
     return {"element_references": dict(manifest.element_references),
-            "scale": float(rms) if rms else 1.0, "shift": 0.0}
+            "scale": float(scale) if scale else 1.0, "shift": float(shift) if shift is not None else 0.0}
 
 
 def _install_signal_handlers() -> dict:

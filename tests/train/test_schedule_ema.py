@@ -49,3 +49,13 @@ def test_ema_tracks_weights_and_exports_fp32_with_float64_buffers():
         module.weight.fill_(3.0)
     plain.update(module)
     assert torch.equal(plain.shadow["weight"], module.weight.float())  # decay 0: exactly the weights
+
+
+def test_normalisation_comes_from_the_manifest_statistics():
+    from foundation.data.manifest import Manifest
+    from foundation.train.runner import normalization_from_manifest
+
+    manifest = Manifest(shards=[], element_references={"O": -4.9},
+                        statistics={"force_rms": 0.56, "energy_per_atom_mean": 0.19})
+    assert normalization_from_manifest(manifest) == {"element_references": {"O": -4.9}, "scale": 0.56, "shift": 0.19}
+    assert normalization_from_manifest(Manifest(shards=[])) == {"element_references": {}, "scale": 1.0, "shift": 0.0}
