@@ -46,7 +46,7 @@ def _rng_file(rank: int) -> str:
 def rng_state() -> dict[str, torch.Tensor]:
     state = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["torch_cuda"] = torch.cuda.get_rng_state()
+        state["torch_cuda"] = torch.cuda.get_rng_state().cpu()
     return state
 
 
@@ -68,7 +68,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: d
     engine.save_checkpoint(str(tmp), tag=DS_TAG, save_latest=False)
     save_file(rng_state(), str(tmp / _rng_file(rank)))
     if rank == 0:
-        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
         write_text_atomic(tmp / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     barrier()
     if rank == 0:
