@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):
     """PrepConfig from --config (if any) overlaid with the flags given on the command line."""
     from data_prep.config import PrepConfig, parse_ratios
-    from foundation.config import load_config, read_yaml
+    from foundation.config import from_dict, read_yaml
 
     data = read_yaml(args.config) if args.config else {}
     data.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
@@ -76,7 +76,7 @@ def build_config(args: argparse.Namespace):
         data["keep_work"] = True
     if args.no_progress:
         data["progress"] = False
-    return load_config(PrepConfig, data)
+    return from_dict(PrepConfig, data, origin=f"{args.config} + command line" if args.config else "command line")
 
 
 def run(args: argparse.Namespace) -> int:
