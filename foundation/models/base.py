@@ -7,7 +7,7 @@ and both directions of every pair are present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -49,12 +49,29 @@ class Graph:
     edge_index: Tensor    # (2, E) centre i, neighbour j
     lengths: Tensor       # (E,) |r_j - r_i|, in the geometry dtype (the batch's: float32 under a bf16 model)
     unit_vectors: Tensor  # (E, 3) (r_j - r_i) / |r_j - r_i|, in the feature dtype
+    shifts: Tensor        # (E, 3) integer image shifts
     num_graphs: int
     dtype: torch.dtype    # the features' (parameters') dtype
+    _pairs: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
 
     @property
     def num_atoms(self) -> int:
         return int(self.numbers.shape[0])
+
+    @property
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """(first (P,), inverse (E,)): one edge of every unordered pair {(i, j, S), (j, i, -S)} and the pair of
+        each edge. Both edges of a pair have the same length bit for bit, so anything that depends on the distance
+        alone (radial filters) can be computed per pair and expanded with `x.index_select(0, inverse)`: half the
+        work when, as usual, both directions are present."""
+        if self._pairs is None:
+            self._pairs = _pair_index(self.edge_index, self.shifts, self.num_atoms)
+        return self._pairs
+
+    def pair_expand(self, radial: nn.Module, envelope: nn.Module) -> tuple[Tensor, Tensor]:
+        """`expand` per unordered pair: (P, R) and (P,)."""
+        lengths = self.lengths.index_select(0, self.pairs[0])
+        return radial(lengths).to(self.dtype), envelope(lengths).to(self.dtype)
 
     def expand(self, radial: nn.Module, envelope: nn.Module) -> tuple[Tensor, Tensor]:
         """(radial(lengths) (E, R), envelope(lengths) (E,)), evaluated in the geometry dtype, returned in the
@@ -62,10 +79,32 @@ class Graph:
         return radial(self.lengths).to(self.dtype), envelope(self.lengths).to(self.dtype)
 
     @classmethod
-    def from_vectors(cls, numbers: Tensor, batch: Tensor, edge_index: Tensor, vectors: Tensor, num_graphs: int,
-                     dtype: torch.dtype) -> "Graph":
+    def from_vectors(cls, numbers: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor, vectors: Tensor,
+                     num_graphs: int, dtype: torch.dtype) -> "Graph":
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
-        return cls(numbers, batch, edge_index, lengths, (vectors / lengths.unsqueeze(-1)).to(dtype), num_graphs, dtype)
+        unit = (vectors / lengths.unsqueeze(-1)).to(dtype)
+        return cls(numbers, batch, edge_index, lengths, unit, shifts, num_graphs, dtype)
+
+
+@torch.no_grad()
+def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> tuple[Tensor, Tensor]:
+    """Canonical key of each edge's unordered pair ((i, j, S) and (j, i, -S) share one), made unique."""
+    i, j = edge_index
+    s = shifts.round().long()
+    if not i.numel():
+        return i.clone(), i.clone()
+    first_nonzero = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
+    swap = (i > j) | ((i == j) & (first_nonzero < 0))
+    a, b = torch.where(swap, j, i), torch.where(swap, i, j)
+    s = torch.where(swap.unsqueeze(-1), -s, s)
+    m = int(s.abs().max())
+    k = 2 * m + 1
+    key = (a * num_atoms + b) * k ** 3 + ((s[:, 0] + m) * k + s[:, 1] + m) * k + s[:, 2] + m
+    _, inverse = torch.unique(key, return_inverse=True)
+    edges = torch.arange(i.numel(), device=i.device)
+    first = torch.full((int(inverse.max()) + 1,), i.numel(), dtype=torch.long, device=i.device)
+    first = first.scatter_reduce(0, inverse, edges, reduce="amin")
+    return first, inverse
 
 
 @dataclass
@@ -97,6 +136,10 @@ class Backbone(nn.Module):
     def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """(radial basis (E, R), envelope (E,)); the envelope is zero beyond the cutoff."""
         return graph.expand(self.radial, self.envelope)
+
+    def pair_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
+        """`edge_basis` per unordered pair (see Graph.pairs): (P, R), (P,)."""
+        return graph.pair_expand(self.radial, self.envelope)
 
     def forward(self, graph: Graph) -> Features:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -39,7 +39,8 @@ class Message(nn.Module):
 
     def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
         center, neighbor = graph.edge_index
-        x = self.phi(s).index_select(0, neighbor) * (self.filter(rbf) * env.unsqueeze(-1))
+        filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])  # per pair -> per edge
+        x = self.phi(s).index_select(0, neighbor) * filters
         ds, dvv, dvs = x.split(self.hidden, dim=-1)
         dv = v.index_select(0, neighbor) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
         return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(dv, center, graph.num_atoms)
@@ -73,7 +74,7 @@ class PaiNN(Backbone):
         return True
 
     def forward(self, graph: Graph) -> Features:
-        rbf, env = self.edge_basis(graph)
+        rbf, env = self.pair_basis(graph)  # radial filters are computed per unordered pair
         s = self.embedding(graph.numbers)
         v = s.new_zeros(s.shape[0], 3, s.shape[1])
         for message, update in zip(self.messages, self.updates):

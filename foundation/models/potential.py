@@ -109,8 +109,8 @@ class Potential(nn.Module):
             else:
                 displaced = positions
             vectors = edge_vectors(displaced, cell, batch.batch, batch.edge_index, batch.shifts)
-            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, vectors, int(batch.num_graphs),
-                                       self.dtype)
+            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
+                                       int(batch.num_graphs), self.dtype)
             features = self.backbone(graph)
             out = self._heads(features, graph, want, "energy" in want or forces_by_grad or stress_by_grad)
             out.update(self._derivatives(out, positions, strain, batch, forces_by_grad, stress_by_grad,

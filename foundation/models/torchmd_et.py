@@ -47,8 +47,9 @@ class NeighborEmbedding(nn.Module):
         self.combine = nn.Linear(2 * hidden, hidden)
 
     def forward(self, x: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
+        """rbf (P, R) and env (P,) per unordered pair (Graph.pairs)."""
         center, neighbor = graph.edge_index
-        weights = self.distance_proj(rbf) * env.unsqueeze(-1)
+        weights = (self.distance_proj(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])
         messages = self.embedding(graph.numbers).index_select(0, neighbor) * weights
         return self.combine(torch.cat([x, scatter_sum(messages, center, graph.num_atoms)], dim=-1))
 
@@ -68,16 +69,18 @@ class EquivariantAttention(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor, vec: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+        """rbf (P, R) per unordered pair (Graph.pairs), env (E,) per edge."""
         center, neighbor = graph.edge_index
-        n, e, h, d, f = x.shape[0], rbf.shape[0], self.heads, self.head_dim, self.hidden
+        n, e, h, d, f = x.shape[0], env.shape[0], self.heads, self.head_dim, self.hidden
         xn = self.norm(x)
         q = self.q_proj(xn).view(n, h, d)
         k = self.k_proj(xn).view(n, h, d)
         v = self.v_proj(xn).view(n, h, 3 * d)
         vec1, vec2, vec3 = self.vec_proj(vec).split(f, dim=-1)
         vec_dot = (vec1 * vec2).sum(dim=1)
-        dk = self.act(self.dk_proj(rbf)).view(e, h, d)
-        dv = self.act(self.dv_proj(rbf)).view(e, h, 3 * d)
+        pair = graph.pairs[1]
+        dk = self.act(self.dk_proj(rbf)).index_select(0, pair).view(e, h, d)
+        dv = self.act(self.dv_proj(rbf)).index_select(0, pair).view(e, h, 3 * d)
 
         attn = (q.index_select(0, center) * k.index_select(0, neighbor) * dk).sum(dim=-1)
         attn = self.act(attn) * env.unsqueeze(-1)                                       # (E, H)
@@ -110,9 +113,11 @@ class EquivariantTransformer(Backbone):
         return True
 
     def forward(self, graph: Graph) -> Features:
-        rbf, env = self.edge_basis(graph)
+        # radial features per unordered pair (P, R) (the layers expand them to edges); the envelope per edge (E,)
+        rbf, env = self.pair_basis(graph)
         rbf = rbf * env.unsqueeze(-1)  # TorchMD-Net's smearing carries the cutoff
         x = self.neighbor_embedding(self.embedding(graph.numbers), rbf, env, graph)
+        env = env.index_select(0, graph.pairs[1])
         vec = x.new_zeros(x.shape[0], 3, x.shape[1])
         for layer in self.attention:
             x, vec = layer(x, vec, rbf, env, graph)
