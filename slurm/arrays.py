@@ -22,11 +22,23 @@ from slurm.profiles import ClusterProfile
 
 def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[[Any], Any],
                  items: Sequence[Any], *, name: str) -> list[Any]:
-    """Run fn(item) for every item as one array (profile.array resources per task); returns the jobs."""
+    """Run fn(item) for every item as one array (profile.array resources per task); returns the jobs.
+
+    On Slurm this returns at once; submitit-local has no scheduler, so it runs at most profile.array.parallelism
+    processes at a time and returns when all have ended."""
     if not items:
         return []
     executor = make_executor(launcher, folder, profile, name=name, array=True)
-    return executor.map_array(fn, list(items))
+    if launcher == "slurm":
+        return executor.map_array(fn, list(items))
+    jobs: list[Any] = []
+    width = profile.array.parallelism
+    for start in range(0, len(items), width):
+        window = executor.map_array(fn, list(items[start:start + width]))
+        for job in window:
+            job.wait()
+        jobs += window
+    return jobs
 
 
 def _array_ids(jobs: Iterable[Any]) -> list[str]:
