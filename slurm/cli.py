@@ -31,18 +31,12 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
                              "(submitit-local always waits)")
 
 
-def _split(values: list[str]) -> tuple[list[str], list[str]]:
-    from slurm.profiles import split_overrides
-
-    return split_overrides(values)
-
-
 def launch(kind: str, args: argparse.Namespace) -> int:
     """Submit the `kind` command ("train", "prep", "eval", "sweep" or "ablation") described by parsed CLI arguments."""
-    from slurm.profiles import load_profile
+    from slurm.profiles import load_profile, split_overrides
 
-    positional = "inputs" if kind == "prep" else "overrides"
-    cluster_overrides, rest = _split(list(getattr(args, positional)))
+    positional = "inputs" if kind == "prep" else "overrides"  # where cluster.KEY=VALUE arguments land
+    cluster_overrides, rest = split_overrides(list(getattr(args, positional)))
     setattr(args, positional, rest)
     profile = load_profile(args.cluster, cluster_overrides)
     wait = args.wait or args.launcher == "submitit-local"
