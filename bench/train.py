@@ -1,7 +1,7 @@
 """Training engine figures, each against a reference measured in the same run.
 
 1. Engine overhead: one DeepSpeed step (ZeRO 0 and 2) against a plain torch step (AdamW, clip_grad_norm_) of the
-   same model on the same batch of real MPtrj frames; steps alternate in rounds, medians compared (target <= 1.1x).
+   same model on the same batch of real DFT frames; steps alternate in rounds, medians compared (target <= 1.1x).
 2. Data wait: a real `run_training` on the real DFT frames of ../shared/data/dft with ONE loader worker (graphs
    and batches built in the worker); the loop's data_wait_fraction after the first log window (target < 10%).
 3. Two processes against one on the same global batch: torchrun 2 ranks x 1 micro-batch vs 1 rank x 2 accumulated

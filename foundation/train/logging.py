@@ -22,6 +22,24 @@ def memory_mb(device: torch.device) -> dict[str, float]:
     return out
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume: keep the complete events up to the checkpoint's step (a killed run may have logged later
+    steps, or half a line), so metrics.jsonl reads as one uninterrupted run."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("step", 0) <= step:
+            kept.append(line)
+    from foundation.data.atomic import write_text_atomic
+
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
 class RunLogger:
     def __init__(self, run_dir: Path, *, enabled: bool, progress: bool, total_steps: int, initial_step: int):
         self.enabled = enabled
@@ -33,6 +51,7 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=initial_step + 1 if initial_step else None)
+        _truncate_metrics(run_dir / "metrics.jsonl", initial_step)
         self.metrics = open(run_dir / "metrics.jsonl", "a", buffering=1)
         self.lines = open(run_dir / "train.log", "a", buffering=1)
         if progress:

@@ -88,6 +88,8 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path, train_data, nproc, zero_stage
     _run(config, nproc, resumed)  # resumes automatically from the newest complete checkpoint
     log = (resumed / "train.log").read_text()
     assert f"resumed from {resumed / 'checkpoints'}" in log and f"step {killed_at}" in log
+    # metrics.jsonl of the resumed run reads as one uninterrupted run with the very same losses
+    assert _train_losses(resumed) == _train_losses(reference)
     ref, res = _weights(reference), _weights(resumed)
     assert ref.keys() == res.keys()
     for name in ref:
