@@ -204,6 +204,25 @@ def test_synthetic_structure_matches_ase(name, search):
     assert len(got), "every synthetic case has edges"
 
 
+def random_structure(rng: np.random.Generator) -> Atoms:
+    """A random cell (lengths 1-8 A, any shear), random periodicity, 1-12 atoms anywhere near it."""
+    cell = np.diag(rng.uniform(1.0, 8.0, 3)) + np.triu(rng.uniform(-4, 4, (3, 3)), 1)
+    cell = cell[rng.permutation(3)] if rng.random() < 0.5 else cell
+    if np.linalg.det(cell) < 0:
+        cell[0] *= -1
+    positions = rng.uniform(-0.5, 1.5, (rng.integers(1, 13), 3)) @ cell
+    return Atoms(numbers=rng.integers(1, 90, len(positions)), positions=positions, cell=cell,
+                 pbc=rng.random(3) < 0.7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_cells_match_ase(seed, search):
+    rng = np.random.default_rng(seed)
+    structures = [random_structure(rng) for _ in range(12)]
+    cutoff = float(rng.uniform(2.0, 7.0))
+    assert_same_graph(ours(structures, cutoff), reference(structures, cutoff))
+
+
 def test_tiny_cell_has_self_images_and_no_self_edge():
     got = ours([tiny_cell()], 4.5).as_dict()
     assert any(i == j for i, j, _ in got) and (0, 0, (0, 0, 0)) not in got
