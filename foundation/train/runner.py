@@ -58,11 +58,10 @@ def run_training(config: TrainRunConfig) -> dict:
     best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
     from foundation.models import build_potential
 
-    STOP.clear()
-    previous = _install_signal_handlers()
-    info = init_distributed(config.engine.device)
-    logger, clean = None, False
+    previous = _install_signal_handlers()  # a stop requested before the first step is honoured at that step
+    info, logger, clean = None, None, False
     try:
+        info = init_distributed(config.engine.device)
         run_dir = Path(config.run_dir)
         torch.manual_seed(config.train.seed)
         model = build_potential(config.model, config.model_overrides)
@@ -104,6 +103,8 @@ def run_training(config: TrainRunConfig) -> dict:
     finally:
         if logger is not None:
             logger.close()
-        shutdown(info, clean)
+        if info is not None:
+            shutdown(info, clean)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        STOP.clear()  # consumed: the next run in this process starts unstopped
