@@ -101,8 +101,8 @@ def test_scancel_leaves_a_run_that_resumes_cleanly(trained_run, slurm_workdir):
     job = submit_training("slurm", profile, config, run_dir=run_dir)
     wait_for_checkpoint(run_dir, 4, job)
     subprocess.run(["scancel", job.job_id], check=True)
-    job.wait()
-    assert job.state.startswith("CANCELLED")
+    wait_for_final_state(job.job_id)
+    assert job_field(job.job_id, "JobState") == "CANCELLED"
     stopped_at = latest_checkpoint(run_dir)
     assert stopped_at is not None and int(stopped_at.name.split("-")[1]) < STEPS
     # resubmitted with nothing but the run directory, on this machine through submitit-local
