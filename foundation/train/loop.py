@@ -104,6 +104,11 @@ class Trainer:
         stopped = False
         self.log.line(f"training from step {s.step} to {cfg.max_steps} on {self.dist.world_size} rank(s), "
                       f"device {self.dist.device}, {self.cfg.engine.precision}, ZeRO {self.cfg.engine.zero_stage}")
+        sampler = self.train.sampler
+        per_rank = len(sampler.rank_batches(s.epoch))
+        self.log.line(f"epoch {s.epoch}: {per_rank} micro-batches of <= {sampler.max_atoms} atoms per rank; "
+                      f"{sampler.dropped} left out of this epoch to keep ranks and steps even (another "
+                      "shuffle draws them in later epochs)")
         while s.step < cfg.max_steps:
             if any_rank(STOP.is_set(), self.dist.device):
                 stopped = True

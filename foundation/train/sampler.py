@@ -68,6 +68,7 @@ class AtomsBalancedSampler:
         self.max_atoms, self.rank, self.world_size = max_atoms, rank, world_size
         self.grad_accum, self.seed, self.shuffle, self.drop_last = grad_accum, seed, shuffle, drop_last
         self.epoch, self.start = 0, 0
+        self.dropped = 0  # micro-batches cut from the last planned epoch (fewer than world_size * grad_accum)
         self._cache: tuple[int, list[tuple[int, ...]]] | None = None
 
     def plan(self, epoch: int) -> list[tuple[int, ...]]:
@@ -77,7 +78,8 @@ class AtomsBalancedSampler:
             batches = pack(order, self.natoms, self.max_atoms)
             if self.drop_last:
                 unit = self.world_size * self.grad_accum
-                batches = batches[:len(batches) // unit * unit]
+                self.dropped = len(batches) % unit
+                batches = batches[:len(batches) - self.dropped]
             self._cache = (epoch, batches)
         return self._cache[1]
 
