@@ -2,8 +2,9 @@
 
 A point is a dict with at least: `point_id`, `n_params`, `frames` (training frames), `steps`, `flops`,
 `flops_per_frame`, `frames_per_step` and `metrics` ({name: final validation value}); `loss` is the
-combined loss. L(N) uses, for every model size, the points with the largest data size and budget;
-L(D) the points of the largest model and budget; the joint L(N, D) every point of the largest budget.
+combined loss. Among the points of the largest budget, L(N) uses those of the largest data size (of the
+data sizes with the most model sizes finished), L(D) those of the largest model (likewise), and the joint
+L(N, D) all of them.
 Each law is fitted to the combined loss and to every metric named in `metrics`.
 """
 
@@ -49,13 +50,20 @@ def value(point: dict, quantity: str) -> float:
     return float(point[COMBINED] if quantity == COMBINED else point["metrics"][quantity])
 
 
+def _richest(points: Sequence[dict], fixed: str, varied: str) -> list[dict]:
+    """The points sharing the value of `fixed` that covers the most distinct `varied` values (ties: the
+    largest `fixed`), so a partly finished grid still gives a 1-D law where it can."""
+    groups: dict[float, list[dict]] = {}
+    for p in points:
+        groups.setdefault(p[fixed], []).append(p)
+    best = max(groups, key=lambda k: (len({p[varied] for p in groups[k]}), k))
+    return groups[best]
+
+
 def _select(points: Sequence[dict]) -> dict[str, list[dict]]:
     top_budget = max(p["steps"] for p in points)
     at_budget = [p for p in points if p["steps"] == top_budget]
-    top_frames = max(p["frames"] for p in at_budget)
-    top_params = max(p["n_params"] for p in at_budget)
-    return {"L(N)": [p for p in at_budget if p["frames"] == top_frames],
-            "L(D)": [p for p in at_budget if p["n_params"] == top_params],
+    return {"L(N)": _richest(at_budget, "frames", "n_params"), "L(D)": _richest(at_budget, "n_params", "frames"),
             "L(N,D)": at_budget}
 
 

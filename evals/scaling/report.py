@@ -59,8 +59,8 @@ def report_blocks(results: dict[str, Any], analysis: Analysis | None, figures: S
         return blocks + [("p", "No finished points: nothing to fit.")]
     blocks.append(("h", 2, "Fits"))
     blocks.append(("p", "L(N) = A N^-alpha + L_inf over the largest data size; L(D) = B D^-beta + L_inf over the "
-                        "largest model; L(N,D) = E + A N^-alpha + B D^-beta over every point of the largest "
-                        f"budget. Least squares on log losses, several starts; {results['confidence']:.0%} bootstrap "
+                        "largest model (of a partly finished grid: the data size or model with the most points); "
+                        "L(N,D) = E + A N^-alpha + B D^-beta over every point of the largest budget. Least squares on log losses, several starts; {results['confidence']:.0%} bootstrap "
                         "intervals (pairs bootstrap with at least two points per parameter, else residual). N counts "
                         "parameters, D training frames. With as many points as parameters a fit is exact and has "
                         "no interval."))

@@ -30,7 +30,7 @@ def synthetic_results(n_sizes=(2e4, 1e5, 5e5, 2e6), d_sizes=(200, 800, 3200, 128
 
 
 def test_report_fits_the_generating_law_and_embeds_every_figure(tmp_path):
-    paths = write_scaling_report(synthetic_results(), tmp_path, n_boot=60)
+    paths = write_scaling_report(synthetic_results(), tmp_path, n_boot=40)
     results = json.loads(paths["results.json"].read_text())
     fits = results["analysis"]["fits"]
     joint = fits["val/force_mae"]["L(N,D)"]
@@ -57,3 +57,15 @@ def test_report_with_too_few_sizes_says_which_laws_it_skipped(tmp_path):
     assert "L(N)" in analysis["skipped"] and "L(N,D)" in analysis["skipped"]
     assert analysis["fits"]["loss"]["L(D)"]["ci"] is None  # three points, three parameters: exact
     assert "not fitted" in paths["report.md"].read_text()
+
+
+def test_partial_grid_fits_each_law_where_the_points_allow(tmp_path):
+    results = synthetic_results()
+    # the largest model has finished only two data sizes: L(D) falls back to a model with all four
+    results["points"] = [p for p in results["points"] if not (p["n_params"] == 2e6 and p["frames"] < 3200)]
+    paths = write_scaling_report(results, tmp_path, n_boot=20)
+    analysis = json.loads(paths["results.json"].read_text())["analysis"]
+    assert analysis["fits"]["loss"]["L(D)"]["n_points"] == 4
+    assert set(analysis["selections"]["L(D)"]) == {f"n500000-d{d}-s1000" for d in (200, 800, 3200, 12800)}
+    assert analysis["fits"]["loss"]["L(N)"]["n_points"] == 4
+
