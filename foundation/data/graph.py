@@ -69,9 +69,10 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
-        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets)) for chunk in _pair_chunks(
-            natoms, MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR)]
-        parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b])))
+        max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
+        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets))
+                 for chunk in _pair_chunks(natoms, max_pairs)]
+        parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b]), max_pairs))
                   for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
         if not parts:
             return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
@@ -172,9 +173,9 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     start = torch.cumsum(n, 0) - n
     atoms = torch.repeat_interleave(first - start, n, output_size=total) + torch.arange(total, device=n.device)
     later = torch.repeat_interleave(first + n, n, output_size=total) - atoms  # j = i .. end of its structure
-    pair_atom = torch.repeat_interleave(later)
+    pair_atom, rank = _ranks(later)
     i = atoms.index_select(0, pair_atom)
-    j = i + torch.arange(pair_atom.numel(), device=n.device) - (torch.cumsum(later, 0) - later).index_select(0, pair_atom)
+    j = i + rank
     i, j, image, dist2 = _expand_images(space, i, j)
     mirror = torch.nonzero(i != j).squeeze(1)
     i, j = torch.cat([i, j.index_select(0, mirror)]), torch.cat([j, i.index_select(0, mirror)])
@@ -262,11 +263,11 @@ def _ranks(count: Tensor) -> tuple[Tensor, Tensor]:
     return owner, rank
 
 
-def _cell_list_search(space: _Space, b: int, start: int, n: int):
+def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int):
     """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell about
-    cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach."""
+    cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach. Atoms i are
+    taken in blocks (~max_pairs / 64 at once), so the working memory stays bounded for any size."""
     s = space.frac[start:start + n]
-    device = s.device
     r, g6, periodic = space.table[b, :3], space.table[b, 3:], space.pbc[b]
     lo_s, hi_s = s.min(dim=0).values, s.max(dim=0).values
     # Non-periodic axes: bins cover the atoms' extent; periodic axes: the unit interval.
@@ -276,39 +277,42 @@ def _cell_list_search(space: _Space, b: int, start: int, n: int):
     nbins = torch.minimum(nbins, torch.full_like(nbins, 2 * round(n ** (1 / 3))))  # bounds empty bins (vacuum)
     width = span / nbins
     cell_of = torch.minimum(torch.floor((s - origin) / width).long(), nbins - 1)
-    flat = (cell_of[:, 0] * nbins[1] + cell_of[:, 1]) * nbins[2] + cell_of[:, 2]
-    order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=int(nbins.prod()))
+    order = torch.argsort(_flat_bin(cell_of, nbins), stable=True)
+    counts = torch.bincount(_flat_bin(cell_of, nbins), minlength=int(nbins.prod()))
     first = torch.cumsum(counts, 0) - counts
-    # Per atom i, the range of (unwrapped) bin indices its cutoff box can reach on each axis.
-    lo = torch.floor((s - r - origin) / width).long()
-    hi = torch.floor((s + r - origin) / width).long()
-    lo = torch.where(periodic, lo, lo.clamp(min=0))
-    hi = torch.where(periodic, hi, torch.minimum(hi, nbins - 1))
-    size = (hi - lo + 1).clamp(min=0)
-    visits = size.prod(dim=1)
-    atom = torch.repeat_interleave(visits)
-    k = torch.arange(atom.numel(), device=device) - (torch.cumsum(visits, 0) - visits)[atom]
-    sz = size[atom]
-    u2 = lo[atom, 2] + k % sz[:, 2]
-    k = torch.div(k, sz[:, 2], rounding_mode="floor")
-    u1 = lo[atom, 1] + k % sz[:, 1]
-    u0 = lo[atom, 0] + torch.div(k, sz[:, 1], rounding_mode="floor")
-    u = torch.stack([u0, u1, u2], dim=1)
-    image = torch.div(u, nbins, rounding_mode="floor")
-    binned = u - image * nbins
-    target = (binned[:, 0] * nbins[1] + binned[:, 1]) * nbins[2] + binned[:, 2]
-    occupants = counts[target]
-    visit = torch.repeat_interleave(occupants)
-    m = torch.arange(visit.numel(), device=device) - (torch.cumsum(occupants, 0) - occupants)[visit]
-    i_local = atom[visit]
-    j_local = order[first[target[visit]] + m]
-    image = image[visit]
-    dist2 = _dist2(s[j_local] - s[i_local] + image.to(s.dtype), g6)
-    kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
-    i_local, j_local, image, dist2 = i_local[kept], j_local[kept], image[kept], dist2[kept]
-    order = _lexicographic_order(i_local, j_local, image)
-    return i_local[order] + start, j_local[order] + start, image[order], dist2[order]
+    parts = []
+    block = max(1, max_pairs // 64)
+    for begin in range(0, n, block):
+        si = s[begin:begin + block]
+        # Per atom i, the range of (unwrapped) bin indices its cutoff box can reach on each axis.
+        lo = torch.floor((si - r - origin) / width).long()
+        hi = torch.floor((si + r - origin) / width).long()
+        lo = torch.where(periodic, lo, lo.clamp(min=0))
+        hi = torch.where(periodic, hi, torch.minimum(hi, nbins - 1))
+        size = (hi - lo + 1).clamp(min=0)
+        atom, k = _ranks(size.prod(dim=1))
+        size, lo = size.index_select(0, atom), lo.index_select(0, atom)
+        u2 = lo[:, 2] + k % size[:, 2]
+        k = torch.div(k, size[:, 2], rounding_mode="floor")
+        u = torch.stack([lo[:, 0] + torch.div(k, size[:, 1], rounding_mode="floor"), lo[:, 1] + k % size[:, 1], u2], 1)
+        image = torch.div(u, nbins, rounding_mode="floor")
+        target = _flat_bin(u - image * nbins, nbins)
+        visit, m = _ranks(counts.index_select(0, target))
+        i_local = atom.index_select(0, visit) + begin
+        j_local = order.index_select(0, first.index_select(0, target).index_select(0, visit) + m)
+        image = image.index_select(0, visit)
+        dist2 = _dist2(s.index_select(0, j_local) - s.index_select(0, i_local) + image.to(s.dtype), g6)
+        kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
+        i_local, j_local = i_local.index_select(0, kept), j_local.index_select(0, kept)
+        image, dist2 = image.index_select(0, kept), dist2.index_select(0, kept)
+        lexicographic = _lexicographic_order(i_local, j_local, image)
+        parts.append((i_local.index_select(0, lexicographic) + start, j_local.index_select(0, lexicographic) + start,
+                      image.index_select(0, lexicographic), dist2.index_select(0, lexicographic)))
+    return tuple(torch.cat(column) for column in zip(*parts))
+
+
+def _flat_bin(index: Tensor, nbins: Tensor) -> Tensor:
+    return (index[:, 0] * nbins[1] + index[:, 1]) * nbins[2] + index[:, 2]
 
 
 def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int | None):
