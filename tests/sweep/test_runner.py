@@ -11,7 +11,8 @@ import pytest
 from foundation.data.writer import write_dataset
 from foundation.sweep.config import load_sweep_config
 from foundation.sweep.grid import expand_grid, point_hash
-from foundation.sweep.runner import DONE, FAILED, SweepError, collect, final_val_metrics, point_state
+from foundation.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state, points_to_run,
+                                     run_local)
 from tests.data.helpers import full_frame
 from tests.sweep.test_grid import sweep_mapping
 
@@ -48,3 +49,15 @@ def test_final_metrics_must_exist_and_be_finite(tmp_path):
         final_val_metrics(summary, ["stress_mae"], tmp_path)
     with pytest.raises(SweepError, match="diverged"):
         final_val_metrics(summary, ["energy_mae"], tmp_path)
+
+
+def test_a_point_that_raises_in_its_process_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
+    pts = expand_grid(load_sweep_config(sweep_mapping(tmp_path, seeds=[0])))[:2]  # no data written: both fail
+    states = run_local(pts, progress=False)
+    assert states == {p.point_id: "failed" for p in pts}
+    failure = json.loads((Path(pts[0].run_dir) / FAILED).read_text())
+    assert "manifest" in failure["error"] and "Traceback" in failure["traceback"]
+    assert points_to_run(pts) == [] and points_to_run(pts, ["failed"]) == pts
+    assert points_to_run(pts, [pts[1].point_id]) == [pts[1]]
+    with pytest.raises(SweepError, match="no such point"):
+        points_to_run(pts, ["nope"])
