@@ -10,7 +10,7 @@ import torch
 
 from foundation.data.batch import AtomsBatch, collate_frames
 from foundation.data.graph import edge_vectors, radius_graph_pbc
-from tests.data.helpers import full_frame, minimal_frame, real_frames
+from .helpers import full_frame, minimal_frame, real_frames
 
 CUTOFF = 5.0
 
