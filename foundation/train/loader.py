@@ -77,7 +77,7 @@ def _truncate(natoms, sizes, limit: int):
 
 
 def model_dtype_batch(batch, device: torch.device, dtype: torch.dtype):
-    """Move a batch to `device`; geometry in the model's dtype, labels stay float32 (bf16 would round energies)."""
+    """Move a batch to `device` with its geometry in `dtype` (the model's geometry dtype); labels stay float32."""
     moved = batch.to(device)
     if dtype != moved.positions.dtype:
         moved.positions, moved.cell, moved.shifts = (t.to(dtype) for t in (moved.positions, moved.cell, moved.shifts))
