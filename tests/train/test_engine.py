@@ -89,11 +89,9 @@ def test_bf16_casts_parameters_and_keeps_float64_normalisers(group, batches, tra
     model = build_potential(TINY_MODEL).train()
     model.set_normalization({"O": -4.9}, scale=0.5)
     before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
-    bf16 = [b.to(dtype=torch.bfloat16) for b in batches]
-    for b, original in zip(bf16, batches):  # labels stay float32 (model_dtype_batch does the same)
-        b.energy, b.forces, b.stress = original.energy, original.forces, original.stress
-    engine, after = _deepspeed(model, cfg, bf16, group.device)
+    engine, after = _deepspeed(model, cfg, batches, group.device)  # float32 geometry, as the loop feeds a bf16 model
     assert all(p.dtype == torch.bfloat16 for p in engine.module.parameters())
+    assert engine.module.geometry_dtype == torch.float32
     head = engine.module.energy_head
     assert head.element_references.dtype == torch.float64 and float(head.element_references[8]) == -4.9
     assert any(not torch.equal(before[k], after[k]) for k in before)
