@@ -171,7 +171,7 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from evals.report.figures import _png
+    from evals.report.figures import figure_png
 
     names = sorted(task["rows"], key=lambda n: task["rows"][n]["mae"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -183,7 +183,7 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
     ax.set_ylabel(f"test MAE ({task['unit'] or task['property']})")
     ax.set_title(f"{task_name}: pre-training objective ablation")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:

@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c"}
 
 
-def _png(fig: plt.Figure) -> bytes:
+def figure_png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -45,7 +46,7 @@ def parity_figure(task: dict[str, Any]) -> bytes:
     ax.set_ylabel(f"predicted {_label(task)}")
     ax.set_title(task["name"])
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def learning_curves_figure(task: dict[str, Any]) -> bytes:
@@ -64,7 +65,7 @@ def learning_curves_figure(task: dict[str, Any]) -> bytes:
         ax.set_yscale("log")
     ax.set_title(f"{task['name']}: learning curves")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
@@ -81,7 +82,7 @@ def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
         ax.set_title(task["name"], fontsize=9)
         ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def zeroshot_figure(task: dict[str, Any]) -> bytes:
@@ -97,7 +98,7 @@ def zeroshot_figure(task: dict[str, Any]) -> bytes:
         ax.set_ylabel("count")
         ax.set_yscale("log")
     fig.suptitle(f"{task['name']}: zero-shot errors (prediction - label)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def eos_figure(task: dict[str, Any]) -> bytes:
@@ -115,7 +116,7 @@ def eos_figure(task: dict[str, Any]) -> bytes:
     ax.set_xlabel("WIEN2k B (GPa)")
     ax.set_ylabel("potential B (GPa)")
     ax.set_title(f"{task['name']}: zero-shot bulk moduli")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _by_variant(units: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
