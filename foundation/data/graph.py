@@ -49,7 +49,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         raise TypeError(f"positions must be a floating point tensor, got {positions.dtype}")
     with torch.no_grad():
         pos = positions.detach()
-        cell = cell.detach().to(pos.dtype).reshape(-1, 3, 3)
+        cell = cell.detach().to(device=pos.device, dtype=pos.dtype).reshape(-1, 3, 3)
         pbc = pbc.detach().to(device=pos.device, dtype=torch.bool).reshape(-1, 3)
         batch = batch.detach().to(device=pos.device, dtype=torch.long)
         _check_inputs(pos, cell, pbc, batch)
