@@ -41,10 +41,13 @@ class AtomsBatch:
     def num_graphs(self) -> int:
         return int(self.natoms.shape[0])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomsBatch":
-        """A copy on ``device``; ``dtype`` applies to floating point tensors only (indices and masks keep theirs)."""
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+           non_blocking: bool = False) -> "AtomsBatch":
+        """A copy on ``device``; ``dtype`` applies to floating point tensors only (indices and masks keep theirs).
+        ``non_blocking`` overlaps the copy with compute when the batch is in pinned memory."""
         def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None,
+                        non_blocking=non_blocking)
         return self._map(move)
 
     def pin_memory(self) -> "AtomsBatch":

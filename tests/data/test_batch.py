@@ -118,5 +118,5 @@ def test_dataloader_workers_return_batches():
 def test_pin_memory_and_to_cuda():
     batch = collate_frames([full_frame(0), full_frame(1)], 4.0, properties=["n"]).pin_memory()
     assert batch.positions.is_pinned() and batch.properties["n"].is_pinned()
-    moved = batch.to("cuda")
+    moved = batch.to("cuda", non_blocking=True)
     assert moved.edge_index.is_cuda and moved.properties["n"].is_cuda and moved.frame_ids == batch.frame_ids
