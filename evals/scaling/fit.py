@@ -80,11 +80,12 @@ def _check(y: np.ndarray, *xs: np.ndarray) -> None:
             raise ValueError(f"sizes must be positive, got {x}")
 
 
-def _best_of_starts(residuals: Callable[[np.ndarray], np.ndarray], starts: Sequence[np.ndarray],
-                    lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def _best_of_starts(residuals: Callable[[np.ndarray], np.ndarray], jacobian: Callable[[np.ndarray], np.ndarray],
+                    starts: Sequence[np.ndarray], lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     best, best_cost = None, np.inf
     for start in starts:
-        result = least_squares(residuals, np.clip(start, lower, upper), bounds=(lower, upper), method="trf")
+        result = least_squares(residuals, np.clip(start, lower, upper), jac=jacobian, bounds=(lower, upper),
+                               method="trf", max_nfev=500)
         if np.isfinite(result.cost) and result.cost < best_cost:
             best, best_cost = result.x, result.cost
     if best is None:
@@ -107,12 +108,17 @@ class _SingleProblem:
         def residuals(t: np.ndarray) -> np.ndarray:
             return np.log(np.exp(t[0]) * u ** -t[1] + t[2]) - logy
 
+        def jacobian(t: np.ndarray) -> np.ndarray:
+            term = np.exp(t[0]) * u ** -t[1]
+            pred = term + t[2]
+            return np.stack([term / pred, -term * np.log(u) / pred, 1.0 / pred], axis=1)
+
         lower = np.array([-50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, self.ymin])
         if starts is None:
             starts = [np.array([np.log(max(np.median(y) - f * self.ymin, 1e-12)), p, f * self.ymin])
                       for p, f in itertools.product((0.1, 0.3, 0.6, 1.0, 2.0), (0.0, 0.5, 0.9))]
-        return _best_of_starts(residuals, starts, lower, upper)
+        return _best_of_starts(residuals, jacobian, starts, lower, upper)
 
     def to_params(self, t: np.ndarray) -> np.ndarray:
         """Internal (log a, p, floor) -> original-unit (A, p, floor)."""
@@ -136,6 +142,12 @@ class _JointProblem:
         def residuals(t: np.ndarray) -> np.ndarray:
             return np.log(np.exp(t[0]) * un ** -t[1] + np.exp(t[2]) * ud ** -t[3] + t[4]) - logy
 
+        def jacobian(t: np.ndarray) -> np.ndarray:
+            ta, tb = np.exp(t[0]) * un ** -t[1], np.exp(t[2]) * ud ** -t[3]
+            pred = ta + tb + t[4]
+            return np.stack([ta / pred, -ta * np.log(un) / pred, tb / pred, -tb * np.log(ud) / pred, 1.0 / pred],
+                            axis=1)
+
         lower = np.array([-50.0, 0.0, -50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, 50.0, MAX_EXPONENT, self.ymin])
         if starts is None:
@@ -143,7 +155,7 @@ class _JointProblem:
             for alpha, beta, f in itertools.product((0.2, 0.5, 1.0), (0.2, 0.5, 1.0), (0.0, 0.5)):
                 half = np.log(max((np.median(y) - f * self.ymin) / 2, 1e-12))
                 starts.append(np.array([half, alpha, half, beta, f * self.ymin]))
-        return _best_of_starts(residuals, starts, lower, upper)
+        return _best_of_starts(residuals, jacobian, starts, lower, upper)
 
     def to_params(self, t: np.ndarray) -> np.ndarray:
         """Internal -> original-unit (E, A, alpha, B, beta)."""

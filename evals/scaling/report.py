@@ -49,7 +49,7 @@ def report_blocks(results: dict[str, Any], analysis: Analysis | None, figures: S
     sweep, points, metric_names = results["sweep"], results["points"], results["metric_names"]
     blocks: list[Block] = [("h", 1, f"Scaling-law sweep: {sweep['name']}")]
     blocks.append(("p", f"{len(points)} finished points, {len(results['failed'])} failed, "
-                        f"{len(results['pending'])} not run. Base training config `{sweep['base_config']}`; "
+                        f"{len(results['pending'])} not finished. Base training config `{sweep['base_config']}`; "
                         f"data `{sweep['data_source']}` (nested subsets by structure_id, seed {sweep['data_seed']}). "
                         f"Combined loss = {sweep['loss_formula']}. Created {results['created']}."))
     if results["failed"]:
