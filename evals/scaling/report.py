@@ -60,7 +60,8 @@ def report_blocks(results: dict[str, Any], analysis: Analysis | None, figures: S
     blocks.append(("h", 2, "Fits"))
     blocks.append(("p", "L(N) = A N^-alpha + L_inf over the largest data size; L(D) = B D^-beta + L_inf over the "
                         "largest model (of a partly finished grid: the data size or model with the most points); "
-                        "L(N,D) = E + A N^-alpha + B D^-beta over every point of the largest budget. Least squares on log losses, several starts; {results['confidence']:.0%} bootstrap "
+                        "L(N,D) = E + A N^-alpha + B D^-beta over every point of the largest budget. Least "
+                        f"squares on log losses, several starts; {results['confidence']:.0%} bootstrap "
                         "intervals (pairs bootstrap with at least two points per parameter, else residual). N counts "
                         "parameters, D training frames. With as many points as parameters a fit is exact and has "
                         "no interval."))
@@ -107,10 +108,12 @@ def _compute_blocks(points: Sequence[dict], analysis: Analysis, figures: Sequenc
     if analysis.allocation:
         ex = analysis.allocation_exponents
         ci = ex["ci"] or {}
+        interval = {k: f"[{_g(v[0])}, {_g(v[1])}]" for k, v in ci.items()}
         out.append(("p", f"Implied by the joint fit at C = passes x D x FLOPs-per-frame(N): N_opt ~ C^"
-                         f"{_g(ex['n_opt_exponent'])} {ci.get('n_opt_exponent', '')}, D_opt ~ C^"
-                         f"{_g(ex['d_opt_exponent'])} {ci.get('d_opt_exponent', '')}. Budgets beyond the measured "
-                         "ones are extrapolations of the fit."))
+                         f"{_g(ex['n_opt_exponent'])} {interval.get('n_opt_exponent', '')}, D_opt ~ C^"
+                         f"{_g(ex['d_opt_exponent'])} {interval.get('d_opt_exponent', '')}. Budgets beyond the "
+                         "measured ones are extrapolations of the fit; 'at search bound' marks an optimum the fit "
+                         "pushes to the edge of the searched N range (1e2 to 1e12), i.e. no interior optimum."))
         out.append(("table", ["FLOP budget", "optimal N", "optimal D (frames)", "predicted loss", "at search bound"],
                     [[_g(r["flops"]), _g(r["n_params"]), _g(r["frames"]), _g(r["loss"], 4), str(r["at_bound"])]
                      for r in analysis.allocation]))
