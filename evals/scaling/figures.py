@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from evals.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
 
@@ -22,6 +23,16 @@ def _png(fig: plt.Figure) -> bytes:
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _log_axes(ax) -> None:
+    """Log-log axes; short plain labels on y (losses often span less than a decade), decades only on x."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="y", which="both", labelsize=6)
 
 
 def _colours(n: int) -> list:
@@ -59,8 +70,7 @@ def size_figure(points: Sequence[dict], analysis: Analysis, law: str) -> bytes:
             ci = fit.ci[exp_name] if fit.ci else None
             text = f"{exp_name}={fit.params[exp_name]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
             _curve(ax, fit, xs, "k", f"fit: {text}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax)
         ax.set_xlabel("parameters N" if law == "L(N)" else "training frames D")
         ax.set_title(LABELS.get(q, q), fontsize=9)
         ax.legend(fontsize=6)
@@ -85,8 +95,7 @@ def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
             ax.fill_between(ds, band[0], band[1], color=colour, alpha=0.12, lw=0)
     p = fit.params
     ax.set_title(f"joint fit: alpha={p['alpha']:.2f}, beta={p['beta']:.2f}, E={p['E']:.3g}", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axes(ax)
     ax.set_xlabel("training frames D")
     ax.set_ylabel(LABELS[COMBINED])
     ax.legend(fontsize=7)
@@ -108,8 +117,7 @@ def frontier_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
     if analysis.allocation:
         ax.plot([r["flops"] for r in analysis.allocation], [r["loss"] for r in analysis.allocation], "r--", lw=1,
                 label="joint fit, optimal N and D")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axes(ax)
     ax.set_xlabel("training FLOPs (counted)")
     ax.set_ylabel(LABELS[COMBINED])
     ax.legend(fontsize=6)
