@@ -3,7 +3,6 @@ joint fit), and against FLOPs with the measured frontier and the joint fit's com
 
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import matplotlib
@@ -13,26 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
+from evals.report.figures import figure_png  # noqa: E402
 from evals.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
 
 LABELS = {COMBINED: "combined loss"}
-
-
-def _png(fig: plt.Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _log_axes(ax) -> None:
-    """Log-log axes; short plain labels on y (losses often span less than a decade), decades only on x."""
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    ax.tick_params(axis="y", which="both", labelsize=6)
 
 
 def _colours(n: int) -> list:
@@ -75,7 +58,7 @@ def size_figure(points: Sequence[dict], analysis: Analysis, law: str) -> bytes:
         ax.set_title(LABELS.get(q, q), fontsize=9)
         ax.legend(fontsize=6)
     axes[0].set_ylabel("final validation value")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
@@ -99,7 +82,7 @@ def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
     ax.set_xlabel("training frames D")
     ax.set_ylabel(LABELS[COMBINED])
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def frontier_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
@@ -121,7 +104,7 @@ def frontier_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
     ax.set_xlabel("training FLOPs (counted)")
     ax.set_ylabel(LABELS[COMBINED])
     ax.legend(fontsize=6)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def scaling_figures(points: Sequence[dict], analysis: Analysis) -> dict[str, bytes]:
