@@ -18,6 +18,16 @@ from evals.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
 LABELS = {COMBINED: "combined loss"}
 
 
+def _log_axes(ax) -> None:
+    """Log-log axes; short plain labels on y (losses often span less than a decade), decades only on x."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="y", which="both", labelsize=6)
+
+
 def _colours(n: int) -> list:
     return [plt.cm.viridis(x) for x in np.linspace(0.0, 0.85, max(n, 1))]
 
