@@ -203,7 +203,7 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
         ranked = sorted(task["rows"].items(), key=lambda kv: kv[1]["mae"])
         claims = check_claims(task["rows"])
         results["tasks"][name] = {"rows": task["rows"], "ranking": [n for n, _ in ranked], "claims": claims}
-        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit']})", "std", "runs"],
+        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit'] or task['property']})", "std", "runs"],
                                     [[str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"])]
                                      for i, (n, r) in enumerate(ranked)])]
         blocks.append(("table", ["the paper's finding", "ours", "compared with", "agrees"],

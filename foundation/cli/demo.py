@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, epilog=EPILOG, formatter_class=RAW)
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--frames", type=int, default=1500, help="teacher-labelled frames to generate (default 1500)")
-    p.add_argument("--steps", type=int, default=600, help="pre-training optimizer steps (default 600)")
+    p.add_argument("--steps", type=int, default=400, help="pre-training optimizer steps (default 400)")
     p.add_argument("--teacher", choices=("auto", "chgnet", "emt"), default="emt",
                    help="labelling potential (default emt: fast on 2 cores; chgnet needs the teacher extra, ~0.4 s a frame)")
     p.add_argument("--workers", type=int, default=2, help="processes for generation, prep and eval (default 2)")
