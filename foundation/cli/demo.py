@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
-  foundation demo                                    everything into runs/demo (about 10 minutes on 2 cores)
+  foundation demo                                    everything into runs/demo (about 6 minutes on 2 idle cores)
   foundation demo --frames 4000 --steps 1500 --out runs/demo-big
   foundation demo --matbench ../shared/data/matbench/matbench_dielectric.json.gz \\
       --matbench-folds ../shared/data/matbench/matbench_v0.1_dielectric_folds.json --matbench-structures 400
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, epilog=EPILOG, formatter_class=RAW)
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--frames", type=int, default=1500, help="teacher-labelled frames to generate (default 1500)")
-    p.add_argument("--steps", type=int, default=400, help="pre-training optimizer steps (default 400)")
+    p.add_argument("--steps", type=int, default=600, help="pre-training optimizer steps (default 600)")
     p.add_argument("--teacher", choices=("auto", "chgnet", "emt"), default="emt",
                    help="labelling potential (default emt: fast on 2 cores; chgnet needs the teacher extra, ~0.4 s a frame)")
     p.add_argument("--workers", type=int, default=2, help="processes for generation, prep and eval (default 2)")
@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
     _done(start, "calculator checked")
 
     minutes = (time.perf_counter() - begin) / 60
-    print(f"\ndemo finished in {minutes:.1f} min. Teacher labels ({prep.manifest.reader.get('name', 'synthetic')}) are "
-          "not DFT: the numbers show the system working, not a model's quality.")
+    print(f"\ndemo finished in {minutes:.1f} min. The frames carry a teacher potential's labels ({opts.teacher}), not "
+          "DFT: the numbers show the system working, not a model's quality.")
     print(f"report:  {report['report.html']}\n         {report['report.md']}\nrelease: {paths['release']}\n"
           f"logs:    tensorboard --logdir {paths['pretrain'] / 'tb'}")
     return 1 if failures else 0
