@@ -15,14 +15,6 @@ from .helpers import full_frame, minimal_frame, real_frames
 CUTOFF = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def frames(shared_data):
     return real_frames(shared_data, per_file=6)

@@ -71,15 +71,6 @@ def assert_same_graph(got: Graph, expected: Graph) -> None:
     np.testing.assert_allclose(got.distances, expected.distances, rtol=0, atol=1e-10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny torch ops: on a busy 2-core machine, intra-op threads only add wake-up latency."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def real_structures(shared_data) -> list[Atoms]:
     structures = []
