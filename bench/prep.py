@@ -30,9 +30,9 @@ import ase.db  # noqa: E402
 import ase.io  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_prep.config import PrepConfig  # noqa: E402
-from data_prep.pipeline import run_prep  # noqa: E402
-from data_prep.readers.base import EV_PER_A3_IN_GPA  # noqa: E402
+from foundation.data_prep.config import PrepConfig  # noqa: E402
+from foundation.data_prep.pipeline import run_prep  # noqa: E402
+from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ELEMENTS = ["H", "Li", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Ti", "Fe", "Cu", "Zn"]
@@ -139,8 +139,8 @@ def write_synthetic_mptrj(path: Path, n: int) -> None:
 
 
 _CHILD = ("import resource, sys\n"
-          "from data_prep.config import PrepConfig\n"
-          "from data_prep.pipeline import run_prep\n"
+          "from foundation.data_prep.config import PrepConfig\n"
+          "from foundation.data_prep.pipeline import run_prep\n"
           "r = run_prep(PrepConfig(inputs=[sys.argv[1]], out=sys.argv[2], workers=1, progress=False))\n"
           "print(r.report.kept, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from data_prep.config import PrepConfig
-from data_prep.dedup import structure_key, text_key
-from data_prep.neighbours import count_neighbours
-from data_prep.readers import READERS, Piece, RawRecord
-from data_prep.readers.auto import expand_inputs
-from data_prep.readers.base import ReaderError, file_identity
-from data_prep.split import assign_split
-from data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
-from data_prep.validate import check_frame
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.dedup import structure_key, text_key
+from foundation.data_prep.neighbours import count_neighbours
+from foundation.data_prep.readers import READERS, Piece, RawRecord
+from foundation.data_prep.readers.auto import expand_inputs
+from foundation.data_prep.readers.base import ReaderError, file_identity
+from foundation.data_prep.split import assign_split
+from foundation.data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
+from foundation.data_prep.validate import check_frame
 from foundation.data.atomic import write_text_atomic
 
 PREP_VERSION = 1  # bump when chunk outputs change meaning

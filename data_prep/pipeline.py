@@ -19,11 +19,11 @@ from pathlib import Path
 from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from data_prep.chunks import ChunkResult, ChunkTask, plan_chunks, run_chunk
-from data_prep.config import PrepConfig
-from data_prep.merge import MergeReport, merge
-from data_prep.readers.base import FRAME_KEYS, STRUCTURE_KEYS
-from data_prep.readers.mptrj import ENERGY_FIELDS
+from foundation.data_prep.chunks import ChunkResult, ChunkTask, plan_chunks, run_chunk
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.merge import MergeReport, merge
+from foundation.data_prep.readers.base import FRAME_KEYS, STRUCTURE_KEYS
+from foundation.data_prep.readers.mptrj import ENERGY_FIELDS
 from foundation.config import save_config
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 

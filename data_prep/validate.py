@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.neighbours import closest_pair
+from foundation.data_prep.neighbours import closest_pair
 from foundation.data.schema import Frame, InvalidFrame
 
 REASONS = ("parse_error", "non_finite", "shape_mismatch", "unknown_element", "missing_id", "missing_label",

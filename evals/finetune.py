@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from evals.config import FinetuneConfig
-from evals.metrics import mae, regression_metrics
-from evals.tasks.common import PropertyTask
+from foundation.evals.config import FinetuneConfig
+from foundation.evals.metrics import mae, regression_metrics
+from foundation.evals.tasks.common import PropertyTask
 from foundation.config import to_dict
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame

@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evals.config import FINETUNE_KINDS
-from evals.metrics import METRICS, aggregate
-from evals.report import write_report
-from evals.suite import load_suite, plan_units, read_checkpoint_info
+from foundation.evals.config import FINETUNE_KINDS
+from foundation.evals.metrics import METRICS, aggregate
+from foundation.evals.report import write_report
+from foundation.evals.suite import load_suite, plan_units, read_checkpoint_info
 from foundation.config import to_dict
 
 RESULTS_FORMAT = "foundation-eval"

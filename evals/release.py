@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
-from evals.model_card import model_card
-from evals.report import REPORT_FILES
+from foundation.evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
+from foundation.evals.model_card import model_card
+from foundation.evals.report import REPORT_FILES
 from foundation.data.atomic import sha256_file
 from foundation.release import MODEL_JSON, RELEASE_JSON, WEIGHTS, write_checksums
 

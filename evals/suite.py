@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 
 from tqdm import tqdm
 
-from evals.config import SuiteConfig, TaskConfig
+from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.config import load_config, save_config, to_dict
 from foundation.data.atomic import write_text_atomic
 
@@ -55,7 +55,7 @@ def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite
                 command: str = "") -> list[Unit]:
     """Write OUT/suite.yaml and OUT/checkpoint.json and return every unit of the run. A rerun into the same
     directory with the same suite and checkpoint keeps the finished units (resume)."""
-    from evals.checkpoint import describe_checkpoint
+    from foundation.evals.checkpoint import describe_checkpoint
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def read_checkpoint_info(out_dir: str | os.PathLike) -> dict[str, Any]:
 def num_folds(task: TaskConfig) -> int:
     """How many folds a task has (reads only the folds file for Matbench)."""
     if task.kind == "matbench":
-        from evals.tasks.matbench import _read_json, task_name_of
+        from foundation.evals.tasks.matbench import _read_json, task_name_of
         splits = _read_json(Path(task.folds_path)).get("splits", {})
         name = task_name_of(task.path)
         return len(splits[name] if name in splits else next(iter(splits.values())))
@@ -113,7 +113,7 @@ def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
 
 @lru_cache(maxsize=4)
 def _task_data(out_dir: str, name: str):
-    from evals.tasks import load_property_task_for
+    from foundation.evals.tasks import load_property_task_for
     task = load_suite(out_dir).task(name)
     if task.kind == "property":
         task = dataclasses.replace(task, path=dataset_path(task, out_dir))
@@ -135,7 +135,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and return its result record (without writing it)."""
     import torch
 
-    from evals.checkpoint import load_checkpoint
+    from foundation.evals.checkpoint import load_checkpoint
 
     suite = load_suite(unit.out_dir)
     task = suite.task(unit.task)
@@ -147,7 +147,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
                          f"provides {list(potential.outputs)} (drop the task from the suite)")
     if task.is_finetune:
-        from evals.finetune import run_finetune
+        from foundation.evals.finetune import run_finetune
         cfg = suite.finetune_for(task)
         data = _task_data(unit.out_dir, task.name)
         pretrained = potential if unit.variant == "pretrained" else None  # only its weights are copied
@@ -155,7 +155,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
     elif task.kind == "dcdft_eos":
-        from evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
+        from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
         from foundation.calculator import FoundationCalculator
         result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
                                        strain=suite.eos_strain, points=suite.eos_points, elements=task.elements)
@@ -164,7 +164,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
                           "num_structures": len(result["predictions"]) + len(result["failures"]),
                           "sources": {"ase.collections.dcdft": dcdft_source()}}
     else:
-        from evals.tasks.zeroshot import describe_dataset, zero_shot_errors
+        from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors
         path, split = dataset_path(task, unit.out_dir), task.split or "test"
         result = zero_shot_errors(potential, path, split, max_frames=task.max_structures, device=suite.device)
         result["task"] = {"name": task.name, "property": "energy/forces/stress", "unit": "",
@@ -181,7 +181,7 @@ def run_unit(unit: Unit) -> Path:
     result = compute_unit(unit)
     result.update({"unit": asdict(unit), "key": unit.key, "variant": unit.variant, "fold": unit.fold,
                    "seed": unit.seed, "wall_seconds": time.perf_counter() - start})
-    from evals.report import finite_or_null
+    from foundation.evals.report import finite_or_null
     write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
     return unit.result_path
 
@@ -240,7 +240,7 @@ def evaluate(checkpoint: str | os.PathLike, suite: SuiteConfig, out_dir: str | o
              command: str = "") -> tuple[dict[str, Path], list[tuple[str, str]]]:
     """Prepare, run every unit locally and reduce: ({report file name: path}, [(failed unit, traceback)]).
     The report is written even when some units fail (they are listed in it as missing)."""
-    from evals.reduce import reduce_units
+    from foundation.evals.reduce import reduce_units
 
     units = prepare_run(out_dir, checkpoint, suite, command=command)
     print(f"{len(units)} units ({sum(u.result_path.is_file() for u in units)} already done) -> {out_dir}",

@@ -16,6 +16,8 @@ else
 fi
 export PIP_CONSTRAINT="$PWD/$constraints"
 echo "install: pinning $(cat "$constraints") (PIP_CONSTRAINT=$PIP_CONSTRAINT)"
+# The distribution was called "foundation" before 0.2 (a name taken on the public index): replace it.
+if "$PY" -m pip show -q foundation >/dev/null 2>&1; then "$PY" -m pip uninstall -q -y foundation; fi
 target="."
 [ -n "$extras" ] && target=".[${extras}]"
 "$PY" -m pip install -q -e "$target"

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from slurm.executor import make_executor, record_job
-from slurm.profiles import ClusterProfile
+from foundation.slurm.executor import make_executor, record_job
+from foundation.slurm.profiles import ClusterProfile
 
 
 def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[[Any], Any],
@@ -88,8 +88,8 @@ def submit_prep(launcher: str, profile: ClusterProfile, config: Any) -> tuple[li
     """Plan the chunks of `config` (a data_prep PrepConfig), submit one array task per chunk and the merge job.
 
     Returns (chunk jobs, merge job); the merge job's result is the PrepResult of the finished dataset."""
-    from data_prep.chunks import is_done, plan_chunks, run_chunk
-    from data_prep.pipeline import WORK_NAME, _check_out_dir, run_prep
+    from foundation.data_prep.chunks import is_done, plan_chunks, run_chunk
+    from foundation.data_prep.pipeline import WORK_NAME, _check_out_dir, run_prep
 
     out = Path(config.out)
     _check_out_dir(out)
@@ -109,8 +109,8 @@ def submit_eval(launcher: str, profile: ClusterProfile, out: str | os.PathLike, 
     """Prepare an eval run in OUT, submit one array task per unfinished unit and the reducer after them.
 
     Returns (unit jobs, reducer job); the reducer's result maps report file names to their paths."""
-    from evals.reduce import reduce_units
-    from evals.suite import prepare_run, run_unit
+    from foundation.evals.reduce import reduce_units
+    from foundation.evals.suite import prepare_run, run_unit
 
     units = prepare_run(out, checkpoint, suite, command=command)
     todo = [unit for unit in units if not unit.result_path.is_file()]
@@ -130,9 +130,9 @@ def submit_sweep(launcher: str, profile: ClusterProfile, config_path: str, overr
 
     Returns (point jobs, report job); the report job's result is `foundation sweep`'s exit status."""
     from foundation.cli.main import main
-    from foundation.sweep.config import load_sweep_config
-    from foundation.sweep.runner import points_to_run, run_point
-    from foundation.sweep.study import prepare_sweep
+    from foundation.studies.sweep.config import load_sweep_config
+    from foundation.studies.sweep.runner import points_to_run, run_point
+    from foundation.studies.sweep.study import prepare_sweep
 
     config = load_sweep_config(config_path, overrides)
     points = prepare_sweep(config)
@@ -151,7 +151,7 @@ def submit_sweep(launcher: str, profile: ClusterProfile, config_path: str, overr
 def submit_ablation(launcher: str, profile: ClusterProfile, config: Any, workers: int = 1) -> tuple[list[Any], Any]:
     """The objective ablation: data prep here, one array task per objective's pre-training, then the
     evaluation and report as one job after them (`afterany`: the report names what is missing)."""
-    from evals.ablation import ObjectiveRun, finish_ablation, prepare_data, resolved_config_path, run_objective
+    from foundation.studies.ablation import ObjectiveRun, finish_ablation, prepare_data, resolved_config_path, run_objective
 
     prepare_data(config, workers=workers)
     config_path = resolved_config_path(config)

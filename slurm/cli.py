@@ -33,7 +33,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def launch(kind: str, args: argparse.Namespace) -> int:
     """Submit the `kind` command ("train", "prep", "eval", "sweep" or "ablation") described by parsed CLI arguments."""
-    from slurm.profiles import load_profile, split_overrides
+    from foundation.slurm.profiles import load_profile, split_overrides
 
     positional = "inputs" if kind == "prep" else "overrides"  # where cluster.KEY=VALUE arguments land
     cluster_overrides, rest = split_overrides(list(getattr(args, positional)))
@@ -49,8 +49,8 @@ def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
 
 
 def _train(args: argparse.Namespace, profile: Any, wait: bool) -> int:
-    from slurm.executor import job_folder
-    from slurm.train_job import submit_training
+    from foundation.slurm.executor import job_folder
+    from foundation.slurm.train_job import submit_training
 
     job = submit_training(args.launcher, profile, args.config, args.overrides, run_dir=args.resume)
     run_dir = job.paths.folder.parent
@@ -62,9 +62,9 @@ def _train(args: argparse.Namespace, profile: Any, wait: bool) -> int:
 
 
 def _prep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
-    from data_prep.pipeline import format_summary
+    from foundation.data_prep.pipeline import format_summary
     from foundation.cli.prep import build_config
-    from slurm.arrays import prep_job_folder, submit_prep
+    from foundation.slurm.arrays import prep_job_folder, submit_prep
 
     launcher, args.launcher = args.launcher, None  # PrepConfig.launcher is in-process execution: keep its default
     config = build_config(args)
@@ -76,9 +76,9 @@ def _prep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
 
 
 def _eval(args: argparse.Namespace, profile: Any, wait: bool) -> int:
-    from evals.config import SuiteConfig
+    from foundation.evals.config import SuiteConfig
     from foundation.config import load_config
-    from slurm.arrays import submit_eval
+    from foundation.slurm.arrays import submit_eval
 
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
@@ -91,8 +91,8 @@ def _eval(args: argparse.Namespace, profile: Any, wait: bool) -> int:
 
 
 def _sweep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
-    from foundation.sweep.config import load_sweep_config
-    from slurm.arrays import submit_sweep
+    from foundation.studies.sweep.config import load_sweep_config
+    from foundation.slurm.arrays import submit_sweep
 
     points, report = submit_sweep(args.launcher, profile, args.config, args.overrides, retry=args.retry)
     out_dir = load_sweep_config(args.config, args.overrides).out_dir
@@ -101,8 +101,8 @@ def _sweep(args: argparse.Namespace, profile: Any, wait: bool) -> int:
 
 
 def _ablation(args: argparse.Namespace, profile: Any, wait: bool) -> int:
-    from evals.ablation import load_ablation
-    from slurm.arrays import submit_ablation
+    from foundation.studies.ablation import load_ablation
+    from foundation.slurm.arrays import submit_ablation
 
     runs, finish = submit_ablation(args.launcher, profile, load_ablation(args.config, args.overrides),
                                    workers=args.workers)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slurm.profiles import ClusterProfile, sbatch_option
+from foundation.slurm.profiles import ClusterProfile, sbatch_option
 
 LAUNCHERS = ("slurm", "submitit-local")
 JOB_RECORD = "jobs.jsonl"

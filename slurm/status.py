@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slurm.arrays import prep_job_folder
-from slurm.executor import job_folder, recorded_jobs
+from foundation.slurm.arrays import prep_job_folder
+from foundation.slurm.executor import job_folder, recorded_jobs
 
 THROUGHPUT_WINDOW = 5  # train events averaged for the recent throughput
 

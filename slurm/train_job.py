@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import submitit
 
-from slurm.dist_env import export_distributed_env
-from slurm.executor import job_folder, make_executor, record_job
-from slurm.preemption import StopSignals, end_stopped_task
-from slurm.profiles import ClusterProfile
+from foundation.slurm.dist_env import export_distributed_env
+from foundation.slurm.executor import job_folder, make_executor, record_job
+from foundation.slurm.preemption import StopSignals, end_stopped_task
+from foundation.slurm.profiles import ClusterProfile
 
 CONFIG_NAME = "config.yaml"
 

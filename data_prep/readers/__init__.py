@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from data_prep.readers import asedb, extxyz, mptrj, vasp
-from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError
+from foundation.data_prep.readers import asedb, extxyz, mptrj, vasp
+from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError
 
 READERS: dict[str, Reader] = {
     "extxyz": extxyz.READER,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, pick_ids
+from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, pick_ids
 from foundation.data.ase_convert import frame_from_atoms
 
 

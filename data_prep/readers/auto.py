@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from data_prep.readers.base import ReaderError
+from foundation.data_prep.readers.base import ReaderError
 
 _SNIFF = 65536
 

@@ -17,7 +17,7 @@ from ase import units
 from ase.data import atomic_numbers
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids
+from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids
 from foundation.data.schema import Frame
 
 ENERGY_UNITS = {"eV": 1.0, "meV": 1e-3, "Hartree": units.Hartree, "Ha": units.Hartree, "Ry": units.Rydberg,

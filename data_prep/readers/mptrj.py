@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 from ase.data import atomic_numbers
 
-from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, vasp_kbar_to_ase
+from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, vasp_kbar_to_ase
 from foundation.data.schema import Frame
 
 ENERGY_FIELDS = {"uncorrected": "uncorrected_total_energy", "corrected": "corrected_total_energy"}

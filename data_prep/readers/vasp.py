@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
-from data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, single_piece
+from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, single_piece
 from foundation.data.ase_convert import frame_from_atoms
 
 _ASE_FORMATS = {"vasp-outcar": "vasp-out", "vasp-xml": "vasp-xml"}

@@ -11,8 +11,8 @@ from ase import Atoms
 from ase.filters import UnitCellFilter
 from ase.optimize import FIRE
 
-from data_prep.synth.seeds import min_distance_ratio
-from data_prep.synth.teachers import snapshot
+from foundation.data_prep.synth.seeds import min_distance_ratio
+from foundation.data_prep.synth.teachers import snapshot
 
 
 def repeat_to_min_atoms(atoms: Atoms, min_atoms: int) -> Atoms:

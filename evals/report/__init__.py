@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals.report.figures import task_figures
-from evals.report.render import report_blocks, to_html, to_markdown
+from foundation.evals.report.figures import task_figures
+from foundation.evals.report.render import report_blocks, to_html, to_markdown
 from foundation.data.atomic import atomic_path, write_text_atomic
 
 REPORT_FILES = ("results.json", "report.md", "report.html")

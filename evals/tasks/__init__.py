@@ -3,8 +3,8 @@ dataset with a named property. `load_property_task_for(cfg)` gives the fine-tuni
 
 from __future__ import annotations
 
-from evals.config import TaskConfig
-from evals.tasks.common import PropertyTask, restrict, subset_indices
+from foundation.evals.config import TaskConfig
+from foundation.evals.tasks.common import PropertyTask, restrict, subset_indices
 
 SUBSET_SEED = 12345  # the subset of a task is fixed across seeds and variants
 
@@ -12,14 +12,14 @@ SUBSET_SEED = 12345  # the subset of a task is fixed across seeds and variants
 def load_property_task_for(cfg: TaskConfig) -> PropertyTask:
     """The fine-tuning task of a `matbench`, `dcdft_finetune` or `property` task config (subset applied)."""
     if cfg.kind == "matbench":
-        from evals.tasks.matbench import load_matbench
+        from foundation.evals.tasks.matbench import load_matbench
         task = load_matbench(cfg.path, cfg.folds_path, name=cfg.name)
     elif cfg.kind == "dcdft_finetune":
-        from evals.tasks.dcdft import load_dcdft_task
+        from foundation.evals.tasks.dcdft import load_dcdft_task
         task = load_dcdft_task(num_folds=cfg.num_folds)
         task.name = cfg.name
     elif cfg.kind == "property":
-        from evals.tasks.property import load_property_task
+        from foundation.evals.tasks.property import load_property_task
         task = load_property_task(cfg.path, cfg.property, split=cfg.split, num_folds=cfg.num_folds, name=cfg.name)
     else:
         raise ValueError(f"task {cfg.name!r} of kind {cfg.kind} is not a fine-tuning task")

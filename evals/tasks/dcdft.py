@@ -9,9 +9,9 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 from tqdm import tqdm
 
-from evals.eos import EosFitError, fit_bulk_modulus
-from evals.metrics import regression_metrics
-from evals.tasks.common import PropertyTask, kfold
+from foundation.evals.eos import EosFitError, fit_bulk_modulus
+from foundation.evals.metrics import regression_metrics
+from foundation.evals.tasks.common import PropertyTask, kfold
 from foundation.data.ase_convert import frame_from_atoms
 
 PROPERTY = "bulk_modulus"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.tasks.common import PropertyTask
+from foundation.evals.tasks.common import PropertyTask
 from foundation.data.atomic import sha256_file
 from foundation.data.schema import Frame
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from evals.tasks.common import PropertyTask, kfold
+from foundation.evals.tasks.common import PropertyTask, kfold
 from foundation.data.atomic import sha256_file
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME

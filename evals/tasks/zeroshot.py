@@ -12,7 +12,7 @@ import torch
 from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from evals.tasks.common import subset_indices
+from foundation.evals.tasks.common import subset_indices
 from foundation.data.atomic import sha256_file
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset

@@ -25,18 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="local processes for data preparation (default 2)")
     p.add_argument("--only-report", action="store_true", help="only (re)write the report from finished evals")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the experiment's fields")
-    from slurm.cli import add_cluster_options
+    from foundation.slurm.cli import add_cluster_options
     add_cluster_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.pipeline import format_summary
-    from evals.ablation import (ObjectiveRun, finish_ablation, load_ablation, prepare_data, resolved_config_path,
+    from foundation.data_prep.pipeline import format_summary
+    from foundation.studies.ablation import (ObjectiveRun, finish_ablation, load_ablation, prepare_data, resolved_config_path,
                                 run_objective, write_ablation_report)
 
     if args.launcher in ("slurm", "submitit-local"):
-        from slurm.cli import launch
+        from foundation.slurm.cli import launch
         return launch("ablation", args)
     cfg = load_ablation(args.config, args.overrides)
     config_path = resolved_config_path(cfg)

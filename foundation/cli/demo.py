@@ -106,12 +106,12 @@ def relax_check(release: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.config import PrepConfig
-    from data_prep.pipeline import format_summary, run_prep
-    from data_prep.synth.generate import SynthConfig, synthesize
-    from evals.config import SuiteConfig
-    from evals.release import make_release
-    from evals.suite import evaluate
+    from foundation.data_prep.config import PrepConfig
+    from foundation.data_prep.pipeline import format_summary, run_prep
+    from foundation.data_prep.synth.generate import SynthConfig, synthesize
+    from foundation.evals.config import SuiteConfig
+    from foundation.evals.release import make_release
+    from foundation.evals.suite import evaluate
     from foundation.config import load_config
     from foundation.train.config import load_train_config
     from foundation.train.runner import run_training

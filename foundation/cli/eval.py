@@ -31,15 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=["local"], default="local", help="where units run (default local)")
     p.add_argument("--reduce-only", action="store_true", help="only aggregate finished units into the report")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of suite fields (dotted keys)")
-    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from evals.config import SuiteConfig
-    from evals.reduce import reduce_units
-    from evals.suite import evaluate
+    from foundation.evals.config import SuiteConfig
+    from foundation.evals.reduce import reduce_units
+    from foundation.evals.suite import evaluate
     from foundation.config import load_config
 
     if args.reduce_only:
@@ -50,7 +50,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print("foundation eval: --checkpoint and --suite are required (or --reduce-only)", file=sys.stderr)
         return 2
     if args.launcher in ("slurm", "submitit-local"):
-        from slurm.cli import launch  # one array task per unit, then the reducer after them
+        from foundation.slurm.cli import launch  # one array task per unit, then the reducer after them
         return launch("eval", args)
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""

@@ -53,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--neighbour-sample", type=float, help="fraction of frames counting neighbours (default 0.05)")
     p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace):
     """PrepConfig from --config (if any) overlaid with the flags given on the command line."""
-    from data_prep.config import PrepConfig, parse_ratios
+    from foundation.data_prep.config import PrepConfig, parse_ratios
     from foundation.config import from_dict, read_yaml
 
     data = read_yaml(args.config) if args.config else {}
@@ -80,12 +80,12 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.pipeline import format_summary, run_prep
-    from data_prep.readers.base import ReaderError
+    from foundation.data_prep.pipeline import format_summary, run_prep
+    from foundation.data_prep.readers.base import ReaderError
     from foundation.config import ConfigError
 
     if args.launcher in ("slurm", "submitit-local"):
-        from slurm.cli import launch
+        from foundation.slurm.cli import launch
         return launch("prep", args)
     try:
         config = build_config(args)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_release(args: argparse.Namespace) -> int:
-    from evals.release import make_release
+    from foundation.evals.release import make_release
     from foundation.release import verify_checksums
 
     out = make_release(args.run_dir, args.out, report=args.report, which=args.which, license=args.license,

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slurm.status import collect_status, format_status
+    from foundation.slurm.status import collect_status, format_status
 
     status = collect_status(args.directory)
     print(json.dumps(status, indent=1, default=str) if args.json else format_status(status))

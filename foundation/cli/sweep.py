@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--retry", action="append", default=[], metavar="POINT",
                         help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else")
     parser.add_argument("--only-report", action="store_true", help="run nothing; refit and rewrite the report")
-    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
 
     add_cluster_options(parser)
     parser.set_defaults(func=run_sweep_command)
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     from foundation.config import ConfigError
-    from foundation.sweep.runner import SweepError
+    from foundation.studies.sweep.runner import SweepError
 
     try:
         return _run(args)
@@ -52,13 +52,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from evals.scaling.report import write_scaling_report
-    from foundation.sweep.config import load_sweep_config
-    from foundation.sweep.runner import run_local
-    from foundation.sweep.study import prepare_sweep, sweep_results
+    from foundation.studies.scaling.report import write_scaling_report
+    from foundation.studies.sweep.config import load_sweep_config
+    from foundation.studies.sweep.runner import run_local
+    from foundation.studies.sweep.study import prepare_sweep, sweep_results
 
     if args.launcher in ("slurm", "submitit-local") and not args.only_report:
-        from slurm.cli import launch  # one array task per point to run, then --only-report after them
+        from foundation.slurm.cli import launch  # one array task per point to run, then --only-report after them
 
         return launch("sweep", args)
     config = load_sweep_config(args.config, args.overrides)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.synth.generate import SynthConfig, synthesize
+    from foundation.data_prep.synth.generate import SynthConfig, synthesize
     from foundation.config import load_config, read_yaml
 
     data = read_yaml(args.config) if args.config else {}
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = synthesize(args.out, config, progress=not args.no_progress)
     print(f"wrote {config.frames} frames to {out} (options: {out.with_suffix('.synth.yaml')})")
     if args.prep:
-        from data_prep.config import PrepConfig
-        from data_prep.pipeline import format_summary, run_prep
+        from foundation.data_prep.config import PrepConfig
+        from foundation.data_prep.pipeline import format_summary, run_prep
 
         prep = PrepConfig(inputs=[str(out)], out=args.prep, workers=config.workers, progress=not args.no_progress,
                           required=["energy", "forces", "stress"])

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--nproc-per-node processes on this machine")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.yaml unless --config)")
-    from slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run)
 
@@ -49,7 +49,7 @@ def resolve(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     if args.launcher in ("slurm", "submitit-local"):
-        from slurm.cli import launch
+        from foundation.slurm.cli import launch
         return launch("train", args)
     config = resolve(args)  # fail early, before any process is spawned
     if args.launcher == "torchrun":

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 
-from data_prep.config import PrepConfig
-from data_prep.readers import READERS
-from data_prep.readers.base import EV_PER_A3_IN_GPA
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.readers import READERS
+from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA
 
 
 def read_records(path, fmt: str, chunk_frames: int = 10_000, **options):

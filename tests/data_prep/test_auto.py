@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from data_prep.readers.auto import detect_format, expand_inputs
-from data_prep.readers.base import ReaderError
+from foundation.data_prep.readers.auto import detect_format, expand_inputs
+from foundation.data_prep.readers.base import ReaderError
 
 from .helpers import first_frames, write_mptrj
 
@@ -60,7 +60,7 @@ def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
 
 
 def test_a_forced_format_that_does_not_fit_names_the_file(tmp_path):
-    from data_prep.readers import READERS
+    from foundation.data_prep.readers import READERS
 
     garbage = tmp_path / "frames.xyz"
     garbage.write_text("hello\nworld\n")

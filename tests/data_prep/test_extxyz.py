@@ -6,9 +6,9 @@ import ase.io
 import numpy as np
 import pytest
 
-from data_prep.config import PrepConfig
-from data_prep.readers import READERS
-from data_prep.readers.base import ReaderError
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.readers import READERS
+from foundation.data_prep.readers.base import ReaderError
 
 from .helpers import read_records
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
-from data_prep.readers.mptrj import scan_materials
+from foundation.data_prep.readers.mptrj import scan_materials
 
 from .helpers import first_frames, read_records, write_mptrj
 

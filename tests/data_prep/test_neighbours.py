@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
 
-from data_prep.neighbours import closest_pair, count_neighbours
+from foundation.data_prep.neighbours import closest_pair, count_neighbours
 
 
 def _systems():

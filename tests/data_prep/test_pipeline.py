@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
 
-from data_prep.pipeline import format_summary, run_prep
-from data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import format_summary, run_prep
+from foundation.data_prep.config import PrepConfig
 from foundation.config import load_config
 from foundation.data.ase_convert import atoms_from_frame
 from foundation.data.dataset import open_dataset
@@ -40,7 +40,7 @@ def _kept_frames(config):
 
 
 def _records(path):
-    from data_prep.readers.auto import detect_format
+    from foundation.data_prep.readers.auto import detect_format
 
     return read_records(path, detect_format(path))
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from data_prep.pipeline import run_prep
+from foundation.data_prep.pipeline import run_prep
 from foundation.data.codec import decode_frame
 from foundation.data.dataset import open_dataset
 

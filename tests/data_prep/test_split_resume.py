@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.dedup import first_occurrences, structure_key
-from data_prep.pipeline import run_prep
-from data_prep.split import assign_split
+from foundation.data_prep.dedup import first_occurrences, structure_key
+from foundation.data_prep.pipeline import run_prep
+from foundation.data_prep.split import assign_split
 from foundation.data.dataset import open_dataset
 
 from .helpers import prep_config, read_records, shard_checksums

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.db import connect
 
-from data_prep.readers.base import ReaderError, vasp_kbar_to_ase
+from foundation.data_prep.readers.base import ReaderError, vasp_kbar_to_ase
 
 from .helpers import read_records
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.config import SuiteConfig
-from evals.suite import CHECKPOINT_FILE, SUITE_FILE, plan_units
+from foundation.evals.config import SuiteConfig
+from foundation.evals.suite import CHECKPOINT_FILE, SUITE_FILE, plan_units
 from foundation.config import load_config, save_config
 from foundation.data.atomic import write_text_atomic
 from tests.conftest import require
@@ -32,7 +32,7 @@ def _finetune_unit(unit, rng) -> dict:
     y = rng.uniform(1, 200, size=12)
     noise = 5.0 if unit.variant == "pretrained" else 20.0
     p = y + rng.normal(0, noise, size=y.size)
-    from evals.metrics import regression_metrics
+    from foundation.evals.metrics import regression_metrics
     curve = [{"epoch": e, "train_loss": 1.0 / e, "val_mae": noise * (1 + 3.0 / e), "lr": 1e-3} for e in range(1, 9)]
     return {"kind": "finetune", "metrics": regression_metrics(y, p),
             "predictions": {"ids": [f"s{i}" for i in range(y.size)], "y_true": y.tolist(), "y_pred": p.tolist()},
@@ -44,7 +44,7 @@ def _finetune_unit(unit, rng) -> dict:
 def _eos_unit(rng) -> dict:
     rows = [{"id": s, "y_true": b, "y_pred": b * rng.uniform(0.8, 1.2), "v0_ref": 12.0, "v0_pred": 12.5}
             for s, b in (("Cu", 141.3), ("Al", 78.0), ("Si", 88.5))]
-    from evals.metrics import regression_metrics
+    from foundation.evals.metrics import regression_metrics
     metrics = regression_metrics([r["y_true"] for r in rows], [r["y_pred"] for r in rows])
     return {"kind": "eos", "predictions": rows, "metrics": metrics, "unit": "GPa",
             "failures": [{"id": "He", "reason": "no_minimum", "message": "E(V) has no minimum"}],

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from evals.ablation import SCRATCH, check_claims
+from foundation.studies.ablation import SCRATCH, check_claims
 from foundation.cli.main import main
 
 

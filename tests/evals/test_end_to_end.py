@@ -76,7 +76,7 @@ def test_freeze_and_backbone_lr_apply_to_the_pretrained_run_only(eval_run):
 
 
 def test_rerun_resumes_and_reduce_only(eval_run):
-    from evals.suite import plan_units, run_local
+    from foundation.evals.suite import plan_units, run_local
 
     unit_file = next((eval_run / "units" / "dielectric").glob("*.json"))
     before = unit_file.stat().st_mtime_ns

@@ -9,7 +9,7 @@ from ase.eos import birchmurnaghan
 from ase.units import GPa
 from scipy.optimize import minimize_scalar
 
-from evals.eos import EosFitError, fit_bulk_modulus
+from foundation.evals.eos import EosFitError, fit_bulk_modulus
 
 
 class AnalyticEOS(Calculator):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from evals.config import FinetuneConfig
-from evals.finetune import freeze_parameters, inner_split, property_model, run_finetune
-from evals.tasks.common import restrict
-from evals.tasks.dcdft import load_dcdft_task
+from foundation.evals.config import FinetuneConfig
+from foundation.evals.finetune import freeze_parameters, inner_split, property_model, run_finetune
+from foundation.evals.tasks.common import restrict
+from foundation.evals.tasks.dcdft import load_dcdft_task
 from foundation import build_potential
 
 TINY = {"backbone": {"name": "schnet", "hidden": 8, "layers": 2, "cutoff": 3.5, "num_radial": 8}}

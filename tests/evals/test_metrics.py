@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from evals.metrics import aggregate, mae, mean_std, r2, regression_metrics, rmse
+from foundation.evals.metrics import aggregate, mae, mean_std, r2, regression_metrics, rmse
 
 Y = [1.0, 2.0, 3.0, 4.0]
 P = [1.5, 2.0, 2.0, 5.0]  # errors 0.5, 0, -1, 1

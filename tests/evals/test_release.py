@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from evals.release import make_release
+from foundation.evals.release import make_release
 from foundation.cli.main import main
 from foundation.release import ReleaseError, read_checksums, verify_checksums, write_checksums
 

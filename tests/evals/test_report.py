@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from evals.reduce import reduce_units
+from foundation.evals.reduce import reduce_units
 from tests.evals.conftest import figures_loaded_in_chromium, make_synthetic_run
 
 

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from evals.tasks.common import kfold, restrict, subset_indices
-from evals.tasks.dcdft import load_dcdft_task
-from evals.tasks.matbench import frame_from_structure_dict, load_matbench
-from evals.tasks.property import load_property_task
+from foundation.evals.tasks.common import kfold, restrict, subset_indices
+from foundation.evals.tasks.dcdft import load_dcdft_task
+from foundation.evals.tasks.matbench import frame_from_structure_dict, load_matbench
+from foundation.evals.tasks.property import load_property_task
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import submitit
 
-from slurm.executor import make_executor
-from slurm.preemption import StopSignals, end_stopped_task
-from slurm.profiles import load_profile
+from foundation.slurm.executor import make_executor
+from foundation.slurm.preemption import StopSignals, end_stopped_task
+from foundation.slurm.profiles import load_profile
 
 pytestmark = pytest.mark.slurm
 

@@ -9,8 +9,8 @@ import pytest
 
 from foundation.cli.main import main
 from foundation.config import ConfigError
-from slurm.dist_env import rendezvous_port
-from slurm.profiles import load_profile, sbatch_option, split_overrides
+from foundation.slurm.dist_env import rendezvous_port
+from foundation.slurm.profiles import load_profile, sbatch_option, split_overrides
 
 
 def test_shipped_profiles_load_and_overrides_apply():

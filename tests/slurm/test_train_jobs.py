@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from foundation.cli.main import main
 from foundation.train.checkpoint import latest_checkpoint
-from slurm.profiles import load_profile
-from slurm.train_job import submit_training
+from foundation.slurm.profiles import load_profile
+from foundation.slurm.train_job import submit_training
 from tests.slurm.conftest import STEPS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.shared_data, pytest.mark.slow]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from foundation.sweep.flops import count_flops, training_step_flops
+from foundation.studies.sweep.flops import count_flops, training_step_flops
 
 
 def test_linear_layer_costs_six_mkn():

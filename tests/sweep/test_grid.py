@@ -10,8 +10,8 @@ import yaml
 
 from foundation.config import ConfigError
 from foundation.data.writer import write_dataset
-from foundation.sweep.config import load_sweep_config
-from foundation.sweep.grid import expand_grid, point_hash
+from foundation.studies.sweep.config import load_sweep_config
+from foundation.studies.sweep.grid import expand_grid, point_hash
 from tests.data.helpers import full_frame
 
 

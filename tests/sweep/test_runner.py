@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from foundation.data.writer import write_dataset
-from foundation.sweep.config import load_sweep_config
-from foundation.sweep.grid import expand_grid, point_hash
-from foundation.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state, points_to_run,
+from foundation.studies.sweep.config import load_sweep_config
+from foundation.studies.sweep.grid import expand_grid, point_hash
+from foundation.studies.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state, points_to_run,
                                      run_local)
 from tests.data.helpers import full_frame
 from tests.sweep.test_grid import sweep_mapping

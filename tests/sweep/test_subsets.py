@@ -8,7 +8,7 @@ import pytest
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
 from foundation.data.writer import write_dataset
-from foundation.sweep.subsets import nested_selection, structure_order, write_nested_subsets
+from foundation.studies.sweep.subsets import nested_selection, structure_order, write_nested_subsets
 from tests.data.helpers import full_frame
 
 

@@ -6,7 +6,7 @@ import ase.io
 import numpy as np
 import yaml
 
-from data_prep.synth.generate import SynthConfig, generate_frames
+from foundation.data_prep.synth.generate import SynthConfig, generate_frames
 from foundation.cli.main import main
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest

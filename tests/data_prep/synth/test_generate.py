@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from data_prep.synth.generate import SynthConfig, generate_frames
+from foundation.data_prep.synth.generate import SynthConfig, generate_frames
 from foundation.data.ase_convert import atoms_from_frame
 
 SMALL = dict(teacher="emt", seed=7, relax_probability=0.3, relax_steps=12, keep_every=3)

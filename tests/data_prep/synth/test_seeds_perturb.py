@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from ase.build import bulk
 
-from data_prep.synth.perturb import rattle, repeat_to_min_atoms, strain
-from data_prep.synth.seeds import aflow_prototypes, decorate, min_distance_ratio, seed_catalogue
-from data_prep.synth.teachers import CHGNET_ELEMENTS, EMT_ELEMENTS
+from foundation.data_prep.synth.perturb import rattle, repeat_to_min_atoms, strain
+from foundation.data_prep.synth.seeds import aflow_prototypes, decorate, min_distance_ratio, seed_catalogue
+from foundation.data_prep.synth.teachers import CHGNET_ELEMENTS, EMT_ELEMENTS
 
 
 def test_catalogues_hold_elemental_crystals_and_prototypes():

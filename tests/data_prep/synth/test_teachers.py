@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from data_prep.synth import teachers
-from data_prep.synth.generate import SynthConfig, generate_frames
-from data_prep.synth.teachers import make_calculator, resolve_teacher, snapshot
+from foundation.data_prep.synth import teachers
+from foundation.data_prep.synth.generate import SynthConfig, generate_frames
+from foundation.data_prep.synth.teachers import make_calculator, resolve_teacher, snapshot
 from foundation.data.ase_convert import frame_from_atoms
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals.scaling.fit import fit_joint, fit_power_law
+from foundation.studies.scaling.fit import fit_joint, fit_power_law
 
 
 def noisy(loss: np.ndarray, rel: float, seed: int) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals.scaling.fit import fit_joint
-from evals.scaling.frontier import (allocation_exponents, allocation_summary, best_loss_within, fit_flops_model,
+from foundation.studies.scaling.fit import fit_joint
+from foundation.studies.scaling.frontier import (allocation_exponents, allocation_summary, best_loss_within, fit_flops_model,
                                     optimal_allocation, pareto_frontier)
 
 

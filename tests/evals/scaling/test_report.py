@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from evals.scaling.report import write_scaling_report
+from foundation.studies.scaling.report import write_scaling_report
 
 
 def synthetic_results(n_sizes=(2e4, 1e5, 5e5, 2e6), d_sizes=(200, 800, 3200, 12800), steps=(1000,)) -> dict:

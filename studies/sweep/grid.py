@@ -1,7 +1,7 @@
 """Expand a sweep config into points, each a self-contained, picklable description of one training run.
 
 Layout under the sweep's out_dir (absolute in every point, so a point runs from any working directory):
-  data/D{frames}/            the nested training subsets (foundation.sweep.subsets)
+  data/D{frames}/            the nested training subsets (foundation.studies.sweep.subsets)
   points/{point_id}/         one training run directory per point, with the point's markers
   report/                    results.json, report.md, report.html, figures/
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from foundation.config import apply_overrides, read_yaml, to_dict
 from foundation.data.manifest import MANIFEST_NAME
-from foundation.sweep.config import SweepConfig
+from foundation.studies.sweep.config import SweepConfig
 
 
 @dataclasses.dataclass

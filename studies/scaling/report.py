@@ -1,5 +1,5 @@
 """The sweep report: results.json (every point and fit), report.md (+ figures/*.png) and a standalone
-report.html, rendered with the eval harness's block renderer (evals.report.render)."""
+report.html, rendered with the eval harness's block renderer (foundation.evals.report.render)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from evals.report import REPORT_FILES, finite_or_null
-from evals.report.render import Block, to_html, to_markdown
-from evals.scaling.analysis import COMBINED, Analysis, analyse
-from evals.scaling.figures import LABELS, scaling_figures
+from foundation.evals.report import REPORT_FILES, finite_or_null
+from foundation.evals.report.render import Block, to_html, to_markdown
+from foundation.studies.scaling.analysis import COMBINED, Analysis, analyse
+from foundation.studies.scaling.figures import LABELS, scaling_figures
 from foundation.data.atomic import atomic_path, write_text_atomic
 
 FREY_DATA_EXPONENT = 0.26  # Frey et al. 2023, equivariant neural force fields

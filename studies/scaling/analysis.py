@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evals.scaling.fit import PowerLawFit, fit_joint, fit_power_law
-from evals.scaling.frontier import (FlopsModel, allocation_summary, fit_flops_model, optimal_allocation,
+from foundation.studies.scaling.fit import PowerLawFit, fit_joint, fit_power_law
+from foundation.studies.scaling.frontier import (FlopsModel, allocation_summary, fit_flops_model, optimal_allocation,
                                     pareto_frontier)
 
 COMBINED = "loss"

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from foundation.data.atomic import write_text_atomic
 from foundation.data.manifest import Manifest
-from foundation.sweep.grid import SweepPoint, point_hash
+from foundation.studies.sweep.grid import SweepPoint, point_hash
 
 DONE = "sweep_point.json"
 FAILED = "sweep_failed.json"
@@ -71,7 +71,7 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
     Measures FLOPs per step on representative batches first (a FLOPs budget becomes steps here), then
     trains, then reads the final validation metrics. On an exception writes sweep_failed.json and re-raises.
     """
-    from foundation.sweep.flops import measure_run_cost
+    from foundation.studies.sweep.flops import measure_run_cost
     from foundation.train.runner import run_training
 
     run_dir = Path(point.run_dir)
@@ -174,7 +174,7 @@ def _context() -> multiprocessing.context.BaseContext:
     """A fork server that has imported torch and the training code once (not DeepSpeed: training picks its
     accelerator before importing it), so each point starts in a clean process without paying the imports."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["foundation.sweep.runner", "foundation.sweep.flops", "foundation.train.runner",
+    context.set_forkserver_preload(["foundation.studies.sweep.runner", "foundation.studies.sweep.flops", "foundation.train.runner",
                                     "torch._dynamo"])
     return context
 

@@ -1,5 +1,5 @@
 """A sweep as a whole: prepare it (nested subsets, resolved config, points) and gather its results for the
-report (evals.scaling.report renders them)."""
+report (foundation.studies.scaling.report renders them)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from foundation.config import save_config
-from foundation.sweep.config import SweepConfig
-from foundation.sweep.grid import SweepPoint, expand_grid
-from foundation.sweep.runner import collect
-from foundation.sweep.subsets import write_nested_subsets
+from foundation.studies.sweep.config import SweepConfig
+from foundation.studies.sweep.grid import SweepPoint, expand_grid
+from foundation.studies.sweep.runner import collect
+from foundation.studies.sweep.subsets import write_nested_subsets
 
 
 def prepare_sweep(config: SweepConfig, *, progress: bool = True) -> list[SweepPoint]:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from evals.scaling.fit import PowerLawFit
+from foundation.studies.scaling.fit import PowerLawFit
 
 
 def pareto_frontier(flops: Sequence[float], loss: Sequence[float]) -> np.ndarray:

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
-from evals.report.figures import figure_png  # noqa: E402
-from evals.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
+from foundation.evals.report.figures import figure_png  # noqa: E402
+from foundation.studies.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
 
 LABELS = {COMBINED: "combined loss"}
 

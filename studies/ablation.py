@@ -32,7 +32,7 @@ class AblationConfig:
     out_dir: str                                # data/, pretrain/NAME/, eval/NAME/, report files
     inputs: list[str]                           # raw frame files (globs allowed), relative to data_root
     objectives: list[Objective]
-    suite: dict[str, Any]                       # an eval suite (evals.config.SuiteConfig) with the downstream task
+    suite: dict[str, Any]                       # an eval suite (foundation.evals.config.SuiteConfig) with the downstream task
     data_root: str = "../shared/data"
     model: str = "scalable-xs"                  # the one backbone every objective pre-trains
     steps: int = 1000                           # pre-training steps per objective
@@ -74,8 +74,8 @@ def input_files(cfg: AblationConfig) -> list[str]:
 
 def prepare_data(cfg: AblationConfig, workers: int = 1):
     """Prepare the shared pre-training dataset (resumable: an identical rerun does nothing)."""
-    from data_prep.config import PrepConfig
-    from data_prep.pipeline import run_prep
+    from foundation.data_prep.config import PrepConfig
+    from foundation.data_prep.pipeline import run_prep
 
     options = {"required": ["energy", "forces", "stress"], "workers": workers, **cfg.prep}
     return run_prep(PrepConfig(inputs=input_files(cfg), out=str(_paths(cfg)["data"]), **options))
@@ -105,8 +105,8 @@ def run_objective(run: ObjectiveRun) -> dict[str, Any]:
 
 def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str, str]]:
     """Fine-tune every pre-trained checkpoint on the suite; the scratch twin runs only beside the first."""
-    from evals.config import SuiteConfig
-    from evals.suite import evaluate
+    from foundation.evals.config import SuiteConfig
+    from foundation.evals.suite import evaluate
 
     paths = _paths(cfg)
     failures = []
@@ -171,7 +171,7 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from evals.report.figures import figure_png
+    from foundation.evals.report.figures import figure_png
 
     names = sorted(task["rows"], key=lambda n: task["rows"][n]["mae"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -188,8 +188,8 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
 
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
-    from evals.report import finite_or_null
-    from evals.report.render import to_html, to_markdown
+    from foundation.evals.report import finite_or_null
+    from foundation.evals.report.render import to_html, to_markdown
     from foundation.data.atomic import atomic_path, write_text_atomic
 
     out = _paths(cfg)["out"]

@@ -1,0 +1,1 @@
+"""Frame records, stores, manifests, periodic graphs and batches."""

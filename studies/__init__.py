@@ -1,0 +1,1 @@
+"""Studies: many training runs, then a report (scaling-law sweeps, the objective ablation)."""
