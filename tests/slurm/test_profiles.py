@@ -1,13 +1,9 @@
-"""Cluster profiles, overrides, rendezvous ports and `foundation status` on files alone (no cluster needed)."""
+"""Cluster profiles, overrides and rendezvous ports (no cluster needed)."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
-from foundation.cli.main import main
 from foundation.config import ConfigError
 from foundation.slurm.dist_env import rendezvous_port
 from foundation.slurm.profiles import load_profile, sbatch_option, split_overrides
@@ -45,23 +41,3 @@ def test_rendezvous_port_is_shared_by_a_job_and_changes_on_restart():
     assert rendezvous_port("4711", 1) != rendezvous_port("4711", 0)
     assert rendezvous_port("12_3") != rendezvous_port("12_4")
     assert all(20000 <= rendezvous_port(str(j), r) < 40000 for j in range(0, 100000, 997) for r in range(3))
-
-
-def test_status_reports_step_checkpoint_and_throughput(tmp_path, capsys):
-    run = tmp_path / "run"
-    (run / "slurm").mkdir(parents=True)
-    (run / "slurm" / "jobs.jsonl").write_text(json.dumps(
-        {"job_id": "123", "kind": "train", "launcher": "submitit-local", "cluster": "local",
-         "submitted_at": time.time()}) + "\n")
-    (run / "slurm" / "123_0_result.pkl").write_bytes(b"")
-    now = time.time()
-    events = [{"kind": "train", "step": s, "time": now - 100 + s, "atoms_per_s": 500.0} for s in (10, 20, 30)]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    step = run / "checkpoints" / "step-00000030"
-    step.mkdir(parents=True)
-    (step / "state.json").write_text("{}")
-    (run / "checkpoints" / "latest").write_text("step-00000030")
-    assert main(["status", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "job 123" in out and "FINISHED" in out and "step 30" in out
-    assert "step-00000030" in out and "500 atoms/s" in out and "1.00 steps/s" in out

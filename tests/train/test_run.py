@@ -1,6 +1,6 @@
 """A whole run in this process (world of one): run directory layout, TensorBoard/metrics/log contents, atomic
 checkpoints keeping the last K, best/last exports that load back, a denoising run on WebDataset shards, a stop
-request by SIGUSR2, and the CLI's override names."""
+request by SIGUSR2."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import pytest
 import torch
 import yaml
 
-from foundation.cli.main import build_parser
-from foundation.cli.train import resolve
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.train.checkpoint import latest_checkpoint, load_potential
@@ -103,16 +101,3 @@ def test_denoising_on_webdataset_and_stop_request(train_data, tmp_path):
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "denoise_loss" in events[0] and "forces_loss" in events[0] and events[0]["denoise_mae"] > 0
     assert signal.getsignal(signal.SIGUSR2) is not None  # handlers restored
-
-
-def test_cli_override_names(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"model": "schnet"}))
-    args = build_parser().parse_args(["train", "--config", str(config), "data.path=/some/data",
-                                      "train.max_steps=7", "run_dir=/some/run"])
-    cfg = resolve(args)
-    assert (cfg.data.path, cfg.train.max_steps, cfg.run_dir) == ("/some/data", 7, "/some/run")
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump({"model": "schnet", "run_dir": "elsewhere"}))
-    resumed = resolve(build_parser().parse_args(["train", "--resume", str(tmp_path / "old")]))
-    assert resumed.run_dir == str(tmp_path / "old")

@@ -14,7 +14,7 @@ from foundation.studies.sweep.grid import expand_grid, point_hash
 from foundation.studies.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state, points_to_run,
                                      run_local)
 from tests.data.helpers import full_frame
-from tests.sweep.test_grid import sweep_mapping
+from tests.studies.sweep.test_grid import sweep_mapping
 
 
 @pytest.fixture

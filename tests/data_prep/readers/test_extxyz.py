@@ -10,7 +10,7 @@ from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.readers import READERS
 from foundation.data_prep.readers.base import ReaderError
 
-from .helpers import read_records
+from ..helpers import read_records
 
 pytestmark = pytest.mark.shared_data
 

@@ -10,7 +10,7 @@ from pymatgen.core import Structure
 
 from foundation.data_prep.readers.mptrj import scan_materials
 
-from .helpers import first_frames, read_records, write_mptrj
+from ..helpers import first_frames, read_records, write_mptrj
 
 pytestmark = pytest.mark.shared_data
 KBAR = -0.1 / 160.21766208

@@ -8,7 +8,7 @@ from ase.db import connect
 
 from foundation.data_prep.readers.base import ReaderError, vasp_kbar_to_ase
 
-from .helpers import read_records
+from ..helpers import read_records
 
 pytestmark = pytest.mark.shared_data
 KBAR = -0.1 / 160.21766208  # kBar with VASP's sign -> eV/A^3 with ASE's sign

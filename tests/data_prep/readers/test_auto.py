@@ -7,7 +7,7 @@ import pytest
 from foundation.data_prep.readers.auto import detect_format, expand_inputs
 from foundation.data_prep.readers.base import ReaderError
 
-from .helpers import first_frames, write_mptrj
+from ..helpers import first_frames, write_mptrj
 
 
 @pytest.mark.shared_data
