@@ -28,7 +28,7 @@ from foundation.data_prep.readers.base import ReaderError, file_identity
 from foundation.data_prep.split import assign_split
 from foundation.data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
 from foundation.data_prep.validate import check_frame
-from foundation.data.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 
 PREP_VERSION = 1  # bump when chunk outputs change meaning
 PLAN_NAME = "plan.json"

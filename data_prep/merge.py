@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from foundation.data.codec import decode_frame
+from foundation.data.manifest import MANIFEST_NAME, Manifest, ShardInfo
+from foundation.data.writer import shard_name, write_shard
 from foundation.data_prep.chunks import ChunkResult, ChunkTask
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.dedup import KEY_BYTES, first_occurrences
 from foundation.data_prep.staging import QUARANTINE_NAME, iter_records, load_order, load_summary, quarantine_entry, read_record
 from foundation.data_prep.statistics import compute_statistics
-from foundation.data.atomic import atomic_path
-from foundation.data.codec import decode_frame
-from foundation.data.manifest import MANIFEST_NAME, Manifest, ShardInfo
-from foundation.data.writer import shard_name, write_shard
+from foundation.files import atomic_path
 
 DUPLICATES_NAME = "duplicates.jsonl"
 

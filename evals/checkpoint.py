@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from foundation.data.atomic import sha256_file
+from foundation.files import sha256_file
 from foundation.release import MODEL_JSON, WEIGHTS, is_release, release_info
 
 

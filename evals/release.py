@@ -14,7 +14,7 @@ from typing import Any
 from foundation.evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
 from foundation.evals.model_card import model_card
 from foundation.evals.report import REPORT_FILES
-from foundation.data.atomic import sha256_file
+from foundation.files import sha256_file
 from foundation.release import MODEL_JSON, RELEASE_JSON, WEIGHTS, write_checksums
 
 RELEASE_FORMAT = "foundation-release"

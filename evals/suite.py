@@ -23,9 +23,9 @@ from typing import Any, Literal, Sequence
 
 from tqdm import tqdm
 
-from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.config import load_config, save_config, to_dict
-from foundation.data.atomic import write_text_atomic
+from foundation.evals.config import SuiteConfig, TaskConfig
+from foundation.files import write_text_atomic
 
 Variant = Literal["pretrained", "scratch", "zeroshot"]
 SUITE_FILE = "suite.yaml"

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
+from foundation.files import write_text_atomic
+
 T = TypeVar("T")
 
 
@@ -164,8 +166,6 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def save_config(config: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (runs call this beside their outputs)."""
-    from foundation.data.atomic import write_text_atomic
-
     path = Path(path)
     write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
     return path

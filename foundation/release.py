@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from foundation.data.atomic import sha256_file, write_text_atomic
+from foundation.files import sha256_file, write_text_atomic
 
 CHECKSUMS = "SHA256SUMS"
 RELEASE_JSON = "release.json"

@@ -190,7 +190,7 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
     from foundation.evals.report import finite_or_null
     from foundation.evals.report.render import to_html, to_markdown
-    from foundation.data.atomic import atomic_path, write_text_atomic
+    from foundation.files import atomic_path, write_text_atomic
 
     out = _paths(cfg)["out"]
     tasks = collect_table(cfg)

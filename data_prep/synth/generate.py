@@ -25,13 +25,13 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
+from foundation.config import save_config
+from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
+from foundation.data.schema import Frame
 from foundation.data_prep.synth.perturb import rattle, relaxation_trajectory, repeat_to_min_atoms, strain
 from foundation.data_prep.synth.seeds import Seed, decorate, seed_catalogue
 from foundation.data_prep.synth.teachers import Teacher, make_calculator, one_torch_thread, resolve_teacher, snapshot
-from foundation.config import save_config
-from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
-from foundation.data.atomic import atomic_path
-from foundation.data.schema import Frame
+from foundation.files import atomic_path
 
 
 @dataclass

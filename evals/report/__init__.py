@@ -10,7 +10,7 @@ from typing import Any
 
 from foundation.evals.report.figures import task_figures
 from foundation.evals.report.render import report_blocks, to_html, to_markdown
-from foundation.data.atomic import atomic_path, write_text_atomic
+from foundation.files import atomic_path, write_text_atomic
 
 REPORT_FILES = ("results.json", "report.md", "report.html")
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from foundation.evals.tasks.common import PropertyTask
-from foundation.data.atomic import sha256_file
 from foundation.data.schema import Frame
+from foundation.evals.tasks.common import PropertyTask
+from foundation.files import sha256_file
 
 UNITS = {"n": "", "exfoliation_en": "meV/atom", "last phdos peak": "1/cm", "log10(G_VRH)": "log10(GPa)",
          "log10(K_VRH)": "log10(GPa)", "e_form": "eV/atom", "gap pbe": "eV"}

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from foundation.evals.tasks.common import PropertyTask, kfold
-from foundation.data.atomic import sha256_file
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME
+from foundation.evals.tasks.common import PropertyTask, kfold
+from foundation.files import sha256_file
 
 
 # Targets computed from a frame's labels when its records carry no property of that name.

@@ -12,11 +12,11 @@ import torch
 from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from foundation.evals.tasks.common import subset_indices
-from foundation.data.atomic import sha256_file
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME
+from foundation.evals.tasks.common import subset_indices
+from foundation.files import sha256_file
 from foundation.models import Potential
 
 

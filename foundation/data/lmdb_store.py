@@ -15,9 +15,9 @@ from typing import Iterable
 
 import lmdb
 
-from foundation.data.atomic import atomic_path
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
 from foundation.data.schema import SCHEMA_VERSION, Frame
+from foundation.files import atomic_path
 
 META_KEY = b"__meta__"
 _INITIAL_MAP_SIZE = 64 << 20

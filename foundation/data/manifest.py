@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from foundation.data.atomic import write_text_atomic
 from foundation.data.schema import SCHEMA_VERSION
+from foundation.files import write_text_atomic
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from foundation.data.atomic import sha256_file
 from foundation.data.codec import RecordDecodeError, decode_frame
 from foundation.data.lmdb_store import LmdbShard
 from foundation.data.manifest import Manifest, ShardInfo
 from foundation.data.wds_store import iter_wds_raw
+from foundation.files import sha256_file
 
 
 @dataclass

@@ -13,9 +13,9 @@ import tarfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from foundation.data.atomic import atomic_path
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
 from foundation.data.schema import Frame
+from foundation.files import atomic_path
 
 EXTENSION = "frame"
 

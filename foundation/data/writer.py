@@ -8,11 +8,11 @@ from typing import Sequence
 
 import numpy as np
 
-from foundation.data.atomic import sha256_file
 from foundation.data.lmdb_store import write_lmdb_shard
 from foundation.data.manifest import CONTAINERS, Manifest, ShardInfo, encode_natoms
 from foundation.data.schema import Frame
 from foundation.data.wds_store import write_wds_shard
+from foundation.files import sha256_file
 
 _WRITERS = {"lmdb": write_lmdb_shard, "wds": write_wds_shard}
 _SUFFIX = {"lmdb": "lmdb", "wds": "tar"}

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from foundation.data.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.train.distributed import barrier
 
 CHECKPOINTS = "checkpoints"

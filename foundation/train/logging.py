@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from foundation.files import write_text_atomic
+
 
 def memory_mb(device: torch.device) -> dict[str, float]:
     """Peak resident memory of this process and, on GPU, peak allocated device memory (MiB)."""
@@ -35,8 +37,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
             continue
         if event.get("step", 0) <= step:
             kept.append(line)
-    from foundation.data.atomic import write_text_atomic
-
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 

@@ -10,9 +10,9 @@ from typing import Any, Sequence
 
 from foundation.evals.report import REPORT_FILES, finite_or_null
 from foundation.evals.report.render import Block, to_html, to_markdown
+from foundation.files import atomic_path, write_text_atomic
 from foundation.studies.scaling.analysis import COMBINED, Analysis, analyse
 from foundation.studies.scaling.figures import LABELS, scaling_figures
-from foundation.data.atomic import atomic_path, write_text_atomic
 
 FREY_DATA_EXPONENT = 0.26  # Frey et al. 2023, equivariant neural force fields
 

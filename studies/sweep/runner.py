@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from foundation.data.atomic import write_text_atomic
 from foundation.data.manifest import Manifest
+from foundation.files import write_text_atomic
 from foundation.studies.sweep.grid import SweepPoint, point_hash
 
 DONE = "sweep_point.json"

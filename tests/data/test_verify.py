@@ -8,10 +8,10 @@ import sys
 import lmdb
 import pytest
 
-from foundation.data.atomic import sha256_file
 from foundation.data.lmdb_store import record_key
 from foundation.data.manifest import Manifest
 from foundation.data.writer import write_dataset
+from foundation.files import sha256_file
 
 from .helpers import full_frame
 

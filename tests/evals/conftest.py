@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.config import load_config, save_config
 from foundation.evals.config import SuiteConfig
 from foundation.evals.suite import CHECKPOINT_FILE, SUITE_FILE, plan_units
-from foundation.config import load_config, save_config
-from foundation.data.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from tests.conftest import require
 
 CHROMIUM = "/usr/bin/chromium"

@@ -46,7 +46,7 @@ def test_eval_writes_every_report_file(eval_run, tiny_run):
     results = json.loads((eval_run / "results.json").read_text())
     assert results["missing_units"] == []
     sha = results["checkpoint"]["sha256"]
-    from foundation.data.atomic import sha256_file
+    from foundation.files import sha256_file
     assert sha == sha256_file(tiny_run / "best" / "model.safetensors")
     assert results["checkpoint"]["pretraining_manifest"]["sha256"] == sha256_file(
         tiny_run.parent / "data" / "manifest.json")

@@ -36,7 +36,7 @@ def release(tiny_run, tmp_path_factory):
 
 @pytest.mark.shared_data
 def test_release_bundle_contents(release, tiny_run):
-    from foundation.data.atomic import sha256_file
+    from foundation.files import sha256_file
 
     files = verify_checksums(release)
     assert {"model.safetensors", "model.json", "release.json", "config.yaml", "README.md"} <= set(files)
