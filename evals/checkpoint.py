@@ -71,7 +71,7 @@ def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[st
 
 
 @lru_cache(maxsize=2)
-def load_checkpoint(path: str, which: str = "best"):
+def load_checkpoint_potential(path: str, which: str = "best"):
     """The Potential of a run (best/last EMA weights) or a release (checksums verified), fp32, eval mode.
     Cached per process: every unit a worker runs shares one copy (callers copy before training)."""
     if checkpoint_kind(path) == "release":

@@ -135,14 +135,14 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and return its result record (without writing it)."""
     import torch
 
-    from foundation.evals.checkpoint import load_checkpoint
+    from foundation.evals.checkpoint import load_checkpoint_potential
 
     suite = load_suite(unit.out_dir)
     task = suite.task(unit.task)
     ck = read_checkpoint_info(unit.out_dir)
     if suite.threads is not None:
         torch.set_num_threads(suite.threads)
-    potential = load_checkpoint(ck["path"], suite.which)
+    potential = load_checkpoint_potential(ck["path"], suite.which)
     if not task.is_finetune and "energy" not in potential.outputs:
         raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
                          f"provides {list(potential.outputs)} (drop the task from the suite)")

@@ -20,7 +20,9 @@ SCRATCH = "scratch"
 
 
 @dataclass
-class Objective:
+class AblationObjective:
+    """One row of the ablation: an objective's pre-training recipe and its overrides."""
+
     name: str                                   # row label, e.g. efs_derivative
     recipe: str                                 # a configs/pretrain/*.yaml recipe
     overrides: list[str] = field(default_factory=list)
@@ -31,7 +33,7 @@ class AblationConfig:
     name: str
     out_dir: str                                # data/, pretrain/NAME/, eval/NAME/, report files
     inputs: list[str]                           # raw frame files (globs allowed), relative to data_root
-    objectives: list[Objective]
+    objectives: list[AblationObjective]
     suite: dict[str, Any]                       # an eval suite (foundation.evals.config.SuiteConfig) with the downstream task
     data_root: str = "../shared/data"
     model: str = "scalable-xs"                  # the one backbone every objective pre-trains
@@ -81,11 +83,11 @@ def prepare_data(cfg: AblationConfig, workers: int = 1):
     return run_prep(PrepConfig(inputs=input_files(cfg), out=str(_paths(cfg)["data"]), **options))
 
 
-def _objective(cfg: AblationConfig, name: str) -> Objective:
+def _objective(cfg: AblationConfig, name: str) -> AblationObjective:
     return next(o for o in cfg.objectives if o.name == name)
 
 
-def train_config_of(cfg: AblationConfig, objective: Objective):
+def train_config_of(cfg: AblationConfig, objective: AblationObjective):
     """The resolved training config of one objective (same data, backbone, steps and fixed keys for all)."""
     from foundation.train.config import load_train_config
 

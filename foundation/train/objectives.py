@@ -20,8 +20,6 @@ from foundation.data.batch import AtomsBatch
 from foundation.train.config import ObjectiveConfig
 
 TERMS = ("energy", "forces", "stress", "denoise")
-# Metric sums accumulated for logging: per term the loss sum, the absolute-error sum and the count.
-METRICS = ("loss", "abs", "count")
 
 
 @dataclass(frozen=True)
