@@ -1,4 +1,5 @@
-"""Shared fixtures: where ../shared/data lies, and how a missing prerequisite behaves (skip, or fail under CI)."""
+"""Shared fixtures: the committed sample files (tests/fixtures), where ../shared/data lies, and how a missing
+prerequisite behaves (skip, or fail under CI)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"  # small real DFT frames and VASP/ASE files, see its README.md
 SHARED_DATA = Path(os.environ.get("FOUNDATION_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
