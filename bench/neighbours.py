@@ -6,7 +6,7 @@ structure per call); then one large supercell (our cell-list path) against matsc
 --ase-stride-th frame, scaled to all frames); CPU time (process time) is printed beside wall time because wall time
 is noisy on a shared machine. With CUDA, ours is also timed on the GPU (float64 and float32).
 
-    python bench/neighbors.py [--cutoffs 5 6] [--threads 1] [--batch-size 64] [--ase-stride 1] [--supercell 12]
+    python bench/neighbours.py [--cutoffs 5 6] [--threads 1] [--batch-size 64] [--ase-stride 1] [--supercell 12]
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _batches(frames: list[Frame], order: np.ndarray, size: int, model: Potential
     out = []
     for start in range(0, len(order), size):
         batch = collate_frames([frames[i] for i in order[start:start + size]], model.cutoff,
-                               max_neighbors=model.max_neighbors, dtype=model.dtype, properties=(prop,))
+                               max_neighbours=model.max_neighbours, dtype=model.dtype, properties=(prop,))
         out.append(batch.to(device))
     return out
 

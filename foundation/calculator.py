@@ -47,7 +47,7 @@ class FoundationCalculator(Calculator):
         frame = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]),
                       pbc=atoms.pbc, frame_id="ase", structure_id="ase")
         dtype = self.potential.geometry_dtype
-        batch = collate_frames([frame], cutoff=self.potential.cutoff, max_neighbors=self.potential.max_neighbors,
+        batch = collate_frames([frame], cutoff=self.potential.cutoff, max_neighbours=self.potential.max_neighbours,
                                dtype=dtype).to(self.device, dtype)
         out = self.potential(batch, compute=compute)
         energy = float(out["energy"][0])

@@ -7,6 +7,7 @@ Every run writes its resolved config beside its outputs with `save_config`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -18,6 +19,9 @@ import yaml
 from foundation.files import write_text_atomic
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# Keys renamed to one spelling (British: neighbour); the old spelling is still read, with a warning, for one release.
+RENAMED_KEYS = {"max_neighbors": "max_neighbours"}
 
 
 class ConfigError(ValueError):
@@ -81,9 +85,21 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     return value
 
 
+def _renamed_keys(data: Mapping[str, Any], known: Mapping[str, Any], origin: str, prefix: str) -> Mapping[str, Any]:
+    """`data` with keys of RENAMED_KEYS read under their new names (configs and model.json written before)."""
+    old = [k for k in data if k in RENAMED_KEYS and RENAMED_KEYS[k] in known and RENAMED_KEYS[k] not in data]
+    if not old:
+        return data
+    for key in old:
+        log.warning("%s: key %r is now spelled %r (the old spelling is read until the next release)",
+                    origin, prefix + key, prefix + RENAMED_KEYS[key])
+    return {RENAMED_KEYS.get(k, k) if k in old else k: v for k, v in data.items()}
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], *, origin: str = "<dict>", prefix: str = "") -> T:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
     known = {f.name: f for f in dataclasses.fields(cls)}
+    data = _renamed_keys(data, known, origin, prefix)
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(f"unknown key {prefix + unknown[0]!r} in {origin} (known: {', '.join(sorted(known))})")
@@ -122,7 +138,13 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:  # bad syntax, or a tag such as !!python/object that safe_load refuses
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: not a plain YAML mapping: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data

@@ -46,7 +46,7 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
     per_element: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for start in tqdm(range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False):
         frames = [dataset[int(i)] for i in index[start:start + batch_size]]
-        batch = collate_frames(frames, potential.cutoff, max_neighbors=potential.max_neighbors,
+        batch = collate_frames(frames, potential.cutoff, max_neighbours=potential.max_neighbours,
                                dtype=potential.dtype).to(torch.device(device))
         out = {k: v.detach().double().cpu().numpy() for k, v in potential(batch, compute=wanted).items()}
         offset = 0

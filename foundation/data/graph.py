@@ -30,21 +30,21 @@ CELL_LIST_MIN_ATOMS = 1024
 
 
 def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor, cutoff: float,
-                     max_neighbors: int | None = None) -> tuple[Tensor, Tensor]:
+                     max_neighbours: int | None = None) -> tuple[Tensor, Tensor]:
     """All (i, j, shift) within ``cutoff`` of a batch of (periodic) structures, in ASE's 'ijS' convention.
 
     positions (N,3); cell (B,3,3), rows are lattice vectors; pbc (B,3) bool; batch (N,) long, the structure index of
     each atom, non-decreasing. Returns edge_index (2,E) long and shifts (E,3) in positions' dtype with
     integer values, such that vec = positions[j] - positions[i] + shifts @ cell[batch[i]] has 0 < |vec| < cutoff
-    (self-images included, i == j with zero shift never). ``max_neighbors`` keeps the nearest per atom i; ties are
+    (self-images included, i == j with zero shift never). ``max_neighbours`` keeps the nearest per atom i; ties are
     broken by j, then by shift (lexicographic), so the result is deterministic. Edges come in lexicographic
     (i, j, shift) order, the same on every device and for either search. Distances are evaluated in the
     positions' dtype: pass float64 to get ASE's edge set exactly.
     """
     if cutoff <= 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
-    if max_neighbors is not None and max_neighbors < 1:
-        raise ValueError(f"max_neighbors must be >= 1 or None, got {max_neighbors}")
+    if max_neighbours is not None and max_neighbours < 1:
+        raise ValueError(f"max_neighbours must be >= 1 or None, got {max_neighbours}")
     if not positions.is_floating_point():
         raise TypeError(f"positions must be a floating point tensor, got {positions.dtype}")
     with torch.no_grad():
@@ -76,7 +76,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
                   for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
         if not parts:
             return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
-        parts = [_finish(space, *part, max_neighbors) for _, part in sorted(parts, key=lambda p: p[0])]
+        parts = [_finish(space, *part, max_neighbours) for _, part in sorted(parts, key=lambda p: p[0])]
         return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
 
 
@@ -315,17 +315,17 @@ def _flat_bin(index: Tensor, nbins: Tensor) -> Tensor:
     return (index[:, 0] * nbins[1] + index[:, 1]) * nbins[2] + index[:, 2]
 
 
-def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int | None):
-    """edge_index (2,E) and shifts relative to the unwrapped positions, capped to max_neighbors per atom."""
-    if max_neighbors is not None:
-        keep = torch.nonzero(_nearest(i, j, image, dist2, max_neighbors)).squeeze(1)
+def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbours: int | None):
+    """edge_index (2,E) and shifts relative to the unwrapped positions, capped to max_neighbours per atom."""
+    if max_neighbours is not None:
+        keep = torch.nonzero(_nearest(i, j, image, dist2, max_neighbours)).squeeze(1)
         i, j, image = i.index_select(0, keep), j.index_select(0, keep), image.index_select(0, keep)
     shifts = image.to(space.frac.dtype) + space.wrap.index_select(0, i) - space.wrap.index_select(0, j)
     return torch.stack([i, j]), shifts
 
 
-def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: int) -> Tensor:
-    """Mask keeping, per atom i, the max_neighbors nearest edges; edges arrive in (i, j, image) lexicographic order,
+def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbours: int) -> Tensor:
+    """Mask keeping, per atom i, the max_neighbours nearest edges; edges arrive in (i, j, image) lexicographic order,
     so stable sorts by distance then by i break ties by j then image."""
     by_dist = torch.sort(dist2, stable=True).indices
     order = by_dist.index_select(0, torch.sort(i.index_select(0, by_dist), stable=True).indices)
@@ -335,5 +335,5 @@ def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbors: 
     position = torch.arange(i.numel(), device=i.device)
     group_start = torch.cummax(torch.where(new_atom, position, torch.zeros_like(position)), dim=0).values
     keep = torch.zeros_like(i, dtype=torch.bool)
-    keep[order[position - group_start < max_neighbors]] = True
+    keep[order[position - group_start < max_neighbours]] = True
     return keep

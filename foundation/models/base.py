@@ -30,7 +30,7 @@ class BackboneConfig:
     num_radial: int = 32
     radial_basis: Literal["gaussian", "bessel", "expnorm"] = "gaussian"
     envelope: Literal["cosine", "polynomial"] = "cosine"
-    max_neighbors: int | None = None
+    max_neighbours: int | None = None
 
     def __post_init__(self) -> None:
         for key in ("hidden", "layers", "num_radial"):
@@ -132,18 +132,6 @@ class Backbone(nn.Module):
     def has_vectors(self) -> bool:
         """True when forward returns equivariant vector features."""
         return False
-
-    def embedding_modules(self) -> list[str]:
-        """Names of the child modules that embed elements before the first interaction layer."""
-        return [name for name, _ in self.named_children() if name.endswith("embedding")]
-
-    def layer_modules(self, layer: int) -> list[str]:
-        """Dotted names of interaction layer `layer` (0-based): entry `layer` of every ModuleList child holding one
-        module per layer (PaiNN: messages.k and updates.k). Modules shared by all layers (MPNN's GRU) are in none."""
-        if not 0 <= layer < self.config.layers:
-            raise IndexError(f"layer {layer} out of range: the backbone has {self.config.layers} layers")
-        return [f"{name}.{layer}" for name, child in self.named_children()
-                if isinstance(child, nn.ModuleList) and len(child) == self.config.layers]
 
     def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """(radial basis (E, R), envelope (E,)); the envelope is zero beyond the cutoff."""

@@ -29,14 +29,14 @@ class GatedConv(nn.Module):
     def __init__(self, hidden: int, num_radial: int):
         super().__init__()
         self.center = nn.Linear(hidden, 2 * hidden)
-        self.neighbor = nn.Linear(hidden, 2 * hidden, bias=False)
+        self.neighbour = nn.Linear(hidden, 2 * hidden, bias=False)
         self.edge = nn.Linear(num_radial, 2 * hidden, bias=False)
         self.act = ShiftedSoftplus()
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         # [v_i, v_j, u_ij] W, split into its three blocks so the node parts are computed once per atom
-        z = self.center(h).index_select(0, center) + self.neighbor(h).index_select(0, neighbor) + self.edge(rbf)
+        z = self.center(h).index_select(0, center) + self.neighbour(h).index_select(0, neighbour) + self.edge(rbf)
         gate, core = z.chunk(2, dim=-1)
         messages = torch.sigmoid(gate) * nn.functional.softplus(core) * env.unsqueeze(-1)
         return self.act(h + scatter_sum(messages, center, graph.num_atoms))

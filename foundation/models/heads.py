@@ -62,14 +62,11 @@ class EnergyHead(nn.Module):
         if shift is not None:
             self.shift.fill_(float(shift))
 
-    def atom_energies(self, features: Features, graph: Graph) -> Tensor:
-        """Per-atom energy contributions (N,) eV, references included; they sum to `forward` per structure."""
+    def forward(self, features: Features, graph: Graph) -> Tensor:
         acc = _accumulation_dtype(features.scalars.dtype)
         atom = self.mlp(features.scalars).squeeze(-1).to(acc)
-        return atom * self.scale.to(acc) + self.shift.to(acc) + self.element_references.to(acc)[graph.numbers]
-
-    def forward(self, features: Features, graph: Graph) -> Tensor:
-        return scatter_sum(self.atom_energies(features, graph), graph.batch, graph.num_graphs)
+        atom = atom * self.scale.to(acc) + self.shift.to(acc) + self.element_references.to(acc)[graph.numbers]
+        return scatter_sum(atom, graph.batch, graph.num_graphs)
 
 
 class AtomScalarHead(nn.Module):
@@ -93,16 +90,16 @@ class EdgeWeights(nn.Module):
     def __init__(self, hidden: int, cutoff: float, out: int):
         super().__init__()
         self.center = nn.Linear(hidden, hidden)
-        self.neighbor = nn.Linear(hidden, hidden, bias=False)
+        self.neighbour = nn.Linear(hidden, hidden, bias=False)
         self.radial = GaussianBasis(cutoff, EDGE_BASIS_SIZE)
         self.envelope = CosineEnvelope(cutoff)
         self.edge = nn.Linear(EDGE_BASIS_SIZE, hidden, bias=False)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out))
 
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         rbf, env = graph.expand(self.radial, self.envelope)
-        z = self.center(scalars).index_select(0, center) + self.neighbor(scalars).index_select(0, neighbor) + self.edge(rbf)
+        z = self.center(scalars).index_select(0, center) + self.neighbour(scalars).index_select(0, neighbour) + self.edge(rbf)
         return self.out(z) * env.unsqueeze(-1)
 
 

@@ -36,11 +36,11 @@ class EdgeConditionedConv(nn.Module):
         nn.init.normal_(self.weight, std=(hidden * edge_hidden) ** -0.5)
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         a = self.edge_net(rbf) * env.unsqueeze(-1)                                  # (E, K)
         per_atom = (h @ self.weight).view(-1, self.edge_hidden, self.hidden)         # (N, K, F)
-        messages = torch.bmm(a.unsqueeze(1), per_atom.index_select(0, neighbor)).squeeze(1)
-        messages = messages + self.bias(h).index_select(0, neighbor) * env.unsqueeze(-1)
+        messages = torch.bmm(a.unsqueeze(1), per_atom.index_select(0, neighbour)).squeeze(1)
+        messages = messages + self.bias(h).index_select(0, neighbour) * env.unsqueeze(-1)
         return scatter_sum(messages, center, graph.num_atoms)
 
 

@@ -38,11 +38,11 @@ class Message(nn.Module):
         self.filter = nn.Linear(num_radial, 3 * hidden)
 
     def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])  # per pair -> per edge
-        x = self.phi(s).index_select(0, neighbor) * filters
+        x = self.phi(s).index_select(0, neighbour) * filters
         ds, dvv, dvs = x.split(self.hidden, dim=-1)
-        dv = v.index_select(0, neighbor) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
+        dv = v.index_select(0, neighbour) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
         return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(dv, center, graph.num_atoms)
 
 

@@ -37,7 +37,7 @@ class ETConfig(BackboneConfig):
                               f"({self.num_heads})")
 
 
-class NeighborEmbedding(nn.Module):
+class NeighbourEmbedding(nn.Module):
     """x_i <- W [x_i, sum_j emb(z_j) * Linear(rbf_ij) * C(r_ij)]."""
 
     def __init__(self, hidden: int, num_radial: int):
@@ -48,9 +48,9 @@ class NeighborEmbedding(nn.Module):
 
     def forward(self, x: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
         """rbf (P, R) and env (P,) per unordered pair (Graph.pairs)."""
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         weights = (self.distance_proj(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])
-        messages = self.embedding(graph.numbers).index_select(0, neighbor) * weights
+        messages = self.embedding(graph.numbers).index_select(0, neighbour) * weights
         return self.combine(torch.cat([x, scatter_sum(messages, center, graph.num_atoms)], dim=-1))
 
 
@@ -70,7 +70,7 @@ class EquivariantAttention(nn.Module):
 
     def forward(self, x: Tensor, vec: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
         """rbf (P, R) per unordered pair (Graph.pairs), env (E,) per edge."""
-        center, neighbor = graph.edge_index
+        center, neighbour = graph.edge_index
         n, e, h, d, f = x.shape[0], env.shape[0], self.heads, self.head_dim, self.hidden
         xn = self.norm(x)
         q = self.q_proj(xn).view(n, h, d)
@@ -82,11 +82,11 @@ class EquivariantAttention(nn.Module):
         dk = self.act(self.dk_proj(rbf)).index_select(0, pair).view(e, h, d)
         dv = self.act(self.dv_proj(rbf)).index_select(0, pair).view(e, h, 3 * d)
 
-        attn = (q.index_select(0, center) * k.index_select(0, neighbor) * dk).sum(dim=-1)
+        attn = (q.index_select(0, center) * k.index_select(0, neighbour) * dk).sum(dim=-1)
         attn = self.act(attn) * env.unsqueeze(-1)                                       # (E, H)
-        xm, s1, s2 = (v.index_select(0, neighbor) * dv).split(d, dim=-1)              # (E, H, D) each
+        xm, s1, s2 = (v.index_select(0, neighbour) * dv).split(d, dim=-1)              # (E, H, D) each
         xm = (xm * attn.unsqueeze(-1)).reshape(e, f)
-        vecm = vec.index_select(0, neighbor) * s1.reshape(e, 1, f) + s2.reshape(e, 1, f) * graph.unit_vectors.unsqueeze(-1)
+        vecm = vec.index_select(0, neighbour) * s1.reshape(e, 1, f) + s2.reshape(e, 1, f) * graph.unit_vectors.unsqueeze(-1)
         vecm = vecm * env.view(e, 1, 1)
         x_agg = scatter_sum(xm, center, n)
         vec_agg = scatter_sum(vecm, center, n)
@@ -103,7 +103,7 @@ class EquivariantTransformer(Backbone):
     def __init__(self, config: ETConfig):
         super().__init__(config)
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
-        self.neighbor_embedding = NeighborEmbedding(config.hidden, config.num_radial)
+        self.neighbour_embedding = NeighbourEmbedding(config.hidden, config.num_radial)
         self.attention = nn.ModuleList(EquivariantAttention(config.hidden, config.num_radial, config.num_heads)
                                        for _ in range(config.layers))
         self.out_norm = nn.LayerNorm(config.hidden)
@@ -116,7 +116,7 @@ class EquivariantTransformer(Backbone):
         # radial features per unordered pair (P, R) (the layers expand them to edges); the envelope per edge (E,)
         rbf, env = self.pair_basis(graph)
         rbf = rbf * env.unsqueeze(-1)  # TorchMD-Net's smearing carries the cutoff
-        x = self.neighbor_embedding(self.embedding(graph.numbers), rbf, env, graph)
+        x = self.neighbour_embedding(self.embedding(graph.numbers), rbf, env, graph)
         env = env.index_select(0, graph.pairs[1])
         vec = x.new_zeros(x.shape[0], 3, x.shape[1])
         for layer in self.attention:

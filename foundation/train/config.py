@@ -24,7 +24,7 @@ class DataConfig:
     shuffle: Literal["shard", "global"] = "shard"   # "shard": shard order, then frames within a shard (wds-safe)
     num_workers: int = 1                            # loader workers; graphs and batches are built in them
     prefetch_factor: int = 4
-    max_neighbors: int | None = None                # None: the model's backbone.max_neighbors
+    max_neighbours: int | None = None                # None: the model's backbone.max_neighbours
 
 
 @dataclass

@@ -53,19 +53,19 @@ class BatchBuilder:
     """Frames of one MicroBatch -> TrainItem (graph included); picklable, runs in loader workers."""
 
     cutoff: float
-    max_neighbors: int | None = None
+    max_neighbours: int | None = None
     clean: bool = True
     noise_std: float = 0.0  # > 0: also build the noisy copy
     seed: int = 0
 
     def __call__(self, key: MicroBatch, frames: Sequence[Frame]) -> TrainItem:
-        clean = collate_frames(frames, self.cutoff, self.max_neighbors) if self.clean else None
+        clean = collate_frames(frames, self.cutoff, self.max_neighbours) if self.clean else None
         noisy = None
         if self.noise_std > 0:
             noises = [position_noise(f.natoms, self.noise_std, seed=self.seed, epoch=key.epoch, index=i)
                       for f, i in zip(frames, key.indices)]
             shaken = [dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)]
-            noisy = collate_frames(shaken, self.cutoff, self.max_neighbors)
+            noisy = collate_frames(shaken, self.cutoff, self.max_neighbours)
             noisy.noise = torch.from_numpy(np.concatenate(noises)).to(noisy.positions.dtype)
         return TrainItem(clean, noisy, key.epoch, key.position)
 

@@ -70,7 +70,7 @@ def run_training(config: TrainRunConfig) -> dict:
             model.set_normalization(**normalization)
         eval_model = copy.deepcopy(model).to(info.device).eval()
         objective = Objective(config.objective)
-        builder = BatchBuilder(model.cutoff, config.data.max_neighbors or model.max_neighbors,
+        builder = BatchBuilder(model.cutoff, config.data.max_neighbours or model.max_neighbours,
                                clean=objective.needs_clean,
                                noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
                                seed=config.train.seed)

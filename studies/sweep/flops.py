@@ -103,10 +103,10 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
     objective = Objective(cfg.objective)
     clean, noisy = objective.outputs(model.outputs)
     dataset = open_dataset(cfg.data.path, split=cfg.data.train_split)
-    max_neighbors = cfg.data.max_neighbors if cfg.data.max_neighbors is not None else model.max_neighbors
+    max_neighbours = cfg.data.max_neighbours if cfg.data.max_neighbours is not None else model.max_neighbours
     steps = []
     for index in representative_batches(dataset.natoms, cfg.data.max_atoms, n_batches, seed):
-        batch = collate_frames([dataset[i] for i in index], model.cutoff, max_neighbors)
+        batch = collate_frames([dataset[i] for i in index], model.cutoff, max_neighbours)
 
         def step_loss() -> torch.Tensor:
             loss = torch.zeros(())

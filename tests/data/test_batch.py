@@ -60,7 +60,7 @@ def test_float32_batch_has_the_float64_edge_set(frames):
 
 @pytest.mark.shared_data
 def test_to_float64_casts_floats_only(frames):
-    batch = collate_frames(frames, CUTOFF, max_neighbors=8).to(dtype=torch.float64)
+    batch = collate_frames(frames, CUTOFF, max_neighbours=8).to(dtype=torch.float64)
     for name in ("positions", "cell", "shifts", "energy", "forces", "stress"):
         assert getattr(batch, name).dtype == torch.float64, name
     assert batch.edge_index.dtype == batch.numbers.dtype == batch.natoms.dtype == torch.long

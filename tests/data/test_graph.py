@@ -41,10 +41,10 @@ class Graph:
         return len(self.keys)
 
 
-def ours(structures: list[Atoms], cutoff: float, dtype=torch.float64, max_neighbors=None) -> Graph:
+def ours(structures: list[Atoms], cutoff: float, dtype=torch.float64, max_neighbours=None) -> Graph:
     """Our graph for a batch, with global atom indices."""
     positions, cell, pbc, batch = batch_tensors(structures, dtype)
-    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, cutoff, max_neighbors)
+    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, cutoff, max_neighbours)
     assert edge_index.dtype == torch.long and shifts.dtype == dtype
     assert torch.equal(shifts, shifts.round())
     distance = edge_vectors(positions, cell, batch, edge_index, shifts).norm(dim=1)
@@ -121,10 +121,10 @@ def test_large_supercell_uses_the_cell_list(real_structures):
 
 
 @pytest.mark.shared_data
-def test_max_neighbors_keeps_the_nearest_on_real_frames(real_structures):
+def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
     subset, k = real_structures[::10], 12
     full = ours(subset, 6.0).as_dict()
-    capped = ours(subset, 6.0, max_neighbors=k).as_dict()
+    capped = ours(subset, 6.0, max_neighbours=k).as_dict()
     assert capped.keys() <= full.keys()
     by_atom: dict[int, list] = {}
     for key, d in full.items():
@@ -235,20 +235,20 @@ def simple_cubic(repeat: int) -> Atoms:
 
 
 @pytest.mark.parametrize("repeat,k", [(1, 8), (1, 6), (2, 10), (2, 19)])
-def test_max_neighbors_breaks_exact_ties_by_j_then_shift(repeat, k, search):
+def test_max_neighbours_breaks_exact_ties_by_j_then_shift(repeat, k, search):
     atoms = simple_cubic(repeat)  # exact ties: 6 neighbours at 2.0, 12 at 2.83, 8 at 3.46
     full = reference([atoms], 3.7).as_dict()
     expected = set()
     for i in range(len(atoms)):
         edges = sorted((d, j, s) for (a, j, s), d in full.items() if a == i)
         expected |= {(i, j, s) for _, j, s in edges[:k]}
-    got = ours([atoms], 3.7, max_neighbors=k)
+    got = ours([atoms], 3.7, max_neighbours=k)
     assert set(got.as_dict()) == expected
-    assert np.array_equal(ours([atoms], 3.7, max_neighbors=k).keys, got.keys)  # deterministic
+    assert np.array_equal(ours([atoms], 3.7, max_neighbours=k).keys, got.keys)  # deterministic
 
 
-def test_max_neighbors_larger_than_degree_changes_nothing():
-    assert np.array_equal(ours([skewed_cell()], 4.0, max_neighbors=10_000).keys, ours([skewed_cell()], 4.0).keys)
+def test_max_neighbours_larger_than_degree_changes_nothing():
+    assert np.array_equal(ours([skewed_cell()], 4.0, max_neighbours=10_000).keys, ours([skewed_cell()], 4.0).keys)
 
 
 def test_edges_are_in_lexicographic_order_with_cell_list_structures_inside_the_batch(monkeypatch):
@@ -301,6 +301,6 @@ def test_bad_inputs_are_refused():
 def test_gpu_graph_equals_cpu_graph():
     structures = [f() for f in SYNTHETIC.values()] + [simple_cubic(3)]
     positions, cell, pbc, batch = batch_tensors(structures)
-    cpu = radius_graph_pbc(positions, cell, pbc, batch, 4.5, max_neighbors=12)
-    gpu = radius_graph_pbc(positions.cuda(), cell.cuda(), pbc.cuda(), batch.cuda(), 4.5, max_neighbors=12)
+    cpu = radius_graph_pbc(positions, cell, pbc, batch, 4.5, max_neighbours=12)
+    gpu = radius_graph_pbc(positions.cuda(), cell.cuda(), pbc.cuda(), batch.cuda(), 4.5, max_neighbours=12)
     assert gpu[0].is_cuda and torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])

@@ -13,10 +13,10 @@ from foundation.models.base import Graph
 pytestmark = pytest.mark.shared_data
 
 
-def _graph(atoms_list, cutoff: float, max_neighbors=None) -> Graph:
+def _graph(atoms_list, cutoff: float, max_neighbours=None) -> Graph:
     frames = [Frame(numbers=a.numbers, positions=a.positions, cell=np.asarray(a.cell[:]), pbc=a.pbc,
                     frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms_list)]
-    batch = collate_frames(frames, cutoff=cutoff, max_neighbors=max_neighbors, dtype=torch.float64)
+    batch = collate_frames(frames, cutoff=cutoff, max_neighbours=max_neighbours, dtype=torch.float64)
     i, j = batch.edge_index
     vectors = batch.positions[j] - batch.positions[i] + torch.einsum("ek,ekl->el", batch.shifts, batch.cell[batch.batch[i]])
     return Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
@@ -38,9 +38,9 @@ def test_each_pair_holds_an_edge_and_its_reverse(triclinic, small_cell, molecule
     assert torch.equal(graph.lengths, graph.lengths[partner])  # bit for bit
 
 
-def test_one_sided_edges_under_max_neighbors(triclinic):
-    """With max_neighbors, an edge's reverse may be missing: such an edge is a pair of its own."""
-    graph = _graph([triclinic], cutoff=5.0, max_neighbors=5)
+def test_one_sided_edges_under_max_neighbours(triclinic):
+    """With max_neighbours, an edge's reverse may be missing: such an edge is a pair of its own."""
+    graph = _graph([triclinic], cutoff=5.0, max_neighbours=5)
     first, inverse = graph.pairs
     assert first.numel() < inverse.numel() and torch.bincount(inverse).max() <= 2
     assert torch.equal(graph.lengths[first][inverse], graph.lengths)

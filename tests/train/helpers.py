@@ -11,7 +11,7 @@ from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.writer import write_dataset
 
 TINY_MODEL = {"backbone": {"name": "schnet", "hidden": 16, "num_filters": 16, "layers": 2, "cutoff": 4.0,
-                           "num_radial": 8, "max_neighbors": None},
+                           "num_radial": 8, "max_neighbours": None},
               "heads": {"energy": True, "forces": "derivative", "stress": "derivative", "denoise": "none"}}
 
 
