@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
+from foundation.errors import UserError
 from foundation.files import write_text_atomic
 
 T = TypeVar("T")
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 RENAMED_KEYS = {"max_neighbors": "max_neighbours"}
 
 
-class ConfigError(ValueError):
-    """A config that does not fit its schema."""
+class ConfigError(UserError, ValueError):
+    """A config that does not fit its schema, or a value outside its range."""
 
 
 def _type_name(tp: Any) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from foundation.data.schema import Frame
+from foundation.errors import UserError
 
 # sigma_ASE [eV/A^3] = -0.1 * sigma_VASP [kBar] / 160.21766208 (DESIGN.md): VASP and MPtrj stresses.
 EV_PER_A3_IN_GPA = 160.21766208
@@ -16,7 +17,7 @@ STRUCTURE_KEYS = ("structure_id", "mptrj_traj_id", "alexandria_id", "internal_id
 FRAME_KEYS = ("frame_id", "mptrj_snapshot_id", "snapshot_id")
 
 
-class ReaderError(ValueError):
+class ReaderError(UserError, ValueError):
     """A file that cannot be read at all (the message names the file and where it failed)."""
 
 
