@@ -133,6 +133,18 @@ class Backbone(nn.Module):
         """True when forward returns equivariant vector features."""
         return False
 
+    def embedding_modules(self) -> list[str]:
+        """Names of the child modules that embed elements before the first interaction layer."""
+        return [name for name, _ in self.named_children() if name.endswith("embedding")]
+
+    def layer_modules(self, layer: int) -> list[str]:
+        """Dotted names of interaction layer `layer` (0-based): entry `layer` of every ModuleList child holding one
+        module per layer (PaiNN: messages.k and updates.k). Modules shared by all layers (MPNN's GRU) are in none."""
+        if not 0 <= layer < self.config.layers:
+            raise IndexError(f"layer {layer} out of range: the backbone has {self.config.layers} layers")
+        return [f"{name}.{layer}" for name, child in self.named_children()
+                if isinstance(child, nn.ModuleList) and len(child) == self.config.layers]
+
     def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """(radial basis (E, R), envelope (E,)); the envelope is zero beyond the cutoff."""
         return graph.expand(self.radial, self.envelope)

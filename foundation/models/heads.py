@@ -62,11 +62,14 @@ class EnergyHead(nn.Module):
         if shift is not None:
             self.shift.fill_(float(shift))
 
-    def forward(self, features: Features, graph: Graph) -> Tensor:
+    def atom_energies(self, features: Features, graph: Graph) -> Tensor:
+        """Per-atom energy contributions (N,) eV, references included; they sum to `forward` per structure."""
         acc = _accumulation_dtype(features.scalars.dtype)
         atom = self.mlp(features.scalars).squeeze(-1).to(acc)
-        atom = atom * self.scale.to(acc) + self.shift.to(acc) + self.element_references.to(acc)[graph.numbers]
-        return scatter_sum(atom, graph.batch, graph.num_graphs)
+        return atom * self.scale.to(acc) + self.shift.to(acc) + self.element_references.to(acc)[graph.numbers]
+
+    def forward(self, features: Features, graph: Graph) -> Tensor:
+        return scatter_sum(self.atom_energies(features, graph), graph.batch, graph.num_graphs)
 
 
 class AtomScalarHead(nn.Module):

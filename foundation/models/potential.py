@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from foundation.data.graph import edge_vectors
 from foundation.models.base import Graph
+from foundation.models.blocks import scatter_sum
 from foundation.models.config import ModelConfig, resolve_model_config
 from foundation.models.heads import AtomScalarHead, EnergyHead, StressHead, VectorHead
 from foundation.models.registry import build_backbone
@@ -33,7 +34,8 @@ def _grad(output: Tensor, inputs: list[Tensor], create_graph: bool, retain_graph
 
 class Potential(nn.Module):
     """forward(batch, compute=None) -> {"energy" (B,) eV, "forces" (N,3) eV/A, "stress" (B,3,3) eV/A^3,
-    "noise" (N,3), "property" (B,)}: the keys its heads provide (`outputs`), or the subset `compute` asks for."""
+    "noise" (N,3), "property" (B,)}: the keys its heads provide (`outputs`), or the subset `compute` asks for;
+    `compute` may also ask for "energies" (N,) eV, the per-atom energy contributions, which sum to "energy"."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -79,6 +81,11 @@ class Potential(nn.Module):
                 ("noise", heads.denoise != "none"), ("property", heads.property is not None)]
         return tuple(key for key, present in keys if present)
 
+    @property
+    def computable(self) -> tuple[str, ...]:
+        """Keys `compute` may ask for: `outputs`, plus per-atom "energies" when there is an energy head."""
+        return self.outputs + (("energies",) if self.energy_head is not None else ())
+
     def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
                           scale: float | None = None, shift: float | None = None) -> None:
         """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved)."""
@@ -88,9 +95,9 @@ class Potential(nn.Module):
 
     def forward(self, batch: Any, compute: Iterable[str] | None = None) -> dict[str, Tensor]:
         want = set(self.outputs if compute is None else compute)
-        unknown = want - set(self.outputs)
+        unknown = want - set(self.computable)
         if unknown:
-            raise ValueError(f"cannot compute {sorted(unknown)}: this potential provides {list(self.outputs)}")
+            raise ValueError(f"cannot compute {sorted(unknown)}: this potential provides {list(self.computable)}")
         heads = self.config.heads
         forces_by_grad = "forces" in want and heads.forces == "derivative"
         stress_by_grad = "stress" in want and heads.stress == "derivative"
@@ -112,7 +119,8 @@ class Potential(nn.Module):
             graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
                                        int(batch.num_graphs), self.dtype)
             features = self.backbone(graph)
-            out = self._heads(features, graph, want, "energy" in want or forces_by_grad or stress_by_grad)
+            out = self._heads(features, graph, want,
+                              bool({"energy", "energies"} & want) or forces_by_grad or stress_by_grad)
             out.update(self._derivatives(out, positions, strain, batch, forces_by_grad, stress_by_grad,
                                          noise_by_grad, features, graph))
         if "energy" not in want:
@@ -124,7 +132,10 @@ class Potential(nn.Module):
     def _heads(self, features: Any, graph: Graph, want: set[str], need_energy: bool) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         if need_energy and self.energy_head is not None:
-            out["energy"] = self.energy_head(features, graph)
+            atom = self.energy_head.atom_energies(features, graph)
+            out["energy"] = scatter_sum(atom, graph.batch, graph.num_graphs)
+            if "energies" in want:
+                out["energies"] = atom
         if "forces" in want and self.force_head is not None:
             out["forces"] = self.force_head(features, graph)
         if "stress" in want and self.stress_head is not None:
