@@ -80,3 +80,61 @@ def test_missing_outputs_are_reported():
     atoms.get_forces()
     with pytest.raises(PropertyNotImplementedError, match="stress"):
         atoms.get_stress()
+
+
+def _structures() -> list:
+    """Periodic crystals of different sizes and a molecule (no stress), rattled so forces are not zero."""
+    out = []
+    for n, atoms in enumerate([bulk("Cu", "fcc", a=3.6, cubic=True), bulk("Si", "diamond", a=5.43).repeat((2, 1, 1)),
+                               bulk("NaCl", "rocksalt", a=5.6), molecule("H2O"), bulk("Al", "fcc", a=4.05)]):
+        atoms.rattle(0.05, seed=n)
+        out.append(atoms)
+    return out
+
+
+def test_per_atom_energies_sum_to_the_energy():
+    atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=3)
+    atoms.calc = FoundationCalculator(_potential().double())
+    energies = atoms.get_potential_energies()
+    assert energies.shape == (len(atoms),) and "energies" in FoundationCalculator.implemented_properties
+    assert energies.sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    assert np.ptp(energies) > 0  # per atom, not the mean spread evenly
+
+
+def test_pymatgen_structure_gives_the_same_results_as_atoms():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = _structures()[2]
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    calc = FoundationCalculator(_potential().double())
+    energy = calc.get_potential_energy(structure)
+    forces, stress = calc.get_forces(structure), calc.get_stress(structure)
+    reference = FoundationCalculator(_potential().double())
+    atoms.calc = reference
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(stress, atoms.get_stress(), atol=1e-12)
+    [batched] = calc.predict([structure])
+    assert batched["energy"] == pytest.approx(energy, abs=1e-10)
+    with pytest.raises(TypeError, match="pymatgen"):
+        calc.predict(["not a structure"])
+
+
+@pytest.mark.parametrize("max_atoms", [1, 20, 10_000])
+def test_batched_predict_equals_one_structure_at_a_time(max_atoms):
+    structures = _structures()
+    calc = FoundationCalculator(_potential().double())
+    batched = calc.predict(structures, max_atoms=max_atoms)
+    assert len(batched) == len(structures)
+    for atoms, result in zip(structures, batched):
+        atoms.calc = FoundationCalculator(calc.potential)
+        assert result["energy"] == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+        assert result["free_energy"] == result["energy"]
+        np.testing.assert_allclose(result["forces"], atoms.get_forces(), atol=1e-10)
+        np.testing.assert_allclose(result["energies"], atoms.get_potential_energies(), atol=1e-10)
+        assert result["energies"].sum() == pytest.approx(result["energy"], abs=1e-10)
+        if atoms.pbc.all():
+            np.testing.assert_allclose(result["stress"], atoms.get_stress(), atol=1e-12)
+        else:
+            assert "stress" not in result
