@@ -1,20 +1,19 @@
-"""Frames for store tests: real DFT frames from ../shared/data/dft and synthetic frames with every field."""
+"""Frames for store tests: real DFT frames from tests/fixtures/dft and synthetic frames with every field."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import ase.io
 import numpy as np
 
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.schema import Frame
+from tests.conftest import FIXTURES
 
 
-def real_frames(shared_data: Path, per_file: int = 25) -> list[Frame]:
-    """The first `per_file` frames of every extxyz file in ../shared/data/dft."""
+def real_frames(per_file: int = 25) -> list[Frame]:
+    """The first `per_file` frames of every extxyz sample in tests/fixtures/dft (MPtrj, Alexandria, MPF)."""
     frames = []
-    for path in sorted((shared_data / "dft").glob("*.xyz")):
+    for path in sorted((FIXTURES / "dft").glob("*.xyz")):
         for index, atoms in enumerate(ase.io.iread(path, index=f":{per_file}")):
             frames.append(frame_from_atoms(atoms, frame_id=f"{path.stem}:{index}", structure_id=f"{path.stem}:{index}",
                                            source=path.name))

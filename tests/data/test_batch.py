@@ -16,11 +16,10 @@ CUTOFF = 5.0
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data):
-    return real_frames(shared_data, per_file=6)
+def frames():
+    return real_frames(per_file=6)
 
 
-@pytest.mark.shared_data
 def test_shapes_and_label_stacking(frames):
     batch = collate_frames(frames, CUTOFF)
     n, b = sum(f.natoms for f in frames), len(frames)
@@ -37,7 +36,6 @@ def test_shapes_and_label_stacking(frames):
     assert batch.has_stress.all() and batch.noise is None and batch.properties == {}
 
 
-@pytest.mark.shared_data
 def test_batch_graph_is_each_frame_graph_with_atom_offsets(frames):
     batch = collate_frames(frames, CUTOFF, dtype=torch.float64)
     edges, offset = [], 0
@@ -52,13 +50,11 @@ def test_batch_graph_is_each_frame_graph_with_atom_offsets(frames):
     assert distances.max() < CUTOFF and distances.min() > 0
 
 
-@pytest.mark.shared_data
 def test_float32_batch_has_the_float64_edge_set(frames):
     single, double = collate_frames(frames, CUTOFF), collate_frames(frames, CUTOFF, dtype=torch.float64)
     assert torch.equal(single.edge_index, double.edge_index) and torch.equal(single.shifts.double(), double.shifts)
 
 
-@pytest.mark.shared_data
 def test_to_float64_casts_floats_only(frames):
     batch = collate_frames(frames, CUTOFF, max_neighbours=8).to(dtype=torch.float64)
     for name in ("positions", "cell", "shifts", "energy", "forces", "stress"):

@@ -88,9 +88,8 @@ def test_shards_split_across_ranks_and_workers_without_duplicates():
     assert len(orders) > 1  # shard order reshuffles each epoch
 
 
-@pytest.mark.shared_data
-def test_real_frames_identical_through_lmdb_and_webdataset(tmp_path, shared_data):
-    frames = real_frames(shared_data, per_file=40)
+def test_real_frames_identical_through_lmdb_and_webdataset(tmp_path):
+    frames = real_frames(per_file=40)
     train, val = frames[::2], frames[1::2]
     manifest = write_dataset(tmp_path, {"train": train, "val": val}, containers=("lmdb", "wds"), shard_size=17)
     assert manifest.containers == ["lmdb", "wds"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ase.io
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from matscipy.neighbours import neighbour_list as matscipy_neighbour_list
 
 import foundation.data.graph as graph
 from foundation.data.graph import edge_vectors, radius_graph_pbc
+from tests.conftest import FIXTURES
 
 
 def batch_tensors(structures: list[Atoms], dtype=torch.float64):
@@ -71,11 +74,22 @@ def assert_same_graph(got: Graph, expected: Graph) -> None:
     np.testing.assert_allclose(got.distances, expected.distances, rtol=0, atol=1e-10)
 
 
+def read_all(directory: Path) -> list[Atoms]:
+    return [atoms for path in sorted(directory.glob("*.xyz")) for atoms in ase.io.read(path, index=":")]
+
+
 @pytest.fixture(scope="module")
-def real_structures(shared_data) -> list[Atoms]:
-    structures = []
-    for path in sorted((shared_data / "dft").glob("*.xyz")):
-        structures += ase.io.read(path, index=":")
+def real_structures() -> list[Atoms]:
+    """The committed samples (tests/fixtures/dft): MPtrj, Alexandria and MPF frames of 1 to 158 atoms."""
+    structures = read_all(FIXTURES / "dft")
+    assert len(structures) > 300
+    return structures
+
+
+@pytest.fixture(scope="module")
+def shared_structures(shared_data) -> list[Atoms]:
+    """Every frame of ../shared/data/dft (over 3,000)."""
+    structures = read_all(shared_data / "dft")
     assert len(structures) > 3000
     return structures
 
@@ -90,20 +104,23 @@ def search(request, monkeypatch):
 
 # --- real DFT frames -------------------------------------------------------------------------------------------------
 
-@pytest.mark.shared_data
 def test_every_real_frame_matches_matscipy(real_structures):
     assert_same_graph(ours(real_structures, 6.0), reference(real_structures, 6.0, matscipy_neighbour_list))
 
 
-@pytest.mark.shared_data
 def test_every_real_frame_matches_ase(real_structures):
     # ASE's Python neighbour list costs ~5 ms per frame at 3 A (10x more at 5 A): all frames, first shells.
     assert_same_graph(ours(real_structures, 3.0), reference(real_structures, 3.0))
 
 
 @pytest.mark.shared_data
+def test_every_frame_of_the_shared_data_matches_matscipy_and_ase(shared_structures):
+    assert_same_graph(ours(shared_structures, 6.0), reference(shared_structures, 6.0, matscipy_neighbour_list))
+    assert_same_graph(ours(shared_structures, 3.0), reference(shared_structures, 3.0))
+
+
 def test_cell_list_and_small_chunks_give_the_same_graph_on_real_frames(real_structures, monkeypatch):
-    subset = real_structures[::5]
+    subset = real_structures
     expected = reference(subset, 5.0, matscipy_neighbour_list)
     monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 5000)
     assert_same_graph(ours(subset, 5.0), expected)
@@ -111,18 +128,16 @@ def test_cell_list_and_small_chunks_give_the_same_graph_on_real_frames(real_stru
     assert_same_graph(ours(subset, 5.0), expected)
 
 
-@pytest.mark.shared_data
 def test_large_supercell_uses_the_cell_list(real_structures):
-    atoms = max(real_structures[:500], key=len)
+    atoms = max(real_structures, key=len)
     atoms = atoms.repeat(int(np.ceil((graph.CELL_LIST_MIN_ATOMS / len(atoms)) ** (1 / 3))))
     atoms.rattle(0.05, seed=1)
     assert len(atoms) >= graph.CELL_LIST_MIN_ATOMS
     assert_same_graph(ours([atoms], 5.0), reference([atoms], 5.0, matscipy_neighbour_list))
 
 
-@pytest.mark.shared_data
 def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
-    subset, k = real_structures[::10], 12
+    subset, k = real_structures, 12
     full = ours(subset, 6.0).as_dict()
     capped = ours(subset, 6.0, max_neighbours=k).as_dict()
     assert capped.keys() <= full.keys()
@@ -136,9 +151,8 @@ def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
         assert not dropped or max(kept) <= min(dropped) + 1e-9
 
 
-@pytest.mark.shared_data
 def test_float32_differs_only_at_the_cutoff(real_structures):
-    subset, cutoff = real_structures[::10], 5.0
+    subset, cutoff = real_structures, 5.0
     exact, single = ours(subset, cutoff).as_dict(), ours(subset, cutoff, dtype=torch.float32).as_dict()
     for key in exact.keys() ^ single.keys():
         assert abs(exact.get(key, single.get(key)) - cutoff) < 1e-4
