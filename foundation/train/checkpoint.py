@@ -1,11 +1,9 @@
-"""Checkpoints and model exports of a run directory.
+"""Checkpoints and model exports of a run directory (its layout: foundation/train/run_layout.py).
 
-run_dir/checkpoints/step-00000100/   deepspeed/ (DeepSpeed's own checkpoint, tag "deepspeed"), state.json (step,
-                                     epoch, sampler position, schedule, EMA count, normalisers, ...),
-                                     ema.safetensors (EMA weights), rng-rank{R}.safetensors (every rank's RNG)
-run_dir/checkpoints/latest           text file naming the newest complete checkpoint directory
-run_dir/best/, run_dir/last/         model.safetensors (EMA fp32 weights, consolidated) + model.json (model
-                                     config, normalisers, step, validation metrics)
+A checkpoint, run_dir/checkpoints/step-00000100/, holds deepspeed/ (DeepSpeed's own checkpoint, tag "deepspeed"),
+state.json (step, epoch, sampler position, schedule, EMA count, normalisers, ...), ema.safetensors (EMA weights) and
+rng-rank{R}.safetensors (every rank's RNG); run_dir/best/ and last/ hold model.safetensors (EMA fp32 weights,
+consolidated) + model.json (model config, normalisers, step, validation metrics).
 A checkpoint is written into checkpoints/.tmp-step-N, renamed into place once complete, and only then named by
 `latest`; the last `keep` are kept. Our files are JSON and safetensors (no pickle); `load_potential` reads an
 export back.
@@ -25,13 +23,10 @@ from safetensors.torch import load_file, save_file
 
 from foundation.files import write_text_atomic
 from foundation.train.distributed import barrier
+from foundation.train.run_layout import CHECKPOINT_STATE, CHECKPOINTS, LATEST, MODEL_META, MODEL_WEIGHTS
 
-CHECKPOINTS = "checkpoints"
 DS_TAG = "deepspeed"
-STATE = "state.json"
 EMA_FILE = "ema.safetensors"
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_META = "model.json"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -69,13 +64,13 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: d
     save_file(rng_state(), str(tmp / _rng_file(rank)))
     if rank == 0:
         save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
-        write_text_atomic(tmp / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+        write_text_atomic(tmp / CHECKPOINT_STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     barrier()
     if rank == 0:
         if final.exists():  # a rerun of the same step (e.g. the end of a resumed run): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
-        write_text_atomic(root / "latest", final.name + "\n")
+        write_text_atomic(root / LATEST, final.name + "\n")
         _prune(root, keep)
     barrier()
     return final
@@ -92,18 +87,18 @@ def _prune(root: Path, keep: int) -> None:
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint of a run: the one `latest` names, else the newest step-* with a state."""
     root = Path(run_dir) / CHECKPOINTS
-    pointer = root / "latest"
+    pointer = root / LATEST
     if pointer.exists():
         named = root / pointer.read_text().strip()
-        if (named / STATE).exists():
+        if (named / CHECKPOINT_STATE).exists():
             return named
-    complete = sorted(p for p in root.glob("step-*") if _STEP_DIR.match(p.name) and (p / STATE).exists())
+    complete = sorted(p for p in root.glob("step-*") if _STEP_DIR.match(p.name) and (p / CHECKPOINT_STATE).exists())
     return complete[-1] if complete else None
 
 
 def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> tuple[dict, dict[str, torch.Tensor]]:
     """Collective: restore DeepSpeed's state into `engine` and this rank's RNG; return (state, EMA tensors)."""
-    state = json.loads((path / STATE).read_text())
+    state = json.loads((path / CHECKPOINT_STATE).read_text())
     if state["world_size"] != world_size:
         raise ValueError(f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
                          "needs the same world size (the sampler plan depends on it)")

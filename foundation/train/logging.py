@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from foundation.files import write_text_atomic
+from foundation.train.run_layout import RunLayout
 
 
 def memory_mb(device: torch.device) -> dict[str, float]:
@@ -50,10 +51,11 @@ class RunLogger:
         run_dir.mkdir(parents=True, exist_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=initial_step + 1 if initial_step else None)
-        _truncate_metrics(run_dir / "metrics.jsonl", initial_step)
-        self.metrics = open(run_dir / "metrics.jsonl", "a", buffering=1)
-        self.lines = open(run_dir / "train.log", "a", buffering=1)
+        layout = RunLayout(run_dir)
+        self.tb = SummaryWriter(str(layout.tensorboard), purge_step=initial_step + 1 if initial_step else None)
+        _truncate_metrics(layout.metrics_log, initial_step)
+        self.metrics = open(layout.metrics_log, "a", buffering=1)
+        self.lines = open(layout.text_log, "a", buffering=1)
         if progress:
             self.bar = tqdm(total=total_steps, initial=initial_step, desc="train", unit="step", dynamic_ncols=True,
                             file=sys.stderr)

@@ -22,6 +22,7 @@ from foundation.train.engine import grad_norm, module_grad_norm, set_lr
 from foundation.train.loader import SplitLoader, model_dtype_batch
 from foundation.train.logging import RunLogger, memory_mb
 from foundation.train.objectives import TERMS, Objective
+from foundation.train.run_layout import BEST, LAST
 from foundation.train.schedule import LRSchedule
 
 STOP = threading.Event()  # set by runner.request_stop() and the SIGUSR2/SIGTERM handlers
@@ -128,13 +129,13 @@ class Trainer:
         elif s.step == cfg.max_steps and not self.last_val:  # resumed at the end: still report
             self._validate()
         if self.dist.is_main:
-            ckpt.export_model(self.run_dir / "last", self.ema.state_dict(self.engine.module),
+            ckpt.export_model(self.run_dir / LAST, self.ema.state_dict(self.engine.module),
                               self._export_meta(self.last_val))
         latest = ckpt.latest_checkpoint(self.run_dir)
         return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "val": self.last_val,
                 "best_val": s.best_val, "best_step": s.best_step, "run_dir": str(self.run_dir),
-                "checkpoint": str(latest) if latest else None, "best": str(self.run_dir / "best"),
-                "last": str(self.run_dir / "last")}
+                "checkpoint": str(latest) if latest else None, "best": str(self.run_dir / BEST),
+                "last": str(self.run_dir / LAST)}
 
     def _log_train(self, window: "_Window") -> None:
         values = window.reduce(self.objective)
@@ -170,7 +171,7 @@ class Trainer:
         if s.best_val is None or values["loss"] < s.best_val:
             s.best_val, s.best_step = values["loss"], s.step
             if self.dist.is_main:
-                ckpt.export_model(self.run_dir / "best", self.ema.state_dict(self.engine.module),
+                ckpt.export_model(self.run_dir / BEST, self.ema.state_dict(self.engine.module),
                                   self._export_meta(values))
 
     # ---- checkpoints ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from foundation.train.loader import build_split_loader
 from foundation.train.logging import RunLogger
 from foundation.train.loop import STOP, LoopState, Trainer
 from foundation.train.objectives import Objective
+from foundation.train.run_layout import RunLayout
 from foundation.train.schedule import LRSchedule
 
 __all__ = ["load_train_config", "request_stop", "run_training"]
@@ -90,7 +91,7 @@ def run_training(config: TrainRunConfig) -> dict:
             ema.load_shadow(ema_tensors, saved["ema_updates"])
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
+            save_config(config, RunLayout(run_dir).config)
         logger = RunLogger(run_dir, enabled=info.is_main, progress=config.train.progress,
                            total_steps=config.train.max_steps, initial_step=state.step)
         if latest is not None:
