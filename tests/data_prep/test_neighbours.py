@@ -9,6 +9,7 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
 
 from foundation.data_prep.neighbours import closest_pair, count_neighbours
+from tests.conftest import FIXTURES
 
 
 def _systems():
@@ -35,11 +36,10 @@ def test_matches_ase(atoms, cutoff):
     assert closest_pair(*args) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.shared_data
-def test_matches_ase_on_real_frames(shared_data):
+def test_matches_ase_on_real_frames():
     import ase.io
 
-    for atoms in ase.io.read(str(shared_data / "dft" / "mptrj-random-1k.xyz"), index="::50"):
+    for atoms in ase.io.read(str(FIXTURES / "dft" / "mptrj-sample.xyz"), index=":"):
         d = neighbor_list("d", atoms, 4.0)
         assert count_neighbours(atoms.positions, atoms.cell[:], atoms.pbc, 4.0) == len(d)
         assert closest_pair(atoms.positions, atoms.cell[:], atoms.pbc, 4.0) == pytest.approx(d.min(), rel=1e-12)

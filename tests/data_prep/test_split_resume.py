@@ -16,6 +16,7 @@ from foundation.data_prep.dedup import first_occurrences, structure_key
 from foundation.data_prep.pipeline import run_prep
 from foundation.data_prep.split import assign_split
 from foundation.data.dataset import open_dataset
+from tests.conftest import FIXTURES
 
 from .helpers import prep_config, read_records, shard_checksums
 
@@ -69,9 +70,8 @@ def test_split_assignment_is_a_pure_function_of_the_id():
     assert [assign_split(i, ratios, salt="x") for i in ids] != first
 
 
-@pytest.mark.shared_data
-def test_dedup_keeps_the_first_of_identical_frames(shared_data):
-    frames = [r.frame for r in read_records(shared_data / "dft" / "mpf-alkali-TP.xyz", "extxyz")][:5]
+def test_dedup_keeps_the_first_of_identical_frames():
+    frames = [r.frame for r in read_records(FIXTURES / "dft" / "mpf-alkali-TP-sample.xyz", "extxyz")][:5]
     import numpy as np
 
     keys = np.frombuffer(b"".join(structure_key(f, 1e-5) for f in frames + frames[1:3]), np.uint8).reshape(-1, 16)

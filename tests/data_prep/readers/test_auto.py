@@ -6,25 +6,24 @@ import pytest
 
 from foundation.data_prep.readers.auto import detect_format, expand_inputs
 from foundation.data_prep.readers.base import ReaderError
+from tests.conftest import FIXTURES
 
 from ..helpers import first_frames, write_mptrj
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("relpath, kind", [
-    ("dft/mptrj-random-1k.xyz", "extxyz"),
-    ("teacher/teacher-chgnet-part1.extxyz", "extxyz"),
+    ("dft/mptrj-sample.xyz", "extxyz"),
+    ("teacher/teacher-chgnet-sample.extxyz", "extxyz"),
     ("vasp/outcar/OUTCAR_1", "vasp-outcar"),
     ("vasp/27998_vasprun.xml", "vasp-xml"),
     ("dft/10_mptraj_systems.db", "asedb"),
 ])
-def test_real_files_are_recognised(shared_data, relpath, kind):
-    assert detect_format(str(shared_data / relpath)) == kind
+def test_real_files_are_recognised(relpath, kind):
+    assert detect_format(str(FIXTURES / relpath)) == kind
 
 
-@pytest.mark.shared_data
-def test_mptrj_json_and_ase_json_database_are_told_apart(shared_data, tmp_path):
-    frames = first_frames(shared_data / "dft" / "mptrj-random-1k.xyz", 3)
+def test_mptrj_json_and_ase_json_database_are_told_apart(tmp_path):
+    frames = first_frames(FIXTURES / "dft" / "mptrj-sample.xyz", 3)
     write_mptrj(tmp_path / "trj.json", frames)
     from ase.db import connect
 
@@ -35,10 +34,9 @@ def test_mptrj_json_and_ase_json_database_are_told_apart(shared_data, tmp_path):
     assert detect_format(str(tmp_path / "ase.json")) == "asedb"
 
 
-@pytest.mark.shared_data
-def test_directories_expand_to_their_readable_files(shared_data):
-    found = expand_inputs([str(shared_data / "vasp")], "auto")
-    assert [kind for _, kind, _ in found] == ["vasp-xml"] + ["vasp-outcar"] * 5
+def test_directories_expand_to_their_readable_files():
+    found = expand_inputs([str(FIXTURES / "vasp")], "auto")
+    assert [kind for _, kind, _ in found] == ["vasp-xml"] + ["vasp-outcar"] * 2
     assert [name for _, _, name in found][:2] == ["vasp/27998_vasprun.xml", "vasp/outcar/OUTCAR_1"]
 
 

@@ -1,4 +1,5 @@
-"""The extended XYZ reader on the real frames of ../shared/data/dft, pinned to numbers read by hand."""
+"""The extended XYZ reader on real DFT frames (tests/fixtures, and the whole files of ../shared/data/dft), pinned
+to numbers read by hand."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import pytest
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.readers import READERS
 from foundation.data_prep.readers.base import ReaderError
+from tests.conftest import FIXTURES
 
 from ..helpers import read_records
 
-pytestmark = pytest.mark.shared_data
+SAMPLES = FIXTURES / "dft"
 
 
-def test_first_mptrj_frame_matches_the_file_by_hand(shared_data):
-    # Line 2 of mptrj-random-1k.xyz: energy=-28.75765745, stress="0.0008926831358242223 ...",
-    # ids mptrj_traj_id=mp-1080834 mptrj_snapshot_id=mp-1080834-0-1; line 3: the first Na atom.
-    frame = read_records(shared_data / "dft" / "mptrj-random-1k.xyz", "extxyz")[0].frame
+def test_first_mptrj_frame_matches_the_file_by_hand():
+    # Line 2 of mptrj-sample.xyz (frame 0 of mptrj-random-1k.xyz): energy=-28.75765745, stress="0.0008926831358242223
+    # ...", ids mptrj_traj_id=mp-1080834 mptrj_snapshot_id=mp-1080834-0-1; line 3: the first Na atom.
+    frame = read_records(SAMPLES / "mptrj-sample.xyz", "extxyz")[0].frame
     assert frame.energy == -28.75765745
     assert frame.stress[0, 0] == 0.0008926831358242223 and frame.stress[1, 1] == 0.0030173324072012325
     assert frame.stress[0, 2] == 0.0007746200973649859  # eV/A^3, ASE sign as written (stress_unit=eV/A^3)
@@ -30,14 +32,12 @@ def test_first_mptrj_frame_matches_the_file_by_hand(shared_data):
     assert frame.pbc.all() and frame.source == "MPtrj"
 
 
-@pytest.mark.parametrize("name", ["mptrj-random-1k.xyz", "alexandria-random-1k.xyz", "mpf-TP.xyz",
-                                  "mpf-alkali-TP.xyz"])
-def test_every_frame_agrees_with_ase(shared_data, name):
-    path = shared_data / "dft" / name
-    records = read_records(path, "extxyz", chunk_frames=128)  # several pieces, read one after another
+def assert_frames_agree_with_ase(path, chunk_frames: int, step: int) -> None:
+    records = read_records(path, "extxyz", chunk_frames=chunk_frames)  # several pieces, read one after another
     assert len(records) == path.read_text().count("Properties=")
-    reference = ase.io.read(str(path), index="::9")  # every 9th frame, checked value by value
-    for record, atoms in zip(records[::9], reference):
+    reference = ase.io.read(str(path), index=f"::{step}")  # every step-th frame, checked value by value
+    assert len(reference) == len(records[::step])
+    for record, atoms in zip(records[::step], reference):
         frame = record.frame
         assert frame is not None, record.error
         np.testing.assert_array_equal(frame.numbers, atoms.numbers)
@@ -48,20 +48,33 @@ def test_every_frame_agrees_with_ase(shared_data, name):
         np.testing.assert_allclose(frame.stress.reshape(9)[[0, 4, 8, 5, 2, 1]], atoms.get_stress(), rtol=0, atol=1e-15)
 
 
-def test_ids_fall_back_to_file_and_index(shared_data):
-    records = read_records(shared_data / "dft" / "alexandria-random-1k.xyz", "extxyz")
+@pytest.mark.parametrize("name", ["mptrj-sample.xyz", "alexandria-sample.xyz", "mpf-TP-sample.xyz",
+                                  "mpf-alkali-TP-sample.xyz"])
+def test_every_sample_frame_agrees_with_ase(name):
+    assert_frames_agree_with_ase(SAMPLES / name, chunk_frames=16, step=1)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["mptrj-random-1k.xyz", "alexandria-random-1k.xyz", "mpf-TP.xyz",
+                                  "mpf-alkali-TP.xyz"])
+def test_every_frame_of_the_whole_files_agrees_with_ase(shared_data, name):
+    assert_frames_agree_with_ase(shared_data / "dft" / name, chunk_frames=128, step=9)
+
+
+def test_ids_fall_back_to_file_and_index():
+    records = read_records(SAMPLES / "alexandria-sample.xyz", "extxyz")
     # alexandria frames carry alexandria_id (a structure key) but no frame key
     assert records[0].frame.structure_id == "agm002190202"
-    assert records[0].frame.frame_id == "alexandria-random-1k.xyz:0"
-    assert records[5].frame.frame_id == "alexandria-random-1k.xyz:5"
-    named = read_records(shared_data / "dft" / "alexandria-random-1k.xyz", "extxyz", structure_key="frame")
+    assert records[0].frame.frame_id == "alexandria-sample.xyz:0"
+    assert records[5].frame.frame_id == "alexandria-sample.xyz:5"
+    named = read_records(SAMPLES / "alexandria-sample.xyz", "extxyz", structure_key="frame")
     assert named[0].frame.structure_id == named[0].frame.frame_id
 
 
-def test_teacher_frames_keep_magmoms(shared_data):
-    path = shared_data / "teacher" / "teacher-chgnet-part1.extxyz"
+def test_teacher_frames_keep_magmoms():
+    path = FIXTURES / "teacher" / "teacher-chgnet-sample.extxyz"
     record = next(READERS["extxyz"].read(READERS["extxyz"].plan(str(path), path.name, 3)[0], PrepConfig()))
-    atoms = next(ase.io.iread(str(shared_data / "teacher" / "teacher-chgnet-part1.extxyz")))
+    atoms = next(ase.io.iread(str(path)))
     np.testing.assert_array_equal(record.frame.magmoms, atoms.get_magnetic_moments())
     assert record.frame.structure_id == "proto-w0-0-LuSb" and record.frame.frame_id == "proto-w0-0-LuSb-rattle"
     assert record.frame.energy == -75.5855712890625

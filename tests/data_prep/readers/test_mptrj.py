@@ -1,4 +1,5 @@
-"""MPtrj JSON reader on a figshare-layout file built from real MPtrj frames (stress in kBar, VASP sign)."""
+"""MPtrj JSON reader on a figshare-layout file built from real MPtrj frames (tests/fixtures; stress in kBar, VASP
+sign)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import pytest
 from pymatgen.core import Structure
 
 from foundation.data_prep.readers.mptrj import scan_materials
+from tests.conftest import FIXTURES
 
 from ..helpers import first_frames, read_records, write_mptrj
 
-pytestmark = pytest.mark.shared_data
 KBAR = -0.1 / 160.21766208
 
 
 @pytest.fixture(scope="module")
-def mptrj_file(shared_data, tmp_path_factory):
-    frames = first_frames(shared_data / "dft" / "mptrj-random-1k.xyz", 40)
+def mptrj_file(tmp_path_factory):
+    frames = first_frames(FIXTURES / "dft" / "mptrj-sample.xyz", 40)
     path = tmp_path_factory.mktemp("mptrj") / "mptrj.json"
     layout = write_mptrj(path, frames)
     return path, layout, frames
@@ -47,7 +48,7 @@ def test_frames_convert_to_ase_units_and_sign(mptrj_file):
 
 def test_stress_value_by_hand(mptrj_file):
     path, layout, _ = mptrj_file
-    # first frame of mptrj-random-1k.xyz has stress_xx 0.0008926831358242223 eV/A^3 (ASE sign); in the MPtrj
+    # the first frame (of mptrj-sample.xyz and mptrj-random-1k.xyz) has stress_xx 0.0008926831358242223 eV/A^3 (ASE sign); in the MPtrj
     # layout that is -0.0008926831358242223 * 1602.1766208 = -1.43023605 kBar
     entry = layout["mp-1080834"]["mp-1080834-0-1"]
     assert entry["stress"][0][0] == pytest.approx(-1.43023605, rel=1e-6)
