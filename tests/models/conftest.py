@@ -1,4 +1,4 @@
-"""Fixtures for the model tests: tiny float64 potentials of every backbone and real DFT structures."""
+"""Fixtures for the model tests: tiny float64 potentials of every backbone and real DFT structures (tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ase.neighborlist import neighbor_list
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
 from foundation.models import BACKBONES, build_potential
+from tests.conftest import FIXTURES
 
 CUTOFF = 4.0
 EXTRA = {"mpnn": {"edge_hidden": 4}, "torchmd_et": {"num_heads": 2}}
@@ -60,24 +61,25 @@ def predict() -> Callable[..., dict]:
     return run
 
 
-def _frame(shared_data, name: str, index: int) -> Atoms:
-    atoms = read(shared_data / "dft" / name, index=index)
+def _frame(name: str, index: int) -> Atoms:
+    atoms = read(FIXTURES / "dft" / name, index=index)
     atoms.calc = None
     return atoms
 
 
 @pytest.fixture(scope="session")
-def triclinic(shared_data) -> Atoms:
-    """As4Ta2, a fully triclinic MPtrj cell (angles 72, 78, 71 degrees)."""
-    atoms = _frame(shared_data, "mptrj-random-1k.xyz", 194)
+def triclinic() -> Atoms:
+    """As4Ta2, a fully triclinic MPtrj cell (angles 72, 78, 71 degrees; frame 194 of mptrj-random-1k.xyz)."""
+    atoms = _frame("mptrj-sample.xyz", 59)
+    assert atoms.info["mptrj_snapshot_id"] == "mp-12561-1-3"
     assert len(atoms) == 6 and np.all(np.abs(atoms.cell.angles() - 90) > 10)
     return atoms
 
 
 @pytest.fixture(scope="session")
-def small_cell(shared_data) -> Atoms:
+def small_cell() -> Atoms:
     """LiHF2, a 4-atom MD frame (MPF) whose lattice vectors (2.5, 2.5, 3.2 A) are all shorter than the cutoff."""
-    atoms = _frame(shared_data, "mpf-alkali-TP.xyz", 7)
+    atoms = _frame("mpf-alkali-TP-sample.xyz", 7)
     assert len(atoms) == 4 and atoms.cell.lengths().max() < CUTOFF
     return atoms
 

@@ -9,8 +9,6 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 
 from foundation.calculator import FoundationCalculator
 
-pytestmark = pytest.mark.shared_data
-
 
 def test_forces_match_central_differences(backbone, structure, make_potential):
     atoms = structure

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
 from foundation.models.base import Graph
-
-pytestmark = pytest.mark.shared_data
 
 
 def _graph(atoms_list, cutoff: float, max_neighbours=None) -> Graph:

@@ -9,7 +9,6 @@ from ase.build import make_supercell
 
 from foundation.models import build_potential
 
-pytestmark = pytest.mark.shared_data
 
 ALL_HEADS = {"forces": "direct", "stress": "direct", "denoise": "direct", "property": {"name": "n", "pooling": "mean"}}
 

@@ -8,8 +8,6 @@ from ase import Atoms
 
 from foundation.calculator import FoundationCalculator
 
-pytestmark = pytest.mark.shared_data
-
 
 def _efs(potential, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray | None]:
     atoms = atoms.copy()
