@@ -5,8 +5,9 @@ state.json (step, epoch, sampler position, schedule, EMA count, normalisers, ...
 rng-rank{R}.safetensors (every rank's RNG); run_dir/best/ and last/ hold model.safetensors (EMA fp32 weights,
 consolidated) + model.json (model config, normalisers, step, validation metrics).
 A checkpoint is written into checkpoints/.tmp-step-N, renamed into place once complete, and only then named by
-`latest`; the last `keep` are kept. Our files are JSON and safetensors (no pickle); `load_potential` reads an
-export back.
+`latest`; the last `keep` are kept. Our files are JSON and safetensors (no pickle); DeepSpeed's own .pt files are
+read back with the weights-only unpickler and an allow-list (foundation.train.weights_only), so resuming a shared
+run directory never runs code from it. `load_potential` reads an export back.
 """
 
 from __future__ import annotations
@@ -97,11 +98,16 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Collective: restore DeepSpeed's state into `engine` and this rank's RNG; return (state, EMA tensors)."""
+    """Collective: restore DeepSpeed's state into `engine` and this rank's RNG; return (state, EMA tensors).
+    DeepSpeed's .pt files are read with the weights-only unpickler (`weights_only`): a crafted file is refused
+    with an error naming it, and nothing in it runs."""
+    from foundation.train.weights_only import use_weights_only_loading  # imports DeepSpeed (heavy, optional)
+
     state = json.loads((path / CHECKPOINT_STATE).read_text())
     if state["world_size"] != world_size:
         raise ValueError(f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
                          "needs the same world size (the sampler plan depends on it)")
+    use_weights_only_loading(engine)
     load_path, _ = engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True,
                                           load_lr_scheduler_states=False, load_module_strict=True)
     if load_path is None:
