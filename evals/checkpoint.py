@@ -10,8 +10,10 @@ from typing import Any
 
 import yaml
 
+from foundation.data.manifest import MANIFEST_NAME
 from foundation.files import sha256_file
-from foundation.release import MODEL_JSON, WEIGHTS, is_release, release_info
+from foundation.release import is_release, release_info
+from foundation.train.run_layout import BEST, LAST, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 
 def checkpoint_kind(path: str | os.PathLike) -> str:
@@ -19,9 +21,9 @@ def checkpoint_kind(path: str | os.PathLike) -> str:
     path = Path(path)
     if is_release(path):
         return "release"
-    if (path / "config.yaml").is_file() and any((path / w / WEIGHTS).is_file() for w in ("best", "last")):
+    if RunLayout(path).is_run():
         return "run"
-    raise FileNotFoundError(f"{path}: neither a run directory (config.yaml and best/ or last/{WEIGHTS}) "
+    raise FileNotFoundError(f"{path}: neither a run directory (config.yaml and best/ or last/{MODEL_WEIGHTS}) "
                             f"nor a release directory (release.json and SHA256SUMS)")
 
 
@@ -31,10 +33,10 @@ def weights_dir(path: str | os.PathLike, which: str = "best") -> Path:
     path = Path(path)
     if checkpoint_kind(path) == "release":
         return path
-    for candidate in (which, "last", "best"):
-        if (path / candidate / WEIGHTS).is_file() and (path / candidate / MODEL_JSON).is_file():
+    for candidate in (which, LAST, BEST):
+        if (path / candidate / MODEL_WEIGHTS).is_file() and (path / candidate / MODEL_META).is_file():
             return path / candidate
-    raise FileNotFoundError(f"{path}: no {which}/{WEIGHTS} with {MODEL_JSON}")
+    raise FileNotFoundError(f"{path}: no {which}/{MODEL_WEIGHTS} with {MODEL_META}")
 
 
 def pretraining_manifest(run_config: dict[str, Any], base: Path | None = None) -> dict[str, str | None]:
@@ -44,13 +46,13 @@ def pretraining_manifest(run_config: dict[str, Any], base: Path | None = None) -
         return {"path": None, "sha256": None}
     candidates = [Path(data_path)] + ([base / data_path] if base is not None else [])
     for candidate in candidates:
-        if (candidate / "manifest.json").is_file():
-            return {"path": str(candidate.resolve()), "sha256": sha256_file(candidate / "manifest.json")}
+        if (candidate / MANIFEST_NAME).is_file():
+            return {"path": str(candidate.resolve()), "sha256": sha256_file(candidate / MANIFEST_NAME)}
     return {"path": str(data_path), "sha256": None}
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    return yaml.safe_load(RunLayout(run_dir).config.read_text()) or {}
 
 
 def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[str, Any]:
@@ -59,7 +61,7 @@ def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[st
     kind = checkpoint_kind(path)
     wdir = weights_dir(path, which)
     info: dict[str, Any] = {"path": str(path), "kind": kind, "which": wdir.name if kind == "run" else "release",
-                            "weights": str(wdir / WEIGHTS), "sha256": sha256_file(wdir / WEIGHTS)}
+                            "weights": str(wdir / MODEL_WEIGHTS), "sha256": sha256_file(wdir / MODEL_WEIGHTS)}
     if kind == "run":
         info["training_config"] = read_run_config(path)
         info["pretraining_manifest"] = pretraining_manifest(info["training_config"])

@@ -14,18 +14,18 @@ from typing import Any
 from foundation.evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
 from foundation.evals.model_card import model_card
 from foundation.evals.report import REPORT_FILES
+from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
-from foundation.release import MODEL_JSON, RELEASE_JSON, WEIGHTS, write_checksums
+from foundation.release import RELEASE_JSON, write_checksums
+from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 RELEASE_FORMAT = "foundation-release"
 RELEASE_VERSION = 1
 
 
 def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
-    if not manifest_path or not (Path(manifest_path) / "manifest.json").is_file():
+    if not manifest_path or not (Path(manifest_path) / MANIFEST_NAME).is_file():
         return {}
-    from foundation.data.manifest import Manifest
-
     m = Manifest.load(manifest_path)
     return {"splits": {s: m.num_frames(s) for s in m.splits}, "elements": m.elements,
             "element_references": m.element_references, "reader": m.reader, "quarantine": m.quarantine}
@@ -50,16 +50,16 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
         raise FileExistsError(f"{out} exists and is not empty; choose a fresh --out directory")
     source = weights_dir(run_dir, which)
     config = read_run_config(run_dir)
-    model_json = json.loads((source / MODEL_JSON).read_text())
+    model_json = json.loads((source / MODEL_META).read_text())
     normalization = model_json.get("normalization") or {}
     manifest = pretraining_manifest(config)
     dataset = _dataset_summary(manifest["path"])
     report_dir = Path(report).resolve() if report is not None else None
     evals = eval_summary(report_dir) if report_dir is not None else None
-    weights_sha = sha256_file(source / WEIGHTS)
+    weights_sha = sha256_file(source / MODEL_WEIGHTS)
     if evals is not None and evals["checkpoint_sha256"] != weights_sha:
         raise ValueError(f"the report in {report_dir} evaluated other weights (sha256 {evals['checkpoint_sha256']}) "
-                         f"than {source / WEIGHTS} ({weights_sha})")
+                         f"than {source / MODEL_WEIGHTS} ({weights_sha})")
     info = {"format": RELEASE_FORMAT, "version": RELEASE_VERSION, "name": name or run_dir.name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "license": license,
             "source": {"run_dir": str(run_dir), "which": source.name}, "weights_sha256": weights_sha,
@@ -71,9 +71,9 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        shutil.copyfile(source / WEIGHTS, tmp / WEIGHTS)
-        shutil.copyfile(source / MODEL_JSON, tmp / MODEL_JSON)
-        shutil.copyfile(run_dir / "config.yaml", tmp / "config.yaml")
+        shutil.copyfile(source / MODEL_WEIGHTS, tmp / MODEL_WEIGHTS)
+        shutil.copyfile(source / MODEL_META, tmp / MODEL_META)
+        shutil.copyfile(RunLayout(run_dir).config, tmp / CONFIG)
         if report_dir is not None:
             (tmp / "report").mkdir()
             for f in REPORT_FILES:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from foundation.files import sha256_file, write_text_atomic
+from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 
 CHECKSUMS = "SHA256SUMS"
 RELEASE_JSON = "release.json"
-WEIGHTS = "model.safetensors"
-MODEL_JSON = "model.json"
-REQUIRED = (WEIGHTS, MODEL_JSON, RELEASE_JSON)
+REQUIRED = (MODEL_WEIGHTS, MODEL_META, RELEASE_JSON)
 
 
 class ReleaseError(ValueError):
