@@ -40,10 +40,10 @@ def slurm_workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(shared_data, slurm_cluster, slurm_workdir) -> tuple[Path, Path]:
+def trained_run(slurm_cluster, slurm_workdir) -> tuple[Path, Path]:
     """(config, run_dir): a tiny SchNet trained with DeepSpeed ZeRO-2 on real MPtrj frames by a 2-process
     torchrun: the uninterrupted reference of the Slurm runs, and the checkpoint the eval array evaluates."""
-    data = make_dataset(slurm_workdir / "train-data", shared_data)
+    data = make_dataset(slurm_workdir / "train-data")
     config = slurm_workdir / "zero2.yaml"
     reference = slurm_workdir / "torchrun"
     cfg = tiny_config(data, reference, engine={"zero_stage": 2},

@@ -18,7 +18,7 @@ from foundation.slurm.profiles import load_profile
 from foundation.slurm.train_job import submit_training
 from tests.slurm.conftest import STEPS
 
-pytestmark = [pytest.mark.slurm, pytest.mark.shared_data, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,6 @@ from tests.train.helpers import make_dataset
 
 
 @pytest.fixture(scope="session")
-def train_data(tmp_path_factory, shared_data):
+def train_data(tmp_path_factory):
     """48 train + 12 val real DFT frames (<= 12 atoms each) in shards of 16, both containers."""
-    return make_dataset(tmp_path_factory.mktemp("train-data") / "dataset", shared_data)
+    return make_dataset(tmp_path_factory.mktemp("train-data") / "dataset")

@@ -1,4 +1,4 @@
-"""A small prepared dataset of real DFT frames (../shared/data/dft) and tiny configs for training tests."""
+"""A small prepared dataset of real DFT frames (tests/fixtures/dft) and tiny configs for training tests."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ import numpy as np
 
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.writer import write_dataset
+from tests.conftest import FIXTURES
 
 TINY_MODEL = {"backbone": {"name": "schnet", "hidden": 16, "num_filters": 16, "layers": 2, "cutoff": 4.0,
                            "num_radial": 8, "max_neighbours": None},
               "heads": {"energy": True, "forces": "derivative", "stress": "derivative", "denoise": "none"}}
 
 
-def real_frames(shared_data: Path, count: int, max_atoms: int = 12) -> list:
-    """The first `count` MPtrj frames with at most `max_atoms` atoms (E, F and S labels, real DFT)."""
+def real_frames(count: int, max_atoms: int = 12) -> list:
+    """The first `count` MPtrj frames of the fixture sample with at most `max_atoms` atoms (E, F and S, real DFT)."""
     frames = []
-    for index, atoms in enumerate(ase.io.iread(shared_data / "dft" / "mptrj-random-1k.xyz", index=":")):
+    for index, atoms in enumerate(ase.io.iread(FIXTURES / "dft" / "mptrj-sample.xyz", index=":")):
         if len(atoms) <= max_atoms:
             frames.append(frame_from_atoms(atoms, frame_id=f"mptrj:{index}",
                                            structure_id=atoms.info.get("mptrj_traj_id", f"s{index}"), source="MPtrj"))
@@ -38,8 +39,9 @@ def element_references(frames) -> dict[str, float]:
     return {chemical_symbols[z]: float(r) for z, r in zip(elements, refs)}
 
 
-def make_dataset(directory: Path, shared_data: Path, n_train: int = 48, n_val: int = 12, shard_size: int = 16) -> Path:
-    frames = real_frames(shared_data, n_train + n_val)
+def make_dataset(directory: Path, n_train: int = 48, n_val: int = 12, shard_size: int = 16) -> Path:
+    frames = real_frames(n_train + n_val)
+    assert len(frames) == n_train + n_val, f"the fixture sample holds only {len(frames)} such frames"
     train, val = frames[:n_train], frames[n_train:]
     write_dataset(directory, {"train": train, "val": val}, containers=("lmdb", "wds"), shard_size=shard_size,
                   element_references=element_references(frames))  # all frames: tiny splits

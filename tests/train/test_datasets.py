@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 
 from foundation.data.batch import collate_frames
@@ -15,7 +14,6 @@ from foundation.train.config import DataConfig
 from foundation.train.datasets import BatchBuilder, position_noise
 from foundation.train.loader import build_split_loader
 
-pytestmark = pytest.mark.shared_data
 BUILDER = BatchBuilder(cutoff=4.0, clean=True, noise_std=0.1, seed=3)
 
 

@@ -68,7 +68,6 @@ def _deepspeed(model, cfg, batches, device):
     return engine, {k: v.detach().float().clone() for k, v in engine.module.named_parameters()}
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("stage", [0, 1, 2])
 def test_deepspeed_steps_equal_plain_torch_steps(group, batches, train_data, tmp_path, stage):
     cfg = _config(train_data, tmp_path, zero_stage=stage, grad_clip=0.05)  # small: clipping is active
@@ -83,7 +82,6 @@ def test_deepspeed_steps_equal_plain_torch_steps(group, batches, train_data, tmp
         torch.testing.assert_close(trained[name], value, rtol=1e-5, atol=1e-7, msg=name)
 
 
-@pytest.mark.shared_data
 def test_bf16_casts_parameters_and_keeps_float64_normalisers(group, batches, train_data, tmp_path):
     cfg = _config(train_data, tmp_path, zero_stage=0, precision="bf16")
     model = build_potential(TINY_MODEL).train()

@@ -21,8 +21,6 @@ from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 from tests.train.helpers import tiny_config
 
-pytestmark = pytest.mark.shared_data
-
 
 @pytest.fixture(scope="module")
 def efs_run(train_data, tmp_path_factory):

@@ -64,7 +64,6 @@ def test_shard_shuffle_keeps_shards_contiguous_and_resume_position():
     assert [k.position for k in keys] == list(range(len(keys)))
 
 
-@pytest.mark.shared_data
 def test_plans_come_from_the_manifest_without_reading_records(train_data, monkeypatch):
     from foundation.data.lmdb_store import LmdbShard
     from foundation.data.manifest import Manifest
