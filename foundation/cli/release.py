@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from foundation.train.run_layout import BEST, EXPORTS
+
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation release runs/pretrain/schnet --out releases/schnet-v1
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="training run directory (config.yaml, best/ or last/ weights)")
     p.add_argument("--out", required=True, help="release directory to create (must not exist or be empty)")
     p.add_argument("--report", help="eval output directory of these weights (foundation eval --out) to include")
-    p.add_argument("--which", choices=["best", "last"], default="best", help="weights to release (default best)")
+    p.add_argument("--which", choices=EXPORTS, default=BEST, help="weights to release (default best)")
     p.add_argument("--license", default="MIT", help="license of the released weights (default MIT)")
     p.add_argument("--name", help="model name in the card (default: the run directory's name)")
     p.set_defaults(func=run_release)
