@@ -36,6 +36,7 @@ from foundation.train.distributed import init_distributed, shutdown
 from foundation.train.engine import build_engine, set_lr
 from foundation.train.loader import model_dtype_batch
 from foundation.train.objectives import Objective
+from foundation.train.run_layout import RunLayout
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FOUNDATION_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -148,7 +149,7 @@ def run_config(data: Path, run_dir: Path, steps: int, **engine) -> dict:
 
 
 def _events(run_dir: Path, kind: str = "train") -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = RunLayout(run_dir).metrics_log.read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["kind"] == kind]
 
 
