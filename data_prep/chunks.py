@@ -28,9 +28,11 @@ from foundation.data_prep.readers.base import ReaderError, file_identity
 from foundation.data_prep.split import assign_split
 from foundation.data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
 from foundation.data_prep.validate import check_frame
+from foundation.errors import writing
 from foundation.files import write_text_atomic
+from foundation.locking import DirectoryLock
 
-PREP_VERSION = 1  # bump when chunk outputs change meaning
+PREP_VERSION = 2  # bump when chunk outputs change meaning (2: markers count the frames read per input)
 PLAN_NAME = "plan.json"
 
 
@@ -61,6 +63,8 @@ class ChunkResult:
     quarantined: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     skipped: bool = False
+    frames_by_file: dict[str, int] = field(default_factory=dict)  # records that became frames, per input
+    first_error: dict[str, str] = field(default_factory=dict)  # per input: why its first unreadable record failed
 
 
 def _digest(obj: object) -> str:
@@ -125,18 +129,27 @@ def _sampled(frame_id: str, fraction: float) -> bool:
 def _refusal(record: RawRecord, cfg: PrepConfig) -> tuple[str, str] | None:
     """(reason, message) when the record may not enter the dataset, else None."""
     if record.frame is None:
-        return "parse_error", record.error or "unreadable record"
+        return record.reason, record.error or "unreadable record"
     rejection = check_frame(record.frame, required=cfg.required, max_force=cfg.max_force,
-                            min_distance=cfg.min_distance)
+                            min_distance=cfg.min_distance, neighbour_cutoff=cfg.neighbour_cutoff)
     return None if rejection is None else (rejection.reason, rejection.message)
 
 
 def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) -> ChunkResult:
-    """Run one chunk task (or skip it when already done); return its counts."""
+    """Run one chunk task (or skip it when already done); return its counts. The chunk's own lock keeps a second
+    process (another array task, another `foundation prep`) from running the same chunk at the same time."""
+    with DirectoryLock(task.work_dir, name=f"{task.directory.name}.lock",
+                       label=f"chunk {task.index} of {Path(task.work_dir).parent}"):
+        if is_done(task):
+            saved = json.loads(task.marker.read_text())
+            return ChunkResult(task.index, saved["records"], saved["kept"], saved["quarantined"], 0.0, skipped=True,
+                               frames_by_file=saved["frames_by_file"], first_error=saved["first_error"])
+        with writing(task.directory):
+            return _run_chunk(task, progress)
+
+
+def _run_chunk(task: ChunkTask, progress: Callable[[int], None] | None) -> ChunkResult:
     start = time.perf_counter()
-    if is_done(task):
-        saved = json.loads(task.marker.read_text())
-        return ChunkResult(task.index, saved["records"], saved["kept"], saved["quarantined"], 0.0, skipped=True)
     cfg = task.config
     task.marker.unlink(missing_ok=True)
     shutil.rmtree(task.directory, ignore_errors=True)
@@ -158,6 +171,10 @@ def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) ->
                 progress(pending)
                 pending = 0
             frame = record.frame
+            if frame is not None:
+                result.frames_by_file[piece.name] = result.frames_by_file.get(piece.name, 0) + 1
+            else:
+                result.first_error.setdefault(piece.name, f"record {record.where}: {record.error}")
             refusal = _refusal(record, cfg)
             if refusal is not None:
                 quarantine.append(quarantine_entry(piece.name, record.where, *refusal, frame, record.raw))
@@ -179,5 +196,34 @@ def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) ->
     os.replace(scratch, task.directory)
     result.seconds = time.perf_counter() - start
     write_text_atomic(task.marker, json.dumps({"fingerprint": task.fingerprint, "records": result.records,
-                                               "kept": result.kept, "quarantined": result.quarantined}) + "\n")
+                                               "kept": result.kept, "quarantined": result.quarantined,
+                                               "frames_by_file": result.frames_by_file,
+                                               "first_error": result.first_error}) + "\n")
     return result
+
+
+def check_inputs_read(tasks: list[ChunkTask], results: list[ChunkResult]) -> None:
+    """Raise ReaderError when an input yielded no frame at all, or when no frame passed validation: an empty
+    dataset is never a success."""
+    frames: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for result in results:
+        for name, count in result.frames_by_file.items():
+            frames[name] = frames.get(name, 0) + count
+        for name, error in result.first_error.items():
+            errors.setdefault(name, error)
+    paths = {piece.name: piece.path for task in tasks for piece in task.pieces}
+    names = list(paths)
+    unread = [name for name in names if not frames.get(name)]
+    if unread:
+        more = f" (and {len(unread) - 1} more inputs without a frame)" if len(unread) > 1 else ""
+        raise ReaderError(f"{paths[unread[0]]}: no frame could be read from this input: "
+                          f"{errors.get(unread[0], 'it holds no record')}{more}")
+    if not sum(result.kept for result in results):
+        reasons: dict[str, int] = {}
+        for result in results:
+            for reason, count in result.quarantined.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        summary = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        raise ReaderError(f"no frame of {names} passed validation (quarantined: {summary}); the refused frames "
+                          f"are listed in {tasks[0].work_dir}/chunk-*/{QUARANTINE_NAME}")

@@ -56,6 +56,16 @@ def _wrapped(positions: np.ndarray, cell: np.ndarray, periodic: np.ndarray):
     return frac, basis, np.linalg.norm(inverse, axis=0)
 
 
+def image_shifts(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """How many lattice shifts the searches below visit for `cutoff`: the product over periodic axes of
+    2 * (floor(cutoff / d_i) + 1) + 1 (d_i: lattice plane spacing); a float, as it overflows for a flat cell."""
+    periodic = np.asarray(pbc, dtype=bool)
+    if not periodic.any():
+        return 1.0
+    spacing_inv = np.linalg.norm(inverse_3x3(complete_cell(cell, periodic)), axis=0)[periodic]
+    return float(np.prod(2.0 * (np.floor(cutoff * spacing_inv) + 1.0) + 1.0))
+
+
 def _images(frac: np.ndarray, basis: np.ndarray, periodic: np.ndarray, reach: np.ndarray) -> np.ndarray:
     shifts = np.array(list(itertools.product(*(range(-r, r + 1) if p else (0,) for r, p in zip(reach, periodic)))),
                       dtype=np.float64)

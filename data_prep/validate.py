@@ -2,8 +2,10 @@
 
 Reasons: parse_error (set by readers), non_finite, shape_mismatch, unknown_element, missing_id (the record
 contract of Frame.validate), missing_label (a label the dataset requires is absent), force_too_large,
-non_positive_volume (the periodic axes span no volume/area/length), atoms_too_close (periodic images
-included), and duplicate_frame_id (decided at the merge, where all frame ids are seen).
+non_positive_volume (the periodic axes span no volume/area/length), cell_too_thin (the pair searches would
+need more periodic images than a frame may cost), atoms_too_close (periodic images included), truncated (set by
+readers: the input ends inside the record), and duplicate_frame_id (decided at the merge, where all frame ids
+are seen).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foundation.data_prep.neighbours import closest_pair
+from foundation.data_prep.neighbours import closest_pair, image_shifts
 from foundation.data.schema import Frame, InvalidFrame
 
-REASONS = ("parse_error", "non_finite", "shape_mismatch", "unknown_element", "missing_id", "missing_label",
-           "force_too_large", "non_positive_volume", "atoms_too_close", "duplicate_frame_id")
+REASONS = ("parse_error", "truncated", "non_finite", "shape_mismatch", "unknown_element", "missing_id",
+           "missing_label", "force_too_large", "non_positive_volume", "cell_too_thin", "atoms_too_close",
+           "duplicate_frame_id")
 _MIN_VOLUME = 1e-6  # A^3 (A^2, A for 2 or 1 periodic axes)
+# Atoms x periodic image shifts that one frame's pair searches may build (about 100 MB of coordinates and tree).
+# A skewed or nearly flat cell has lattice planes far closer than the cutoff and would need millions of shifts.
+MAX_IMAGE_POINTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,9 @@ def periodic_measure(cell: np.ndarray, pbc: np.ndarray) -> float:
 
 
 def check_frame(frame: Frame, *, required: list[str] | tuple[str, ...], max_force: float,
-                min_distance: float) -> Rejection | None:
-    """The first rule a frame breaks, or None."""
+                min_distance: float, neighbour_cutoff: float = 0.0) -> Rejection | None:
+    """The first rule a frame breaks, or None. `neighbour_cutoff`: the largest cutoff a pair search of this frame
+    will use later (the neighbour statistic), bounded here with min_distance."""
     try:
         frame.validate()
     except InvalidFrame as exc:
@@ -54,6 +61,13 @@ def check_frame(frame: Frame, *, required: list[str] | tuple[str, ...], max_forc
     measure = periodic_measure(frame.cell, frame.pbc)
     if measure <= _MIN_VOLUME:
         return Rejection("non_positive_volume", f"periodic cell volume (area/length) is {measure:.4g}")
+    cutoff = max(min_distance, neighbour_cutoff)
+    if cutoff > 0:
+        shifts = image_shifts(frame.cell, frame.pbc, cutoff)
+        if shifts * frame.natoms > MAX_IMAGE_POINTS:
+            return Rejection("cell_too_thin", f"cell too thin for the cutoff: {cutoff:g} A reaches {shifts:.3g} "
+                                              f"periodic images of each of {frame.natoms} atoms (more than "
+                                              f"{MAX_IMAGE_POINTS} image points per frame)")
     if min_distance > 0:
         closest = closest_pair(frame.positions, frame.cell, frame.pbc, min_distance)
         if closest < min_distance:

@@ -61,11 +61,13 @@ def _read_owner(fd: int) -> dict[str, Any] | None:
 
 
 class DirectoryLock:
-    """An exclusive lock on `directory` (created if missing), held from `acquire()` (or `with`) to `release()`."""
+    """An exclusive lock on `directory` (created if missing), held from `acquire()` (or `with`) to `release()`.
+    `name`: the lock file (several locks may share a directory, e.g. one per chunk of work)."""
 
-    def __init__(self, directory: str | os.PathLike, name: str = LOCK_NAME):
+    def __init__(self, directory: str | os.PathLike, name: str = LOCK_NAME, label: str | None = None):
         self.directory = Path(directory)
         self.path = self.directory / name
+        self.label = label or str(self.directory)  # what the messages call the locked thing
         self._fd: int | None = None
 
     @property
@@ -97,7 +99,7 @@ class DirectoryLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            raise DirectoryLocked(f"{self.directory} is in use by {_describe(_read_owner(fd))}; wait for it to end "
+            raise DirectoryLocked(f"{self.label} is in use by {_describe(_read_owner(fd))}; wait for it to end "
                                   f"or stop it (lock file {self.path})") from None
         except OSError as exc:
             if exc.errno not in _NO_FLOCK:
@@ -120,10 +122,10 @@ class DirectoryLock:
             pid = previous.get("pid")
             live = same_host and isinstance(pid, int) and _alive(pid)
             if not kernel_lock and (live or not same_host):
-                raise DirectoryLocked(f"{self.directory} is in use by {_describe(previous)} (no flock on this file "
+                raise DirectoryLocked(f"{self.label} is in use by {_describe(previous)} (no flock on this file "
                                       f"system to tell whether it still runs; delete {self.path} if it does not)")
             state = "no longer running" if same_host and not live else "its lock was released"
-            log.warning("%s: taking over the stale lock of %s: %s", self.directory, _describe(previous), state)
+            log.warning("%s: taking over the stale lock of %s: %s", self.label, _describe(previous), state)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         os.fsync(fd)

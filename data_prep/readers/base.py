@@ -41,12 +41,13 @@ class Piece:
 
 @dataclass
 class RawRecord:
-    """One record of an input file: a Frame, or the error that kept it from becoming one."""
+    """One record of an input file: a Frame, or the error (and its quarantine reason) that kept it from becoming one."""
 
     where: int | str  # record locator inside the file: frame index, "material/frame", row id, ionic step
     frame: Frame | None = None
     error: str | None = None
     raw: str | None = None  # an excerpt of the unreadable input, for the quarantine file
+    reason: str = "parse_error"  # or "truncated": the input ends inside this record
 
 
 @dataclass(frozen=True)

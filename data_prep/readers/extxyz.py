@@ -9,6 +9,8 @@ Planning scans atom-count lines only, so files are cut into byte ranges of whole
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from typing import Any, Iterator
 
@@ -86,16 +88,31 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
                 natoms = int(head)
             except ValueError:
                 raise ReaderError(f"{piece.path}: record {index}: expected an atom count, found {head[:60]!r}") from None
-            lines = [fh.readline() for _ in range(natoms + 1)]
-            yield _record(piece, index, natoms, lines, config)
+            yield _record(piece, index, natoms, _frame_lines(fh, natoms), config)
             index += 1
             remaining -= 1
 
 
+def _frame_lines(fh: Any, natoms: int) -> list[bytes]:
+    """The comment and atom lines of a frame; fewer than natoms + 1 when the file ends first. A count that the
+    rest of an uncompressed file cannot hold (every line takes 2 bytes or more) reads nothing."""
+    if isinstance(fh, io.BufferedReader):  # a plain (not gzip) file: its size bounds the count
+        if 2 * (natoms + 1) > os.fstat(fh.fileno()).st_size - fh.tell():
+            return []
+    lines = []
+    for _ in range(natoms + 1):
+        line = fh.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
 def _record(piece: Piece, index: int, natoms: int, lines: list[bytes], config: Any) -> RawRecord:
-    if not lines[-1]:
-        return RawRecord(index, error=f"file ends inside this frame ({natoms} atoms announced)",
-                         raw=b"".join(lines).decode(errors="replace")[:_EXCERPT])
+    if len(lines) < natoms + 1:
+        return RawRecord(index, reason="truncated", raw=b"".join(lines[:50]).decode(errors="replace")[:_EXCERPT],
+                         error=f"count line exceeds the file: {natoms} atoms announced, more lines than the "
+                               f"rest of the file holds")
     try:
         return RawRecord(index, frame=parse_frame(lines[0].decode(), b"".join(lines[1:]).decode(), natoms,
                                                   piece.name, index, config))

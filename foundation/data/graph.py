@@ -27,6 +27,9 @@ MAX_PAIRS_PER_CHUNK = 1 << 15
 MAX_PAIRS_PER_CHUNK_ACCELERATOR = 1 << 22
 # Structures at least this large use the cell list (all-pairs would cost N^2).
 CELL_LIST_MIN_ATOMS = 1024
+# Image shifts per atom pair a structure may need (the box the cutoff spans in lattice units); a skewed or nearly
+# flat cell whose lattice planes lie far closer than the cutoff would need millions and exhaust memory.
+MAX_IMAGE_SHIFTS = 100_000
 
 
 def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor, cutoff: float,
@@ -62,6 +65,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         wrap = wrap + rounded_up
         frac = torch.where(rounded_up, frac - 1, frac)
         reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
+        _check_image_budget(reach, pbc, cell, cutoff)
         metric = frame @ frame.transpose(1, 2)
         metric6 = metric[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * pos.new_tensor([1, 1, 1, 2, 2, 2])
         space = _Space(frac, wrap, batch, torch.cat([reach, metric6], dim=1), pbc, bool((~pbc).any()), cutoff)
@@ -98,6 +102,14 @@ def _check_inputs(pos: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> None
         raise ValueError(f"cell has {b} structures but pbc has {pbc.shape[0]}")
     if n and (batch.min() < 0 or batch.max() >= b or (batch[1:] < batch[:-1]).any()):
         raise ValueError(f"batch must be non-decreasing structure indices in [0, {b}), got {batch.tolist()[:20]}...")
+
+
+def _check_image_budget(reach: Tensor, pbc: Tensor, cell: Tensor, cutoff: float) -> None:
+    shifts = torch.where(pbc, 2 * torch.floor(reach) + 3, torch.ones_like(reach)).prod(dim=1)
+    if shifts.numel() and float(shifts.max()) > MAX_IMAGE_SHIFTS:
+        b = int(torch.argmax(shifts))
+        raise ValueError(f"structure {b}: cell too thin for the cutoff: {cutoff:g} A spans up to {float(shifts[b]):.3g} "
+                         f"image shifts per atom pair (more than {MAX_IMAGE_SHIFTS}); cell {cell[b].tolist()}")
 
 
 def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:

@@ -311,6 +311,14 @@ def test_bad_inputs_are_refused():
         radius_graph_pbc(positions, cell, pbc, batch, 0.0)
 
 
+def test_a_cell_too_thin_for_the_cutoff_is_refused_before_any_search():
+    # a square lattice in a badly skewed basis: plane spacing 4e-5 A along a, ~250,000 image shifts per axis
+    skewed = Atoms("Cu", positions=[[0, 0, 0]], cell=[[4, 0, 0], [400_000, 4, 0], [0, 0, 4]], pbc=True)
+    positions, cell, pbc, batch = batch_tensors([simple_cubic(2), skewed])
+    with pytest.raises(ValueError, match=r"structure 1: cell too thin for the cutoff: 5 A"):
+        radius_graph_pbc(positions, cell, pbc, batch, 5.0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_graph_equals_cpu_graph():
     structures = [f() for f in SYNTHETIC.values()] + [simple_cubic(3)]

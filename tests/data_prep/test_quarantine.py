@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-
 from foundation.data_prep.pipeline import run_prep
 from foundation.data.codec import decode_frame
 from foundation.data.dataset import open_dataset
+from tests.conftest import FIXTURES
 
 from .helpers import prep_config
 
-pytestmark = pytest.mark.shared_data
 GOOD = 30
 CELL = 'Lattice="4 0 0 0 4 0 0 0 4"'
 PROPS = "Properties=species:S:1:pos:R:3:forces:R:3"
@@ -30,6 +28,8 @@ BAD = {
     "force_too_large": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 0 0 1000 0 0\nCu 2 2 2 -1000 0 0"),
     "atoms_too_close": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 0 0 0 0 0\nCu 0.1 0 0 0 0 0"),
     "non_positive_volume": _bad(f'Lattice="4 0 0 4 0 0 0 0 4" {PROPS} energy=-3.0'),
+    # volume 2e-6 A^3, just above the threshold: the pair searches would need ~1e17 image shifts
+    "cell_too_thin": _bad(f'Lattice="10 0 0 0 10 0 5 5 0.00000002" {PROPS} energy=-3.0'),
     "unknown_element": _bad(f"{CELL} {PROPS} energy=-3.0", "Xx 0 0 0 0 0 0\nCu 2 2 2 0 0 0"),
     "duplicate_frame_id": _bad(f"{CELL} {PROPS} energy=-3.0 frame_id=inject.xyz:3"),
     "parse_error": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 abc 0 0 0 0\nCu 2 2 2 0 0 0"),
@@ -47,8 +47,8 @@ def _frames_text(path, count):
     return out
 
 
-def test_each_bad_frame_is_quarantined_with_its_reason(shared_data, tmp_path):
-    good = _frames_text(shared_data / "dft" / "alexandria-random-1k.xyz", GOOD)
+def test_each_bad_frame_is_quarantined_with_its_reason(tmp_path):
+    good = _frames_text(FIXTURES / "dft" / "alexandria-sample.xyz", GOOD)
     text = "".join(good) + "".join(BAD.values()) + good[0]  # the last frame repeats frame 0 exactly
     path = tmp_path / "inject.xyz"
     path.write_text(text)
@@ -75,8 +75,8 @@ def test_each_bad_frame_is_quarantined_with_its_reason(shared_data, tmp_path):
     assert duplicate["record"] == str(GOOD + len(BAD)) and duplicate["duplicate_of"]["frame_id"] == "inject.xyz:0"
 
 
-def test_stress_can_be_required(shared_data, tmp_path):
-    good = _frames_text(shared_data / "dft" / "alexandria-random-1k.xyz", 3)
+def test_stress_can_be_required(tmp_path):
+    good = _frames_text(FIXTURES / "dft" / "alexandria-sample.xyz", 3)
     no_stress = _bad(f"{CELL} {PROPS} energy=-3.0")
     path = tmp_path / "s.xyz"
     path.write_text("".join(good) + no_stress)

@@ -3,6 +3,8 @@ to numbers read by hand."""
 
 from __future__ import annotations
 
+import gzip
+
 import ase.io
 import numpy as np
 import pytest
@@ -108,3 +110,21 @@ def test_a_broken_count_line_names_file_and_line(tmp_path):
     path.write_text(FRAME.format(units="") + "two\n")
     with pytest.raises(ReaderError, match=r"broken.xyz: line 5"):
         read_records(path, "extxyz")
+
+
+@pytest.mark.parametrize("count", [3, 300_000_000])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_count_line_beyond_the_end_of_the_file_is_quarantined(tmp_path, count, gzipped):
+    # the last frame announces more atoms than the file holds: 3 (one line short) or 300 million (it used to
+    # allocate a list of 300 million lines and hang)
+    text = FRAME.format(units="") + FRAME.format(units="").replace("2\n", f"{count}\n", 1)
+    path = tmp_path / ("cut.xyz.gz" if gzipped else "cut.xyz")
+    if gzipped:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    records = read_records(path, "extxyz")
+    assert len(records) == 2 and records[0].frame is not None
+    assert records[1].frame is None and records[1].reason == "truncated"
+    assert records[1].error.startswith(f"count line exceeds the file: {count} atoms announced")
