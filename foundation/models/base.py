@@ -5,10 +5,8 @@ j = edge_index[1] its neighbour; vectors[e] = r_j - r_i (+ periodic shift). Mess
 and both directions of every pair are present.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -40,58 +38,53 @@ class BackboneConfig:
             raise ConfigError(f"backbone.cutoff must be > 0, got {self.cutoff}")
 
 
-@dataclass
 class Graph:
-    """Edges of a batch as one forward pass sees them (vectors already from the displaced positions/cell)."""
+    """Edges of a batch as one forward pass sees them (vectors already from the displaced positions/cell).
 
-    numbers: Tensor       # (N,) atomic numbers
-    batch: Tensor         # (N,) structure index of each atom
-    edge_index: Tensor    # (2, E) centre i, neighbour j
-    lengths: Tensor       # (E,) |r_j - r_i|, in the geometry dtype (the batch's: float32 under a bf16 model)
-    unit_vectors: Tensor  # (E, 3) (r_j - r_i) / |r_j - r_i|, in the feature dtype
-    shifts: Tensor        # (E, 3) integer image shifts
-    num_graphs: int
-    dtype: torch.dtype    # the features' (parameters') dtype
-    _pairs: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+    A plain class (no dataclass) so that TorchScript compiles it: every backbone scripts (foundation.export)."""
+
+    def __init__(self, numbers: Tensor, batch: Tensor, edge_index: Tensor, lengths: Tensor, unit_vectors: Tensor,
+                 shifts: Tensor, num_graphs: int, dtype: torch.dtype):
+        self.numbers = numbers            # (N,) atomic numbers
+        self.batch = batch                # (N,) structure index of each atom
+        self.edge_index = edge_index      # (2, E) centre i, neighbour j
+        self.lengths = lengths            # (E,) |r_j - r_i|, geometry dtype (the batch's: float32 under bf16)
+        self.unit_vectors = unit_vectors  # (E, 3) (r_j - r_i) / |r_j - r_i|, in the feature dtype
+        self.shifts = shifts              # (E, 3) integer image shifts
+        self.num_graphs = num_graphs
+        self.dtype = dtype                # the features' (parameters') dtype
+        self._pairs = torch.jit.annotate(Optional[Tuple[Tensor, Tensor]], None)
 
     @property
     def num_atoms(self) -> int:
         return int(self.numbers.shape[0])
 
     @property
-    def pairs(self) -> tuple[Tensor, Tensor]:
+    def pairs(self) -> Tuple[Tensor, Tensor]:
         """(first (P,), inverse (E,)): one edge of every unordered pair {(i, j, S), (j, i, -S)} and the pair of
         each edge. Both edges of a pair have the same length bit for bit, so anything that depends on the distance
         alone (radial filters) can be computed per pair and expanded with `x.index_select(0, inverse)`: half the
         work when, as usual, both directions are present."""
-        if self._pairs is None:
-            self._pairs = _pair_index(self.edge_index, self.shifts, self.num_atoms)
-        return self._pairs
+        pairs = self._pairs
+        if pairs is None:
+            pairs = _pair_index(self.edge_index, self.shifts, self.num_atoms)
+            self._pairs = pairs
+        return pairs
 
-    def pair_expand(self, radial: nn.Module, envelope: nn.Module) -> tuple[Tensor, Tensor]:
-        """`expand` per unordered pair: (P, R) and (P,)."""
-        lengths = self.lengths.index_select(0, self.pairs[0])
-        return radial(lengths).to(self.dtype), envelope(lengths).to(self.dtype)
-
-    def expand(self, radial: nn.Module, envelope: nn.Module) -> tuple[Tensor, Tensor]:
-        """(radial(lengths) (E, R), envelope(lengths) (E,)), evaluated in the geometry dtype, returned in the
-        feature dtype."""
-        return radial(self.lengths).to(self.dtype), envelope(self.lengths).to(self.dtype)
-
-    @classmethod
-    def from_vectors(cls, numbers: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor, vectors: Tensor,
+    @staticmethod
+    def from_vectors(numbers: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor, vectors: Tensor,
                      num_graphs: int, dtype: torch.dtype) -> "Graph":
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
         unit = (vectors / lengths.unsqueeze(-1)).to(dtype)
-        return cls(numbers, batch, edge_index, lengths, unit, shifts, num_graphs, dtype)
+        return Graph(numbers, batch, edge_index, lengths, unit, shifts, num_graphs, dtype)
 
 
-@torch.no_grad()
-def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> tuple[Tensor, Tensor]:
-    """Canonical key of each edge's unordered pair ((i, j, S) and (j, i, -S) share one), made unique."""
-    i, j = edge_index
+def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> Tuple[Tensor, Tensor]:
+    """Canonical key of each edge's unordered pair ((i, j, S) and (j, i, -S) share one), made unique (integer
+    arithmetic only: nothing here is differentiable)."""
+    i, j = edge_index[0], edge_index[1]
     s = shifts.round().long()
-    if not i.numel():
+    if i.numel() == 0:
         return i.clone(), i.clone()
     first_nonzero = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
     swap = (i > j) | ((i == j) & (first_nonzero < 0))
@@ -107,12 +100,12 @@ def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> tuple[Ten
     return first, inverse
 
 
-@dataclass
 class Features:
     """Per-atom backbone outputs: invariant scalars (N, F) and, for equivariant backbones, vectors (N, 3, F)."""
 
-    scalars: Tensor
-    vectors: Tensor | None = None
+    def __init__(self, scalars: Tensor, vectors: Optional[Tensor] = None):
+        self.scalars = scalars
+        self.vectors = vectors
 
 
 class Backbone(nn.Module):
@@ -145,13 +138,15 @@ class Backbone(nn.Module):
         return [f"{name}.{layer}" for name, child in self.named_children()
                 if isinstance(child, nn.ModuleList) and len(child) == self.config.layers]
 
-    def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
-        """(radial basis (E, R), envelope (E,)); the envelope is zero beyond the cutoff."""
-        return graph.expand(self.radial, self.envelope)
+    def edge_basis(self, graph: Graph) -> Tuple[Tensor, Tensor]:
+        """(radial basis (E, R), envelope (E,)), evaluated in the geometry dtype, returned in the feature dtype;
+        the envelope is zero beyond the cutoff."""
+        return self.radial(graph.lengths).to(graph.dtype), self.envelope(graph.lengths).to(graph.dtype)
 
-    def pair_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
+    def pair_basis(self, graph: Graph) -> Tuple[Tensor, Tensor]:
         """`edge_basis` per unordered pair (see Graph.pairs): (P, R), (P,)."""
-        return graph.pair_expand(self.radial, self.envelope)
+        lengths = graph.lengths.index_select(0, graph.pairs[0])
+        return self.radial(lengths).to(graph.dtype), self.envelope(lengths).to(graph.dtype)
 
     def forward(self, graph: Graph) -> Features:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 def scatter_sum(src: Tensor, index: Tensor, size: int) -> Tensor:
     """Sum rows of `src` into `size` rows by `index` (differentiable to any order)."""
-    out = src.new_zeros((size,) + tuple(src.shape[1:]))
-    return out.index_add_(0, index, src)
+    shape = list(src.shape)
+    shape[0] = size
+    return src.new_zeros(shape).index_add_(0, index, src)
 
 
 def segment_mean(src: Tensor, index: Tensor, size: int) -> Tensor:

@@ -34,7 +34,7 @@ class GatedConv(nn.Module):
         self.act = ShiftedSoftplus()
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
-        center, neighbour = graph.edge_index
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         # [v_i, v_j, u_ij] W, split into its three blocks so the node parts are computed once per atom
         z = self.center(h).index_select(0, center) + self.neighbour(h).index_select(0, neighbour) + self.edge(rbf)
         gate, core = z.chunk(2, dim=-1)

@@ -7,6 +7,9 @@
   has them, else from edge directions weighted by invariant features; it rotates with the structure.
 - StressHead: a symmetric (B, 3, 3) tensor from per-atom isotropic terms and edge outer products, averaged per
   structure (intensive; unchanged by supercells).
+Direct heads multiply their output by a `scale` buffer, the label RMS from the manifest (force_rms, stress_rms;
+noise_std for denoising), as the energy head does with the force RMS: at initialisation every direct output has
+the size of its labels, so direct and derivative heads start on an equal footing.
 """
 
 from __future__ import annotations
@@ -83,8 +86,9 @@ class AtomScalarHead(nn.Module):
     def forward(self, features: Features, graph: Graph) -> Tensor:
         atom = self.mlp(features.scalars).squeeze(-1)
         atom = atom.to(_accumulation_dtype(atom.dtype))
-        pool = scatter_sum if self.pooling == "sum" else segment_mean
-        return pool(atom, graph.batch, graph.num_graphs)
+        if self.pooling == "sum":
+            return scatter_sum(atom, graph.batch, graph.num_graphs)
+        return segment_mean(atom, graph.batch, graph.num_graphs)
 
 
 class EdgeWeights(nn.Module):
@@ -100,14 +104,16 @@ class EdgeWeights(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out))
 
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
-        center, neighbour = graph.edge_index
-        rbf, env = graph.expand(self.radial, self.envelope)
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
+        rbf, env = self.radial(graph.lengths).to(graph.dtype), self.envelope(graph.lengths).to(graph.dtype)
         z = self.center(scalars).index_select(0, center) + self.neighbour(scalars).index_select(0, neighbour) + self.edge(rbf)
         return self.out(z) * env.unsqueeze(-1)
 
 
 class VectorHead(nn.Module):
     """Per-atom vector (N, 3), equivariant under rotations and invariant under translations."""
+
+    __constants__ = ["from_vectors"]  # TorchScript compiles only the branch this head has modules for
 
     def __init__(self, hidden: int, cutoff: float, from_vectors: bool):
         super().__init__()
@@ -116,12 +122,24 @@ class VectorHead(nn.Module):
             self.gate = mlp([hidden, hidden, hidden])
         else:             # sum_j w_ij r_ij/|r_ij|
             self.weights = EdgeWeights(hidden, cutoff, 1)
+        self.register_buffer("scale", torch.ones(()))  # the label RMS (set_scale): outputs of O(1) have its size
+
+    def set_scale(self, scale: float) -> None:
+        self.scale.fill_(float(scale))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
+        state_dict.setdefault(prefix + "scale", torch.ones(()))  # weights saved before heads had a scale: 1
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         if self.from_vectors:
-            return (features.vectors * self.gate(features.scalars).unsqueeze(1)).sum(dim=-1)
-        w = self.weights(features.scalars, graph)
-        return scatter_sum(w * graph.unit_vectors, graph.edge_index[0], graph.num_atoms)
+            vectors = features.vectors
+            assert vectors is not None, "this head needs a backbone with vector features"
+            out = (vectors * self.gate(features.scalars).unsqueeze(1)).sum(dim=-1)
+        else:
+            w = self.weights(features.scalars, graph)
+            out = scatter_sum(w * graph.unit_vectors, graph.edge_index[0], graph.num_atoms)
+        return out * self.scale.to(out.dtype)
 
 
 class StressHead(nn.Module):
@@ -131,6 +149,14 @@ class StressHead(nn.Module):
         super().__init__()
         self.isotropic = mlp([hidden, max(hidden // 2, 1), 1])
         self.weights = EdgeWeights(hidden, cutoff, 1)
+        self.register_buffer("scale", torch.ones(()))  # the stress label RMS (set_scale)
+
+    def set_scale(self, scale: float) -> None:
+        self.scale.fill_(float(scale))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
+        state_dict.setdefault(prefix + "scale", torch.ones(()))  # weights saved before heads had a scale: 1
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         u = graph.unit_vectors
@@ -138,4 +164,5 @@ class StressHead(nn.Module):
         atom = scatter_sum(w.unsqueeze(-1) * u.unsqueeze(-1) * u.unsqueeze(-2), graph.edge_index[0], graph.num_atoms)
         eye = torch.eye(3, dtype=atom.dtype, device=atom.device)
         atom = atom + self.isotropic(features.scalars).unsqueeze(-1) * eye
-        return segment_mean(atom, graph.batch, graph.num_graphs)
+        out = segment_mean(atom, graph.batch, graph.num_graphs)
+        return out * self.scale.to(out.dtype)

@@ -36,7 +36,7 @@ class EdgeConditionedConv(nn.Module):
         nn.init.normal_(self.weight, std=(hidden * edge_hidden) ** -0.5)
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
-        center, neighbour = graph.edge_index
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         a = self.edge_net(rbf) * env.unsqueeze(-1)                                  # (E, K)
         per_atom = (h @ self.weight).view(-1, self.edge_hidden, self.hidden)         # (N, K, F)
         messages = torch.bmm(a.unsqueeze(1), per_atom.index_select(0, neighbour)).squeeze(1)

@@ -38,7 +38,7 @@ class Message(nn.Module):
         self.filter = nn.Linear(num_radial, 3 * hidden)
 
     def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
-        center, neighbour = graph.edge_index
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])  # per pair -> per edge
         x = self.phi(s).index_select(0, neighbour) * filters
         ds, dvv, dvs = x.split(self.hidden, dim=-1)
@@ -49,13 +49,13 @@ class Message(nn.Module):
 class Update(nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.eps = hidden, NORM_EPS
         self.uv = nn.Linear(hidden, 2 * hidden, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         uv, vv = self.uv(v).split(self.hidden, dim=-1)
-        norm = torch.sqrt((vv * vv).sum(dim=1) + NORM_EPS)
+        norm = torch.sqrt((vv * vv).sum(dim=1) + self.eps)
         avv, asv, ass = self.mlp(torch.cat([s, norm], dim=-1)).split(self.hidden, dim=-1)
         return s + ass + asv * (uv * vv).sum(dim=1), v + avv.unsqueeze(1) * uv
 

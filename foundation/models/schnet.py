@@ -38,12 +38,12 @@ class Interaction(nn.Module):
         self.lin = nn.Linear(hidden, hidden)
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
-        center, neighbour = graph.edge_index
-        first, _, second = self.filter
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         # filter(rbf) = second(softplus(first(rbf)) - log 2); the constant is folded into second's bias, which
         # saves one pass over the (E, F) edge tensor forward and in both backward passes.
-        bias = second.bias - math.log(2.0) * second.weight.sum(dim=1)
-        weights = nn.functional.linear(nn.functional.softplus(first(rbf)), second.weight, bias) * env.unsqueeze(-1)
+        second = self.filter[2].weight
+        bias = self.filter[2].bias - math.log(2.0) * second.sum(dim=1)
+        weights = nn.functional.linear(nn.functional.softplus(self.filter[0](rbf)), second, bias) * env.unsqueeze(-1)
         weights = weights.index_select(0, graph.pairs[1])  # filters are computed per unordered pair
         messages = self.lin1(h).index_select(0, neighbour) * weights
         x = scatter_sum(messages, center, graph.num_atoms)

@@ -48,7 +48,7 @@ class NeighbourEmbedding(nn.Module):
 
     def forward(self, x: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
         """rbf (P, R) and env (P,) per unordered pair (Graph.pairs)."""
-        center, neighbour = graph.edge_index
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         weights = (self.distance_proj(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])
         messages = self.embedding(graph.numbers).index_select(0, neighbour) * weights
         return self.combine(torch.cat([x, scatter_sum(messages, center, graph.num_atoms)], dim=-1))
@@ -70,7 +70,7 @@ class EquivariantAttention(nn.Module):
 
     def forward(self, x: Tensor, vec: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
         """rbf (P, R) per unordered pair (Graph.pairs), env (E,) per edge."""
-        center, neighbour = graph.edge_index
+        center, neighbour = graph.edge_index[0], graph.edge_index[1]
         n, e, h, d, f = x.shape[0], env.shape[0], self.heads, self.head_dim, self.hidden
         xn = self.norm(x)
         q = self.q_proj(xn).view(n, h, d)
