@@ -51,6 +51,8 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
                 return _coerce(value, arg, key, origin)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:  # an optional section or value: the one alternative's own reason
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: {value!r} is not {_type_name(tp)}")
     if base is typing.Literal:
         if value not in args:

@@ -80,6 +80,20 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Start from a released (or trained) potential instead of random weights (foundation.train.finetune)."""
+
+    parent: str                                     # a release directory or a training run directory
+    parent_which: Literal["best", "last"] = "best"  # the export of a run directory to start from
+    freeze_embedding: bool = False                  # keep the element embedding as the parent learned it
+    freeze_layers: int = 0                          # keep the first k interaction layers
+    backbone_lr_scale: float = 1.0                  # backbone lr = lr * scale (heads: lr)
+    replay_path: str | None = None                  # a prepared dataset of pre-training frames (LMDB) to replay
+    replay_split: str = "train"
+    replay_fraction: float = 0.0                    # fraction of each epoch's training frames drawn from it
+
+
+@dataclass
 class TrainRunConfig:
     model: Any = "scalable-xs"                      # a name under configs/model/, a YAML path, or a mapping
     model_overrides: list[str] = field(default_factory=list)  # dotted edits of the model config: heads.forces=direct
@@ -90,6 +104,7 @@ class TrainRunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig | None = None          # fine-tune a parent potential (configs/finetune/)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -116,6 +131,22 @@ def check_config(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"train.{name} must be >= 1")
     if cfg.engine.grad_accum < 1 or cfg.data.max_atoms < 1:
         raise ConfigError("engine.grad_accum and data.max_atoms must be >= 1")
+    if cfg.finetune is not None:
+        check_finetune(cfg)
+
+
+def check_finetune(cfg: TrainRunConfig) -> None:
+    ft = cfg.finetune
+    if cfg.model_overrides:
+        raise ConfigError("model_overrides cannot be combined with finetune: the model is the parent's")
+    if ft.freeze_layers < 0 or ft.backbone_lr_scale < 0:
+        raise ConfigError("finetune.freeze_layers and finetune.backbone_lr_scale must be >= 0")
+    if not 0.0 <= ft.replay_fraction < 1.0:
+        raise ConfigError(f"finetune.replay_fraction must lie in [0, 1), got {ft.replay_fraction}")
+    if ft.replay_fraction > 0 and not ft.replay_path:
+        raise ConfigError("finetune.replay_fraction > 0 needs finetune.replay_path (a prepared pre-training dataset)")
+    if ft.replay_path and cfg.data.container != "lmdb":
+        raise ConfigError("finetune.replay_path needs data.container: lmdb (replayed frames are drawn at random)")
 
 
 def load_train_config(source: str | os.PathLike | dict | None, overrides: Sequence[str] = ()) -> TrainRunConfig:

@@ -71,10 +71,10 @@ class BatchBuilder:
 
 
 class MapBatchDataset(Dataset):
-    """LMDB (random access): dataset[MicroBatch] -> TrainItem."""
+    """Random-access frames (LMDB: `FrameDataset(path, split, "lmdb")`): dataset[MicroBatch] -> TrainItem."""
 
-    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder):
-        self.frames = FrameDataset(path, split=split, container="lmdb")
+    def __init__(self, frames: Sequence[Frame], builder: BatchBuilder):
+        self.frames = frames
         self.builder = builder
 
     def __getitem__(self, key: MicroBatch) -> TrainItem:  # type: ignore[override]

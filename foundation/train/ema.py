@@ -19,7 +19,8 @@ class EMA:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, p in module.named_parameters():
-            self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1 - d)
+            if p.requires_grad:  # a frozen parameter keeps its exact value (d x + (1 - d) x can round)
+                self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     def state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
         """A full fp32 state dict of `module` with EMA weights (buffers from the module, fp64 ones kept)."""

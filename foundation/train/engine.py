@@ -61,16 +61,31 @@ def build_engine(model: nn.Module, cfg: TrainRunConfig, world_size: int, device:
         raise ValueError("engine.precision: fp16 is not supported by DeepSpeed on CPU; use bf16 or fp32")
     model = model.to(device=device, dtype=DTYPES[cfg.engine.precision])
     o = cfg.optimizer
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
+    groups = optimizer_groups(model, cfg.finetune.backbone_lr_scale if cfg.finetune is not None else 1.0)
+    for group in groups:
+        group["lr"] = o.lr * group["lr_scale"]
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            config=deepspeed_config(cfg, world_size), dist_init_required=False)
     return engine
 
 
+def optimizer_groups(model: nn.Module, backbone_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW parameter groups of the trainable parameters (frozen ones are left out): the backbone's with
+    `lr_scale` = backbone_lr_scale, the heads' with 1; `set_lr` gives each group lr * lr_scale."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trainable if n.startswith("backbone.")], "lr_scale": backbone_lr_scale},
+              {"params": [p for n, p in trainable if not n.startswith("backbone.")], "lr_scale": 1.0}]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("every parameter is frozen: nothing to train")
+    return groups
+
+
 def set_lr(engine, lr: float) -> None:
+    """The schedule's learning rate, times each parameter group's lr_scale (a fine-tuned backbone's is lower)."""
     for group in engine.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def module_grad_norm(engine) -> float | None:

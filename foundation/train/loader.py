@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
+from foundation.data.dataset import FrameDataset
 from foundation.data.manifest import Manifest
 from foundation.train.config import DataConfig
 from foundation.train.datasets import BatchBuilder, MapBatchDataset, StreamBatchDataset, TrainItem
@@ -63,7 +64,7 @@ def build_split_loader(data: DataConfig, split: str, builder: BatchBuilder, *, r
     if data.container == "wds":
         dataset = StreamBatchDataset(data.path, split, builder, sampler)
     else:
-        dataset = MapBatchDataset(data.path, split, builder)
+        dataset = MapBatchDataset(FrameDataset(data.path, split=split, container="lmdb"), builder)
     return SplitLoader(sampler, dataset, data.num_workers, data.prefetch_factor, pin_memory)
 
 

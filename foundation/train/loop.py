@@ -186,7 +186,8 @@ class Trainer:
     def _export_meta(self, val: dict) -> dict:
         return {"format": "foundation-potential", "model": self.meta["model"], "normalization":
                 self.meta["normalization"], "step": self.state.step, "val": val,
-                "objective": to_dict(self.cfg.objective), "dataset": self.cfg.data.path}
+                "objective": to_dict(self.cfg.objective), "dataset": self.cfg.data.path,
+                **({"parent": self.meta["parent"]} if "parent" in self.meta else {})}
 
 
 def metrics(objective: Objective, sums: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:

@@ -19,8 +19,10 @@ from foundation.train.datasets import BatchBuilder
 from foundation.train.distributed import init_distributed, shutdown
 from foundation.train.ema import EMA
 from foundation.train.engine import build_engine
+from foundation.train.finetune import prepare_finetune
 from foundation.train.loader import build_split_loader
 from foundation.train.logging import RunLogger
+from foundation.train.replay import build_replay_loader
 from foundation.train.loop import STOP, LoopState, Trainer
 from foundation.train.objectives import Objective
 from foundation.train.run_layout import RunLayout
@@ -65,8 +67,12 @@ def run_training(config: TrainRunConfig) -> dict:
         info = init_distributed(config.engine.device)
         run_dir = Path(config.run_dir)
         torch.manual_seed(config.train.seed)
-        model = build_potential(config.model, config.model_overrides)
-        normalization = normalization_from_manifest(Manifest.load(config.data.path))
+        start = prepare_finetune(config) if config.finetune is not None else None
+        if start is not None:  # the parent's architecture, weights and normalisers; references re-fitted
+            config, model, normalization = start.config, start.model, start.normalization
+        else:
+            model = build_potential(config.model, config.model_overrides)
+            normalization = normalization_from_manifest(Manifest.load(config.data.path))
         if model.energy_head is not None:
             model.set_normalization(**normalization)
         eval_model = copy.deepcopy(model).to(info.device).eval()
@@ -77,7 +83,12 @@ def run_training(config: TrainRunConfig) -> dict:
                                seed=config.train.seed)
         common = dict(rank=info.rank, world_size=info.world_size, grad_accum=config.engine.grad_accum,
                       seed=config.train.seed, pin_memory=info.device.type == "cuda")
-        train = build_split_loader(config.data, config.data.train_split, builder, train=True, **common)
+        if start is not None and config.finetune.replay_path:
+            train = build_replay_loader(config.data, config.finetune.replay_path, config.finetune.replay_fraction,
+                                        start.replay_energy_shift, builder, replay_split=config.finetune.replay_split,
+                                        **common)
+        else:
+            train = build_split_loader(config.data, config.data.train_split, builder, train=True, **common)
         val = build_split_loader(config.data, config.data.val_split, builder, train=False, **common)
         engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
         ema = EMA(engine.module, config.engine.ema_decay)
@@ -97,6 +108,8 @@ def run_training(config: TrainRunConfig) -> dict:
         if latest is not None:
             logger.line(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})")
         meta = {"model": to_dict(model.config), "normalization": normalization}
+        if start is not None:
+            meta["parent"] = start.parent.identity
         trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta)
         summary = trainer.run()
         clean = True

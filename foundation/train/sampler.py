@@ -74,14 +74,17 @@ class AtomsBalancedSampler:
     def plan(self, epoch: int) -> list[tuple[int, ...]]:
         """The global micro-batch plan of `epoch` (every rank computes the same one)."""
         if self._cache is None or self._cache[0] != epoch:
-            order = frame_order(self.shard_sizes, epoch=epoch, seed=self.seed, shuffle=self.shuffle)
-            batches = pack(order, self.natoms, self.max_atoms)
+            batches = pack(self.order(epoch), self.natoms, self.max_atoms)
             if self.drop_last:
                 unit = self.world_size * self.grad_accum
                 self.dropped = len(batches) % unit
                 batches = batches[:len(batches) - self.dropped]
             self._cache = (epoch, batches)
         return self._cache[1]
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Dataset indices of `epoch` in the order they are packed."""
+        return frame_order(self.shard_sizes, epoch=epoch, seed=self.seed, shuffle=self.shuffle)
 
     def rank_batches(self, epoch: int) -> list[tuple[int, ...]]:
         return self.plan(epoch)[self.rank::self.world_size]
