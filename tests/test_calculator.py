@@ -14,6 +14,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from foundation import FoundationCalculator, build_potential
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
+from tests.conftest import FIXTURES
 
 SMALL = ["backbone.hidden=8", "backbone.layers=2", "backbone.cutoff=4.0"]
 
@@ -32,9 +33,8 @@ def _potential(*overrides: str) -> torch.nn.Module:
     return build_potential("scalable-xs", [*SMALL, *overrides])
 
 
-@pytest.mark.shared_data
-def test_matches_the_potential_on_a_real_frame(shared_data):
-    atoms = read(shared_data / "dft" / "alexandria-random-1k.xyz", index=3)
+def test_matches_the_potential_on_a_real_frame():
+    atoms = read(FIXTURES / "dft" / "alexandria-sample.xyz", index=3)
     atoms.calc = None
     potential = _potential().double()
     calc = FoundationCalculator(potential)

@@ -16,7 +16,7 @@ from foundation.config import load_config, save_config
 from foundation.evals.config import SuiteConfig
 from foundation.evals.suite import CHECKPOINT_FILE, SUITE_FILE, plan_units
 from foundation.files import write_text_atomic
-from tests.conftest import require
+from tests.conftest import FIXTURES, require
 
 CHROMIUM = "/usr/bin/chromium"
 SYNTHETIC_SUITE = {
@@ -119,15 +119,16 @@ TINY_MODEL = {"backbone": {"name": "schnet", "hidden": 16, "layers": 2, "cutoff"
               "heads": {"energy": True, "forces": "derivative", "stress": "derivative"}}
 
 
-def write_tiny_dataset(shared_data: Path, out: Path, frames_per_split=(40, 10, 16)) -> Path:
-    """Real MPtrj frames (E/F/S) as a prepared dataset with train/val/test splits and element references."""
+def write_tiny_dataset(out: Path, frames_per_split=(40, 10, 16)) -> Path:
+    """Real MPtrj frames (E/F/S, tests/fixtures) as a prepared dataset with train/val/test splits and element
+    references."""
     from ase.io import read
 
     from foundation.data.ase_convert import frame_from_atoms
     from foundation.data.writer import write_dataset
 
     total = sum(frames_per_split)
-    atoms = read(shared_data / "dft" / "mptrj-random-1k.xyz", index=f":{total}")
+    atoms = read(FIXTURES / "dft" / "mptrj-sample.xyz", index=f":{total}")
     frames = [frame_from_atoms(a, frame_id=a.info["mptrj_snapshot_id"], structure_id=a.info["mptrj_traj_id"],
                                source="mptrj") for a in atoms]
     elements = sorted({int(z) for f in frames for z in f.numbers})
@@ -166,6 +167,6 @@ def write_tiny_run(run_dir: Path, dataset: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(shared_data, tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    return write_tiny_run(root / "run", write_tiny_dataset(shared_data, root / "data"))
+    return write_tiny_run(root / "run", write_tiny_dataset(root / "data"))

@@ -9,6 +9,7 @@ import pytest
 from foundation.evals.release import make_release
 from foundation.cli.main import main
 from foundation.release import ReleaseError, read_checksums, verify_checksums, write_checksums
+from tests.conftest import FIXTURES
 
 
 def test_checksums_round_trip_and_tampering(tmp_path):
@@ -34,7 +35,6 @@ def release(tiny_run, tmp_path_factory):
     return out
 
 
-@pytest.mark.shared_data
 def test_release_bundle_contents(release, tiny_run):
     from foundation.files import sha256_file
 
@@ -51,7 +51,6 @@ def test_release_bundle_contents(release, tiny_run):
         make_release(tiny_run, release)
 
 
-@pytest.mark.shared_data
 def test_released_calculator_matches_training_time_model(release, tiny_run):
     import torch
 
@@ -74,8 +73,7 @@ def test_released_calculator_matches_training_time_model(release, tiny_run):
         np.testing.assert_allclose(stress, ref["stress"][0].double().numpy(), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.shared_data
-def test_relax_real_structures_with_the_released_calculator(release, shared_data):
+def test_relax_real_structures_with_the_released_calculator(release):
     from ase.collections import dcdft
     from ase.filters import FrechetCellFilter
     from ase.io import read
@@ -84,7 +82,7 @@ def test_relax_real_structures_with_the_released_calculator(release, shared_data
     from foundation import load_calculator
 
     calc = load_calculator(release)
-    structures = [dcdft["Cu"], dcdft["Si"], read(shared_data / "dft" / "mptrj-random-1k.xyz", index=500)]
+    structures = [dcdft["Cu"], dcdft["Si"], read(FIXTURES / "dft" / "mptrj-sample.xyz", index=77)]  # 44 atoms
     for atoms in structures:
         atoms = atoms.copy()
         atoms.calc = calc
@@ -97,7 +95,6 @@ def test_relax_real_structures_with_the_released_calculator(release, shared_data
         assert np.abs(atoms.get_stress()).max() * atoms.get_volume() < 0.05 * 3  # cell forces small too
 
 
-@pytest.mark.shared_data
 def test_tampered_release_is_refused(release, tmp_path):
     import shutil
 
@@ -113,7 +110,6 @@ def test_tampered_release_is_refused(release, tmp_path):
             load_calculator(copy)
 
 
-@pytest.mark.shared_data
 def test_eval_of_a_release_and_a_release_with_its_report(release, tiny_run, tmp_path):
     import yaml
 
