@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import yaml
 from ase.data import chemical_symbols
+
+LIBRARY_NAME = "foundation-mlip"  # the distribution name (pyproject.toml)
+HUB_TAGS = ["interatomic-potential", "machine-learning-force-field", "materials-science", "chemistry",
+            "graph-neural-network", "ase", "pytorch", "safetensors"]
+# License ids the Hugging Face hub knows; anything else is "other" with its name kept.
+HUB_LICENSES = {"mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "gpl-3.0", "lgpl-3.0", "mpl-2.0", "cc0-1.0",
+                "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "odc-by", "unlicense"}
 
 
 def _fmt(x: Any) -> str:
@@ -35,14 +44,50 @@ def _metrics_table(evals: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sources(value: Any) -> list[str]:
+    """Every string under a 'source' or 'sources' key of the reader record (nested dicts and lists)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("source", "sources"):
+                found += [item] if isinstance(item, str) else [x for x in item or [] if isinstance(x, str)]
+            else:
+                found += _sources(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _sources(item)
+    return found
+
+
+def front_matter(info: dict[str, Any]) -> str:
+    """The Hugging Face hub's YAML metadata block (license, library_name, tags, datasets) of a release."""
+    license = str(info.get("license", "MIT"))
+    meta: dict[str, Any] = {"license": license.lower() if license.lower() in HUB_LICENSES else "other"}
+    if meta["license"] == "other":
+        meta["license_name"] = license
+    backbone = ((info.get("model") or {}).get("backbone") or {}).get("name")
+    meta["library_name"] = LIBRARY_NAME
+    meta["tags"] = HUB_TAGS + ([backbone] if backbone else [])
+    manifest_path = (info.get("pretraining_manifest") or {}).get("path")
+    datasets = sorted(set(_sources((info.get("dataset") or {}).get("reader"))))
+    if not datasets and manifest_path:
+        datasets = [Path(manifest_path).name]
+    if datasets:
+        meta["datasets"] = datasets
+    if info.get("parent"):
+        parent = info["parent"]
+        meta["base_model"] = parent.get("name") if isinstance(parent, dict) else str(parent)
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+
+
 def model_card(info: dict[str, Any]) -> str:
-    """Markdown model card from a release.json body."""
+    """Markdown model card from a release.json body, opening with the hub's YAML front matter."""
     model = info.get("model") or {}
     backbone = model.get("backbone", {}) if isinstance(model, dict) else {}
     dataset = info.get("dataset") or {}
     manifest = info.get("pretraining_manifest") or {}
     elements = " ".join(chemical_symbols[z] for z in dataset.get("elements", []))
-    lines = [f"# {info['name']}: a foundation interatomic potential", "",
+    lines = [front_matter(info), f"# {info['name']}: a foundation interatomic potential", "",
              "A graph neural network potential pre-trained on DFT energies, forces and stresses. Forces and stress "
              "are derivatives of the predicted energy (forces = -dE/dr, stress = (1/V) dE/dstrain, ASE sign).", "",
              "## Use", "", "```python", "import foundation",

@@ -9,11 +9,18 @@ Layout of a release directory (written by `foundation release`, evals/release.py
     README.md          model card
     report/            the eval report (results.json, report.md, report.html, figures/), when given
     SHA256SUMS         sha256 of every other file
+
+A release directory is also a Hugging Face model repository (README.md opens with the hub's YAML front matter;
+`foundation release --push` uploads it): hidden files and folders a hub or git adds (.gitattributes, .git/,
+.cache/, .huggingface/) are neither checksummed nor make verification fail. A changed weights, model.json,
+release.json or config.yaml always does; a model card or report edited on the hub only gives a warning when
+loading (documentation does not change the model), while `verify_checksums` itself stays strict.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,10 @@ from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 CHECKSUMS = "SHA256SUMS"
 RELEASE_JSON = "release.json"
 REQUIRED = (MODEL_WEIGHTS, MODEL_META, RELEASE_JSON)
+DOCUMENTATION = ("README.md", "report/")  # files that do not change the model (see the module docstring)
+_LFS_POINTER = b"version https://git-lfs"
+
+log = logging.getLogger(__name__)
 
 
 class ReleaseError(ValueError):
@@ -31,8 +42,21 @@ class ReleaseError(ValueError):
 
 
 def _files(directory: Path) -> list[str]:
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                  if p.is_file() and p.name != CHECKSUMS)
+    """The bundle's files: everything under DIR but SHA256SUMS and hidden files or folders (a hub's, git's)."""
+    files = (p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
+    return sorted(p.as_posix() for p in files
+                  if p.as_posix() != CHECKSUMS and not any(part.startswith(".") for part in p.parts))
+
+
+def _is_documentation(name: str) -> bool:
+    return any(name == doc or (doc.endswith("/") and name.startswith(doc)) for doc in DOCUMENTATION)
+
+
+def _mismatch(path: Path) -> str:
+    with open(path, "rb") as fh:
+        pointer = fh.read(len(_LFS_POINTER)) == _LFS_POINTER
+    hint = " (a Git LFS pointer: install git-lfs and run `git lfs pull`)" if pointer else ""
+    return f"sha256 mismatch (the file was modified or corrupted){hint}"
 
 
 def write_checksums(directory: str | os.PathLike) -> Path:
@@ -59,9 +83,10 @@ def read_checksums(directory: str | os.PathLike) -> dict[str, str]:
     return sums
 
 
-def verify_checksums(directory: str | os.PathLike) -> dict[str, str]:
+def verify_checksums(directory: str | os.PathLike, *, documentation: str = "error") -> dict[str, str]:
     """Check every file listed in SHA256SUMS and that no file of the bundle is unlisted; raise ReleaseError
-    naming each problem. Returns the checksums."""
+    naming each problem. `documentation="warn"`: a changed or unlisted model card or report file is logged as a
+    warning instead (loading does that). Returns the checksums."""
     directory = Path(directory)
     sums = read_checksums(directory)
     problems = []
@@ -70,9 +95,13 @@ def verify_checksums(directory: str | os.PathLike) -> dict[str, str]:
         if not path.is_file():
             problems.append(f"{name}: listed in {CHECKSUMS} but missing")
         elif sha256_file(path) != digest:
-            problems.append(f"{name}: sha256 mismatch (the file was modified or corrupted)")
+            problems.append(f"{name}: {_mismatch(path)}")
     problems += [f"{name}: not listed in {CHECKSUMS}" for name in _files(directory) if name not in sums]
     problems += [f"{name}: required file missing" for name in REQUIRED if name not in sums]
+    if documentation == "warn":
+        for problem in [p for p in problems if _is_documentation(p.split(":", 1)[0])]:
+            log.warning("release %s: %s (documentation only; the model is unchanged)", directory, problem)
+            problems.remove(problem)
     if problems:
         raise ReleaseError(f"release {directory} failed verification:\n  " + "\n  ".join(problems))
     return sums
@@ -93,13 +122,15 @@ def load_release_potential(directory: str | os.PathLike, *, verify: bool = True)
 
     directory = Path(directory)
     if verify:
-        verify_checksums(directory)
+        verify_checksums(directory, documentation="warn")
     return load_potential(directory)
 
 
-def load_calculator(directory: str | os.PathLike, *, device: str | None = None):
-    """An ASE calculator (energy, free_energy, forces, stress) for a release directory. Refuses a bundle whose
-    files do not match its SHA256SUMS (ReleaseError)."""
+def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None):
+    """An ASE calculator (energy, free_energy, forces, stress) for a release directory, or a model name in the
+    local model directories (FOUNDATION_MODELS, see foundation/zoo.py). Refuses a bundle whose weights or
+    configs do not match its SHA256SUMS (ReleaseError)."""
     from foundation.calculator import FoundationCalculator
+    from foundation.zoo import resolve_model
 
-    return FoundationCalculator(load_release_potential(directory), device=device)
+    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device)

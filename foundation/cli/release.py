@@ -12,7 +12,13 @@ EPILOG = """examples:
   foundation release runs/pretrain/schnet --out releases/schnet-v1
   foundation release runs/pretrain/schnet --out releases/schnet-v1 --report runs/eval/full --license CC-BY-4.0
 
-then in Python:  calc = foundation.load_calculator("releases/schnet-v1")  (verifies SHA256SUMS first)"""
+  foundation release runs/pretrain/schnet --out releases/schnet-v1 --push my-org/schnet-v1
+
+then in Python:  calc = foundation.load_calculator("releases/schnet-v1")  (verifies SHA256SUMS first)
+
+The release directory is a Hugging Face model repository; --push REPO_ID uploads it (needs `pip install
+huggingface_hub` and a token: HF_TOKEN or `huggingface-cli login`). Others get it back with
+`huggingface-cli download REPO_ID --local-dir $FOUNDATION_MODELS/NAME` and load it by NAME."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", choices=EXPORTS, default=BEST, help="weights to release (default best)")
     p.add_argument("--license", default="MIT", help="license of the released weights (default MIT)")
     p.add_argument("--name", help="model name in the card (default: the run directory's name)")
+    p.add_argument("--push", metavar="REPO_ID", help="then upload it to this Hugging Face model repository")
+    p.add_argument("--private", action="store_true", help="with --push: create the repository private")
     p.set_defaults(func=run_release)
 
 
 def run_release(args: argparse.Namespace) -> int:
     from foundation.evals.release import make_release
+    from foundation.hub import push_release, require_hub
     from foundation.release import verify_checksums
 
+    if args.push:
+        require_hub()
     out = make_release(args.run_dir, args.out, report=args.report, which=args.which, license=args.license,
                        name=args.name)
     files = verify_checksums(out)
     print(f"release {out}: {len(files)} files checksummed; load with foundation.load_calculator({str(out)!r})")
+    if args.push:
+        print(f"pushed to {push_release(out, args.push, private=args.private)}")
     return 0

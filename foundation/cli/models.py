@@ -1,0 +1,59 @@
+"""`foundation models`: the releases in the local model directories (FOUNDATION_MODELS, else
+~/.local/share/foundation/models), loadable by name with `foundation.load_calculator("NAME")`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+RAW = argparse.RawDescriptionHelpFormatter
+EPILOG = """examples:
+  foundation models
+  FOUNDATION_MODELS=/shared/models foundation models --json
+
+a model gets there by copying (or `huggingface-cli download REPO_ID --local-dir`) its release directory into one
+of the model directories; the directory's name is the model's name."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the released models of the local model directories",
+                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
+    p.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
+    p.set_defaults(func=run_models)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _metrics(metrics: dict) -> str:
+    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in metrics.items()) or "-"
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from foundation.zoo import list_models, model_dirs
+
+    entries = list_models()
+    if args.json:
+        print(json.dumps([{"name": e.name, "path": str(e.path), "parent": e.parent, "size_bytes": e.size_bytes,
+                           "backbone": e.backbone, "elements": e.elements, "metrics": e.metrics}
+                          for e in entries], indent=1))
+        return 0
+    where = ", ".join(str(d) for d in model_dirs())
+    if not entries:
+        print(f"no models in {where} (set FOUNDATION_MODELS, or copy a release directory there)")
+        return 0
+    rows = [("name", "parent", "backbone", "size", "elements", "validation")]
+    rows += [(e.name, e.parent or "-", e.backbone, _size(e.size_bytes),
+              " ".join(e.elements[:12]) + (f" +{len(e.elements) - 12}" if len(e.elements) > 12 else ""),
+              _metrics(e.metrics)) for e in entries]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
+    print(f"models in {where}:")
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
