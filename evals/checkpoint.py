@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +63,8 @@ def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[st
     wdir = weights_dir(path, which)
     info: dict[str, Any] = {"path": str(path), "kind": kind, "which": wdir.name if kind == "run" else "release",
                             "weights": str(wdir / MODEL_WEIGHTS), "sha256": sha256_file(wdir / MODEL_WEIGHTS)}
+    meta = json.loads((wdir / MODEL_META).read_text()) if (wdir / MODEL_META).is_file() else {}
+    info["validation"] = meta.get("val") or {}  # the run's validation metrics (with baselines since they exist)
     if kind == "run":
         info["training_config"] = read_run_config(path)
         info["pretraining_manifest"] = pretraining_manifest(info["training_config"])

@@ -16,18 +16,24 @@ FINETUNE_KINDS = ("matbench", "dcdft_finetune", "property")
 
 @dataclass
 class FinetuneConfig:
-    """One fine-tuning run: a new property head on the backbone, early stopping on an inner validation split."""
+    """One fine-tuning run, the same recipe for the pre-trained model and its from-scratch twin: optimiser,
+    schedule, epochs, early stopping on an inner validation split. The only per-arm choice is the backbone
+    learning rate, picked for each arm from `backbone_lr_grid` by the same rule (best inner validation MAE)."""
 
     max_epochs: int = 200
     patience: int = 30              # epochs without a better validation MAE before stopping
     batch_size: int = 32
     lr: float = 1e-3                # head (and backbone, unless backbone_lr is set)
-    backbone_lr: float | None = None
+    backbone_lr: float | None = None              # both arms; None: lr
+    backbone_lr_grid: list[float] | None = None   # per arm, pick the best of these on the inner validation split
+    head_init: Literal["pretrained", "fresh"] = "pretrained"  # copy the pre-trained energy head's MLP, or not
     weight_decay: float = 0.0
-    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes frozen in the pre-trained run
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes frozen (in both arms)
     pooling: Literal["mean", "sum"] = "mean"
     loss: Literal["l1", "mse"] = "l1"
-    val_fraction: float = 0.1       # inner validation split carved from each training fold
+    schedule: Literal["plateau", "cosine", "constant"] = "plateau"
+    plateau_patience: int | None = None  # epochs without improvement before halving the LR; None: patience // 3
+    val_fraction: float = 0.1       # inner validation split carved from each training set
     grad_clip: float = 10.0
 
     def __post_init__(self) -> None:
@@ -35,6 +41,9 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.val_fraction must lie in (0, 0.5), got {self.val_fraction}")
         if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigError("finetune.max_epochs, batch_size and patience must be >= 1")
+        if self.backbone_lr_grid is not None and (not self.backbone_lr_grid or min(self.backbone_lr_grid) < 0):
+            raise ConfigError(f"finetune.backbone_lr_grid must be a non-empty list of rates >= 0, "
+                              f"got {self.backbone_lr_grid}")
 
 
 @dataclass
@@ -49,10 +58,13 @@ class TaskConfig:
     split: str | None = None           # zeroshot: split to score (default test); property: split to read (all)
     folds: list[int] | None = None     # run only these folds (default all)
     num_folds: int = 5                 # dcdft_finetune / property: k of the shuffled k-fold
-    max_structures: int | None = None  # seeded subset of structures (frames for zeroshot)
+    max_structures: int | None = None  # fine-tuning: at most this many training structures per fold (test folds
+                                       # stay whole); zeroshot: a seeded subset of frames
+    train_sizes: list[int | Literal["all"]] | None = None  # learning curve: training structures per fold
     elements: list[str] | None = None  # dcdft_eos: only these crystals
     seeds: list[int] | None = None     # default: the suite's seeds
     scratch: bool = True               # fine-tuning tasks: also train the from-scratch twin
+    probe: bool = False                # fine-tuning tasks: also the ridge probe on frozen pooled features
     finetune: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's finetune section
 
     def __post_init__(self) -> None:
@@ -62,6 +74,22 @@ class TaskConfig:
                 raise ConfigError(f"task {self.name!r} of kind {self.kind} needs {key!r}")
         if self.finetune and self.kind not in FINETUNE_KINDS:
             raise ConfigError(f"task {self.name!r}: 'finetune' overrides only apply to {FINETUNE_KINDS}")
+        if self.train_sizes is not None:
+            if self.kind not in FINETUNE_KINDS or not self.train_sizes:
+                raise ConfigError(f"task {self.name!r}: train_sizes needs a fine-tuning task and at least one size")
+            if any(s != "all" and s < 2 for s in self.train_sizes) or len(set(self.train_sizes)) != len(self.train_sizes):
+                raise ConfigError(f"task {self.name!r}: train_sizes must be distinct sizes >= 2 or 'all', "
+                                  f"got {self.train_sizes}")
+
+    def sizes(self) -> list[int | None]:
+        """Training structures per fold of each learning-curve point (None: the whole training fold, capped
+        by max_structures), ascending."""
+        raw = self.train_sizes or ["all"]
+        sizes = [None if s == "all" else int(s) for s in raw]
+        if self.max_structures is not None:
+            sizes = [self.max_structures if s is None else min(s, self.max_structures) for s in sizes]
+        unique = sorted(set(s for s in sizes if s is not None)) + ([None] if None in sizes else [])
+        return unique
 
     @builtins.property  # the field `property` shadows the builtin inside this class
     def is_finetune(self) -> bool:

@@ -55,5 +55,15 @@ def mean_std(values: Iterable[float]) -> dict[str, float]:
 
 
 def aggregate(per_unit: Sequence[Mapping[str, float]], keys: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
-    """Mean/std of each metric over every (fold, seed) unit, e.g. {'mae': {'mean', 'std', 'count'}}."""
-    return {k: mean_std(u[k] for u in per_unit if k in u) for k in keys}
+    """Mean/std of each metric over every (fold, seed) unit, e.g. {'mae': {'mean', 'std', 'count'}}; missing and
+    None (non-finite when written) values are left out of the count."""
+    return {k: mean_std(u[k] for u in per_unit if u.get(k) is not None) for k in keys}
+
+
+def property_baselines(train_targets: Sequence[float], test_targets: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Metrics of the trivial predictors on a test fold: the training targets' mean and median for every
+    structure ({'mean': regression_metrics, 'median': regression_metrics})."""
+    train = np.asarray(train_targets, dtype=np.float64)
+    test = np.asarray(test_targets, dtype=np.float64)
+    return {name: regression_metrics(test, np.full(test.shape, value))
+            for name, value in (("mean", float(train.mean())), ("median", float(np.median(train))))}

@@ -12,34 +12,62 @@ from typing import Any
 
 from foundation.evals.config import FINETUNE_KINDS
 from foundation.evals.metrics import METRICS, aggregate
+from foundation.evals.paired import size_label, task_comparisons
 from foundation.evals.report import write_report
 from foundation.evals.suite import load_suite, plan_units, read_checkpoint_info
 from foundation.config import to_dict
+from foundation.train.baselines import baseline_check
+import ase
+import numpy
+import torch
+import foundation
 
 RESULTS_FORMAT = "foundation-eval"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: training sizes, baselines, paired comparisons, pre-training check
 
 
 def _environment() -> dict[str, str]:
-    import ase
-    import numpy
-    import torch
-
-    import foundation
     return {"foundation": foundation.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "ase": ase.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
-def _task_summary(units: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(summary by variant over all folds and seeds, per-fold summary by variant over seeds)."""
+def headline_size(units: list[dict[str, Any]]) -> int | None:
+    """The training size the headline summary uses: the whole training fold when present, else the largest."""
+    sizes = {u.get("size") for u in units}
+    return None if None in sizes else max(sizes)
+
+
+def _task_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary (by variant, over folds and seeds, at the headline size), per_fold (by variant over seeds, same
+    size), by_size (by size label and variant), baselines (by size label: the mean and median predictors,
+    which are the same for every arm of a (fold, seed, size)), ratios (model MAE / mean-predictor MAE) and the
+    paired comparisons of the arms."""
+    head = headline_size(units)
+    at_head = [u for u in units if u.get("size") == head]
     summary, per_fold = {}, {}
-    for variant in sorted({u["variant"] for u in units}):
-        mine = [u["metrics"] for u in units if u["variant"] == variant]
-        summary[variant] = aggregate(mine, METRICS)
-        folds = sorted({u["fold"] for u in units if u["variant"] == variant})
-        per_fold[variant] = {str(f): aggregate([u["metrics"] for u in units if u["variant"] == variant
-                                                and u["fold"] == f], METRICS) for f in folds}
-    return summary, per_fold
+    for variant in sorted({u["variant"] for u in at_head}):
+        mine = [u for u in at_head if u["variant"] == variant]
+        summary[variant] = aggregate([u["metrics"] for u in mine], METRICS)
+        per_fold[variant] = {str(f): aggregate([u["metrics"] for u in mine if u["fold"] == f], METRICS)
+                             for f in sorted({u["fold"] for u in mine})}
+    by_size, baselines, ratios = {}, {}, {}
+    for size in sorted({u.get("size") for u in units}, key=lambda s: (s is None, s or 0)):
+        label = size_label(size)
+        mine = [u for u in units if u.get("size") == size]
+        by_size[label] = {v: aggregate([u["metrics"] for u in mine if u["variant"] == v], METRICS)
+                          for v in sorted({u["variant"] for u in mine})}
+        reference = {}
+        for u in mine:
+            if u.get("baselines"):
+                reference.setdefault((u["fold"], u["seed"]), u["baselines"])
+        if reference:
+            baselines[label] = {name: aggregate([b[name] for b in reference.values()], METRICS)
+                                for name in ("mean", "median")}
+            base_mae = baselines[label]["mean"]["mae"]["mean"]
+            ratios[label] = {v: (agg["mae"]["mean"] / base_mae if base_mae else None)
+                             for v, agg in by_size[label].items()}
+    return {"headline_size": head, "summary": summary, "per_fold": per_fold, "by_size": by_size,
+            "baselines": baselines, "baseline_ratios": ratios, "comparisons": task_comparisons(units)}
 
 
 def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -56,20 +84,24 @@ def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
             missing.append(unit.key)
     tasks = []
     for cfg in suite.tasks:
-        units = sorted(by_task[cfg.name], key=lambda u: (u["fold"], u["seed"], u["variant"]))
+        units = sorted(by_task[cfg.name], key=lambda u: (u.get("size") is None, u.get("size") or 0, u["fold"],
+                                                          u["seed"], u["variant"]))
         desc = units[0]["task"] if units else {"name": cfg.name}
         entry = {"name": cfg.name, "kind": cfg.kind, "category": "finetune" if cfg.kind in FINETUNE_KINDS
                  else "zeroshot", "property": desc.get("property", cfg.property or ""), "unit": desc.get("unit", ""),
                  "description": desc, "units": units}
         if entry["category"] == "finetune":
-            entry["summary"], entry["per_fold"] = _task_summary(units)
+            entry.update(_task_summary(units))
         else:
             entry["summary"] = {"zeroshot": units[0]["metrics"]} if units else {}
+            if units and units[0].get("baselines"):
+                entry["baselines"] = units[0]["baselines"]
         tasks.append(entry)
     return {"format": RESULTS_FORMAT, "version": RESULTS_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": checkpoint.get("command", ""), "suite": to_dict(suite), "checkpoint": checkpoint,
-            "environment": _environment(), "tasks": tasks, "missing_units": missing}
+            "environment": _environment(), "tasks": tasks, "missing_units": missing,
+            "pretraining_check": baseline_check(checkpoint.get("validation") or {})}
 
 
 def reduce_units(out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c"}
+COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c", "probe_pretrained": "#17becf",
+          "probe_random": "#ff7f0e"}
 
 
 def figure_png(fig: plt.Figure) -> bytes:
@@ -29,15 +30,18 @@ def _label(task: dict[str, Any]) -> str:
 
 
 def parity_figure(task: dict[str, Any]) -> bytes:
-    """Predicted against true test values, pooled over folds and seeds, one colour per variant."""
+    """Predicted against true test values at the headline training size, pooled over folds and seeds, one colour
+    per variant."""
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     lo, hi = np.inf, -np.inf
-    for variant, units in _by_variant(task["units"]).items():
-        t = np.concatenate([u["predictions"]["y_true"] for u in units])
-        p = np.concatenate([u["predictions"]["y_pred"] for u in units])
+    for variant, units in _by_variant(_headline_units(task)).items():
+        t = np.concatenate([np.array(u["predictions"]["y_true"], dtype=float) for u in units])
+        p = np.concatenate([np.array(u["predictions"]["y_pred"], dtype=float) for u in units])
+        finite = np.isfinite(t) & np.isfinite(p)  # None (a non-finite prediction) in results.json reads as nan
+        t, p = t[finite], p[finite]
         if t.size == 0:
             continue
-        mae = task["summary"][variant]["mae"]["mean"]
+        mae = (task["summary"].get(variant, {}).get("mae") or {}).get("mean") or float("nan")
         ax.scatter(t, p, s=8, alpha=0.5, color=COLORS.get(variant), label=f"{variant} (MAE {mae:.3g})")
         lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
     if np.isfinite(lo):
@@ -50,20 +54,65 @@ def parity_figure(task: dict[str, Any]) -> bytes:
 
 
 def learning_curves_figure(task: dict[str, Any]) -> bytes:
-    """Validation MAE per epoch of every fine-tuning unit (inner validation split), one colour per variant."""
+    """Validation MAE per epoch of every fine-tuning unit (inner validation split), one colour per variant.
+    Epochs without a finite validation MAE (None in results.json: a diverged epoch) are left out of a line."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     values = []
     for variant, units in _by_variant(task["units"]).items():
-        for i, u in enumerate(units):
-            curve = u.get("curve") or []
-            values += [c["val_mae"] for c in curve]
-            ax.plot([c["epoch"] for c in curve], [c["val_mae"] for c in curve], color=COLORS.get(variant),
-                    alpha=0.6, lw=1, label=variant if i == 0 else None)
+        labelled = False
+        for u in units:
+            points = [(c.get("epoch"), c.get("val_mae")) for c in (u.get("curve") or [])]
+            points = [(e, v) for e, v in points if e is not None and v is not None and np.isfinite(v)]
+            if not points:
+                continue
+            values += [v for _, v in points]
+            ax.plot(*zip(*points), color=COLORS.get(variant), alpha=0.6, lw=1,
+                    label=None if labelled else variant)
+            labelled = True
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation MAE {task.get('unit') or ''}".strip())
     if values and min(values) > 0 and max(values) / min(values) > 20:
         ax.set_yscale("log")
     ax.set_title(f"{task['name']}: learning curves")
+    if values:
+        ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def size_curve_figure(task: dict[str, Any]) -> bytes:
+    """Test MAE against training structures per fold (log axis): each arm's mean over (fold, seed) with a
+    bootstrap 95% interval of that mean, and the mean predictor's MAE as the trivial baseline."""
+    from foundation.evals.paired import bootstrap_interval
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+
+    def x_of(units: list[dict[str, Any]]) -> float:  # mean training structures (a fold's "all" varies a little)
+        return float(np.mean([u["n_train"] + u["n_val"] for u in units]))
+
+    for variant, units in _by_variant(task["units"]).items():
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for u in units:
+            if (u.get("metrics") or {}).get("mae") is not None:
+                groups.setdefault(u.get("size"), []).append(u)
+        if not groups:
+            continue
+        rows = sorted((x_of(g), [u["metrics"]["mae"] for u in g]) for g in groups.values())
+        xs = [x for x, _ in rows]
+        means = np.array([np.mean(v) for _, v in rows])
+        bounds = np.array([bootstrap_interval(v) for _, v in rows])
+        ax.errorbar(xs, means, yerr=[means - bounds[:, 0], bounds[:, 1] - means], color=COLORS.get(variant),
+                    marker="o", ms=4, capsize=3, lw=1.2, label=variant)
+    base: dict[Any, list[dict[str, Any]]] = {}
+    for u in task["units"]:
+        if u.get("baselines") and u["variant"] in ("pretrained", "probe_pretrained"):
+            base.setdefault(u.get("size"), []).append(u)
+    if base:
+        rows = sorted((x_of(g), np.mean([u["baselines"]["mean"]["mae"] for u in g])) for g in base.values())
+        ax.plot([x for x, _ in rows], [y for _, y in rows], "k--", lw=0.9, label="mean predictor")
+    ax.set_xscale("log")
+    ax.set_xlabel("training structures per fold")
+    ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
+    ax.set_title(f"{task['name']}: MAE against training size")
     ax.legend(fontsize=8)
     return figure_png(fig)
 
@@ -77,7 +126,8 @@ def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
         stds = [task["summary"][v]["mae"]["std"] for v in variants]
         ax.bar(variants, means, yerr=stds, capsize=4, color=[COLORS[v] for v in variants])
         for x, v in enumerate(variants):
-            points = [u["metrics"]["mae"] for u in task["units"] if u["variant"] == v]
+            points = [u["metrics"]["mae"] for u in _headline_units(task)
+                      if u["variant"] == v and u["metrics"].get("mae") is not None]
             ax.scatter(np.full(len(points), x), points, color="k", s=8, zorder=3)
         ax.set_title(task["name"], fontsize=9)
         ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
@@ -119,6 +169,12 @@ def eos_figure(task: dict[str, Any]) -> bytes:
     return figure_png(fig)
 
 
+def _headline_units(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """The units at the training size the task's summary describes."""
+    head = task.get("headline_size")
+    return [u for u in task["units"] if u.get("size") == head]
+
+
 def _by_variant(units: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for u in units:
@@ -138,6 +194,8 @@ def task_figures(results: dict[str, Any]) -> dict[str, bytes]:
         if task["category"] == "finetune":
             figures[f"{task['name']}_parity"] = parity_figure(task)
             figures[f"{task['name']}_curves"] = learning_curves_figure(task)
+            if len({u.get("size") for u in task["units"]}) > 1:
+                figures[f"{task['name']}_sizes"] = size_curve_figure(task)
         elif task["kind"] == "zeroshot":
             figures[f"{task['name']}_errors"] = zeroshot_figure(task)
         elif task["kind"] == "dcdft_eos":

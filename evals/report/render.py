@@ -7,6 +7,8 @@ import base64
 import html
 from typing import Any, Sequence
 
+from foundation.evals.paired import size_label
+
 Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
 
 
@@ -30,26 +32,43 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
     blocks.append(("p", f"Checkpoint `{ck['path']}` ({ck['kind']}, {ck.get('which', '')} weights), "
                         f"weights sha256 `{ck['sha256']}`. Pre-training data manifest sha256 "
                         f"`{pre.get('sha256') or 'unknown'}`. Created {results['created']}."))
+    check = results.get("pretraining_check") or {}
+    if check.get("flagged"):
+        blocks.append(("p", f"**Pre-training check failed**: {check['message']}. Fine-tuning numbers of this "
+                            "checkpoint say little about pre-training."))
+    elif check.get("available"):
+        blocks.append(("p", f"Pre-training check: {check['message']}."))
+    if check.get("terms"):
+        blocks.append(("table", ["pre-training validation", "model MAE", "trivial baseline MAE", "ratio"],
+                       [[t, _num(v["model_mae"]), _num(v["baseline_mae"]), _num(v["ratio"], 3)]
+                        for t, v in check["terms"].items()]))
     if results.get("missing_units"):
         blocks.append(("p", f"**Incomplete**: {len(results['missing_units'])} units have no result: "
                             + ", ".join(results["missing_units"][:20])))
     finetune = [t for t in results["tasks"] if t["category"] == "finetune"]
     if finetune:
         blocks.append(("h", 2, "Fine-tuning: pre-trained versus from scratch"))
-        blocks.append(("p", "Test metrics on each fold's held-out structures; mean ± standard deviation over "
-                            "folds and seeds (numpy std, ddof=0). The scratch twin has the same architecture, "
-                            "budget and splits."))
+        blocks.append(("p", "Test metrics on each fold's whole held-out fold (only training folds are subsampled); "
+                            "mean ± standard deviation over folds and seeds (numpy std, ddof=0), at the largest "
+                            "training size. The scratch twin has the same architecture, optimiser, schedule, "
+                            "epochs, early stopping and splits. Beside each model: the trivial baseline on the "
+                            "same splits (predicting the training mean) and the model/baseline MAE ratio."))
         rows = []
         for t in finetune:
             s = t["summary"]
             p_mae, s_mae = s.get("pretrained", {}).get("mae"), s.get("scratch", {}).get("mae")
             ratio = p_mae["mean"] / s_mae["mean"] if p_mae and s_mae and s_mae["count"] and s_mae["mean"] else None
-            rows.append([t["name"], t["unit"] or "-", str(t["description"].get("num_structures", "-")),
-                         _pm(p_mae), _pm(s_mae), _pm(s.get("pretrained", {}).get("rmse")),
-                         _pm(s.get("scratch", {}).get("rmse")), _pm(s.get("pretrained", {}).get("r2"), 3),
+            head = size_label(t.get("headline_size"))
+            base = (t.get("baselines") or {}).get(head, {})
+            ratios = (t.get("baseline_ratios") or {}).get(head, {})
+            rows.append([t["name"], t["unit"] or "-", str(t["description"].get("num_structures", "-")), head,
+                         _pm(p_mae), _pm(s_mae), _pm(base.get("mean", {}).get("mae")),
+                         _pm(base.get("median", {}).get("mae")), _num(ratios.get("pretrained"), 3),
+                         _num(ratios.get("scratch"), 3), _pm(s.get("pretrained", {}).get("r2"), 3),
                          _pm(s.get("scratch", {}).get("r2"), 3), _num(ratio, 3)])
-        blocks.append(("table", ["task", "unit", "structures", "MAE pre-trained", "MAE scratch", "RMSE pre-trained",
-                                 "RMSE scratch", "R² pre-trained", "R² scratch", "MAE ratio pre/scratch"], rows))
+        blocks.append(("table", ["task", "unit", "structures", "training size", "MAE pre-trained", "MAE scratch",
+                                 "MAE mean predictor", "MAE median predictor", "pre-trained/baseline",
+                                 "scratch/baseline", "R² pre-trained", "R² scratch", "MAE ratio pre/scratch"], rows))
         if "comparison" in figures:
             blocks.append(("fig", "comparison", "Test MAE per task; dots are single (fold, seed) runs."))
         for t in finetune:
@@ -77,10 +96,44 @@ def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Blo
             row.append(_pm(t["per_fold"].get(v, {}).get(str(fold), {}).get("mae")))
         rows.append(row)
     out.append(("table", ["fold", "MAE pre-trained (over seeds)", "MAE scratch (over seeds)"], rows))
-    for suffix, caption in (("parity", "test predictions, all folds and seeds"),
+    out.extend(_size_blocks(t))
+    for suffix, caption in (("sizes", "test MAE against training size: mean over folds and seeds, bootstrap 95% "
+                                      "interval of the mean; dashed: the mean predictor"),
+                            ("parity", "test predictions at the largest training size, all folds and seeds"),
                             ("curves", "validation MAE on the inner split per epoch")):
         if f"{t['name']}_{suffix}" in figures:
             out.append(("fig", f"{t['name']}_{suffix}", f"{t['name']}: {caption}"))
+    return out
+
+
+def _size_blocks(t: dict[str, Any]) -> list[Block]:
+    """Per training size: every arm's MAE over folds and seeds beside the baseline, then the paired verdicts."""
+    out: list[Block] = []
+    by_size = t.get("by_size") or {}
+    variants = sorted({v for row in by_size.values() for v in row})
+    if by_size:
+        rows = []
+        for label, row in by_size.items():
+            base = (t.get("baselines") or {}).get(label, {})
+            rows.append([label] + [_pm(row.get(v, {}).get("mae")) for v in variants]
+                        + [_pm(base.get("mean", {}).get("mae"))])
+        out.append(("table", ["training size"] + [f"MAE {v}" for v in variants] + ["MAE mean predictor"], rows))
+    comparisons = t.get("comparisons") or []
+    if comparisons:
+        out.append(("p", "Paired differences of test MAE per (fold, seed, size), treatment minus control, with a "
+                         "percentile bootstrap 95% interval of their mean (10,000 resamples). Verdict: helps when "
+                         "the interval lies below zero, hurts above, else no detectable effect."))
+        out.append(("table", ["treatment - control", "training size", "pairs", "MAE treatment", "MAE control",
+                              "mean difference", "95% interval", "pairs favouring treatment", "ratio", "verdict"],
+                    [[f"{c['treatment']} - {c['control']}", size_label(c["size"]), str(c["pairs"]),
+                      _num(c["treatment_mae"]), _num(c["control_mae"]), _num(c["mean_difference"], 3),
+                      f"[{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}]", str(c["favourable_pairs"]),
+                      _num(c["ratio"], 3), c["verdict"]] for c in comparisons]))
+        for c in comparisons:
+            out.append(("p", f"{t['name']}, {size_label(c['size'])} training structures, {c['treatment']} vs "
+                             f"{c['control']}: **{c['verdict']}** (difference {_num(c['mean_difference'], 3)}, "
+                             f"95% interval [{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}], "
+                             f"{c['pairs']} pairs)."))
     return out
 
 
@@ -116,8 +169,16 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
                      f"(manifest sha256 `{d.get('manifest_sha256', '')}`)."))
     names = {"energy_per_atom": "energy (eV/atom)", "forces": "forces (eV/A, components)",
              "stress": "stress (eV/A³, components)"}
-    out.append(("table", ["quantity", "MAE", "RMSE", "values"],
-                [[names[k], _num(m["mae"]), _num(m["rmse"]), str(m["n"])] for k, m in u["metrics"].items()]))
+    base = u.get("baselines") or {}
+    out.append(("p", "Trivial baseline on the same frames: the element reference energies alone (plus the per-atom "
+                     "shift), zero forces, zero stress."))
+    out.append(("table", ["quantity", "MAE", "RMSE", "values", "baseline MAE", "MAE / baseline"],
+                [[names[k], _num(m["mae"]), _num(m["rmse"]), str(m["n"]), _num(base.get(k, {}).get("mae")),
+                  _num(m["mae"] / base[k]["mae"] if m.get("mae") is not None and base.get(k, {}).get("mae")
+                       else None, 3)] for k, m in u["metrics"].items()]))
+    if u.get("out_of_domain"):
+        out.append(("p", "Out of domain (elements absent from the pre-training data, left out of the metrics): "
+                         + ", ".join(u["out_of_domain"]) + "."))
     rows = [[el, str(m.get("frames", 0)), _num(m.get("energy_per_atom_mae")), str(m.get("atoms", 0)),
              _num(m.get("forces_mae"))] for el, m in u["per_element"].items()]
     out.append(("table", ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"], rows))

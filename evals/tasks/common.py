@@ -51,6 +51,19 @@ def subset_indices(num_items: int, max_items: int | None, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(num_items, size=max_items, replace=False))
 
 
+SUBSET_SEED = 12345
+
+
+def training_subset(train_idx: np.ndarray, size: int | None, fold: int, seed: int) -> np.ndarray:
+    """`size` structures of a training fold (all when None or larger), sorted. Drawn per (fold, seed) and nested
+    over sizes (the 100 of a seed lie inside its 300), the same for every arm of that (fold, seed, size), so
+    arm differences are paired; the test fold is never subsampled."""
+    if size is None or size >= len(train_idx):
+        return np.sort(train_idx)
+    order = np.random.default_rng([SUBSET_SEED, fold, seed]).permutation(np.sort(train_idx))
+    return np.sort(order[:size])
+
+
 def restrict(task: PropertyTask, keep: np.ndarray) -> PropertyTask:
     """The task limited to structures `keep`, its folds re-indexed (a fold keeps its train/test roles)."""
     new_index = -np.ones(len(task.frames), dtype=np.int64)

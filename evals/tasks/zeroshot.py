@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from ase.data import chemical_symbols
-from tqdm import tqdm
 
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
@@ -18,6 +17,7 @@ from foundation.data.manifest import MANIFEST_NAME
 from foundation.evals.tasks.common import subset_indices
 from foundation.files import sha256_file
 from foundation.models import Potential
+from foundation.progress import progress_bar
 
 
 def _summary(values: list[np.ndarray]) -> dict[str, float]:
@@ -37,14 +37,18 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
                      device: str = "cpu") -> dict[str, Any]:
     """Errors (prediction - label) of energy per atom, force components and stress components on the frames
     of `split` (a seeded subset of `max_frames`), with per-element MAE (energy over frames containing the
-    element, forces over its atoms)."""
+    element, forces over its atoms), and the same summaries of the trivial baseline (the potential's element
+    references and per-atom shift alone, zero forces, zero stress) under "baselines"."""
     dataset = open_dataset(path, split=split)
     index = subset_indices(len(dataset), max_frames, seed)
     wanted = [k for k in ("energy", "forces", "stress") if k in potential.outputs]
     potential.eval().to(device)
     errors: dict[str, list[np.ndarray]] = defaultdict(list)
+    baseline: dict[str, list[np.ndarray]] = defaultdict(list)  # element references only, zero forces, zero stress
+    head = potential.energy_head
+    refs = None if head is None else (head.element_references.double().cpu().numpy(), float(head.shift))
     per_element: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for start in tqdm(range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False):
+    for start in progress_bar(range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False):
         frames = [dataset[int(i)] for i in index[start:start + batch_size]]
         batch = collate_frames(frames, potential.cutoff, max_neighbours=potential.max_neighbours,
                                dtype=potential.dtype).to(torch.device(device))
@@ -56,15 +60,20 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
             if "energy" in out and frame.energy is not None:
                 e = (out["energy"][b] - frame.energy) / n
                 errors["energy_per_atom"].append(np.array([e]))
+                if refs is not None:
+                    reference = refs[0][frame.numbers].sum() + refs[1] * n
+                    baseline["energy_per_atom"].append(np.array([(reference - frame.energy) / n]))
                 for z in elements:
                     per_element[int(z)]["energy_per_atom"].append(abs(e))
             if "forces" in out and frame.forces is not None:
                 f = out["forces"][offset:offset + n] - frame.forces
                 errors["forces"].append(f)
+                baseline["forces"].append(-frame.forces)
                 for z in elements:
                     per_element[int(z)]["forces"].append(np.abs(f[frame.numbers == z]).ravel())
             if "stress" in out and frame.stress is not None:
                 errors["stress"].append(out["stress"][b] - frame.stress)
+                baseline["stress"].append(-frame.stress)
             offset += n
     metrics = {k: _summary(v) for k, v in errors.items()}
     elements_out = {}
@@ -76,4 +85,5 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
             "energy_per_atom_mae": float(np.mean(m["energy_per_atom"])) if m["energy_per_atom"] else None,
             "atoms": int(forces.size // 3), "forces_mae": float(forces.mean()) if forces.size else None}
     return {"kind": "zeroshot", "n_frames": int(len(index)), "metrics": metrics, "per_element": elements_out,
+            "baselines": {k: _summary(v) for k, v in baseline.items()},
             "errors": {k: np.concatenate([np.ravel(x) for x in v]).tolist() for k, v in errors.items()}}

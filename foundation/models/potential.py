@@ -87,11 +87,26 @@ class Potential(nn.Module):
         return self.outputs + (("energies",) if self.energy_head is not None else ())
 
     def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
-                          scale: float | None = None, shift: float | None = None) -> None:
-        """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved)."""
-        if self.energy_head is None:
-            raise ValueError("this potential has no energy head (heads.energy: false)")
-        self.energy_head.set_normalization(element_references, scale, shift)
+                          scale: float | None = None, shift: float | None = None, *, forces_scale: float | None = None,
+                          stress_scale: float | None = None, noise_scale: float | None = None) -> None:
+        """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved); and
+        the output scales of the direct heads present (forces, stress, denoising); None leaves a value unchanged."""
+        if element_references is not None or scale is not None or shift is not None:
+            if self.energy_head is None:
+                raise ValueError("this potential has no energy head (heads.energy: false)")
+            self.energy_head.set_normalization(element_references, scale, shift)
+        for head, value in ((self.force_head, forces_scale), (self.stress_head, stress_scale),
+                            (self.denoise_head if self.config.heads.denoise == "direct" else None, noise_scale)):
+            if head is not None and value is not None:
+                head.set_scale(value)
+
+    def embed(self, batch: Any) -> tuple[Any, Graph]:
+        """(backbone features, graph) of a batch at its own positions, without derivatives: what a frozen
+        probe reads."""
+        vectors = edge_vectors(batch.positions, batch.cell, batch.batch, batch.edge_index, batch.shifts)
+        graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
+                                   int(batch.num_graphs), self.dtype)
+        return self.backbone(graph), graph
 
     def forward(self, batch: Any, compute: Iterable[str] | None = None) -> dict[str, Tensor]:
         want = set(self.outputs if compute is None else compute)

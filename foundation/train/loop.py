@@ -14,6 +14,7 @@ import torch
 
 from foundation.config import to_dict
 from foundation.train import checkpoint as ckpt
+from foundation.train.baselines import baseline_check, baseline_prediction
 from foundation.train.config import TrainRunConfig
 from foundation.train.datasets import TrainItem
 from foundation.train.distributed import DistInfo, all_reduce_sum, any_rank
@@ -132,7 +133,10 @@ class Trainer:
             ckpt.export_model(self.run_dir / LAST, self.ema.state_dict(self.engine.module),
                               self._export_meta(self.last_val))
         latest = ckpt.latest_checkpoint(self.run_dir)
-        return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "val": self.last_val,
+        check = baseline_check(self.last_val)
+        if check["flagged"]:
+            self.log.line(f"WARNING: {check['message']}")
+        return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "val": self.last_val, "baseline_check": check,
                 "best_val": s.best_val, "best_step": s.best_step, "run_dir": str(self.run_dir),
                 "checkpoint": str(latest) if latest else None, "best": str(self.run_dir / BEST),
                 "last": str(self.run_dir / LAST)}
@@ -151,19 +155,25 @@ class Trainer:
         model.load_state_dict(self.ema.state_dict(self.engine.module))
         model.eval()
         sums = torch.zeros(len(TERMS), 2, dtype=torch.float64, device=self.dist.device)
+        base_sums = torch.zeros_like(sums)
         counts = torch.zeros(len(TERMS), dtype=torch.float64, device=self.dist.device)
         for item in self.val.loader(0):
             clean, noisy = (None if b is None else b.to(self.dist.device) for b in (item.clean, item.noisy))
-            errors = {}
+            errors, base = {}, {}
             if clean is not None and self.clean_out:
                 errors.update(self.objective.errors(model(clean, compute=self.clean_out), clean))
+                base.update(self.objective.errors(baseline_prediction(model, clean, self.clean_out), clean))
             if noisy is not None:
                 errors.update(self.objective.errors(model(noisy, compute=self.noisy_out), noisy, noisy=True))
+                base.update(self.objective.errors(baseline_prediction(model, noisy, self.noisy_out), noisy,
+                                                  noisy=True))
             counts += self.objective.counts(clean, noisy).to(self.dist.device)
             sums += self.objective.loss(errors, torch.ones(len(TERMS)))[1]
+            base_sums += self.objective.loss(base, torch.ones(len(TERMS)))[1]
         all_reduce_sum(sums)
+        all_reduce_sum(base_sums)
         all_reduce_sum(counts)
-        values = metrics(self.objective, sums, counts)
+        values = metrics(self.objective, sums, counts, base_sums)
         self.last_val = values
         self.schedule.observe(values["loss"])
         self.log.event("val", self.state.step, values)
@@ -190,8 +200,10 @@ class Trainer:
                 **({"parent": self.meta["parent"]} if "parent" in self.meta else {})}
 
 
-def metrics(objective: Objective, sums: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:
-    """Per-term loss and MAE from summed errors and counts, and the weighted total loss."""
+def metrics(objective: Objective, sums: torch.Tensor, counts: torch.Tensor,
+            baseline_sums: torch.Tensor | None = None) -> dict[str, float]:
+    """Per-term loss and MAE from summed errors and counts, and the weighted total loss; with `baseline_sums`
+    (the trivial predictor's summed errors, train/baselines.py) also `{term}_baseline_mae`."""
     values: dict[str, float] = {}
     total = 0.0
     scale = {"denoise": objective.config.noise_std}  # denoising errors are in units of noise_std: MAE in A
@@ -202,6 +214,8 @@ def metrics(objective: Objective, sums: torch.Tensor, counts: torch.Tensor) -> d
         loss = float(sums[t, 0]) / n
         values[f"{term}_loss"] = loss
         values[f"{term}_mae"] = float(sums[t, 1]) / n * scale.get(term, 1.0)
+        if baseline_sums is not None:
+            values[f"{term}_baseline_mae"] = float(baseline_sums[t, 1]) / n * scale.get(term, 1.0)
         total += objective.weights[term] * loss
     values["loss"] = total
     return values

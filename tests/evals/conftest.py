@@ -30,11 +30,14 @@ SYNTHETIC_SUITE = {
 
 def _finetune_unit(unit, rng) -> dict:
     y = rng.uniform(1, 200, size=12)
-    noise = 5.0 if unit.variant == "pretrained" else 20.0
+    noise = (5.0 if unit.variant in ("pretrained", "probe_pretrained") else 20.0) * (1 + 30.0 / (unit.size or 60))
     p = y + rng.normal(0, noise, size=y.size)
-    from foundation.evals.metrics import regression_metrics
+    from foundation.evals.metrics import property_baselines, regression_metrics
     curve = [{"epoch": e, "train_loss": 1.0 / e, "val_mae": noise * (1 + 3.0 / e), "lr": 1e-3} for e in range(1, 9)]
-    return {"kind": "finetune", "metrics": regression_metrics(y, p),
+    n = unit.size or 48
+    train = rng.uniform(1, 200, size=n)
+    return {"kind": "finetune", "metrics": regression_metrics(y, p), "baselines": property_baselines(train, y),
+            "n_train": n - n // 10, "n_val": n // 10, "n_test": y.size, "size": unit.size,
             "predictions": {"ids": [f"s{i}" for i in range(y.size)], "y_true": y.tolist(), "y_pred": p.tolist()},
             "curve": curve, "best_epoch": 8,
             "task": {"name": unit.task, "property": "bulk_modulus", "unit": "GPa", "num_structures": 24,
@@ -63,10 +66,10 @@ def _zeroshot_unit(rng) -> dict:
                      "split": "test", "manifest_sha256": "ab" * 32}}
 
 
-def make_synthetic_run(out: Path, skip: int = 0) -> Path:
+def make_synthetic_run(out: Path, skip: int = 0, suite: dict | None = None) -> Path:
     """An eval run directory whose unit files hold made-up numbers (leave the last `skip` units missing)."""
     out.mkdir(parents=True, exist_ok=True)
-    save_config(load_config(SuiteConfig, SYNTHETIC_SUITE), out / SUITE_FILE)
+    save_config(load_config(SuiteConfig, suite or SYNTHETIC_SUITE), out / SUITE_FILE)
     write_text_atomic(out / CHECKPOINT_FILE, json.dumps({
         "path": "/runs/tiny", "kind": "run", "which": "best", "sha256": "cd" * 32, "command": "foundation eval ...",
         "pretraining_manifest": {"path": "/data/x", "sha256": "ef" * 32}}))
@@ -79,7 +82,8 @@ def make_synthetic_run(out: Path, skip: int = 0) -> Path:
             body = _eos_unit(rng)
         else:
             body = _zeroshot_unit(rng)
-        body.update({"unit": {}, "key": unit.key, "variant": unit.variant, "fold": unit.fold, "seed": unit.seed})
+        body.update({"unit": {}, "key": unit.key, "variant": unit.variant, "fold": unit.fold, "seed": unit.seed,
+                     "size": unit.size})
         write_text_atomic(unit.result_path, json.dumps(body))
     return out
 

@@ -1,12 +1,15 @@
-"""Fine-tuning mechanics: backbone transfer, freezing, backbone learning rate, inner split, early stopping."""
+"""Fine-tuning mechanics: weight transfer, freezing, one recipe for both arms, the per-arm learning-rate grid,
+training subsets, inner split, early stopping, baselines; the frozen-feature ridge probe."""
 
 import numpy as np
 import pytest
 import torch
 
 from foundation.evals.config import FinetuneConfig
-from foundation.evals.finetune import freeze_parameters, inner_split, property_model, run_finetune
-from foundation.evals.tasks.common import restrict
+from foundation.evals.finetune import (freeze_parameters, inner_split, property_model, run_finetune,
+                                       run_finetune_selected)
+from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
+from foundation.evals.tasks.common import restrict, training_subset
 from foundation.evals.tasks.dcdft import load_dcdft_task
 from foundation import build_potential
 
@@ -19,19 +22,28 @@ def pretrained():
     return build_potential(TINY)
 
 
-def test_property_model_takes_the_backbone_and_a_new_head(pretrained):
-    model = property_model(pretrained.config, "y", "sum", pretrained)
+def test_property_model_copies_every_matching_weight(pretrained):
+    model, copied = property_model(pretrained.config, "y", "sum", pretrained)
     assert model.outputs == ("property",) and model.energy_head is None
     for name, value in pretrained.state_dict().items():
         if name.startswith("backbone."):
             assert torch.equal(model.state_dict()[name], value)
-    scratch = property_model(pretrained.config, "y", "sum")
+    head = {k for k in model.state_dict() if k.startswith("property_head.")}
+    assert head and head <= set(copied)  # the energy head's MLP starts the property head
+    for name in head:
+        assert torch.equal(model.state_dict()[name],
+                           pretrained.state_dict()[name.replace("property_head.mlp.", "energy_head.mlp.")])
+    fresh, copied_fresh = property_model(pretrained.config, "y", "sum", pretrained, head_init="fresh")
+    assert set(copied_fresh) == set(copied) - head
+    assert not any(torch.equal(fresh.state_dict()[n], model.state_dict()[n]) for n in head if n.endswith("weight"))
+    scratch, none = property_model(pretrained.config, "y", "sum")
+    assert none == []
     assert not torch.equal(scratch.state_dict()["backbone.embedding.weight"],
                            pretrained.state_dict()["backbone.embedding.weight"])
 
 
 def test_freeze_by_prefix(pretrained):
-    model = property_model(pretrained.config, "y", "mean", pretrained)
+    model, _ = property_model(pretrained.config, "y", "mean", pretrained)
     assert freeze_parameters(model, ["backbone.interactions.0"]) > 0
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith("backbone.interactions.0.") for n in frozen)
@@ -61,3 +73,66 @@ def test_fold_result_and_early_stopping(pretrained):
     flat = run_finetune(task, 0, 0, frozen, pretrained.config, pretrained)
     assert flat["epochs_run"] == 1 + frozen.patience  # nothing learns: no epoch beats the first, stop after patience
     assert len({round(c["val_mae"], 9) for c in flat["curve"]}) == 1
+
+
+def test_training_subsets_are_nested_paired_and_leave_the_test_fold_whole():
+    train = np.arange(100, 400)
+    small, large = training_subset(train, 30, 0, 1), training_subset(train, 100, 0, 1)
+    assert len(small) == 30 and len(large) == 100 and set(small) <= set(large) <= set(train)
+    assert np.array_equal(training_subset(train, 30, 0, 1), small)  # the same for every arm
+    assert not np.array_equal(training_subset(train, 30, 0, 2), small)  # seeds draw different subsets
+    assert np.array_equal(training_subset(train, None, 0, 1), train)
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
+    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, val_fraction=0.2)
+    result = run_finetune(task, 0, 0, cfg, TINY_CONFIG(), None, size=10)
+    assert result["n_train"] + result["n_val"] == 10 and result["n_test"] == len(task.folds[0][1])
+
+
+def TINY_CONFIG():
+    return build_potential(TINY).config
+
+
+def test_both_arms_share_the_recipe_and_the_baseline(pretrained):
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
+    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2,
+                         freeze=["backbone.embedding"])
+    pre = run_finetune(task, 0, 0, cfg, pretrained.config, pretrained)
+    scr = run_finetune(task, 0, 0, cfg, pretrained.config, None)
+    assert pre["backbone_lr"] == scr["backbone_lr"] == 1e-3
+    assert pre["frozen_tensors"] == scr["frozen_tensors"] == 1
+    assert pre["trainable_parameters"] == scr["trainable_parameters"]
+    assert pre["baselines"] == scr["baselines"]
+    train_idx = task.folds[0][0]
+    test_y = task.targets[task.folds[0][1]]
+    assert pre["baselines"]["mean"]["mae"] == pytest.approx(np.mean(np.abs(test_y - task.targets[train_idx].mean())))
+    assert pre["baselines"]["median"]["mae"] == pytest.approx(
+        np.mean(np.abs(test_y - np.median(task.targets[train_idx]))))
+
+
+def test_backbone_lr_grid_picks_by_validation_for_each_arm(pretrained):
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
+    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr_grid=[0.0, 1e-2],
+                         val_fraction=0.2)
+    result = run_finetune_selected(task, 0, 0, cfg, pretrained.config, pretrained)
+    assert [c["backbone_lr"] for c in result["selection"]] == [0.0, 1e-2]
+    best = min(result["selection"], key=lambda c: c["best_val_mae"])
+    assert result["backbone_lr"] == best["backbone_lr"] and result["best_val_mae"] == best["best_val_mae"]
+
+
+def test_ridge_recovers_a_linear_map():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)) * [1, 10, 0.1, 1, 3] + 4
+    y = x @ np.array([1.0, -0.2, 5.0, 0.0, 0.5]) + 2
+    model = fit_ridge(x, y, 1e-8)
+    assert np.allclose(predict_ridge(model, x), y, atol=1e-6)
+    shrunk = fit_ridge(x, y, 1e3)
+    assert np.abs(shrunk[0]).sum() < np.abs(model[0]).sum()
+
+
+def test_probe_on_pretrained_and_random_features(pretrained):
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
+    pre = run_probe(task, 0, 0, None, pretrained, random=False)
+    rnd = run_probe(task, 0, 0, None, pretrained, random=True)
+    assert pre["features"] == rnd["features"] == 8 and pre["n_test"] == len(task.folds[0][1])
+    assert pre["baselines"] == rnd["baselines"] and pre["alpha"] in [a["alpha"] for a in pre["alpha_val_mae"]]
+    assert pre["metrics"]["mae"] != rnd["metrics"]["mae"]  # different features

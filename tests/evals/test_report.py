@@ -44,3 +44,53 @@ def test_report_html_figures_load_in_chromium(synthetic_run, tmp_path):
     # comparison, parity + curves for the fine-tuning task, EOS parity, zero-shot errors
     assert total == 5
     assert loaded == total
+
+
+LEARNING_CURVE_SUITE = {
+    "name": "curve", "seeds": [0, 1, 2],
+    "tasks": [{"name": "bulk", "kind": "dcdft_finetune", "num_folds": 2, "train_sizes": [10, 30, "all"],
+               "probe": True}]}
+
+
+def test_learning_curve_with_baselines_and_paired_verdicts(tmp_path):
+    run = make_synthetic_run(tmp_path / "eval", suite=LEARNING_CURVE_SUITE)
+    paths = reduce_units(run)
+    results = json.loads(paths["results.json"].read_text())
+    bulk = results["tasks"][0]
+    assert len(bulk["units"]) == 3 * 2 * 3 * 4  # sizes x folds x seeds x arms
+    assert list(bulk["by_size"]) == ["10", "30", "all"] and bulk["headline_size"] is None
+    assert bulk["summary"]["pretrained"]["mae"]["count"] == 6  # headline size only: folds x seeds
+    assert set(bulk["baselines"]["10"]) == {"mean", "median"}
+    ratio = bulk["baseline_ratios"]["all"]["pretrained"]
+    assert ratio == pytest.approx(bulk["by_size"]["all"]["pretrained"]["mae"]["mean"]
+                                  / bulk["baselines"]["all"]["mean"]["mae"]["mean"])
+    rows = {(c["treatment"], c["size"]): c for c in bulk["comparisons"]}
+    assert set(rows) == {(t, s) for t in ("pretrained", "probe_pretrained") for s in (10, 30, None)}
+    row = rows["pretrained", 10]
+    pre = {(u["fold"], u["seed"]): u["metrics"]["mae"] for u in bulk["units"]
+           if u["size"] == 10 and u["variant"] == "pretrained"}
+    scr = {(u["fold"], u["seed"]): u["metrics"]["mae"] for u in bulk["units"]
+           if u["size"] == 10 and u["variant"] == "scratch"}
+    assert row["pairs"] == 6
+    assert row["mean_difference"] == pytest.approx(sum(pre[k] - scr[k] for k in pre) / 6)
+    assert row["ci95"][0] <= row["mean_difference"] <= row["ci95"][1]
+    assert row["verdict"] == "helps"  # the synthetic pre-trained arm has a quarter of the noise
+    md = paths["report.md"].read_text()
+    assert "MAE mean predictor" in md and "**helps**" in md and "figures/bulk_sizes.png" in md
+    assert (run / "figures" / "bulk_sizes.png").stat().st_size > 1000
+
+
+def test_report_accepts_curves_with_none(tmp_path):
+    """A unit that stopped early or diverged has None in its validation curve (nan written as null): the report
+    is still written, and re-reducing the finished units is a command of its own."""
+    run = make_synthetic_run(tmp_path / "eval")
+    unit_file = next((run / "units" / "bulk").glob("*_scratch.json"))
+    body = json.loads(unit_file.read_text())
+    body["curve"][3]["val_mae"] = None
+    body["curve"].append({"epoch": 9, "train_loss": None, "val_mae": None, "lr": 1e-3})
+    body["predictions"]["y_pred"][0] = None
+    unit_file.write_text(json.dumps(body))
+    from foundation.cli.main import main
+    assert main(["eval", "--reduce-only", "--out", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["missing_units"] == [] and (run / "figures" / "bulk_curves.png").is_file()

@@ -71,6 +71,16 @@ def test_exports_load_back_and_reproduce_the_validation_errors(efs_run, train_da
     energy_mae = float(((out["energy"] - batch.energy) / batch.natoms).abs().mean())
     assert forces_mae == pytest.approx(summary["val"]["forces_mae"], rel=1e-4)
     assert energy_mae == pytest.approx(summary["val"]["energy_mae"], rel=1e-4)
+    # the trivial baseline beside it: zero forces, the element references (and shift) alone for energies
+    assert float(batch.forces.abs().mean()) == pytest.approx(summary["val"]["forces_baseline_mae"], rel=1e-4)
+    head = potential.energy_head
+    reference = torch.zeros(len(frames), dtype=torch.float64).index_add_(
+        0, batch.batch, head.element_references[batch.numbers] + head.shift)
+    assert float(((reference - batch.energy) / batch.natoms).abs().mean()) == pytest.approx(
+        summary["val"]["energy_baseline_mae"], rel=1e-4, abs=1e-5)
+    check = summary["baseline_check"]
+    assert check["available"] and set(check["terms"]) >= {"energy", "forces"}
+    assert check["flagged"] == any(t["ratio"] is None or t["ratio"] > 0.8 for t in check["terms"].values())
     best = json.loads((run_dir / "best" / "model.json").read_text())
     assert best["step"] == summary["best_step"] and best["model"]["backbone"]["name"] == "schnet"
     assert load_potential(run_dir, "best").energy_head.element_references.abs().sum() > 0
