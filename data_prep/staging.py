@@ -42,7 +42,7 @@ class SplitWriter:
         self._offset = 0
         self._cols: dict[str, list] = {k: [] for k in (
             "natoms", "energy", "force_sq", "force_n", "stress_sq", "stress_n", "neighbours",
-            "comp_z", "comp_n", "comp_len", "offset", "frame_id", "source_file", "record")}
+            "comp_z", "comp_n", "comp_len", "offset", "frame_id", "source_file", "record", "source")}
 
     def add(self, frame: Frame, *, file: str, record: int | str, neighbours: int) -> int:
         """Stage one frame; return its index within this split of the chunk."""
@@ -67,6 +67,7 @@ class SplitWriter:
         c["neighbours"].append(neighbours)
         c["frame_id"].append(frame.frame_id)
         c["source_file"].append(file)
+        c["source"].append(frame.source or "")
         c["record"].append(str(record))
         return len(c["natoms"]) - 1
 
@@ -79,7 +80,7 @@ class SplitWriter:
         arrays.update({k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")})
         for k in ("comp_z", "comp_n"):
             arrays[k] = np.concatenate(c[k]).astype(np.int64) if count else np.zeros(0, np.int64)
-        for k in ("frame_id", "source_file", "record"):
+        for k in ("frame_id", "source_file", "record", "source"):
             arrays[k] = np.asarray(c[k], dtype=str) if count else np.zeros(0, dtype="<U1")
         np.savez(self.summary_path, **arrays)
         return count

@@ -1,7 +1,10 @@
 """Label statistics of the kept training frames, streamed from chunk summaries (two passes, no records).
 
-- element_references {symbol: eV}: least squares of total energy on composition counts (minimum-norm
-  solution when compositions are collinear); elements absent from the training frames get no reference.
+- element_references {symbol: eV}: least squares of the per-atom energy E/N on the composition fractions n_Z/N
+  (every frame weighs the same, whatever its size; a fit of total energies would let the largest cells decide),
+  minimum-norm when compositions are collinear; elements absent from the training frames get no reference.
+- element_references_by_source {source: {symbol: eV}} and energy_per_atom_std_by_source: the same fit within
+  each source (data set + DFT settings sit at different energy offsets), when frames carry more than one source.
 - energy_per_atom_mean/std: (E - sum_Z n_Z ref_Z) / N after the references.
 - force_rms: sqrt(mean F_i^2) over all force components; stress_rms likewise over the 9 stress components.
 - mean_neighbours: ordered neighbour pairs within `neighbour_cutoff` per atom, over the sampled frames.
@@ -29,17 +32,26 @@ def composition_matrix(summary: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def fit_element_references(batches: Batches) -> dict[int, float]:
-    """{Z: reference energy} by least squares over the kept frames that have an energy."""
+def _sources(summary: dict[str, np.ndarray]) -> np.ndarray:
+    """Each frame's source ("" for chunk outputs staged before summaries recorded it)."""
+    return summary["source"] if "source" in summary else np.full(len(summary["natoms"]), "", dtype="<U1")
+
+
+def fit_element_references(batches: Batches, source: str | None = None) -> dict[int, float]:
+    """{Z: reference energy} by least squares of per-atom energies on composition fractions, over the kept
+    frames that have an energy (only those of `source` when given)."""
     gram = np.zeros((MAX_ATOMIC_NUMBER + 1, MAX_ATOMIC_NUMBER + 1))
     rhs = np.zeros(MAX_ATOMIC_NUMBER + 1)
     for summary, keep in batches():
         use = keep & np.isfinite(summary["energy"])
+        if source is not None:
+            use &= _sources(summary) == source
         if not use.any():
             continue
-        a = composition_matrix(summary)[use]
+        n = summary["natoms"][use].astype(np.float64)
+        a = composition_matrix(summary)[use] / n[:, None]
         gram += a.T @ a
-        rhs += a.T @ summary["energy"][use]
+        rhs += a.T @ (summary["energy"][use] / n)
     present = np.flatnonzero(np.diag(gram) > 0)
     if present.size == 0:
         return {}
@@ -47,12 +59,45 @@ def fit_element_references(batches: Batches) -> dict[int, float]:
     return {int(z): float(e) for z, e in zip(present, solution)}
 
 
+def reference_vector(refs: dict[int, float]) -> np.ndarray:
+    out = np.zeros(MAX_ATOMIC_NUMBER + 1)
+    for z, e in refs.items():
+        out[z] = e
+    return out
+
+
+def per_atom_residuals(summary: dict[str, np.ndarray], refs: np.ndarray,
+                       by_source: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """(E - sum_Z n_Z ref_Z) / N of every frame of a summary (nan without an energy), with its source's
+    references when `by_source` has them, else `refs`."""
+    comp = composition_matrix(summary)
+    baseline = comp @ refs
+    if by_source:
+        sources = _sources(summary)
+        for name, vector in by_source.items():
+            rows = sources == name
+            if rows.any():
+                baseline[rows] = comp[rows] @ vector
+    return (summary["energy"] - baseline) / summary["natoms"]
+
+
+def source_references(batches: Batches) -> dict[str, dict[int, float]]:
+    """{source: {Z: eV}} fitted within each source, when the kept frames carry more than one source."""
+    names: set[str] = set()
+    for summary, keep in batches():
+        names.update(np.unique(_sources(summary)[keep]).tolist())
+    if len(names) < 2:
+        return {}
+    return {name: fit_element_references(batches, source=name) for name in sorted(names)}
+
+
 def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
     """(statistics, element_references by symbol) of the kept frames that `batches` yields."""
     refs = fit_element_references(batches)
-    ref_vector = np.zeros(MAX_ATOMIC_NUMBER + 1)
-    for z, e in refs.items():
-        ref_vector[z] = e
+    ref_vector = reference_vector(refs)
+    by_source = source_references(batches)
+    source_vectors = {name: reference_vector(r) for name, r in by_source.items()}
+    source_residuals: dict[str, list[np.ndarray]] = {name: [] for name in by_source}
     residuals, natoms = [], []
     sums = dict.fromkeys(("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0)
     for summary, keep in batches():
@@ -60,8 +105,12 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
         natoms.append(n)
         energy = summary["energy"][keep]
         has = np.isfinite(energy)
-        baseline = composition_matrix(summary)[keep] @ ref_vector
-        residuals.append(((energy - baseline) / n)[has])
+        residuals.append(per_atom_residuals(summary, ref_vector)[keep][has])
+        if by_source:
+            own = per_atom_residuals(summary, ref_vector, source_vectors)[keep]
+            sources = _sources(summary)[keep]
+            for name in by_source:
+                source_residuals[name].append(own[has & (sources == name)])
         for key in ("force_sq", "force_n", "stress_sq", "stress_n"):
             sums[key] += float(summary[key][keep].sum())
         sampled = summary["neighbours"][keep] >= 0
@@ -83,5 +132,12 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
         "atoms_per_frame_std": float(n_all.std()) if n_all.size else None,
         "atoms_per_frame_min": int(n_all.min()) if n_all.size else None,
         "atoms_per_frame_max": int(n_all.max()) if n_all.size else None,
+        "element_reference_fit": "least squares of per-atom energies on composition fractions",
     }
+    if by_source:
+        stats["element_references_by_source"] = {name: {chemical_symbols[z]: e for z, e in sorted(r.items())}
+                                                  for name, r in by_source.items()}
+        stats["energy_per_atom_std_by_source"] = {
+            name: float(np.concatenate(v).std()) if v and np.concatenate(v).size else None
+            for name, v in source_residuals.items()}
     return stats, {chemical_symbols[z]: e for z, e in sorted(refs.items())}

@@ -43,9 +43,13 @@ class TrainItem:
 
 
 def position_noise(natoms: int, std: float, *, seed: int, epoch: int, index: int) -> np.ndarray:
-    """Gaussian position noise (natoms, 3) in A, a pure function of (seed, epoch, dataset index)."""
+    """Gaussian position noise (natoms, 3) in A, a pure function of (seed, epoch, dataset index), mean-centred per
+    structure: a rigid translation changes nothing a translation-invariant model sees, so it can be neither
+    predicted nor learned (for a 1-2 atom cell it would be most of the target). Both the displacement and the
+    denoising target are the centred noise."""
     rng = np.random.default_rng([seed, epoch, index, 0xD0])
-    return rng.normal(0.0, std, size=(natoms, 3))
+    noise = rng.normal(0.0, std, size=(natoms, 3))
+    return noise - noise.mean(axis=0, keepdims=True)
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,10 @@ def test_position_noise_depends_only_on_seed_epoch_and_index():
     assert np.array_equal(a, position_noise(4, 0.1, seed=1, epoch=2, index=3))
     for other in (dict(seed=2, epoch=2, index=3), dict(seed=1, epoch=3, index=3), dict(seed=1, epoch=2, index=4)):
         assert not np.array_equal(a, position_noise(4, 0.1, **other))
+
+
+def test_position_noise_has_no_rigid_translation():
+    noise = position_noise(5, 0.1, seed=0, epoch=0, index=7)
+    assert np.allclose(noise.mean(axis=0), 0.0, atol=1e-15)
+    assert noise.std() > 0.05  # still noise of about the asked size
+    assert np.allclose(position_noise(1, 0.1, seed=0, epoch=0, index=1), 0.0)  # one atom: only a translation
