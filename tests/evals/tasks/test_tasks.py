@@ -1,4 +1,5 @@
-"""Task loaders: the real Matbench dielectric file and folds, ASE's dcdft, prepared-dataset property tasks, folds."""
+"""Task loaders: the real Matbench dielectric file and folds (a 60-structure sample in tests/fixtures, the whole
+file in ../shared/data), ASE's dcdft, prepared-dataset property tasks, folds."""
 
 import gzip
 import json
@@ -10,6 +11,14 @@ from foundation.evals.tasks.common import kfold, restrict, subset_indices
 from foundation.evals.tasks.dcdft import load_dcdft_task
 from foundation.evals.tasks.matbench import frame_from_structure_dict, load_matbench
 from foundation.evals.tasks.property import load_property_task
+from tests.conftest import FIXTURES
+
+SAMPLE = FIXTURES / "matbench"
+
+
+@pytest.fixture(scope="module")
+def dielectric_sample():
+    return load_matbench(SAMPLE / "matbench_dielectric.json.gz", SAMPLE / "matbench_v0.1_dielectric_folds.json")
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +43,22 @@ def test_matbench_dielectric_and_official_folds(dielectric, shared_data):
     assert all(len(v) == 64 for v in task.sources.values())
 
 
-@pytest.mark.shared_data
-def test_matbench_structure_matches_pymatgen(shared_data):
+def test_matbench_sample_keeps_the_official_fold_of_each_structure(dielectric_sample):
+    task = dielectric_sample
+    assert task.name == "matbench_dielectric" and task.property == "n" and len(task.frames) == 60
+    tests = np.concatenate([te for _, te in task.folds])
+    assert len(task.folds) == 5 and np.array_equal(np.sort(tests), np.arange(60))
+    folds = json.loads((SAMPLE / "matbench_v0.1_dielectric_folds.json").read_text())["splits"]["matbench_dielectric"]
+    for k, (train, test) in enumerate(task.folds):
+        assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 60
+        assert [task.frames[i].structure_id for i in test] == folds[f"fold_{k}"]["test"]
+    assert task.targets.min() >= 1.0  # a refractive index
+
+
+def test_matbench_structure_matches_pymatgen():
     from pymatgen.core import Structure
 
-    body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
+    body = json.load(gzip.open(SAMPLE / "matbench_dielectric.json.gz", "rt"))
     for record_id, (struct, _) in list(zip(body["index"], body["data"]))[:20]:
         frame = frame_from_structure_dict(struct, record_id, "mb")
         ref = Structure.from_dict(struct)
@@ -47,9 +67,8 @@ def test_matbench_structure_matches_pymatgen(shared_data):
         assert frame.numbers.tolist() == [s.specie.Z for s in ref]
 
 
-@pytest.mark.shared_data
-def test_matbench_bad_record_is_named(tmp_path, shared_data):
-    body = json.load(gzip.open(shared_data / "matbench" / "matbench_dielectric.json.gz", "rt"))
+def test_matbench_bad_record_is_named(tmp_path):
+    body = json.load(gzip.open(SAMPLE / "matbench_dielectric.json.gz", "rt"))
     body = {"index": body["index"][:6], "columns": body["columns"], "data": body["data"][:6]}
     folds = {"splits": {"matbench_dielectric": {"fold_0": {"train": body["index"][:4], "test": body["index"][4:]}},
                         "matbench_jdft2d": {"fold_0": {"train": ["x"], "test": ["y"]}}}}  # several tasks, one file
@@ -69,12 +88,11 @@ def test_matbench_bad_record_is_named(tmp_path, shared_data):
         load_matbench(path, tmp_path / "folds.json")
 
 
-@pytest.mark.shared_data
-def test_subset_keeps_fold_roles(dielectric):
-    small = restrict(dielectric, subset_indices(len(dielectric.frames), 100, seed=1))
-    assert len(small.frames) == 100 and len(small.folds) == 5
+def test_subset_keeps_fold_roles(dielectric_sample):
+    small = restrict(dielectric_sample, subset_indices(len(dielectric_sample.frames), 30, seed=1))
+    assert len(small.frames) == 30 and len(small.folds) == 5
     ids = [f.structure_id for f in small.frames]
-    original_test = {dielectric.frames[i].structure_id for i in dielectric.folds[2][1]}
+    original_test = {dielectric_sample.frames[i].structure_id for i in dielectric_sample.folds[2][1]}
     assert {ids[i] for i in small.folds[2][1]} == original_test & set(ids)
 
 
