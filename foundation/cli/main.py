@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from foundation.cli.console import terminal_output
+from foundation.cli.errors import USER_ERRORS, user_error_line
 
 # Each module registers one subcommand; add a module here when its subcommand exists.
 COMMAND_MODULES = [
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundation", description="Pre-train materials foundation models on "
                                      "DFT energies, forces and stresses.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, and debug logs")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log lines: debug records, with their level and logger")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
@@ -44,12 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with terminal_output(args.verbose, args.quiet):
+    with terminal_output(args.verbose + args.debug, args.quiet):
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except USER_ERRORS as exc:
+            if args.debug:
+                raise
+            print(f"error: {user_error_line(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

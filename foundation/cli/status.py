@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 
 EPILOG = """examples:
   foundation status runs/train/efs        jobs, step, last checkpoint, atoms/s of a training run
@@ -24,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from foundation.slurm.status import collect_status, format_status
 
+    if not os.path.isdir(args.directory):
+        raise FileNotFoundError(errno.ENOENT, "no such directory", args.directory)
     status = collect_status(args.directory)
     print(json.dumps(status, indent=1, default=str) if args.json else format_status(status))
     return 0

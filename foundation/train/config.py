@@ -131,8 +131,32 @@ def check_config(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"train.{name} must be >= 1")
     if cfg.engine.grad_accum < 1 or cfg.data.max_atoms < 1:
         raise ConfigError("engine.grad_accum and data.max_atoms must be >= 1")
+    check_ranges(cfg)
     if cfg.finetune is not None:
         check_finetune(cfg)
+
+
+def check_ranges(cfg: TrainRunConfig) -> None:
+    """Refuse values outside their range (NaN included) when the config is loaded, before anything starts."""
+    opt, eng, obj, sch, data = cfg.optimizer, cfg.engine, cfg.objective, cfg.schedule, cfg.data
+    rules = [("optimizer.lr", opt.lr, opt.lr > 0, "> 0"),
+             ("optimizer.weight_decay", opt.weight_decay, opt.weight_decay >= 0, ">= 0"),
+             ("optimizer.betas", list(opt.betas), all(0 <= b < 1 for b in opt.betas), "in [0, 1)"),
+             ("optimizer.eps", opt.eps, opt.eps > 0, "> 0"),
+             ("engine.ema_decay", eng.ema_decay, 0 <= eng.ema_decay < 1, "in [0, 1) (0: no EMA)"),
+             ("engine.grad_clip", eng.grad_clip, eng.grad_clip >= 0, ">= 0 (0: no clipping)"),
+             ("objective.noise_std", obj.noise_std, obj.noise_std > 0 if obj.denoise_weight else obj.noise_std >= 0,
+              "> 0 with denoising" if obj.denoise_weight else ">= 0"),
+             ("objective.huber_delta", obj.huber_delta, obj.huber_delta > 0, "> 0"),
+             ("schedule.warmup_steps", sch.warmup_steps, sch.warmup_steps >= 0, ">= 0"),
+             ("schedule.min_lr_ratio", sch.min_lr_ratio, 0 <= sch.min_lr_ratio <= 1, "in [0, 1]"),
+             ("schedule.plateau_factor", sch.plateau_factor, 0 < sch.plateau_factor < 1, "in (0, 1)"),
+             ("schedule.plateau_patience", sch.plateau_patience, sch.plateau_patience >= 1, ">= 1"),
+             ("data.num_workers", data.num_workers, data.num_workers >= 0, ">= 0"),
+             ("data.prefetch_factor", data.prefetch_factor, data.prefetch_factor >= 1, ">= 1")]
+    for name, value, ok, rule in rules:
+        if not ok:
+            raise ConfigError(f"{name} must be {rule}, got {value}")
 
 
 def check_finetune(cfg: TrainRunConfig) -> None:
