@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +27,7 @@ from foundation.data_prep.dedup import KEY_BYTES, first_occurrences
 from foundation.data_prep.staging import QUARANTINE_NAME, iter_records, load_order, load_summary, quarantine_entry, read_record
 from foundation.data_prep.statistics import compute_statistics
 from foundation.files import atomic_path
+from foundation.progress import progress_bar
 
 DUPLICATES_NAME = "duplicates.jsonl"
 
@@ -146,7 +146,7 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
     kept = int(sum(m.sum() for m in masks.values()))
     shards: list[ShardInfo] = []
     per_split = {}
-    with tqdm(total=kept, unit="frame", desc="merge", file=sys.stderr, disable=not config.progress) as bar:
+    with progress_bar(total=kept, unit="frame", desc="merge", enabled=config.progress) as bar:
         for split in config.split:
             shards += _write_split(out, tasks, split, masks, config, bar)
             per_split[split] = int(sum(m.sum() for (c, s), m in masks.items() if s == split))

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import multiprocessing
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +23,6 @@ from typing import Literal
 import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
-from tqdm import tqdm
 
 from foundation.config import save_config
 from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
@@ -32,6 +31,9 @@ from foundation.data_prep.synth.perturb import rattle, relaxation_trajectory, re
 from foundation.data_prep.synth.seeds import Seed, decorate, seed_catalogue
 from foundation.data_prep.synth.teachers import Teacher, make_calculator, one_torch_thread, resolve_teacher, snapshot
 from foundation.files import atomic_path
+from foundation.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,8 +115,8 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
     frames: list[Frame] = []
     start, too_large = 0, 0
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=config.frames, unit="frame", desc=f"synth ({teacher.name})",
-                                       file=sys.stderr, disable=not progress))
+        bar = stack.enter_context(progress_bar(total=config.frames, unit="frame", desc=f"synth ({teacher.name})",
+                                               enabled=progress))
         if config.workers > 1:
             # fork: the caller's __main__ is not re-imported; workers use one torch thread, as DataLoader workers do
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -138,7 +140,7 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
                     break
             start += count
     if too_large:
-        print(f"synth: left out {too_large} frames with |F| above {config.max_force:g} eV/A", file=sys.stderr)
+        log.warning("synth: left out %d frames with |F| above %g eV/A", too_large, config.max_force)
     return frames
 
 

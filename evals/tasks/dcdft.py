@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import Calculator
-from tqdm import tqdm
 
+from foundation.data.ase_convert import frame_from_atoms
 from foundation.evals.eos import EosFitError, fit_bulk_modulus
 from foundation.evals.metrics import regression_metrics
 from foundation.evals.tasks.common import PropertyTask, kfold
-from foundation.data.ase_convert import frame_from_atoms
+from foundation.progress import progress_bar
 
 PROPERTY = "bulk_modulus"
 
@@ -47,7 +47,7 @@ def zero_shot_bulk_moduli(calc: Calculator, *, strain: float = 0.06, points: int
     and left out of the metrics (never dropped silently)."""
     rows, failures = [], []
     entries = [e for e in dcdft_entries() if elements is None or e[0] in elements]
-    for name, atoms, ref in tqdm(entries, desc="dcdft EOS", unit="crystal", leave=False):
+    for name, atoms, ref in progress_bar(entries, desc="dcdft EOS", unit="crystal", leave=False):
         try:
             fit = fit_bulk_modulus(atoms, calc, strain=strain, points=points)
         except EosFitError as exc:

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME
 from foundation.evals.tasks.common import PropertyTask, kfold
 from foundation.files import sha256_file
+from foundation.progress import progress_bar
 
 
 # Targets computed from a frame's labels when its records carry no property of that name.
@@ -25,7 +25,7 @@ def load_property_task(path: str | os.PathLike, property: str, *, split: str | N
     the frame."""
     path = Path(path)
     frames = []
-    for frame in tqdm(open_dataset(path, split=split), desc=f"read {path.name}", unit="frame", leave=False):
+    for frame in progress_bar(open_dataset(path, split=split), desc=f"read {path.name}", unit="frame", leave=False):
         if property not in frame.properties and property in DERIVED:
             frame.properties[property] = DERIVED[property](frame)
         if property not in frame.properties or frame.properties[property] is None:

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 import numpy as np
-from tqdm import tqdm
 
 from foundation.data.manifest import Manifest
 from foundation.data.verify import verify_dataset
+from foundation.progress import progress_bar
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.directory)
-    with tqdm(total=len(manifest.shards), unit="shard", desc="verify", file=sys.stderr) as bar:
+    with progress_bar(total=len(manifest.shards), unit="shard", desc="verify") as bar:
         report = verify_dataset(args.directory, progress=lambda _: bar.update())
     for error in report.errors:
         print(f"ERROR {args.directory}/{error}", file=sys.stderr)
@@ -61,7 +61,7 @@ def run_stats(args: argparse.Namespace) -> int:
     q = manifest.quarantine
     print(f"  quarantined: {q.get('total', 0)}  {q.get('by_reason', {})}")
     energies, forces, stresses = [], [], []
-    for frame in tqdm(open_dataset(args.directory), desc="labels", unit="frame", file=sys.stderr):
+    for frame in progress_bar(open_dataset(args.directory), desc="labels", unit="frame"):
         if frame.energy is not None:
             energies.append(frame.energy / frame.natoms)
         if frame.forces is not None:

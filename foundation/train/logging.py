@@ -4,17 +4,19 @@ log (run_dir/train.log) and a tqdm bar with step, loss and atoms/s. Only rank 0 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from foundation.files import write_text_atomic
+from foundation.progress import progress_bar
 from foundation.train.run_layout import RunLayout
+
+log = logging.getLogger(__name__)
 
 
 def memory_mb(device: torch.device) -> dict[str, float]:
@@ -57,16 +59,15 @@ class RunLogger:
         self.metrics = open(layout.metrics_log, "a", buffering=1)
         self.lines = open(layout.text_log, "a", buffering=1)
         if progress:
-            self.bar = tqdm(total=total_steps, initial=initial_step, desc="train", unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
+            self.bar = progress_bar(total=total_steps, initial=initial_step, desc="train", unit="step",
+                                    dynamic_ncols=True)
 
     def line(self, text: str) -> None:
         if not self.enabled:
             return
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
         self.lines.write(stamped + "\n")
-        if self.bar is not None:
-            self.bar.write(text)
+        log.info(text)
 
     def event(self, kind: str, step: int, values: dict[str, float]) -> None:
         """One logging event ("train" or "val"): TensorBoard scalars, a metrics.jsonl line and a log line."""

@@ -26,6 +26,7 @@ import numpy as np
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.data.writer import write_dataset
+from foundation.progress import progress_bar
 
 TRAIN = "train"
 
@@ -72,8 +73,6 @@ def _manifest_digest(directory: Path) -> str:
 def write_nested_subsets(source: str | os.PathLike, out_dir: str | os.PathLike, sizes: Sequence[int], *,
                          seed: int = 0, shard_size: int = 10_000, progress: bool = True) -> list[Subset]:
     """Write one derived dataset per size under out_dir/D{size}; returns them smallest first."""
-    from tqdm import tqdm
-
     source, out_dir = Path(source), Path(out_dir)
     manifest = Manifest.load(source)
     if TRAIN not in manifest.splits:
@@ -83,13 +82,13 @@ def write_nested_subsets(source: str | os.PathLike, out_dir: str | os.PathLike, 
     existing = [_existing(out_dir / f"D{size}", digest, seed, size) for size in targets]
     if all(existing):
         return existing  # type: ignore[return-value]
-    frames = list(tqdm(open_dataset(source, split=TRAIN), desc=f"read {source.name}/{TRAIN}", unit="frame",
-                       disable=not progress))
+    frames = list(progress_bar(open_dataset(source, split=TRAIN), desc=f"read {source.name}/{TRAIN}", unit="frame",
+                               enabled=progress))
     others = {split: list(open_dataset(source, split=split)) for split in manifest.splits if split != TRAIN}
     selection = nested_selection([f.structure_id for f in frames], targets, seed)
     subsets = []
-    for (size, index), done in tqdm(list(zip(selection.items(), existing)), desc="write subsets", unit="subset",
-                                    disable=not progress):
+    for (size, index), done in progress_bar(list(zip(selection.items(), existing)), desc="write subsets",
+                                            unit="subset", enabled=progress):
         if done is not None:
             subsets.append(done)
             continue
