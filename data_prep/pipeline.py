@@ -19,13 +19,15 @@ from pathlib import Path
 from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from foundation.data_prep.chunks import ChunkResult, ChunkTask, plan_chunks, run_chunk
+from foundation.data_prep.chunks import ChunkResult, ChunkTask, check_inputs_read, plan_chunks, run_chunk
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.merge import MergeReport, merge
 from foundation.data_prep.readers.base import FRAME_KEYS, STRUCTURE_KEYS
 from foundation.data_prep.readers.mptrj import ENERGY_FIELDS
 from foundation.config import save_config
 from foundation.data.manifest import MANIFEST_NAME, Manifest
+from foundation.errors import writing
+from foundation.locking import LOCK_NAME, DirectoryLock
 
 WORK_NAME = "_work"
 CONFIG_NAME = "prep_config.yaml"
@@ -46,7 +48,8 @@ def dataset_fingerprint(tasks: list[ChunkTask], config: PrepConfig) -> str:
 
 
 def _check_out_dir(out: Path) -> None:
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_NAME).exists() and not (out / WORK_NAME).exists():
+    ours = (out / MANIFEST_NAME).exists() or (out / WORK_NAME).exists()
+    if out.exists() and not ours and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise FileExistsError(f"{out}: not empty and not a `foundation prep` output; choose another --out")
 
 
@@ -98,10 +101,16 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
 
 
 def run_prep(config: PrepConfig) -> PrepResult:
-    """Prepare a dataset from config.inputs into config.out; resumable."""
-    start = time.perf_counter()
+    """Prepare a dataset from config.inputs into config.out; resumable. One writer at a time: the output
+    directory's lock is held throughout (a second prep into it is refused, naming the first)."""
     out = Path(config.out)
     _check_out_dir(out)
+    with DirectoryLock(out):
+        return _run_prep(config, out)
+
+
+def _run_prep(config: PrepConfig, out: Path) -> PrepResult:
+    start = time.perf_counter()
     work = out / WORK_NAME
     tasks = plan_chunks(config, work)
     fingerprint = dataset_fingerprint(tasks, config)
@@ -114,9 +123,11 @@ def run_prep(config: PrepConfig) -> PrepResult:
     with tqdm(total=total if known else None, unit="frame", desc="prep", file=sys.stderr, smoothing=0.1,
               disable=not config.progress) as bar:
         results = run_local(tasks, config.workers, bar)
+    check_inputs_read(tasks, results)
     extra = {"prep": {"fingerprint": fingerprint, "chunks": len(tasks), "config": CONFIG_NAME}}
-    report = merge(tasks, results, config, out, reader_info(tasks, config), extra)
-    save_config(config, out / CONFIG_NAME)
+    save_config(config, out / CONFIG_NAME)  # before the manifest, which marks the dataset complete
+    with writing(out):
+        report = merge(tasks, results, config, out, reader_info(tasks, config), extra)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return PrepResult(report.manifest, report, time.perf_counter() - start, len(tasks),
@@ -125,7 +136,8 @@ def run_prep(config: PrepConfig) -> PrepResult:
 
 def _is_complete(out: Path, fingerprint: str) -> bool:
     try:
-        return Manifest.load(out).extra.get("prep", {}).get("fingerprint") == fingerprint
+        same = Manifest.load(out).extra.get("prep", {}).get("fingerprint") == fingerprint
+        return same and (out / CONFIG_NAME).exists()
     except (OSError, ValueError):
         return False
 
