@@ -24,7 +24,8 @@ from foundation.data.writer import shard_name, write_shard
 from foundation.data_prep.chunks import ChunkResult, ChunkTask
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.dedup import KEY_BYTES, first_occurrences
-from foundation.data_prep.staging import QUARANTINE_NAME, iter_records, load_order, load_summary, quarantine_entry, read_record
+from foundation.data_prep.staging import (QUARANTINE_NAME, iter_staged_records, load_order, load_summary,
+                                          quarantine_entry, read_record)
 from foundation.data_prep.statistics import compute_statistics
 from foundation.files import atomic_path
 from foundation.progress import progress_bar
@@ -115,7 +116,7 @@ def _write_split(out: Path, tasks: list[ChunkTask], split: str, masks: dict, con
         mask = masks[c, split]
         if not mask.any():
             continue
-        for keep, raw in zip(mask, iter_records(task.directory, split)):
+        for keep, raw in zip(mask, iter_staged_records(task.directory, split)):
             if keep:
                 buffer.append(decode_frame(raw))
                 if len(buffer) == config.shard_size:

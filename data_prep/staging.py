@@ -120,7 +120,7 @@ def load_summary(directory: Path, split: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def iter_records(directory: Path, split: str) -> Iterator[bytes]:
+def iter_staged_records(directory: Path, split: str) -> Iterator[bytes]:
     """The encoded records of one split of a chunk, in order."""
     with open(directory / f"{split}.rec", "rb") as fh:
         while head := fh.read(_LENGTH.size):

@@ -15,7 +15,7 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 from foundation.evals.report.figures import figure_png  # noqa: E402
 from foundation.studies.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
 
-LABELS = {COMBINED: "combined loss"}
+DISPLAY_NAMES = {COMBINED: "combined loss"}  # how a fitted quantity is named on plots and tables
 
 
 def _log_axes(ax) -> None:
@@ -65,7 +65,7 @@ def size_figure(points: Sequence[dict], analysis: Analysis, law: str) -> bytes:
             _curve(ax, fit, xs, "k", f"fit: {text}")
         _log_axes(ax)
         ax.set_xlabel("parameters N" if law == "L(N)" else "training frames D")
-        ax.set_title(LABELS.get(q, q), fontsize=9)
+        ax.set_title(DISPLAY_NAMES.get(q, q), fontsize=9)
         ax.legend(fontsize=6)
     axes[0].set_ylabel("final validation value")
     return figure_png(fig)
@@ -90,7 +90,7 @@ def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
     ax.set_title(f"joint fit: alpha={p['alpha']:.2f}, beta={p['beta']:.2f}, E={p['E']:.3g}", fontsize=9)
     _log_axes(ax)
     ax.set_xlabel("training frames D")
-    ax.set_ylabel(LABELS[COMBINED])
+    ax.set_ylabel(DISPLAY_NAMES[COMBINED])
     ax.legend(fontsize=7)
     return figure_png(fig)
 
@@ -112,7 +112,7 @@ def frontier_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
                 label="joint fit, optimal N and D")
     _log_axes(ax)
     ax.set_xlabel("training FLOPs (counted)")
-    ax.set_ylabel(LABELS[COMBINED])
+    ax.set_ylabel(DISPLAY_NAMES[COMBINED])
     ax.legend(fontsize=6)
     return figure_png(fig)
 

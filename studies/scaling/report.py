@@ -12,7 +12,7 @@ from foundation.evals.report import REPORT_FILES, finite_or_null
 from foundation.evals.report.render import Block, to_html, to_markdown
 from foundation.files import atomic_path, write_text_atomic
 from foundation.studies.scaling.analysis import COMBINED, Analysis, analyse
-from foundation.studies.scaling.figures import LABELS, scaling_figures
+from foundation.studies.scaling.figures import DISPLAY_NAMES, scaling_figures
 
 FREY_DATA_EXPONENT = 0.26  # Frey et al. 2023, equivariant neural force fields
 
@@ -33,7 +33,7 @@ def _fit_rows(analysis: Analysis) -> list[list[str]]:
     for q in analysis.quantities:
         for law, fit in analysis.fits[q].items():
             for name, val in fit.params.items():
-                rows.append([LABELS.get(q, q), law, name, _g(val, 4), _ci(fit, name), str(fit.n_points),
+                rows.append([DISPLAY_NAMES.get(q, q), law, name, _g(val, 4), _ci(fit, name), str(fit.n_points),
                              _g(fit.rmse_log), f"{fit.n_boot} ({fit.bootstrap})"])
     return rows
 
