@@ -80,6 +80,19 @@ def front_matter(info: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
 
+def _parent_section(parent: dict[str, Any] | None) -> list[str]:
+    """'Fine-tuned from': the parent release or run (name, weights sha256) and its own ancestors."""
+    if not parent:
+        return []
+    lines = ["## Fine-tuned from", ""]
+    while parent:
+        lines.append(f"- `{parent.get('name')}` ({parent.get('kind')} `{parent.get('path')}`, step {parent.get('step')}), "
+                     f"weights sha256 `{parent.get('weights_sha256')}`")
+        parent = parent.get("parent")
+    return lines + ["", "Its weights and normalisers were the starting point; element reference energies were "
+                    "re-fitted on the fine-tuning data (docs/finetune.md).", ""]
+
+
 def model_card(info: dict[str, Any]) -> str:
     """Markdown model card from a release.json body, opening with the hub's YAML front matter."""
     model = info.get("model") or {}
@@ -98,8 +111,10 @@ def model_card(info: dict[str, Any]) -> str:
              f"{backbone.get('layers', '?')}, cutoff {backbone.get('cutoff', '?')} A)",
              f"- weights: `model.safetensors` (fp32, EMA), sha256 `{info['weights_sha256']}`",
              f"- config and normalisers: `model.json`; training config: `config.yaml`", "",
+             *_parent_section(info.get("parent")),
              "## Data", "",
-             f"- pre-training dataset: `{manifest.get('path')}`, manifest sha256 `{manifest.get('sha256')}`",
+             f"- {'fine-tuning' if info.get('parent') else 'pre-training'} dataset: `{manifest.get('path')}`, "
+             f"manifest sha256 `{manifest.get('sha256')}`",
              f"- frames per split: {dataset.get('splits', 'unknown')}",
              f"- elements ({len(dataset.get('elements', []))}): {elements or 'unknown'}",
              f"- reader: {json.dumps(dataset.get('reader')) if dataset.get('reader') else 'not recorded'}", "",

@@ -66,7 +66,8 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
             "pretraining_manifest": manifest, "dataset": dataset,
             "normalization": normalization, "element_references": normalization.get("element_references") or {},
             "model": model_json.get("model", {}), "objective": model_json.get("objective") or config.get("objective"),
-            "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})}, "evals": evals}
+            "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})}, "evals": evals,
+            "parent": model_json.get("parent")}  # the model a fine-tuned run started from (None: pre-trained)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "foundation.cli.train",
     "foundation.cli.eval",
     "foundation.cli.release",
+    "foundation.cli.finetune",
+    "foundation.cli.predict",
     "foundation.cli.demo",
     "foundation.cli.ablation",
     "foundation.cli.status",

@@ -27,7 +27,7 @@ from foundation.data.manifest import Manifest
 from foundation.errors import UserError
 from foundation.files import sha256_file
 from foundation.models.potential import Potential
-from foundation.release import is_release, release_info, verify_checksums
+from foundation.release import ReleaseError, is_release, release_info, verify_checksums
 from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,10 @@ def load_parent(path: str | Path, which: str = "best") -> Parent:
     one); anything else is a FinetuneError naming the path."""
     path = Path(path)
     if is_release(path):
-        verify_checksums(path)
+        try:
+            verify_checksums(path)
+        except ReleaseError as exc:
+            raise FinetuneError(str(exc)) from None
         directory, name, kind = path, release_info(path).get("name") or path.name, "release"
     else:
         candidates = [path] if (path / MODEL_META).is_file() else [path / which, path / "last", path / "best"]
