@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from tests.train.helpers import tiny_config
 
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS = 10
 
