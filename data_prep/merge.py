@@ -26,11 +26,13 @@ from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.dedup import KEY_BYTES, first_occurrences
 from foundation.data_prep.staging import (QUARANTINE_NAME, iter_staged_records, load_order, load_summary,
                                           quarantine_entry, read_record)
-from foundation.data_prep.statistics import compute_statistics
+from foundation.data_prep.statistics import (compute_statistics, fit_element_references, per_atom_residuals,
+                                              reference_vector, source_references)
 from foundation.files import atomic_path
 from foundation.progress import progress_bar
 
 DUPLICATES_NAME = "duplicates.jsonl"
+ENERGY_OUTLIER = "energy_outlier"  # quarantine reason decided at the merge (it needs the fitted references)
 
 
 @dataclass
@@ -100,6 +102,49 @@ def _decide(tasks: list[ChunkTask], config: PrepConfig) -> tuple[dict, list[dict
     return masks, duplicates, id_quarantine
 
 
+def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, rounds: int = 3) -> list[dict]:
+    """Quarantine kept frames whose per-atom energy residual against the element references (their source's,
+    when frames carry several sources) lies more than config.max_energy_residual eV/atom from the mean
+    residual of the train split. The references are refitted without the outliers until nothing changes (at
+    most `rounds` fits), so a few wild labels cannot drag the references they are judged by. Updates `masks`
+    in place; returns the quarantine lines."""
+    splits = list(config.split)
+    stat_split = "train" if "train" in config.split else splits[0]
+    refused: dict[tuple[int, str], np.ndarray] = {}
+    for _ in range(rounds):
+        def batches():
+            for c, task in enumerate(tasks):
+                yield load_summary(task.directory, stat_split), masks[c, stat_split]
+
+        refs = reference_vector(fit_element_references(batches))
+        by_source = {name: reference_vector(r) for name, r in source_references(batches).items()}
+        train = [per_atom_residuals(summary, refs, by_source)[keep] for summary, keep in batches()]
+        train = np.concatenate(train) if train else np.zeros(0)
+        centre = float(np.nanmean(train)) if np.isfinite(train).any() else 0.0
+        changed = False
+        for c, task in enumerate(tasks):
+            for split in splits:
+                residual = per_atom_residuals(load_summary(task.directory, split), refs, by_source)
+                bad = masks[c, split] & np.isfinite(residual) & (np.abs(residual - centre) > config.max_energy_residual)
+                if bad.any():
+                    masks[c, split] = masks[c, split] & ~bad
+                    refused[c, split] = refused.get((c, split), np.zeros_like(bad)) | bad
+                    changed = True
+        if not changed:
+            break
+    lines = []
+    for (c, split), bad in sorted(refused.items()):
+        summary = load_summary(tasks[c].directory, split)
+        residual = per_atom_residuals(summary, refs, by_source)
+        for i in np.flatnonzero(bad):
+            frame = decode_frame(read_record(tasks[c].directory, split, int(summary["offset"][i])))
+            lines.append(quarantine_entry(str(summary["source_file"][i]), str(summary["record"][i]), ENERGY_OUTLIER,
+                                          f"per-atom energy residual {residual[i] - centre:+.4g} eV/atom against the "
+                                          f"element references exceeds the bound {config.max_energy_residual:g}",
+                                          frame))
+    return lines
+
+
 def _write_split(out: Path, tasks: list[ChunkTask], split: str, masks: dict, config: PrepConfig,
                  bar: tqdm) -> list[ShardInfo]:
     shards: list[ShardInfo] = []
@@ -144,6 +189,7 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
         shutil.rmtree(out / container, ignore_errors=True)
     _summary.cache_clear()
     masks, duplicates, id_quarantine = _decide(tasks, config)
+    outliers = _energy_outliers(tasks, masks, config) if config.max_energy_residual is not None else []
     kept = int(sum(m.sum() for m in masks.values()))
     shards: list[ShardInfo] = []
     per_split = {}
@@ -171,7 +217,9 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
             quarantined[reason] = quarantined.get(reason, 0) + count
     if id_quarantine:
         quarantined["duplicate_frame_id"] = len(id_quarantine)
-    _write_lines(out / QUARANTINE_NAME, [t.directory / QUARANTINE_NAME for t in tasks], id_quarantine)
+    if outliers:
+        quarantined[ENERGY_OUTLIER] = len(outliers)
+    _write_lines(out / QUARANTINE_NAME, [t.directory / QUARANTINE_NAME for t in tasks], id_quarantine + outliers)
     _write_lines(out / DUPLICATES_NAME, [], duplicates)
     manifest = Manifest(
         shards=shards, elements=sorted(int(z) for z in elements), statistics=statistics,

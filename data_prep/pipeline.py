@@ -94,6 +94,7 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
     if "extxyz" in formats:
         info["options"].update(extxyz_keys={"energy": config.energy_key, "forces": config.forces_key,
                                             "stress": config.stress_key},
+                    "max_energy_residual_eV_atom": config.max_energy_residual,
                                extxyz_units="energy_unit/forces_unit/stress_unit of each frame, converted")
     if formats & {"vasp-outcar", "vasp-xml"}:
         info["options"]["vasp_energy"] = "energy(sigma->0) as read by ASE; stress kBar (VASP sign) -> eV/A^3 (ASE sign)"

@@ -18,7 +18,7 @@ DIR/duplicates.jsonl, DIR/prep_config.yaml. Check the result with `foundation da
 # CLI flag -> PrepConfig field (value None: not given on the command line)
 _FIELDS = ("format", "container", "shard_size", "chunk_frames", "workers", "launcher", "split_salt", "energy",
            "structure_key", "frame_key", "energy_key", "forces_key", "stress_key", "max_force", "min_distance",
-           "dedup_tolerance", "neighbour_cutoff", "neighbour_sample")
+           "max_energy_residual", "dedup_tolerance", "neighbour_cutoff", "neighbour_sample")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
+    p.add_argument("--max-energy-residual", type=float,
+                   help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
+                        "(reason energy_outlier; default: keep all)")
     add_cluster_options(p)
     p.set_defaults(func=run)
 

@@ -40,6 +40,8 @@ class ObjectiveConfig:
     huber_delta: float = 0.01
     noise_std: float = 0.1                          # A; Gaussian noise on positions for denoising
 
+    energy_loss: Literal["mse", "l1", "huber"] | None = None  # the energy term's own loss (None: `loss`); "huber"
+    energy_huber_delta: float = 0.1                 # eV/atom: quadratic below, linear above (robust to outliers)
 
 @dataclass
 class OptimizerConfig:

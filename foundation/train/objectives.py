@@ -52,13 +52,17 @@ class Objective:
                              "set the model config's heads accordingly")
         return clean, (("noise",) if self.needs_noisy else ())
 
-    def elementwise(self, error: Tensor) -> Tensor:
-        if self.config.loss == "mse":
+    def elementwise(self, error: Tensor, term: str = "") -> Tensor:
+        """The loss of each error element: `loss` (with huber_delta), or for the energy term `energy_loss` when
+        set (with energy_huber_delta): a robust option for energy labels with outliers."""
+        kind, delta = self.config.loss, self.config.huber_delta
+        if term == "energy" and self.config.energy_loss is not None:
+            kind, delta = self.config.energy_loss, self.config.energy_huber_delta
+        if kind == "mse":
             return error.square()
-        if self.config.loss == "l1":
+        if kind == "l1":
             return error.abs()
-        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), reduction="none",
-                                              delta=self.config.huber_delta)
+        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), reduction="none", delta=delta)
 
     def errors(self, pred: dict[str, Tensor], batch: AtomsBatch | None, noisy: bool = False) -> dict[str, Tensor]:
         """Element-wise errors (float32, labelled entries only) for each term this batch serves."""
@@ -107,7 +111,7 @@ class Objective:
             if term not in errors or global_counts[t] == 0:
                 continue
             err = errors[term]
-            part = self.elementwise(err).sum()
+            part = self.elementwise(err, term).sum()
             sums[t, 0] = part.detach().double()
             sums[t, 1] = err.detach().abs().sum().double()
             total = total + self.weights[term] * part / float(global_counts[t])

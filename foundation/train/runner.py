@@ -38,15 +38,26 @@ def request_stop() -> None:
 
 
 def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
-    """Energy normalisation from the manifest (data_prep's statistics of the train split): element reference
+    """Output normalisation from the manifest (data_prep's statistics of the train split): element reference
     energies (eV), scale = force RMS (eV/A; per-atom outputs of O(1) give forces of the right size), shift = mean
-    per-atom energy left after the references. Missing statistics leave scale 1 and shift 0."""
+    per-atom energy left after the references; and the direct heads' scales, forces_scale = force RMS and
+    stress_scale = stress RMS (eV/A^3). Missing statistics leave scale 1 and shift 0."""
     stats = manifest.statistics or {}
     scale, shift = stats.get("force_rms"), stats.get("energy_per_atom_mean")
     return {"element_references": dict(manifest.element_references),
-            "scale": float(scale) if scale else 1.0, "shift": float(shift) if shift is not None else 0.0}
+            "scale": float(scale) if scale else 1.0, "shift": float(shift) if shift is not None else 0.0,
+            "forces_scale": float(scale) if scale else 1.0, "stress_scale": float(stress) if stress else 1.0}
 
 
+def apply_normalization(model: Any, normalization: dict[str, Any], noise_std: float | None) -> None:
+    """Set the normalisation on the heads the model has (energy terms only with an energy head); a direct
+    denoising head is scaled by the noise std."""
+    energy_keys = ("element_references", "scale", "shift")
+    parts = {k: v for k, v in normalization.items() if k not in energy_keys or model.energy_head is not None}
+    model.set_normalization(**parts, noise_scale=noise_std)
+
+
+    stress = stats.get("stress_rms")
 def _install_signal_handlers() -> dict:
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -73,8 +84,7 @@ def run_training(config: TrainRunConfig) -> dict:
         else:
             model = build_potential(config.model, config.model_overrides)
             normalization = normalization_from_manifest(Manifest.load(config.data.path))
-        if model.energy_head is not None:
-            model.set_normalization(**normalization)
+        apply_normalization(model, normalization, config.objective.noise_std)
         eval_model = copy.deepcopy(model).to(info.device).eval()
         objective = Objective(config.objective)
         builder = BatchBuilder(model.cutoff, config.data.max_neighbours or model.max_neighbours,

@@ -110,3 +110,38 @@ def test_energy_free_model_for_fine_tuning(triclinic, predict):
     assert set(predict(potential, [triclinic])) == {"property"}
     with pytest.raises(ValueError, match="energy head"):
         potential.set_normalization(scale=2.0)
+
+
+def test_direct_heads_are_scaled_by_the_label_rms(triclinic, molecule, make_potential, predict):
+    potential = make_potential("schnet", **ALL_HEADS)
+    raw = predict(potential, [triclinic, molecule])
+    potential.set_normalization(forces_scale=0.7, stress_scale=0.004, noise_scale=0.1)
+    out = predict(potential, [triclinic, molecule])
+    torch.testing.assert_close(out["forces"], 0.7 * raw["forces"])
+    torch.testing.assert_close(out["stress"], 0.004 * raw["stress"])
+    torch.testing.assert_close(out["noise"], 0.1 * raw["noise"])
+    torch.testing.assert_close(out["energy"], raw["energy"])  # energy normalisation untouched
+    clone = make_potential("schnet", seed=1, **ALL_HEADS)
+    clone.load_state_dict(potential.state_dict())  # the scales travel with the weights
+    torch.testing.assert_close(predict(clone, [triclinic])["stress"], out["stress"][:1])
+    direct = ("force_head.scale", "stress_head.scale", "denoise_head.scale")
+    old = {k: v for k, v in potential.state_dict().items() if k not in direct}
+    clone.load_state_dict(old)  # weights saved before the heads had a scale load with scale 1
+    torch.testing.assert_close(predict(clone, [triclinic])["forces"], raw["forces"][:len(triclinic)])
+
+
+def test_runner_sets_direct_head_scales_from_the_manifest(make_potential):
+    from foundation.data.manifest import Manifest
+    from foundation.train.runner import apply_normalization, normalization_from_manifest
+
+    manifest = Manifest(shards=[], element_references={"Ta": -11.0},
+                        statistics={"force_rms": 0.9, "stress_rms": 0.02, "energy_per_atom_mean": 0.1})
+    normalization = normalization_from_manifest(manifest)
+    assert normalization["forces_scale"] == 0.9 and normalization["stress_scale"] == 0.02
+    potential = make_potential("schnet", **ALL_HEADS)
+    apply_normalization(potential, normalization, noise_std=0.05)
+    assert float(potential.force_head.scale) == 0.9 and float(potential.stress_head.scale) == 0.02
+    assert float(potential.denoise_head.scale) == 0.05 and float(potential.energy_head.scale) == 0.9
+    free = make_potential("schnet", energy=False, forces="direct", stress="none")
+    apply_normalization(free, normalization, noise_std=None)  # no energy head: only the direct scales
+    assert float(free.force_head.scale) == 0.9

@@ -82,3 +82,16 @@ def test_an_objective_needing_a_missing_head_is_refused():
         Objective(ObjectiveConfig(stress_weight=1.0)).outputs(("energy", "forces"))
     with pytest.raises(ValueError, match="noise"):
         Objective(ObjectiveConfig(denoise_weight=1.0)).outputs(("energy", "forces"))
+
+
+def test_robust_energy_loss_leaves_other_terms_alone():
+    objective = Objective(ObjectiveConfig(loss="mse", energy_loss="huber", energy_huber_delta=0.1))
+    err = torch.tensor([0.05, -2.0])
+    # huber: 0.5 e^2 below delta, delta (|e| - delta / 2) above: a 2 eV/atom outlier costs 0.195, not 4
+    expected = torch.tensor([0.5 * 0.05 ** 2, 0.1 * (2.0 - 0.05)])
+    torch.testing.assert_close(objective.elementwise(err, "energy"), expected)
+    torch.testing.assert_close(objective.elementwise(err, "forces"), err.square())
+    errors = {"energy": err, "forces": err}
+    loss, sums = objective.loss(errors, torch.tensor([2.0, 2.0, 0.0, 0.0], dtype=torch.float64))
+    assert float(sums[0, 0]) == pytest.approx(float(expected.sum())) and float(sums[1, 0]) == pytest.approx(4.0025)
+    assert float(loss) == pytest.approx(float(expected.sum()) / 2 + 4.0025 / 2)
