@@ -138,3 +138,19 @@ def test_batched_predict_equals_one_structure_at_a_time(max_atoms):
             np.testing.assert_allclose(result["stress"], atoms.get_stress(), atol=1e-12)
         else:
             assert "stress" not in result
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_graphs_are_built_there_and_results_match_the_cpu():
+    structures = _structures()
+    potential = _potential().double()
+    frame = Frame(numbers=structures[1].numbers, positions=structures[1].positions,
+                  cell=np.asarray(structures[1].cell[:]), pbc=structures[1].pbc, frame_id="x", structure_id="x")
+    batch = collate_frames([frame], cutoff=potential.cutoff, dtype=torch.float64, device="cuda")
+    assert batch.edge_index.is_cuda and batch.positions.is_cuda and batch.shifts.is_cuda
+    on_cpu = FoundationCalculator(potential).predict(structures)
+    on_gpu = FoundationCalculator(potential, device="cuda").predict(structures)
+    for a, b in zip(on_cpu, on_gpu):
+        assert b["energy"] == pytest.approx(a["energy"], abs=1e-9)
+        np.testing.assert_allclose(b["forces"], a["forces"], atol=1e-9)
+        np.testing.assert_allclose(b["energies"], a["energies"], atol=1e-9)
