@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from foundation.config import to_dict
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
 from foundation.models import HeadsConfig, ModelConfig, Potential, PropertyHeadConfig
+from foundation.train.finetune import freeze_parameters
 
 
 # Pre-trained weights that carry over into the property model besides the backbone: the energy head's per-atom
@@ -51,20 +52,6 @@ def property_model(template: ModelConfig, property_name: str, pooling: str, pret
     if wrong:
         raise ValueError(f"pre-trained backbone does not fit the fine-tuning model: {wrong[:5]}")
     return model, sorted(state)
-
-
-def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
-    """Stop gradients of parameters whose names start with any prefix; returns how many tensors were frozen."""
-    names = [n for n, _ in model.named_parameters()]
-    for prefix in prefixes:
-        if not any(n.startswith(prefix) for n in names):
-            raise ValueError(f"freeze prefix {prefix!r} matches no parameter (e.g. {', '.join(names[:6])})")
-    frozen = 0
-    for name, param in model.named_parameters():
-        if any(name.startswith(p) for p in prefixes):
-            param.requires_grad_(False)
-            frozen += 1
-    return frozen
 
 
 def _optimizer(model: nn.Module, cfg: FinetuneConfig, backbone_lr: float) -> torch.optim.Optimizer:
