@@ -1,24 +1,31 @@
-"""Record encoding without pickle: a magic prefix, then one msgpack map of plain values.
+"""Record encoding without pickle: a magic prefix, a header (schema version, CRC32 of the body), then one msgpack
+map of plain values.
 
 Arrays travel as {"dtype", "shape", "data"} with dtypes from a closed allow-list and raw little-endian bytes,
-so decoding a record from a stranger runs no code. The same bytes are an LMDB value and a WebDataset sample.
+so decoding a record from a stranger runs no code. The checksum is verified on every decode, so a flipped bit in
+a shard is an error naming the record, not a silently wrong label. Schema 1 records (no header, no checksum) are
+still read. The same bytes are an LMDB value and a WebDataset sample.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from foundation.data.schema import ARRAY_DTYPES, SCHEMA_VERSION, Frame
+from foundation.data.schema import ARRAY_DTYPES, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, Frame
 
 MAGIC = b"FNDR"
 _ALLOWED_DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "|b1", "|u1", "<u2", "<i2")}
 _ARRAY_FIELDS = tuple(ARRAY_DTYPES)
 _SCALAR_FIELDS = ("energy", "frame_id", "structure_id", "source")
 _PICKLE_PREFIXES = (b"\x80", b"(", b"c__builtin__", b"ccopy_reg")
+_HEADER = struct.Struct("<BI")  # schema version, CRC32 of the msgpack body
+_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # what a schema-1 record has after MAGIC
 
 
 class RecordDecodeError(ValueError):
@@ -81,7 +88,26 @@ def encode_frame(frame: Frame) -> bytes:
         if value is not None:
             body[name] = value
     body["properties"] = {k: _pack_property(frame.properties[k]) for k in sorted(frame.properties)}
-    return MAGIC + msgpack.packb(body, use_bin_type=True)
+    packed = msgpack.packb(body, use_bin_type=True)
+    return MAGIC + _HEADER.pack(SCHEMA_VERSION, zlib.crc32(packed)) + packed
+
+
+def _checked_body(buf: bytes) -> tuple[int, bytes]:
+    """(schema version, msgpack body) of record bytes that start with MAGIC; verifies the body's CRC32."""
+    rest = buf[len(MAGIC):]
+    if rest[:1] and rest[0] in _MSGPACK_MAP_STARTS:
+        return 1, rest  # schema 1: no header, no checksum
+    if len(rest) < _HEADER.size:
+        raise RecordDecodeError(f"truncated record ({len(buf)} bytes)")
+    version, stored = _HEADER.unpack_from(rest)
+    if version not in READABLE_SCHEMA_VERSIONS or version < 2:  # schema 1 has no header
+        raise RecordDecodeError(f"unknown schema version {version} (this build reads {READABLE_SCHEMA_VERSIONS})")
+    body = rest[_HEADER.size:]
+    actual = zlib.crc32(body)
+    if actual != stored:
+        raise RecordDecodeError(f"checksum mismatch (stored CRC32 {stored:08x}, computed {actual:08x}): "
+                                "the record is corrupt")
+    return version, body
 
 
 def decode_frame(buf: bytes | memoryview) -> Frame:
@@ -91,8 +117,9 @@ def decode_frame(buf: bytes | memoryview) -> Frame:
         if buf.startswith(_PICKLE_PREFIXES):
             raise RecordDecodeError("payload looks like a Python pickle; foundation never unpickles records")
         raise RecordDecodeError(f"not a foundation record (starts with {buf[:8]!r})")
+    header_version, packed = _checked_body(buf)
     try:
-        body = msgpack.unpackb(buf[len(MAGIC):], raw=False, strict_map_key=True, use_list=True,
+        body = msgpack.unpackb(packed, raw=False, strict_map_key=True, use_list=True,
                                ext_hook=_refuse_ext)
     except RecordDecodeError:
         raise
@@ -101,8 +128,10 @@ def decode_frame(buf: bytes | memoryview) -> Frame:
     if not isinstance(body, dict):
         raise RecordDecodeError("record body is not a map")
     version = body.pop("schema_version", None)
-    if version != SCHEMA_VERSION:
-        raise RecordDecodeError(f"unknown schema version {version!r} (this build reads {SCHEMA_VERSION})")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise RecordDecodeError(f"unknown schema version {version!r} (this build reads {READABLE_SCHEMA_VERSIONS})")
+    if version != header_version:
+        raise RecordDecodeError(f"schema version {version!r} in the body, {header_version} in the header")
     unknown = set(body) - set(_ARRAY_FIELDS) - set(_SCALAR_FIELDS) - {"properties"}
     if unknown:
         raise RecordDecodeError(f"unknown record fields {sorted(unknown)}")

@@ -1,4 +1,8 @@
-"""`open_dataset`: a prepared dataset (or one split of it) as a sequence of Frames."""
+"""`open_dataset`: a prepared dataset (or one split of it) as a sequence of Frames.
+
+Opening checks each shard of the selection against the manifest (path inside the dataset directory, file size);
+reading checks each shard's record count and each record's checksum and atom count, so corruption is an error
+naming shard and record instead of a wrong label or an oversized batch."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import numpy as np
 from foundation.data.lmdb_store import LmdbShard
 from foundation.data.manifest import Manifest
 from foundation.data.schema import Frame
+from foundation.data.shard_files import ShardError, check_shard_file, shard_path
 from foundation.data.wds_store import iter_wds_shard
 
 
@@ -29,6 +34,10 @@ class FrameDataset(Sequence):
             raise KeyError(f"{self.directory}: no {self.container!r} shards; it has {self.manifest.containers}")
         self.split = split
         self.shard_infos = self.manifest.shards_of(self.container, split)
+        self.shard_paths = [shard_path(self.directory, s.path) for s in self.shard_infos]
+        for path, info in zip(self.shard_paths, self.shard_infos):
+            check_shard_file(path, info)
+        self._natoms = self.manifest.atoms_per_frame(self.container, split)
         self._offsets = np.cumsum([0] + [s.num_frames for s in self.shard_infos]).tolist()
         self._lmdb: list[LmdbShard] | None = None
         self._wds_cache: tuple[int, list[Frame]] | None = None
@@ -36,7 +45,7 @@ class FrameDataset(Sequence):
     @property
     def natoms(self) -> np.ndarray:
         """Atoms per frame, from the manifest."""
-        return self.manifest.atoms_per_frame(self.container, self.split)
+        return self._natoms
 
     def __len__(self) -> int:
         return self._offsets[-1]
@@ -56,19 +65,33 @@ class FrameDataset(Sequence):
         shard, local = self.locate(int(index))
         if self.container == "lmdb":
             if self._lmdb is None:
-                self._lmdb = [LmdbShard(self.directory / s.path) for s in self.shard_infos]
-            return self._lmdb[shard][local]
-        if self._wds_cache is None or self._wds_cache[0] != shard:  # tar shards are sequential: cache one
-            self._wds_cache = (shard, list(iter_wds_shard(self.directory / self.shard_infos[shard].path)))
-        return self._wds_cache[1][local]
+                self._lmdb = [LmdbShard(p, s.num_frames) for p, s in zip(self.shard_paths, self.shard_infos)]
+            frame = self._lmdb[shard][local]
+        else:
+            if self._wds_cache is None or self._wds_cache[0] != shard:  # tar shards are sequential: cache one
+                self._wds_cache = (shard, list(self._stream(shard)))
+            frame = self._wds_cache[1][local]
+        return self._as_listed(frame, shard, local)
 
     def __iter__(self) -> Iterator[Frame]:
         if self.container == "wds":
-            for info in self.shard_infos:
-                yield from iter_wds_shard(self.directory / info.path)
+            for shard in range(len(self.shard_infos)):
+                for local, frame in enumerate(self._stream(shard)):
+                    yield self._as_listed(frame, shard, local)
         else:
             for i in range(len(self)):
                 yield self[i]
+
+    def _stream(self, shard: int) -> Iterator[Frame]:
+        return iter_wds_shard(self.shard_paths[shard], self.shard_infos[shard].num_frames)
+
+    def _as_listed(self, frame: Frame, shard: int, local: int) -> Frame:
+        """The frame, once its atom count is the manifest's (samplers plan batches from the manifest's counts)."""
+        listed = int(self._natoms[self._offsets[shard] + local])
+        if frame.natoms != listed:
+            raise ShardError(f"{self.shard_paths[shard]}: record {local} has {frame.natoms} atoms, the manifest says "
+                             f"{listed}: the manifest is wrong")
+        return frame
 
 
 def open_dataset(directory: str | os.PathLike, split: str | None = None, container: str | None = None) -> FrameDataset:

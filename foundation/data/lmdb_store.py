@@ -2,7 +2,9 @@
 
 Writers build the environment in a scratch file, then copy it compacted (deterministic bytes) to a temporary
 name and rename it into place. Readers open read-only without a lock file, lazily and once per process, so
-DataLoader workers that fork get their own environment.
+DataLoader workers that fork get their own environment. A file shorter than its own LMDB header says is refused
+before any page is touched (reading a memory-mapped page past the end of a file kills the process with SIGBUS),
+and a shard's record count must agree with its meta entry, LMDB's own entry count and the manifest.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import lmdb
 
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
 from foundation.data.schema import SCHEMA_VERSION, Frame
+from foundation.data.shard_files import ShardError
 from foundation.files import atomic_path
 
 META_KEY = b"__meta__"
@@ -71,8 +74,24 @@ def open_readonly(path: str | os.PathLike) -> lmdb.Environment:
         return entry[1]
     if entry is not None:  # inherited from the parent: LMDB handles must not cross fork
         entry[1].close()
-    env = lmdb.open(key, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    env = _open_whole(key, path)
     _OPEN[key] = (os.getpid(), env)
+    return env
+
+
+def _open_whole(real: str, path: str | os.PathLike) -> lmdb.Environment:
+    """Open read-only; refuse a file shorter than the pages its header counts (they would SIGBUS when read)."""
+    try:
+        env = lmdb.open(real, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as exc:
+        reason = str(exc).removeprefix(f"{real}: ")
+        raise ShardError(f"{path}: not a readable LMDB shard, corrupt or truncated ({reason})") from None
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    actual = os.path.getsize(real)
+    if actual < needed:
+        env.close()
+        raise ShardError(f"{path}: truncated LMDB shard ({actual} bytes, its header counts {needed}); refused "
+                         "before mapping it")
     return env
 
 
@@ -83,33 +102,75 @@ def close_readonly(path: str | os.PathLike) -> None:
         entry[1].close()
 
 
-class LmdbShard:
-    """Read-only random access to one shard; the environment opens lazily in each process."""
+def read_meta(env: lmdb.Environment, path: str | os.PathLike) -> dict:
+    """The shard's __meta__ entry ({"num_frames", "schema_version"})."""
+    with env.begin() as txn:
+        raw = txn.get(META_KEY)
+    if raw is None:
+        raise ShardError(f"{path}: shard has no {META_KEY.decode()} entry")
+    try:
+        meta = json.loads(raw)
+        int(meta["num_frames"])
+    except (ValueError, TypeError, KeyError):
+        raise ShardError(f"{path}: malformed {META_KEY.decode()} entry {bytes(raw[:80])!r}") from None
+    return meta
 
-    def __init__(self, path: str | os.PathLike):
+
+def check_record_count(env: lmdb.Environment, path: str | os.PathLike, expected: int | None = None) -> int:
+    """The shard's record count, once its meta entry, LMDB's own entry count and `expected` (the manifest's)
+    agree; ShardError naming all three otherwise."""
+    declared, held = int(read_meta(env, path)["num_frames"]), env.stat()["entries"] - 1
+    if declared != held or expected not in (None, held):
+        raise ShardError(f"{path}: LMDB holds {held} records, its meta entry says {declared}"
+                         + (f", the manifest {expected}" if expected is not None else ""))
+    return held
+
+
+def iter_records(env: lmdb.Environment, path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """(index, record bytes) of every record in key order, counted or not; a key that is not the next record
+    index (a gap, a foreign key) raises ShardError naming shard and key."""
+    expected = 0
+    with env.begin() as txn:
+        for key, value in txn.cursor():
+            if key == META_KEY:
+                continue
+            if key != record_key(expected):
+                raise ShardError(f"{path}: key {bytes(key[:40])!r} where record {expected} was expected")
+            yield expected, bytes(value)
+            expected += 1
+
+
+class LmdbShard:
+    """Read-only random access to one shard; the environment opens lazily in each process, and its record count
+    is checked (against `num_frames`, the manifest's, when given) the first time each process opens it."""
+
+    def __init__(self, path: str | os.PathLike, num_frames: int | None = None):
         self.path = Path(path)
+        self._expected = num_frames
         self._len: int | None = None
+        self._checked_in: int | None = None  # pid of the process that checked the counts
 
     def _environment(self) -> lmdb.Environment:
-        return open_readonly(self.path)
+        env = open_readonly(self.path)
+        if self._checked_in != os.getpid():
+            self._len = check_record_count(env, self.path, self._expected)
+            self._checked_in = os.getpid()
+        return env
 
     def __len__(self) -> int:
         if self._len is None:
-            meta = self.meta()
-            self._len = int(meta["num_frames"])
+            self._environment()
         return self._len
 
     def meta(self) -> dict:
-        with self._environment().begin() as txn:
-            raw = txn.get(META_KEY)
-        if raw is None:
-            raise RecordDecodeError(f"{self.path}: shard has no {META_KEY.decode()} entry")
-        return json.loads(raw)
+        return read_meta(self._environment(), self.path)
 
     def raw(self, index: int) -> bytes:
         with self._environment().begin() as txn:
             value = txn.get(record_key(index))
         if value is None:
+            if 0 <= index < len(self):
+                raise ShardError(f"{self.path}: record {index} is missing")
             raise IndexError(f"{self.path}: no record {index}")
         return value
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from foundation.data.schema import SCHEMA_VERSION
+from foundation.data.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from foundation.files import write_text_atomic
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: shards record their size in bytes
+READABLE_MANIFEST_VERSIONS = (1, 2)
 CONTAINERS = ("lmdb", "wds")
 
 
@@ -40,9 +41,19 @@ class ShardInfo:
     num_atoms: int
     sha256: str
     natoms: str  # encode_natoms(atoms per frame), in record order
+    size: int | None = None  # bytes; None only in manifests of version 1
 
     def atoms_per_frame(self) -> np.ndarray:
         return decode_natoms(self.natoms)
+
+    def check(self) -> None:
+        """Raise ValueError when the entry contradicts itself (counts, atoms, container)."""
+        natoms = self.atoms_per_frame()
+        if self.container not in CONTAINERS:
+            raise ValueError(f"shard {self.path}: unknown container {self.container!r}")
+        if len(natoms) != self.num_frames or int(natoms.sum()) != self.num_atoms or (natoms < 1).any():
+            raise ValueError(f"shard {self.path}: {self.num_frames} frames and {self.num_atoms} atoms, but atoms per "
+                             f"frame lists {len(natoms)} frames holding {int(natoms.sum())} atoms")
 
 
 @dataclass
@@ -103,10 +114,30 @@ class Manifest:
         body = json.loads(path.read_text())
         if body.get("format") != "foundation-dataset":
             raise ValueError(f"{path}: not a foundation dataset manifest")
-        if body.get("manifest_version") != MANIFEST_VERSION or body.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: manifest version {body.get('manifest_version')} / schema "
+        version = body.get("manifest_version")
+        if version not in READABLE_MANIFEST_VERSIONS or body.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+            raise ValueError(f"{path}: manifest version {version} / schema "
                              f"{body.get('schema_version')} not readable by this build")
         body.pop("format")
         body.pop("splits", None)
-        body["shards"] = [ShardInfo(**s) for s in body["shards"]]
+        try:
+            body["shards"] = [ShardInfo(**s) for s in body["shards"]]
+        except TypeError as exc:
+            raise ValueError(f"{path}: malformed shard entry ({exc})") from None
+        try:
+            _check_shards(body["shards"], version)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         return cls(**body)
+
+
+def _check_shards(shards: list[ShardInfo], manifest_version: int) -> None:
+    """Each entry consistent in itself, with a size (version >= 2), and each file listed once."""
+    seen = set()
+    for shard in shards:
+        shard.check()
+        if manifest_version >= 2 and not isinstance(shard.size, int):
+            raise ValueError(f"shard {shard.path}: no size in bytes")
+        if shard.path in seen:
+            raise ValueError(f"shard {shard.path}: listed twice")
+        seen.add(shard.path)

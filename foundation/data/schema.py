@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each record carries a CRC32 of its body (docs/data-format.md)
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 1: records without a checksum, still read (nothing detects their corruption)
 MAX_ATOMIC_NUMBER = 118
 
 # Canonical dtypes the store keeps, bit for bit (docs/data-format.md).

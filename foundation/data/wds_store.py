@@ -1,7 +1,9 @@
 """WebDataset container: POSIX tar shards with one member `KEY.frame` per record (the record encoding).
 
-Tars are written deterministically (fixed mtime, owner and order) so a rerun gives the same checksum. Streams
-shuffle at the shard level and split shards across ranks and loader workers without duplicates.
+Tars are written deterministically (fixed mtime, owner and order) so a rerun gives the same checksum. Readers
+accept only regular-file members named 0000000000.frame, 0000000001.frame, ... in order, so a link, a missing or
+foreign member, or a truncated tar is an error naming shard and record, never a shifted record. Streams shuffle
+at the shard level and split shards across ranks and loader workers without duplicates.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
 from foundation.data.schema import Frame
+from foundation.data.shard_files import ShardError
 from foundation.files import atomic_path
 
 EXTENSION = "frame"
@@ -26,36 +29,56 @@ def write_wds_shard(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
     with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for frame in frames:
             payload = encode_frame(frame)
-            info = tarfile.TarInfo(f"{count:010d}.{EXTENSION}")
+            info = tarfile.TarInfo(member_name(count))
             info.size, info.mtime, info.mode = len(payload), 0, 0o444
             tar.addfile(info, io.BytesIO(payload))
             count += 1
     return count
 
 
-def iter_wds_raw(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
-    """Stream (key, record bytes) from one tar shard; a truncated or corrupt tar raises naming the shard."""
+def member_name(index: int) -> str:
+    return f"{index:010d}.{EXTENSION}"
+
+
+def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Stream (record index, record bytes) from one tar shard. With `num_frames` (the manifest's count) a shard
+    holding more or fewer records raises; any malformed or truncated tar raises ShardError naming shard and record."""
+    index = 0
     try:
         with tarfile.open(path, "r|") as tar:
             for member in tar:
                 if not member.isfile():
-                    continue
-                key, _, ext = member.name.partition(".")
-                if ext != EXTENSION:
-                    raise RecordDecodeError(f"{path}: member {member.name!r} is not a .{EXTENSION} record")
-                fh = tar.extractfile(member)
-                yield key, fh.read()
+                    raise ShardError(f"{path}: record {index}: member {member.name!r} is a {_kind(member)}; tar "
+                                     "shards hold only regular files")
+                if member.name != member_name(index):
+                    raise ShardError(f"{path}: record {index}: member {member.name!r} where {member_name(index)!r} "
+                                     "was expected (records missing, reordered or foreign)")
+                if num_frames is not None and index >= num_frames:
+                    raise ShardError(f"{path}: record {index}: more records than the {num_frames} the manifest lists")
+                yield index, tar.extractfile(member).read()
+                index += 1
     except tarfile.TarError as exc:
-        raise RecordDecodeError(f"{path}: corrupt or truncated tar shard ({exc})") from None
+        raise ShardError(f"{path}: record {index}: corrupt or truncated tar shard ({exc})") from None
+    if num_frames is not None and index != num_frames:
+        raise ShardError(f"{path}: ends after {index} records, the manifest lists {num_frames}: the shard is "
+                         "truncated")
 
 
-def iter_wds_shard(path: str | os.PathLike) -> Iterator[Frame]:
-    """Stream decoded frames from one tar shard."""
-    for key, raw in iter_wds_raw(path):
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"hard link to {member.linkname!r}"
+    return "directory" if member.isdir() else "special file"
+
+
+def iter_wds_shard(path: str | os.PathLike, num_frames: int | None = None) -> Iterator[Frame]:
+    """Stream decoded frames from one tar shard (`num_frames`: as for iter_wds_raw)."""
+    for index, raw in iter_wds_raw(path, num_frames):
         try:
             yield decode_frame(raw)
         except RecordDecodeError as exc:
-            raise RecordDecodeError(f"{path}: record {key}: {exc}") from None
+            raise RecordDecodeError(f"{path}: record {index}: {exc}") from None
 
 
 def shards_for_worker(shards: Sequence[str], *, rank: int, world_size: int, worker: int, num_workers: int,

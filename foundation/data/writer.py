@@ -33,7 +33,8 @@ def write_shard(directory: str | os.PathLike, relpath: str, container: str, spli
     _WRITERS[container](path, frames)
     natoms = np.array([f.natoms for f in frames], dtype=np.int64)
     return ShardInfo(path=relpath, split=split, container=container, num_frames=len(frames),
-                     num_atoms=int(natoms.sum()), sha256=sha256_file(path), natoms=encode_natoms(natoms))
+                     num_atoms=int(natoms.sum()), sha256=sha256_file(path), natoms=encode_natoms(natoms),
+                     size=path.stat().st_size)
 
 
 def write_split(directory: str | os.PathLike, split: str, frames: Sequence[Frame], *,

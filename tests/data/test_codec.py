@@ -1,4 +1,6 @@
 import pickle
+import struct
+import zlib
 
 import msgpack
 import numpy as np
@@ -37,29 +39,73 @@ def test_pickle_payload_is_refused_without_unpickling():
         decode_frame(pickle.dumps({"numbers": [1]}, protocol=0))
 
 
-def test_unknown_schema_version_is_refused():
-    body = msgpack.unpackb(encode_frame(minimal_frame())[len(MAGIC):])
+HEADER = 5  # schema version (uint8), CRC32 of the body (uint32 LE)
+
+
+def _body(record: bytes) -> dict:
+    return msgpack.unpackb(record[len(MAGIC) + HEADER:])
+
+
+def _record(body: dict, version: int = 2) -> bytes:
+    """Record bytes with a valid checksum (version 1: the old layout, no header)."""
+    packed = msgpack.packb(body)
+    return MAGIC + packed if version == 1 else MAGIC + struct.pack("<BI", version, zlib.crc32(packed)) + packed
+
+
+def test_record_layout_is_magic_header_then_body():
+    record = encode_frame(full_frame())
+    version, crc = struct.unpack_from("<BI", record, len(MAGIC))
+    assert version == 2 and crc == zlib.crc32(record[len(MAGIC) + HEADER:])
+    assert _body(record)["schema_version"] == 2
+
+
+def test_a_flipped_bit_anywhere_in_the_body_is_a_checksum_error():
+    frame = full_frame()
+    record = bytearray(encode_frame(frame))
+    at = bytes(record).index(frame.positions.tobytes()) + 17  # inside the positions array
+    record[at] ^= 0x04
+    with pytest.raises(RecordDecodeError, match="checksum mismatch .*: the record is corrupt"):
+        decode_frame(bytes(record))
+    with pytest.raises(RecordDecodeError, match="checksum mismatch"):  # the stored CRC itself
+        decode_frame(encode_frame(frame)[:5] + b"\0\0\0\0" + encode_frame(frame)[9:])
+
+
+def test_schema_1_records_without_a_checksum_are_still_read():
+    frame = full_frame(4)
+    body = _body(encode_frame(frame))
+    body["schema_version"] = 1
+    assert decode_frame(_record(body, version=1)).same_as(frame)
+
+
+def test_unknown_or_inconsistent_schema_versions_are_refused():
+    body = _body(encode_frame(minimal_frame()))
+    with pytest.raises(RecordDecodeError, match="unknown schema version 99"):
+        decode_frame(_record(body, version=99))
+    with pytest.raises(RecordDecodeError, match="schema version 2 in the body, 1 in the header"):
+        decode_frame(_record(body, version=1))
     body["schema_version"] = 99
     with pytest.raises(RecordDecodeError, match="unknown schema version 99"):
-        decode_frame(MAGIC + msgpack.packb(body))
+        decode_frame(_record(body))
 
 
 def test_object_dtype_and_bad_shapes_are_refused():
-    body = msgpack.unpackb(encode_frame(minimal_frame())[len(MAGIC):])
+    body = _body(encode_frame(minimal_frame()))
     body["positions"]["dtype"] = "|O"
     with pytest.raises(RecordDecodeError, match="forbidden dtype"):
-        decode_frame(MAGIC + msgpack.packb(body))
-    body = msgpack.unpackb(encode_frame(minimal_frame())[len(MAGIC):])
+        decode_frame(_record(body))
+    body = _body(encode_frame(minimal_frame()))
     body["positions"]["shape"] = [4, 3]
     with pytest.raises(RecordDecodeError, match="does not match"):
-        decode_frame(MAGIC + msgpack.packb(body))
+        decode_frame(_record(body))
 
 
 def test_garbage_and_truncated_records_are_refused():
     with pytest.raises(RecordDecodeError, match="not a foundation record"):
         decode_frame(b"hello world")
-    with pytest.raises(RecordDecodeError, match="malformed"):
+    with pytest.raises(RecordDecodeError, match="checksum mismatch"):
         decode_frame(encode_frame(full_frame())[:-7])
+    with pytest.raises(RecordDecodeError, match="truncated record"):
+        decode_frame(encode_frame(full_frame())[:7])
 
 
 @pytest.mark.parametrize("mutate,reason", [
