@@ -11,6 +11,7 @@ import sys
 import lmdb
 import pytest
 
+from foundation.data.dataset import open_dataset
 from foundation.data.lmdb_store import record_key
 from foundation.data.manifest import Manifest, encode_natoms
 from foundation.data.verify import verify_dataset
@@ -165,6 +166,20 @@ def test_manifest_round_trips(dataset):
     manifest = Manifest.load(dataset)
     assert manifest.splits == ["train", "val"]
     assert manifest.num_frames("train") == 20 and manifest.atoms_per_frame("wds", "val").tolist() == [4] * 10
+
+
+def test_a_version_1_manifest_without_shard_sizes_still_opens_and_verifies(dataset):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["manifest_version"] = 1
+    for shard in manifest["shards"]:
+        del shard["size"]
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    assert [s.size for s in Manifest.load(dataset).shards] == [None] * 10
+    assert len(list(open_dataset(dataset, container="wds"))) == 30 and verify_dataset(dataset).ok
+    manifest["manifest_version"] = 2  # from version 2 on, a size is required
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="manifest.json: shard lmdb/train-00000.lmdb: no size in bytes"):
+        Manifest.load(dataset)
 
 
 def test_no_temporary_files_left(dataset):

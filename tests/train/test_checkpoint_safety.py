@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
 
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
@@ -25,7 +26,7 @@ from foundation.train.distributed import init_distributed, shutdown
 from foundation.train.engine import build_engine
 from foundation.train.objectives import Objective
 from foundation.train.runner import run_training
-from foundation.train.weights_only import UnsafeCheckpointError
+from foundation.train.weights_only import UnsafeCheckpointError, load_weights_only
 from tests.train.helpers import TINY_MODEL, tiny_config
 
 pytestmark = pytest.mark.shared_data
@@ -104,6 +105,15 @@ def test_every_stage_and_precision_resumes_exactly_through_the_weights_only_load
     expected, resumed = _step(saver, objective, batches[1]), _step(loader, objective, batches[1])
     for name, value in expected.items():  # the optimizer moments came back too: the next step is identical
         assert torch.equal(resumed[name], value), name
+
+
+def test_the_fp16_dynamic_loss_scaler_loads_through_the_allow_list(tmp_path):
+    """fp16 engines (GPU only, not testable here) keep a DynamicLossScaler in their optimizer state."""
+    scaler = DynamicLossScaler(init_scale=2**16, scale_window=1000, min_scale=1, delayed_shift=2,
+                               consecutive_hysteresis=False, raise_error_at_min_scale=True, dtype=torch.float16)
+    torch.save({"loss_scaler": scaler, "dynamic_loss_scale": True}, tmp_path / "optim.pt")
+    loaded = load_weights_only(tmp_path / "optim.pt")["loss_scaler"]
+    assert type(loaded) is DynamicLossScaler and vars(loaded) == vars(scaler)
 
 
 @pytest.mark.parametrize("fmt", ["torch-zip", "bare-pickle"])
