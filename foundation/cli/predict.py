@@ -18,7 +18,7 @@ EPILOG = """examples:
 
 MODEL is a release directory (checksums are verified) or a training run directory (its best/ or last/ weights).
 FILES are any input the readers of `foundation prep` take (extxyz, MPtrj JSON, VASP OUTCAR / vasprun.xml, ASE db;
-directories are searched). The output holds, per frame and in input order: energy, free_energy, forces, per-atom
+directories are searched), or with --format ase anything ase.io reads (CIF, POSCAR, ...). The output holds, per frame and in input order: energy, free_energy, forces, per-atom
 energies (column `energies`) and, for cells periodic along all three axes, stress (ASE sign, eV/A^3), readable
 with ase.io.read; the input's own labels, when it has them, are kept as ref_energy, ref_forces and ref_stress, and
 info keys frame_id, structure_id and file say where each frame came from."""
@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output extended XYZ file (written atomically)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available; default auto)")
     p.add_argument("--max-atoms", type=int, default=2048, help="atoms per batch (default 2048)")
-    p.add_argument("--format", default="auto", help="input format (default auto: detected per file)")
+    p.add_argument("--format", default="auto",
+                   help="input format: auto (detected per file, default), one of `foundation prep`'s formats, or "
+                        "ase (any file ase.io.read takes: CIF, POSCAR, ...)")
     p.add_argument("--which", choices=["best", "last"], default="best", help="weights of a run directory (default best)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_predict)
@@ -74,6 +76,9 @@ def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
     from foundation.data_prep.readers import READERS, ReaderError
     from foundation.data_prep.readers.auto import expand_inputs
 
+    if fmt == "ase":
+        yield from _iter_ase_frames(paths)
+        return
     config = PrepConfig(required=[])
     for path, kind, name in expand_inputs(paths, fmt):
         for piece in READERS[kind].plan(path, name, 10_000):
@@ -81,6 +86,23 @@ def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
                 if record.frame is None:
                     raise ReaderError(f"{path}: record {record.where}: {record.error}")
                 yield name, record.frame
+
+
+def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
+    """Frames of files read by ase.io (format guessed by ASE from the name and content)."""
+    import ase.io
+
+    from foundation.data.ase_convert import frame_from_atoms
+    from foundation.data_prep.readers import ReaderError
+
+    for path in paths:
+        name = Path(path).name
+        try:
+            structures = list(ase.io.iread(path, index=":"))
+        except Exception as exc:  # ASE raises many types for unreadable files
+            raise ReaderError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from None
+        for index, atoms in enumerate(structures):
+            yield name, frame_from_atoms(atoms, frame_id=f"{name}:{index}", structure_id=f"{name}:{index}", source=name)
 
 
 def labelled_atoms(frame, name: str, result: dict):

@@ -65,3 +65,19 @@ def test_bad_input_is_one_line_and_nonzero(release, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "broken.extxyz" in err and "record 0" in err
     assert not (tmp_path / "o.extxyz").exists()
     assert main(["predict", str(tmp_path / "nowhere"), str(bad), "--out", str(tmp_path / "o.extxyz")]) == 2
+
+
+def test_structures_without_labels_through_ase(release, tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    cif = tmp_path / "rocksalt.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(cif))
+    out = tmp_path / "labelled.extxyz"
+    assert main(["predict", str(release), str(cif), "--format", "ase", "--out", str(out), "--no-progress"]) == 0
+    [got] = ase.io.read(out, index=":")
+    atoms = ase.io.read(cif)
+    atoms.calc = load_calculator(release)
+    assert len(got) == 8 and "ref_energy" not in got.info
+    assert got.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(got.get_stress(), atoms.get_stress(), atol=1e-8)
