@@ -13,7 +13,7 @@ from typing import Any
 
 from foundation.evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
 from foundation.evals.model_card import model_card
-from foundation.evals.report import REPORT_FILES
+from foundation.evals.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
 from foundation.release import RELEASE_JSON, write_checksums
@@ -33,7 +33,7 @@ def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
 
 def eval_summary(report_dir: Path) -> dict[str, Any]:
     """Per-task summary of an eval report's results.json (for release.json and the model card)."""
-    results = json.loads((report_dir / "results.json").read_text())
+    results = json.loads((report_dir / RESULTS_JSON).read_text())
     return {"suite": results["suite"]["name"], "checkpoint_sha256": results["checkpoint"]["sha256"],
             "tasks": [{"name": t["name"], "kind": t["kind"], "unit": t.get("unit", ""), "summary": t["summary"]}
                       for t in results["tasks"]]}
@@ -79,8 +79,8 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
             (tmp / "report").mkdir()
             for f in REPORT_FILES:
                 shutil.copyfile(report_dir / f, tmp / "report" / f)
-            if (report_dir / "figures").is_dir():
-                shutil.copytree(report_dir / "figures", tmp / "report" / "figures")
+            if (report_dir / FIGURES_DIR).is_dir():
+                shutil.copytree(report_dir / FIGURES_DIR, tmp / "report" / FIGURES_DIR)
         (tmp / RELEASE_JSON).write_text(json.dumps(info, indent=1) + "\n")
         (tmp / "README.md").write_text(model_card(info))
         write_checksums(tmp)

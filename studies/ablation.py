@@ -124,10 +124,12 @@ def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str
 
 def collect_table(cfg: AblationConfig) -> dict[str, Any]:
     """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs."""
+    from foundation.evals.report import RESULTS_JSON
+
     paths = _paths(cfg)
     tasks: dict[str, dict[str, Any]] = {}
     for index, objective in enumerate(cfg.objectives):
-        results = json.loads((paths["eval"] / objective.name / "results.json").read_text())
+        results = json.loads((paths["eval"] / objective.name / RESULTS_JSON).read_text())
         for task in results["tasks"]:
             if task["category"] != "finetune":
                 continue
@@ -190,11 +192,8 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
 
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
-    from foundation.evals.report import finite_or_null
-    from foundation.evals.report.render import to_html, to_markdown
-    from foundation.files import atomic_path, write_text_atomic
+    from foundation.evals.report import write_report_files
 
-    out = _paths(cfg)["out"]
     tasks = collect_table(cfg)
     blocks: list[tuple] = [("h", 1, f"Objective ablation: {cfg.name}"),
                            ("p", f"Backbone `{cfg.model}`, {cfg.steps} pre-training steps per objective on the same "
@@ -214,13 +213,7 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
                          {True: "yes", False: "no", None: "n/a"}[c["agrees"]]] for c in claims]))
         figures[f"ablation_{name}"] = ablation_figure(name, task)
         blocks.append(("fig", f"ablation_{name}", f"{name}: test MAE per pre-training objective"))
-    for fig_name, png in figures.items():
-        with atomic_path(out / "figures" / f"{fig_name}.png") as tmp:
-            tmp.write_bytes(png)
-    write_text_atomic(out / "results.json", json.dumps(finite_or_null(results), indent=1) + "\n")
-    write_text_atomic(out / "report.md", to_markdown(blocks))
-    write_text_atomic(out / "report.html", to_html(blocks, figures, title=f"foundation ablation: {cfg.name}"))
-    return {n: out / n for n in ("results.json", "report.md", "report.html")}
+    return write_report_files(_paths(cfg)["out"], results, blocks, figures, title=f"foundation ablation: {cfg.name}")
 
 
 def finish_ablation(config_path: str, workers: int = 1) -> dict[str, Path]:

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 from foundation.evals.paired import size_label
 
+FIGURES_DIR = "figures"  # a report's PNG files, beside report.md
+
 Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
 
 
@@ -188,7 +190,7 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
-    """Markdown with figures referenced as figures/NAME.png."""
+    """Markdown with figures referenced as FIGURES_DIR/NAME.png."""
     lines: list[str] = []
     for b in blocks:
         if b[0] == "h":
@@ -201,7 +203,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b[2]]
             lines.append("")
         elif b[0] == "fig":
-            lines += [f"![{b[2]}](figures/{b[1]}.png)", ""]
+            lines += [f"![{b[2]}]({FIGURES_DIR}/{b[1]}.png)", ""]
     return "\n".join(lines)
 
 

@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from foundation.evals.report import REPORT_FILES, finite_or_null
-from foundation.evals.report.render import Block, to_html, to_markdown
-from foundation.files import atomic_path, write_text_atomic
+from foundation.evals.report import write_report_files
+from foundation.evals.report.render import Block
 from foundation.studies.scaling.analysis import COMBINED, Analysis, analyse
 from foundation.studies.scaling.figures import DISPLAY_NAMES, scaling_figures
 
@@ -44,7 +43,7 @@ def _point_rows(points: Sequence[dict], metric_names: Sequence[str]) -> list[lis
             for p in sorted(points, key=lambda p: (p["n_params"], p["frames"], p["steps"]))]
 
 
-def report_blocks(results: dict[str, Any], analysis: Analysis | None, figures: Sequence[str]) -> list[Block]:
+def scaling_report_blocks(results: dict[str, Any], analysis: Analysis | None, figures: Sequence[str]) -> list[Block]:
     """Everything the report says, in order."""
     sweep, points, metric_names = results["sweep"], results["points"], results["metric_names"]
     blocks: list[Block] = [("h", 1, f"Scaling-law sweep: {sweep['name']}")]
@@ -123,17 +122,10 @@ def _compute_blocks(points: Sequence[dict], analysis: Analysis, figures: Sequenc
 def write_scaling_report(results: dict[str, Any], out_dir: str | os.PathLike, *, n_boot: int = 500,
                          seed: int = 0) -> dict[str, Path]:
     """Fit, plot and write results.json, report.md (figures/*.png) and report.html into out_dir."""
-    out = Path(out_dir)
     points = results["points"]
     analysis = (analyse(points, results["metric_names"], n_boot=n_boot, confidence=results["confidence"], seed=seed)
                 if points else None)
     figures = scaling_figures(points, analysis) if analysis is not None else {}
-    for name, png in figures.items():
-        with atomic_path(out / "figures" / f"{name}.png") as tmp:
-            tmp.write_bytes(png)
-    blocks = report_blocks(results, analysis, list(figures))
     full = {**results, "analysis": None if analysis is None else analysis.to_json()}
-    write_text_atomic(out / "results.json", json.dumps(finite_or_null(full), indent=1, allow_nan=False) + "\n")
-    write_text_atomic(out / "report.md", to_markdown(blocks))
-    write_text_atomic(out / "report.html", to_html(blocks, figures, title=f"scaling sweep: {results['sweep']['name']}"))
-    return {name: out / name for name in REPORT_FILES}
+    return write_report_files(out_dir, full, scaling_report_blocks(results, analysis, list(figures)), figures,
+                              title=f"scaling sweep: {results['sweep']['name']}")
