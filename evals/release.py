@@ -16,7 +16,7 @@ from foundation.evals.model_card import model_card
 from foundation.evals.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
-from foundation.release import RELEASE_JSON, write_checksums
+from foundation.release import MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
 from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 RELEASE_FORMAT = "foundation-release"
@@ -76,13 +76,13 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
         shutil.copyfile(source / MODEL_META, tmp / MODEL_META)
         shutil.copyfile(RunLayout(run_dir).config, tmp / CONFIG)
         if report_dir is not None:
-            (tmp / "report").mkdir()
+            (tmp / REPORT_DIR).mkdir()
             for f in REPORT_FILES:
-                shutil.copyfile(report_dir / f, tmp / "report" / f)
+                shutil.copyfile(report_dir / f, tmp / REPORT_DIR / f)
             if (report_dir / FIGURES_DIR).is_dir():
-                shutil.copytree(report_dir / FIGURES_DIR, tmp / "report" / FIGURES_DIR)
+                shutil.copytree(report_dir / FIGURES_DIR, tmp / REPORT_DIR / FIGURES_DIR)
         (tmp / RELEASE_JSON).write_text(json.dumps(info, indent=1) + "\n")
-        (tmp / "README.md").write_text(model_card(info))
+        (tmp / MODEL_CARD).write_text(model_card(info))
         write_checksums(tmp)
         if out.exists():
             out.rmdir()

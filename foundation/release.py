@@ -31,7 +31,8 @@ from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 CHECKSUMS = "SHA256SUMS"
 RELEASE_JSON = "release.json"
 REQUIRED = (MODEL_WEIGHTS, MODEL_META, RELEASE_JSON)
-DOCUMENTATION = ("README.md", "report/")  # files that do not change the model (see the module docstring)
+MODEL_CARD, REPORT_DIR = "README.md", "report"
+DOCUMENTATION = (MODEL_CARD, f"{REPORT_DIR}/")  # files that do not change the model (see the module docstring)
 _LFS_POINTER = b"version https://git-lfs"
 
 log = logging.getLogger(__name__)
