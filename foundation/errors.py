@@ -15,6 +15,8 @@ from typing import Iterator
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
 _NEARLY_FULL_BYTES = 1 << 20  # below this much free space a failed write is taken for a full disk
+# What torch.save's C++ writer says when a write fails (no errno): full disk or not, the free space decides.
+_TORCH_WRITE_FAILURE = ("iostream error", "unexpected pos", "file write failed", "PytorchStreamWriter")
 
 
 class UserError(Exception):
@@ -71,7 +73,7 @@ def is_disk_full(exc: BaseException, path: str | os.PathLike) -> bool:
         return True
     if any(text in str(exc) for text in _NO_SPACE_TEXT):
         return True
-    if isinstance(exc, RuntimeError):
+    if isinstance(exc, RuntimeError) and any(text in str(exc) for text in _TORCH_WRITE_FAILURE):
         try:
             return free_bytes(path) < _NEARLY_FULL_BYTES
         except OSError:

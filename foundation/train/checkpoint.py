@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.train.distributed import barrier
 from foundation.train.run_layout import CHECKPOINT_STATE, CHECKPOINTS, LATEST, MODEL_META, MODEL_WEIGHTS
@@ -61,11 +62,12 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: d
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    engine.save_checkpoint(str(tmp), tag=DS_TAG, save_latest=False)
-    save_file(rng_state(), str(tmp / _rng_file(rank)))
-    if rank == 0:
-        save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
-        write_text_atomic(tmp / CHECKPOINT_STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    with writing(tmp):  # a full disk: torch.save's "iostream error" becomes DiskFull naming device and directory
+        engine.save_checkpoint(str(tmp), tag=DS_TAG, save_latest=False)
+        save_file(rng_state(), str(tmp / _rng_file(rank)))
+        if rank == 0:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
+            write_text_atomic(tmp / CHECKPOINT_STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     barrier()
     if rank == 0:
         if final.exists():  # a rerun of the same step (e.g. the end of a resumed run): replace it
@@ -122,8 +124,9 @@ def export_model(directory: str | os.PathLike, weights: dict[str, torch.Tensor],
     tmp = directory.with_name(f".tmp-{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(weights, str(tmp / MODEL_WEIGHTS))
-    (tmp / MODEL_META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    with writing(tmp):
+        save_file(weights, str(tmp / MODEL_WEIGHTS))
+        (tmp / MODEL_META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     old = directory.with_name(f".old-{directory.name}")
     if directory.exists():
         os.replace(directory, old)

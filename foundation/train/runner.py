@@ -13,10 +13,12 @@ import torch
 
 from foundation.config import save_config, to_dict
 from foundation.data.manifest import Manifest
+from foundation.errors import writing
+from foundation.locking import DirectoryLock
 from foundation.train import checkpoint as ckpt
 from foundation.train.config import TrainRunConfig, load_train_config
 from foundation.train.datasets import BatchBuilder
-from foundation.train.distributed import init_distributed, shutdown
+from foundation.train.distributed import DistInfo, any_rank, init_distributed, shutdown
 from foundation.train.ema import EMA
 from foundation.train.engine import build_engine
 from foundation.train.finetune import prepare_finetune
@@ -67,16 +69,33 @@ def _install_signal_handlers() -> dict:
     return previous
 
 
+def lock_run_dir(run_dir: Path, info: DistInfo) -> DirectoryLock | None:
+    """One training run per run directory: rank 0 takes its lock, held until the run ends. When it cannot (another
+    run holds it, the directory cannot be written) every rank raises, rank 0 with the reason."""
+    lock, error = None, None
+    if info.is_main:
+        try:
+            lock = DirectoryLock(run_dir).acquire()
+        except Exception as exc:  # the other ranks must stop too, whatever kept rank 0 from the lock
+            error = exc
+    if any_rank(error is not None, info.device):
+        if error is not None:
+            raise error
+        raise RuntimeError(f"{run_dir}: rank 0 could not take the run directory's lock (its error says why)")
+    return lock
+
+
 def run_training(config: TrainRunConfig) -> dict:
     """Train (or resume) the run described by `config`; returns a summary: step, epoch, stopped, val metrics,
     best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
     from foundation.models import build_potential
 
     previous = _install_signal_handlers()  # a stop requested before the first step is honoured at that step
-    info, logger, clean = None, None, False
+    info, logger, lock, clean = None, None, None, False
     try:
         info = init_distributed(config.engine.device)
         run_dir = Path(config.run_dir)
+        lock = lock_run_dir(run_dir, info)
         torch.manual_seed(config.train.seed)
         start = prepare_finetune(config) if config.finetune is not None else None
         if start is not None:  # the parent's architecture, weights and normalisers; references re-fitted
@@ -121,7 +140,8 @@ def run_training(config: TrainRunConfig) -> dict:
         if start is not None:
             meta["parent"] = start.parent.identity
         trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta)
-        summary = trainer.run()
+        with writing(run_dir):
+            summary = trainer.run()
         clean = True
         return summary
     finally:
@@ -129,6 +149,8 @@ def run_training(config: TrainRunConfig) -> dict:
             logger.close()
         if info is not None:
             shutdown(info, clean)
+        if lock is not None:
+            lock.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         STOP.clear()  # consumed: the next run in this process starts unstopped
