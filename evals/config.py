@@ -15,7 +15,7 @@ FINETUNE_KINDS = ("matbench", "dcdft_finetune", "property")
 
 
 @dataclass
-class FinetuneConfig:
+class PropertyFinetuneConfig:
     """One fine-tuning run, the same recipe for the pre-trained model and its from-scratch twin: optimiser,
     schedule, epochs, early stopping on an inner validation split. The only per-arm choice is the backbone
     learning rate, picked for each arm from `backbone_lr_grid` by the same rule (best inner validation MAE)."""
@@ -104,7 +104,7 @@ class SuiteConfig:
     tasks: list[TaskConfig]
     data_root: str = "../shared/data"
     seeds: list[int] = field(default_factory=lambda: [0])
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: PropertyFinetuneConfig = field(default_factory=PropertyFinetuneConfig)
     which: Literal["best", "last"] = "best"   # weights of a run directory
     device: str = "cpu"
     threads: int | None = None    # torch threads per unit; None: the machine's cores shared among --workers
@@ -124,10 +124,11 @@ class SuiteConfig:
                 return t
         raise KeyError(f"suite {self.name!r} has no task {name!r}")
 
-    def finetune_for(self, task: TaskConfig) -> FinetuneConfig:
+    def finetune_for(self, task: TaskConfig) -> PropertyFinetuneConfig:
         """The suite's recipe with the task's overrides applied (type-checked)."""
         merged = {**to_dict(self.finetune), **task.finetune}
-        return from_dict(FinetuneConfig, merged, origin=f"task {task.name!r} finetune overrides", prefix="finetune.")
+        return from_dict(PropertyFinetuneConfig, merged, origin=f"task {task.name!r} finetune overrides",
+                         prefix="finetune.")
 
     def resolved(self, base: str | Path | None = None) -> "SuiteConfig":
         """A copy with data_root and every task path absolute (relative to `base`, default the cwd)."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from foundation.evals.config import FinetuneConfig
+from foundation.evals.config import PropertyFinetuneConfig
 from foundation.evals.metrics import mae, property_baselines, regression_metrics
 from foundation.evals.tasks.common import PropertyTask, training_subset
 from foundation.config import to_dict
@@ -54,7 +54,7 @@ def property_model(template: ModelConfig, property_name: str, pooling: str, pret
     return model, sorted(state)
 
 
-def _optimizer(model: nn.Module, cfg: FinetuneConfig, backbone_lr: float) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, cfg: PropertyFinetuneConfig, backbone_lr: float) -> torch.optim.Optimizer:
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")],
                "lr": backbone_lr},
               {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")],
@@ -62,7 +62,7 @@ def _optimizer(model: nn.Module, cfg: FinetuneConfig, backbone_lr: float) -> tor
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: FinetuneConfig):
+def _scheduler(opt: torch.optim.Optimizer, cfg: PropertyFinetuneConfig):
     """The epoch schedule both arms share: halve on a validation plateau, cosine to 1% over max_epochs, or none."""
     if cfg.schedule == "plateau":
         patience = cfg.plateau_patience if cfg.plateau_patience is not None else max(cfg.patience // 3, 1)
@@ -98,7 +98,7 @@ def inner_split(train_idx: np.ndarray, val_fraction: float, seed: int) -> tuple[
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: FinetuneConfig, template: ModelConfig,
+def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetuneConfig, template: ModelConfig,
                  pretrained: Potential | None, *, size: int | None = None, backbone_lr: float | None = None,
                  device: str = "cpu") -> dict[str, Any]:
     """Train on `size` structures of the fold's training set (less its inner validation split), stop early on
@@ -165,7 +165,7 @@ def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: FinetuneConfig, 
             "target_mean": mean, "target_std": std, "seconds": time.perf_counter() - start}
 
 
-def run_finetune_selected(task: PropertyTask, fold: int, seed: int, cfg: FinetuneConfig, template: ModelConfig,
+def run_finetune_selected(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetuneConfig, template: ModelConfig,
                           pretrained: Potential | None, *, size: int | None = None,
                           device: str = "cpu") -> dict[str, Any]:
     """run_finetune, with the backbone learning rate picked from cfg.backbone_lr_grid (when set) by the lowest

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from foundation.evals.config import FinetuneConfig
+from foundation.evals.config import PropertyFinetuneConfig
 from foundation.evals.finetune import (freeze_parameters, inner_split, property_model, run_finetune,
                                        run_finetune_selected)
 from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
@@ -61,7 +61,7 @@ def test_inner_split_is_disjoint_and_seeded():
 
 def test_fold_result_and_early_stopping(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = FinetuneConfig(max_epochs=6, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2)
+    cfg = PropertyFinetuneConfig(max_epochs=6, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2)
     result = run_finetune(task, 0, 0, cfg, pretrained.config, pretrained)
     assert 1 <= result["best_epoch"] <= result["epochs_run"] <= 6
     assert result["epochs_run"] - result["best_epoch"] <= cfg.patience
@@ -69,7 +69,7 @@ def test_fold_result_and_early_stopping(pretrained):
     assert len(result["predictions"]["y_pred"]) == result["n_test"] == len(task.folds[0][1])
     assert result["metrics"]["mae"] == pytest.approx(np.mean(np.abs(
         np.subtract(result["predictions"]["y_pred"], result["predictions"]["y_true"]))))
-    frozen = FinetuneConfig(max_epochs=30, patience=3, batch_size=8, lr=0.0, val_fraction=0.2)
+    frozen = PropertyFinetuneConfig(max_epochs=30, patience=3, batch_size=8, lr=0.0, val_fraction=0.2)
     flat = run_finetune(task, 0, 0, frozen, pretrained.config, pretrained)
     assert flat["epochs_run"] == 1 + frozen.patience  # nothing learns: no epoch beats the first, stop after patience
     assert len({round(c["val_mae"], 9) for c in flat["curve"]}) == 1
@@ -83,7 +83,7 @@ def test_training_subsets_are_nested_paired_and_leave_the_test_fold_whole():
     assert not np.array_equal(training_subset(train, 30, 0, 2), small)  # seeds draw different subsets
     assert np.array_equal(training_subset(train, None, 0, 1), train)
     task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
-    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, val_fraction=0.2)
+    cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, val_fraction=0.2)
     result = run_finetune(task, 0, 0, cfg, TINY_CONFIG(), None, size=10)
     assert result["n_train"] + result["n_val"] == 10 and result["n_test"] == len(task.folds[0][1])
 
@@ -94,7 +94,7 @@ def TINY_CONFIG():
 
 def test_both_arms_share_the_recipe_and_the_baseline(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2,
+    cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2,
                          freeze=["backbone.embedding"])
     pre = run_finetune(task, 0, 0, cfg, pretrained.config, pretrained)
     scr = run_finetune(task, 0, 0, cfg, pretrained.config, None)
@@ -111,7 +111,7 @@ def test_both_arms_share_the_recipe_and_the_baseline(pretrained):
 
 def test_backbone_lr_grid_picks_by_validation_for_each_arm(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = FinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr_grid=[0.0, 1e-2],
+    cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr_grid=[0.0, 1e-2],
                          val_fraction=0.2)
     result = run_finetune_selected(task, 0, 0, cfg, pretrained.config, pretrained)
     assert [c["backbone_lr"] for c in result["selection"]] == [0.0, 1e-2]
