@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -29,23 +30,23 @@ def _command(config: Path, nproc: int, run_dir: Path) -> list[str]:
     return cmd + (["--launcher", "torchrun", "--nproc-per-node", str(nproc)] if nproc > 1 else [])
 
 
-def _env() -> dict:
+def _env(threads: int = 1) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.update(OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
     return env
 
 
-def _run(config: Path, nproc: int, run_dir: Path) -> None:
-    done = subprocess.run(_command(config, nproc, run_dir), cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=600)
+def _run(config: Path, nproc: int, run_dir: Path, threads: int = 1) -> None:
+    done = subprocess.run(_command(config, nproc, run_dir), cwd=REPO, env=_env(threads), capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _run_and_kill(config: Path, nproc: int, run_dir: Path, rng: random.Random) -> int:
+def _run_and_kill(config: Path, nproc: int, run_dir: Path, rng: random.Random, threads: int = 1) -> int:
     """Start a run, SIGKILL its whole process group (launcher and ranks) as soon as it has logged a random
     step past its first checkpoint; return the step of the newest complete checkpoint it left."""
-    proc = subprocess.Popen(_command(config, nproc, run_dir), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_command(config, nproc, run_dir), cwd=REPO, env=_env(threads), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     target = rng.randint(3, MAX_STEPS - 3)
     latest, metrics = run_dir / "checkpoints" / "latest", run_dir / "metrics.jsonl"
@@ -96,6 +97,24 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path, train_data, nproc, zero_stage
         assert ref[name].equal(res[name]), f"{name} differs after kill -9 at step {killed_at} and resume"
     if nproc == 2:
         _compare_with_one_process_accumulating(tmp_path, train_data, reference)
+
+
+def test_with_several_threads_resume_matches_to_within_float_reordering(tmp_path, train_data):
+    """Bit-exact resume is promised for one thread per process; a run killed and resumed with several threads
+    (intra-op reductions split differently) matches the uninterrupted one-thread run to float tolerance."""
+    config = _config(tmp_path, train_data, zero_stage=0, grad_accum=1)
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    _run(config, 1, reference, threads=1)
+    killed_at = _run_and_kill(config, 1, resumed, random.Random(), threads=2)
+    _run(config, 1, resumed, threads=2)
+    assert f"step {killed_at}" in (resumed / "train.log").read_text()
+    reference_losses, resumed_losses = _train_losses(reference), _train_losses(resumed)
+    assert [s for s, _ in resumed_losses] == [s for s, _ in reference_losses] == list(range(1, MAX_STEPS + 1))
+    for (step, a), (_, b) in zip(reference_losses, resumed_losses):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-7), f"step {step}: one thread {a}, resumed on two threads {b}"
+    ref, res = _weights(reference), _weights(resumed)
+    for name in ref:
+        torch.testing.assert_close(res[name], ref[name], rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
 def _train_losses(run_dir: Path) -> list[tuple[int, float]]:
