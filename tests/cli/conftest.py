@@ -1,4 +1,4 @@
-"""A small prepared dataset of real DFT frames (Alexandria, ../shared/data/dft) for end-to-end sweep tests."""
+"""A small prepared dataset of real DFT frames (Alexandria, tests/fixtures/dft) for the end-to-end sweep test."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.writer import write_dataset
+from tests.conftest import FIXTURES
 
 
-def write_real_dataset(shared_data: Path, out: Path, frames: int = 240, val_fraction: float = 0.2) -> Path:
+def write_real_dataset(out: Path, frames: int = 160, val_fraction: float = 0.2) -> Path:
     """The first `frames` Alexandria frames, split train/val by a hash of their structure id."""
-    path = shared_data / "dft" / "alexandria-random-1k.xyz"
+    path = FIXTURES / "dft" / "alexandria-sample.xyz"
     splits: dict[str, list] = {"train": [], "val": []}
     for index, atoms in enumerate(ase.io.iread(path, index=f":{frames}")):
         sid = str(atoms.info["alexandria_id"])
@@ -26,5 +27,5 @@ def write_real_dataset(shared_data: Path, out: Path, frames: int = 240, val_frac
 
 
 @pytest.fixture(scope="session")
-def real_dataset(shared_data, tmp_path_factory) -> Path:
-    return write_real_dataset(shared_data, tmp_path_factory.mktemp("sweep-data") / "alexandria")
+def real_dataset(tmp_path_factory) -> Path:
+    return write_real_dataset(tmp_path_factory.mktemp("sweep-data") / "alexandria")

@@ -21,7 +21,6 @@ def marker_times(out) -> dict[str, int]:
     return {p.parent.name: p.stat().st_mtime_ns for p in (out / "points").glob("*/sweep_point.json")}
 
 
-@pytest.mark.shared_data
 def test_tiny_sweep_runs_fits_reports_and_retries(real_dataset, tmp_path):
     out = tmp_path / "sweep"
     assert sweep(out, real_dataset) == 0
