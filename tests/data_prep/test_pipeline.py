@@ -16,20 +16,18 @@ from foundation.data.ase_convert import atoms_from_frame
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
 from foundation.data.verify import verify_dataset
+from tests.conftest import FIXTURES
 
 from .helpers import prep_config, read_records
 
-pytestmark = pytest.mark.shared_data
-
-
 @pytest.fixture(scope="module")
-def prepared(shared_data, tmp_path_factory):
+def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("pipe")
     xyz = base / "alex.xyz"
-    lines = (shared_data / "dft" / "alexandria-random-1k.xyz").read_text().splitlines(keepends=True)
+    lines = (FIXTURES / "dft" / "alexandria-sample.xyz").read_text().splitlines(keepends=True)
     xyz.write_text("".join(lines[:1000]))  # whole frames: ~120 frames
     xyz.write_text(xyz.read_text()[:xyz.read_text().rfind("\n", 0, len(xyz.read_text()))])
-    inputs = [xyz, shared_data / "vasp" / "outcar" / "OUTCAR_5", shared_data / "dft" / "10_mptraj_systems.db"]
+    inputs = [xyz, FIXTURES / "vasp" / "outcar" / "OUTCAR_5", FIXTURES / "dft" / "10_mptraj_systems.db"]
     config = prep_config(inputs, base / "out", container="both", shard_size=25, chunk_frames=40,
                          neighbour_sample=1.0, split={"train": 0.7, "val": 0.3})
     return config, run_prep(config)
