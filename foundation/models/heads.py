@@ -21,7 +21,7 @@ from ase.data import atomic_numbers
 from torch import Tensor, nn
 
 from foundation.models.base import NUM_ELEMENTS, Features, Graph
-from foundation.models.blocks import CosineEnvelope, GaussianBasis, mlp, scatter_sum, segment_mean
+from foundation.models.blocks import CosineEnvelope, GaussianBasis, mlp, rename_state_keys, scatter_sum, segment_mean
 
 EDGE_BASIS_SIZE = 16
 
@@ -102,6 +102,10 @@ class EdgeWeights(nn.Module):
         self.envelope = CosineEnvelope(cutoff)
         self.edge = nn.Linear(EDGE_BASIS_SIZE, hidden, bias=False)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
+        rename_state_keys(state_dict, prefix, {"neighbor.": "neighbour."})  # older weights: "neighbor"
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
