@@ -98,7 +98,12 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
         if saved.get("key") == plan_key:
             pieces = [Piece(**p) for p in saved["pieces"]]
     if pieces is None:
-        pieces = [p for path, fmt, name in files for p in READERS[fmt].plan(path, name, config.chunk_frames)]
+        pieces = []
+        for path, fmt, name in files:
+            found = READERS[fmt].plan(path, name, config.chunk_frames)
+            if not found:
+                raise ReaderError(f"{path}: no frames found (an empty {fmt} file?)")
+            pieces += found
         work.mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan_path, json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}))
     if not pieces:
