@@ -18,6 +18,7 @@ import yaml
 
 from foundation.errors import UserError
 from foundation.files import write_text_atomic
+from foundation.resources import config_path
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
+    """A YAML mapping from a file; `configs/...` paths that do not exist here are the shipped configs
+    (foundation.resources)."""
+    path = config_path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from foundation.config import ConfigError, load_config
+from foundation.resources import configs_dir
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs" / "cluster"
+PROFILE_DIR = configs_dir() / "cluster"
 OVERRIDE_PREFIX = "cluster."
 
 

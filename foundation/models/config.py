@@ -19,8 +19,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 from foundation.config import ConfigError, load_config, to_dict
 from foundation.models.registry import backbone_config
+from foundation.resources import configs_dir
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+CONFIG_DIR = configs_dir() / "model"
 HeadKind = Literal["derivative", "direct", "none"]
 
 
