@@ -62,12 +62,13 @@ class RunLogger:
             self.bar = progress_bar(total=total_steps, initial=initial_step, desc="train", unit="step",
                                     dynamic_ncols=True)
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, level: int = logging.INFO) -> None:
+        """A time-stamped line of train.log, and a log record (shown by the command line)."""
         if not self.enabled:
             return
-        stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        self.lines.write(stamped + "\n")
-        log.info(text)
+        prefix = "" if level == logging.INFO else f"{logging.getLevelName(level)}: "
+        self.lines.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {prefix}{text}\n")
+        log.log(level, text)
 
     def event(self, kind: str, step: int, values: dict[str, float]) -> None:
         """One logging event ("train" or "val"): TensorBoard scalars, a metrics.jsonl line and a log line."""

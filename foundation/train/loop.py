@@ -4,6 +4,7 @@ with a checkpoint on every rank."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -135,7 +136,7 @@ class Trainer:
         latest = ckpt.latest_checkpoint(self.run_dir)
         check = baseline_check(self.last_val)
         if check["flagged"]:
-            self.log.line(f"WARNING: {check['message']}")
+            self.log.line(check["message"], logging.WARNING)
         return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "val": self.last_val, "baseline_check": check,
                 "best_val": s.best_val, "best_step": s.best_step, "run_dir": str(self.run_dir),
                 "checkpoint": str(latest) if latest else None, "best": str(self.run_dir / BEST),
