@@ -28,7 +28,7 @@ BAD = {
     "force_too_large": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 0 0 1000 0 0\nCu 2 2 2 -1000 0 0"),
     "atoms_too_close": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 0 0 0 0 0\nCu 0.1 0 0 0 0 0"),
     "non_positive_volume": _bad(f'Lattice="4 0 0 4 0 0 0 0 4" {PROPS} energy=-3.0'),
-    # volume 2e-6 A^3, just above the threshold: the pair searches would need ~1e17 image shifts
+    # volume 2e-6 A^3, just above the threshold: the pair searches would need ~1e25 image shifts at 5 A
     "cell_too_thin": _bad(f'Lattice="10 0 0 0 10 0 5 5 0.00000002" {PROPS} energy=-3.0'),
     "unknown_element": _bad(f"{CELL} {PROPS} energy=-3.0", "Xx 0 0 0 0 0 0\nCu 2 2 2 0 0 0"),
     "duplicate_frame_id": _bad(f"{CELL} {PROPS} energy=-3.0 frame_id=inject.xyz:3"),
