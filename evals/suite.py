@@ -30,6 +30,7 @@ from foundation.files import write_text_atomic
 Variant = Literal["pretrained", "scratch", "zeroshot"]
 SUITE_FILE = "suite.yaml"
 CHECKPOINT_FILE = "checkpoint.json"
+UNITS_DIR = "units"  # OUT/units/TASK/KEY.json, one result file per unit
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Unit:
 
     @property
     def result_path(self) -> Path:
-        return Path(self.out_dir) / "units" / f"{self.key}.json"
+        return Path(self.out_dir) / UNITS_DIR / f"{self.key}.json"
 
 
 def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite: SuiteConfig,
