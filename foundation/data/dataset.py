@@ -90,7 +90,7 @@ class FrameDataset(Sequence):
         listed = int(self._natoms[self._offsets[shard] + local])
         if frame.natoms != listed:
             raise ShardError(f"{self.shard_paths[shard]}: record {local} has {frame.natoms} atoms, the manifest says "
-                             f"{listed}: the manifest is wrong")
+                             f"{listed}: refused (batches are planned from the manifest's counts)")
         return frame
 
 

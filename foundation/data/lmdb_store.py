@@ -91,7 +91,7 @@ def _open_whole(real: str, path: str | os.PathLike) -> lmdb.Environment:
     if actual < needed:
         env.close()
         raise ShardError(f"{path}: truncated LMDB shard ({actual} bytes, its header counts {needed}); refused "
-                         "before mapping it")
+                         "before any page is read")
     return env
 
 
