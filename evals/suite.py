@@ -1,5 +1,5 @@
-"""An eval run as independent units: one (task, fold, seed, variant) each, a plain picklable `run_unit(unit)`
-call that writes OUT/units/TASK/foldF_seedS_VARIANT.json, so a process pool or a Slurm array can run them;
+"""An eval run as independent units: one (task, fold, seed, training size, variant) each, a plain picklable
+`run_unit(unit)` call that writes OUT/units/TASK/foldF_seedS[_nSIZE]_VARIANT.json, so a process pool or a Slurm array can run them;
 `reduce_units(out_dir)` (evals/reduce.py) turns the files into the report.
 
 OUT/suite.yaml (resolved suite) and OUT/checkpoint.json (identity of the checkpoint) are written once by
@@ -27,7 +27,8 @@ from foundation.config import load_config, save_config, to_dict
 from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.files import write_text_atomic
 
-Variant = Literal["pretrained", "scratch", "zeroshot"]
+Variant = Literal["pretrained", "scratch", "probe_pretrained", "probe_random", "zeroshot"]
+PROBE_VARIANTS = ("probe_pretrained", "probe_random")
 SUITE_FILE = "suite.yaml"
 CHECKPOINT_FILE = "checkpoint.json"
 UNITS_DIR = "units"  # OUT/units/TASK/KEY.json, one result file per unit
@@ -36,6 +37,7 @@ UNITS_DIR = "units"  # OUT/units/TASK/KEY.json, one result file per unit
 @dataclass(frozen=True)
 class Unit:
     """One independent piece of an eval run (picklable; everything else is read from out_dir)."""
+    size: int | None = None   # training structures of the fold (None: all of them)
 
     out_dir: str
     task: str
@@ -45,7 +47,8 @@ class Unit:
 
     @property
     def key(self) -> str:
-        return f"{self.task}/fold{self.fold}_seed{self.seed}_{self.variant}"
+        size = "" if self.size is None else f"_n{self.size}"
+        return f"{self.task}/fold{self.fold}_seed{self.seed}{size}_{self.variant}"
 
     @property
     def result_path(self) -> Path:
@@ -93,8 +96,8 @@ def num_folds(task: TaskConfig) -> int:
 
 
 def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
-    """Every unit of the prepared run in OUT: fine-tuning tasks give (fold, seed) x (pretrained[, scratch]);
-    zero-shot tasks give one unit."""
+    """Every unit of the prepared run in OUT: fine-tuning tasks give (fold, seed, training size) x
+    (pretrained[, scratch][, probe_pretrained, probe_random]); zero-shot tasks give one unit."""
     out = str(Path(out_dir).resolve())
     suite = load_suite(out)
     units = []
@@ -107,8 +110,9 @@ def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
         bad = [f for f in folds if not 0 <= f < total]
         if bad:
             raise ValueError(f"task {task.name!r}: folds {bad} do not exist (it has {total})")
-        variants = ("pretrained", "scratch") if task.scratch else ("pretrained",)
-        units += [Unit(out, task.name, f, s, v) for f in folds for s in (task.seeds or suite.seeds) for v in variants]
+        variants = ("pretrained",) + (("scratch",) if task.scratch else ()) + (PROBE_VARIANTS if task.probe else ())
+        units += [Unit(out, task.name, f, s, v, n) for n in task.sizes() for f in folds
+                  for s in (task.seeds or suite.seeds) for v in variants]
     return units
 
 
@@ -126,6 +130,19 @@ def dataset_path(task: TaskConfig, out_dir: str) -> str:
     if task.path is not None:
         return task.path
     manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
+def pretraining_elements(out_dir: str) -> set[str] | None:
+    """Symbols of the elements of the checkpoint's pre-training data (None when its manifest is not here):
+    zero-shot checks cover only these; the rest are out of domain."""
+    from ase.data import chemical_symbols
+
+    from foundation.data.manifest import Manifest
+
+    manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
+    if not manifest.get("sha256"):
+        return None
+    return {chemical_symbols[z] for z in Manifest.load(Path(manifest["path"])).elements}
+
+
     if not manifest.get("sha256"):
         raise FileNotFoundError(f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
                                 f"({manifest.get('path')}) is not on this machine")
@@ -147,19 +164,28 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     if not task.is_finetune and "energy" not in potential.outputs:
         raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
                          f"provides {list(potential.outputs)} (drop the task from the suite)")
-    if task.is_finetune:
-        from foundation.evals.finetune import run_finetune
+    if task.is_finetune and unit.variant in PROBE_VARIANTS:
+        from foundation.evals.probe import run_probe
+        data = _task_data(unit.out_dir, task.name)
+        result = run_probe(data, unit.fold, unit.seed, unit.size, potential, random=unit.variant == "probe_random",
+                           pooling=suite.finetune_for(task).pooling, device=suite.device)
+        result["task"] = data.describe()
+    elif task.is_finetune:
+        from foundation.evals.finetune import run_finetune_selected
         cfg = suite.finetune_for(task)
         data = _task_data(unit.out_dir, task.name)
         pretrained = potential if unit.variant == "pretrained" else None  # only its weights are copied
-        result = run_finetune(data, unit.fold, unit.seed, cfg, potential.config, pretrained, device=suite.device)
+        result = run_finetune_selected(data, unit.fold, unit.seed, cfg, potential.config, pretrained,
+                                       size=unit.size, device=suite.device)
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
     elif task.kind == "dcdft_eos":
         from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
         from foundation.calculator import FoundationCalculator
+                          "out_of_domain": len(result["out_of_domain"]),
         result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
-                                       strain=suite.eos_strain, points=suite.eos_points, elements=task.elements)
+                                       strain=suite.eos_strain, points=suite.eos_points, elements=task.elements,
+                                       domain=pretraining_elements(unit.out_dir))
         result["kind"] = "eos"
         result["task"] = {"name": task.name, "property": "bulk_modulus", "unit": "GPa",
                           "num_structures": len(result["predictions"]) + len(result["failures"]),
@@ -181,7 +207,7 @@ def run_unit(unit: Unit) -> Path:
     start = time.perf_counter()
     result = compute_unit(unit)
     result.update({"unit": asdict(unit), "key": unit.key, "variant": unit.variant, "fold": unit.fold,
-                   "seed": unit.seed, "wall_seconds": time.perf_counter() - start})
+                   "seed": unit.seed, "size": unit.size, "wall_seconds": time.perf_counter() - start})
     from foundation.evals.report import finite_or_null
     write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
     return unit.result_path

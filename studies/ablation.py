@@ -230,3 +230,18 @@ def resolved_config_path(cfg: AblationConfig) -> str:
     path = _paths(cfg)["out"] / "ablation.yaml"
     save_config(cfg, path)
     return str(path)
+
+
+def _objective_name(run: ObjectiveRun) -> str:
+    return run.objective
+
+
+def ablation_batch(cfg: AblationConfig, workers: int = 1) -> Batch:
+    """Prepare the shared data here, then describe the ablation as a batch: one pre-training run per objective,
+    then `finish_ablation` (afterany: the report names what is missing)."""
+    prepare_data(cfg, workers=workers)
+    config_path = resolved_config_path(cfg)
+    runs = [ObjectiveRun(config_path, objective.name) for objective in cfg.objectives]
+    return Batch(name="ablation", folder=_paths(cfg)["out"] / "slurm", task=run_objective, items=runs,
+                 then=finish_ablation, then_args=(config_path, cfg.eval_workers), condition="afterany",
+                 label=_objective_name, info={"objectives": len(runs)})

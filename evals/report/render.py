@@ -149,6 +149,13 @@ def _eos_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
                      f"MAE {_num(m.get('mae'))} GPa, RMSE {_num(m.get('rmse'))} GPa, R² {_num(m.get('r2'), 3)}, "
                      f"V0 MAE {_num(m.get('v0_mae'))} A³/atom over {m.get('n', 0)} crystals; "
                      f"{len(u['failures'])} fits failed."))
+    base = (u.get("baselines") or {}).get("mean")
+    if base and m.get("mae") is not None:
+        out.append(("p", f"Trivial baseline (each crystal predicted by the mean WIEN2k B of the others): MAE "
+                         f"{_num(base['mae'])} GPa; potential/baseline MAE ratio {_num(m['mae'] / base['mae'], 3)}."))
+    if u.get("out_of_domain"):
+        out.append(("p", f"Out of domain (elements absent from the pre-training data; not fitted, not counted as "
+                         f"failures): {', '.join(u['out_of_domain'])}."))
     if u["failures"]:
         out.append(("table", ["crystal", "reason", "message"],
                     [[f["id"], f["reason"], f["message"]] for f in u["failures"]]))
@@ -178,9 +185,6 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
                 [[names[k], _num(m["mae"]), _num(m["rmse"]), str(m["n"]), _num(base.get(k, {}).get("mae")),
                   _num(m["mae"] / base[k]["mae"] if m.get("mae") is not None and base.get(k, {}).get("mae")
                        else None, 3)] for k, m in u["metrics"].items()]))
-    if u.get("out_of_domain"):
-        out.append(("p", "Out of domain (elements absent from the pre-training data, left out of the metrics): "
-                         + ", ".join(u["out_of_domain"]) + "."))
     rows = [[el, str(m.get("frames", 0)), _num(m.get("energy_per_atom_mae")), str(m.get("atoms", 0)),
              _num(m.get("forces_mae"))] for el, m in u["per_element"].items()]
     out.append(("table", ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"], rows))

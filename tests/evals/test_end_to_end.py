@@ -80,7 +80,7 @@ def test_rerun_resumes_and_reduce_only(eval_run):
 
     unit_file = next((eval_run / "units" / "dielectric").glob("*.json"))
     before = unit_file.stat().st_mtime_ns
-    assert run_local(plan_units(eval_run), workers=1) == []
+    assert run_items(run_unit, plan_units(eval_run), workers=1)[1] == []
     assert unit_file.stat().st_mtime_ns == before  # finished units are not recomputed
     assert main(["eval", "--reduce-only", "--out", str(eval_run)]) == 0
 
