@@ -28,7 +28,7 @@ from foundation.errors import UserError
 from foundation.files import sha256_file
 from foundation.models.potential import Potential
 from foundation.release import ReleaseError, is_release, release_info, verify_checksums
-from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
+from foundation.train.run_layout import EXPORTS, MODEL_META, MODEL_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def load_parent(path: str | Path, which: str = "best") -> Parent:
         if directory is None:
             raise FinetuneError(f"{path}: neither a release directory (release.json, SHA256SUMS) nor a training run "
                                 f"directory with {which}/{MODEL_WEIGHTS} and {MODEL_META}")
-        name, kind = (path.name if directory.parent == path else directory.name), "run"
+        name, kind = (directory.parent if directory.name in EXPORTS else directory).name, "run"
     meta = json.loads((directory / MODEL_META).read_text())
     if "model" not in meta:
         raise FinetuneError(f"{directory / MODEL_META}: no model config; not a foundation potential export")
@@ -166,7 +166,11 @@ def start_from_parent(model: Potential, parent: Parent, *, freeze_embedding: boo
                       freeze_layers: int = 0) -> list[str]:
     """Load the parent's weights and normalisers into `model` (the parent's architecture) and freeze what is asked
     (set the re-fitted normalisation afterwards); returns the frozen parameter names."""
-    model.load_state_dict(parent.state_dict(), strict=True)
+    try:
+        model.load_state_dict(parent.state_dict(), strict=True)
+    except RuntimeError as exc:  # weights saved under other parameter names (an older release) or damaged
+        raise FinetuneError(f"{parent.directory / MODEL_WEIGHTS}: the weights do not fit the parent's own model "
+                            f"config ({str(exc).splitlines()[0]})") from None
     freeze_parameters(model, frozen_prefixes(model, freeze_embedding, freeze_layers))
     return [n for n, p in model.named_parameters() if not p.requires_grad]
 
