@@ -37,8 +37,8 @@ class PrepConfig:
     stress_key: str = "stress"
     required: list[str] = field(default_factory=lambda: ["energy", "forces"])
     max_force: float = 50.0  # eV/A, largest allowed |F| of an atom
-    max_energy_residual: float | None = None  # eV/atom: quarantine frames this far from the element references
     min_distance: float = 0.5  # A, closest allowed pair of atoms (periodic images included)
+    max_energy_residual: float | None = None  # eV/atom: quarantine frames this far from the element references
     dedup: bool = True
     dedup_tolerance: float = 1e-5  # A, grid on which positions and cell are compared
     neighbour_cutoff: float = 5.0  # A, for the mean-neighbours statistic
@@ -57,10 +57,10 @@ class PrepConfig:
             (set(self.required) <= set(LABELS), f"required labels must be among {LABELS}, got {self.required}"),
             (bool(self.split) and all(v >= 0 for v in self.split.values()) and abs(sum(self.split.values()) - 1) < 1e-9,
              f"split ratios must be non-negative and sum to 1, got {self.split}"),
-            (self.max_energy_residual is None or self.max_energy_residual > 0,
-             f"max_energy_residual must be positive (eV/atom) or unset, got {self.max_energy_residual}"),
             (0.0 <= self.neighbour_sample <= 1.0, "neighbour_sample must lie in [0, 1]"),
             (self.dedup_tolerance > 0, "dedup_tolerance must be positive"),
+            (self.max_energy_residual is None or self.max_energy_residual > 0,
+             f"max_energy_residual must be positive (eV/atom) or unset, got {self.max_energy_residual}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -86,6 +86,7 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
         "units": "positions/cell A, energy eV (total), forces eV/A, stress eV/A^3 with ASE's sign",
         "options": {"required_labels": list(config.required), "max_force_eV_A": config.max_force,
                     "min_distance_A": config.min_distance,
+                    "max_energy_residual_eV_atom": config.max_energy_residual,
                     "structure_key": config.structure_key or f"auto: first of {list(STRUCTURE_KEYS)}, else frame_id",
                     "frame_key": config.frame_key or f"auto: first of {list(FRAME_KEYS)}, else FILE:INDEX"},
     }
@@ -94,7 +95,6 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
     if "extxyz" in formats:
         info["options"].update(extxyz_keys={"energy": config.energy_key, "forces": config.forces_key,
                                             "stress": config.stress_key},
-                    "max_energy_residual_eV_atom": config.max_energy_residual,
                                extxyz_units="energy_unit/forces_unit/stress_unit of each frame, converted")
     if formats & {"vasp-outcar", "vasp-xml"}:
         info["options"]["vasp_energy"] = "energy(sigma->0) as read by ASE; stress kBar (VASP sign) -> eV/A^3 (ASE sign)"

@@ -37,13 +37,13 @@ UNITS_DIR = "units"  # OUT/units/TASK/KEY.json, one result file per unit
 @dataclass(frozen=True)
 class Unit:
     """One independent piece of an eval run (picklable; everything else is read from out_dir)."""
-    size: int | None = None   # training structures of the fold (None: all of them)
 
     out_dir: str
     task: str
     fold: int
     seed: int
     variant: Variant
+    size: int | None = None   # training structures of the fold (None: all of them)
 
     @property
     def key(self) -> str:
@@ -130,6 +130,12 @@ def dataset_path(task: TaskConfig, out_dir: str) -> str:
     if task.path is not None:
         return task.path
     manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
+    if not manifest.get("sha256"):
+        raise FileNotFoundError(f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
+                                f"({manifest.get('path')}) is not on this machine")
+    return manifest["path"]
+
+
 def pretraining_elements(out_dir: str) -> set[str] | None:
     """Symbols of the elements of the checkpoint's pre-training data (None when its manifest is not here):
     zero-shot checks cover only these; the rest are out of domain."""
@@ -141,12 +147,6 @@ def pretraining_elements(out_dir: str) -> set[str] | None:
     if not manifest.get("sha256"):
         return None
     return {chemical_symbols[z] for z in Manifest.load(Path(manifest["path"])).elements}
-
-
-    if not manifest.get("sha256"):
-        raise FileNotFoundError(f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
-                                f"({manifest.get('path')}) is not on this machine")
-    return manifest["path"]
 
 
 def compute_unit(unit: Unit) -> dict[str, Any]:
@@ -182,13 +182,13 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     elif task.kind == "dcdft_eos":
         from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
         from foundation.calculator import FoundationCalculator
-                          "out_of_domain": len(result["out_of_domain"]),
         result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
                                        strain=suite.eos_strain, points=suite.eos_points, elements=task.elements,
                                        domain=pretraining_elements(unit.out_dir))
         result["kind"] = "eos"
         result["task"] = {"name": task.name, "property": "bulk_modulus", "unit": "GPa",
                           "num_structures": len(result["predictions"]) + len(result["failures"]),
+                          "out_of_domain": len(result["out_of_domain"]),
                           "sources": {"ase.collections.dcdft": dcdft_source()}}
     else:
         from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors

@@ -46,6 +46,7 @@ def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
     stress_scale = stress RMS (eV/A^3). Missing statistics leave scale 1 and shift 0."""
     stats = manifest.statistics or {}
     scale, shift = stats.get("force_rms"), stats.get("energy_per_atom_mean")
+    stress = stats.get("stress_rms")
     return {"element_references": dict(manifest.element_references),
             "scale": float(scale) if scale else 1.0, "shift": float(shift) if shift is not None else 0.0,
             "forces_scale": float(scale) if scale else 1.0, "stress_scale": float(stress) if stress else 1.0}
@@ -59,7 +60,6 @@ def apply_normalization(model: Any, normalization: dict[str, Any], noise_std: fl
     model.set_normalization(**parts, noise_scale=noise_std)
 
 
-    stress = stats.get("stress_rms")
 def _install_signal_handlers() -> dict:
     if threading.current_thread() is not threading.main_thread():
         return {}
