@@ -139,7 +139,8 @@ def collect_table(cfg: AblationConfig) -> dict[str, Any]:
                 mae = task["summary"].get(variant, {}).get("mae")
                 if mae:
                     rows[label] = {"mae": mae["mean"], "std": mae["std"], "count": mae["count"],
-                                   "units": [u["metrics"]["mae"] for u in task["units"] if u["variant"] == variant]}
+                                   "units": [u["metrics"]["mae"] for u in task["units"] if u["variant"] == variant
+                                             and u.get("size") == task.get("headline_size")]}
     return tasks
 
 

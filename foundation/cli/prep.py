@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--require", help="labels every frame must have (default energy,forces)")
     p.add_argument("--max-force", type=float, help="largest allowed |F| per atom, eV/A (default 50)")
     p.add_argument("--min-distance", type=float, help="closest allowed pair of atoms, A (default 0.5)")
+    p.add_argument("--max-energy-residual", type=float,
+                   help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
+                        "(reason energy_outlier; default: keep all)")
     p.add_argument("--no-dedup", action="store_true", help="keep identical frames")
     p.add_argument("--dedup-tolerance", type=float, help="grid for identical positions/cell, A (default 1e-5)")
     p.add_argument("--neighbour-cutoff", type=float, help="cutoff of the mean-neighbours statistic, A (default 5)")
@@ -54,9 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
-    p.add_argument("--max-energy-residual", type=float,
-                   help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
-                        "(reason energy_outlier; default: keep all)")
     add_cluster_options(p)
     p.set_defaults(func=run)
 

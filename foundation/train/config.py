@@ -38,10 +38,10 @@ class ObjectiveConfig:
     energy_basis: Literal["per_atom", "total"] = "per_atom"
     loss: Literal["mse", "l1", "huber"] = "mse"
     huber_delta: float = 0.01
-    noise_std: float = 0.1                          # A; Gaussian noise on positions for denoising
-
     energy_loss: Literal["mse", "l1", "huber"] | None = None  # the energy term's own loss (None: `loss`); "huber"
     energy_huber_delta: float = 0.1                 # eV/atom: quadratic below, linear above (robust to outliers)
+    noise_std: float = 0.1                          # A; Gaussian noise on positions for denoising
+
 
 @dataclass
 class OptimizerConfig:
