@@ -7,13 +7,12 @@ import pytest
 import yaml
 
 from foundation.cli.main import main
+from tests.conftest import FIXTURES
 
-pytestmark = pytest.mark.shared_data
 
-
-def _suite(tmp_path, shared_data):
+def _suite(tmp_path):
     suite = {
-        "name": "tiny", "data_root": str(shared_data), "seeds": [0],
+        "name": "tiny", "data_root": str(FIXTURES), "seeds": [0],  # the Matbench sample: 60 structures
         "finetune": {"max_epochs": 3, "patience": 2, "batch_size": 8, "backbone_lr": 0.0005,
                      "freeze": ["backbone.embedding"]},
         "tasks": [
@@ -31,10 +30,10 @@ def _suite(tmp_path, shared_data):
 
 
 @pytest.fixture(scope="module")
-def eval_run(tiny_run, shared_data, tmp_path_factory):
+def eval_run(tiny_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     out = tmp / "out"
-    code = main(["eval", "--checkpoint", str(tiny_run), "--suite", str(_suite(tmp, shared_data)), "--out", str(out),
+    code = main(["eval", "--checkpoint", str(tiny_run), "--suite", str(_suite(tmp)), "--out", str(out),
                  "--workers", "2"])
     assert code == 0
     return out
@@ -52,11 +51,11 @@ def test_eval_writes_every_report_file(eval_run, tiny_run):
         tiny_run.parent / "data" / "manifest.json")
     tasks = {t["name"]: t for t in results["tasks"]}
     assert set(tasks["dielectric"]["summary"]) == {"pretrained", "scratch"}
-    assert tasks["dielectric"]["description"]["num_structures"] == 4764
+    assert tasks["dielectric"]["description"]["num_structures"] == 60
     assert len(tasks["dielectric"]["description"]["sources"]) == 2  # task file and folds file, with sha256
     unit = tasks["dielectric"]["units"][0]
     # max_structures caps the training fold; the official test fold is scored whole
-    assert unit["n_train"] + unit["n_val"] == 40 and unit["n_test"] == 953 and unit["epochs_run"] <= 3
+    assert unit["n_train"] + unit["n_val"] == 40 and unit["n_test"] == 10 and unit["epochs_run"] <= 3
     assert set(unit["baselines"]) == {"mean", "median"}
     assert tasks["frames"]["units"][0]["baselines"]["forces"]["n"] == tasks["frames"]["summary"]["zeroshot"]["forces"]["n"]
     assert len(unit["curve"]) == unit["epochs_run"]
@@ -89,8 +88,8 @@ def test_rerun_resumes_and_reduce_only(eval_run):
     assert main(["eval", "--reduce-only", "--out", str(eval_run)]) == 0
 
 
-def test_rerun_with_another_suite_is_refused(eval_run, tiny_run, tmp_path, shared_data):
-    suite = _suite(tmp_path, shared_data)
+def test_rerun_with_another_suite_is_refused(eval_run, tiny_run, tmp_path):
+    suite = _suite(tmp_path)
     with pytest.raises(ValueError, match="different suite configuration"):
         main(["eval", "--checkpoint", str(tiny_run), "--suite", str(suite), "--out", str(eval_run),
               "finetune.max_epochs=4"])
