@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input format: auto (detected per file, default), one of `foundation prep`'s formats, or "
                         "ase (any file ase.io.read takes: CIF, POSCAR, ...)")
     p.add_argument("--which", choices=["best", "last"], default="best", help="weights of a run directory (default best)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (as `foundation --quiet` gives)")
     p.set_defaults(func=run_predict)
 
 
@@ -139,16 +139,16 @@ def predict_files(calc, paths: list[str], out: str | os.PathLike, *, fmt: str = 
                   progress: bool = True) -> int:
     """Label every frame of `paths` with `calc` into the extxyz file `out` (replaced atomically); returns frames."""
     import ase.io
-    from tqdm import tqdm
 
     from foundation.data.ase_convert import atoms_from_frame
+    from foundation.progress import progress_bar
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     count = 0
     try:
-        with open(tmp, "w") as fh, tqdm(unit="frame", desc="predict", disable=not progress) as bar:
+        with open(tmp, "w") as fh, progress_bar(unit="frame", desc="predict", enabled=progress) as bar:
             for chunk in _chunks(iter_frames(paths, fmt), READ_CHUNK):
                 results = calc.predict([atoms_from_frame(frame) for _, frame in chunk], max_atoms=max_atoms)
                 written = [labelled_atoms(frame, name, result) for (name, frame), result in zip(chunk, results)]
