@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from foundation.data.verify import verify_dataset
+from tests.conftest import FIXTURES
 
-pytestmark = [pytest.mark.slurm, pytest.mark.shared_data]
+pytestmark = pytest.mark.slurm
 
 
 def prep(*args: str) -> subprocess.CompletedProcess:
@@ -23,10 +24,10 @@ def shards(directory) -> list[tuple]:
     return [(s["path"], s["split"], s["num_frames"], s["sha256"]) for s in manifest["shards"]]
 
 
-def test_prep_array_gives_the_local_dataset(shared_data, slurm_cluster, slurm_workdir):
-    source = str(shared_data / "dft" / "mpf-alkali-TP.xyz")  # 460 real MD frames -> 4 chunks
+def test_prep_array_gives_the_local_dataset(slurm_cluster, slurm_workdir):
+    source = str(FIXTURES / "dft" / "alexandria-sample.xyz")  # 160 real DFT frames -> 4 chunks
     local, cluster = slurm_workdir / "prep-local", slurm_workdir / "prep-slurm"
-    options = ["--chunk-frames", "120", "--shard-size", "200", "--container", "both", "--no-progress"]
+    options = ["--chunk-frames", "40", "--shard-size", "50", "--container", "both", "--no-progress"]
     prep(source, "--out", str(local), *options)
     run = prep(source, "cluster.array.time_min=5", "--out", str(cluster), *options, "--launcher", "slurm",
                "--cluster", "local", "--wait")
