@@ -3,10 +3,11 @@ element reference energies re-fitted for the user's data, frozen parts, a lower 
 
 The training run itself is the ordinary one (foundation.train.runner) with a `finetune:` section in its config.
 Element references: the user's dataset manifest holds references fitted by least squares on its train split
-(their DFT settings); they replace the parent's for the user's elements, other elements keep the parent's, and
-the parent's other normalisers (energy scale and shift, direct heads' scales) stay: they belong to the network. A user's element that the parent never
-saw (no reference in the parent's normalisation: absent from its training data) is an UnseenElementError: its
-embedding row was never trained, so the model would extrapolate from a random vector.
+(their DFT settings); they replace the parent's for the user's elements, other elements keep the parent's, and the
+parent's other normalisers (energy scale and shift, direct heads' scales) stay: they belong to the network. A
+user's element that the parent never saw (no reference in the parent's normalisation: absent from its training
+data) is an UnseenElementError: its embedding row was never trained, so the model would extrapolate from a random
+vector (docs/finetune.md says why this is an error rather than an extended embedding).
 """
 
 from __future__ import annotations
