@@ -87,9 +87,9 @@ def _prep(inputs, out, *extra) -> list[str]:
             "--chunk-frames", "40", "--shard-size", "100", "--container", "both", "--no-progress", *extra]
 
 
-@pytest.mark.shared_data
-def test_kill_and_resume_gives_the_same_shards(shared_data, tmp_path):
-    inputs = [shared_data / "dft" / "mpf-alkali-TP.xyz", shared_data / "vasp" / "outcar" / "OUTCAR_5"]
+def test_kill_and_resume_gives_the_same_shards(tmp_path):
+    # 327 real frames in four files and an OUTCAR: 10 chunks of at most 40 frames
+    inputs = [*sorted((FIXTURES / "dft").glob("*.xyz")), FIXTURES / "vasp" / "outcar" / "OUTCAR_5"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     reference = tmp_path / "reference"
     first = subprocess.run(_prep(inputs, reference, "--workers", "2"), env=env, capture_output=True, text=True)
