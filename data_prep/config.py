@@ -10,7 +10,7 @@ FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb")
 CONTAINER_CHOICES = {"lmdb": ("lmdb",), "wds": ("wds",), "both": ("lmdb", "wds")}
 LABELS = ("energy", "forces", "stress")
 # Options that change neither chunk outputs nor the merged dataset (left out of fingerprints).
-_RUNTIME_ONLY = ("inputs", "out", "workers", "launcher", "keep_work", "progress")
+_RUNTIME_ONLY = ("inputs", "out", "workers", "keep_work", "progress")
 # Options that only the merge reads (chunk outputs do not depend on them).
 _MERGE_ONLY = ("container", "shard_size", "dedup", "max_energy_residual")
 
@@ -26,7 +26,6 @@ class PrepConfig:
     shard_size: int = 10_000  # frames per final shard
     chunk_frames: int = 5_000  # frames per chunk task (approximate for VASP files)
     workers: int = 1
-    launcher: str = "local"
     split: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05})
     split_salt: str = ""
     energy: str = "uncorrected"  # MPtrj: uncorrected_total_energy | corrected_total_energy
@@ -51,7 +50,6 @@ class PrepConfig:
             (self.format in FORMATS, f"format must be one of {FORMATS}, got {self.format!r}"),
             (self.container in CONTAINER_CHOICES, f"container must be lmdb, wds or both, got {self.container!r}"),
             (self.energy in ("uncorrected", "corrected"), f"energy must be uncorrected or corrected, got {self.energy!r}"),
-            (self.launcher == "local", f"launcher {self.launcher!r} is not available (local only)"),
             (self.shard_size > 0 and self.chunk_frames > 0 and self.workers > 0,
              "shard_size, chunk_frames and workers must be positive"),
             (set(self.required) <= set(LABELS), f"required labels must be among {LABELS}, got {self.required}"),

@@ -1,4 +1,4 @@
-"""`foundation prep`: plan chunks -> run them (local process pool) -> merge -> manifest, resumably.
+"""`foundation prep`: plan chunks -> run them (here, fresh processes, or a Slurm array) -> merge -> manifest, resumably.
 
 Re-running the same command after a crash redoes only the chunks without a valid completion marker, then
 merges again; a finished dataset with the same fingerprint is left as it is.
@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
+import os
 import shutil
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from ase.data import chemical_symbols
-from tqdm import tqdm
 
-from foundation.data_prep.chunks import ChunkResult, ChunkTask, check_inputs_read, plan_chunks, run_chunk
+from foundation.data_prep.chunks import ChunkResult, ChunkTask, check_inputs_read, is_done, plan_chunks, run_chunk
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.merge import MergeReport, merge
 from foundation.data_prep.readers.base import FRAME_KEYS, STRUCTURE_KEYS
@@ -27,6 +24,7 @@ from foundation.data_prep.readers.mptrj import ENERGY_FIELDS
 from foundation.config import save_config
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.errors import writing
+from foundation.jobs import Batch, run_items
 from foundation.locking import LOCK_NAME, DirectoryLock
 
 WORK_NAME = "_work"
@@ -53,25 +51,35 @@ def _check_out_dir(out: Path) -> None:
         raise FileExistsError(f"{out}: not empty and not a `foundation prep` output; choose another --out")
 
 
-def run_local(tasks: list[ChunkTask], workers: int, bar: tqdm) -> list[ChunkResult]:
-    """Run chunk tasks in this process (workers=1) or a pool of fresh processes; results in chunk order."""
-    if workers == 1 or len(tasks) <= 1:
-        results = []
-        for task in tasks:
-            result = run_chunk(task, progress=bar.update)
-            if result.skipped:
-                bar.update(result.records)
-            results.append(result)
-        return results
-    results_by_index = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(run_chunk, task) for task in tasks]
-        for future in as_completed(futures):
-            result = future.result()
-            results_by_index[result.index] = result
-            bar.update(result.records)
-    return [results_by_index[t.index] for t in tasks]
+def run_chunks(tasks: list[ChunkTask], workers: int, progress: bool) -> list[ChunkResult]:
+    """Run chunk tasks here (workers=1) or in fresh processes; results in chunk order (done chunks are skipped).
+    The first failing chunk stops the run (a rerun redoes only the chunks without a completion marker)."""
+    results, _ = run_items(run_chunk, tasks, workers=workers, desc="prep chunks", progress=progress,
+                           label=_chunk_label, keep_going=False)
+    return results
+
+
+def _chunk_label(task: ChunkTask) -> str:
+    return f"chunk {task.index}"
+
+
+def prep_job_folder(out: str | os.PathLike) -> Path:
+    """Job files of a data-prep run on a cluster: OUT.slurm/ beside the dataset (never inside it)."""
+    out = Path(out)
+    return out.with_name(out.name + ".slurm")
+
+
+def prep_batch(config: PrepConfig) -> Batch:
+    """The prep as a batch: one item per unfinished chunk, then `run_prep` (which finds every chunk done and
+    merges; afterok: a failed chunk cancels the merge, and a rerun redoes only what is missing)."""
+    out = Path(config.out)
+    _check_out_dir(out)
+    with DirectoryLock(out):  # planning writes _work/plan.json: never beside a running prep
+        tasks = plan_chunks(config, out / WORK_NAME)
+    todo = [task for task in tasks if not is_done(task)]
+    return Batch(name="prep", folder=prep_job_folder(out), task=run_chunk, items=todo, then=run_prep,
+                 then_args=(config,), condition="afterok", label=_chunk_label,
+                 info={"chunks": len(tasks), "submitted_chunks": len(todo), "out": str(out)})
 
 
 def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
@@ -119,11 +127,7 @@ def _run_prep(config: PrepConfig, out: Path) -> PrepResult:
         if not config.keep_work:
             shutil.rmtree(work, ignore_errors=True)
         return PrepResult(Manifest.load(out), None, time.perf_counter() - start, len(tasks), len(tasks))
-    total = sum(p.num_records for t in tasks for p in t.pieces)
-    known = all(p.num_records >= 0 for t in tasks for p in t.pieces)
-    with tqdm(total=total if known else None, unit="frame", desc="prep", file=sys.stderr, smoothing=0.1,
-              disable=not config.progress) as bar:
-        results = run_local(tasks, config.workers, bar)
+    results = run_chunks(tasks, config.workers, config.progress)
     check_inputs_read(tasks, results)
     extra = {"prep": {"fingerprint": fingerprint, "chunks": len(tasks), "config": CONFIG_NAME}}
     save_config(config, out / CONFIG_NAME)  # before the manifest, which marks the dataset complete

@@ -11,17 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, Sequence
-
-from tqdm import tqdm
 
 from foundation.config import load_config, save_config, to_dict
 from foundation.evals.config import SuiteConfig, TaskConfig
@@ -211,66 +205,3 @@ def run_unit(unit: Unit) -> Path:
     from foundation.evals.report import finite_or_null
     write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
     return unit.result_path
-
-
-def _run_logged(unit: Unit) -> tuple[str, str | None]:
-    try:
-        run_unit(unit)
-        return unit.key, None
-    except Exception:  # reported by the caller with the unit's key; the other units go on
-        return unit.key, traceback.format_exc()
-
-
-def _init_worker(threads: int) -> None:
-    """Pool workers share the cores."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def run_local(units: Sequence[Unit], workers: int = 1) -> list[tuple[str, str]]:
-    """Run units in this process (workers <= 1) or a spawn-started process pool; returns (key, traceback)
-    of every failed unit (the others still finish)."""
-    todo = [u for u in units if not u.result_path.is_file()]
-    failures = []
-    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="eval units", unit="unit", file=sys.stderr)
-    if workers <= 1:
-        results = (_run_logged(u) for u in todo)
-        for key, error in results:
-            bar.set_postfix_str(key)
-            bar.update()
-            if error:
-                failures.append((key, error))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # spawned workers inherit it: only the parent's bar over units shows
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                     initializer=_init_worker, initargs=(threads,)) as pool:
-                for future in as_completed([pool.submit(_run_logged, u) for u in todo]):
-                    key, error = future.result()
-                    bar.set_postfix_str(key)
-                    bar.update()
-                    if error:
-                        failures.append((key, error))
-        finally:
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE")
-            else:
-                os.environ["TQDM_DISABLE"] = quiet
-    bar.close()
-    return failures
-
-
-def evaluate(checkpoint: str | os.PathLike, suite: SuiteConfig, out_dir: str | os.PathLike, *, workers: int = 1,
-             command: str = "") -> tuple[dict[str, Path], list[tuple[str, str]]]:
-    """Prepare, run every unit locally and reduce: ({report file name: path}, [(failed unit, traceback)]).
-    The report is written even when some units fail (they are listed in it as missing)."""
-    from foundation.evals.reduce import reduce_units
-
-    units = prepare_run(out_dir, checkpoint, suite, command=command)
-    print(f"{len(units)} units ({sum(u.result_path.is_file() for u in units)} already done) -> {out_dir}",
-          file=sys.stderr)
-    failures = run_local(units, workers=workers)
-    return reduce_units(out_dir), failures

@@ -89,3 +89,16 @@ def recorded_jobs(folder: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def job_state(entry: dict[str, Any], folder: Path) -> str:
+    """The scheduler's state of a recorded job (the first task of an array)."""
+    if entry["launcher"] != "slurm":
+        done = (folder / f"{entry['job_id']}_0_result.pkl").exists()
+        return "FINISHED" if done else "NO RESULT (running, stopped or killed; submitit-local)"
+    try:
+        from submitit.slurm.slurm import SlurmJob
+
+        return SlurmJob(folder=folder, job_id=str(entry["job_id"])).state
+    except Exception as exc:  # no Slurm reachable from here: say so instead of failing
+        return f"UNKNOWN ({type(exc).__name__}: {exc})"

@@ -9,12 +9,16 @@ beside the first) -> `write_ablation_report` (table, ranking, the paper's claims
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from foundation.config import ConfigError, load_config, save_config
+from foundation.jobs import Batch
+
+log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
 
@@ -108,7 +112,7 @@ def run_objective(run: ObjectiveRun) -> dict[str, Any]:
 def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str, str]]:
     """Fine-tune every pre-trained checkpoint on the suite; the scratch twin runs only beside the first."""
     from foundation.evals.config import SuiteConfig
-    from foundation.evals.suite import evaluate
+    from foundation.evals.run import evaluate
 
     paths = _paths(cfg)
     failures = []
@@ -222,7 +226,7 @@ def finish_ablation(config_path: str, workers: int = 1) -> dict[str, Path]:
     cfg = load_ablation(config_path)
     failures = evaluate_objectives(cfg, workers=workers)
     for key, error in failures:
-        print(f"FAILED eval unit {key}:\n{error}")
+        log.error("eval unit %s failed:\n%s", key, error)
     return write_ablation_report(cfg)
 
 

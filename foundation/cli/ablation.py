@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.jobs import run_batch
+from foundation.studies.ablation import ablation_batch, load_ablation, write_ablation_report
+
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation ablation --config configs/experiments/paper_ablation.yaml
@@ -25,31 +29,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="local processes for data preparation (default 2)")
     p.add_argument("--only-report", action="store_true", help="only (re)write the report from finished evals")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the experiment's fields")
-    from foundation.slurm.cli import add_cluster_options
     add_cluster_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from foundation.data_prep.pipeline import format_summary
-    from foundation.studies.ablation import (ObjectiveRun, finish_ablation, load_ablation, prepare_data, resolved_config_path,
-                                run_objective, write_ablation_report)
-
-    if args.launcher in ("slurm", "submitit-local"):
-        from foundation.slurm.cli import launch
-        return launch("ablation", args)
+    profile = take_profile(args) if on_cluster(args) else None
     cfg = load_ablation(args.config, args.overrides)
-    config_path = resolved_config_path(cfg)
     if args.only_report:
         paths = write_ablation_report(cfg)
     else:
-        print(f"[prep] {cfg.inputs} -> {cfg.out_dir}/data", file=sys.stderr)
-        print(format_summary(prepare_data(cfg, workers=args.workers), f"{cfg.out_dir}/data"))
-        for objective in cfg.objectives:
-            print(f"[pretrain] {objective.name} ({objective.recipe}, {cfg.steps} steps)", file=sys.stderr)
-            run_objective(ObjectiveRun(config_path, objective.name))
-        print("[eval] fine-tuning every checkpoint and the scratch twin", file=sys.stderr)
-        paths = finish_ablation(config_path, workers=cfg.eval_workers)
-    for name, path in paths.items():
+        print(f"[prep] {cfg.inputs} -> {cfg.out_dir}/data; then {len(cfg.objectives)} objectives x {cfg.steps} steps, "
+              "then fine-tuning every checkpoint and the scratch twin", file=sys.stderr)
+        batch = ablation_batch(cfg, workers=args.workers)
+        if profile is None:
+            paths = run_batch(batch).final
+        else:  # the objectives as one array, then the evaluation + report as one job after it
+            paths = submit_batch(args, profile, batch, cfg.out_dir) or {}
+    for name, path in sorted(paths.items()):
         print(f"{name}: {path}")
     return 0

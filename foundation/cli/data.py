@@ -9,6 +9,8 @@ import numpy as np
 
 from foundation.data.manifest import Manifest
 from foundation.data.verify import verify_dataset
+from ase.data import chemical_symbols
+from foundation.data.dataset import open_dataset
 from foundation.progress import progress_bar
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -48,10 +50,6 @@ def _describe(values: np.ndarray) -> str:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from ase.data import chemical_symbols
-
-    from foundation.data.dataset import open_dataset
-
     manifest = Manifest.load(args.directory)
     print(f"dataset {args.directory}  (containers: {', '.join(manifest.containers)}; schema v{manifest.schema_version})")
     for split in manifest.splits:

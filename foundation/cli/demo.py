@@ -1,8 +1,10 @@
 """`foundation demo`: the built-in default, end to end on 2 CPU cores in minutes, with no downloads.
 
-teacher-labelled frames -> sharded dataset -> E/F/S derivative pre-training -> fine-tuning beside a from-scratch
-twin (dcdft bulk moduli; Matbench dielectric when its file is given) + zero-shot errors -> report -> release ->
-the release's ASE calculator relaxes a strained, rattled crystal.
+teacher-labelled frames -> sharded dataset -> E/F/S derivative pre-training -> a downstream task inside the
+pre-training domain (the teacher's bulk modulus of its own alloys, few labels: a learning curve of the
+checkpoint beside a from-scratch twin and the ridge probe, with paired verdicts; Matbench dielectric when its
+file is given) + zero-shot errors and bulk moduli on the elements the pre-training data hold -> report ->
+release -> the release's ASE calculator relaxes a strained, rattled crystal.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation demo                                    everything into runs/demo (about 6 minutes on 2 idle cores)
@@ -37,6 +38,7 @@ class DemoOptions:
     matbench: str | None
     matbench_folds: str | None
     matbench_structures: int
+    task_structures: int = 120
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matbench", help="a Matbench structure task file (adds it to the eval suite)")
     p.add_argument("--matbench-folds", help="its matbench_v0.1_validation.json-style folds file")
     p.add_argument("--matbench-structures", type=int, default=300,
-                   help="structures of the Matbench task used by the demo (default 300; 0 = all)")
+                   help="training structures per Matbench fold (default 300; 0 = all); test folds stay whole")
+    p.add_argument("--task-structures", type=int, default=120,
+                   help="alloys labelled with the teacher's bulk modulus for the downstream task (default 120)")
     p.set_defaults(func=run)
 
 
@@ -66,9 +70,16 @@ def _done(start: float, what: str) -> None:
 
 
 def suite_mapping(opts: DemoOptions) -> dict:
-    """The demo's eval suite: every fine-tuning task beside its scratch twin, plus the zero-shot tasks."""
+    """The demo's eval suite: the in-domain downstream task (the teacher's bulk modulus of its alloys) as a
+    learning curve over few labels, pre-trained beside scratch and the ridge probe, 2 folds x 2 seeds; zero-shot
+    bulk moduli of the dcdft crystals of the pre-training elements (the others listed as out of domain) and
+    zero-shot errors on the test split."""
+    task_folds = 5
+    all_train = opts.task_structures * (task_folds - 1) // task_folds
     tasks = [
-        {"name": "dcdft_bulk_modulus", "kind": "dcdft_finetune", "num_folds": 5, "folds": [0, 1]},
+        {"name": "teacher_bulk_modulus", "kind": "property", "path": "task", "property": "bulk_modulus",
+         "num_folds": task_folds, "folds": [0, 1], "train_sizes": [s for s in (12, 36) if s < all_train] + ["all"],
+         "seeds": [opts.seed, opts.seed + 1], "probe": True},
         {"name": "dcdft_eos_zeroshot", "kind": "dcdft_eos"},
         {"name": "zeroshot_test_split", "kind": "zeroshot", "split": "test"},
     ]
@@ -78,9 +89,25 @@ def suite_mapping(opts: DemoOptions) -> dict:
         tasks.insert(0, {"name": Path(opts.matbench).name.split(".")[0], "kind": "matbench",
                          "path": str(Path(opts.matbench).resolve()), "folds_path": str(Path(opts.matbench_folds).resolve()),
                          "folds": [0, 1], "max_structures": opts.matbench_structures or None})
-    return {"name": "demo", "data_root": str(REPO), "seeds": [opts.seed],
-            "finetune": {"max_epochs": 40, "patience": 10, "batch_size": 8, "lr": 2e-3, "backbone_lr": 5e-4},
+    return {"name": "demo", "data_root": str(opts.out), "seeds": [opts.seed],
+            "finetune": {"max_epochs": 40, "patience": 10, "batch_size": 8, "lr": 2e-3, "backbone_lr": 2e-3},
             "tasks": tasks}
+
+
+def verdict_lines(results_json: Path) -> list[str]:
+    """One line per fine-tuning task and training size: MAE of both arms, the paired difference's 95% interval
+    and the verdict (what the report says, for the terminal)."""
+    import json
+
+    from foundation.evals.paired import size_label
+
+    lines = []
+    for task in json.loads(Path(results_json).read_text())["tasks"]:
+        for c in task.get("comparisons") or []:
+            lines.append(f"{task['name']} n={size_label(c['size'])}: {c['treatment']} {c['treatment_mae']:.4g} vs "
+                         f"{c['control']} {c['control_mae']:.4g} {task['unit']}; difference {c['mean_difference']:+.3g} "
+                         f"[{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}]: {c['verdict']}")
+    return lines
 
 
 def relax_check(release: Path) -> str:
@@ -106,26 +133,35 @@ def relax_check(release: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from foundation.data.manifest import MANIFEST_NAME
     from foundation.data_prep.config import PrepConfig
     from foundation.data_prep.pipeline import format_summary, run_prep
     from foundation.data_prep.synth.generate import SynthConfig, synthesize
+    from foundation.data_prep.synth.properties import teacher_property_dataset
     from foundation.evals.config import SuiteConfig
     from foundation.evals.release import make_release
-    from foundation.evals.suite import evaluate
+    from foundation.evals.report import REPORT_HTML, REPORT_MD, RESULTS_JSON
+    from foundation.evals.run import evaluate
     from foundation.config import load_config
+    from foundation.resources import config_file
     from foundation.train.config import load_train_config
+    from foundation.train.run_layout import RunLayout
     from foundation.train.runner import run_training
 
     opts = DemoOptions(out=Path(args.out).resolve(), frames=args.frames, steps=args.steps, teacher=args.teacher,
                        workers=args.workers, seed=args.seed, matbench=args.matbench,
-                       matbench_folds=args.matbench_folds, matbench_structures=args.matbench_structures)
-    paths = {name: opts.out / name for name in ("synth", "data", "pretrain", "eval", "release")}
+                       matbench_folds=args.matbench_folds, matbench_structures=args.matbench_structures,
+                       task_structures=args.task_structures)
+    paths = {name: opts.out / name for name in ("synth", "data", "task", "pretrain", "eval", "release")}
     begin = time.perf_counter()
 
     start = _stage(1, f"generating {opts.frames} teacher-labelled non-equilibrium frames")
     frames_file = synthesize(paths["synth"] / "frames.extxyz",
                              SynthConfig(frames=opts.frames, teacher=opts.teacher, seed=opts.seed, workers=opts.workers))
-    _done(start, f"wrote {frames_file}")
+    if not (paths["task"] / MANIFEST_NAME).is_file():
+        teacher_property_dataset(paths["task"], opts.task_structures, teacher=opts.teacher, seed=opts.seed)
+    _done(start, f"wrote {frames_file}; the downstream task: {opts.task_structures} of the teacher's alloys "
+                 f"with its bulk modulus in {paths['task']}")
 
     start = _stage(2, "validating, deduplicating, splitting and sharding (LMDB + WebDataset)")
     prep = run_prep(PrepConfig(inputs=[str(frames_file)], out=str(paths["data"]), container="both",
@@ -134,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     _done(start, "dataset ready")
 
     start = _stage(3, f"pre-training a small PaiNN-family model on E/F/S (derivative forces and stress), {opts.steps} steps")
-    train_config = load_train_config(REPO / "configs/pretrain/efs_derivative.yaml", [
+    train_config = load_train_config(config_file("pretrain", "efs_derivative"), [
         f"data.path={paths['data']}", f"train.max_steps={opts.steps}", f"run_dir={paths['pretrain']}",
         f"train.val_every={max(opts.steps // 4, 1)}", f"train.checkpoint_every={max(opts.steps // 4, 1)}",
         f"schedule.warmup_steps={max(opts.steps // 20, 1)}", f"train.seed={opts.seed}"])
@@ -142,11 +178,14 @@ def run(args: argparse.Namespace) -> int:
     val = ", ".join(f"{k} {v:.4g}" for k, v in (summary.get("val") or {}).items() if isinstance(v, float))
     _done(start, f"pre-training finished at step {summary['step']}; validation: {val}")
 
-    start = _stage(4, "fine-tuning the checkpoint and a from-scratch twin; zero-shot errors; report")
+    start = _stage(4, "learning curve on the teacher's bulk moduli: the checkpoint, a from-scratch twin and the "
+                      "ridge probe; zero-shot errors; report")
     report, failures = evaluate(paths["pretrain"], load_config(SuiteConfig, suite_mapping(opts)), paths["eval"],
                                 workers=opts.workers, command="foundation demo")
     for key, error in failures:
         print(f"FAILED eval unit {key}:\n{error}", file=sys.stderr)
+    for line in verdict_lines(report[RESULTS_JSON]):
+        print("      " + line)
     _done(start, f"report written ({len(failures)} failed units)")
 
     start = _stage(5, "writing the release bundle (safetensors, config, normalisers, report, model card, SHA256SUMS)")
@@ -161,6 +200,6 @@ def run(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - begin) / 60
     print(f"\ndemo finished in {minutes:.1f} min. The frames carry a teacher potential's labels ({opts.teacher}), not "
           "DFT: the numbers show the system working, not a model's quality.")
-    print(f"report:  {report['report.html']}\n         {report['report.md']}\nrelease: {paths['release']}\n"
-          f"logs:    tensorboard --logdir {paths['pretrain'] / 'tb'}")
+    print(f"report:  {report[REPORT_HTML]}\n         {report[REPORT_MD]}\nrelease: {paths['release']}\n"
+          f"logs:    tensorboard --logdir {RunLayout(paths['pretrain']).tensorboard}")
     return 1 if failures else 0

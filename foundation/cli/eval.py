@@ -7,6 +7,13 @@ import argparse
 import shlex
 import sys
 
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.config import load_config
+from foundation.evals.config import SuiteConfig
+from foundation.evals.reduce import reduce_units
+from foundation.evals.report import REPORT_FILES, REPORT_HTML
+from foundation.evals.run import eval_batch, evaluate
+
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation eval --checkpoint runs/pretrain/schnet --suite configs/evals/quick.yaml --out runs/eval/quick
@@ -31,33 +38,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=["local"], default="local", help="where units run (default local)")
     p.add_argument("--reduce-only", action="store_true", help="only aggregate finished units into the report")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of suite fields (dotted keys)")
-    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from foundation.evals.config import SuiteConfig
-    from foundation.evals.reduce import reduce_units
-    from foundation.evals.suite import evaluate
-    from foundation.config import load_config
-
     if args.reduce_only:
         paths = reduce_units(args.out)
-        print(f"report: {paths['report.html']}")
+        print(f"report: {paths[REPORT_HTML]}")
         return 0
     if not args.checkpoint or not args.suite:
         print("foundation eval: --checkpoint and --suite are required (or --reduce-only)", file=sys.stderr)
         return 2
-    if args.launcher in ("slurm", "submitit-local"):
-        from foundation.slurm.cli import launch  # one array task per unit, then the reducer after them
-        return launch("eval", args)
+    profile = take_profile(args) if on_cluster(args) else None
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    if profile is not None:  # one array task per unit, then the reducer after them
+        paths = submit_batch(args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out)
+        for name, path in sorted((paths or {}).items()):
+            print(f"{name}: {path}")
+        return 0
     paths, failures = evaluate(args.checkpoint, suite, args.out, workers=args.workers, command=command)
-    for key, error in failures:
-        print(f"FAILED unit {key}:\n{error}", file=sys.stderr)
     print(f"{len(failures)} units failed" if failures else "all units finished")
-    for name in ("results.json", "report.md", "report.html"):
+    for name in REPORT_FILES:
         print(f"{name}: {paths[name]}")
     return 1 if failures else 0

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.config import ConfigError, from_dict, read_yaml
+from foundation.data_prep.config import PrepConfig, parse_ratios
+from foundation.data_prep.pipeline import format_summary, prep_batch, run_prep
+from foundation.data_prep.readers.base import ReaderError
+
 EPILOG = """examples:
   foundation prep ../shared/data/dft/*.xyz --out runs/data/dft
   foundation prep MPtrj_2022.9_full.json --out runs/data/mptrj --container both --workers 8
@@ -16,7 +22,7 @@ Outputs: DIR/manifest.json, DIR/lmdb|wds shards, DIR/quarantine.jsonl (refused f
 DIR/duplicates.jsonl, DIR/prep_config.yaml. Check the result with `foundation data verify DIR`."""
 
 # CLI flag -> PrepConfig field (value None: not given on the command line)
-_FIELDS = ("format", "container", "shard_size", "chunk_frames", "workers", "launcher", "split_salt", "energy",
+_FIELDS = ("format", "container", "shard_size", "chunk_frames", "workers", "split_salt", "energy",
            "structure_key", "frame_key", "energy_key", "forces_key", "stress_key", "max_force", "min_distance",
            "max_energy_residual", "dedup_tolerance", "neighbour_cutoff", "neighbour_sample")
 
@@ -34,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=int, help="frames per shard (default 10000)")
     p.add_argument("--chunk-frames", type=int, help="frames per chunk task (default 5000)")
     p.add_argument("--workers", type=int, help="parallel chunk processes (default 1)")
-    p.add_argument("--launcher", choices=("local",), help="where chunk tasks run (default local)")
+    p.add_argument("--launcher", choices=("local",), default="local",
+                   help="local: chunk tasks run here, --workers processes at a time")
     p.add_argument("--split", help="ratios by structure_id hash (default train=0.9,val=0.05,test=0.05)")
     p.add_argument("--split-salt", help="string mixed into the split hash (default none)")
     p.add_argument("--energy", choices=("uncorrected", "corrected"),
@@ -56,16 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--neighbour-sample", type=float, help="fraction of frames counting neighbours (default 0.05)")
     p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> PrepConfig:
     """PrepConfig from --config (if any) overlaid with the flags given on the command line."""
-    from foundation.data_prep.config import PrepConfig, parse_ratios
-    from foundation.config import from_dict, read_yaml
-
     data = read_yaml(args.config) if args.config else {}
     data.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
     data["inputs"], data["out"] = list(args.inputs), args.out
@@ -83,18 +86,16 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from foundation.data_prep.pipeline import format_summary, run_prep
-    from foundation.data_prep.readers.base import ReaderError
-    from foundation.config import ConfigError
-
-    if args.launcher in ("slurm", "submitit-local"):
-        from foundation.slurm.cli import launch
-        return launch("prep", args)
     try:
+        profile = take_profile(args, positional="inputs") if on_cluster(args) else None
         config = build_config(args)
-        result = run_prep(config)
+        if profile is None:
+            result = run_prep(config)
+        else:  # one array task per unfinished chunk, then the merge; the result only when waiting
+            result = submit_batch(args, profile, prep_batch(config), config.out)
     except (ReaderError, ConfigError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(result, config.out))
+    if result is not None:
+        print(format_summary(result, config.out))
     return 0

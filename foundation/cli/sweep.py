@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.config import ConfigError
+from foundation.evals.report import REPORT_HTML
+from foundation.jobs import run_batch
+from foundation.studies.sweep.config import load_sweep_config
+from foundation.studies.sweep.runner import SweepError
+from foundation.studies.sweep.study import RESOLVED_NAME, prepare_sweep, sweep_batch, write_sweep_report
 
 EPILOG = """examples:
   foundation sweep --config configs/sweeps/tiny.yaml
@@ -34,16 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--retry", action="append", default=[], metavar="POINT",
                         help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else")
     parser.add_argument("--only-report", action="store_true", help="run nothing; refit and rewrite the report")
-    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
-
     add_cluster_options(parser)
     parser.set_defaults(func=run_sweep_command)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from foundation.config import ConfigError
-    from foundation.studies.sweep.runner import SweepError
-
     try:
         return _run(args)
     except (ConfigError, SweepError) as exc:
@@ -52,27 +56,25 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from foundation.studies.scaling.report import write_scaling_report
-    from foundation.studies.sweep.config import load_sweep_config
-    from foundation.studies.sweep.runner import run_local
-    from foundation.studies.sweep.study import prepare_sweep, sweep_results
-
-    if args.launcher in ("slurm", "submitit-local") and not args.only_report:
-        from foundation.slurm.cli import launch  # one array task per point to run, then --only-report after them
-
-        return launch("sweep", args)
+    profile = take_profile(args) if on_cluster(args) and not args.only_report else None
     config = load_sweep_config(args.config, args.overrides)
-    points = prepare_sweep(config)
-    print(f"sweep {config.name}: {len(points)} points under {config.out_dir}")
-    if not args.only_report:
-        run_local(points, retry=args.retry)
     command = " ".join(["foundation sweep --config", shlex.quote(args.config),
                         *(shlex.quote(o) for o in args.overrides)])
-    results = sweep_results(config, points, command)
-    paths = write_scaling_report(results, f"{config.out_dir}/report", n_boot=config.fit.n_boot, seed=config.fit.seed)
-    print(f"{len(results['points'])} done, {len(results['failed'])} failed, {len(results['pending'])} pending; "
-          f"report: {paths['report.html']}")
-    for failure in results["failed"]:
+    if args.only_report:
+        prepare_sweep(config)
+        summary = write_sweep_report(str(Path(config.out_dir) / RESOLVED_NAME), command)
+    else:
+        batch = sweep_batch(config, retry=args.retry, command=command)
+        print(f"sweep {config.name}: {batch.info['points']} points ({len(batch.items)} to run) under {config.out_dir}")
+        if profile is None:
+            summary = run_batch(batch).final
+        else:  # one array task per point to run, then the fits and report after them
+            summary = submit_batch(args, profile, batch, config.out_dir)
+            if summary is None:
+                return 0
+    print(f"{summary['done']} done, {len(summary['failed'])} failed, {len(summary['pending'])} pending; "
+          f"report: {summary['paths'][REPORT_HTML]}")
+    for failure in summary["failed"]:
         print(f"FAILED {failure['point_id']}: {failure['error']}  (rerun: foundation sweep --config {args.config} "
               f"--retry {failure['point_id']})", file=sys.stderr)
-    return 1 if results["failed"] else 0
+    return 1 if summary["failed"] else 0

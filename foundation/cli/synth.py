@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from foundation.data_prep.synth.generate import SynthConfig, synthesize
+from foundation.config import load_config, read_yaml
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import format_summary, run_prep
 
 EPILOG = """examples:
   foundation synth --out runs/synth/demo.extxyz --frames 2000 --workers 2
@@ -34,9 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foundation.data_prep.synth.generate import SynthConfig, synthesize
-    from foundation.config import load_config, read_yaml
-
     data = read_yaml(args.config) if args.config else {}
     flags = {"frames": args.frames, "teacher": args.teacher, "workers": args.workers, "seed": args.seed}
     data.update({key: value for key, value in flags.items() if value is not None})
@@ -44,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
     out = synthesize(args.out, config, progress=not args.no_progress)
     print(f"wrote {config.frames} frames to {out} (options: {out.with_suffix('.synth.yaml')})")
     if args.prep:
-        from foundation.data_prep.config import PrepConfig
-        from foundation.data_prep.pipeline import format_summary, run_prep
-
         prep = PrepConfig(inputs=[str(out)], out=args.prep, workers=config.workers, progress=not args.no_progress,
                           required=["energy", "forces", "stress"])
         print(format_summary(run_prep(prep), args.prep))

@@ -7,7 +7,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any, Sequence
+
+from foundation.cli.cluster import add_cluster_options, follow_resumable, on_cluster, take_profile
+from foundation.slurm.executor import job_folder
+from foundation.slurm.profiles import ClusterProfile
+from foundation.slurm.resumable import submit_resumable
+from foundation.train.config import TrainRunConfig, resolve_run_config, write_run_config
+from foundation.train.runner import TrainTask, run_training
 
 EPILOG = """examples:
   foundation train --config configs/pretrain/efs_derivative.yaml
@@ -28,41 +35,44 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--nproc-per-node processes on this machine")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.yaml unless --config)")
-    from foundation.slurm.cli import add_cluster_options  # --launcher slurm|submitit-local, --cluster (imported lazily)
     add_cluster_options(p)
     p.set_defaults(func=run)
 
 
-def resolve(args: argparse.Namespace):
-    from foundation.config import ConfigError
-    from foundation.train.config import load_train_config
-
-    overrides = list(args.overrides)
-    source = args.config
-    if args.resume:
-        source = source or str(Path(args.resume) / "config.yaml")
-        overrides.append(f"run_dir={args.resume}")
-    if source is None:
-        raise ConfigError("give --config FILE (or --resume RUN_DIR)")
-    return load_train_config(source, overrides)
+def resolve(args: argparse.Namespace) -> TrainRunConfig:
+    return resolve_run_config(args.config, args.overrides, args.resume)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.launcher in ("slurm", "submitit-local"):
-        from foundation.slurm.cli import launch
-        return launch("train", args)
+    if on_cluster(args):
+        return _submit(args)
     config = resolve(args)  # fail early, before any process is spawned
     if args.launcher == "torchrun":
         return _torchrun(args)
     if args.nproc_per_node != 1:
         print("--nproc-per-node needs --launcher torchrun", file=sys.stderr)
         return 2
-    from foundation.train.runner import run_training
-
     summary = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def submit_training(launcher: str, profile: ClusterProfile, config_path: str | None, overrides: Sequence[str] = (),
+                    run_dir: str | None = None) -> Any:
+    """Submit (or resubmit) a training run as one job of profile.nodes x tasks_per_node ranks that resumes from
+    RUN_DIR on every (re)start; returns the submitit Job. Logs: RUN_DIR/slurm/JOBID_RANK_log.*"""
+    resolved = write_run_config(config_path, overrides, run_dir)
+    run_dir = resolved.parent.resolve()
+    task = TrainTask(str(run_dir), str(resolved.resolve()))
+    return submit_resumable(launcher, profile, job_folder(run_dir), task, name="train", kind="train")
+
+
+def _submit(args: argparse.Namespace) -> int:
+    profile = take_profile(args)
+    job = submit_training(args.launcher, profile, args.config, args.overrides, args.resume)
+    run_dir = job.paths.folder.parent
+    return follow_resumable(args, job, job_folder(run_dir), run_dir)
 
 
 def _torchrun(args: argparse.Namespace) -> int:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from foundation.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config, save_config
+from foundation.train.run_layout import RunLayout
 
 
 @dataclass
@@ -178,3 +180,25 @@ def check_finetune(cfg: TrainRunConfig) -> None:
 def load_train_config(source: str | os.PathLike | dict | None, overrides: Sequence[str] = ()) -> TrainRunConfig:
     """A TrainRunConfig from a YAML path (or mapping) plus dotted overrides (`data.path=DIR`, ...)."""
     return load_config(TrainRunConfig, source, overrides)
+
+
+def resolve_run_config(config_path: str | os.PathLike | None, overrides: Sequence[str] = (),
+                       run_dir: str | os.PathLike | None = None) -> TrainRunConfig:
+    """The config of a run to start or resume: a file plus overrides, or RUN_DIR/config.yaml when only the run
+    directory is given (`--resume RUN_DIR`); run_dir, when given, is the run directory either way."""
+    if config_path is None and run_dir is None:
+        raise ConfigError("give --config FILE (or --resume RUN_DIR)")
+    overrides = list(overrides) + ([f"run_dir={run_dir}"] if run_dir is not None else [])
+    source = config_path if config_path is not None else RunLayout(run_dir).config
+    return load_train_config(source, overrides)
+
+
+def write_run_config(config_path: str | os.PathLike | None, overrides: Sequence[str] = (),
+                     run_dir: str | os.PathLike | None = None) -> Path:
+    """Resolve a run's config (see resolve_run_config) into RUN_DIR/config.yaml and return that path: what a job
+    submitted to a cluster reads."""
+    config = resolve_run_config(config_path, overrides, run_dir)
+    path = RunLayout(config.run_dir).config
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_config(config, path)
+    return path

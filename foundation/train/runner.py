@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from foundation.config import save_config, to_dict
 from foundation.data.manifest import Manifest
 from foundation.errors import writing
 from foundation.locking import DirectoryLock
+from foundation.models import build_potential
 from foundation.train import checkpoint as ckpt
 from foundation.train.config import TrainRunConfig, load_train_config
 from foundation.train.datasets import BatchBuilder
@@ -30,7 +32,7 @@ from foundation.train.objectives import Objective
 from foundation.train.run_layout import RunLayout
 from foundation.train.schedule import LRSchedule
 
-__all__ = ["load_train_config", "request_stop", "run_training"]
+__all__ = ["TrainTask", "load_train_config", "request_stop", "run_training"]
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
 
 
@@ -88,8 +90,6 @@ def lock_run_dir(run_dir: Path, info: DistInfo) -> DirectoryLock | None:
 def run_training(config: TrainRunConfig) -> dict:
     """Train (or resume) the run described by `config`; returns a summary: step, epoch, stopped, val metrics,
     best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
-    from foundation.models import build_potential
-
     previous = _install_signal_handlers()  # a stop requested before the first step is honoured at that step
     info, logger, lock, clean = None, None, None, False
     try:
@@ -154,3 +154,18 @@ def run_training(config: TrainRunConfig) -> dict:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         STOP.clear()  # consumed: the next run in this process starts unstopped
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """A training run as a resumable job (foundation.jobs.Resumable): two paths and nothing else, so a requeued
+    or resubmitted job always resumes from the run directory's newest complete checkpoint."""
+
+    run_dir: str
+    config_path: str
+
+    def __call__(self) -> dict:
+        return run_training(load_train_config(self.config_path, [f"run_dir={self.run_dir}"]))
+
+    def stop(self) -> None:
+        request_stop()

@@ -16,6 +16,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from foundation.data.batch import collate_frames
+from foundation.data.dataset import open_dataset
+from foundation.models import build_potential
+from foundation.train.objectives import Objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +97,6 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
     """Parameter count and counted FLOPs per optimizer step of a TrainRunConfig on its own training split:
     the model's forward (outputs the objective needs, derivatives included), the objective's loss and
     backward, per micro-batch, times the gradient-accumulation steps."""
-    from foundation.data.batch import collate_frames
-    from foundation.data.dataset import open_dataset
-    from foundation.models import build_potential
-    from foundation.train.objectives import Objective
-
     cfg = train_config
     model = build_potential(cfg.model, cfg.model_overrides)
     objective = Objective(cfg.objective)

@@ -17,6 +17,8 @@ from typing import Any
 from foundation.config import apply_overrides, read_yaml, to_dict
 from foundation.data.manifest import MANIFEST_NAME
 from foundation.studies.sweep.config import SweepConfig
+from foundation.models.config import resolve_model_config
+from foundation.train.config import load_train_config
 
 
 @dataclasses.dataclass
@@ -58,9 +60,6 @@ def resolve_train_config(config: SweepConfig, model_index: int, data_path: str, 
                          seed: int) -> dict[str, Any]:
     """The base training config with the sweep's fixed overrides and this point's model, data, budget, seed,
     checked against the training schema; returned as plain data."""
-    from foundation.models.config import resolve_model_config
-    from foundation.train.config import load_train_config
-
     size = config.models[model_index]
     data = read_yaml(config.base_config)
     # the point's model, fully resolved (base model_overrides, then the size's), so the hash sees every value

@@ -1,5 +1,6 @@
-"""Run sweep points: `run_point(point)` (one pre-training run, picklable, so it can be a Slurm array task),
-the markers that make a finished point never rerun and a failed one retryable, and the local driver.
+"""Run sweep points: `run_point(point)` (one pre-training run, picklable, so it can be a Slurm array task or a
+process of foundation.jobs.run_batch), and the markers that make a finished point never rerun and a failed one
+retryable (a point whose process was killed without a word stays pending and runs again).
 
 Markers in each point's run directory:
   sweep_point.json    written last by a finished point: its config hash and every number the report needs
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -19,7 +18,10 @@ from typing import Any, Iterable, Sequence
 
 from foundation.data.manifest import Manifest
 from foundation.files import write_text_atomic
+from foundation.studies.sweep.flops import measure_run_cost
 from foundation.studies.sweep.grid import SweepPoint, point_hash
+from foundation.train.config import load_train_config
+from foundation.train.runner import run_training
 
 DONE = "sweep_point.json"
 FAILED = "sweep_failed.json"
@@ -60,8 +62,6 @@ def final_val_metrics(summary: dict[str, Any], names: Iterable[str], run_dir: Pa
 
 
 def _resolved_config(point: SweepPoint, steps: int) -> Any:
-    from foundation.train.config import load_train_config
-
     return load_train_config(point.train_config, [f"train.max_steps={steps}"])
 
 
@@ -71,9 +71,6 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
     Measures FLOPs per step on representative batches first (a FLOPs budget becomes steps here), then
     trains, then reads the final validation metrics. On an exception writes sweep_failed.json and re-raises.
     """
-    from foundation.studies.sweep.flops import measure_run_cost
-    from foundation.train.runner import run_training
-
     run_dir = Path(point.run_dir)
     if point_state(point) == "done":
         return json.loads((run_dir / DONE).read_text())
@@ -146,55 +143,3 @@ def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = ()) -> li
         return [p for p in points if states[p.point_id] != "done"
                 and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
     return [p for p in points if states[p.point_id] == "pending"]
-
-
-def run_local(points: Sequence[SweepPoint], *, retry: Sequence[str] = (), progress: bool = True) -> dict[str, str]:
-    """Run `points_to_run(points, retry)` one after another, each in its own fresh process.
-    Returns {point_id: state after the run} for the points it ran."""
-    from tqdm import tqdm
-
-    todo = points_to_run(points, retry)
-    states = {}
-    for point in tqdm(todo, desc="sweep points", unit="point", disable=not progress):
-        states[point.point_id] = _run_in_child(point)
-        if states[point.point_id] == "failed":
-            error = json.loads((Path(point.run_dir) / FAILED).read_text())["error"]
-            print(f"point {point.point_id} FAILED: {error}", file=sys.stderr)
-    return states
-
-
-def _child(point: SweepPoint) -> None:
-    try:
-        run_point(point)
-    except Exception:  # the traceback is in the point's sweep_failed.json
-        sys.exit(1)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """A fork server that has imported torch and the training code once (not DeepSpeed: training picks its
-    accelerator before importing it), so each point starts in a clean process without paying the imports."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["foundation.studies.sweep.runner", "foundation.studies.sweep.flops", "foundation.train.runner",
-                                    "torch._dynamo"])
-    return context
-
-
-def _run_in_child(point: SweepPoint) -> str:
-    """Run one point in a fresh process (isolated from the others' torch, DeepSpeed and process-group state,
-    and from their memory); a child killed without a word still leaves a failure marker."""
-    process = _context().Process(target=_child, args=(point,), name=point.point_id)
-    process.start()
-    try:
-        process.join()
-    except BaseException:  # interrupted: the child checkpoints on SIGTERM and records itself as failed
-        process.terminate()
-        process.join()
-        raise
-    state = point_state(point)
-    if state == "pending" or (state != "done" and process.exitcode not in (0, 1)):
-        Path(point.run_dir).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(Path(point.run_dir) / FAILED, json.dumps({
-            "point_id": point.point_id, "error": f"the point's process exited with code {process.exitcode}",
-            "traceback": ""}, indent=1) + "\n")
-        state = "failed"
-    return state

@@ -79,7 +79,8 @@ def test_both_arms_share_one_recipe(eval_run):
 
 
 def test_rerun_resumes_and_reduce_only(eval_run):
-    from foundation.evals.suite import plan_units, run_local
+    from foundation.evals.suite import plan_units, run_unit
+    from foundation.jobs import run_items
 
     unit_file = next((eval_run / "units" / "dielectric").glob("*.json"))
     before = unit_file.stat().st_mtime_ns

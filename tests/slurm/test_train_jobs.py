@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from foundation.cli.main import main
+from foundation.cli.train import submit_training
 from foundation.train.checkpoint import latest_checkpoint
 from foundation.slurm.profiles import load_profile
-from foundation.slurm.train_job import submit_training
 from tests.slurm.conftest import STEPS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

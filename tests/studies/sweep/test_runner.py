@@ -11,8 +11,9 @@ import pytest
 from foundation.data.writer import write_dataset
 from foundation.studies.sweep.config import load_sweep_config
 from foundation.studies.sweep.grid import expand_grid, point_hash
-from foundation.studies.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state, points_to_run,
-                                     run_local)
+from foundation.jobs import run_items
+from foundation.studies.sweep.runner import (DONE, FAILED, SweepError, collect, final_val_metrics, point_state,
+                                             points_to_run, run_point)
 from tests.data.helpers import full_frame
 from tests.studies.sweep.test_grid import sweep_mapping
 
@@ -53,8 +54,9 @@ def test_final_metrics_must_exist_and_be_finite(tmp_path):
 
 def test_a_point_that_raises_in_its_process_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     pts = expand_grid(load_sweep_config(sweep_mapping(tmp_path, seeds=[0])))[:2]  # no data written: both fail
-    states = run_local(pts, progress=False)
-    assert states == {p.point_id: "failed" for p in pts}
+    results, failures = run_items(run_point, pts, isolate=True, progress=False)  # each in its own process
+    assert results == [None, None] and len(failures) == 2
+    assert [point_state(p) for p in pts] == ["failed", "failed"]
     failure = json.loads((Path(pts[0].run_dir) / FAILED).read_text())
     assert "manifest" in failure["error"] and "Traceback" in failure["traceback"]
     assert points_to_run(pts) == [] and points_to_run(pts, ["failed"]) == pts

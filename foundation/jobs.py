@@ -1,0 +1,201 @@
+"""Batch workloads, described once and run anywhere: many independent calls (one per item), then one follow-up.
+
+Every batch workload of the project has this shape: data-prep chunks then the merge, eval units then the report,
+sweep points then the scaling fits, the ablation's pre-training runs then its evaluation. A workload module builds
+a `Batch`; `run_batch` runs it on this machine (a process per item, at most `workers` at a time), and the Slurm
+launcher (`foundation.slurm.arrays.submit_batch`) submits the very same description as an array plus a dependent
+job. Neither runner knows what the calls do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol, Sequence
+
+from foundation.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+Condition = Literal["afterok", "afterany"]
+
+
+@dataclass
+class Batch:
+    """A batch workload: `task(item)` for every item (independent, picklable), then `then(*then_args)`.
+
+    condition: "afterok" runs the follow-up only when every item succeeded; "afterany" runs it whatever they did
+    (a report that lists what is missing). `folder` holds the launcher's files and job records; `info` is what
+    the job records say about the batch (counts). `isolate` runs every item in a fresh process even with one
+    worker (items that hold process-wide state: a DeepSpeed process group, torch's thread pool)."""
+
+    name: str
+    folder: Path
+    task: Callable[[Any], Any]
+    items: list[Any]
+    then: Callable[..., Any]
+    then_args: tuple[Any, ...] = ()
+    condition: Condition = "afterok"
+    isolate: bool = False
+    label: Callable[[Any], str] = str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.condition not in ("afterok", "afterany"):
+            raise ValueError(f"condition must be afterok or afterany, got {self.condition!r}")
+
+
+@dataclass
+class BatchResult:
+    """What a local batch run did: each item's return value (None for a failed one), the failures as
+    (label, traceback), and the follow-up's return value (None when it did not run)."""
+
+    results: list[Any]
+    failures: list[tuple[str, str]]
+    final: Any = None
+
+
+class Resumable(Protocol):
+    """A long job that resumes from its own files (a training run): calling it starts or resumes the work and
+    returns a summary dict, with `stopped: true` when it stopped early on request; `stop()` asks it to stop at
+    the next safe point and may be called from a signal handler. Picklable, so a launcher can requeue it."""
+
+    def __call__(self) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+
+def stopped_early(summary: Any) -> bool:
+    """Whether a Resumable's summary says it stopped on request before finishing."""
+    return isinstance(summary, dict) and bool(summary.get("stopped"))
+
+
+class ItemFailed(RuntimeError):
+    """An item that failed in a child process (the message holds its traceback)."""
+
+
+class BatchFailed(RuntimeError):
+    """An afterok batch whose items did not all succeed: the follow-up did not run."""
+
+
+def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1, isolate: bool = False,
+              label: Callable[[Any], str] = str, desc: str = "items", progress: bool = True,
+              keep_going: bool = True) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Run task(item) for every item: in this process (workers <= 1 and not isolate) or in fresh spawned
+    processes, at most `workers` at a time, each ending with its parent. Results come back in item order; a
+    failing item (an exception, or a process killed without a word) is recorded as (label, traceback) and the
+    others go on. keep_going=False: the first failure raises instead (in this process: the item's own
+    exception; from a child process: ItemFailed with its traceback), and the items still running are ended."""
+    results: list[Any] = [None] * len(items)
+    failures: list[tuple[str, str]] = []
+    with progress_bar(total=len(items), desc=desc, unit="item", enabled=progress) as bar:
+        if workers <= 1 and not isolate:
+            for index, item in enumerate(items):
+                try:
+                    results[index] = task(item)
+                except Exception:
+                    if not keep_going:
+                        raise
+                    failures.append((label(item), traceback.format_exc()))
+                bar.update()
+            return results, failures
+        for index, outcome in _run_in_processes(task, items, max(1, workers)):
+            ok, value = outcome
+            if ok:
+                results[index] = value
+            elif keep_going:
+                failures.append((label(items[index]), value))
+            else:
+                raise ItemFailed(f"{desc}: {label(items[index])} failed:\n{value}")
+            bar.update()
+    return results, failures
+
+
+def run_batch(batch: Batch, *, workers: int = 1, progress: bool = True) -> BatchResult:
+    """Run a batch on this machine: its items, then its follow-up as its condition says (afterok: raise
+    BatchFailed naming the failed items instead of running it)."""
+    results, failures = run_items(batch.task, batch.items, workers=workers, isolate=batch.isolate,
+                                  label=batch.label, desc=batch.name, progress=progress)
+    for name, error in failures:
+        log.error("%s %s failed:\n%s", batch.name, name, error)
+    if failures and batch.condition == "afterok":
+        names = ", ".join(name for name, _ in failures)
+        raise BatchFailed(f"{batch.name}: {len(failures)} of {len(batch.items)} items failed ({names}); "
+                          f"the follow-up did not run")
+    return BatchResult(results, failures, batch.then(*batch.then_args))
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to end this process when its parent dies (no orphaned workers after a kill -9)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child(task: Callable[[Any], Any], item: Any, connection: Connection) -> None:
+    _die_with_parent()
+    try:
+        outcome = (True, task(item))
+    except BaseException:
+        outcome = (False, traceback.format_exc())
+    connection.send(outcome)
+    connection.close()
+
+
+def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers: int):
+    """Yield (index, (ok, value or traceback)) as items finish, each in its own spawned process."""
+    context = multiprocessing.get_context("spawn")
+    pending = list(enumerate(items))
+    running: dict[Connection, tuple[int, Any]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                index, item = pending.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(task, item, sender), daemon=False)
+                with _child_environment(workers):
+                    process.start()
+                sender.close()
+                running[receiver] = (index, process)
+            for receiver in wait(list(running)):
+                index, process = running.pop(receiver)
+                try:
+                    outcome = receiver.recv()
+                except EOFError:  # the process ended without a word (killed, out of memory)
+                    process.join()
+                    outcome = (False, f"the process exited with code {process.exitcode} without a result")
+                process.join()
+                receiver.close()
+                yield index, outcome
+    finally:
+        for _, process in running.values():
+            process.terminate()
+            process.join()
+
+
+@contextlib.contextmanager
+def _child_environment(workers: int):
+    """Processes started inside see: the cores shared out (OMP_NUM_THREADS, unless the user set it) and, when
+    several run at once, no progress bars of their own (only the parent's bar over items shows)."""
+    changes = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))} if workers > 1 else {}
+    if workers > 1:
+        changes["TQDM_DISABLE"] = "1"
+    saved = {key: os.environ.get(key) for key in changes}
+    os.environ.update({k: v for k, v in changes.items() if k == "TQDM_DISABLE" or saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
