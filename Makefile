@@ -16,5 +16,6 @@ demo: install       ## the built-in default: synth frames, shard, pre-train, fin
 test: install-dev   ## the whole test suite (starts the local Slurm cluster when root)
 	$(PYTHON) -m pytest
 
-bench: install-dev  ## every benchmark; figures go to docs/benchmarks.md by hand
-	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done
+bench: install-dev  ## every CPU benchmark (+ the bench extra: MACE, vesin); figures go to docs/benchmarks.md by hand
+	bash scripts/install.sh dev,bench
+	for b in $(filter-out bench/gpu.py,$(wildcard bench/*.py)); do OMP_NUM_THREADS=1 $(PYTHON) $$b || exit 1; done
