@@ -9,14 +9,16 @@ import sys
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.slurm, pytest.mark.shared_data]
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.slurm
 
 
-def test_eval_array_and_reducer_write_one_report(trained_run, shared_data, slurm_cluster, slurm_workdir):
+def test_eval_array_and_reducer_write_one_report(trained_run, slurm_cluster, slurm_workdir):
     _, run_dir = trained_run
     suite = slurm_workdir / "eval-suite.yaml"
     suite.write_text(yaml.safe_dump({
-        "name": "slurm-tiny", "data_root": str(shared_data), "seeds": [0],
+        "name": "slurm-tiny", "data_root": str(FIXTURES), "seeds": [0],  # no task reads a data file
         "finetune": {"max_epochs": 2, "patience": 2, "batch_size": 8},
         "tasks": [{"name": "bulk", "kind": "dcdft_finetune", "num_folds": 4, "folds": [0], "scratch": False},
                   {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu", "Al"]},
