@@ -134,15 +134,18 @@ def run_batch(batch: Batch, *, workers: int = 1, progress: bool = True) -> Batch
     return BatchResult(results, failures, batch.then(*batch.then_args))
 
 
-def _die_with_parent() -> None:
-    """Linux: ask the kernel to end this process when its parent dies (no orphaned workers after a kill -9)."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: ask the kernel to end this process when its parent dies (no orphaned workers after a kill -9). A
+    parent that died while this process was starting, before the request, is caught by comparing parent pids."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise SystemExit(f"worker {os.getpid()}: its parent {parent} ended before it started; not running")
 
 
-def _child(task: Callable[[Any], Any], item: Any, connection: Connection) -> None:
-    _die_with_parent()
+def _child(task: Callable[[Any], Any], item: Any, connection: Connection, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         outcome = (True, task(item))
     except BaseException:
@@ -161,7 +164,7 @@ def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers:
             while pending and len(running) < workers:
                 index, item = pending.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(task, item, sender), daemon=False)
+                process = context.Process(target=_child, args=(task, item, sender, os.getpid()), daemon=False)
                 with _child_environment(workers):
                     process.start()
                 sender.close()

@@ -1,6 +1,7 @@
 """One writer per dataset directory, with real processes: a second `foundation prep` into the same --out is refused
 naming the first, an array task cannot run a chunk that another process is running, a killed prep's lock is taken
-over. prep_config.yaml is never missing from a complete set."""
+over, and killing a prep with --workers ends its workers (also one killed while they start). prep_config.yaml is
+never missing from a complete set."""
 
 from __future__ import annotations
 
@@ -44,6 +45,27 @@ def _wait_for(condition, what: str, process: subprocess.Popen, deadline: float =
         time.sleep(0.005)
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_a_second_prep_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path):
     out = tmp_path / "out"
     first = subprocess.Popen(_prep(out), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -68,6 +90,74 @@ def test_a_second_prep_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path)
     assert third.returncode == 0, third.stderr[-2000:]
     assert f"taking over the stale lock of pid {first.pid}" in third.stderr and "no longer running" in third.stderr
     assert (out / MANIFEST_NAME).exists() and not (out / LOCK_NAME).exists()
+
+
+def _chunk_owners(out: Path) -> dict[int, Path]:
+    """pid -> the completion marker of the chunk whose lock that process holds."""
+    owners = {}
+    for lock in (out / WORK_NAME).glob("chunk-*.lock"):
+        try:
+            owners[int(lock.read_text().split('"pid": ')[1].split(",")[0])] = lock.with_suffix(".done")
+        except (OSError, IndexError, ValueError):
+            pass
+    return owners
+
+
+def test_killing_prep_ends_its_workers_mid_chunk(tmp_path):
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_prep(out, "--workers", "2"), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        def working() -> dict[int, Path]:
+            children = _children(parent.pid)
+            return {pid: marker for pid, marker in _chunk_owners(out).items() if pid in children}
+        _wait_for(lambda: len(working()) == 2, "two workers were inside chunks", parent)
+        workers = working()
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # frozen mid-chunk, so an orphan would have a chunk left to finish
+    finally:
+        parent.kill()
+        parent.wait()
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    end = time.monotonic() + 120
+    while any(_alive(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), f"workers {list(workers)} outlived their killed parent"
+    assert not any(marker.exists() for marker in workers.values()), "a worker went on to finish its chunk"
+
+
+def _starting_workers(parent: int) -> list[int]:
+    """Children of `parent` that are spawned multiprocessing workers (still importing, or running)."""
+    found = []
+    for pid in _children(parent):
+        try:
+            if b"spawn_main" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_worker_whose_parent_dies_while_it_starts_does_no_work(tmp_path):
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_prep(out, "--workers", "2"), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:  # caught while importing, before it could ask the kernel to end it with its parent
+        _wait_for(lambda: _starting_workers(parent.pid), "a worker process started", parent)
+        workers = _starting_workers(parent.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+    finally:
+        parent.kill()
+        parent.wait()
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    end = time.monotonic() + 120
+    while any(_alive(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), f"workers {workers} outlived their killed parent"
+    assert not list((out / WORK_NAME).glob("chunk-*.done")), "an orphaned worker ran a chunk"
 
 
 def test_prep_config_is_written_before_the_manifest(tmp_path, monkeypatch):
