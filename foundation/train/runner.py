@@ -14,7 +14,7 @@ import torch
 
 from foundation.config import save_config, to_dict
 from foundation.data.manifest import Manifest
-from foundation.errors import writing
+from foundation.errors import UserError, writing
 from foundation.locking import DirectoryLock
 from foundation.models import build_potential
 from foundation.train import checkpoint as ckpt
@@ -83,7 +83,7 @@ def lock_run_dir(run_dir: Path, info: DistInfo) -> DirectoryLock | None:
     if any_rank(error is not None, info.device):
         if error is not None:
             raise error
-        raise RuntimeError(f"{run_dir}: rank 0 could not take the run directory's lock (its error says why)")
+        raise UserError(f"{run_dir}: rank 0 could not take the run directory's lock (its error says why)")
     return lock
 
 
