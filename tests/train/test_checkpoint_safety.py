@@ -29,7 +29,6 @@ from foundation.train.runner import run_training
 from foundation.train.weights_only import UnsafeCheckpointError, load_weights_only
 from tests.train.helpers import TINY_MODEL, tiny_config
 
-pytestmark = pytest.mark.shared_data
 CACHE = Path(__file__).resolve().parents[2] / ".cache"
 
 
