@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb")
+FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb", "alexandria")
 CONTAINER_CHOICES = {"lmdb": ("lmdb",), "wds": ("wds",), "both": ("lmdb", "wds")}
 LABELS = ("energy", "forces", "stress")
 # Options that change neither chunk outputs nor the merged dataset (left out of fingerprints).
@@ -28,7 +28,7 @@ class PrepConfig:
     workers: int = 1
     split: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05})
     split_salt: str = ""
-    energy: str = "uncorrected"  # MPtrj: uncorrected_total_energy | corrected_total_energy
+    energy: str = "uncorrected"  # MPtrj/Alexandria: uncorrected total energy | corrected (MP/Alexandria corrections)
     structure_key: str | None = None  # extxyz/ASE db info key; None = auto; "frame" = every frame its own structure
     frame_key: str | None = None  # None = auto; "index" = FILE:INDEX
     energy_key: str = "energy"  # extxyz comment-line keys / column names of the labels

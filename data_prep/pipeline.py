@@ -20,6 +20,7 @@ from foundation.data_prep.chunks import ChunkResult, ChunkTask, check_inputs_rea
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.merge import MergeReport, merge
 from foundation.data_prep.readers.base import FRAME_KEYS, STRUCTURE_KEYS
+from foundation.data_prep.readers.alexandria import ENERGY as ALEXANDRIA_ENERGY
 from foundation.data_prep.readers.mptrj import ENERGY_FIELDS
 from foundation.config import save_config
 from foundation.data.manifest import MANIFEST_NAME, Manifest
@@ -100,6 +101,9 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
     }
     if "mptrj" in formats:
         info["options"]["mptrj_energy"] = ENERGY_FIELDS[config.energy]
+    if "alexandria" in formats:
+        info["options"]["alexandria_energy"] = ALEXANDRIA_ENERGY[config.energy]
+        info["options"]["alexandria_stress"] = "data.stress kBar (VASP sign) -> eV/A^3 (ASE sign)"
     if "extxyz" in formats:
         info["options"].update(extxyz_keys={"energy": config.energy_key, "forces": config.forces_key,
                                             "stress": config.stress_key},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundation.data_prep.readers import asedb, extxyz, mptrj, vasp
+from foundation.data_prep.readers import alexandria, asedb, extxyz, mptrj, vasp
 from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError
 
 READERS: dict[str, Reader] = {
@@ -11,6 +11,7 @@ READERS: dict[str, Reader] = {
     "vasp-outcar": vasp.OUTCAR_READER,
     "vasp-xml": vasp.VASPRUN_READER,
     "asedb": asedb.READER,
+    "alexandria": alexandria.READER,
 }
 
 __all__ = ["READERS", "Piece", "RawRecord", "Reader", "ReaderError"]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from pathlib import Path
 
-from foundation.data_prep.readers.base import ReaderError
+from foundation.data_prep.readers.base import ReaderError, open_binary
 
 _SNIFF = 65536
 
 
 def _head(path: str) -> bytes:
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as fh:
+        with open_binary(path) as fh:
             return fh.read(_SNIFF)
     except (OSError, EOFError) as exc:
         raise ReaderError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
@@ -27,6 +25,8 @@ def _looks_like_extxyz(head: bytes) -> bool:
 
 
 def _json_kind(head: bytes) -> str | None:
+    if re.search(rb'"@class"\s*:\s*"ComputedStructureEntry"', head):
+        return "alexandria"
     if re.search(rb'"structure"\s*:\s*\{', head) and re.search(rb'"(uncorrected|corrected)_total_energy"|"force"', head):
         return "mptrj"
     if re.search(rb'"numbers"\s*:', head) and re.search(rb'"(unique_id|ctime)"\s*:', head):
@@ -37,7 +37,7 @@ def _json_kind(head: bytes) -> str | None:
 def detect_format(path: str) -> str | None:
     """The reader for one file, from its name and first bytes; None when nothing matches."""
     name = os.path.basename(path).lower()
-    stem = name[:-3] if name.endswith(".gz") else name
+    stem = re.sub(r"\.(gz|bz2)$", "", name)
     if stem.endswith(".aselmdb"):
         return "asedb"
     head = _head(path)
@@ -47,7 +47,7 @@ def detect_format(path: str) -> str | None:
         return "vasp-xml"
     if "outcar" in stem and (b"vasp." in head[:4096] or b"VASP" in head[:4096]):
         return "vasp-outcar"
-    if head.lstrip().startswith(b"{"):
+    if head.lstrip()[:1] in (b"{", b"["):
         return _json_kind(head)
     if _looks_like_extxyz(head):
         return "extxyz"
@@ -74,7 +74,7 @@ def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str, str]]:
             raise ReaderError(f"{path}: no such file or directory")
         kind = fmt if fmt != "auto" else detect_format(path)
         if kind is None:
-            raise ReaderError(f"{path}: cannot tell its format (extxyz, MPtrj JSON, OUTCAR, vasprun.xml, ASE db); "
+            raise ReaderError(f"{path}: cannot tell its format (extxyz, MPtrj JSON, Alexandria entries JSON, OUTCAR, vasprun.xml, ASE db); "
                               "pass --format")
         out.append((path, kind, os.path.basename(path)))
     if not out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import os
 from dataclasses import dataclass
@@ -88,12 +90,16 @@ def single_piece(path: str, name: str, fmt: str, weight: int = 1) -> Piece:
     return Piece(path=path, name=name, format=fmt, weight=max(1, weight))
 
 
+COMPRESSED = (".gz", ".bz2")  # read as one stream: a compressed file cannot be cut at byte offsets
+
+
 def open_binary(path: str) -> io.BufferedIOBase:
-    """Open an input file for reading bytes (gzip when it ends in .gz); errors name the file."""
+    """Open an input file for reading bytes (decompressed when it ends in .gz or .bz2); errors name the file."""
     try:
         if path.endswith(".gz"):
-            import gzip
             return gzip.open(path, "rb")
+        if path.endswith(".bz2"):
+            return bz2.open(path, "rb")
         return open(path, "rb")
     except OSError as exc:
         raise ReaderError(f"{path}: cannot open ({exc.strerror or exc})") from None

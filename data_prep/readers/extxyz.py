@@ -19,7 +19,7 @@ from ase import units
 from ase.data import atomic_numbers
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids
+from foundation.data_prep.readers.base import COMPRESSED, Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids
 from foundation.data.schema import Frame
 
 ENERGY_UNITS = {"eV": 1.0, "meV": 1e-3, "Hartree": units.Hartree, "Ha": units.Hartree, "Ry": units.Rydberg,
@@ -39,7 +39,7 @@ _EXCERPT = 4000
 
 def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
     """Cut a file into pieces of at most `chunk_frames` whole frames (one piece for a gzip file)."""
-    if path.endswith(".gz"):
+    if path.endswith(COMPRESSED):
         return [Piece(path=path, name=name, format="extxyz", weight=chunk_frames)]
     pieces: list[Piece] = []
     starts: list[int] = []

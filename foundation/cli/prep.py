@@ -7,7 +7,7 @@ import sys
 
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
 from foundation.config import ConfigError, from_dict, read_yaml
-from foundation.data_prep.config import PrepConfig, parse_ratios
+from foundation.data_prep.config import FORMATS, PrepConfig, parse_ratios
 from foundation.data_prep.pipeline import format_summary, prep_batch, run_prep
 from foundation.data_prep.readers.base import ReaderError
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="input files or directories (searched recursively)")
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--config", help="YAML file of prep options (command-line flags override it)")
-    p.add_argument("--format", choices=("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb"),
+    p.add_argument("--format", choices=FORMATS,
                    help="input format (default auto: by file name and content)")
     p.add_argument("--container", choices=("lmdb", "wds", "both"), help="shard container (default lmdb)")
     p.add_argument("--shard-size", type=int, help="frames per shard (default 10000)")
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="ratios by structure_id hash (default train=0.9,val=0.05,test=0.05)")
     p.add_argument("--split-salt", help="string mixed into the split hash (default none)")
     p.add_argument("--energy", choices=("uncorrected", "corrected"),
-                   help="MPtrj: which total energy to take (default uncorrected)")
+                   help="MPtrj, Alexandria: which total energy to take (default uncorrected)")
     p.add_argument("--structure-key", help="info key naming the structure (default auto; 'frame': one per frame)")
     p.add_argument("--frame-key", help="info key naming the frame (default auto; 'index': FILE:INDEX)")
     p.add_argument("--energy-key", help="extxyz key of the total energy (default energy)")
