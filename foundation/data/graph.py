@@ -74,7 +74,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
         max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
-        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets))
+        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets, max_neighbours is not None))
                  for chunk in _pair_chunks(natoms, max_pairs)]
         parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b]), max_pairs))
                   for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
@@ -152,6 +152,7 @@ class _Space:
         self.frac_columns = tuple(self.frac.T.contiguous())
         self.table_columns = tuple(self.table.T.contiguous())
         self.pbc_columns = tuple(self.pbc.T.contiguous())
+        self.wrapped = bool(self.wrap.any())  # positions outside their cell (else shifts are the images)
 
 
 def _dist2(f: Tensor, g6: Tensor) -> Tensor:
@@ -176,9 +177,10 @@ def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
     return list(torch.split(structs, sizes.tolist()))
 
 
-def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor):
+def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor, keep_dist2: bool):
     """Edges of ``structs``: each unordered pair i <= j of a structure with its box of image shifts, then the
-    mirror images (j, i, -S) of the i < j edges, in lexicographic (i, j, S) order."""
+    mirror images (j, i, -S) of the i < j edges, in lexicographic (i, j, S) order (squared distances too if
+    ``keep_dist2``, else None)."""
     n = natoms.index_select(0, structs)
     first = offsets.index_select(0, structs)
     total = int(n.sum())
@@ -189,12 +191,35 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     i = atoms.index_select(0, pair_atom)
     j = i + rank
     i, j, image, dist2 = _expand_images(space, i, j)
+    return _with_mirrors(i, j, image, dist2 if keep_dist2 else None)
+
+
+def _with_mirrors(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor | None):
+    """The edges (i, j, S), i <= j, in lexicographic order, merged with the mirrors (j, i, -S) of those with i < j.
+
+    Per atom a, its mirrors (j < a) come before its own edges (j >= a): only the mirrors need sorting, and each
+    edge's place follows from per-atom counts, so both halves are written straight into their final positions."""
     mirror = torch.nonzero(i != j).squeeze(1)
-    i, j = torch.cat([i, j.index_select(0, mirror)]), torch.cat([j, i.index_select(0, mirror)])
-    image = torch.cat([image, -image.index_select(0, mirror)])
-    dist2 = torch.cat([dist2, dist2.index_select(0, mirror)])
-    order = _lexicographic_order(i, j, image)
-    return i.index_select(0, order), j.index_select(0, order), image.index_select(0, order), dist2.index_select(0, order)
+    if not i.numel():
+        return i, j, image, dist2
+    mi, mj, mimage = j.index_select(0, mirror), i.index_select(0, mirror), -image.index_select(0, mirror)
+    order = _lexicographic_order(mi, mj, mimage)
+    mirror = mirror.index_select(0, order)
+    mi, mj, mimage = mi.index_select(0, order), mj.index_select(0, order), mimage.index_select(0, order)
+    low = int(i[0])
+    atoms = int(j.max()) - low + 1  # i <= j: every atom of the chunk lies in [low, low + atoms)
+    own, mirrored = torch.bincount(i - low, minlength=atoms), torch.bincount(mi - low, minlength=atoms)
+    total = i.numel() + mi.numel()
+    arange = torch.arange(total, device=i.device)
+    place_own = arange[:i.numel()] + torch.cumsum(mirrored, 0).index_select(0, i - low)
+    place_mirror = arange[:mi.numel()] + (torch.cumsum(own, 0) - own).index_select(0, mi - low)
+
+    def merged(forward: Tensor, backward: Tensor) -> Tensor:
+        out = forward.new_empty((total,) + tuple(forward.shape[1:]))
+        return out.index_copy_(0, place_own, forward).index_copy_(0, place_mirror, backward)
+
+    dist2 = None if dist2 is None else merged(dist2, dist2.index_select(0, mirror))
+    return merged(i, mi), merged(j, mj), merged(image, mimage), dist2
 
 
 def _lexicographic_order(i: Tensor, j: Tensor, image: Tensor) -> Tensor:
@@ -327,12 +352,14 @@ def _flat_bin(index: Tensor, nbins: Tensor) -> Tensor:
     return (index[:, 0] * nbins[1] + index[:, 1]) * nbins[2] + index[:, 2]
 
 
-def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbours: int | None):
+def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor | None, max_neighbours: int | None):
     """edge_index (2,E) and shifts relative to the unwrapped positions, capped to max_neighbours per atom."""
     if max_neighbours is not None:
         keep = torch.nonzero(_nearest(i, j, image, dist2, max_neighbours)).squeeze(1)
         i, j, image = i.index_select(0, keep), j.index_select(0, keep), image.index_select(0, keep)
-    shifts = image.to(space.frac.dtype) + space.wrap.index_select(0, i) - space.wrap.index_select(0, j)
+    shifts = image.to(space.frac.dtype)
+    if space.wrapped:
+        shifts = shifts + space.wrap.index_select(0, i) - space.wrap.index_select(0, j)
     return torch.stack([i, j]), shifts
 
 
