@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb", "alexandria")
+FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb", "alexandria", "records")
 CONTAINER_CHOICES = {"lmdb": ("lmdb",), "wds": ("wds",), "both": ("lmdb", "wds")}
 LABELS = ("energy", "forces", "stress")
 # Options that change neither chunk outputs nor the merged dataset (left out of fingerprints).

@@ -46,7 +46,8 @@ def dataset_fingerprint(tasks: list[ChunkTask], config: PrepConfig) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that exists, is not empty and is not a `foundation prep` output."""
     ours = (out / MANIFEST_NAME).exists() or (out / WORK_NAME).exists()
     if out.exists() and not ours and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise FileExistsError(f"{out}: not empty and not a `foundation prep` output; choose another --out")
@@ -74,7 +75,7 @@ def prep_batch(config: PrepConfig) -> Batch:
     """The prep as a batch: one item per unfinished chunk, then `run_prep` (which finds every chunk done and
     merges; afterok: a failed chunk cancels the merge, and a rerun redoes only what is missing)."""
     out = Path(config.out)
-    _check_out_dir(out)
+    check_out_dir(out)
     with DirectoryLock(out):  # planning writes _work/plan.json: never beside a running prep
         tasks = plan_chunks(config, out / WORK_NAME)
     todo = [task for task in tasks if not is_done(task)]
@@ -117,7 +118,7 @@ def run_prep(config: PrepConfig) -> PrepResult:
     """Prepare a dataset from config.inputs into config.out; resumable. One writer at a time: the output
     directory's lock is held throughout (a second prep into it is refused, naming the first)."""
     out = Path(config.out)
-    _check_out_dir(out)
+    check_out_dir(out)
     with DirectoryLock(out):
         return _run_prep(config, out)
 

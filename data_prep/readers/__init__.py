@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundation.data_prep.readers import alexandria, asedb, extxyz, mptrj, vasp
+from foundation.data_prep.readers import alexandria, asedb, extxyz, mptrj, records, vasp
 from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError
 
 READERS: dict[str, Reader] = {
@@ -12,6 +12,7 @@ READERS: dict[str, Reader] = {
     "vasp-xml": vasp.VASPRUN_READER,
     "asedb": asedb.READER,
     "alexandria": alexandria.READER,
+    "records": records.READER,
 }
 
 __all__ = ["READERS", "Piece", "RawRecord", "Reader", "ReaderError"]

@@ -40,6 +40,8 @@ def detect_format(path: str) -> str | None:
     stem = re.sub(r"\.(gz|bz2)$", "", name)
     if stem.endswith(".aselmdb"):
         return "asedb"
+    if stem.endswith(".records.jsonl"):
+        return "records"
     head = _head(path)
     if head.startswith(b"SQLite format 3\x00"):
         return "asedb"
