@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "foundation.cli.release",
     "foundation.cli.finetune",
     "foundation.cli.predict",
+    "foundation.cli.export",
+    "foundation.cli.models",
     "foundation.cli.demo",
     "foundation.cli.ablation",
     "foundation.cli.status",
