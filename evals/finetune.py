@@ -84,6 +84,21 @@ def _batches(frames: list[Frame], order: np.ndarray, size: int, model: Potential
     return out
 
 
+_TEST_BATCHES: dict[tuple, list[Any]] = {}  # the last test folds' graph batches of this process
+
+
+def fold_test_batches(task: PropertyTask, fold: int, size: int, model: Potential, device: torch.device) -> list[Any]:
+    """Graph batches of a whole test fold, built once per process and reused by every unit that scores it (all
+    sizes, seeds and arms of a learning curve score the same fold: with units run in one process, the test graphs
+    are built once instead of per unit). At most two folds are kept."""
+    key = (task.name, len(task.frames), fold, size, model.cutoff, model.max_neighbours, model.dtype, str(device))
+    if key not in _TEST_BATCHES:
+        while len(_TEST_BATCHES) >= 2:
+            _TEST_BATCHES.pop(next(iter(_TEST_BATCHES)))
+        _TEST_BATCHES[key] = _batches(task.frames, task.folds[fold][1], size, model, task.property, device)
+    return _TEST_BATCHES[key]
+
+
 def _predict(model: Potential, batches: list[Any], mean: float, std: float) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -118,7 +133,7 @@ def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetune
     rng = np.random.default_rng(seed + 1)
     train_batches = _batches(task.frames, rng.permutation(inner), cfg.batch_size, model, task.property, dev)
     val_batches = _batches(task.frames, val, cfg.batch_size, model, task.property, dev)
-    test_batches = _batches(task.frames, test_idx, cfg.batch_size, model, task.property, dev)
+    test = fold_test_batches(task, fold, cfg.batch_size, model, dev)
     if backbone_lr is None:
         backbone_lr = cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr
     opt = _optimizer(model, cfg, backbone_lr)
@@ -151,7 +166,7 @@ def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetune
         elif epoch - best[1] >= cfg.patience:
             break
     model.load_state_dict(best[2])
-    pred = _predict(model, test_batches, mean, std)
+    pred = _predict(model, test, mean, std)
     return {"kind": "finetune", "metrics": regression_metrics(targets[test_idx], pred),
             "baselines": property_baselines(targets[train_idx], targets[test_idx]),
             "predictions": {"ids": [task.frames[i].structure_id for i in test_idx],

@@ -136,3 +136,17 @@ def test_probe_on_pretrained_and_random_features(pretrained):
     assert pre["features"] == rnd["features"] == 8 and pre["n_test"] == len(task.folds[0][1])
     assert pre["baselines"] == rnd["baselines"] and pre["alpha"] in [a["alpha"] for a in pre["alpha_val_mae"]]
     assert pre["metrics"]["mae"] != rnd["metrics"]["mae"]  # different features
+
+
+def test_test_fold_graphs_are_built_once_per_process(pretrained):
+    from foundation.evals import finetune
+
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
+    finetune._TEST_BATCHES.clear()
+    first = finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu"))
+    assert finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu")) is first
+    assert sum(b.num_graphs for b in first) == len(task.folds[1][1])
+    cfg = PropertyFinetuneConfig(max_epochs=1, patience=1, batch_size=8, val_fraction=0.2)
+    a = run_finetune(task, 1, 0, cfg, pretrained.config, pretrained, size=10)
+    b = run_finetune(task, 1, 0, cfg, pretrained.config, pretrained, size=10)  # the cached graphs: same scores
+    assert a["predictions"] == b["predictions"] and len(finetune._TEST_BATCHES) == 1
