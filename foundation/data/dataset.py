@@ -16,27 +16,43 @@ import numpy as np
 
 from foundation.data.lmdb_store import LmdbShard
 from foundation.data.manifest import Manifest
+from foundation.data.remote import is_url, join
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError, check_shard_file, shard_path
 from foundation.data.wds_store import iter_wds_shard
 
 
 class FrameDataset(Sequence):
-    """Frames of a prepared dataset in manifest order; LMDB gives random access, WebDataset streams."""
+    """Frames of a prepared dataset in manifest order; LMDB gives random access, WebDataset streams.
 
-    def __init__(self, directory: str | os.PathLike, split: str | None = None, container: str | None = None):
-        self.directory = Path(directory)
+    `directory` is a local dataset directory or a URL (data/remote.py: http(s)://, pipe:..., its manifest at
+    URL/manifest.json); `shard_url_base` reads the shards from there instead (the manifest's relative paths joined
+    to it). Remote shards are WebDataset only (LMDB needs local files); their size is not checked on opening,
+    their record count, member names and record checksums are, as they stream."""
+
+    def __init__(self, directory: str | os.PathLike, split: str | None = None, container: str | None = None,
+                 shard_url_base: str | None = None):
+        remote = is_url(directory) or shard_url_base is not None
+        self.directory = str(directory) if is_url(directory) else Path(directory)
         self.manifest = Manifest.load(self.directory)
         if split is not None and split not in self.manifest.splits:
             raise KeyError(f"{self.directory}: no split {split!r}; the dataset has {self.manifest.splits}")
-        self.container = container or self.manifest.containers[0]
+        self.container = container or ("wds" if remote and "wds" in self.manifest.containers
+                                       else self.manifest.containers[0])
         if self.container not in self.manifest.containers:
             raise KeyError(f"{self.directory}: no {self.container!r} shards; it has {self.manifest.containers}")
         self.split = split
         self.shard_infos = self.manifest.shards_of(self.container, split)
-        self.shard_paths = [shard_path(self.directory, s.path) for s in self.shard_infos]
-        for path, info in zip(self.shard_paths, self.shard_infos):
-            check_shard_file(path, info)
+        if remote:
+            if self.container != "wds":
+                raise ValueError(f"{shard_url_base or directory}: shards at a URL are read as WebDataset only "
+                                 f"(container wds), not {self.container!r}")
+            base = shard_url_base or str(directory)
+            self.shard_paths = [join(base, s.path) for s in self.shard_infos]
+        else:
+            self.shard_paths = [shard_path(self.directory, s.path) for s in self.shard_infos]
+            for path, info in zip(self.shard_paths, self.shard_infos):
+                check_shard_file(path, info)
         self._natoms = self.manifest.atoms_per_frame(self.container, split)
         self._offsets = np.cumsum([0] + [s.num_frames for s in self.shard_infos]).tolist()
         self._lmdb: list[LmdbShard] | None = None
@@ -94,6 +110,8 @@ class FrameDataset(Sequence):
         return frame
 
 
-def open_dataset(directory: str | os.PathLike, split: str | None = None, container: str | None = None) -> FrameDataset:
-    """Open a prepared dataset: `len`, indexing and iteration give Frames (fields as in DESIGN.md)."""
-    return FrameDataset(directory, split=split, container=container)
+def open_dataset(directory: str | os.PathLike, split: str | None = None, container: str | None = None,
+                 shard_url_base: str | None = None) -> FrameDataset:
+    """Open a prepared dataset (a directory or a URL): `len`, indexing and iteration give Frames (fields as in
+    DESIGN.md)."""
+    return FrameDataset(directory, split=split, container=container, shard_url_base=shard_url_base)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from foundation.data.remote import RemoteError, is_url, join, read_bytes
 from foundation.data.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from foundation.files import write_text_atomic
 
@@ -108,10 +109,18 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Manifest":
-        path = Path(directory) / MANIFEST_NAME
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no manifest; is {directory} a prepared dataset?")
-        body = json.loads(path.read_text())
+        """The manifest of a dataset directory, or of a dataset at a URL (URL/manifest.json, see data/remote.py)."""
+        if is_url(directory):
+            path = join(str(directory), MANIFEST_NAME)
+            try:
+                body = json.loads(read_bytes(path))
+            except RemoteError as exc:
+                raise FileNotFoundError(f"{exc}; is {directory} a prepared dataset?") from None
+        else:
+            path = Path(directory) / MANIFEST_NAME
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no manifest; is {directory} a prepared dataset?")
+            body = json.loads(path.read_text())
         if body.get("format") != "foundation-dataset":
             raise ValueError(f"{path}: not a foundation dataset manifest")
         version = body.get("manifest_version")

@@ -2,8 +2,9 @@
 
 Tars are written deterministically (fixed mtime, owner and order) so a rerun gives the same checksum. Readers
 accept only regular-file members named 0000000000.frame, 0000000001.frame, ... in order, so a link, a missing or
-foreign member, or a truncated tar is an error naming shard and record, never a shifted record. Streams shuffle
-at the shard level and split shards across ranks and loader workers without duplicates.
+foreign member, or a truncated tar is an error naming shard and record, never a shifted record. Shards are read
+through webdataset's gopen: local files and URLs (http(s)://, pipe:COMMAND) take the same path and checks.
+Streams shuffle at the shard level and split shards across ranks and loader workers without duplicates.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import os
 import random
 import tarfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
+from foundation.data.remote import RemoteError, explain, open_stream
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError
 from foundation.files import atomic_path
@@ -41,11 +43,16 @@ def member_name(index: int) -> str:
 
 
 def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iterator[tuple[int, bytes]]:
-    """Stream (record index, record bytes) from one tar shard. With `num_frames` (the manifest's count) a shard
-    holding more or fewer records raises; any malformed or truncated tar raises ShardError naming shard and record."""
+    """Stream (record index, record bytes) from one tar shard: a local path or any URL webdataset's gopen opens
+    (http(s)://, pipe:COMMAND, ...). With `num_frames` (the manifest's count) a shard holding more or fewer records
+    raises; a malformed or truncated tar, or a failed transfer, raises ShardError naming shard and record."""
     index = 0
     try:
-        with tarfile.open(path, "r|") as tar:
+        stream = open_stream(str(path))
+    except RemoteError as exc:
+        raise ShardError(f"{path}: shard cannot be opened ({exc})") from None
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
                     raise ShardError(f"{path}: record {index}: member {member.name!r} is a {_kind(member)}; tar "
@@ -57,11 +64,26 @@ def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iter
                     raise ShardError(f"{path}: record {index}: more records than the {num_frames} the manifest lists")
                 yield index, tar.extractfile(member).read()
                 index += 1
+        stream.close()  # a stream from a command or a server reports its failure here
     except tarfile.TarError as exc:
         raise ShardError(f"{path}: record {index}: corrupt or truncated tar shard ({exc})") from None
+    except OSError as exc:
+        raise ShardError(f"{path}: record {index}: the shard could not be read to the end: "
+                         f"{explain(str(path), exc)}") from None
+    finally:
+        _close_quietly(stream)
     if num_frames is not None and index != num_frames:
         raise ShardError(f"{path}: ends after {index} records, the manifest lists {num_frames}: the shard is "
                          "truncated")
+
+
+def _close_quietly(stream: Any) -> None:
+    """Close a stream whose reader stopped early (an error, or a consumer that stopped): a command or server cut
+    off mid-transfer may report that, which is no news."""
+    try:
+        stream.close()
+    except OSError:
+        pass
 
 
 def _kind(member: tarfile.TarInfo) -> str:

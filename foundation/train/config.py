@@ -18,6 +18,8 @@ from foundation.train.run_layout import RunLayout
 class DataConfig:
     path: str = "runs/data/demo"                    # a prepared dataset (manifest.json)
     container: Literal["lmdb", "wds"] = "lmdb"      # map-style LMDB or streaming WebDataset: the same batches
+    shard_url_base: str | None = None               # wds shards read from here: http(s)://, pipe:... ({path}: where
+                                                    # the shard's relative path goes); `path` may be a URL too
     train_split: str = "train"
     val_split: str = "val"
     max_atoms: int = 512                            # micro-batches are filled up to this many atoms

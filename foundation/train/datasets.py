@@ -88,10 +88,13 @@ class MapBatchDataset(Dataset):
 class StreamBatchDataset(IterableDataset):
     """WebDataset (sequential tar shards): iterates the sampler's plan; loader worker w builds micro-batches
     w, w + W, ... and the DataLoader interleaves them back into plan order. Shards are read in the plan's
-    order with one decoded shard cached, so a shard-ordered plan reads each shard once per worker."""
+    order with one decoded shard cached, so a shard-ordered plan reads each shard once per worker.
+    `frames`: a dataset directory (its `split`, WebDataset shards) or a sequence of frames (a mixture)."""
 
-    def __init__(self, path: str | os.PathLike, split: str, builder: BatchBuilder, sampler: AtomsBalancedSampler):
-        self.frames = FrameDataset(path, split=split, container="wds")
+    def __init__(self, frames: str | os.PathLike | Sequence[Frame], split: str, builder: BatchBuilder,
+                 sampler: AtomsBalancedSampler):
+        self.frames = (FrameDataset(frames, split=split, container="wds") if isinstance(frames, (str, os.PathLike))
+                       else frames)
         self.builder, self.sampler = builder, sampler
 
     def __len__(self) -> int:

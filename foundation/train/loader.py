@@ -62,7 +62,8 @@ def build_split_loader(data: DataConfig, split: str, builder: BatchBuilder, *, r
         raise ValueError(f"{data.path} split {split!r}: {len(natoms)} frames make fewer micro-batches of "
                          f"{max_atoms} atoms than world_size * grad_accum = {world_size * grad_accum}")
     if data.container == "wds":
-        dataset = StreamBatchDataset(data.path, split, builder, sampler)
+        frames = FrameDataset(data.path, split=split, container="wds", shard_url_base=data.shard_url_base)
+        dataset = StreamBatchDataset(frames, split, builder, sampler)
     else:
         dataset = MapBatchDataset(FrameDataset(data.path, split=split, container="lmdb"), builder)
     return SplitLoader(sampler, dataset, data.num_workers, data.prefetch_factor, pin_memory)
