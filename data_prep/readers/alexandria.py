@@ -8,8 +8,8 @@ file, so the files themselves are the parallel unit).
 Conversions: energy = the entry's `energy`, which a ComputedStructureEntry dict holds as the uncorrected total
 energy in eV (with config.energy="corrected": plus its `correction`, i.e. ComputedEntry.energy). The structure goes
 through `structure_arrays` (the MPtrj reader's, bit for bit what Structure.from_dict gives; the test compares
-with ComputedStructureEntry.from_dict + AseAtomsAdaptor, which cost ~20x more per entry: ~1.6 ms against ~0.06 ms
-for a 12-atom entry, measured here). Forces (eV/A) come from `data["forces"]` or the sites' `forces` property,
+with ComputedStructureEntry.from_dict + AseAtomsAdaptor, which cost 16x more CPU per entry: 0.48 against 0.03 ms
+for 12 atoms, bench/alexandria_convert.py; the whole prep takes ~0.55 ms per frame). Forces (eV/A) come from `data["forces"]` or the sites' `forces` property,
 stress from `data["stress"]` in kBar with VASP's sign (as in Alexandria's trajectory files) -> eV/A^3 with ASE's
 sign, magmoms from the sites' `magmom` property; each may be absent. structure_id = `data["mat_id"]` (else the
 entry_id), frame_id = the entry_id (else mat_id, else FILE:INDEX); config.structure_key / frame_key pick any

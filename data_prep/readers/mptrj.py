@@ -172,7 +172,7 @@ def frame_from_entry(material_id: str, frame_key: str, entry: dict[str, Any], fi
 
 def structure_arrays(structure: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(numbers, positions, cell, pbc) of a pymatgen Structure dict: positions are the sites' fractional `abc`
-    times the lattice matrix site by site, bit for bit what Structure.from_dict computes, ~20x faster (a site with
+    times the lattice matrix site by site, bit for bit what Structure.from_dict computes, ~16x faster (a site with
     several species or partial occupancy raises)."""
     lattice = structure["lattice"]
     matrix = np.array(lattice["matrix"], dtype=np.float64).reshape(3, 3)
