@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import subprocess
 import sys
 from typing import Any, Sequence
+
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import get_args_parser as torchrun_parser
+from torch.distributed.run import run as torchrun
 
 from foundation.cli.cluster import add_cluster_options, follow_resumable, on_cluster, take_profile
 from foundation.slurm.executor import job_folder
@@ -76,10 +80,28 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _torchrun(args: argparse.Namespace) -> int:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
-               "-m", "foundation.cli.main", "train", "--launcher", "local"]
+    """torchrun's launcher in this process: each rank prints its own error (one line for a user error), so a failed
+    rank ends here as one line too, instead of torchrun's ChildFailedError traceback and summary."""
+    debug = getattr(args, "debug", False)
+    command = ["--standalone", f"--nproc-per-node={args.nproc_per_node}", "-m", "foundation.cli.main",
+               *(["--debug"] if debug else []), "train", "--launcher", "local"]
     if args.config:
         command += ["--config", args.config]
     if args.resume:
         command += ["--resume", args.resume]
-    return subprocess.call(command + list(args.overrides))
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level = elastic.level
+    if not debug:
+        elastic.setLevel(logging.CRITICAL)  # its "failed (exitcode: 2)" lines repeat what the ranks said
+    try:
+        torchrun(torchrun_parser().parse_args(command + list(args.overrides)))
+    except ChildFailedError as exc:
+        if debug:
+            raise
+        codes = [failure.exitcode for failure in exc.failures.values() if failure.exitcode > 0]
+        print(f"error: training under torchrun failed ({len(exc.failures)} of {args.nproc_per_node} ranks); the ranks' "
+              f"own messages are above", file=sys.stderr)
+        return min(codes) if codes else 1  # the others may have been ended by torchrun (negative: a signal)
+    finally:
+        elastic.setLevel(level)
+    return 0

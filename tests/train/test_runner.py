@@ -1,5 +1,5 @@
 """One training run per run directory, with real processes: while a two-rank torchrun run holds RUN_DIR, a second
-`foundation train` on it is refused naming the owner (rank 0); once that run is killed, a new one takes the lock
+(also two ranks) is refused naming the owner (rank 0), one line per process; once that run is killed, a new one takes the lock
 over with a message and trains. A full disk ends the run with one line naming the device and the checkpoint."""
 
 from __future__ import annotations
@@ -65,11 +65,13 @@ def test_a_second_run_on_a_run_dir_is_refused_and_a_killed_runs_lock_taken_over(
         owner = json.loads(lock.read_text())["pid"]  # rank 0, a child of the torchrun launcher
         assert owner != first.pid
         os.kill(owner, signal.SIGSTOP)
-        second = subprocess.run(_train(config, run_dir), cwd=REPO, env=_env(), capture_output=True, text=True,
-                                timeout=600)
+        second = subprocess.run(_train(config, run_dir, "--launcher", "torchrun", "--nproc-per-node", "2"), cwd=REPO,
+                                env=_env(), capture_output=True, text=True, timeout=600)
         assert second.returncode != 0
-        assert f"error: {run_dir} is in use by pid {owner} on host " in second.stderr
-        assert "Traceback" not in second.stderr
+        lines = second.stderr.strip().splitlines()  # a line per rank that had its say, then the launcher's
+        assert all(line.startswith("error: ") for line in lines), second.stderr
+        assert lines[0].startswith(f"error: {run_dir}") and f"error: {run_dir} is in use by pid {owner}" in second.stderr
+        assert lines[-1].startswith("error: training under torchrun failed")
     finally:  # every rank dies without a word (a SIGTERM would make rank 0 checkpoint and release the lock)
         for pid in _descendants(first.pid):
             os.kill(pid, signal.SIGKILL)
