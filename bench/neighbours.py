@@ -1,10 +1,14 @@
-"""Neighbour-list benchmark: foundation's torch radius_graph_pbc against matscipy's C neighbour list and ASE's.
+"""Neighbour-list benchmark: foundation's torch radius_graph_pbc against vesin (C++, and vesin-torch), matscipy (C)
+and ASE.
 
 All real DFT frames of ../shared/data/dft (~3.5k frames, ~54k atoms), at each cutoff: ours on CPU as one batch and as
-batches of --batch-size structures (what a DataLoader worker builds), matscipy and ASE frame by frame (they take one
-structure per call); then one large supercell (our cell-list path) against matscipy. Edge counts are cross-checked. Times are the best of --repeats (ASE: one pass, on every
---ase-stride-th frame, scaled to all frames); CPU time (process time) is printed beside wall time because wall time
-is noisy on a shared machine. With CUDA, ours is also timed on the GPU (float64 and float32).
+batches of --batch-size structures (what a DataLoader worker builds); vesin, vesin-torch, matscipy and ASE frame by
+frame (they take one structure per call; vesin with one thread); then one large supercell (our cell-list path)
+against vesin, vesin-torch and matscipy. Edge counts are cross-checked against matscipy, and vesin's edge SET
+(i, j, S) against ours, edge for edge. Times are the best of --repeats (ASE: one pass, on every --ase-stride-th
+frame, scaled to all frames); CPU time (process time) is printed beside wall time because wall time is noisy on a
+shared machine, and ratios are given against vesin. With CUDA, ours (float64 and float32) and vesin-torch are also
+timed on the GPU. --out writes the rows as JSON.
 
     python bench/neighbours.py [--cutoffs 5 6] [--threads 1] [--batch-size 64] [--ase-stride 1] [--supercell 12]
 """
@@ -12,6 +16,8 @@ is noisy on a shared machine. With CUDA, ours is also timed on the GPU (float64 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +26,8 @@ import numpy as np
 import torch
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from matscipy.neighbours import neighbour_list as matscipy_neighbour_list
+from vesin import NeighborList as VesinNeighbourList
+from vesin_torch import NeighborList as VesinTorchNeighbourList
 
 from foundation.data.graph import radius_graph_pbc
 
@@ -63,6 +71,45 @@ def per_frame(library, frames: list, cutoff: float) -> int:
     return sum(len(library("i", atoms, cutoff)) for atoms in frames)
 
 
+def vesin_edges(frames: list, cutoff: float, threads: int) -> int:
+    """vesin (C++), one call per frame, full list (both directions, like ours)."""
+    search = VesinNeighbourList(cutoff=cutoff, full_list=True, n_threads=threads)
+    return sum(len(search.compute(a.positions, a.cell[:], a.pbc, "i", copy=False)[0]) for a in frames)
+
+
+def vesin_torch_edges(systems: list, cutoff: float, threads: int) -> int:
+    """vesin-torch, one call per frame on (positions, cell, pbc) tensors (on their device)."""
+    search = VesinTorchNeighbourList(cutoff=cutoff, full_list=True, n_threads=threads)
+    return sum(len(search.compute(pos, cell, pbc, "i")[0]) for pos, cell, pbc in systems)
+
+
+def torch_systems(frames: list, device: str = "cpu") -> list:
+    return [(torch.tensor(a.positions, device=device), torch.tensor(np.asarray(a.cell[:]), device=device),
+             torch.tensor(a.pbc, device=device)) for a in frames]
+
+
+def _edge_keys(i: np.ndarray, j: np.ndarray, shifts: np.ndarray, natoms: int) -> np.ndarray:
+    shifts = np.rint(shifts).astype(np.int64) + 64
+    return np.sort(((i.astype(np.int64) * natoms + j) * 128 + shifts[:, 0]) * 128 * 128 + shifts[:, 1] * 128
+                   + shifts[:, 2])
+
+
+def check_same_edges(frames: list, cutoff: float) -> int:
+    """Ours (one batch) and vesin give the same set of (i, j, S), frame by frame; returns the edge count."""
+    edge_index, shifts = radius_graph_pbc(*as_tensors(frames), cutoff)
+    search = VesinNeighbourList(cutoff=cutoff, full_list=True, n_threads=1)
+    parts, offset = [], 0
+    for atoms in frames:
+        i, j, s = search.compute(atoms.positions, atoms.cell[:], atoms.pbc, "ijS")
+        parts.append((i.astype(np.int64) + offset, j.astype(np.int64) + offset, s))
+        offset += len(atoms)
+    theirs = _edge_keys(*(np.concatenate(column) for column in zip(*parts)), offset)
+    mine = _edge_keys(edge_index[0].numpy(), edge_index[1].numpy(), shifts.numpy(), offset)
+    if theirs.shape != mine.shape or not np.array_equal(theirs, mine):
+        raise SystemExit(f"cutoff {cutoff}: ours {mine.size} edges, vesin {theirs.size}; the (i, j, S) sets differ")
+    return int(mine.size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of extxyz files (default ../shared/data/dft)")
@@ -72,55 +119,98 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ase-stride", type=int, default=1, help="time ASE on every n-th frame, scaled to all")
     parser.add_argument("--supercell", type=int, default=12, help="repeats per axis of the large-cell timing")
+    parser.add_argument("--out", type=Path, help="write every row (wall s, CPU s, edges) as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     frames = load_frames(args.data)
     whole = [as_tensors(frames)]
     batched = [as_tensors(frames[k:k + args.batch_size]) for k in range(0, len(frames), args.batch_size)]
+    systems = torch_systems(frames)
     ase_frames = frames[::args.ase_stride]
     scale = len(frames) / len(ase_frames)
     print(f"{len(frames)} frames, {sum(len(a) for a in frames)} atoms; torch {torch.__version__}, "
           f"{args.threads} CPU thread(s); ASE on {len(ase_frames)} frames x {scale:.2f}")
+    results = {"command": "python bench/neighbours.py " + " ".join(sys.argv[1:]), "threads": args.threads,
+               "frames": len(frames), "atoms": sum(len(a) for a in frames), "cutoffs": {}}
     for cutoff in args.cutoffs:
+        same = check_same_edges(frames, cutoff)
         rows = {
             "ours, CPU, one batch": timed(lambda: ours(whole, cutoff), args.repeats),
             f"ours, CPU, batches of {args.batch_size}": timed(lambda: ours(batched, cutoff), args.repeats),
+            "vesin (C++), per frame": timed(lambda: vesin_edges(frames, cutoff, args.threads), args.repeats),
+            "vesin-torch, CPU, per frame": timed(lambda: vesin_torch_edges(systems, cutoff, args.threads),
+                                                 args.repeats),
             "matscipy (C), per frame": timed(lambda: per_frame(matscipy_neighbour_list, frames, cutoff), args.repeats),
         }
         wall, cpu, edges = timed(lambda: per_frame(ase_neighbor_list, ase_frames, cutoff), 1)
         rows["ASE, per frame"] = (wall * scale, cpu * scale, None)
         if torch.cuda.is_available():
-            for dtype in (torch.float64, torch.float32):
-                gpu_whole = [as_tensors(frames, "cuda", dtype)]
-                gpu_batched = [as_tensors(frames[k:k + args.batch_size], "cuda", dtype)
-                               for k in range(0, len(frames), args.batch_size)]
-                name = str(dtype).replace("torch.", "")
-                ours(gpu_batched[:2], cutoff)  # warm-up
-                rows[f"ours, GPU {name}, one batch"] = timed(lambda: ours(gpu_whole, cutoff), args.repeats,
-                                                             torch.cuda.synchronize)
-                rows[f"ours, GPU {name}, batches of {args.batch_size}"] = timed(
-                    lambda: ours(gpu_batched, cutoff), args.repeats, torch.cuda.synchronize)
-        reference_edges = rows["matscipy (C), per frame"][2]
-        for name, (_, _, edges) in rows.items():
-            if edges is not None and "float32" not in name and edges != reference_edges:
-                raise SystemExit(f"{name}: {edges} edges, matscipy {reference_edges}")
-        print(f"\ncutoff {cutoff} A: {reference_edges} edges")
-        report(rows, "matscipy (C), per frame")
+            rows.update(gpu_rows(frames, cutoff, args))
+        check_counts(rows, same)
+        print(f"\ncutoff {cutoff} A: {same} edges, the same (i, j, S) set as vesin's")
+        report(rows, "vesin (C++), per frame")
         large = frames[3].repeat(args.supercell)  # one large cell: our cell-list path
-        rows = {"ours, CPU, cell list": timed(lambda: ours([as_tensors([large])], cutoff), args.repeats),
-                "matscipy (C)": timed(lambda: per_frame(matscipy_neighbour_list, [large], cutoff), args.repeats)}
-        if rows["ours, CPU, cell list"][2] != rows["matscipy (C)"][2]:
-            raise SystemExit(f"large cell: {rows['ours, CPU, cell list'][2]} edges, matscipy {rows['matscipy (C)'][2]}")
-        print(f"one {args.supercell}^3 supercell of frame 3 ({len(large)} atoms, {rows['matscipy (C)'][2]} edges)")
-        report(rows, "matscipy (C)")
+        large_systems = torch_systems([large])
+        rows_large = {"ours, CPU, cell list": timed(lambda: ours([as_tensors([large])], cutoff), args.repeats),
+                      "vesin (C++)": timed(lambda: vesin_edges([large], cutoff, args.threads), args.repeats),
+                      "vesin-torch, CPU": timed(lambda: vesin_torch_edges(large_systems, cutoff, args.threads),
+                                                args.repeats),
+                      "matscipy (C)": timed(lambda: per_frame(matscipy_neighbour_list, [large], cutoff), args.repeats)}
+        large_edges = check_same_edges([large], cutoff)
+        check_counts(rows_large, large_edges)
+        print(f"one {args.supercell}^3 supercell of frame 3 ({len(large)} atoms, {large_edges} edges, the same set "
+              "as vesin's)")
+        report(rows_large, "vesin (C++)")
+        results["cutoffs"][str(cutoff)] = {"edges": same, "rows": as_json(rows, "vesin (C++), per frame"),
+                                           "supercell": {"repeats": args.supercell, "atoms": len(large),
+                                                         "edges": large_edges,
+                                                         "rows": as_json(rows_large, "vesin (C++)")}}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+def gpu_rows(frames: list, cutoff: float, args: argparse.Namespace) -> dict:
+    """Ours on the GPU in float64 and float32 (one batch, batches), and vesin-torch on the GPU frame by frame."""
+    rows = {}
+    for dtype in (torch.float64, torch.float32):
+        gpu_whole = [as_tensors(frames, "cuda", dtype)]
+        gpu_batched = [as_tensors(frames[k:k + args.batch_size], "cuda", dtype)
+                       for k in range(0, len(frames), args.batch_size)]
+        name = str(dtype).replace("torch.", "")
+        ours(gpu_batched[:2], cutoff)  # warm-up
+        rows[f"ours, GPU {name}, one batch"] = timed(lambda: ours(gpu_whole, cutoff), args.repeats,
+                                                     torch.cuda.synchronize)
+        rows[f"ours, GPU {name}, batches of {args.batch_size}"] = timed(
+            lambda: ours(gpu_batched, cutoff), args.repeats, torch.cuda.synchronize)
+    try:
+        systems = torch_systems(frames, "cuda")
+        vesin_torch_edges(systems[:2], cutoff, args.threads)  # warm-up
+        rows["vesin-torch, GPU float64, per frame"] = timed(lambda: vesin_torch_edges(systems, cutoff, args.threads),
+                                                            args.repeats, torch.cuda.synchronize)
+    except (RuntimeError, ValueError) as exc:  # a vesin-torch build without CUDA
+        print(f"vesin-torch on the GPU: {exc}")
+    return rows
+
+
+def check_counts(rows: dict, edges: int) -> None:
+    for name, (_, _, count) in rows.items():
+        if count is not None and "float32" not in name and count != edges:
+            raise SystemExit(f"{name}: {count} edges, expected {edges}")
+
+
+def as_json(rows: dict, reference: str) -> dict:
+    ref_wall, ref_cpu, _ = rows[reference]
+    return {name: {"wall_s": wall, "cpu_s": cpu, "edges": edges, "speed_vs_vesin_wall": ref_wall / wall,
+                   "speed_vs_vesin_cpu": ref_cpu / cpu} for name, (wall, cpu, edges) in rows.items()}
 
 
 def report(rows: dict, reference: str) -> None:
     ref_wall, ref_cpu, _ = rows[reference]
-    print(f"{'':36s} {'wall s':>8s} {'CPU s':>8s} {'matscipy/this (wall)':>21s} {'(CPU)':>7s}")
+    print(f"{'':38s} {'wall s':>8s} {'CPU s':>8s} {'vesin/this (wall)':>18s} {'(CPU)':>7s}")
     for name, (wall, cpu, _) in rows.items():
-        print(f"{name:36s} {wall:8.3f} {cpu:8.3f} {ref_wall / wall:21.2f} {ref_cpu / cpu:7.2f}")
+        print(f"{name:38s} {wall:8.3f} {cpu:8.3f} {ref_wall / wall:18.2f} {ref_cpu / cpu:7.2f}")
 
 
 if __name__ == "__main__":
