@@ -23,6 +23,7 @@ from tests.conftest import FIXTURES
 
 from .helpers import prep_config
 
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 INPUTS = sorted(str(p) for p in (FIXTURES / "dft").glob("*.xyz"))
 OPTIONS = ["--chunk-frames", "20", "--neighbour-sample", "1", "--no-progress"]
