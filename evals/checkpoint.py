@@ -13,7 +13,8 @@ import yaml
 
 from foundation.data.manifest import MANIFEST_NAME
 from foundation.files import sha256_file
-from foundation.release import is_release, release_info
+from foundation.release import is_release, load_release_potential, release_info
+from foundation.train.checkpoint import load_potential
 from foundation.train.run_layout import BEST, LAST, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 
@@ -80,7 +81,5 @@ def load_checkpoint_potential(path: str, which: str = "best"):
     """The Potential of a run (best/last EMA weights) or a release (checksums verified), fp32, eval mode.
     Cached per process: every unit a worker runs shares one copy (callers copy before training)."""
     if checkpoint_kind(path) == "release":
-        from foundation.release import load_release_potential
         return load_release_potential(path)
-    from foundation.train.checkpoint import load_potential
     return load_potential(path, which=weights_dir(path, which).name).eval()

@@ -10,17 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import ase
+import numpy
+import torch
+
+import foundation
+from foundation.config import to_dict
 from foundation.evals.config import FINETUNE_KINDS
 from foundation.evals.metrics import METRICS, aggregate
 from foundation.evals.paired import size_label, task_comparisons
 from foundation.evals.report import write_report
 from foundation.evals.suite import load_suite, plan_units, read_checkpoint_info
-from foundation.config import to_dict
 from foundation.train.baselines import baseline_check
-import ase
-import numpy
-import torch
-import foundation
 
 RESULTS_FORMAT = "foundation-eval"
 RESULTS_VERSION = 2  # 2: training sizes, baselines, paired comparisons, pre-training check

@@ -17,8 +17,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import torch
+from ase.data import chemical_symbols
+
+from foundation.calculator import FoundationCalculator
 from foundation.config import load_config, save_config, to_dict
+from foundation.data.manifest import Manifest
+from foundation.evals.checkpoint import describe_checkpoint, load_checkpoint_potential
 from foundation.evals.config import SuiteConfig, TaskConfig
+from foundation.evals.finetune import run_finetune_selected
+from foundation.evals.probe import run_probe
+from foundation.evals.report import finite_or_null
+from foundation.evals.tasks import load_property_task_for
+from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
+from foundation.evals.tasks.matbench import _read_json, task_name_of
+from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors
 from foundation.files import write_text_atomic
 
 Variant = Literal["pretrained", "scratch", "probe_pretrained", "probe_random", "zeroshot"]
@@ -53,8 +66,6 @@ def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite
                 command: str = "") -> list[Unit]:
     """Write OUT/suite.yaml and OUT/checkpoint.json and return every unit of the run. A rerun into the same
     directory with the same suite and checkpoint keeps the finished units (resume)."""
-    from foundation.evals.checkpoint import describe_checkpoint
-
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     suite = suite.resolved()
@@ -82,7 +93,6 @@ def read_checkpoint_info(out_dir: str | os.PathLike) -> dict[str, Any]:
 def num_folds(task: TaskConfig) -> int:
     """How many folds a task has (reads only the folds file for Matbench)."""
     if task.kind == "matbench":
-        from foundation.evals.tasks.matbench import _read_json, task_name_of
         splits = _read_json(Path(task.folds_path)).get("splits", {})
         name = task_name_of(task.path)
         return len(splits[name] if name in splits else next(iter(splits.values())))
@@ -112,7 +122,6 @@ def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
 
 @lru_cache(maxsize=4)
 def _task_data(out_dir: str, name: str):
-    from foundation.evals.tasks import load_property_task_for
     task = load_suite(out_dir).task(name)
     if task.kind == "property":
         task = dataclasses.replace(task, path=dataset_path(task, out_dir))
@@ -133,10 +142,6 @@ def dataset_path(task: TaskConfig, out_dir: str) -> str:
 def pretraining_elements(out_dir: str) -> set[str] | None:
     """Symbols of the elements of the checkpoint's pre-training data (None when its manifest is not here):
     zero-shot checks cover only these; the rest are out of domain."""
-    from ase.data import chemical_symbols
-
-    from foundation.data.manifest import Manifest
-
     manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
     if not manifest.get("sha256"):
         return None
@@ -145,10 +150,6 @@ def pretraining_elements(out_dir: str) -> set[str] | None:
 
 def compute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and return its result record (without writing it)."""
-    import torch
-
-    from foundation.evals.checkpoint import load_checkpoint_potential
-
     suite = load_suite(unit.out_dir)
     task = suite.task(unit.task)
     ck = read_checkpoint_info(unit.out_dir)
@@ -159,13 +160,11 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
                          f"provides {list(potential.outputs)} (drop the task from the suite)")
     if task.is_finetune and unit.variant in PROBE_VARIANTS:
-        from foundation.evals.probe import run_probe
         data = _task_data(unit.out_dir, task.name)
         result = run_probe(data, unit.fold, unit.seed, unit.size, potential, random=unit.variant == "probe_random",
                            pooling=suite.finetune_for(task).pooling, device=suite.device)
         result["task"] = data.describe()
     elif task.is_finetune:
-        from foundation.evals.finetune import run_finetune_selected
         cfg = suite.finetune_for(task)
         data = _task_data(unit.out_dir, task.name)
         pretrained = potential if unit.variant == "pretrained" else None  # only its weights are copied
@@ -174,8 +173,6 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
     elif task.kind == "dcdft_eos":
-        from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
-        from foundation.calculator import FoundationCalculator
         result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
                                        strain=suite.eos_strain, points=suite.eos_points, elements=task.elements,
                                        domain=pretraining_elements(unit.out_dir))
@@ -185,7 +182,6 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
                           "out_of_domain": len(result["out_of_domain"]),
                           "sources": {"ase.collections.dcdft": dcdft_source()}}
     else:
-        from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors
         path, split = dataset_path(task, unit.out_dir), task.split or "test"
         result = zero_shot_errors(potential, path, split, max_frames=task.max_structures, device=suite.device)
         result["task"] = {"name": task.name, "property": "energy/forces/stress", "unit": "",
@@ -202,6 +198,5 @@ def run_unit(unit: Unit) -> Path:
     result = compute_unit(unit)
     result.update({"unit": asdict(unit), "key": unit.key, "variant": unit.variant, "fold": unit.fold,
                    "seed": unit.seed, "size": unit.size, "wall_seconds": time.perf_counter() - start})
-    from foundation.evals.report import finite_or_null
     write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
     return unit.result_path

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.files import sha256_file, write_text_atomic
+from foundation.train.checkpoint import load_potential
 from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 
 CHECKSUMS = "SHA256SUMS"
@@ -119,19 +120,7 @@ def release_info(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_release_potential(directory: str | os.PathLike, *, verify: bool = True):
     """The released Potential (fp32, eval mode), after verifying SHA256SUMS; safetensors + JSON only."""
-    from foundation.train.checkpoint import load_potential
-
     directory = Path(directory)
     if verify:
         verify_checksums(directory, documentation="warn")
     return load_potential(directory)
-
-
-def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None):
-    """An ASE calculator (energy, free_energy, forces, stress) for a release directory, or a model name in the
-    local model directories (FOUNDATION_MODELS, see foundation/zoo.py). Refuses a bundle whose weights or
-    configs do not match its SHA256SUMS (ReleaseError)."""
-    from foundation.calculator import FoundationCalculator
-    from foundation.zoo import resolve_model
-
-    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device)

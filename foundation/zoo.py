@@ -16,8 +16,9 @@ from typing import Any
 
 from ase.data import chemical_symbols
 
+from foundation.calculator import FoundationCalculator
 from foundation.errors import UserError
-from foundation.release import is_release, release_info
+from foundation.release import is_release, load_release_potential, release_info
 
 MODELS_ENV = "FOUNDATION_MODELS"
 
@@ -88,3 +89,10 @@ def list_models() -> list[ModelEntry]:
             if path.name not in found and is_release(path):
                 found[path.name] = _entry(path)
     return sorted(found.values(), key=lambda entry: entry.name)
+
+
+def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None):
+    """An ASE calculator (energy, free_energy, forces, stress) for a release directory, or a model name in the
+    local model directories (FOUNDATION_MODELS, see foundation/zoo.py). Refuses a bundle whose weights or
+    configs do not match its SHA256SUMS (ReleaseError)."""
+    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device)

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from foundation.config import ConfigError, load_config, save_config
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import run_prep
+from foundation.evals.config import SuiteConfig
+from foundation.evals.report import RESULTS_JSON, write_report_files
+from foundation.evals.report.figures import figure_png
+from foundation.evals.run import evaluate
 from foundation.jobs import Batch
+from foundation.train.config import load_train_config
+from foundation.train.runner import run_training
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +88,6 @@ def input_files(cfg: AblationConfig) -> list[str]:
 
 def prepare_data(cfg: AblationConfig, workers: int = 1):
     """Prepare the shared pre-training dataset (resumable: an identical rerun does nothing)."""
-    from foundation.data_prep.config import PrepConfig
-    from foundation.data_prep.pipeline import run_prep
-
     options = {"required": ["energy", "forces", "stress"], "workers": workers, **cfg.prep}
     return run_prep(PrepConfig(inputs=input_files(cfg), out=str(_paths(cfg)["data"]), **options))
 
@@ -93,8 +98,6 @@ def _objective(cfg: AblationConfig, name: str) -> AblationObjective:
 
 def train_config_of(cfg: AblationConfig, objective: AblationObjective):
     """The resolved training config of one objective (same data, backbone, steps and fixed keys for all)."""
-    from foundation.train.config import load_train_config
-
     paths = _paths(cfg)
     overrides = [f"model={cfg.model}", f"data.path={paths['data']}", f"train.max_steps={cfg.steps}",
                  f"run_dir={paths['pretrain'] / objective.name}", *cfg.train_overrides, *objective.overrides]
@@ -103,17 +106,12 @@ def train_config_of(cfg: AblationConfig, objective: AblationObjective):
 
 def run_objective(run: ObjectiveRun) -> dict[str, Any]:
     """Pre-train one objective (resumes from its newest checkpoint; a finished run returns at once)."""
-    from foundation.train.runner import run_training
-
     cfg = load_ablation(run.config_path)
     return run_training(train_config_of(cfg, _objective(cfg, run.objective)))
 
 
 def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str, str]]:
     """Fine-tune every pre-trained checkpoint on the suite; the scratch twin runs only beside the first."""
-    from foundation.evals.config import SuiteConfig
-    from foundation.evals.run import evaluate
-
     paths = _paths(cfg)
     failures = []
     for index, objective in enumerate(cfg.objectives):
@@ -128,8 +126,6 @@ def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str
 
 def collect_table(cfg: AblationConfig) -> dict[str, Any]:
     """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs."""
-    from foundation.evals.report import RESULTS_JSON
-
     paths = _paths(cfg)
     tasks: dict[str, dict[str, Any]] = {}
     for index, objective in enumerate(cfg.objectives):
@@ -180,7 +176,6 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from foundation.evals.report.figures import figure_png
 
     names = sorted(task["rows"], key=lambda n: task["rows"][n]["mae"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -197,8 +192,6 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
 
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
-    from foundation.evals.report import write_report_files
-
     tasks = collect_table(cfg)
     blocks: list[tuple] = [("h", 1, f"Objective ablation: {cfg.name}"),
                            ("p", f"Backbone `{cfg.model}`, {cfg.steps} pre-training steps per objective on the same "

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from foundation.evals.paired import bootstrap_interval
+
 COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c", "probe_pretrained": "#17becf",
           "probe_random": "#ff7f0e"}
 
@@ -82,8 +84,6 @@ def learning_curves_figure(task: dict[str, Any]) -> bytes:
 def size_curve_figure(task: dict[str, Any]) -> bytes:
     """Test MAE against training structures per fold (log axis): each arm's mean over (fold, seed) with a
     bootstrap 95% interval of that mean, and the mean predictor's MAE as the trivial baseline."""
-    from foundation.evals.paired import bootstrap_interval
-
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
 
     def x_of(units: list[dict[str, Any]]) -> float:  # mean training structures (a fold's "all" varies a little)

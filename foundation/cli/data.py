@@ -6,11 +6,11 @@ import argparse
 import sys
 
 import numpy as np
+from ase.data import chemical_symbols
 
+from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
 from foundation.data.verify import verify_dataset
-from ase.data import chemical_symbols
-from foundation.data.dataset import open_dataset
 from foundation.progress import progress_bar
 
 RAW = argparse.RawDescriptionHelpFormatter

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from foundation.export import export_potential
+from foundation.release import load_release_potential, release_info
+from foundation.zoo import resolve_model
+
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation export releases/schnet-v1 --out schnet-v1.pt
@@ -27,12 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    import torch
-
-    from foundation.export import export_potential
-    from foundation.release import load_release_potential, release_info
-    from foundation.zoo import resolve_model
-
     directory = resolve_model(args.model)
     potential = load_release_potential(directory).to(getattr(torch, args.dtype))
     info = release_info(directory)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from foundation.zoo import list_models, model_dirs
+
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
   foundation models
@@ -36,8 +38,6 @@ def _metrics(metrics: dict) -> str:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from foundation.zoo import list_models, model_dirs
-
     entries = list_models()
     if args.json:
         print(json.dumps([{"name": e.name, "path": str(e.path), "parent": e.parent, "size_bytes": e.size_bytes,

@@ -8,7 +8,22 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import ase.io
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from foundation.calculator import FoundationCalculator
+from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.readers import READERS, ReaderError
+from foundation.data_prep.readers.auto import expand_inputs
 from foundation.errors import UserError
+from foundation.progress import progress_bar
+from foundation.release import ReleaseError, is_release
+from foundation.train.checkpoint import load_potential
+from foundation.train.run_layout import CONFIG, MODEL_META
+from foundation.zoo import load_calculator
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -43,8 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _device(name: str) -> str:
-    import torch
-
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -55,11 +68,6 @@ def _device(name: str) -> str:
 def load_model_calculator(model: str, device: str, which: str = "best"):
     """A FoundationCalculator for a release directory (verified), a model name (FOUNDATION_MODELS) or a training
     run directory."""
-    from foundation.calculator import FoundationCalculator
-    from foundation.release import ReleaseError, is_release, load_calculator
-    from foundation.train.checkpoint import load_potential
-    from foundation.train.run_layout import CONFIG, MODEL_META
-
     path = Path(model)
     if not is_release(path) and ((path / MODEL_META).is_file() or (path / CONFIG).is_file()):
         return FoundationCalculator(load_potential(path, which), device=device)
@@ -72,10 +80,6 @@ def load_model_calculator(model: str, device: str, which: str = "best"):
 def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
     """(file name, Frame) of every record of the inputs, in order; an unreadable record is a ReaderError naming
     the file, the record and the reason."""
-    from foundation.data_prep.config import PrepConfig
-    from foundation.data_prep.readers import READERS, ReaderError
-    from foundation.data_prep.readers.auto import expand_inputs
-
     if fmt == "ase":
         yield from _iter_ase_frames(paths)
         return
@@ -90,11 +94,6 @@ def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
 
 def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
     """Frames of files read by ase.io (format guessed by ASE from the name and content)."""
-    import ase.io
-
-    from foundation.data.ase_convert import frame_from_atoms
-    from foundation.data_prep.readers import ReaderError
-
     for path in paths:
         name = Path(path).name
         try:
@@ -107,11 +106,6 @@ def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
 
 def labelled_atoms(frame, name: str, result: dict):
     """The frame as Atoms with the prediction as its calculator results and its own labels as ref_*."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.stress import full_3x3_to_voigt_6_stress
-
-    from foundation.data.ase_convert import atoms_from_frame
-
     atoms = atoms_from_frame(frame)
     atoms.info.update(frame_id=frame.frame_id, structure_id=frame.structure_id, file=name)
     if frame.energy is not None:
@@ -138,11 +132,6 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 def predict_files(calc, paths: list[str], out: str | os.PathLike, *, fmt: str = "auto", max_atoms: int = 2048,
                   progress: bool = True) -> int:
     """Label every frame of `paths` with `calc` into the extxyz file `out` (replaced atomically); returns frames."""
-    import ase.io
-
-    from foundation.data.ase_convert import atoms_from_frame
-    from foundation.progress import progress_bar
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

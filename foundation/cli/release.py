@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from foundation.evals.release import make_release
+from foundation.hub import push_release, require_hub
+from foundation.release import verify_checksums
 from foundation.train.run_layout import BEST, EXPORTS
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -36,10 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_release(args: argparse.Namespace) -> int:
-    from foundation.evals.release import make_release
-    from foundation.hub import push_release, require_hub
-    from foundation.release import verify_checksums
-
     if args.push:
         require_hub()
     out = make_release(args.run_dir, args.out, report=args.report, which=args.which, license=args.license,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from foundation.data_prep.synth.generate import SynthConfig, synthesize
+
 from foundation.config import load_config, read_yaml
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.pipeline import format_summary, run_prep
+from foundation.data_prep.synth.generate import SynthConfig, synthesize
 
 EPILOG = """examples:
   foundation synth --out runs/synth/demo.extxyz --frames 2000 --workers 2

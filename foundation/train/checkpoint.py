@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from foundation.errors import writing
 from foundation.files import write_text_atomic
+from foundation.models import build_potential
 from foundation.train.distributed import barrier
 from foundation.train.run_layout import CHECKPOINT_STATE, CHECKPOINTS, LATEST, MODEL_META, MODEL_WEIGHTS
 
@@ -138,8 +139,6 @@ def export_model(directory: str | os.PathLike, weights: dict[str, torch.Tensor],
 def load_potential(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
     """The exported Potential of a run (`which`: "best" or "last"; a directory holding model.json also works),
     in eval mode, fp32."""
-    from foundation.models import build_potential
-
     run_dir = Path(run_dir)
     directory = run_dir if (run_dir / MODEL_META).exists() else run_dir / which
     if not (directory / MODEL_META).exists():

@@ -27,6 +27,7 @@ from torch import nn
 from foundation.data.manifest import Manifest
 from foundation.errors import UserError
 from foundation.files import sha256_file
+from foundation.models import build_potential
 from foundation.models.potential import Potential
 from foundation.release import ReleaseError, is_release, release_info, verify_checksums
 from foundation.train.run_layout import EXPORTS, MODEL_META, MODEL_WEIGHTS
@@ -197,8 +198,6 @@ class FinetuneStart:
 def prepare_finetune(config: Any) -> FinetuneStart:
     """Load the parent of `config.finetune`, build its architecture with its weights, freeze, and re-fit the element
     references on `config.data.path` (UnseenElementError for elements the parent never saw)."""
-    from foundation.models import build_potential
-
     ft = config.finetune
     parent = load_parent(ft.parent, ft.parent_which)
     config = with_parent_model(config, parent)

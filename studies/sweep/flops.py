@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.models import build_potential

@@ -16,8 +16,8 @@ from typing import Any
 
 from foundation.config import apply_overrides, read_yaml, to_dict
 from foundation.data.manifest import MANIFEST_NAME
-from foundation.studies.sweep.config import SweepConfig
 from foundation.models.config import resolve_model_config
+from foundation.studies.sweep.config import SweepConfig
 from foundation.train.config import load_train_config
 
 
