@@ -110,3 +110,34 @@ def test_no_module_imports_itself_through_others(graph):
         if node not in index:
             visit(node)
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_project_imports_sit_at_the_top_of_modules():
+    """A module imports the project's modules at its top; the one exception is a module that imports DeepSpeed
+    when loaded (DeepSpeed picks its accelerator at import, so training chooses the device first)."""
+    found = modules()
+    heavy = {name for name, path in found.items() if "deepspeed" in _top_level_imports(path)}
+    wrong = []
+    for module, path in sorted(found.items()):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module and inner.module.startswith("foundation"):
+                    if inner.module not in heavy:
+                        wrong.append(f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: from {inner.module}")
+                elif isinstance(inner, ast.Import):
+                    wrong += [f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: import {alias.name}"
+                              for alias in inner.names if alias.name.startswith("foundation")
+                              and alias.name not in heavy]
+    assert not wrong, "imports inside functions:\n" + "\n".join(wrong)
