@@ -37,12 +37,17 @@ class Message(nn.Module):
         self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
         self.filter = nn.Linear(num_radial, 3 * hidden)
 
-    def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+    def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph,
+                v_is_zero: bool = False) -> tuple[Tensor, Tensor]:
+        """``v_is_zero`` (the first layer): the v_j dv_v term vanishes, so its per-edge gather, product and their
+        derivatives (the largest tensors of the step, E x 3 x F) are skipped."""
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
         filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])  # per pair -> per edge
         x = self.phi(s).index_select(0, neighbour) * filters
         ds, dvv, dvs = x.split(self.hidden, dim=-1)
-        dv = v.index_select(0, neighbour) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
+        dv = dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
+        if not v_is_zero:
+            dv = dv + v.index_select(0, neighbour) * dvv.unsqueeze(1)
         return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(dv, center, graph.num_atoms)
 
 
@@ -77,7 +82,9 @@ class PaiNN(Backbone):
         rbf, env = self.pair_basis(graph)  # radial filters are computed per unordered pair
         s = self.embedding(graph.numbers)
         v = s.new_zeros(s.shape[0], 3, s.shape[1])
+        first = True
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, rbf, env, graph)
+            s, v = message(s, v, rbf, env, graph, first)
             s, v = update(s, v)
+            first = False
         return Features(s, v)
