@@ -14,6 +14,7 @@ data forces / stress kBar VASP sign); Structure -> pymatgen's AseAtomsAdaptor, l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -85,6 +86,8 @@ def prep_objects(objects: Iterable[Any], *, out: str, source: str = "", name: st
     info["source"]). Frame ids default to NAME:INDEX. Returns what `run_prep` returns."""
     if {"inputs", "format"} & set(options):
         raise ValueError("prep_objects takes the objects themselves: no inputs or format option")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"prep_objects: name {name!r} must be letters, digits, '._-' (it names the staged file)")
     config = from_dict(PrepConfig, {**options, "out": str(out), "format": "records"}, origin="prep_objects options")
     check_out_dir(Path(out))
     staged = Path(out) / WORK_NAME / STAGE_DIR / f"{name}{SUFFIX}"

@@ -86,3 +86,5 @@ def test_options_are_checked(tmp_path):
         prep_objects([_atoms(0)], out=str(tmp_path / "a"), shard_sise=3)
     with pytest.raises(ValueError, match="no objects"):
         prep_objects([], out=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="name"):
+        prep_objects([_atoms(0)], out=str(tmp_path / "c"), name="../escape")
