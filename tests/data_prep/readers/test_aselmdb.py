@@ -30,10 +30,10 @@ def _atoms(i: int) -> Atoms:
     return atoms
 
 
-def _write(path, rows: int = ROWS) -> None:
+def _write(path, rows: int = ROWS, first: int = 0) -> None:
     """An OMat24-like shard: fairchem keeps `sid` in the row data; a source key-value pair on every row."""
     with connect(str(path), type="aselmdb") as db:
-        for i in range(rows):
+        for i in range(first, first + rows):
             db.write(_atoms(i), data={"sid": f"agm{i // 2:04d}-rattled-{i}"}, material=f"agm{i // 2:04d}",
                      source="OMat24-PBE")
 
@@ -77,3 +77,14 @@ def test_an_undecodable_row_is_quarantined_with_file_record_and_reason(tmp_path)
     (line,) = [json.loads(x) for x in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert line["file"] == "broken.aselmdb" and line["record"] == "3" and line["reason"] == "parse_error"
     assert line["message"]
+
+
+def test_a_directory_of_shards_as_fairchem_ships_them(tmp_path):
+    shards = tmp_path / "omat" / "train" / "rattled-300"
+    shards.mkdir(parents=True)
+    _write(shards / "data.0000.aselmdb", 4)
+    _write(shards / "data.0001.aselmdb", 3, first=4)
+    assert sorted(p.name for p in shards.iterdir())[:2] == ["data.0000.aselmdb", "data.0000.aselmdb-lock"]
+    result = run_prep(prep_config([tmp_path / "omat"], tmp_path / "out", frame_key="index", split={"train": 1.0}))
+    assert [i["format"] for i in result.manifest.reader["inputs"]] == ["asedb", "asedb"]  # lock files are skipped
+    assert result.manifest.num_frames() == 7
