@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"  # small real DFT frames and VASP/ASE files, see its README.md
@@ -27,3 +28,13 @@ def shared_data() -> Path:
     """../shared/data (or $FOUNDATION_SHARED_DATA); needs the project's shared data beside the checkout."""
     require(SHARED_DATA.is_dir(), f"needs the shared data directory {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests: tiny models gain nothing from intra-op threads, and on a busy
+    machine the thread pool only adds wake-up latency. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,12 +20,8 @@ SMALL = ["backbone.hidden=8", "backbone.layers=2", "backbone.cutoff=4.0"]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: single-threaded is faster (and far faster on a loaded machine); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Every test here runs torch on one thread (tests/conftest.py one_thread)."""
 
 
 def _potential(*overrides: str) -> torch.nn.Module:

@@ -18,11 +18,8 @@ EXTRA = {"mpnn": ["backbone.edge_hidden=4"], "torchmd_et": ["backbone.num_heads=
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Every test here runs torch on one thread (tests/conftest.py one_thread)."""
 
 
 def _structures() -> dict[str, Atoms]:

@@ -27,13 +27,8 @@ def tiny_config(name: str, **heads) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded machine the thread pool's synchronisation
-    costs 10-50x; run single-threaded and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Every test here runs torch on one thread (tests/conftest.py one_thread)."""
 
 
 @pytest.fixture(params=sorted(BACKBONES))

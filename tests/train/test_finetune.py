@@ -23,11 +23,8 @@ from tests.train.finetune_helpers import parent_config, parent_dataset, train_pa
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Every test here runs torch on one thread (tests/conftest.py one_thread)."""
 
 
 @pytest.fixture(scope="module")
