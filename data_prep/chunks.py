@@ -32,7 +32,8 @@ from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.locking import DirectoryLock
 
-PREP_VERSION = 2  # bump when chunk outputs change meaning (2: markers count the frames read per input)
+PREP_VERSION = 3  # bump when chunk outputs change meaning (2: markers count the frames read per input; 3: dedup
+#                  keys hold the source tag)
 PLAN_NAME = "plan.json"
 
 
@@ -169,7 +170,10 @@ def _run_chunk(task: ChunkTask, progress: Callable[[int], None] | None) -> Chunk
     quarantine = []
     pending = 0
     for piece in task.pieces:
+        source = cfg.source_of(piece.path)
         for record in READERS[piece.format].read(piece, cfg):
+            if source is not None and record.frame is not None:
+                record.frame.source = source  # the prep config's tag wins over the reader's
             result.records += 1
             pending += 1
             if progress is not None and pending >= 64:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,18 @@ class PrepConfig:
     neighbour_sample: float = 0.05  # fraction of frames (by frame_id hash) that count neighbours
     keep_work: bool = False  # keep DIR/_work (chunk outputs) after a successful merge
     progress: bool = True
+    source: str | None = None  # source tag (data set + DFT settings) of every input's frames; None: the reader's
+    input_sources: dict[str, str] = field(default_factory=dict)  # input (file or directory) -> its frames' source
+
+    def source_of(self, path: str) -> str | None:
+        """The configured source tag of the frames of input file `path`: the tag of the input it is or lies under
+        (input_sources), else `source`; None leaves the tag the reader gives (e.g. an extxyz `source=` key)."""
+        target = os.path.abspath(path)
+        for given, name in self.input_sources.items():
+            root = os.path.abspath(given)
+            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+                return name
+        return self.source
 
     def __post_init__(self) -> None:
         checks = [
@@ -59,6 +72,9 @@ class PrepConfig:
             (self.dedup_tolerance > 0, "dedup_tolerance must be positive"),
             (self.max_energy_residual is None or self.max_energy_residual > 0,
              f"max_energy_residual must be positive (eV/atom) or unset, got {self.max_energy_residual}"),
+            (self.source is None or bool(self.source.strip()), "source must be a non-empty name or unset"),
+            (all(str(v).strip() for v in self.input_sources.values()),
+             f"input_sources must map inputs to non-empty names, got {self.input_sources}"),
         ]
         for ok, message in checks:
             if not ok:

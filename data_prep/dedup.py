@@ -13,8 +13,11 @@ KEY_BYTES = 16
 
 
 def structure_key(frame: Frame, tolerance: float) -> bytes:
-    """16-byte digest of numbers, pbc, and positions and cell rounded to multiples of `tolerance` (A)."""
+    """16-byte digest of numbers, pbc, and positions and cell rounded to multiples of `tolerance` (A), and the
+    frame's source tag when it has one: one geometry computed with two DFT settings is two frames, not a duplicate."""
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
+    if frame.source:
+        digest.update(b"source\0" + frame.source.encode() + b"\0")
     digest.update(frame.numbers.tobytes())
     digest.update(frame.pbc.tobytes())
     digest.update(np.round(frame.positions / tolerance).astype(np.int64).tobytes())

@@ -9,6 +9,7 @@
 - force_rms: sqrt(mean F_i^2) over all force components; stress_rms likewise over the 9 stress components.
 - mean_neighbours: ordered neighbour pairs within `neighbour_cutoff` per atom, over the sampled frames.
 - atoms_per_frame_mean/std/min/max.
+- frames_by_source {source: frames}: the kept frames of each source tag (one entry when they share one).
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
     source_vectors = {name: reference_vector(r) for name, r in by_source.items()}
     source_residuals: dict[str, list[np.ndarray]] = {name: [] for name in by_source}
     residuals, natoms = [], []
+    frames_by_source: dict[str, int] = {}
     sums = dict.fromkeys(("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0)
     for summary, keep in batches():
         n = summary["natoms"][keep]
         natoms.append(n)
+        names, counts = np.unique(_sources(summary)[keep], return_counts=True)
+        for name, count in zip(names.tolist(), counts.tolist()):
+            frames_by_source[name] = frames_by_source.get(name, 0) + count
         energy = summary["energy"][keep]
         has = np.isfinite(energy)
         residuals.append(per_atom_residuals(summary, ref_vector)[keep][has])
@@ -133,6 +138,7 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
         "atoms_per_frame_min": int(n_all.min()) if n_all.size else None,
         "atoms_per_frame_max": int(n_all.max()) if n_all.size else None,
         "element_reference_fit": "least squares of per-atom energies on composition fractions",
+        "frames_by_source": dict(sorted(frames_by_source.items())),
     }
     if by_source:
         stats["element_references_by_source"] = {name: {chemical_symbols[z]: e for z, e in sorted(r.items())}

@@ -37,9 +37,25 @@ def as_atoms(structure: Any) -> Atoms:
     raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}")
 
 
-def _frame(atoms: Atoms, index: int) -> Frame:
+def _frame(atoms: Atoms, index: int, source: str) -> Frame:
     return Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]), pbc=atoms.pbc,
-                 frame_id=str(index), structure_id=str(index))
+                 frame_id=str(index), structure_id=str(index), source=source)
+
+
+def choose_source(potential: Potential, source: str | None) -> str:
+    """The data source a potential predicts energies for: `source`, else its default (heads.default_source, else
+    its first source); "" for a single-reference potential. An unknown source is a ValueError."""
+    sources = list(potential.sources)
+    if not sources:
+        if source:
+            raise ValueError(f"source {source!r}: this potential has one energy reference for every frame "
+                             "(no heads.sources); leave source unset")
+        return ""
+    if source is None:
+        return potential.config.heads.energy_source()
+    if source not in sources:
+        raise ValueError(f"unknown source {source!r}: this potential has energy references for {sources}")
+    return source
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -50,11 +66,14 @@ class FoundationCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, potential: Potential, device: str | torch.device | None = None,
-                 max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
+                 max_atoms: int = DEFAULT_MAX_ATOMS, source: str | None = None, **kwargs):
+        """`source`: which data source's energies to predict, for a potential trained on several (default: the
+        release's own, `heads.default_source`); forces and stress are the same for every source."""
         super().__init__(**kwargs)
         self.device = torch.device(device) if device is not None else next(potential.parameters()).device
         self.potential = potential.to(self.device).eval()
         self.max_atoms = max_atoms
+        self.source = choose_source(potential, source)
 
     def _check(self, properties: Iterable[str], periodic: bool) -> None:
         provided = set(self.potential.computable)
@@ -93,9 +112,9 @@ class FoundationCalculator(Calculator):
         provided = set(self.potential.computable)
         periodic = [bool(a.pbc.all()) for a in atoms]
         compute = {"energy"} | ({"energies", "forces"} & provided) | ({"stress"} & provided if any(periodic) else set())
-        frames = [_frame(a, first + n) for n, a in enumerate(atoms)]
+        frames = [_frame(a, first + n, self.source) for n, a in enumerate(atoms)]
         batch = collate_frames(frames, cutoff=self.potential.cutoff, max_neighbours=self.potential.max_neighbours,
-                               dtype=self.potential.geometry_dtype, device=self.device)
+                               dtype=self.potential.geometry_dtype, device=self.device, sources=self.potential.sources)
         out = {key: _numpy(value) for key, value in self.potential(batch, compute=compute).items()}
         bounds = np.cumsum([0] + [len(a) for a in atoms])
         results = []

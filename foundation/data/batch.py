@@ -36,6 +36,7 @@ class AtomsBatch:
     noise: Tensor | None = None       # (N,3) positional noise added by a denoising transform
     properties: dict[str, Tensor] = field(default_factory=dict)  # named scalar properties (B,)
     frame_ids: list[str] = field(default_factory=list)
+    source: Tensor | None = None      # (B,) long: each frame's index in the `sources` it was collated with
 
     @property
     def num_graphs(self) -> int:
@@ -70,12 +71,14 @@ class AtomsBatch:
 
 def collate_frames(frames: Sequence[Frame], cutoff: float, max_neighbours: int | None = None,
                    dtype: torch.dtype = torch.float32, properties: Sequence[str] = (),
-                   device: torch.device | str | None = None) -> AtomsBatch:
+                   device: torch.device | str | None = None, sources: Sequence[str] = ()) -> AtomsBatch:
     """Stack frames into one batch and build its periodic graph (meant to run inside DataLoader workers).
 
     The graph is built in float64 and only then cast, so float32 batches have exactly the float64 edge set.
     ``properties`` names scalar entries of ``frame.properties`` to stack (a frame without one is an error).
     ``device``: where the graph is searched and the batch lives (default CPU; a GPU builds large graphs faster).
+    ``sources``: the model's data sources (multi-fidelity energy): ``batch.source`` holds each frame's index in it;
+    a frame whose source is not among them is an error.
     """
     if not frames:
         raise ValueError("collate_frames needs at least one frame")
@@ -100,8 +103,22 @@ def collate_frames(frames: Sequence[Frame], cutoff: float, max_neighbours: int |
     out = AtomsBatch(numbers=torch.from_numpy(np.concatenate([f.numbers for f in frames])).to(device), positions=positions,
                      cell=cell, pbc=pbc, batch=batch, natoms=natoms, edge_index=edge_index, shifts=shifts,
                      energy=energy, forces=forces, stress=stress, has_stress=has_stress, properties=props,
-                     frame_ids=[f.frame_id for f in frames])
+                     frame_ids=[f.frame_id for f in frames], source=source_indices(frames, sources, device))
     return out.to(device=device, dtype=dtype)
+
+
+def source_indices(frames: Sequence[Frame], sources: Sequence[str], device: torch.device | str | None = None
+                   ) -> Tensor | None:
+    """(B,) index of each frame's source in `sources` (None when `sources` is empty)."""
+    if not sources:
+        return None
+    index = {name: i for i, name in enumerate(sources)}
+    try:
+        return torch.tensor([index[f.source] for f in frames], dtype=torch.long, device=device)
+    except KeyError as exc:
+        frame = next(f for f in frames if f.source not in index)
+        raise ValueError(f"frame {frame.frame_id!r} has source {exc.args[0]!r}, which is not one of the model's "
+                         f"sources {list(sources)}") from None
 
 
 def _scalar_property(frame: Frame, name: str) -> float:

@@ -8,6 +8,8 @@ YAML (configs/model/*.yaml):
       stress: derivative     # derivative | direct | none
       denoise: none          # derivative | direct | none   (output key "noise")
       property: null         # or {name: n, pooling: mean}   (output key "property")
+      sources: []            # multi-fidelity energy: one reference table per data source (frame tag)
+      default_source: null   # the source a calculator predicts for unless told (default: sources[0])
 """
 
 from __future__ import annotations
@@ -38,11 +40,24 @@ class HeadsConfig:
     stress: HeadKind = "derivative"
     denoise: HeadKind = "none"
     property: PropertyHeadConfig | None = None
+    sources: list[str] = field(default_factory=list)  # per-source energy references (empty: one reference)
+    default_source: str | None = None                 # what a calculator predicts for (None: sources[0])
 
     def __post_init__(self) -> None:
         for key in ("forces", "stress"):
             if getattr(self, key) == "derivative" and not self.energy:
                 raise ConfigError(f"heads.{key}: derivative needs heads.energy: true")
+        if len(set(self.sources)) != len(self.sources):
+            raise ConfigError(f"heads.sources lists a source twice: {self.sources}")
+        if self.sources and not self.energy:
+            raise ConfigError("heads.sources needs heads.energy: true (they are energy references)")
+        if self.default_source is not None and self.default_source not in self.sources:
+            raise ConfigError(f"heads.default_source {self.default_source!r} is not one of heads.sources "
+                              f"{self.sources}")
+
+    def energy_source(self) -> str | None:
+        """The source energies refer to by default (None: a single-reference model)."""
+        return self.default_source or (self.sources[0] if self.sources else None)
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """Output heads on top of backbone features.
 
 - EnergyHead: per-atom energies e_i -> E = sum_i (scale * e_i + shift + ref[Z_i]); normalisation as float64 buffers.
+  With `sources` (a multi-fidelity energy, as MACE's multihead or UMA's task tag): ref[Z_i] becomes
+  source_references[s, Z_i] + source_offsets[s, Z_i] for the frame's source s: a fitted table per source (buffer)
+  plus a learned per-source, per-element offset (parameter, starts at 0). A constant per element changes no force
+  or stress (its derivative with respect to positions and strain is 0): sources share everything else.
 - AtomScalarHead: a per-structure scalar (sum or mean of per-atom outputs): the denoising potential and the
   fine-tuning property head.
 - VectorHead: a per-atom vector (direct forces, direct denoising): from the backbone's vector features when it
@@ -14,7 +18,7 @@ the size of its labels, so direct and derivative heads start on an equal footing
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from ase.data import atomic_numbers
@@ -31,48 +35,81 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _reference_row(references: Mapping[str | int, float]) -> Tensor:
+    """A (NUM_ELEMENTS,) float64 table from {symbol or Z: eV}."""
+    row = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
+    for key, value in references.items():
+        row[atomic_numbers[key] if isinstance(key, str) else int(key)] = float(value)
+    return row
+
+
 class EnergyHead(nn.Module):
-    """Per-atom MLP; energy = sum_i (scale * e_i + shift + element_reference[Z_i]) in eV."""
+    """Per-atom MLP; energy = sum_i (scale * e_i + shift + element_reference[Z_i]) in eV; with `sources`, the
+    reference of atom i is source_references[s, Z_i] + source_offsets[s, Z_i], s the index of its frame's source
+    in `sources`."""
 
-    _NORMALIZATION = ("element_references", "scale", "shift")
+    _NORMALIZATION = ("element_references", "scale", "shift", "source_references")
+    __constants__ = ["has_sources"]  # TorchScript compiles only the branch this head has tensors for
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, sources: Sequence[str] = ()):
         super().__init__()
+        self.sources = tuple(sources)
+        self.has_sources = bool(self.sources)
         self.mlp = mlp([hidden, max(hidden // 2, 1), 1])
         self.register_buffer("element_references", torch.zeros(NUM_ELEMENTS, dtype=torch.float64))
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
+        if self.sources:
+            self.register_buffer("source_references", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.float64))
+            self.source_offsets = nn.Parameter(torch.zeros(len(self.sources), NUM_ELEMENTS))
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module signature
         """Keep the normalisation buffers float64 whatever the model's dtype (bf16 would round -5000 eV to 16 eV)."""
-        kept = {name: self._buffers[name] for name in self._NORMALIZATION}
+        kept = {name: self._buffers[name] for name in self._NORMALIZATION if name in self._buffers}
         super()._apply(fn, recurse)
         for name, old in kept.items():
             self._buffers[name] = old.to(device=self._buffers[name].device, dtype=torch.float64)
         return self
 
     def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
-                          scale: float | None = None, shift: float | None = None) -> None:
-        """Per-element reference energies (keys: symbols or Z), and scale / per-atom shift (None: unchanged)."""
+                          scale: float | None = None, shift: float | None = None,
+                          source_references: Mapping[str, Mapping[str | int, float]] | None = None) -> None:
+        """Per-element reference energies (keys: symbols or Z), scale / per-atom shift, and the reference table of
+        each source ({source: {element: eV}}, sources of this head only) (None: unchanged)."""
         if element_references is not None:
-            refs = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
-            for key, value in element_references.items():
-                z = atomic_numbers[key] if isinstance(key, str) else int(key)
-                refs[z] = float(value)
-            self.element_references.copy_(refs)
+            self.element_references.copy_(_reference_row(element_references))
+        if source_references is not None:
+            unknown = sorted(set(source_references) - set(self.sources))
+            if unknown:
+                raise ValueError(f"references for sources {unknown}, but this energy head has sources "
+                                 f"{list(self.sources)}")
+            for name, references in source_references.items():
+                self.source_references[self.sources.index(name)] = _reference_row(references)
         if scale is not None:
             self.scale.fill_(float(scale))
         if shift is not None:
             self.shift.fill_(float(shift))
 
-    def atom_energies(self, features: Features, graph: Graph) -> Tensor:
-        """Per-atom energy contributions (N,) eV, references included; they sum to `forward` per structure."""
+    def atom_energies(self, features: Features, graph: Graph, source: Tensor | None = None) -> Tensor:
+        """Per-atom energy contributions (N,) eV, references included; they sum to `forward` per structure.
+        `source` (B,) long: each structure's index into `sources` (needed when the head has sources)."""
         acc = _accumulation_dtype(features.scalars.dtype)
         atom = self.mlp(features.scalars).squeeze(-1).to(acc)
-        return atom * self.scale.to(acc) + self.shift.to(acc) + self.element_references.to(acc)[graph.numbers]
+        return atom * self.scale.to(acc) + self.shift.to(acc) + self.references(graph, source, acc)
 
-    def forward(self, features: Features, graph: Graph) -> Tensor:
-        return scatter_sum(self.atom_energies(features, graph), graph.batch, graph.num_graphs)
+    def references(self, graph: Graph, source: Tensor | None, dtype: torch.dtype) -> Tensor:
+        """(N,) reference energy of every atom: its element's, of its frame's source when the head has sources."""
+        if not self.has_sources:
+            return self.element_references.to(dtype)[graph.numbers]
+        if source is None:
+            raise ValueError("this potential has an energy reference per data source (model.config.heads.sources): "
+                             "the batch must give each frame's source (collate_frames(..., sources=...))")
+        row = source.to(graph.numbers.device).index_select(0, graph.batch)
+        return (self.source_references.to(dtype)[row, graph.numbers]
+                + self.source_offsets.to(dtype)[row, graph.numbers])
+
+    def forward(self, features: Features, graph: Graph, source: Tensor | None = None) -> Tensor:
+        return scatter_sum(self.atom_energies(features, graph, source), graph.batch, graph.num_graphs)
 
 
 class AtomScalarHead(nn.Module):

@@ -43,7 +43,7 @@ class Potential(nn.Module):
         heads = config.heads
         self.backbone = build_backbone(config.backbone)
         hidden, cutoff, vectors = self.backbone.hidden, self.backbone.cutoff, self.backbone.has_vectors
-        self.energy_head = EnergyHead(hidden) if heads.energy else None
+        self.energy_head = EnergyHead(hidden, heads.sources) if heads.energy else None
         self.force_head = VectorHead(hidden, cutoff, vectors) if heads.forces == "direct" else None
         self.stress_head = StressHead(hidden, cutoff) if heads.stress == "direct" else None
         self.denoise_head: nn.Module | None = None
@@ -86,15 +86,23 @@ class Potential(nn.Module):
         """Keys `compute` may ask for: `outputs`, plus per-atom "energies" when there is an energy head."""
         return self.outputs + (("energies",) if self.energy_head is not None else ())
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The data sources with their own energy reference (empty: one reference for every frame)."""
+        return tuple(self.config.heads.sources)
+
     def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
                           scale: float | None = None, shift: float | None = None, *, forces_scale: float | None = None,
-                          stress_scale: float | None = None, noise_scale: float | None = None) -> None:
-        """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved); and
-        the output scales of the direct heads present (forces, stress, denoising); None leaves a value unchanged."""
-        if element_references is not None or scale is not None or shift is not None:
+                          stress_scale: float | None = None, noise_scale: float | None = None,
+                          source_references: Mapping[str, Mapping[str | int, float]] | None = None) -> None:
+        """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved), with a
+        reference table per source when the model has sources; and the output scales of the direct heads present
+        (forces, stress, denoising); None leaves a value unchanged."""
+        if element_references is not None or scale is not None or shift is not None or source_references:
             if self.energy_head is None:
                 raise ValueError("this potential has no energy head (heads.energy: false)")
-            self.energy_head.set_normalization(element_references, scale, shift)
+            self.energy_head.set_normalization(element_references, scale, shift,
+                                               source_references if source_references else None)
         for head, value in ((self.force_head, forces_scale), (self.stress_head, stress_scale),
                             (self.denoise_head if self.config.heads.denoise == "direct" else None, noise_scale)):
             if head is not None and value is not None:
@@ -135,7 +143,8 @@ class Potential(nn.Module):
                                        int(batch.num_graphs), self.dtype)
             features = self.backbone(graph)
             out = self._heads(features, graph, want,
-                              bool({"energy", "energies"} & want) or forces_by_grad or stress_by_grad)
+                              bool({"energy", "energies"} & want) or forces_by_grad or stress_by_grad,
+                              getattr(batch, "source", None))
             out.update(self._derivatives(out, positions, strain, batch, forces_by_grad, stress_by_grad,
                                          noise_by_grad, features, graph))
         if "energy" not in want:
@@ -144,10 +153,11 @@ class Potential(nn.Module):
             out = {key: value.detach() for key, value in out.items()}
         return out
 
-    def _heads(self, features: Any, graph: Graph, want: set[str], need_energy: bool) -> dict[str, Tensor]:
+    def _heads(self, features: Any, graph: Graph, want: set[str], need_energy: bool,
+               source: Tensor | None) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         if need_energy and self.energy_head is not None:
-            atom = self.energy_head.atom_energies(features, graph)
+            atom = self.energy_head.atom_energies(features, graph, source)
             out["energy"] = scatter_sum(atom, graph.batch, graph.num_graphs)
             if "energies" in want:
                 out["energies"] = atom

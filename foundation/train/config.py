@@ -15,8 +15,17 @@ from foundation.train.run_layout import RunLayout
 
 
 @dataclass
+class SourceConfig:
+    """One prepared dataset of a mixture (`data.sources`)."""
+
+    path: str                                       # a prepared dataset (manifest.json)
+    weight: float = 1.0                             # share of each epoch's training atoms drawn from it (> 0)
+    source: str | None = None                       # tag every frame with this source (a set prepared untagged)
+
+
+@dataclass
 class DataConfig:
-    path: str = "runs/data/demo"                    # a prepared dataset (manifest.json)
+    path: str = "runs/data/demo"                    # a prepared dataset (manifest.json); ignored with `sources`
     container: Literal["lmdb", "wds"] = "lmdb"      # map-style LMDB or streaming WebDataset: the same batches
     shard_url_base: str | None = None               # wds shards read from here: http(s)://, pipe:... ({path}: where
                                                     # the shard's relative path goes); `path` may be a URL too
@@ -29,6 +38,9 @@ class DataConfig:
     num_workers: int = 1                            # loader workers; graphs and batches are built in them
     prefetch_factor: int = 4
     max_neighbours: int | None = None                # None: the model's backbone.max_neighbours
+    sources: list[SourceConfig] = field(default_factory=list)  # several prepared datasets mixed by weight
+    default_source: str | None = None               # the source a released model's energies refer to (None: the
+                                                    # one with the most training frames)
 
 
 @dataclass
@@ -138,8 +150,21 @@ def check_config(cfg: TrainRunConfig) -> None:
     if cfg.engine.grad_accum < 1 or cfg.data.max_atoms < 1:
         raise ConfigError("engine.grad_accum and data.max_atoms must be >= 1")
     check_ranges(cfg)
+    check_sources(cfg.data)
     if cfg.finetune is not None:
         check_finetune(cfg)
+
+
+def check_sources(data: DataConfig) -> None:
+    """A mixture: positive finite weights, each dataset once, non-empty source names."""
+    for i, entry in enumerate(data.sources):
+        if not entry.weight > 0 or entry.weight == float("inf"):
+            raise ConfigError(f"data.sources[{i}] ({entry.path}): weight must be a finite number > 0, got {entry.weight}")
+        if entry.source is not None and not entry.source.strip():
+            raise ConfigError(f"data.sources[{i}] ({entry.path}): source must be a non-empty name or unset")
+    paths = [os.path.abspath(e.path) for e in data.sources]
+    if len(set(paths)) != len(paths):
+        raise ConfigError(f"data.sources lists a dataset twice: {[e.path for e in data.sources]}")
 
 
 def check_ranges(cfg: TrainRunConfig) -> None:
@@ -175,6 +200,8 @@ def check_finetune(cfg: TrainRunConfig) -> None:
         raise ConfigError(f"finetune.replay_fraction must lie in [0, 1), got {ft.replay_fraction}")
     if ft.replay_fraction > 0 and not ft.replay_path:
         raise ConfigError("finetune.replay_fraction > 0 needs finetune.replay_path (a prepared pre-training dataset)")
+    if cfg.data.sources:
+        raise ConfigError("finetune with data.sources (a mixture) is not supported: give one data.path")
     if ft.replay_path and cfg.data.container != "lmdb":
         raise ConfigError("finetune.replay_path needs data.container: lmdb (replayed frames are drawn at random)")
 

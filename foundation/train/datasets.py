@@ -61,15 +61,16 @@ class BatchBuilder:
     clean: bool = True
     noise_std: float = 0.0  # > 0: also build the noisy copy
     seed: int = 0
+    sources: tuple[str, ...] = ()  # the model's data sources: batches carry each frame's index in them
 
     def __call__(self, key: MicroBatch, frames: Sequence[Frame]) -> TrainItem:
-        clean = collate_frames(frames, self.cutoff, self.max_neighbours) if self.clean else None
+        clean = collate_frames(frames, self.cutoff, self.max_neighbours, sources=self.sources) if self.clean else None
         noisy = None
         if self.noise_std > 0:
             noises = [position_noise(f.natoms, self.noise_std, seed=self.seed, epoch=key.epoch, index=i)
                       for f, i in zip(frames, key.indices)]
             shaken = [dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)]
-            noisy = collate_frames(shaken, self.cutoff, self.max_neighbours)
+            noisy = collate_frames(shaken, self.cutoff, self.max_neighbours, sources=self.sources)
             noisy.noise = torch.from_numpy(np.concatenate(noises)).to(noisy.positions.dtype)
         return TrainItem(clean, noisy, key.epoch, key.position)
 

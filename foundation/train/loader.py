@@ -53,7 +53,7 @@ def build_split_loader(data: DataConfig, split: str, builder: BatchBuilder, *, r
     natoms = manifest.atoms_per_frame(data.container, split)
     sizes = [s.num_frames for s in shards]
     if not train and data.val_max_frames is not None:
-        natoms, sizes = _truncate(natoms, sizes, data.val_max_frames)
+        natoms, sizes = truncate(natoms, sizes, data.val_max_frames)
     max_atoms = data.max_atoms if train else (data.val_max_atoms or data.max_atoms)
     sampler = AtomsBalancedSampler(natoms, sizes, max_atoms, rank=rank, world_size=world_size,
                                    grad_accum=grad_accum if train else 1, seed=seed,
@@ -69,7 +69,8 @@ def build_split_loader(data: DataConfig, split: str, builder: BatchBuilder, *, r
     return SplitLoader(sampler, dataset, data.num_workers, data.prefetch_factor, pin_memory)
 
 
-def _truncate(natoms, sizes, limit: int):
+def truncate(natoms, sizes, limit: int):
+    """The first `limit` frames: their atom counts and the shard sizes that hold them."""
     natoms = natoms[:limit]
     kept, left = [], len(natoms)
     for size in sizes:

@@ -26,6 +26,7 @@ from foundation.train.logging import RunLogger, memory_mb
 from foundation.train.objectives import TERMS, Objective
 from foundation.train.run_layout import BEST, LAST
 from foundation.train.schedule import LRSchedule
+from foundation.train.source_metrics import SourceErrors
 
 STOP = threading.Event()  # set by runner.request_stop() and the SIGUSR2/SIGTERM handlers
 
@@ -60,12 +61,22 @@ class Trainer:
             s.epoch, s.position, self._iterator = s.epoch + 1, 0, None
         if self._iterator is None:
             self._iterator = iter(self.train.loader(s.epoch, s.position))
+            self._log_mixture()
         item = next(self._iterator)
         if (item.epoch, item.position) != (s.epoch, s.position):
             raise RuntimeError(f"loader out of step: got micro-batch {item.position} of epoch {item.epoch}, "
                                f"expected {s.position} of {s.epoch}")
         s.position += 1
         return item
+
+    def _log_mixture(self) -> None:
+        """Frames each dataset of a mixture gives this epoch (metrics.jsonl kind "mixture", TensorBoard
+        mixture/frames/LABEL)."""
+        drawn = getattr(self.train.sampler, "drawn", None)
+        if drawn is not None:
+            counts = drawn(self.state.epoch)
+            self.log.event("mixture", self.state.step, {f"mixture/frames/{label}": float(n)
+                                                        for label, n in counts.items()})
 
     def _move(self, batch):
         return None if batch is None else model_dtype_batch(batch, self.dist.device, self.dtype)
@@ -158,11 +169,14 @@ class Trainer:
         sums = torch.zeros(len(TERMS), 2, dtype=torch.float64, device=self.dist.device)
         base_sums = torch.zeros_like(sums)
         counts = torch.zeros(len(TERMS), dtype=torch.float64, device=self.dist.device)
+        by_source = SourceErrors(model.sources, self.dist.device)
         for item in self.val.loader(0):
             clean, noisy = (None if b is None else b.to(self.dist.device) for b in (item.clean, item.noisy))
             errors, base = {}, {}
             if clean is not None and self.clean_out:
-                errors.update(self.objective.errors(model(clean, compute=self.clean_out), clean))
+                out = model(clean, compute=self.clean_out)
+                by_source.add(out, clean)
+                errors.update(self.objective.errors(out, clean))
                 base.update(self.objective.errors(baseline_prediction(model, clean, self.clean_out), clean))
             if noisy is not None:
                 errors.update(self.objective.errors(model(noisy, compute=self.noisy_out), noisy, noisy=True))
@@ -175,6 +189,7 @@ class Trainer:
         all_reduce_sum(base_sums)
         all_reduce_sum(counts)
         values = metrics(self.objective, sums, counts, base_sums)
+        values.update(by_source.values())
         self.last_val = values
         self.schedule.observe(values["loss"])
         self.log.event("val", self.state.step, values)
@@ -197,7 +212,8 @@ class Trainer:
     def _export_meta(self, val: dict) -> dict:
         return {"format": "foundation-potential", "model": self.meta["model"], "normalization":
                 self.meta["normalization"], "step": self.state.step, "val": val,
-                "objective": to_dict(self.cfg.objective), "dataset": self.cfg.data.path,
+                "objective": to_dict(self.cfg.objective),
+                "dataset": [e.path for e in self.cfg.data.sources] if self.cfg.data.sources else self.cfg.data.path,
                 **({"parent": self.meta["parent"]} if "parent" in self.meta else {})}
 
 

@@ -4,19 +4,21 @@ when WORLD_SIZE is set), resuming from the run directory's newest complete check
 from __future__ import annotations
 
 import copy
+import dataclasses
 import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from foundation.config import save_config, to_dict
 from foundation.data.manifest import Manifest
 from foundation.errors import UserError, writing
 from foundation.locking import DirectoryLock
-from foundation.models import build_potential
+from foundation.models import build_potential, resolve_model_config
 from foundation.train import checkpoint as ckpt
 from foundation.train.config import TrainRunConfig, load_train_config
 from foundation.train.datasets import BatchBuilder
@@ -26,9 +28,10 @@ from foundation.train.engine import build_engine
 from foundation.train.finetune import prepare_finetune
 from foundation.train.loader import build_split_loader
 from foundation.train.logging import RunLogger
-from foundation.train.replay import build_replay_loader
 from foundation.train.loop import STOP, LoopState, Trainer
+from foundation.train.mixture import SourceInfo, build_mixture_loader, datasets_of, resolve_sources
 from foundation.train.objectives import Objective
+from foundation.train.replay import build_replay_loader
 from foundation.train.run_layout import RunLayout
 from foundation.train.schedule import LRSchedule
 
@@ -54,12 +57,52 @@ def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
             "forces_scale": float(scale) if scale else 1.0, "stress_scale": float(stress) if stress else 1.0}
 
 
+def normalization_from_data(config: TrainRunConfig, sources: SourceInfo) -> dict[str, Any]:
+    """The normalisation of a run's data: one dataset of one source, that dataset's (normalization_from_manifest);
+    several datasets: force and stress RMS pooled over them (weighted by training frames), the mean shift; several
+    sources: besides, the element references of each source (`source_references`), the default source's as
+    `element_references`, and shift 0 (each source's references leave its residuals centred)."""
+    entries = datasets_of(config.data)
+    manifests = [Manifest.load(e.path) for e in entries]
+    parts = [normalization_from_manifest(m) for m in manifests]
+    if len(parts) == 1 and not sources.several:
+        return parts[0]
+    frames = np.array([max(m.num_frames(config.data.train_split), 1) for m in manifests], dtype=np.float64)
+    share = frames / frames.sum()
+    pooled = {key: float(np.sqrt(sum(w * p[key] ** 2 for w, p in zip(share, parts))))
+              for key in ("scale", "forces_scale", "stress_scale")}
+    out = {**parts[0], **pooled, "shift": float(sum(w * p["shift"] for w, p in zip(share, parts)))}
+    if sources.several:
+        out.update(element_references=dict(sources.references[sources.default]), shift=0.0,
+                   source_references={name: dict(refs) for name, refs in sources.references.items()})
+    return out
+
+
+def build_model(config: TrainRunConfig) -> tuple[Any, dict[str, Any]]:
+    """A new model for the run's data and its normalisation: with frames of two or more sources, the energy head
+    gets a reference per source (heads.sources, heads.default_source) unless the model config fixes them."""
+    model_config = resolve_model_config(config.model, config.model_overrides)
+    heads = model_config.heads
+    sources = resolve_sources(config.data, heads.sources)
+    if sources.several:
+        names = heads.sources or sources.names
+        default = config.data.default_source or heads.default_source or sources.default
+        model_config = dataclasses.replace(model_config, heads=dataclasses.replace(heads, sources=list(names),
+                                                                                   default_source=default))
+    return build_potential(model_config), normalization_from_data(config, sources)
+
+
 def apply_normalization(model: Any, normalization: dict[str, Any], noise_std: float | None) -> None:
     """Set the normalisation on the heads the model has (energy terms only with an energy head); a direct
     denoising head is scaled by the noise std."""
-    energy_keys = ("element_references", "scale", "shift")
+    energy_keys = ("element_references", "scale", "shift", "source_references")
     parts = {k: v for k, v in normalization.items() if k not in energy_keys or model.energy_head is not None}
     model.set_normalization(**parts, noise_scale=noise_std)
+
+
+def build_loader(data, split: str, builder: BatchBuilder, **options):
+    """A mixture's loader when `data.sources` lists datasets, else the one dataset's."""
+    return (build_mixture_loader if data.sources else build_split_loader)(data, split, builder, **options)
 
 
 def _install_signal_handlers() -> dict:
@@ -101,15 +144,14 @@ def run_training(config: TrainRunConfig) -> dict:
         if start is not None:  # the parent's architecture, weights and normalisers; references re-fitted
             config, model, normalization = start.config, start.model, start.normalization
         else:
-            model = build_potential(config.model, config.model_overrides)
-            normalization = normalization_from_manifest(Manifest.load(config.data.path))
+            model, normalization = build_model(config)
         apply_normalization(model, normalization, config.objective.noise_std)
         eval_model = copy.deepcopy(model).to(info.device).eval()
         objective = Objective(config.objective)
         builder = BatchBuilder(model.cutoff, config.data.max_neighbours or model.max_neighbours,
                                clean=objective.needs_clean,
                                noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
-                               seed=config.train.seed)
+                               seed=config.train.seed, sources=tuple(model.sources))
         common = dict(rank=info.rank, world_size=info.world_size, grad_accum=config.engine.grad_accum,
                       seed=config.train.seed, pin_memory=info.device.type == "cuda")
         if start is not None and config.finetune.replay_path:
@@ -117,8 +159,8 @@ def run_training(config: TrainRunConfig) -> dict:
                                         start.replay_energy_shift, builder, replay_split=config.finetune.replay_split,
                                         **common)
         else:
-            train = build_split_loader(config.data, config.data.train_split, builder, train=True, **common)
-        val = build_split_loader(config.data, config.data.val_split, builder, train=False, **common)
+            train = build_loader(config.data, config.data.train_split, builder, train=True, **common)
+        val = build_loader(config.data, config.data.val_split, builder, train=False, **common)
         engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
         ema = EMA(engine.module, config.engine.ema_decay)
         schedule = LRSchedule(config.schedule, config.optimizer, config.train.max_steps)

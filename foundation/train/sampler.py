@@ -26,12 +26,13 @@ class MicroBatch:
     indices: tuple[int, ...]
 
 
-def frame_order(shard_sizes: Sequence[int], *, epoch: int, seed: int, shuffle: Shuffle) -> np.ndarray:
-    """Dataset indices in this epoch's order."""
+def frame_order(shard_sizes: Sequence[int], *, epoch: int, seed: int, shuffle: Shuffle,
+                stream: tuple[int, ...] = ()) -> np.ndarray:
+    """Dataset indices in this epoch's order (`stream`: more seed words, for independent orders of one epoch)."""
     total = int(np.sum(shard_sizes))
     if shuffle == "none":
         return np.arange(total)
-    rng = np.random.default_rng([seed, epoch, 0x5A11])
+    rng = np.random.default_rng([seed, epoch, 0x5A11, *stream])
     if shuffle == "global":
         return rng.permutation(total)
     offsets = np.concatenate([[0], np.cumsum(shard_sizes)]).astype(np.int64)
