@@ -24,7 +24,7 @@ DIR/duplicates.jsonl, DIR/prep_config.yaml. Check the result with `foundation da
 # CLI flag -> PrepConfig field (value None: not given on the command line)
 _FIELDS = ("format", "container", "shard_size", "chunk_frames", "workers", "split_salt", "energy",
            "structure_key", "frame_key", "energy_key", "forces_key", "stress_key", "max_force", "min_distance",
-           "max_energy_residual", "dedup_tolerance", "neighbour_cutoff", "neighbour_sample")
+           "max_energy_residual", "dedup_tolerance", "neighbour_cutoff", "neighbour_sample", "source")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-energy-residual", type=float,
                    help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
                         "(reason energy_outlier; default: keep all)")
+    p.add_argument("--source", help="source tag (data set + DFT settings, e.g. MPtrj-PBE) of every frame of these "
+                   "inputs (default: the reader's; per input: input_sources in --config)")
     p.add_argument("--no-dedup", action="store_true", help="keep identical frames")
     p.add_argument("--dedup-tolerance", type=float, help="grid for identical positions/cell, A (default 1e-5)")
     p.add_argument("--neighbour-cutoff", type=float, help="cutoff of the mean-neighbours statistic, A (default 5)")
