@@ -1,0 +1,107 @@
+"""A speed change measured against the code it replaced: the same work, old and new module interleaved in one process.
+
+On a shared machine two runs at different moments differ by more than most optimisations, so each target loads the
+module as it was at --old (`git show REV:path`) beside the current one and alternates them for --rounds rounds,
+timing CPU (process) time on one thread; outputs are checked equal first.
+
+  graph   radius_graph_pbc on all real frames of ../shared/data/dft as one batch at 5 A (foundation/data/graph.py)
+  painn   the E/F/S training step of scalable-s on batches of <= 256 real atoms (foundation/models/painn.py)
+
+    OMP_NUM_THREADS=1 python bench/revisions.py graph --old dcff091~1 --out docs/bench/revisions-graph.json
+    OMP_NUM_THREADS=1 python bench/revisions.py painn --old 511204e~1 --out docs/bench/revisions-painn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PATHS = {"graph": "foundation/data/graph.py", "painn": "foundation/models/painn.py"}
+
+
+def module_at(revision: str, path: str):
+    """The module file `path` as it was at `revision`, imported under a private name."""
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, check=True, capture_output=True,
+                            text=True).stdout
+    name = f"old_{Path(path).stem}"
+    file = Path(tempfile.mkdtemp()) / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def graph_jobs(old) -> dict:
+    import neighbours  # bench/neighbours.py
+    from foundation.data import graph
+
+    batch = neighbours.as_tensors(neighbours.load_frames(neighbours.DATA))
+    a, b = old.radius_graph_pbc(*batch, 5.0), graph.radius_graph_pbc(*batch, 5.0)
+    if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
+        raise SystemExit("old and new edge lists differ")
+    return {"old": lambda: old.radius_graph_pbc(*batch, 5.0), "new": lambda: graph.radius_graph_pbc(*batch, 5.0)}
+
+
+def painn_jobs(old) -> dict:
+    import time_to_accuracy as tta  # bench/time_to_accuracy.py
+    from foundation.train.config import ObjectiveConfig
+    from foundation.train.objectives import Objective
+
+    train, _ = tta.load_split(tta.DATA, 1)
+    norm = tta.normalization(train)
+    batches = tta.make_batches(train[:300], 256, 0)[:3]
+    objective = Objective(ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_weight=100.0))
+    new_runner, old_runner = tta.Ours("scalable-s", norm), tta.Ours("scalable-s", norm)
+    old_runner.model.load_state_dict(new_runner.model.state_dict())
+    backbone = old_runner.model.backbone  # the old code on the same modules and weights
+    for message in backbone.messages:
+        message.forward = old.Message.forward.__get__(message)
+    backbone.forward = old.PaiNN.forward.__get__(backbone)
+    a, b = (r.model.eval()(batches[0]) for r in (old_runner, new_runner))
+    if any(not torch.equal(a[k], b[k]) for k in a):
+        raise SystemExit("old and new outputs differ")
+
+    def steps(runner):
+        return lambda: [tta.train_step(runner, batch, objective) for batch in batches]
+    return {"old": steps(old_runner), "new": steps(new_runner)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", choices=sorted(PATHS))
+    parser.add_argument("--old", required=True, help="git revision of the replaced code")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    jobs = {"graph": graph_jobs, "painn": painn_jobs}[args.target](module_at(args.old, PATHS[args.target]))
+    times = {name: [] for name in jobs}
+    for _ in range(args.rounds):
+        for name, job in jobs.items():
+            began = time.process_time()
+            job()
+            times[name].append(time.process_time() - began)
+    result = {"command": "python bench/revisions.py " + " ".join(sys.argv[1:]), "target": args.target,
+              "path": PATHS[args.target], "old": args.old, "rounds": args.rounds, "cpu_s": times,
+              "best": {k: min(v) for k, v in times.items()}, "median": {k: statistics.median(v) for k, v in times.items()}}
+    result["speedup_best"] = result["best"]["old"] / result["best"]["new"]
+    result["speedup_median"] = result["median"]["old"] / result["median"]["new"]
+    print(json.dumps({k: v for k, v in result.items() if k != "cpu_s"}, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
