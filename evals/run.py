@@ -11,7 +11,7 @@ from pathlib import Path
 from foundation.evals.config import SuiteConfig
 from foundation.evals.reduce import reduce_units
 from foundation.evals.suite import Unit, prepare_run, run_unit
-from foundation.jobs import Batch, run_batch
+from foundation.jobs import Batch, job_folder, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def eval_batch(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite:
     units = prepare_run(out_dir, checkpoint, suite, command=command)
     todo = [unit for unit in units if not unit.result_path.is_file()]
     log.info("%d units (%d already done) -> %s", len(units), len(units) - len(todo), out_dir)
-    return Batch(name="eval", folder=Path(out_dir) / "slurm", task=run_unit, items=todo, then=reduce_units,
+    return Batch(name="eval", folder=job_folder(out_dir), task=run_unit, items=todo, then=reduce_units,
                  then_args=(str(Path(out_dir).resolve()),), condition="afterany", label=_unit_key,
                  info={"units": len(units), "submitted_units": len(todo)})
 

@@ -27,6 +27,12 @@ from foundation.progress import progress_bar
 log = logging.getLogger(__name__)
 
 Condition = Literal["afterok", "afterany"]
+JOB_FOLDER = "slurm"  # a run's launcher files and per-rank logs: RUN_DIR/slurm
+
+
+def job_folder(run_dir: str | os.PathLike) -> Path:
+    """Where a launcher keeps a run's job files and per-rank logs (a training run, an eval, a study)."""
+    return Path(run_dir) / JOB_FOLDER
 
 
 @dataclass

@@ -13,7 +13,7 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 from foundation.jobs import Batch
-from foundation.slurm.executor import make_executor, record_job
+from foundation.slurm.executor import LoggedCall, make_executor, record_job
 from foundation.slurm.profiles import ClusterProfile
 
 
@@ -27,11 +27,11 @@ def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLi
         return []
     executor = make_executor(launcher, folder, profile, name=name, array=True)
     if launcher == "slurm":
-        return executor.map_array(fn, list(items))
+        return executor.map_array(LoggedCall(fn), list(items))
     jobs: list[Any] = []
     width = profile.array.parallelism
     for start in range(0, len(items), width):
-        window = executor.map_array(fn, list(items[start:start + width]))
+        window = executor.map_array(LoggedCall(fn), list(items[start:start + width]))
         for job in window:
             job.wait()
         jobs += window
@@ -64,7 +64,7 @@ def submit_after(launcher: str, profile: ClusterProfile, folder: str | os.PathLi
         if failed and condition == "afterok":
             raise RuntimeError(f"{name}: not started because jobs {failed} failed (logs in {folder})")
     executor = make_executor(launcher, folder, profile, name=name, array=True, dependency=dependency)
-    return executor.submit(fn, *args)
+    return executor.submit(LoggedCall(fn), *args)
 
 
 def _ended_badly(job: Any) -> bool:

@@ -7,10 +7,13 @@ A job's folder is RUN_DIR/slurm: `JOBID_TASK_log.out|err` per rank, the submissi
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from foundation.slurm.profiles import ClusterProfile, sbatch_option
 
@@ -18,9 +21,26 @@ LAUNCHERS = ("slurm", "submitit-local")
 JOB_RECORD = "jobs.jsonl"
 
 
-def job_folder(run_dir: str | os.PathLike) -> Path:
-    """Where submitit keeps a run's job files and per-rank logs."""
-    return Path(run_dir) / "slurm"
+def configure_job_logging() -> None:
+    """In a job's process: the `foundation` logger's INFO records go to the job's stderr log (submitit starts
+    the process with no handler, which would keep only warnings)."""
+    logger = logging.getLogger("foundation")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+@dataclass(frozen=True)
+class LoggedCall:
+    """A job's function, called after configure_job_logging (picklable when `fn` is)."""
+
+    fn: Callable[..., Any]
+
+    def __call__(self, *args: Any) -> Any:
+        configure_job_logging()
+        return self.fn(*args)
 
 
 def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProfile, *, name: str,

@@ -16,7 +16,7 @@ import submitit
 
 from foundation.jobs import Resumable, stopped_early
 from foundation.slurm.dist_env import export_distributed_env
-from foundation.slurm.executor import make_executor, record_job
+from foundation.slurm.executor import configure_job_logging, make_executor, record_job
 from foundation.slurm.preemption import StopSignals, end_stopped_task
 from foundation.slurm.profiles import ClusterProfile
 
@@ -29,6 +29,7 @@ class RequeueingJob(submitit.helpers.Checkpointable):
         self.task = task
 
     def __call__(self) -> Any:
+        configure_job_logging()
         export_distributed_env()
         with StopSignals(self.task.stop) as signals:
             result = self.task()

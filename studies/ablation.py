@@ -22,7 +22,7 @@ from foundation.evals.config import SuiteConfig
 from foundation.evals.report import RESULTS_JSON, write_report_files
 from foundation.evals.report.figures import figure_png
 from foundation.evals.run import evaluate
-from foundation.jobs import Batch
+from foundation.jobs import Batch, job_folder
 from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 
@@ -240,6 +240,6 @@ def ablation_batch(cfg: AblationConfig, workers: int = 1) -> Batch:
     prepare_data(cfg, workers=workers)
     config_path = resolved_config_path(cfg)
     runs = [ObjectiveRun(config_path, objective.name) for objective in cfg.objectives]
-    return Batch(name="ablation", folder=_paths(cfg)["out"] / "slurm", task=run_objective, items=runs,
+    return Batch(name="ablation", folder=job_folder(_paths(cfg)["out"]), task=run_objective, items=runs,
                  then=finish_ablation, then_args=(config_path, cfg.eval_workers), condition="afterany",
                  label=_objective_name, info={"objectives": len(runs)})

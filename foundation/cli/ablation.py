@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.jobs import run_batch
 from foundation.studies.ablation import ablation_batch, load_ablation, write_ablation_report
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if profile is None:
             paths = run_batch(batch).final
         else:  # the objectives as one array, then the evaluation + report as one job after it
-            paths = submit_batch(args, profile, batch, cfg.out_dir) or {}
+            paths = submit_and_follow(args, profile, batch, cfg.out_dir) or {}
     for name, path in sorted(paths.items()):
         print(f"{name}: {path}")
     return 0

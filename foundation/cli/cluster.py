@@ -3,7 +3,7 @@ and the few lines that hand a workload to the launcher.
 
 A command builds its workload the same way for every launcher: a foundation.jobs.Batch (prep, eval, sweep,
 ablation) or a foundation.jobs.Resumable task (train). Locally it runs it here; with a cluster launcher it passes
-it to foundation.slurm (`submit_batch` below, or slurm.resumable.submit_resumable), which knows the workload
+it to foundation.slurm (`submit_and_follow` below, or slurm.resumable.submit_resumable), which knows the workload
 only as that description.
 `cluster.KEY=VALUE` arguments override the chosen profile.
 """
@@ -60,8 +60,8 @@ def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
     print(f"submitted {ids}; logs in {folder}; follow with: foundation status {status_dir}", file=sys.stderr)
 
 
-def submit_batch(args: argparse.Namespace, profile: ClusterProfile, batch: Batch, status_dir: str | os.PathLike
-                 ) -> Any:
+def submit_and_follow(args: argparse.Namespace, profile: ClusterProfile, batch: Batch,
+                      status_dir: str | os.PathLike) -> Any:
     """Submit a batch as an array plus its follow-up; returns the follow-up's result when waiting, else None."""
     jobs, final = arrays.submit_batch(args.launcher, profile, batch)
     _announce(jobs[:1] + [final], batch.folder, status_dir)

@@ -7,7 +7,7 @@ import argparse
 import shlex
 import sys
 
-from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import load_config
 from foundation.evals.config import SuiteConfig
 from foundation.evals.reduce import reduce_units
@@ -54,7 +54,7 @@ def run_eval(args: argparse.Namespace) -> int:
     suite = load_config(SuiteConfig, args.suite, args.overrides)
     command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     if profile is not None:  # one array task per unit, then the reducer after them
-        paths = submit_batch(args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out)
+        paths = submit_and_follow(args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out)
         for name, path in sorted((paths or {}).items()):
             print(f"{name}: {path}")
         return 0

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from foundation.cli.cluster import add_cluster_options, on_cluster, submit_batch, take_profile
+from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import ConfigError
 from foundation.evals.report import REPORT_HTML
 from foundation.jobs import run_batch
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         if profile is None:
             summary = run_batch(batch).final
         else:  # one array task per point to run, then the fits and report after them
-            summary = submit_batch(args, profile, batch, config.out_dir)
+            summary = submit_and_follow(args, profile, batch, config.out_dir)
             if summary is None:
                 return 0
     print(f"{summary['done']} done, {len(summary['failed'])} failed, {len(summary['pending'])} pending; "

@@ -14,7 +14,7 @@ from torch.distributed.run import get_args_parser as torchrun_parser
 from torch.distributed.run import run as torchrun
 
 from foundation.cli.cluster import add_cluster_options, follow_resumable, on_cluster, take_profile
-from foundation.slurm.executor import job_folder
+from foundation.jobs import job_folder
 from foundation.slurm.profiles import ClusterProfile
 from foundation.slurm.resumable import submit_resumable
 from foundation.train.config import TrainRunConfig, resolve_run_config, write_run_config

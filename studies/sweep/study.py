@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from foundation.config import save_config
-from foundation.jobs import Batch
+from foundation.jobs import Batch, job_folder
 from foundation.studies.scaling.report import write_scaling_report
 from foundation.studies.sweep.config import SweepConfig, load_sweep_config
 from foundation.studies.sweep.grid import SweepPoint, expand_grid
@@ -53,7 +53,7 @@ def sweep_batch(config: SweepConfig, retry: Sequence[str] = (), command: str = "
     points = prepare_sweep(config)
     todo = points_to_run(points, retry)
     resolved = str((Path(config.out_dir) / RESOLVED_NAME).resolve())
-    return Batch(name="sweep", folder=Path(config.out_dir) / "slurm", task=run_point, items=todo,
+    return Batch(name="sweep", folder=job_folder(config.out_dir), task=run_point, items=todo,
                  then=write_sweep_report, then_args=(resolved, command), condition="afterany", isolate=True,
                  label=_point_id, info={"points": len(points), "submitted_points": len(todo)})
 
