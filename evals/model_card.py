@@ -93,6 +93,17 @@ def _parent_section(parent: dict[str, Any] | None) -> list[str]:
                     "re-fitted on the fine-tuning data (docs/finetune.md).", ""]
 
 
+def _source_lines(info: dict[str, Any]) -> list[str]:
+    """Which data source (DFT settings) the energies refer to, for a model trained on several."""
+    sources = info.get("sources") or []
+    if not sources:
+        return []
+    return [f"Energies refer to the data source `{info.get('energy_source')}` (its DFT settings) by default. The "
+            f"model was trained on several sources with an energy reference each ({', '.join(f'`{s}`' for s in sources)}"
+            "); `foundation.load_calculator(PATH, source=NAME)` predicts another one's energies. Forces and stress "
+            "are the same for every source (the sources differ by a constant per element).", ""]
+
+
 def model_card(info: dict[str, Any]) -> str:
     """Markdown model card from a release.json body, opening with the hub's YAML front matter."""
     model = info.get("model") or {}
@@ -106,6 +117,7 @@ def model_card(info: dict[str, Any]) -> str:
              "## Use", "", "```python", "import foundation",
              "calc = foundation.load_calculator(\"PATH/TO/THIS/DIRECTORY\")  # verifies SHA256SUMS first",
              "atoms.calc = calc  # energy (eV), forces (eV/A), stress (eV/A^3, ASE sign)", "```", "",
+             *_source_lines(info),
              "## Model", "",
              f"- backbone: `{backbone.get('name', '?')}` (hidden {backbone.get('hidden', '?')}, layers "
              f"{backbone.get('layers', '?')}, cutoff {backbone.get('cutoff', '?')} A)",

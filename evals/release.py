@@ -31,6 +31,22 @@ def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
             "element_references": m.element_references, "reader": m.reader, "quarantine": m.quarantine}
 
 
+def energy_sources(model_json: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """What the energies refer to: `energy_source` (the data source a calculator predicts for by default; None: the
+    model has one reference for all its training frames), `sources` (every source it can predict for), and
+    `pretraining_mixture` (the datasets of a data.sources run, with weights and manifest digests)."""
+    heads = (model_json.get("model") or {}).get("heads") or {}
+    sources = list(heads.get("sources") or [])
+    out: dict[str, Any] = {"energy_source": heads.get("default_source") or (sources[0] if sources else None),
+                           "sources": sources}
+    mixture = (config.get("data") or {}).get("sources") or []
+    if mixture:
+        out["pretraining_mixture"] = [{**pretraining_manifest({"data": {"path": entry["path"]}}),
+                                       "weight": entry.get("weight", 1.0), "source": entry.get("source")}
+                                      for entry in mixture]
+    return out
+
+
 def eval_summary(report_dir: Path) -> dict[str, Any]:
     """Per-task summary of an eval report's results.json (for release.json and the model card)."""
     results = json.loads((report_dir / RESULTS_JSON).read_text())
@@ -67,7 +83,8 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
             "normalization": normalization, "element_references": normalization.get("element_references") or {},
             "model": model_json.get("model", {}), "objective": model_json.get("objective") or config.get("objective"),
             "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})}, "evals": evals,
-            "parent": model_json.get("parent")}  # the model a fine-tuned run started from (None: pre-trained)
+            "parent": model_json.get("parent"),  # the model a fine-tuned run started from (None: pre-trained)
+            **energy_sources(model_json, config)}
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

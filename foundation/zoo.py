@@ -91,8 +91,9 @@ def list_models() -> list[ModelEntry]:
     return sorted(found.values(), key=lambda entry: entry.name)
 
 
-def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None):
+def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None, source: str | None = None):
     """An ASE calculator (energy, free_energy, forces, stress) for a release directory, or a model name in the
     local model directories (FOUNDATION_MODELS, see foundation/zoo.py). Refuses a bundle whose weights or
-    configs do not match its SHA256SUMS (ReleaseError)."""
-    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device)
+    configs do not match its SHA256SUMS (ReleaseError). `source`: the data source whose energies to predict, for a
+    model trained on several (default: the release's energy_source; an unknown one is a ValueError)."""
+    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device, source=source)

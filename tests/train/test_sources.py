@@ -4,6 +4,8 @@ source fits both, predicts the same forces and stress for either, and refuses a 
 
 from __future__ import annotations
 
+import json
+
 import ase.io
 import numpy as np
 import pytest
@@ -150,3 +152,17 @@ def test_calculator_chooses_a_source_and_refuses_an_unknown_one(trained):
     frames[0].source = "C"
     with pytest.raises(ValueError, match="source 'C'"):
         collate_frames(frames, model.cutoff, sources=model.sources)
+
+
+def test_a_release_states_its_energy_source(trained, tmp_path):
+    from foundation.evals.release import make_release
+    from foundation.zoo import load_calculator
+
+    _, run_dir = trained
+    out = make_release(run_dir, tmp_path / "release", which="last")
+    info = json.loads((out / "release.json").read_text())
+    assert info["sources"] == ["A", "B"] and info["energy_source"] in ("A", "B")
+    assert f"the data source `{info['energy_source']}`" in (out / "README.md").read_text()
+    assert load_calculator(out).source == info["energy_source"]
+    with pytest.raises(ValueError, match="unknown source 'PBE'"):
+        load_calculator(out, source="PBE")
