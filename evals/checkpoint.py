@@ -15,7 +15,7 @@ from foundation.data.manifest import MANIFEST_NAME
 from foundation.files import sha256_file
 from foundation.release import is_release, load_release_potential, release_info
 from foundation.train.checkpoint import load_potential
-from foundation.train.run_layout import BEST, LAST, MODEL_META, MODEL_WEIGHTS, RunLayout
+from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS, RunLayout
 
 
 def checkpoint_kind(path: str | os.PathLike) -> str:
@@ -35,9 +35,9 @@ def weights_dir(path: str | os.PathLike, which: str = "best") -> Path:
     path = Path(path)
     if checkpoint_kind(path) == "release":
         return path
-    for candidate in (which, LAST, BEST):
-        if (path / candidate / MODEL_WEIGHTS).is_file() and (path / candidate / MODEL_META).is_file():
-            return path / candidate
+    directory = RunLayout(path).exported_model(which)
+    if directory is not None:
+        return directory
     raise FileNotFoundError(f"{path}: no {which}/{MODEL_WEIGHTS} with {MODEL_META}")
 
 

@@ -30,7 +30,7 @@ from foundation.files import sha256_file
 from foundation.models import build_potential
 from foundation.models.potential import Potential
 from foundation.release import ReleaseError, is_release, release_info, verify_checksums
-from foundation.train.run_layout import EXPORTS, MODEL_META, MODEL_WEIGHTS
+from foundation.train.run_layout import EXPORTS, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ def load_parent(path: str | Path, which: str = "best") -> Parent:
             raise FinetuneError(str(exc)) from None
         directory, name, kind = path, release_info(path).get("name") or path.name, "release"
     else:
-        candidates = [path] if (path / MODEL_META).is_file() else [path / which, path / "last", path / "best"]
-        directory = next((c for c in candidates if (c / MODEL_META).is_file() and (c / MODEL_WEIGHTS).is_file()), None)
+        directory = RunLayout(path).exported_model(which)
         if directory is None:
             raise FinetuneError(f"{path}: neither a release directory (release.json, SHA256SUMS) nor a training run "
                                 f"directory with {which}/{MODEL_WEIGHTS} and {MODEL_META}")
