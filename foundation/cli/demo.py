@@ -10,11 +10,34 @@ release -> the release's ASE calculator relaxes a strained, rattled crystal.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
+
+from foundation import load_calculator
+from foundation.config import load_config
+from foundation.data.manifest import MANIFEST_NAME
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import format_summary, run_prep
+from foundation.data_prep.synth.generate import SynthConfig, synthesize
+from foundation.data_prep.synth.properties import teacher_property_dataset
+from foundation.evals.config import SuiteConfig
+from foundation.evals.paired import size_label
+from foundation.evals.release import make_release
+from foundation.evals.report import REPORT_HTML, REPORT_MD, RESULTS_JSON
+from foundation.evals.run import evaluate
+from foundation.resources import config_file
+from foundation.train.config import load_train_config
+from foundation.train.run_layout import RunLayout
+from foundation.train.runner import run_training
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -97,10 +120,6 @@ def suite_mapping(opts: DemoOptions) -> dict:
 def verdict_lines(results_json: Path) -> list[str]:
     """One line per fine-tuning task and training size: MAE of both arms, the paired difference's 95% interval
     and the verdict (what the report says, for the terminal)."""
-    import json
-
-    from foundation.evals.paired import size_label
-
     lines = []
     for task in json.loads(Path(results_json).read_text())["tasks"]:
         for c in task.get("comparisons") or []:
@@ -112,13 +131,6 @@ def verdict_lines(results_json: Path) -> list[str]:
 
 def relax_check(release: Path) -> str:
     """Relax a strained, rattled crystal (positions and cell) with the release's calculator; return a summary."""
-    import numpy as np
-    from ase.build import bulk
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    from foundation import load_calculator
-
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
     atoms.set_cell(atoms.cell[:] @ (np.eye(3) + np.diag([0.03, -0.02, 0.01])), scale_atoms=True)
     atoms.rattle(0.08, seed=0)
@@ -133,21 +145,6 @@ def relax_check(release: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foundation.data.manifest import MANIFEST_NAME
-    from foundation.data_prep.config import PrepConfig
-    from foundation.data_prep.pipeline import format_summary, run_prep
-    from foundation.data_prep.synth.generate import SynthConfig, synthesize
-    from foundation.data_prep.synth.properties import teacher_property_dataset
-    from foundation.evals.config import SuiteConfig
-    from foundation.evals.release import make_release
-    from foundation.evals.report import REPORT_HTML, REPORT_MD, RESULTS_JSON
-    from foundation.evals.run import evaluate
-    from foundation.config import load_config
-    from foundation.resources import config_file
-    from foundation.train.config import load_train_config
-    from foundation.train.run_layout import RunLayout
-    from foundation.train.runner import run_training
-
     opts = DemoOptions(out=Path(args.out).resolve(), frames=args.frames, steps=args.steps, teacher=args.teacher,
                        workers=args.workers, seed=args.seed, matbench=args.matbench,
                        matbench_folds=args.matbench_folds, matbench_structures=args.matbench_structures,
