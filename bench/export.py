@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def main() -> None:
             print(f"{name:12s} {natoms:4d} atoms: eager {row['eager_steps_per_cpu_s']:7.2f} steps/s, exported "
                   f"{row['exported_steps_per_cpu_s']:7.2f} steps/s ({row['exported_over_eager']:.2f}x) per CPU second; "
                   f"max |dF| {row['max_abs_force_difference']:.1e} eV/A", flush=True)
-    result = {"command": "OMP_NUM_THREADS=1 python bench/export.py", "device": "cpu",
+    result = {"command": " ".join(["OMP_NUM_THREADS=1 python bench/export.py", *sys.argv[1:]]), "device": "cpu",
               "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor() or
               platform.machine(), "cell": "rattled rocksalt NaCl, a = 5.64 A", "rows": rows}

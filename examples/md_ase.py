@@ -46,7 +46,8 @@ def run_md(calc, atoms, *, temperature: float, timestep_fs: float, nvt_steps: in
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
-    ZeroRotation(atoms)
+    if not atoms.pbc.any():  # a molecule in vacuum: no net rotation either
+        ZeroRotation(atoms)
     start = time.perf_counter()
     Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs,
              fixcm=False, rng=rng).run(nvt_steps)

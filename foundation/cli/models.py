@@ -33,8 +33,10 @@ def _size(size: int) -> str:
 
 
 def _metrics(metrics: dict) -> str:
+    """The validation step and errors (MAEs without the baselines'); --json has every metric."""
+    shown = {k: v for k, v in metrics.items() if k == "step" or (k.endswith("_mae") and "baseline" not in k)}
     return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in metrics.items()) or "-"
+                     for key, value in (shown or metrics).items()) or "-"
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ def test_lists_the_model_directory(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     header, row = out.splitlines()[1:3]
     assert header.split() == ["name", "parent", "backbone", "size", "elements", "validation"]
-    assert row.startswith("tiny-b") and "schnet" in row and "Cl Cu Na O" in row and "loss 1" in row
+    assert row.startswith("tiny-b") and "schnet" in row and "Cl Cu Na O" in row and "step 0" in row
     assert main(["models", "--json"]) == 0
     [entry] = json.loads(capsys.readouterr().out)
     assert entry["name"] == "tiny-b" and entry["elements"] == ["Cl", "Cu", "Na", "O"]
