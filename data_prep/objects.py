@@ -36,13 +36,14 @@ from foundation.locking import DirectoryLock
 STAGE_DIR = "objects"
 
 
-def frame_from_object(obj: Any, name: str, index: int, config: PrepConfig, source: str = "") -> Frame:
-    """One in-memory object -> Frame (conversions in the module doc); TypeError for anything else."""
+def frame_from_object(obj: Any, name: str, index: int, config: PrepConfig) -> Frame:
+    """One in-memory object -> Frame (conversions in the module doc; source: an Atoms' info["source"], else none
+    until the prep config's `source` tags it); TypeError for anything else."""
     from pymatgen.core import Structure
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     if isinstance(obj, ComputedStructureEntry):
-        return frame_from_entry_dict(obj.as_dict(), name, index, config, source=source)
+        return frame_from_entry_dict(obj.as_dict(), name, index, config, source="")
     if isinstance(obj, Structure):
         obj = _atoms_from_structure(obj)
     if not isinstance(obj, Atoms):
@@ -50,7 +51,7 @@ def frame_from_object(obj: Any, name: str, index: int, config: PrepConfig, sourc
                         "Structure / ComputedStructureEntry")
     structure_id, frame_id = pick_ids(obj.info, name, index, config)
     return frame_from_atoms(obj, frame_id=frame_id, structure_id=structure_id,
-                            source=source or str(obj.info.get("source", "")))
+                            source=str(obj.info.get("source", "")))
 
 
 def _atoms_from_structure(structure: Any) -> Atoms:
@@ -65,25 +66,24 @@ def _atoms_from_structure(structure: Any) -> Atoms:
     return atoms
 
 
-def stage_objects(objects: Iterable[Any], path: Path, config: PrepConfig, source: str = "") -> int:
+def stage_objects(objects: Iterable[Any], path: Path, config: PrepConfig) -> int:
     """Write the objects as staged records at `path` (atomically); return how many were staged."""
     name = path.name[: -len(SUFFIX)]
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         for index, obj in enumerate(objects):
             try:
-                fh.write(record_line(index, frame=frame_from_object(obj, name, index, config, source)))
+                fh.write(record_line(index, frame=frame_from_object(obj, name, index, config)))
             except Exception as exc:  # quarantined by the pipeline as parse_error, with its index
                 fh.write(record_line(index, error=f"{type(exc).__name__}: {exc}", raw=repr(obj)[:4000]))
             count += 1
     return count
 
 
-def prep_objects(objects: Iterable[Any], *, out: str, source: str = "", name: str = "objects",
-                 **options: Any) -> PrepResult:
+def prep_objects(objects: Iterable[Any], *, out: str, name: str = "objects", **options: Any) -> PrepResult:
     """Prepare a dataset at `out` from in-memory objects; `options` are PrepConfig fields (`foundation prep`'s
-    options, e.g. container="both", shard_size=..., split={...}); `source` tags every frame (else each Atoms'
-    info["source"]). Frame ids default to NAME:INDEX. Returns what `run_prep` returns."""
+    options, e.g. source="my-dft-pbe", container="both", shard_size=..., split={...}); `source` tags every frame
+    (else each Atoms' info["source"]). Frame ids default to NAME:INDEX. Returns what `run_prep` returns."""
     if {"inputs", "format"} & set(options):
         raise ValueError("prep_objects takes the objects themselves: no inputs or format option")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
@@ -92,7 +92,7 @@ def prep_objects(objects: Iterable[Any], *, out: str, source: str = "", name: st
     check_out_dir(Path(out))
     staged = Path(out) / WORK_NAME / STAGE_DIR / f"{name}{SUFFIX}"
     with DirectoryLock(out):  # never beside a running prep of the same directory
-        if stage_objects(objects, staged, config, source) == 0:
+        if stage_objects(objects, staged, config) == 0:
             raise ValueError("prep_objects: no objects given")
     config.inputs = [str(staged)]
     return run_prep(config)
