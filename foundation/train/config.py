@@ -165,6 +165,9 @@ def check_sources(data: DataConfig) -> None:
     paths = [os.path.abspath(e.path) for e in data.sources]
     if len(set(paths)) != len(paths):
         raise ConfigError(f"data.sources lists a dataset twice: {[e.path for e in data.sources]}")
+    if data.sources and data.shard_url_base is not None:
+        raise ConfigError("data.shard_url_base applies to data.path alone: in a mixture, give each data.sources "
+                          "path as the dataset's URL")
 
 
 def check_ranges(cfg: TrainRunConfig) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
-from foundation.train.config import DataConfig
+from foundation.config import ConfigError
+from foundation.train.config import DataConfig, SourceConfig, check_sources
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
 from tests.http_server import serve
@@ -43,3 +45,10 @@ def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data):
         assert len(items) == len(local)
         for a, b in zip(local, items):
             _same(a, b)
+
+
+def test_a_shard_base_is_refused_beside_a_mixture():
+    data = DataConfig(sources=[SourceConfig(path="http://127.0.0.1:1/a"), SourceConfig(path="b")],
+                      shard_url_base="http://127.0.0.1:1/shards")
+    with pytest.raises(ConfigError, match="each data.sources path"):
+        check_sources(data)
