@@ -317,6 +317,7 @@ def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int)
     order = torch.argsort(_flat_bin(cell_of, nbins), stable=True)
     counts = torch.bincount(_flat_bin(cell_of, nbins), minlength=int(nbins.prod()))
     first = torch.cumsum(counts, 0) - counts
+    columns = tuple(s.T.contiguous())
     parts = []
     block = max(1, max_pairs // 64)
     for begin in range(0, n, block):
@@ -328,20 +329,26 @@ def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int)
         hi = torch.where(periodic, hi, torch.minimum(hi, nbins - 1))
         size = (hi - lo + 1).clamp(min=0)
         atom, k = _ranks(size.prod(dim=1))
-        size, lo = size.index_select(0, atom), lo.index_select(0, atom)
-        u2 = lo[:, 2] + k % size[:, 2]
-        k = torch.div(k, size[:, 2], rounding_mode="floor")
-        u = torch.stack([lo[:, 0] + torch.div(k, size[:, 1], rounding_mode="floor"), lo[:, 1] + k % size[:, 1], u2], 1)
-        image = torch.div(u, nbins, rounding_mode="floor")
-        target = _flat_bin(u - image * nbins, nbins)
+        # k -> the visited bin (u0, u1, u2) of the atom's box, last axis fastest; columns, not rows, are gathered
+        size1, size2 = size[:, 1].index_select(0, atom), size[:, 2].index_select(0, atom)
+        q = torch.div(k, size2, rounding_mode="floor")
+        q1 = torch.div(q, size1, rounding_mode="floor")
+        u = (lo[:, 0].index_select(0, atom) + q1, lo[:, 1].index_select(0, atom) + q - q1 * size1,
+             lo[:, 2].index_select(0, atom) + k - q * size2)
+        images = [torch.div(u_k, nbins[axis], rounding_mode="floor") for axis, u_k in enumerate(u)]
+        wrapped = [u_k - image_k * nbins[axis] for axis, (u_k, image_k) in enumerate(zip(u, images))]
+        target = (wrapped[0] * nbins[1] + wrapped[1]) * nbins[2] + wrapped[2]
         visit, m = _ranks(counts.index_select(0, target))
         i_local = atom.index_select(0, visit) + begin
         j_local = order.index_select(0, first.index_select(0, target).index_select(0, visit) + m)
-        image = image.index_select(0, visit)
-        dist2 = _dist2(s.index_select(0, j_local) - s.index_select(0, i_local) + image.to(s.dtype), g6)
+        images = [image_k.index_select(0, visit) for image_k in images]
+        f = torch.stack([columns[axis].index_select(0, j_local) - columns[axis].index_select(0, i_local) + images[axis]
+                         for axis in range(3)], dim=1)
+        dist2 = _dist2(f, g6)
         kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
         i_local, j_local = i_local.index_select(0, kept), j_local.index_select(0, kept)
-        image, dist2 = image.index_select(0, kept), dist2.index_select(0, kept)
+        image = torch.stack([image_k.index_select(0, kept) for image_k in images], dim=1)
+        dist2 = dist2.index_select(0, kept)
         lexicographic = _lexicographic_order(i_local, j_local, image)
         parts.append((i_local.index_select(0, lexicographic) + start, j_local.index_select(0, lexicographic) + start,
                       image.index_select(0, lexicographic), dist2.index_select(0, lexicographic)))
