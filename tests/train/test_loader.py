@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -12,7 +13,10 @@ from foundation.config import ConfigError
 from foundation.train.config import DataConfig, SourceConfig, check_sources
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
+from foundation.train.config import load_train_config
+from foundation.train.runner import run_training
 from tests.http_server import serve
+from tests.train.helpers import tiny_config
 
 BUILDER = BatchBuilder(cutoff=4.0, clean=True, noise_std=0.1, seed=3)
 
@@ -52,3 +56,20 @@ def test_a_shard_base_is_refused_beside_a_mixture():
                       shard_url_base="http://127.0.0.1:1/shards")
     with pytest.raises(ConfigError, match="each data.sources path"):
         check_sources(data)
+
+
+def test_a_training_run_over_http_matches_the_local_run(train_data, tmp_path):
+    """A real run (3 steps, validation) with data.path an http URL: the same losses as on the local dataset."""
+    def run(path, name):
+        cfg = load_train_config(tiny_config(path, tmp_path / name, data={"container": "wds", "num_workers": 1},
+                                            train={"max_steps": 3, "val_every": 3, "checkpoint_every": 3}))
+        run_training(cfg)
+        return [line for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    local = run(str(train_data), "local")
+    with serve(train_data.parent) as url:
+        remote = run(f"{url}/{train_data.name}", "remote")
+    def numbers(lines):  # what the data decides (not timings or memory)
+        return [{k: v for k, v in json.loads(x).items() if k in ("kind", "step", "lr", "grad_norm", "epoch", "loss")
+                 or k.endswith(("_loss", "_mae"))} for x in lines]
+    assert numbers(remote) == numbers(local) and len(local) >= 2 and "forces_mae" in numbers(local)[-1]
