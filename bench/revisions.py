@@ -4,11 +4,13 @@ On a shared machine two runs at different moments differ by more than most optim
 module as it was at --old (`git show REV:path`) beside the current one and alternates them for --rounds rounds,
 timing CPU (process) time on one thread; outputs are checked equal first.
 
-  graph   radius_graph_pbc on all real frames of ../shared/data/dft as one batch at 5 A (foundation/data/graph.py)
-  painn   the E/F/S training step of scalable-s on batches of <= 256 real atoms (foundation/models/painn.py)
+  graph       radius_graph_pbc on all real frames of ../shared/data/dft as one batch at 5 A (foundation/data/graph.py)
+  cell-list   radius_graph_pbc on one 12^3 supercell of frame 3 (8,640 atoms: the cell-list path) at 5 A
+  painn       the E/F/S training step of scalable-s on batches of <= 256 real atoms (foundation/models/painn.py)
 
     OMP_NUM_THREADS=1 python bench/revisions.py graph --old dcff091~1 --out docs/bench/revisions-graph.json
     OMP_NUM_THREADS=1 python bench/revisions.py painn --old 511204e~1 --out docs/bench/revisions-painn.json
+    OMP_NUM_THREADS=1 python bench/revisions.py cell-list --old 0604a0c~1 --out docs/bench/revisions-cell-list.json
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-PATHS = {"graph": "foundation/data/graph.py", "painn": "foundation/models/painn.py"}
+PATHS = {"graph": "foundation/data/graph.py", "cell-list": "foundation/data/graph.py",
+         "painn": "foundation/models/painn.py"}
 
 
 def module_at(revision: str, path: str):
@@ -43,11 +46,12 @@ def module_at(revision: str, path: str):
     return module
 
 
-def graph_jobs(old) -> dict:
+def graph_jobs(old, large: bool = False) -> dict:
     import neighbours  # bench/neighbours.py
     from foundation.data import graph
 
-    batch = neighbours.as_tensors(neighbours.load_frames(neighbours.DATA))
+    frames = neighbours.load_frames(neighbours.DATA)
+    batch = neighbours.as_tensors([frames[3].repeat(12)] if large else frames)
     a, b = old.radius_graph_pbc(*batch, 5.0), graph.radius_graph_pbc(*batch, 5.0)
     if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
         raise SystemExit("old and new edge lists differ")
@@ -86,7 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    jobs = {"graph": graph_jobs, "painn": painn_jobs}[args.target](module_at(args.old, PATHS[args.target]))
+    jobs = {"graph": graph_jobs, "cell-list": lambda old: graph_jobs(old, large=True),
+            "painn": painn_jobs}[args.target](module_at(args.old, PATHS[args.target]))
     times = {name: [] for name in jobs}
     for _ in range(args.rounds):
         for name, job in jobs.items():
