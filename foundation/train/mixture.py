@@ -58,13 +58,15 @@ class SourceInfo:
         return len(self.frames) > 1
 
 
-def _dataset_sources(entry: SourceConfig, manifest: Manifest, split: str, container: str
+def _dataset_sources(entry: SourceConfig, manifest: Manifest, data: DataConfig
                      ) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
     """({source: training frames}, {source: element references}) of one dataset."""
     stats = manifest.statistics or {}
     counts = dict(stats.get("frames_by_source") or {})
+    split = data.train_split
     if not counts:  # prepared before manifests counted sources: the first training frame's tag
-        first = FrameDataset(entry.path, split=split, container=container)[0]
+        first = FrameDataset(entry.path, split=split, container=data.container,
+                             shard_url_base=None if data.sources else data.shard_url_base)[0]
         counts = {first.source: manifest.num_frames(split)}
     if entry.source is not None:
         if len(counts) > 1:
@@ -84,7 +86,7 @@ def resolve_sources(data: DataConfig, model_sources: Sequence[str] = ()) -> Sour
     info = SourceInfo()
     for entry in datasets_of(data):
         manifest = Manifest.load(entry.path)
-        counts, references = _dataset_sources(entry, manifest, data.train_split, data.container)
+        counts, references = _dataset_sources(entry, manifest, data)
         for name, count in counts.items():
             info.frames[name] = info.frames.get(name, 0) + count
             if name in info.references and info.references[name] != references[name]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foundation.config import save_config, to_dict
+from foundation.config import ConfigError, save_config, to_dict
 from foundation.data.manifest import Manifest
 from foundation.errors import UserError, writing
 from foundation.locking import DirectoryLock
@@ -143,6 +143,10 @@ def run_training(config: TrainRunConfig) -> dict:
         start = prepare_finetune(config) if config.finetune is not None else None
         if start is not None:  # the parent's architecture, weights and normalisers; references re-fitted
             config, model, normalization = start.config, start.model, start.normalization
+            if model.sources:
+                raise ConfigError(f"{config.finetune.parent}: fine-tuning a potential with an energy reference per "
+                                  f"source {list(model.sources)} is not supported yet (one re-fitted reference "
+                                  "table would not be used); fine-tune a single-source potential")
         else:
             model, normalization = build_model(config)
         apply_normalization(model, normalization, config.objective.noise_std)

@@ -166,3 +166,12 @@ def test_a_release_states_its_energy_source(trained, tmp_path):
     assert load_calculator(out).source == info["energy_source"]
     with pytest.raises(ValueError, match="unknown source 'PBE'"):
         load_calculator(out, source="PBE")
+
+
+def test_fine_tuning_a_multi_source_parent_is_refused(trained, two_sources, tmp_path):
+    from foundation.config import ConfigError
+
+    _, run_dir = trained
+    cfg = tiny_config(two_sources, tmp_path / "ft", finetune={"parent": str(run_dir), "parent_which": "last"})
+    with pytest.raises(ConfigError, match=r"energy reference per source \['A', 'B'\] is not supported yet"):
+        run_training(load_train_config(cfg))
