@@ -65,25 +65,29 @@ def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iter
                 yield index, tar.extractfile(member).read()
                 index += 1
         stream.close()  # a stream from a command or a server reports its failure here
-    except tarfile.TarError as exc:
+    except tarfile.TarError as exc:  # the bytes ended or broke: a failed transfer is the better explanation
+        failure = _transfer_failure(stream)
+        if failure is not None:
+            raise ShardError(f"{path}: record {index}: the shard could not be read to the end: {failure}") from None
         raise ShardError(f"{path}: record {index}: corrupt or truncated tar shard ({exc})") from None
     except OSError as exc:
         raise ShardError(f"{path}: record {index}: the shard could not be read to the end: "
                          f"{explain(str(path), exc)}") from None
     finally:
-        _close_quietly(stream)
+        _transfer_failure(stream)
     if num_frames is not None and index != num_frames:
         raise ShardError(f"{path}: ends after {index} records, the manifest lists {num_frames}: the shard is "
                          "truncated")
 
 
-def _close_quietly(stream: Any) -> None:
-    """Close a stream whose reader stopped early (an error, or a consumer that stopped): a command or server cut
-    off mid-transfer may report that, which is no news."""
+def _transfer_failure(stream: Any) -> str | None:
+    """Close the stream; a command or server that failed (it may end the bytes before its exit status is known)
+    says why, in words; None when it did not fail. Closing an already closed stream is a no-op."""
     try:
         stream.close()
-    except OSError:
-        pass
+    except OSError as exc:
+        return explain(getattr(stream, "name", ""), exc)
+    return None
 
 
 def _kind(member: tarfile.TarInfo) -> str:
