@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: Debian's chromium (the report test renders
-# report.html headless). Idempotent: returns at once when everything is present. Needs root to install;
+# report.html headless) and curl (shards streamed over http). Idempotent: returns at once when everything is present. Needs root to install;
 # without root, or when apt-get fails, it only says what is missing (the tests then skip, or fail under CI=true).
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v curl >/dev/null 2>&1 || missing+=(curl)  # WebDataset shards at http(s):// URLs stream through curl
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
