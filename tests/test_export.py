@@ -96,3 +96,21 @@ def test_refuses_to_run_without_autograd():
     exported = script_potential(build_potential("schnet", ["backbone.hidden=8", "backbone.layers=1"]))
     with torch.no_grad(), pytest.raises(torch.jit.Error, match="autograd"):
         exported(*_inputs(_structures()["crystal"]))
+
+
+def test_a_multi_source_potential_exports_its_default_source():
+    """The scripted model predicts the default source's energies; forces are those of every source."""
+    config = {"backbone": {"name": "schnet", "hidden": 16, "num_filters": 16, "layers": 2, "cutoff": 4.0,
+                           "num_radial": 8, "max_neighbours": None},
+              "heads": {"sources": ["A", "B"], "default_source": "B"}}
+    potential = build_potential(config).double().eval()
+    potential.set_normalization(source_references={"A": {"Cu": -3.0}, "B": {"Cu": -4.0}})
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    scripted = script_potential(potential)
+    out = scripted(torch.from_numpy(atoms.numbers), torch.from_numpy(atoms.positions),
+                   torch.from_numpy(atoms.cell[:]), torch.from_numpy(atoms.pbc))
+    for source, shift in (("B", 0.0), ("A", 1.0)):  # eV per Cu atom: A sits 1 eV above B
+        calc = FoundationCalculator(potential, source=source)
+        assert float(out["energy"]) == pytest.approx(calc.get_potential_energy(atoms) - shift * len(atoms), abs=1e-8)
+        np.testing.assert_allclose(out["forces"].numpy(), calc.get_forces(atoms), atol=1e-10)
