@@ -64,6 +64,8 @@ def _dataset_sources(entry: SourceConfig, manifest: Manifest, data: DataConfig
     stats = manifest.statistics or {}
     counts = dict(stats.get("frames_by_source") or {})
     split = data.train_split
+    if not counts and not manifest.shards_of(data.container, split):
+        return {}, {}  # no training frames here: the loader says so
     if not counts:  # prepared before manifests counted sources: the first training frame's tag
         first = FrameDataset(entry.path, split=split, container=data.container,
                              shard_url_base=None if data.sources else data.shard_url_base)[0]
