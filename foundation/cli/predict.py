@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input format: auto (detected per file, default), one of `foundation prep`'s formats, or "
                         "ase (any file ase.io.read takes: CIF, POSCAR, ...)")
     p.add_argument("--which", choices=["best", "last"], default="best", help="weights of a run directory (default best)")
+    p.add_argument("--source", help="data source whose energies to predict, for a model trained on several "
+                   "(default: the model's energy_source)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (as `foundation --quiet` gives)")
     p.set_defaults(func=run_predict)
 
@@ -65,15 +67,15 @@ def _device(name: str) -> str:
     return name
 
 
-def load_model_calculator(model: str, device: str, which: str = "best"):
+def load_model_calculator(model: str, device: str, which: str = "best", source: str | None = None):
     """A FoundationCalculator for a release directory (verified), a model name (FOUNDATION_MODELS) or a training
-    run directory."""
+    run directory; `source`: the data source whose energies it predicts (an unknown one is a UserError)."""
     path = Path(model)
-    if not is_release(path) and ((path / MODEL_META).is_file() or (path / CONFIG).is_file()):
-        return FoundationCalculator(load_potential(path, which), device=device)
     try:
-        return load_calculator(model, device=device)
-    except ReleaseError as exc:
+        if not is_release(path) and ((path / MODEL_META).is_file() or (path / CONFIG).is_file()):
+            return FoundationCalculator(load_potential(path, which), device=device, source=source)
+        return load_calculator(model, device=device, source=source)
+    except (ReleaseError, ValueError) as exc:
         raise UserError(str(exc)) from None
 
 
@@ -152,7 +154,7 @@ def predict_files(calc, paths: list[str], out: str | os.PathLike, *, fmt: str = 
 
 def run_predict(args: argparse.Namespace) -> int:
     """User errors (model, inputs, device) end as one line: foundation.cli.main."""
-    calc = load_model_calculator(args.model, _device(args.device), args.which)
+    calc = load_model_calculator(args.model, _device(args.device), args.which, args.source)
     count = predict_files(calc, args.files, args.out, fmt=args.format, max_atoms=args.max_atoms,
                           progress=not args.no_progress)
     print(f"{count} frames labelled on {calc.device}: {args.out}")

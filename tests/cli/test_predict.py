@@ -78,3 +78,11 @@ def test_structures_without_labels_through_ase(release, tmp_path):
     assert len(got) == 8 and "ref_energy" not in got.info
     assert got.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
     np.testing.assert_allclose(got.get_stress(), atoms.get_stress(), atol=1e-8)
+
+
+def test_a_source_the_model_does_not_have_is_one_line(release, tmp_path, capsys):
+    code = main(["predict", str(release), str(OUTCAR), "--out", str(tmp_path / "o.extxyz"), "--source", "PBE54",
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "source 'PBE54'" in err and "one energy reference" in err
+    assert not (tmp_path / "o.extxyz").exists()
