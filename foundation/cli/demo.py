@@ -62,6 +62,7 @@ class DemoOptions:
     matbench_folds: str | None
     matbench_structures: int
     task_structures: int = 120
+    finetune_epochs: int = 40
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training structures per Matbench fold (default 300; 0 = all); test folds stay whole")
     p.add_argument("--task-structures", type=int, default=120,
                    help="alloys labelled with the teacher's bulk modulus for the downstream task (default 120)")
+    p.add_argument("--finetune-epochs", type=int, default=40,
+                   help="most fine-tuning epochs per eval unit (default 40; early stopping after a quarter)")
     p.set_defaults(func=run)
 
 
@@ -113,7 +116,8 @@ def suite_mapping(opts: DemoOptions) -> dict:
                          "path": str(Path(opts.matbench).resolve()), "folds_path": str(Path(opts.matbench_folds).resolve()),
                          "folds": [0, 1], "max_structures": opts.matbench_structures or None})
     return {"name": "demo", "data_root": str(opts.out), "seeds": [opts.seed],
-            "finetune": {"max_epochs": 40, "patience": 10, "batch_size": 8, "lr": 2e-3, "backbone_lr": 2e-3},
+            "finetune": {"max_epochs": opts.finetune_epochs, "patience": max(opts.finetune_epochs // 4, 1),
+                         "batch_size": 8, "lr": 2e-3, "backbone_lr": 2e-3},
             "tasks": tasks}
 
 
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     opts = DemoOptions(out=Path(args.out).resolve(), frames=args.frames, steps=args.steps, teacher=args.teacher,
                        workers=args.workers, seed=args.seed, matbench=args.matbench,
                        matbench_folds=args.matbench_folds, matbench_structures=args.matbench_structures,
-                       task_structures=args.task_structures)
+                       task_structures=args.task_structures, finetune_epochs=args.finetune_epochs)
     paths = {name: opts.out / name for name in ("synth", "data", "task", "pretrain", "eval", "release")}
     begin = time.perf_counter()
 
