@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+MIN_PAIRS = 6  # below this, no verdict but "no detectable effect": with 6 pairs of one sign, chance gives 3%
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 ARMS = (("pretrained", "scratch"), ("probe_pretrained", "probe_random"))
@@ -28,9 +29,10 @@ def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, samples:
 
 def verdict(interval: tuple[float, float], pairs: int) -> str:
     """'helps' when the interval of (treatment - control) MAE lies below zero, 'hurts' above, else 'no
-    detectable effect' (also with fewer than 2 pairs, where no interval can be trusted)."""
+    detectable effect'; also with fewer than MIN_PAIRS pairs, where a percentile bootstrap interval is too narrow
+    to trust (all of 2-4 pairs share a sign by chance 12-50% of the time)."""
     low, high = interval
-    if pairs < 2:
+    if pairs < MIN_PAIRS:
         return "no detectable effect"
     if high < 0:
         return "helps"

@@ -124,7 +124,8 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
     if comparisons:
         out.append(("p", "Paired differences of test MAE per (fold, seed, size), treatment minus control, with a "
                          "percentile bootstrap 95% interval of their mean (10,000 resamples). Verdict: helps when "
-                         "the interval lies below zero, hurts above, else no detectable effect."))
+                         "the interval lies below zero, hurts above, else no detectable effect (always so with fewer "
+                         "than 6 pairs)."))
         out.append(("table", ["treatment - control", "training size", "pairs", "MAE treatment", "MAE control",
                               "mean difference", "95% interval", "pairs favouring treatment", "ratio", "verdict"],
                     [[f"{c['treatment']} - {c['control']}", size_label(c["size"]), str(c["pairs"]),
