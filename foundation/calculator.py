@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from foundation.data.batch import collate_frames
@@ -108,10 +109,26 @@ class FoundationCalculator(Calculator):
             results += self._predict_batch([atoms[i] for i in indices], first=indices[0])
         return results
 
+    def _check_elements(self, atoms: list[Atoms]) -> None:
+        """A multi-source potential predicts a source's energy only for elements that source's frames had."""
+        head = self.potential.energy_head
+        if not self.source or head is None:
+            return
+        known = head.source_elements[self.potential.sources.index(self.source)].cpu().numpy()
+        for structure in atoms:
+            missing = sorted({int(z) for z in structure.numbers if not known[int(z)]})
+            if missing:
+                names = ", ".join(chemical_symbols[z] for z in missing)
+                have = [s for s, row in zip(self.potential.sources, head.source_elements.cpu().numpy())
+                        if row[missing].all()]
+                raise ValueError(f"source {self.source!r} has no energy reference for {names} (its training frames "
+                                 f"held none); sources that have: {have or 'none'}")
+
     def _predict_batch(self, atoms: list[Atoms], first: int = 0) -> list[dict[str, Any]]:
         provided = set(self.potential.computable)
         periodic = [bool(a.pbc.all()) for a in atoms]
         compute = {"energy"} | ({"energies", "forces"} & provided) | ({"stress"} & provided if any(periodic) else set())
+        self._check_elements(atoms)
         frames = [_frame(a, first + n, self.source) for n, a in enumerate(atoms)]
         batch = collate_frames(frames, cutoff=self.potential.cutoff, max_neighbours=self.potential.max_neighbours,
                                dtype=self.potential.geometry_dtype, device=self.device, sources=self.potential.sources)

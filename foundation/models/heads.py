@@ -61,6 +61,9 @@ class EnergyHead(nn.Module):
         self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
         if self.sources:
             self.register_buffer("source_references", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.float64))
+            # which elements each source's table holds (its training frames had them): predicting a source's energy
+            # for another element is refused (foundation.calculator)
+            self.register_buffer("source_elements", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.bool))
             self.source_offsets = nn.Parameter(torch.zeros(len(self.sources), NUM_ELEMENTS))
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module signature
@@ -84,7 +87,11 @@ class EnergyHead(nn.Module):
                 raise ValueError(f"references for sources {unknown}, but this energy head has sources "
                                  f"{list(self.sources)}")
             for name, references in source_references.items():
-                self.source_references[self.sources.index(name)] = _reference_row(references)
+                row = self.sources.index(name)
+                self.source_references[row] = _reference_row(references)
+                self.source_elements[row] = False
+                for key in references:
+                    self.source_elements[row, atomic_numbers[key] if isinstance(key, str) else int(key)] = True
         if scale is not None:
             self.scale.fill_(float(scale))
         if shift is not None:

@@ -175,3 +175,18 @@ def test_fine_tuning_a_multi_source_parent_is_refused(trained, two_sources, tmp_
     cfg = tiny_config(two_sources, tmp_path / "ft", finetune={"parent": str(run_dir), "parent_which": "last"})
     with pytest.raises(ConfigError, match=r"energy reference per source \['A', 'B'\] is not supported yet"):
         run_training(load_train_config(cfg))
+
+
+def test_a_source_without_an_element_cannot_predict_it():
+    """Source A's frames held no Al: its energy of an Al-bearing cell is refused, naming the sources that can."""
+    from foundation.models import build_potential
+
+    config = {"backbone": {"name": "schnet", "hidden": 16, "num_filters": 16, "layers": 2, "cutoff": 4.0,
+                           "num_radial": 8, "max_neighbours": None}, "heads": {"sources": ["A", "B"]}}
+    potential = build_potential(config)
+    potential.set_normalization(source_references={"A": {"Cu": -3.0}, "B": {"Cu": -4.0, "Al": -2.5}})
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.numbers[0] = 13
+    assert np.isfinite(FoundationCalculator(potential, source="B").get_potential_energy(atoms))
+    with pytest.raises(ValueError, match=r"source 'A' has no energy reference for Al .*\['B'\]"):
+        FoundationCalculator(potential, source="A").get_potential_energy(atoms)
