@@ -22,7 +22,7 @@ def test_demo_runs_every_stage_and_says_where_the_report_is(tmp_path, capsys):
     # the downstream task lies inside the pre-training domain: the teacher's bulk modulus of its own alloys,
     # as a learning curve with both arms, the probe, baselines and a verdict per size
     curve = tasks["teacher_bulk_modulus"]
-    assert list(curve["by_size"]) == ["12", "all"] and curve["baselines"]["12"]["mean"]["mae"]["count"] == 4
+    assert list(curve["by_size"]) == ["12", "all"] and curve["baselines"]["12"]["mean"]["mae"]["count"] == 6
     assert {(c["treatment"], c["size"]) for c in curve["comparisons"]} == {
         (arm, size) for arm in ("pretrained", "probe_pretrained") for size in (12, None)}
     assert sum("teacher_bulk_modulus n=12: pretrained" in line for line in printed.splitlines()) == 1
