@@ -57,5 +57,9 @@ def test_normalisation_comes_from_the_manifest_statistics():
 
     manifest = Manifest(shards=[], element_references={"O": -4.9},
                         statistics={"force_rms": 0.56, "energy_per_atom_mean": 0.19})
-    assert normalization_from_manifest(manifest) == {"element_references": {"O": -4.9}, "scale": 0.56, "shift": 0.19}
-    assert normalization_from_manifest(Manifest(shards=[])) == {"element_references": {}, "scale": 1.0, "shift": 0.0}
+    assert normalization_from_manifest(manifest) == {"element_references": {"O": -4.9}, "scale": 0.56, "shift": 0.19,
+                                                     "forces_scale": 0.56, "stress_scale": 1.0}
+    with_stress = Manifest(shards=[], statistics={"force_rms": 0.56, "stress_rms": 0.02})
+    assert normalization_from_manifest(with_stress)["stress_scale"] == 0.02  # direct stress head: label RMS
+    assert normalization_from_manifest(Manifest(shards=[])) == {"element_references": {}, "scale": 1.0, "shift": 0.0,
+                                                                "forces_scale": 1.0, "stress_scale": 1.0}
