@@ -17,6 +17,7 @@ from foundation.data.manifest import MANIFEST_NAME
 from foundation.evals.tasks.common import subset_indices
 from foundation.files import sha256_file
 from foundation.models import Potential
+from foundation.train.baselines import reference_energies
 from foundation.progress import progress_bar
 
 
@@ -45,14 +46,15 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
     potential.eval().to(device)
     errors: dict[str, list[np.ndarray]] = defaultdict(list)
     baseline: dict[str, list[np.ndarray]] = defaultdict(list)  # element references only, zero forces, zero stress
-    head = potential.energy_head
-    refs = None if head is None else (head.element_references.double().cpu().numpy(), float(head.shift))
+
     per_element: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for start in progress_bar(range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False):
         frames = [dataset[int(i)] for i in index[start:start + batch_size]]
         batch = collate_frames(frames, potential.cutoff, max_neighbours=potential.max_neighbours,
-                               dtype=potential.dtype).to(torch.device(device))
+                               dtype=potential.dtype, sources=potential.sources).to(torch.device(device))
         out = {k: v.detach().double().cpu().numpy() for k, v in potential(batch, compute=wanted).items()}
+        if potential.energy_head is not None:
+            out["reference"] = reference_energies(potential, batch).cpu().numpy()
         offset = 0
         for b, frame in enumerate(frames):
             n = frame.natoms
@@ -60,9 +62,8 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
             if "energy" in out and frame.energy is not None:
                 e = (out["energy"][b] - frame.energy) / n
                 errors["energy_per_atom"].append(np.array([e]))
-                if refs is not None:
-                    reference = refs[0][frame.numbers].sum() + refs[1] * n
-                    baseline["energy_per_atom"].append(np.array([(reference - frame.energy) / n]))
+                if "reference" in out:
+                    baseline["energy_per_atom"].append(np.array([(out["reference"][b] - frame.energy) / n]))
                 for z in elements:
                     per_element[int(z)]["energy_per_atom"].append(abs(e))
             if "forces" in out and frame.forces is not None:

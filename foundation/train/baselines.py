@@ -8,6 +8,7 @@ denoising noise. Its errors go through the same objective as the model's, so `{t
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 import torch
@@ -19,13 +20,21 @@ TERMS_CHECKED = ("energy", "forces", "stress", "denoise")
 CLEARLY_BELOW = 0.8  # a term passes when model MAE <= 0.8 x baseline MAE
 
 
+def reference_energies(model: torch.nn.Module, batch: Any) -> Tensor:
+    """(B,) float64 energy of each structure from the energy head's references alone (its frame's source's table
+    when the head has sources) plus the per-atom shift: the model before it learns anything."""
+    head = model.energy_head
+    atoms = SimpleNamespace(numbers=batch.numbers.long(), batch=batch.batch.long())
+    with torch.no_grad():
+        per_atom = head.references(atoms, getattr(batch, "source", None), torch.float64) + head.shift.to(torch.float64)
+        return scatter_sum(per_atom, atoms.batch, int(batch.num_graphs))
+
+
 def baseline_prediction(model: torch.nn.Module, batch: Any, outputs: tuple[str, ...]) -> dict[str, Tensor]:
     """The trivial predictor's outputs for `batch`: reference energies, zero forces/stress/noise."""
     out: dict[str, Tensor] = {}
-    head = getattr(model, "energy_head", None)
-    if "energy" in outputs and head is not None:
-        per_atom = (head.element_references[batch.numbers.long()] + head.shift).to(torch.float64)
-        out["energy"] = scatter_sum(per_atom, batch.batch.long(), int(batch.num_graphs))
+    if "energy" in outputs and getattr(model, "energy_head", None) is not None:
+        out["energy"] = reference_energies(model, batch)
     if "forces" in outputs:
         out["forces"] = torch.zeros_like(batch.positions)
     if "stress" in outputs:
