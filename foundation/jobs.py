@@ -96,8 +96,8 @@ class BatchFailed(RuntimeError):
 def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1, isolate: bool = False,
               label: Callable[[Any], str] = str, desc: str = "items", progress: bool = True,
               keep_going: bool = True) -> tuple[list[Any], list[tuple[str, str]]]:
-    """Run task(item) for every item: in this process (workers <= 1 and not isolate) or in fresh spawned
-    processes, at most `workers` at a time, each ending with its parent. Results come back in item order; a
+    """Run task(item) for every item: in this process (workers <= 1 and not isolate) or in `workers` spawned
+    processes (isolate: a fresh one per item), each ending with its parent. Results come back in item order; a
     failing item (an exception, or a process killed without a word) is recorded as (label, traceback) and the
     others go on. keep_going=False: the first failure raises instead (in this process: the item's own
     exception; from a child process: ItemFailed with its traceback), and the items still running are ended."""
@@ -114,7 +114,7 @@ def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
                     failures.append((label(item), traceback.format_exc()))
                 bar.update()
             return results, failures
-        for index, outcome in _run_in_processes(task, items, max(1, workers)):
+        for index, outcome in _run_in_processes(task, items, max(1, workers), isolate):
             ok, value = outcome
             if ok:
                 results[index] = value
@@ -150,44 +150,66 @@ def _die_with_parent(parent: int) -> None:
         raise SystemExit(f"worker {os.getpid()}: its parent {parent} ended before it started; not running")
 
 
-def _child(task: Callable[[Any], Any], item: Any, connection: Connection, parent: int) -> None:
+def _worker(task: Callable[[Any], Any], connection: Connection, parent: int, one_item: bool) -> None:
+    """A spawned worker: run task(item) for every (index, item) the parent sends, answer (ok, value or
+    traceback) for each; stop at None, or after one item when `one_item` (isolated items)."""
     _die_with_parent(parent)
-    try:
-        outcome = (True, task(item))
-    except BaseException:
-        outcome = (False, traceback.format_exc())
-    connection.send(outcome)
+    while (message := connection.recv()) is not None:
+        _, item = message
+        try:
+            outcome = (True, task(item))
+        except BaseException:
+            outcome = (False, traceback.format_exc())
+        connection.send(outcome)
+        if one_item:
+            break
     connection.close()
 
 
-def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers: int):
-    """Yield (index, (ok, value or traceback)) as items finish, each in its own spawned process."""
+def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers: int, isolate: bool):
+    """Yield (index, (ok, value or traceback)) as items finish, in at most `workers` spawned processes that take
+    one item after another (isolate: a fresh process for every item). A process that dies without a word fails
+    only the item it held; a new one takes its place."""
     context = multiprocessing.get_context("spawn")
     pending = list(enumerate(items))
-    running: dict[Connection, tuple[int, Any]] = {}
+    idle: list[tuple[Connection, Any]] = []
+    busy: dict[Connection, tuple[int, Any]] = {}
     try:
-        while pending or running:
-            while pending and len(running) < workers:
+        while pending or busy:
+            while pending and len(busy) < workers:
+                if idle:
+                    connection, process = idle.pop()
+                else:
+                    connection, remote = context.Pipe()
+                    process = context.Process(target=_worker, args=(task, remote, os.getpid(), isolate))
+                    with _child_environment(workers):
+                        process.start()
+                    remote.close()
                 index, item = pending.pop(0)
-                receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(task, item, sender, os.getpid()), daemon=False)
-                with _child_environment(workers):
-                    process.start()
-                sender.close()
-                running[receiver] = (index, process)
-            for receiver in wait(list(running)):
-                index, process = running.pop(receiver)
+                connection.send((index, item))
+                busy[connection] = (index, process)
+            for connection in wait(list(busy)):
+                index, process = busy.pop(connection)
                 try:
-                    outcome = receiver.recv()
+                    outcome = connection.recv()
                 except EOFError:  # the process ended without a word (killed, out of memory)
                     process.join()
                     outcome = (False, f"the process exited with code {process.exitcode} without a result")
-                process.join()
-                receiver.close()
+                    connection.close()
+                else:
+                    if isolate:
+                        process.join()
+                        connection.close()
+                    else:
+                        idle.append((connection, process))
                 yield index, outcome
+        for connection, process in idle:
+            connection.send(None)
+            process.join()
     finally:
-        for _, process in running.values():
-            process.terminate()
+        for process in [process for _, process in idle] + [process for _, process in busy.values()]:
+            if process.is_alive():
+                process.terminate()
             process.join()
 
 
