@@ -104,6 +104,15 @@ def _chunk_owners(out: Path) -> dict[int, Path]:
     return owners
 
 
+def _resume_and_wait_for_exit(workers) -> None:
+    """Let frozen workers run again and give them a while to end (the deadline only bounds a broken run)."""
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    end = time.monotonic() + 120
+    while any(_alive(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
+
+
 def test_killing_prep_ends_its_workers_mid_chunk(tmp_path):
     out = tmp_path / "out"
     parent = subprocess.Popen(_prep(out, "--workers", "2"), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
@@ -119,11 +128,7 @@ def test_killing_prep_ends_its_workers_mid_chunk(tmp_path):
     finally:
         parent.kill()
         parent.wait()
-    for pid in workers:
-        os.kill(pid, signal.SIGCONT)
-    end = time.monotonic() + 120
-    while any(_alive(pid) for pid in workers) and time.monotonic() < end:
-        time.sleep(0.05)
+    _resume_and_wait_for_exit(workers)
     assert not any(_alive(pid) for pid in workers), f"workers {list(workers)} outlived their killed parent"
     assert not any(marker.exists() for marker in workers.values()), "a worker went on to finish its chunk"
 
@@ -152,11 +157,7 @@ def test_a_worker_whose_parent_dies_while_it_starts_does_no_work(tmp_path):
     finally:
         parent.kill()
         parent.wait()
-    for pid in workers:
-        os.kill(pid, signal.SIGCONT)
-    end = time.monotonic() + 120
-    while any(_alive(pid) for pid in workers) and time.monotonic() < end:
-        time.sleep(0.05)
+    _resume_and_wait_for_exit(workers)
     assert not any(_alive(pid) for pid in workers), f"workers {workers} outlived their killed parent"
     assert not list((out / WORK_NAME).glob("chunk-*.done")), "an orphaned worker ran a chunk"
 

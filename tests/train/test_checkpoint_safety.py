@@ -22,7 +22,6 @@ from foundation.data.dataset import open_dataset
 from foundation.models import build_potential
 from foundation.train import checkpoint as ckpt
 from foundation.train.config import load_train_config
-from foundation.train.distributed import init_distributed, shutdown
 from foundation.train.engine import build_engine
 from foundation.train.objectives import Objective
 from foundation.train.runner import run_training
@@ -56,13 +55,6 @@ def _assert_refused_and_would_run(exc: pytest.ExceptionInfo, path: Path, marker:
     with contextlib.suppress(Exception):  # proof that the file is a working exploit: the unsafe load runs it
         torch.load(path, weights_only=False)
     assert marker.exists()
-
-
-@pytest.fixture(scope="module")
-def group():
-    info = init_distributed("cpu")
-    yield info
-    shutdown(info)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,11 @@ from foundation.data.dataset import open_dataset
 from foundation.data.batch import collate_frames
 from foundation.models import build_potential
 from foundation.train.config import load_train_config
-from foundation.train.distributed import init_distributed, shutdown
 from foundation.train.engine import build_engine, deepspeed_config, set_lr
 from foundation.train.objectives import Objective
 from tests.train.helpers import TINY_MODEL, tiny_config
 
 CACHE = __import__("pathlib").Path(__file__).resolve().parents[2] / ".cache"
-
-
-@pytest.fixture(scope="module")
-def group():
-    info = init_distributed("cpu")
-    yield info
-    shutdown(info)
 
 
 @pytest.fixture(scope="module")
