@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    """One line on stderr in one write: the ranks of a torchrun job share the terminal, and print() writes the
+    text and its newline separately, so two ranks' lines could run into one."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            _say("interrupted")
             return 130
         except USER_ERRORS as exc:
             if args.debug:
                 raise
-            print(f"error: {user_error_line(exc)}", file=sys.stderr)
+            _say(f"error: {user_error_line(exc)}")
             return 2
 
 
