@@ -3,9 +3,8 @@
 Every batch workload of the project has this shape: data-prep chunks then the merge, eval units then the report,
 sweep points then the scaling fits, the ablation's pre-training runs then its evaluation. A workload module builds
 a `Batch`; `run_batch` runs it on this machine (in `workers` spawned processes, or a fresh one per item when the
-batch says `isolate`), and the Slurm
-launcher (`foundation.slurm.arrays.submit_batch`) submits the very same description as an array plus a dependent
-job. Neither runner knows what the calls do.
+batch says `isolate`), and the Slurm launcher (`foundation.slurm.arrays.submit_batch`) submits the very same
+description as an array plus a dependent job. Neither runner knows what the calls do.
 """
 
 from __future__ import annotations
