@@ -117,14 +117,18 @@ def test_killing_prep_ends_its_workers_mid_chunk(tmp_path):
     out = tmp_path / "out"
     parent = subprocess.Popen(_prep(out, "--workers", "2"), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
+    workers: dict[int, Path] = {}
     try:
-        def working() -> dict[int, Path]:
+        def freeze_the_ones_inside_chunks() -> bool:
+            """Each worker is frozen as soon as it is seen inside a chunk, so an orphan would have a chunk left to
+            finish (and a frozen one keeps the prep from ending while the other is caught)."""
             children = _children(parent.pid)
-            return {pid: marker for pid, marker in _chunk_owners(out).items() if pid in children}
-        _wait_for(lambda: len(working()) == 2, "two workers were inside chunks", parent)
-        workers = working()
-        for pid in workers:
-            os.kill(pid, signal.SIGSTOP)  # frozen mid-chunk, so an orphan would have a chunk left to finish
+            for pid, marker in _chunk_owners(out).items():
+                if pid in children and pid not in workers:
+                    os.kill(pid, signal.SIGSTOP)
+                    workers[pid] = marker
+            return len(workers) == 2
+        _wait_for(freeze_the_ones_inside_chunks, "two workers were inside chunks", parent)
     finally:
         parent.kill()
         parent.wait()
