@@ -83,19 +83,20 @@ def mounts():
         subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
+def _prep_onto_tmpfs(capsys, mount: Path, options: str, sample: str, mounts: list[Path]) -> str:
+    """The error line of `foundation prep` writing into a fresh tmpfs mounted with `options`."""
+    _mount_tmpfs(mount, options)
+    mounts.append(mount)
+    return _user_error(capsys, ["prep", str(FIXTURES / "dft" / sample), "--out", str(mount / "out"), "--no-progress"])
+
+
 def test_a_full_disk_names_device_and_file(capsys, tmp_path, mounts):
     small = tmp_path / "small"
-    _mount_tmpfs(small, "size=64k")
-    mounts.append(small)
-    line = _user_error(capsys, ["prep", str(FIXTURES / "dft" / "alexandria-sample.xyz"), "--out", str(small / "out"),
-                                "--no-progress"])
+    line = _prep_onto_tmpfs(capsys, small, "size=64k", "alexandria-sample.xyz", mounts)
     assert line.startswith(f"error: no space left on tmpfs (mounted on {small}) writing {small / 'out'}")
 
 
 def test_a_read_only_output_directory_is_one_line(capsys, tmp_path, mounts):
     read_only = tmp_path / "ro"
-    _mount_tmpfs(read_only, "ro,size=64k")
-    mounts.append(read_only)
-    line = _user_error(capsys, ["prep", str(FIXTURES / "dft" / "mpf-TP-sample.xyz"), "--out", str(read_only / "out"),
-                                "--no-progress"])
+    line = _prep_onto_tmpfs(capsys, read_only, "ro,size=64k", "mpf-TP-sample.xyz", mounts)
     assert str(read_only / "out") in line and "Read-only file system" in line
