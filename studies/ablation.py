@@ -19,6 +19,7 @@ from foundation.config import ConfigError, load_config, save_config
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.pipeline import run_prep
 from foundation.evals.config import SuiteConfig
+from foundation.evals.paired import size_label
 from foundation.evals.report import RESULTS_JSON, write_report_files
 from foundation.evals.report.figures import figure_png
 from foundation.evals.run import evaluate
@@ -125,7 +126,8 @@ def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str
 
 
 def collect_table(cfg: AblationConfig) -> dict[str, Any]:
-    """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs."""
+    """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs,
+    beside the trivial baselines (mean and median predictor) on the same splits at the same training size."""
     paths = _paths(cfg)
     tasks: dict[str, dict[str, Any]] = {}
     for index, objective in enumerate(cfg.objectives):
@@ -133,7 +135,9 @@ def collect_table(cfg: AblationConfig) -> dict[str, Any]:
         for task in results["tasks"]:
             if task["category"] != "finetune":
                 continue
-            rows = tasks.setdefault(task["name"], {"unit": task["unit"], "property": task["property"], "rows": {}})["rows"]
+            entry = tasks.setdefault(task["name"], {"unit": task["unit"], "property": task["property"], "rows": {},
+                                                    "baselines": _headline_baselines(task)})
+            rows = entry["rows"]
             variants = [("pretrained", objective.name)] + ([("scratch", SCRATCH)] if index == 0 else [])
             for variant, label in variants:
                 mae = task["summary"].get(variant, {}).get("mae")
@@ -142,6 +146,14 @@ def collect_table(cfg: AblationConfig) -> dict[str, Any]:
                                    "units": [u["metrics"]["mae"] for u in task["units"] if u["variant"] == variant
                                              and u.get("size") == task.get("headline_size")]}
     return tasks
+
+
+def _headline_baselines(task: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{mean|median: {mae, std}} of the trivial predictors at the task's headline training size (empty if none)."""
+    by_size = task.get("baselines") or {}
+    label = size_label(task.get("headline_size"))
+    return {name: {"mae": agg["mae"]["mean"], "std": agg["mae"]["std"]}
+            for name, agg in by_size.get(label, {}).items()}
 
 
 def check_claims(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,6 +195,9 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
         row = task["rows"][name]
         ax.bar(i, row["mae"], yerr=row["std"], color="0.7" if name == SCRATCH else "tab:blue", capsize=3)
         ax.plot([i] * len(row["units"]), row["units"], "k.", ms=4)
+    if "mean" in task["baselines"]:
+        ax.axhline(task["baselines"]["mean"]["mae"], color="tab:red", ls="--", label="mean predictor")
+        ax.legend(loc="lower right")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(f"test MAE ({task['unit'] or task['property']})")
     ax.set_title(f"{task_name}: pre-training objective ablation")
@@ -201,10 +216,16 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     for name, task in tasks.items():
         ranked = sorted(task["rows"].items(), key=lambda kv: kv[1]["mae"])
         claims = check_claims(task["rows"])
-        results["tasks"][name] = {"rows": task["rows"], "ranking": [n for n, _ in ranked], "claims": claims}
-        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit'] or task['property']})", "std", "runs"],
-                                    [[str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"])]
-                                     for i, (n, r) in enumerate(ranked)])]
+        base = task["baselines"].get("mean", {}).get("mae")
+        results["tasks"][name] = {"rows": task["rows"], "ranking": [n for n, _ in ranked], "claims": claims,
+                                  "baselines": task["baselines"],
+                                  "baseline_ratios": {n: r["mae"] / base if base else None for n, r in ranked}}
+        table = [[str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"]),
+                  f"{r['mae'] / base:.3f}" if base else "-"] for i, (n, r) in enumerate(ranked)]
+        table += [["-", f"{b} predictor (baseline)", f"{r['mae']:.4g}", f"{r['std']:.2g}", "", ""]
+                  for b, r in task["baselines"].items()]
+        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit'] or task['property']})", "std",
+                                              "runs", "MAE / mean predictor"], table)]
         blocks.append(("table", ["the paper's finding", "ours", "compared with", "agrees"],
                        [[c["claim"], "-" if c["ours"] is None else f"{c['ours']:.4g}",
                          "-" if c["other"] is None else f"{c['other']:.4g}",

@@ -42,5 +42,9 @@ def test_tiny_ablation_writes_one_report(tmp_path):
     assert set(task["ranking"]) == {"denoise_derivative", "efs_derivative", SCRATCH}
     seeds = len(config["suite"]["seeds"])  # one fold, every seed of the suite
     assert all(row["count"] == seeds and row["mae"] > 0 for row in task["rows"].values())
+    base = task["baselines"]["mean"]["mae"]
+    assert base > 0 and set(task["baselines"]) == {"mean", "median"}
+    assert task["baseline_ratios"] == pytest.approx({n: r["mae"] / base for n, r in task["rows"].items()})
     html = (tmp_path / "ablation" / "report.html").read_text()
     assert "data:image/png;base64," in html and "finding" in html and "efs_derivative" in html
+    assert "mean predictor (baseline)" in html
