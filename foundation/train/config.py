@@ -41,6 +41,9 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)  # several prepared datasets mixed by weight
     default_source: str | None = None               # the source a released model's energies refer to (None: the
                                                     # one with the most training frames)
+    validation_sources: list[str] = field(default_factory=list)  # source patterns (fnmatch) whose val frames make
+                                                    # the validation loss (best checkpoint, early stopping, plateau);
+                                                    # other frames are reported as excluded/...; []: every frame
 
 
 @dataclass
@@ -95,6 +98,8 @@ class TrainConfig:
     checkpoint_every: int = 100                     # and at the end
     keep_checkpoints: int = 3
     progress: bool = True                           # tqdm bar on rank 0
+    early_stop_patience: int = 0                    # stop after this many validations without a new best
+                                                    # validation loss (0: train to max_steps)
 
 
 @dataclass
@@ -147,6 +152,11 @@ def check_config(cfg: TrainRunConfig) -> None:
     for name in ("max_steps", "log_every", "val_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1")
+    if cfg.train.early_stop_patience < 0:
+        raise ConfigError(f"train.early_stop_patience must be >= 0 (0: off), got {cfg.train.early_stop_patience}")
+    if any(not str(p).strip() for p in cfg.data.validation_sources):
+        raise ConfigError(f"data.validation_sources must be non-empty source names or patterns, got "
+                          f"{cfg.data.validation_sources}")
     if cfg.engine.grad_accum < 1 or cfg.data.max_atoms < 1:
         raise ConfigError("engine.grad_accum and data.max_atoms must be >= 1")
     check_ranges(cfg)

@@ -27,6 +27,7 @@ from foundation.train.objectives import TERMS, Objective
 from foundation.train.run_layout import BEST, LAST
 from foundation.train.schedule import LRSchedule
 from foundation.train.source_metrics import SourceErrors
+from foundation.train.validation import EXCLUDED
 
 STOP = threading.Event()  # set by runner.request_stop() and the SIGUSR2/SIGTERM handlers
 
@@ -43,8 +44,9 @@ class LoopState:
 class Trainer:
     def __init__(self, cfg: TrainRunConfig, dist: DistInfo, engine: Any, eval_model: torch.nn.Module,
                  objective: Objective, train: SplitLoader, val: SplitLoader, ema: EMA, schedule: LRSchedule,
-                 logger: RunLogger, state: LoopState, meta: dict):
+                 logger: RunLogger, state: LoopState, meta: dict, val_excluded: SplitLoader | None = None):
         self.cfg, self.dist, self.engine, self.eval_model = cfg, dist, engine, eval_model
+        self.val_excluded = val_excluded  # validation frames of sources left out of the validation loss
         self.objective, self.train, self.val, self.ema, self.schedule = objective, train, val, ema, schedule
         self.log, self.state, self.meta = logger, state, meta
         self.run_dir = Path(cfg.run_dir)
@@ -53,6 +55,7 @@ class Trainer:
         self._iterator: Iterator[TrainItem] | None = None
         self.last_val: dict[str, float] = {}
         self._grad_norm: float | None = None
+        self._checkpointed_step: int | None = state.step or None  # a resumed run starts at its checkpoint's step
 
     # ---- data -------------------------------------------------------------------------------------------
     def _next_item(self) -> TrainItem:
@@ -115,7 +118,7 @@ class Trainer:
     def run(self) -> dict:
         cfg, s = self.cfg.train, self.state
         window = _Window(self.dist.device)
-        stopped = False
+        stopped = early_stopped = False
         self.log.line(f"training from step {s.step} to {cfg.max_steps} on {self.dist.world_size} rank(s), "
                       f"device {self.dist.device}, {self.cfg.engine.precision}, ZeRO {self.cfg.engine.zero_stage}")
         sampler = self.train.sampler
@@ -124,6 +127,11 @@ class Trainer:
                       f"{sampler.dropped} left out of this epoch to keep ranks and steps even (another "
                       "shuffle draws them in later epochs)")
         while s.step < cfg.max_steps:
+            if self._patience_exhausted():
+                early_stopped = True
+                self.log.line(f"early stop at step {s.step}: {cfg.early_stop_patience} validations without a new "
+                              f"best validation loss (best {s.best_val:.6g} at step {s.best_step})")
+                break
             if any_rank(STOP.is_set(), self.dist.device):
                 stopped = True
                 self.log.line(f"stop requested: checkpointing at step {s.step}")
@@ -137,7 +145,7 @@ class Trainer:
                 self._validate()
             if s.step % cfg.checkpoint_every == 0 or s.step == cfg.max_steps:
                 self._checkpoint()
-        if stopped:
+        if stopped or (early_stopped and self._checkpointed_step != s.step):
             self._checkpoint()
         elif s.step == cfg.max_steps and not self.last_val:  # resumed at the end: still report
             self._validate()
@@ -148,7 +156,8 @@ class Trainer:
         check = baseline_check(self.last_val)
         if check["flagged"]:
             self.log.line(check["message"], logging.WARNING)
-        return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "val": self.last_val, "baseline_check": check,
+        return {"step": s.step, "epoch": s.epoch, "stopped": stopped, "early_stopped": early_stopped,
+                "val": self.last_val, "baseline_check": check,
                 "best_val": s.best_val, "best_step": s.best_step, "run_dir": str(self.run_dir),
                 "checkpoint": str(latest) if latest else None, "best": str(self.run_dir / BEST),
                 "last": str(self.run_dir / LAST)}
@@ -161,16 +170,41 @@ class Trainer:
         self.log.advance(0, values["loss"], values["atoms_per_s"])
 
     # ---- validation -------------------------------------------------------------------------------------
+    def _patience_exhausted(self) -> bool:
+        """Early stopping: `early_stop_patience` validations since the best one (a pure function of the state, so
+        it holds across a resume)."""
+        cfg, s = self.cfg.train, self.state
+        if not cfg.early_stop_patience or s.best_step is None:
+            return False
+        return (s.step - s.best_step) // cfg.val_every >= cfg.early_stop_patience
+
     @torch.no_grad()
     def _validate(self) -> None:
         model = self.eval_model
         model.load_state_dict(self.ema.state_dict(self.engine.module))
         model.eval()
+        by_source = SourceErrors(model.sources, self.dist.device)
+        values = self._evaluate(self.val, by_source)
+        if self.val_excluded is not None:
+            values.update({EXCLUDED + k: v for k, v in self._evaluate(self.val_excluded, by_source).items()})
+        values.update(by_source.values())
+        self.last_val = values
+        self.schedule.observe(values["loss"])
+        self.log.event("val", self.state.step, values)
+        s = self.state
+        if s.best_val is None or values["loss"] < s.best_val:
+            s.best_val, s.best_step = values["loss"], s.step
+            if self.dist.is_main:
+                ckpt.export_model(self.run_dir / BEST, self.ema.state_dict(self.engine.module),
+                                  self._export_meta(values))
+
+    def _evaluate(self, loader: SplitLoader, by_source: SourceErrors) -> dict[str, float]:
+        """Loss, MAEs and the trivial baseline's MAEs of the eval model over one validation loader."""
+        model = self.eval_model
         sums = torch.zeros(len(TERMS), 2, dtype=torch.float64, device=self.dist.device)
         base_sums = torch.zeros_like(sums)
         counts = torch.zeros(len(TERMS), dtype=torch.float64, device=self.dist.device)
-        by_source = SourceErrors(model.sources, self.dist.device)
-        for item in self.val.loader(0):
+        for item in loader.loader(0):
             clean, noisy = (None if b is None else b.to(self.dist.device) for b in (item.clean, item.noisy))
             errors, base = {}, {}
             if clean is not None and self.clean_out:
@@ -188,17 +222,7 @@ class Trainer:
         all_reduce_sum(sums)
         all_reduce_sum(base_sums)
         all_reduce_sum(counts)
-        values = metrics(self.objective, sums, counts, base_sums)
-        values.update(by_source.values())
-        self.last_val = values
-        self.schedule.observe(values["loss"])
-        self.log.event("val", self.state.step, values)
-        s = self.state
-        if s.best_val is None or values["loss"] < s.best_val:
-            s.best_val, s.best_step = values["loss"], s.step
-            if self.dist.is_main:
-                ckpt.export_model(self.run_dir / BEST, self.ema.state_dict(self.engine.module),
-                                  self._export_meta(values))
+        return metrics(self.objective, sums, counts, base_sums)
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -207,6 +231,7 @@ class Trainer:
                  "normalization": self.meta["normalization"]}
         path = ckpt.save_checkpoint(self.run_dir, self.state.step, self.engine, state, self.ema.shadow,
                                     rank=self.dist.rank, keep=self.cfg.train.keep_checkpoints)
+        self._checkpointed_step = self.state.step
         self.log.line(f"checkpoint {path}")
 
     def _export_meta(self, val: dict) -> dict:

@@ -34,6 +34,7 @@ from foundation.train.objectives import Objective
 from foundation.train.replay import build_replay_loader
 from foundation.train.run_layout import RunLayout
 from foundation.train.schedule import LRSchedule
+from foundation.train.validation import split_by_source
 
 __all__ = ["TrainTask", "load_train_config", "request_stop", "run_training"]
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
@@ -164,7 +165,8 @@ def run_training(config: TrainRunConfig) -> dict:
                                         **common)
         else:
             train = build_loader(config.data, config.data.train_split, builder, train=True, **common)
-        val = build_loader(config.data, config.data.val_split, builder, train=False, **common)
+        val, val_excluded = split_by_source(build_loader(config.data, config.data.val_split, builder, train=False,
+                                                         **common), config.data.validation_sources)
         engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
         ema = EMA(engine.module, config.engine.ema_decay)
         schedule = LRSchedule(config.schedule, config.optimizer, config.train.max_steps)
@@ -185,7 +187,8 @@ def run_training(config: TrainRunConfig) -> dict:
         meta = {"model": to_dict(model.config), "normalization": normalization}
         if start is not None:
             meta["parent"] = start.parent.identity
-        trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta)
+        trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta,
+                          val_excluded=val_excluded)
         with writing(run_dir):
             summary = trainer.run()
         clean = True

@@ -1,0 +1,98 @@
+"""Validation on chosen sources (data.validation_sources): DFT frames make the validation loss, teacher frames are
+reported apart; early stopping (train.early_stop_patience) stops after that many validations without a new best."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+
+from foundation.config import ConfigError
+from foundation.data.ase_convert import frame_from_atoms
+from foundation.data.writer import write_dataset
+from foundation.train.config import load_train_config
+from foundation.train.datasets import BatchBuilder
+from foundation.train.loader import build_split_loader
+from foundation.train.runner import run_training
+from foundation.train.validation import EXCLUDED, source_matches, split_by_source
+from tests.conftest import FIXTURES
+from tests.train.helpers import element_references, real_frames, tiny_config
+
+
+def teacher_frames() -> list:
+    """The three CHGNet-labelled fixture frames, with their own source tags (synthetic-chgnet-0.3.0-...)."""
+    return [frame_from_atoms(a, frame_id=a.info["frame_id"], structure_id=a.info["structure_id"],
+                             source=a.info["source"])
+            for a in ase.io.iread(FIXTURES / "teacher" / "teacher-chgnet-sample.extxyz", index=":")]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """24 DFT training frames; validation: 8 DFT frames (MPtrj) and 3 teacher frames, interleaved."""
+    dft, teacher = real_frames(32), teacher_frames()
+    val = dft[24:28] + teacher[:2] + dft[28:32] + teacher[2:]
+    path = tmp_path_factory.mktemp("mixed") / "dataset"
+    write_dataset(path, {"train": dft[:24], "val": val}, shard_size=5,
+                  element_references=element_references(dft + teacher))
+    return path, val
+
+
+def mean_abs_force(frames) -> float:
+    return float(np.mean(np.abs(np.concatenate([f.forces.reshape(-1) for f in frames]))))
+
+
+def test_patterns_match_source_tags():
+    assert source_matches("MPtrj", ["MPtrj", "Alexandria"]) and source_matches("synthetic-chgnet-0.3.0-relax",
+                                                                              ["synthetic-*"])
+    assert not source_matches("synthetic-chgnet-0.3.0-relax", ["MPtrj", "Internal"])
+    assert not source_matches("mptrj", ["MPtrj"])  # tags are case-sensitive
+
+
+def test_split_keeps_matching_frames_in_one_loader_and_the_rest_in_another(mixed):
+    path, val = mixed
+    cfg = load_train_config(tiny_config(path, path.parent / "run"))
+    loader = build_split_loader(cfg.data, "val", BatchBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=0,
+                                train=False)
+    kept, other = split_by_source(loader, ["MPtrj"])
+    ids = lambda ld: [fid for item in ld.loader(0) for fid in item.clean.frame_ids]  # noqa: E731
+    assert ids(kept) == [f.frame_id for f in val if f.source == "MPtrj"]
+    assert ids(other) == [f.frame_id for f in val if f.source != "MPtrj"] and len(ids(other)) == 3
+    assert split_by_source(loader, []) == (loader, None)
+    assert split_by_source(loader, ["MPtrj", "synthetic-*"])[1] is None
+    with pytest.raises(ValueError, match=r"no validation frame.*'MPtrj', 'synthetic-chgnet-0.3.0-"):
+        split_by_source(loader, ["Alexandria"])
+
+
+def test_run_validates_on_dft_frames_and_reports_teacher_frames_apart(mixed, tmp_path):
+    path, val = mixed
+    cfg = tiny_config(path, tmp_path / "run", data={"path": str(path), "max_atoms": 48, "num_workers": 0,
+                                                     "validation_sources": ["MPtrj"]},
+                      train={"max_steps": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2, "progress": False})
+    out = run_training(load_train_config(cfg))["val"]
+    # the trivial baseline predicts zero forces: its force MAE is the mean |F| of exactly the frames validated
+    dft = [f for f in val if f.source == "MPtrj"]
+    teacher = [f for f in val if f.source != "MPtrj"]
+    assert out["forces_baseline_mae"] == pytest.approx(mean_abs_force(dft), rel=1e-5)
+    assert out[EXCLUDED + "forces_baseline_mae"] == pytest.approx(mean_abs_force(teacher), rel=1e-5)
+    assert np.isfinite(out[EXCLUDED + "forces_mae"]) and np.isfinite(out[EXCLUDED + "loss"])
+    assert mean_abs_force(dft) != pytest.approx(mean_abs_force(dft + teacher), rel=1e-3)
+
+
+def test_early_stopping_after_patience_validations_and_on_resume(mixed, tmp_path):
+    path, _ = mixed
+    # lr far below the weights' float32 resolution: the validation loss soon stops improving (zero biases still move)
+    cfg = load_train_config(tiny_config(path, tmp_path / "run", optimizer={"lr": 1e-14},
+                                        train={"max_steps": 40, "log_every": 2, "val_every": 2, "checkpoint_every": 4,
+                                               "early_stop_patience": 2, "progress": False}))
+    summary = run_training(cfg)
+    assert summary["early_stopped"] and summary["step"] == summary["best_step"] + 2 * 2 < 40
+    again = run_training(cfg)  # resumed: stops at once, at the same step
+    assert again["early_stopped"] and again["step"] == summary["step"]
+
+
+def test_bad_options_are_config_errors(mixed, tmp_path):
+    path, _ = mixed
+    with pytest.raises(ConfigError, match="early_stop_patience"):
+        load_train_config(tiny_config(path, tmp_path, train={"early_stop_patience": -1}))
+    with pytest.raises(ConfigError, match="validation_sources"):
+        load_train_config(tiny_config(path, tmp_path, data={"path": str(path), "validation_sources": [" "]}))
