@@ -1,1 +1,2 @@
-"""Scaling-law fits, the compute-optimal frontier and the sweep report."""
+"""Scaling-law fits by study design (data scaling, iso-FLOP profiles), predictions beyond the grid, and the sweep
+report."""

@@ -1,9 +1,11 @@
-"""Scaling-law figures as PNG bytes (matplotlib, Agg): loss against parameters, against data (with the
-joint fit), and against FLOPs with the measured frontier and the joint fit's compute-optimal loss."""
+"""Scaling-law figures as PNG bytes (matplotlib, Agg), drawn from cells (seed means, error bars = seed sd):
+loss against parameters and against data with the fits and their bands (data_scaling), the joint fit, and the
+iso-FLOP profiles with N_opt(C), L_opt(C) (iso_flop). Cells near the baseline are drawn hollow; the trivial
+baselines are grey crosses; the predicted point is red (interval) beside its measurement (star)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -13,7 +15,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from foundation.evals.report.figures import figure_png  # noqa: E402
-from foundation.studies.scaling.analysis import COMBINED, Analysis, value  # noqa: E402
+from foundation.studies.scaling.analysis import COMBINED, Analysis  # noqa: E402
+from foundation.studies.scaling.readouts import baseline_value, value  # noqa: E402
 
 DISPLAY_NAMES = {COMBINED: "combined loss"}  # how a fitted quantity is named on plots and tables
 
@@ -44,48 +47,79 @@ def _curve(ax, fit, xs: np.ndarray, colour, label: str, *extra: np.ndarray) -> N
         ax.fill_between(xs, band[0], band[1], color=colour, alpha=0.15, lw=0)
 
 
-def size_figure(points: Sequence[dict], analysis: Analysis, law: str) -> bytes:
-    """Loss against N (law 'L(N)', coloured by D) or D (law 'L(D)', coloured by N), with the 1-D fit and band."""
+def _cells(ax, cells: Sequence[dict], x_key: str, q: str, colour, label: str) -> None:
+    """Seed means with seed-sd error bars (hollow: near the baseline) and the baselines as grey crosses."""
+    cells = sorted(cells, key=lambda c: c[x_key])
+    xs = [c[x_key] for c in cells]
+    ys = [value(c, q) for c in cells]
+    err = [c["sd"][q] or 0.0 for c in cells]
+    ax.plot(xs, ys, ":", color=colour, lw=0.7)
+    for x, y, e, c in zip(xs, ys, err, cells):
+        ax.errorbar([x], [y], yerr=[e], fmt="o", ms=4, color=colour, capsize=2, lw=0.8,
+                    mfc="none" if c["near_baseline"][q] else colour)
+    ax.plot([], [], "o", color=colour, ms=4, label=label)
+    bases = [(x, baseline_value(c, q)) for x, c in zip(xs, cells) if baseline_value(c, q) is not None]
+    if bases:
+        ax.plot(*zip(*bases), "x", color="0.6", ms=4)
+
+
+def _prediction(ax, prediction: dict[str, Any] | None, x: float) -> None:
+    if not prediction or prediction.get("refused"):
+        return
+    lo, hi = prediction["interval"]
+    ax.errorbar([x], [prediction["loss"]], yerr=[[prediction["loss"] - lo], [hi - prediction["loss"]]], fmt="s",
+                color="red", ms=4, capsize=3, mfc="none", label="predicted")
+    measured = prediction.get("comparison", {}).get("measured")
+    if measured is not None:
+        ax.plot([x], [measured], "*", color="red", ms=8, label="measured")
+
+
+def size_figure(analysis: Analysis, law: str, prediction: dict[str, Any] | None = None) -> bytes:
+    """Loss against N (law 'L(N)', one colour per D) or D (law 'L(D)', per N), error bars, the fit and band."""
     x_key, group_key = ("n_params", "frames") if law == "L(N)" else ("frames", "n_params")
-    top_steps = max(p["steps"] for p in points)
-    chosen = [p for p in points if p["steps"] == top_steps]
-    groups = sorted({p[group_key] for p in chosen})
+    cells = analysis.cells
+    groups = sorted({c[group_key] for c in cells})
     fig, axes = _panels(analysis.quantities)
-    xs = np.geomspace(min(p[x_key] for p in chosen) / 1.3, max(p[x_key] for p in chosen) * 1.3, 100)
+    x_max = max(c[x_key] for c in cells)
+    if prediction and not prediction.get("refused") and prediction.get("law") == law:
+        x_max = max(x_max, prediction["n_params" if law == "L(N)" else "frames"])
+    xs = np.geomspace(min(c[x_key] for c in cells) / 1.3, x_max * 1.3, 100)
     for ax, q in zip(axes, analysis.quantities):
         for g, colour in zip(groups, _colours(len(groups))):
-            members = sorted((p for p in chosen if p[group_key] == g), key=lambda p: p[x_key])
-            ax.plot([p[x_key] for p in members], [value(p, q) for p in members], "o:", color=colour, ms=4, lw=0.7,
-                    label=f"{'D' if group_key == 'frames' else 'N'}={g:.3g}")
+            _cells(ax, [c for c in cells if c[group_key] == g], x_key, q, colour,
+                   f"{'D' if group_key == 'frames' else 'N'}={g:.3g}")
         fit = analysis.fits[q].get(law)
         if fit is not None:
             exp_name = "alpha" if law == "L(N)" else "beta"
             ci = fit.ci[exp_name] if fit.ci else None
             text = f"{exp_name}={fit.params[exp_name]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
             _curve(ax, fit, xs, "k", f"fit: {text}")
+        if q == COMBINED and prediction and prediction.get("law") == law:
+            _prediction(ax, prediction, prediction["n_params" if law == "L(N)" else "frames"])
         _log_axes(ax)
         ax.set_xlabel("parameters N" if law == "L(N)" else "training frames D")
         ax.set_title(DISPLAY_NAMES.get(q, q), fontsize=9)
         ax.legend(fontsize=6)
-    axes[0].set_ylabel("final validation value")
+    axes[0].set_ylabel("validation value (x: trivial baseline)")
     return figure_png(fig)
 
 
-def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
+def joint_figure(analysis: Analysis, prediction: dict[str, Any] | None = None) -> bytes:
     """Combined loss against D for every model size, with the joint fit's curve per size and its band."""
     fit = analysis.fits[COMBINED]["L(N,D)"]
-    top_steps = max(p["steps"] for p in points)
-    chosen = [p for p in points if p["steps"] == top_steps]
-    sizes = sorted({p["n_params"] for p in chosen})
+    cells = analysis.cells
+    sizes = sorted({c["n_params"] for c in cells})
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
-    ds = np.geomspace(min(p["frames"] for p in chosen) / 1.3, max(p["frames"] for p in chosen) * 1.3, 100)
+    d_max = max([c["frames"] for c in cells] + ([prediction["frames"]] if prediction else []))
+    ds = np.geomspace(min(c["frames"] for c in cells) / 1.3, d_max * 1.3, 100)
     for n, colour in zip(sizes, _colours(len(sizes))):
-        members = sorted((p for p in chosen if p["n_params"] == n), key=lambda p: p["frames"])
-        ax.plot([p["frames"] for p in members], [p[COMBINED] for p in members], "o", color=colour, ms=4)
-        ax.plot(ds, fit.predict(np.full_like(ds, n), ds), color=colour, lw=1.1, label=f"N={n:.3g}")
+        _cells(ax, [c for c in cells if c["n_params"] == n], "frames", COMBINED, colour, f"N={n:.3g}")
+        ax.plot(ds, fit.predict(np.full_like(ds, n), ds), color=colour, lw=1.1)
         band = fit.band(np.full_like(ds, n), ds)
         if band is not None:
             ax.fill_between(ds, band[0], band[1], color=colour, alpha=0.12, lw=0)
+    if prediction and prediction.get("law") == "L(N,D)":
+        _prediction(ax, prediction, prediction["frames"])
     p = fit.params
     ax.set_title(f"joint fit: alpha={p['alpha']:.2f}, beta={p['beta']:.2f}, E={p['E']:.3g}", fontsize=9)
     _log_axes(ax)
@@ -95,35 +129,61 @@ def joint_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
     return figure_png(fig)
 
 
-def frontier_figure(points: Sequence[dict], analysis: Analysis) -> bytes:
-    """Combined loss against training FLOPs: every point, the measured frontier, the joint fit's optimum."""
+def profiles_figure(analysis: Analysis) -> bytes:
+    """Iso-FLOP profiles: combined loss against N per budget, the parabolas and their optima."""
+    budgets = sorted({c["budget"] for c in analysis.cells})
+    profiles = {p.budget: p for p in analysis.profiles}
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    sizes = sorted({p["n_params"] for p in points})
-    for n, colour in zip(sizes, _colours(len(sizes))):
-        members = [p for p in points if p["n_params"] == n]
-        ax.scatter([p["flops"] for p in members], [p[COMBINED] for p in members], color=colour, s=16,
-                   label=f"N={n:.3g}")
-    by_id = {p["point_id"]: p for p in points}
-    front = [by_id[i] for i in analysis.frontier]
-    ax.step([p["flops"] for p in front], [p[COMBINED] for p in front], where="post", color="k", lw=1,
-            label="measured frontier")
-    if analysis.allocation:
-        ax.plot([r["flops"] for r in analysis.allocation], [r["loss"] for r in analysis.allocation], "r--", lw=1,
-                label="joint fit, optimal N and D")
+    for budget, colour in zip(budgets, _colours(len(budgets))):
+        members = [c for c in analysis.cells if c["budget"] == budget]
+        _cells(ax, members, "n_params", COMBINED, colour, f"C={budget:.3g}")
+        profile = profiles.get(budget)
+        if profile is not None:
+            ns = np.geomspace(min(c["n_params"] for c in members) / 1.2, max(c["n_params"] for c in members) * 1.2, 60)
+            ax.plot(ns, np.exp(np.polyval(profile.coefficients, np.log(ns))), color=colour, lw=1)
+            ax.plot([profile.n_opt], [profile.loss_opt], "D", color=colour, ms=6, mec="k",
+                    mfc=colour if profile.bracketed else "none")
     _log_axes(ax)
-    ax.set_xlabel("training FLOPs (counted)")
+    ax.set_xlabel("parameters N")
     ax.set_ylabel(DISPLAY_NAMES[COMBINED])
+    ax.set_title("iso-FLOP profiles (diamond: optimum)", fontsize=9)
     ax.legend(fontsize=6)
     return figure_png(fig)
 
 
-def scaling_figures(points: Sequence[dict], analysis: Analysis) -> dict[str, bytes]:
+def compute_laws_figure(analysis: Analysis) -> bytes:
+    """N_opt and L_opt against the budget, with the profiles' intervals and the fitted power laws."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.1))
+    for ax, (law, attr) in zip(axes, (("N_opt(C)", "n_opt"), ("L_opt(C)", "loss_opt"))):
+        for p in analysis.profiles:
+            ci = p.to_json()[f"{attr}_ci"]
+            y = getattr(p, attr)
+            yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
+            ax.errorbar([p.budget], [y], yerr=yerr, fmt="o", color="k", ms=4, capsize=2,
+                        mfc="k" if p.bracketed else "none")
+        fit = analysis.compute_laws.get(law)
+        if fit is not None:
+            cs = np.geomspace(min(fit["budgets"]) / 1.5, max(fit["budgets"]) * 1.5, 50)
+            ax.plot(cs, fit["coefficient"] * cs ** fit["exponent"], "r-", lw=1,
+                    label=f"exponent {fit['exponent']:.2f}")
+            ax.legend(fontsize=6)
+        _log_axes(ax)
+        ax.set_xlabel("training FLOPs C (counted)")
+        ax.set_title(law, fontsize=9)
+    return figure_png(fig)
+
+
+def scaling_figures(analysis: Analysis, prediction: dict[str, Any] | None = None) -> dict[str, bytes]:
     """Every figure the analysis supports, by file name (figures/NAME.png), in report order."""
     figures = {}
+    if analysis.design == "iso_flop":
+        figures["isoflop_profiles"] = profiles_figure(analysis)
+        if analysis.profiles:
+            figures["compute_optimal"] = compute_laws_figure(analysis)
+        return figures
     for law, name in (("L(N)", "loss_vs_params"), ("L(D)", "loss_vs_data")):
-        if len({p["n_params" if law == "L(N)" else "frames"] for p in points}) > 1:
-            figures[name] = size_figure(points, analysis, law)
+        if len({c["n_params" if law == "L(N)" else "frames"] for c in analysis.cells}) > 1:
+            figures[name] = size_figure(analysis, law, prediction)
     if "L(N,D)" in analysis.fits[COMBINED]:
-        figures["joint_fit"] = joint_figure(points, analysis)
-    figures["compute_frontier"] = frontier_figure(points, analysis)
+        figures["joint_fit"] = joint_figure(analysis, prediction)
     return figures

@@ -10,6 +10,8 @@ geometric mean inside the optimiser so the amplitudes stay O(1); the reported A 
 original units. Intervals come from a pairs bootstrap (points resampled with replacement, refitted) when
 there are at least two distinct points per parameter, else from a residual bootstrap (log residuals
 resampled onto the fitted curve); a fit with no more points than parameters is exact and has none.
+With `sigma` (each point's uncertainty of its log loss, e.g. the seed spread of its mean) the residuals are
+weighted by 1/sigma.
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ class PowerLawFit:
         """The fitted curve at sizes `x` (one array for L(N)/L(D), two for L(N,D))."""
         return _EVALUATORS[self.form](np.array(list(self.params.values())), *x)
 
+    def curves(self, *x: np.ndarray) -> np.ndarray:
+        """(n_boot, len(x)): every bootstrap sample's curve at `x`."""
+        return np.stack([_EVALUATORS[self.form](s, *x) for s in self.samples]).reshape(self.samples.shape[0], -1)
+
     def band(self, *x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Pointwise bootstrap interval of the curve at `x`, or None without bootstrap samples."""
         if self.samples.shape[0] == 0:
             return None
-        curves = np.stack([_EVALUATORS[self.form](s, *x) for s in self.samples])
+        curves = self.curves(*x)
         tail = 100 * (1 - self.confidence) / 2
         return np.percentile(curves, tail, axis=0), np.percentile(curves, 100 - tail, axis=0)
 
@@ -102,16 +108,18 @@ class _SingleProblem:
         self.x_ref = float(np.exp(np.mean(np.log(x))))
         self.ymin = float(y.min())
 
-    def solve(self, x: np.ndarray, y: np.ndarray, starts: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    def solve(self, x: np.ndarray, y: np.ndarray, starts: Sequence[np.ndarray] | None = None,
+              w: np.ndarray | None = None) -> np.ndarray:
         u, logy = x / self.x_ref, np.log(y)
+        w = np.ones_like(y) if w is None else w
 
         def residuals(t: np.ndarray) -> np.ndarray:
-            return np.log(np.exp(t[0]) * u ** -t[1] + t[2]) - logy
+            return w * (np.log(np.exp(t[0]) * u ** -t[1] + t[2]) - logy)
 
         def jacobian(t: np.ndarray) -> np.ndarray:
             term = np.exp(t[0]) * u ** -t[1]
             pred = term + t[2]
-            return np.stack([term / pred, -term * np.log(u) / pred, 1.0 / pred], axis=1)
+            return w[:, None] * np.stack([term / pred, -term * np.log(u) / pred, 1.0 / pred], axis=1)
 
         lower = np.array([-50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, self.ymin])
@@ -136,17 +144,18 @@ class _JointProblem:
         self.ymin = float(y.min())
 
     def solve(self, n: np.ndarray, d: np.ndarray, y: np.ndarray,
-              starts: Sequence[np.ndarray] | None = None) -> np.ndarray:
+              starts: Sequence[np.ndarray] | None = None, w: np.ndarray | None = None) -> np.ndarray:
         un, ud, logy = n / self.n_ref, d / self.d_ref, np.log(y)
+        w = np.ones_like(y) if w is None else w
 
         def residuals(t: np.ndarray) -> np.ndarray:
-            return np.log(np.exp(t[0]) * un ** -t[1] + np.exp(t[2]) * ud ** -t[3] + t[4]) - logy
+            return w * (np.log(np.exp(t[0]) * un ** -t[1] + np.exp(t[2]) * ud ** -t[3] + t[4]) - logy)
 
         def jacobian(t: np.ndarray) -> np.ndarray:
             ta, tb = np.exp(t[0]) * un ** -t[1], np.exp(t[2]) * ud ** -t[3]
             pred = ta + tb + t[4]
-            return np.stack([ta / pred, -ta * np.log(un) / pred, tb / pred, -tb * np.log(ud) / pred, 1.0 / pred],
-                            axis=1)
+            return w[:, None] * np.stack([ta / pred, -ta * np.log(un) / pred, tb / pred, -tb * np.log(ud) / pred,
+                                          1.0 / pred], axis=1)
 
         lower = np.array([-50.0, 0.0, -50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, 50.0, MAX_EXPONENT, self.ymin])
@@ -162,10 +171,21 @@ class _JointProblem:
         return np.array([t[4], np.exp(t[0]) * self.n_ref ** t[1], t[1], np.exp(t[2]) * self.d_ref ** t[3], t[3]])
 
 
+def weights_from_sigma(sigma: Sequence[float] | None, n: int) -> np.ndarray:
+    """Residual weights 1/sigma scaled to mean 1 (ones without sigma); sigma must be finite and positive."""
+    if sigma is None:
+        return np.ones(n)
+    s = np.asarray(sigma, float)
+    if s.shape != (n,) or not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise ValueError(f"sigma must hold {n} finite positive uncertainties, got {s}")
+    return (1 / s) / np.mean(1 / s)
+
+
 def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarray, make_problem: Callable,
-         n_boot: int, confidence: float, seed: int) -> PowerLawFit:
+         n_boot: int, confidence: float, seed: int, sigma: Sequence[float] | None = None) -> PowerLawFit:
     problem = make_problem(*xs, y)
-    best = problem.solve(*xs, y)
+    w = weights_from_sigma(sigma, len(y))
+    best = problem.solve(*xs, y, w=w)
     params = problem.to_params(best)
     pred = _EVALUATORS[form](params, *xs)
     rmse = float(np.sqrt(np.mean(np.log(pred / y) ** 2)))
@@ -181,11 +201,11 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
         if method == "pairs":
             if len(np.unique(keys[idx], axis=0)) <= problem.n_params:
                 continue  # a resample with too few distinct sizes cannot pin the parameters
-            sample_x, sample_y = [x[idx] for x in xs], y[idx]
+            sample_x, sample_y, sample_w = [x[idx] for x in xs], y[idx], w[idx]
         else:
-            sample_x, sample_y = list(xs), pred * np.exp(residuals[idx])
+            sample_x, sample_y, sample_w = list(xs), pred * np.exp(residuals[idx]), w
         try:
-            t = problem.solve(*sample_x, sample_y, starts=[best])
+            t = problem.solve(*sample_x, sample_y, starts=[best], w=sample_w)
         except (RuntimeError, ValueError):
             continue
         samples.append(problem.to_params(t))
@@ -201,20 +221,20 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
 
 
 def fit_power_law(x: Sequence[float], loss: Sequence[float], *, variable: str = "N", n_boot: int = 500,
-                  confidence: float = 0.95, seed: int = 0) -> PowerLawFit:
+                  confidence: float = 0.95, seed: int = 0, sigma: Sequence[float] | None = None) -> PowerLawFit:
     """Fit L(x) = A x^-alpha + L_inf (variable "N") or B x^-beta + L_inf (variable "D")."""
     x_arr, y = np.asarray(x, float), np.asarray(loss, float)
     _check(y, x_arr)
     if variable not in ("N", "D"):
         raise ValueError(f"variable must be 'N' or 'D', got {variable!r}")
     names = ("A", "alpha", "L_inf") if variable == "N" else ("B", "beta", "L_inf")
-    return _fit(f"L({variable})", names, [x_arr], y, _SingleProblem, n_boot, confidence, seed)
+    return _fit(f"L({variable})", names, [x_arr], y, _SingleProblem, n_boot, confidence, seed, sigma)
 
 
 def fit_joint(n: Sequence[float], d: Sequence[float], loss: Sequence[float], *, n_boot: int = 500,
-              confidence: float = 0.95, seed: int = 0) -> PowerLawFit:
+              confidence: float = 0.95, seed: int = 0, sigma: Sequence[float] | None = None) -> PowerLawFit:
     """Fit L(N, D) = E + A N^-alpha + B D^-beta."""
     n_arr, d_arr, y = np.asarray(n, float), np.asarray(d, float), np.asarray(loss, float)
     _check(y, n_arr, d_arr)
     return _fit("L(N,D)", ("E", "A", "alpha", "B", "beta"), [n_arr, d_arr], y, _JointProblem, n_boot,
-                confidence, seed)
+                confidence, seed, sigma)

@@ -94,6 +94,11 @@ def representative_batches(natoms: np.ndarray, max_atoms: int, n_batches: int, s
     return batches + [current] if current and len(batches) < n_batches else batches
 
 
+def parameter_count(model: torch.nn.Module) -> int:
+    """Every parameter of the model (N of the scaling laws)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> RunCost:
     """Parameter count and counted FLOPs per optimizer step of a TrainRunConfig on its own training split:
     the model's forward (outputs the objective needs, derivatives included), the objective's loss and
@@ -119,7 +124,7 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
 
         steps.append(training_step_flops(model, step_loss, frames=len(index), atoms=int(batch.natoms.sum())))
     accum = cfg.engine.grad_accum
-    return RunCost(n_params=sum(p.numel() for p in model.parameters()),
+    return RunCost(n_params=parameter_count(model),
                    flops_per_step=accum * float(np.mean([s.flops for s in steps])),
                    frames_per_step=accum * float(np.mean([s.frames for s in steps])),
                    atoms_per_step=accum * float(np.mean([s.atoms for s in steps])))

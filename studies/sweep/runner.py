@@ -21,7 +21,9 @@ from foundation.files import write_text_atomic
 from foundation.studies.sweep.flops import measure_run_cost
 from foundation.studies.sweep.grid import SweepPoint, point_hash
 from foundation.train.config import load_train_config
+from foundation.train.run_layout import BEST, MODEL_META
 from foundation.train.runner import run_training
+from foundation.train.validation import EXCLUDED
 
 DONE = "sweep_point.json"
 FAILED = "sweep_failed.json"
@@ -61,8 +63,46 @@ def final_val_metrics(summary: dict[str, Any], names: Iterable[str], run_dir: Pa
     return values
 
 
-def _resolved_config(point: SweepPoint, steps: int) -> Any:
-    return load_train_config(point.train_config, [f"train.max_steps={steps}"])
+def baseline_name(metric: str) -> str | None:
+    """The trivial baseline's counterpart of a validation metric (forces_mae -> forces_baseline_mae), or None."""
+    return metric[:-len("_mae")] + "_baseline_mae" if metric.endswith("_mae") else None
+
+
+def combined(values: dict[str, float], weights: dict[str, float]) -> float | None:
+    """sum of weight x value over the weighted metrics; None when one is missing."""
+    if any(name not in values for name in weights):
+        return None
+    return sum(w * values[name] for name, w in weights.items())
+
+
+def baseline_metrics(val: dict[str, Any], names: Iterable[str]) -> dict[str, float]:
+    """The trivial baselines' values of the named metrics (under the metric's own name), where logged."""
+    out = {}
+    for name in names:
+        base = baseline_name(name)
+        if base is not None and val.get(base) is not None:
+            out[name] = float(val[base])
+    return out
+
+
+def _resolved_config(point: SweepPoint, steps: int, extra: Sequence[str] = ()) -> Any:
+    return load_train_config(point.train_config, [f"train.max_steps={steps}", *extra])
+
+
+def _budget_steps(point: SweepPoint, cost: Any, frames: int) -> tuple[int, list[str]]:
+    """The step cap of a point and the training overrides its design adds: FLOPs budgets buy steps at the
+    measured cost; a convergence point gets max_passes passes, a validation (and checkpoint) every
+    validate_every_passes passes, and early stopping after `patience` validations without a new best."""
+    if point.budget_kind == "steps":
+        return int(point.budget), []
+    if point.budget_kind == "flops":
+        return max(1, round(point.budget / cost.flops_per_step)), []
+    conv = point.convergence or {}
+    per_pass = frames / cost.frames_per_step
+    every = max(int(conv["min_validate_steps"]), round(conv["validate_every_passes"] * per_pass))
+    steps = max(every, math.ceil(conv["max_passes"] * per_pass))
+    return steps, [f"train.val_every={every}", f"train.checkpoint_every={every}",
+                   f"train.early_stop_patience={int(conv['patience'])}"]
 
 
 def run_point(point: SweepPoint) -> dict[str, Any]:
@@ -79,27 +119,38 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
     try:
         config_hash = point_hash(point)
         cost = measure_run_cost(_resolved_config(point, 1), point.flops_batches, point.flops_seed)
-        steps = (int(point.budget) if point.budget_kind == "steps"
-                 else max(1, round(point.budget / cost.flops_per_step)))
-        config = _resolved_config(point, steps)
+        subset = Manifest.load(point.data_path).extra.get("subset", {})
+        frames = int(subset.get("frames", point.target_frames))
+        max_steps, extra = _budget_steps(point, cost, frames)
+        config = _resolved_config(point, max_steps, extra)
         start = time.perf_counter()
         summary = run_training(config)
         wall = time.perf_counter() - start
         if summary.get("stopped"):
-            raise SweepError(f"{run_dir}: training was stopped at step {summary.get('step')} before {steps}")
-        metrics = final_val_metrics(summary, point.loss_weights, run_dir)
-        subset = Manifest.load(point.data_path).extra.get("subset", {})
+            raise SweepError(f"{run_dir}: training was stopped at step {summary.get('step')} before {max_steps}")
+        steps = int(summary["step"])
+        converge = point.budget_kind == "converge"
+        # a converged point is read at its best validation (the weights early stopping keeps), others at the end
+        val = json.loads((run_dir / BEST / MODEL_META).read_text())["val"] if converge else summary["val"]
+        metrics = final_val_metrics({"val": val}, point.loss_weights, run_dir)
+        baselines = baseline_metrics(val, point.loss_weights)
         devices = 1  # the local driver trains in one process; a multi-process point records its world size
         result = {
-            "point_id": point.point_id, "config_hash": config_hash, "model": point.model,
+            "point_id": point.point_id, "config_hash": config_hash, "model": point.model, "role": point.role,
             "n_params": cost.n_params, "target_frames": point.target_frames,
-            "frames": int(subset.get("frames", point.target_frames)), "structures": subset.get("structures"),
+            "frames": frames, "structures": subset.get("structures"),
             "seed": point.seed, "budget_kind": point.budget_kind, "budget": point.budget, "steps": steps,
+            "max_steps": max_steps, "passes": steps * cost.frames_per_step / frames,
+            "early_stopped": bool(summary.get("early_stopped")), "hit_cap": converge and steps >= max_steps,
+            "best_step": summary.get("best_step"), "val_every": config.train.val_every,
             "flops_per_step": cost.flops_per_step, "frames_per_step": cost.frames_per_step,
             "atoms_per_step": cost.atoms_per_step, "flops_per_frame": cost.flops_per_frame,
             "flops": cost.flops_per_step * steps, "wall_s": wall, "devices": devices,
-            "device_hours": wall * devices / 3600.0, "metrics": metrics,
-            "loss": sum(w * metrics[name] for name, w in point.loss_weights.items()), "run_dir": str(run_dir),
+            "device_hours": wall * devices / 3600.0, "metrics": metrics, "baseline_metrics": baselines,
+            "excluded_metrics": {k[len(EXCLUDED):]: float(v) for k, v in val.items()
+                                 if k.startswith(EXCLUDED) and v is not None},
+            "loss": combined(metrics, point.loss_weights),
+            "baseline_loss": combined(baselines, point.loss_weights), "run_dir": str(run_dir),
         }
         write_text_atomic(run_dir / DONE, json.dumps(result, indent=1) + "\n")
         return result
@@ -121,8 +172,10 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
             if missing:
                 raise SweepError(f"{point.run_dir}/{DONE}: no final {missing}; the sweep's `loss` names metrics this "
                                  f"point did not record ({sorted(result['metrics'])})")
-            # the combined loss follows the sweep's current weights (they are not part of the point's hash)
-            result["loss"] = sum(w * result["metrics"][name] for name, w in point.loss_weights.items())
+            # the combined losses follow the sweep's current weights (they are not part of the point's hash)
+            result["loss"] = combined(result["metrics"], point.loss_weights)
+            result["baseline_loss"] = combined(result.get("baseline_metrics", {}), point.loss_weights)
+            result.setdefault("role", point.role)
             done.append(result)
         elif state == "failed":
             failed.append(json.loads((Path(point.run_dir) / FAILED).read_text()))

@@ -57,3 +57,9 @@ def test_bad_input_is_an_error():
         fit_power_law([1, 2, 3, 4], [0.1, -0.2, 0.3, 0.4])
     with pytest.raises(ValueError, match="one length"):
         fit_joint([1, 2], [1, 2, 3], [0.1, 0.2])
+
+
+def test_sigmas_must_be_finite_and_positive():
+    d = np.geomspace(100, 1e5, 7)
+    with pytest.raises(ValueError, match="sigma must hold 7 finite positive"):
+        fit_power_law(d, 0.8 * d ** -0.26, variable="D", n_boot=0, sigma=[0.1] * 6 + [0.0])

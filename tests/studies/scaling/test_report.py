@@ -1,71 +1,82 @@
-"""The sweep report from synthetic points: fits recover the generating law, files are complete and consistent."""
+"""The sweep report from synthetic points: the fits valid for the design recover the generating law, the others
+are refused with the reason, files are complete and consistent."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-
+from foundation.studies.scaling.analysis import FitRules
 from foundation.studies.scaling.report import write_scaling_report
+from tests.studies.scaling.synthetic import data_points, isoflop_points, results
 
 
-def synthetic_results(n_sizes=(2e4, 1e5, 5e5, 2e6), d_sizes=(200, 800, 3200, 12800), steps=(1000,)) -> dict:
-    rng = np.random.default_rng(0)
-    points = []
-    for n in n_sizes:
-        for d in d_sizes:
-            for s in steps:
-                force = 0.02 + 4 * n ** -0.35 + 1.5 * d ** -0.3
-                energy = force / 10
-                noise = np.exp(rng.normal(0, 0.01, 2))
-                metrics = {"val/force_mae": force * noise[0], "val/energy_mae": energy * noise[1]}
-                points.append({"point_id": f"n{int(n)}-d{d}-s{s}", "model": f"n{int(n)}", "n_params": int(n),
-                               "frames": d, "steps": s, "frames_per_step": 8, "flops_per_frame": 30 * n,
-                               "flops": 30 * n * 8 * s, "device_hours": 0.01, "metrics": metrics,
-                               "loss": sum(metrics.values())})
-    return {"sweep": {"name": "synthetic", "base_config": "base.yaml", "data_source": "data", "data_seed": 0,
-                      "loss_formula": "1 x val/force_mae + 1 x val/energy_mae", "command": "foundation sweep ..."},
-            "created": "now", "confidence": 0.95, "metric_names": ["val/force_mae", "val/energy_mae"],
-            "points": points, "failed": [{"point_id": "broken", "error": "RuntimeError: boom"}], "pending": []}
-
-
-def test_report_fits_the_generating_law_and_embeds_every_figure(tmp_path):
-    paths = write_scaling_report(synthetic_results(), tmp_path, n_boot=40)
-    results = json.loads(paths["results.json"].read_text())
-    fits = results["analysis"]["fits"]
-    joint = fits["val/force_mae"]["L(N,D)"]
-    assert abs(joint["params"]["alpha"] - 0.35) < 0.05 and abs(joint["params"]["beta"] - 0.3) < 0.05
-    assert set(fits["loss"]) == {"L(N)", "L(D)", "L(N,D)"}
-    assert fits["loss"]["L(N)"]["n_points"] == 4 and fits["loss"]["L(N,D)"]["n_points"] == 16
-    # at a fixed step budget FLOPs do not grow with D: the cheapest model's best point is its largest D
-    assert results["analysis"]["frontier"][0] == "n20000-d12800-s1000"
-    assert abs(results["analysis"]["flops_model"]["exponent"] - 1.0) < 1e-9
-    assert len(results["analysis"]["allocation"]) == 7
-    html = paths["report.html"].read_text()
+def test_data_scaling_report_fits_the_generating_law_and_refuses_compute_fits(tmp_path):
+    paths = write_scaling_report(results(data_points()), tmp_path, FitRules(n_boot=40))
+    out = json.loads(paths["results.json"].read_text())
+    analysis = out["analysis"]
+    joint = analysis["fits"]["forces_mae"]["L(N,D)"]
+    for name, truth in (("alpha", 0.35), ("beta", 0.3)):
+        lo, hi = joint["ci"][name]
+        assert lo <= truth <= hi and abs(joint["params"][name] - truth) < 0.06
+    assert joint["n_points"] == 24  # cells (seed means), not runs
+    assert set(analysis["fits"]["loss"]) == {"L(D)", "L(N,D)"} and analysis["weighted"]["loss"]["L(D)"]
+    # four model sizes: L(N) has 4 cells for 3 parameters, fewer than 2 per parameter
+    assert "4 cells for 3 parameters" in analysis["refused"]["loss"]["L(N)"]
+    for fit in ("iso-FLOP profiles", "N_opt(C)", "L_opt(C)"):
+        assert analysis["refused"]["loss"][fit].startswith("not valid for design data_scaling")
+    assert analysis["validity"]["L(N,D)"]["valid"] and not analysis["validity"]["N_opt(C)"]["valid"]
     md = paths["report.md"].read_text()
-    for name in ("loss_vs_params", "loss_vs_data", "joint_fit", "compute_frontier"):
-        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-        assert f"figures/{name}.png" in md
-    assert html.count("data:image/png;base64,") == 4
-    assert "broken" in md and "Frey" in md
+    for name in ("loss_vs_params", "loss_vs_data", "joint_fit"):
+        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"figures/{name}.png" in md
+    assert paths["report.html"].read_text().count("data:image/png;base64,") == 3
+    assert "broken" in md and "Refused fits" in md and "Frey" in md
+    assert "Validation frames of the other sources" in md  # teacher frames' metrics shown apart
 
 
-def test_report_with_too_few_sizes_says_which_laws_it_skipped(tmp_path):
-    results = synthetic_results(n_sizes=(1e5,), d_sizes=(100, 400, 1600))
-    paths = write_scaling_report(results, tmp_path, n_boot=20)
+def test_iso_flop_report_shows_profiles_and_refuses_the_data_laws(tmp_path):
+    paths = write_scaling_report(results(isoflop_points(), "iso_flop"), tmp_path,
+                                 FitRules(design="iso_flop", n_boot=60))
     analysis = json.loads(paths["results.json"].read_text())["analysis"]
-    assert "L(N)" in analysis["skipped"] and "L(N,D)" in analysis["skipped"]
-    assert analysis["fits"]["loss"]["L(D)"]["ci"] is None  # three points, three parameters: exact
-    assert "not fitted" in paths["report.md"].read_text()
+    assert len(analysis["profiles"]) == 4 and set(analysis["compute_laws"]) == {"N_opt(C)", "L_opt(C)"}
+    assert analysis["refused"]["loss"]["L(N,D)"].startswith("not valid for design iso_flop")
+    assert not analysis["fits"]["loss"]
+    assert set(p.name for p in (tmp_path / "figures").glob("*.png")) == {"isoflop_profiles.png",
+                                                                        "compute_optimal.png"}
+    assert "N_opt(C) = " in paths["report.md"].read_text()
 
 
-def test_partial_grid_fits_each_law_where_the_points_allow(tmp_path):
-    results = synthetic_results()
-    # the largest model has finished only two data sizes: L(D) falls back to a model with all four
-    results["points"] = [p for p in results["points"] if not (p["n_params"] == 2e6 and p["frames"] < 3200)]
-    paths = write_scaling_report(results, tmp_path, n_boot=20)
+def test_fixed_steps_report_refuses_every_fit(tmp_path):
+    points = data_points()
+    paths = write_scaling_report(results(points, "fixed_steps"), tmp_path, FitRules(design="fixed_steps", n_boot=10))
     analysis = json.loads(paths["results.json"].read_text())["analysis"]
-    assert analysis["fits"]["loss"]["L(D)"]["n_points"] == 4
-    assert set(analysis["selections"]["L(D)"]) == {f"n500000-d{d}-s1000" for d in (200, 800, 3200, 12800)}
-    assert analysis["fits"]["loss"]["L(N)"]["n_points"] == 4
+    assert not any(analysis["fits"].values())
+    assert all("passes over the data move together" in why for why in analysis["refused"]["loss"].values())
+    assert "Frey" not in paths["report.md"].read_text()
 
+
+def test_near_baseline_cells_are_flagged_counted_and_left_out(tmp_path):
+    points = data_points()
+    weak = {p["point_id"] for p in points if p["n_params"] == 2e4 and p["frames"] <= 200}  # 2 cells, 4 runs
+    for p in points:
+        if p["point_id"] in weak:
+            p["baseline_loss"] = p["loss"] * 1.05  # within 5% of the trivial baseline
+    paths = write_scaling_report(results(points), tmp_path, FitRules(n_boot=20))
+    analysis = json.loads(paths["results.json"].read_text())["analysis"]
+    assert sorted(analysis["near_baseline"]["loss"]) == ["n20000-D100-conv", "n20000-D200-conv"]
+    assert analysis["near_baseline"]["forces_mae"] == []  # its own baseline is far
+    assert analysis["fits"]["loss"]["L(N,D)"]["n_points"] == 22
+    assert analysis["fits"]["forces_mae"]["L(N,D)"]["n_points"] == 24
+    assert "loss: 2 of 24 (n20000-D100-conv, n20000-D200-conv)" in paths["report.md"].read_text().replace(
+        "combined loss", "loss")
+
+
+def test_flagged_cells_can_leave_too_few_and_the_reason_says_so(tmp_path):
+    points = [p for p in data_points() if p["n_params"] == 2e6]  # one model: L(D) only
+    for p in points:
+        if p["frames"] == 100:
+            p["baseline_loss"] = p["loss"]
+    analysis = json.loads(write_scaling_report(results(points), tmp_path, FitRules(n_boot=10))["results.json"]
+                          .read_text())["analysis"]
+    assert analysis["refused"]["loss"]["L(D)"] == ("5 cells (1 more left out near the baseline) for 3 parameters; "
+                                                   "the fit needs at least 6 (2 per parameter)")
+    assert "L(D)" in analysis["fits"]["forces_mae"]

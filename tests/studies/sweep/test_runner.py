@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from foundation.data.writer import write_dataset
@@ -63,3 +64,49 @@ def test_a_point_that_raises_in_its_process_is_recorded_failed_and_the_sweep_goe
     assert points_to_run(pts, [pts[1].point_id]) == [pts[1]]
     with pytest.raises(SweepError, match="no such point"):
         points_to_run(pts, ["nope"])
+
+
+def test_budgets_become_step_caps_and_convergence_overrides():
+    from types import SimpleNamespace
+
+    from foundation.studies.sweep.runner import _budget_steps
+
+    cost = SimpleNamespace(frames_per_step=5.0, flops_per_step=100.0)
+    point = SimpleNamespace(budget_kind="flops", budget=1e4, convergence=None)
+    assert _budget_steps(point, cost, 50) == (100, [])
+    conv = {"max_passes": 10, "patience": 3, "validate_every_passes": 0.5, "min_validate_steps": 2}
+    point = SimpleNamespace(budget_kind="converge", budget=10, convergence=conv)
+    # 50 frames at 5 per step: 10 steps a pass; a validation every 5 steps; 100 steps at most
+    assert _budget_steps(point, cost, 50) == (100, ["train.val_every=5", "train.checkpoint_every=5",
+                                                    "train.early_stop_patience=3"])
+    assert _budget_steps(point, cost, 10)[1][0] == "train.val_every=2"  # never more often than min_validate_steps
+
+
+def test_a_converged_point_records_steps_passes_stop_baselines_and_dft_only_validation(tmp_path):
+    from foundation.studies.sweep.study import prepare_sweep
+    from tests.studies.sweep.test_grid import converge_mapping
+    from tests.train.helpers import element_references, real_frames
+    from tests.train.test_validation import teacher_frames
+
+    dft, teacher = real_frames(20), teacher_frames()
+    write_dataset(tmp_path / "src", {"train": dft[:12], "val": dft[12:] + teacher},
+                  element_references=element_references(dft + teacher))
+    mapping = converge_mapping(tmp_path, data={"source": str(tmp_path / "src"), "frames": [8]}, prediction=None,
+                               readout={"validation_sources": ["MPtrj"]}, loss={"forces_mae": 1.0},
+                               convergence={"max_passes": 3, "patience": 2, "validate_every_passes": 1.0,
+                                            "min_validate_steps": 1})
+    mapping["models"] = [{"name": "a", "model": "scalable-xs", "overrides": {"backbone.hidden": 4,
+                                                                            "backbone.layers": 1}}]
+    point = prepare_sweep(load_sweep_config(mapping), progress=False)[0]
+    result = run_point(point)
+    assert result["role"] == "grid" and 1 <= result["steps"] <= result["max_steps"]
+    assert result["passes"] == pytest.approx(result["steps"] * result["frames_per_step"] / result["frames"])
+    assert result["hit_cap"] == (result["steps"] >= result["max_steps"]) and result["val_every"] >= 1
+    assert result["early_stopped"] or result["hit_cap"]
+    best = json.loads((Path(point.run_dir) / "best" / "model.json").read_text())["val"]
+    assert result["metrics"] == {"forces_mae": best["forces_mae"]}  # read at the best validation
+    mptrj_val = np.concatenate([f.forces.reshape(-1) for f in dft[12:]])  # zero forces: the baseline's MAE
+    assert result["baseline_metrics"]["forces_mae"] == pytest.approx(np.abs(mptrj_val).mean(), rel=1e-5)
+    assert result["baseline_loss"] == result["baseline_metrics"]["forces_mae"]
+    assert "forces_mae" in result["excluded_metrics"]  # the teacher frames, reported apart
+    assert collect([point])["points"][0]["loss"] == result["loss"]
