@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from foundation.config import save_config
+from foundation.config import ConfigError, save_config
 from foundation.data.manifest import Manifest
 from foundation.jobs import Batch, job_folder, run_items
 from foundation.models import build_potential
@@ -35,8 +35,11 @@ def prepare_sweep(config: SweepConfig, *, progress: bool = True) -> list[SweepPo
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / RESOLVED_NAME)
-    write_nested_subsets(config.data.source, out / "data", data_sizes(config), seed=config.data.seed,
-                         progress=progress)
+    try:
+        write_nested_subsets(config.data.source, out / "data", data_sizes(config), seed=config.data.seed,
+                             progress=progress)
+    except ValueError as exc:  # a size beyond the training split
+        raise ConfigError(f"data.frames / prediction.frames: {config.data.source}: {exc}") from None
     return expand_grid(config)
 
 

@@ -53,7 +53,8 @@ def isoflop_points(budgets=(1e10, 1e11, 1e12, 1e13), per_budget=6, seeds=(0, 1),
 
 def results(points, design="data_scaling") -> dict:
     return {"sweep": {"name": "synthetic", "design": design, "base_config": "base.yaml", "data_source": "data",
-                      "data_seed": 0, "validation_sources": ["MPtrj"], "loss_formula": "1 x forces_mae + 1 x energy_mae",
+                      "data_seed": 0, "validation_sources": ["MPtrj"],
+                      "loss_formula": "1 x forces_mae + 1 x energy_mae",
                       "command": "foundation sweep ..."},
             "created": "now", "confidence": 0.95, "metric_names": list(METRICS), "points": points,
             "failed": [{"point_id": "broken", "error": "RuntimeError: boom"}], "pending": []}

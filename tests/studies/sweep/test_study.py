@@ -109,3 +109,13 @@ def test_a_refused_prediction_runs_nothing_and_says_why(sweep, monkeypatch):
     assert summary["prediction"]["refused"].startswith("no fit covers")
     assert "The point was not run" in Path(summary["paths"]["report.md"]).read_text()
     assert summary["pending"] == []
+
+
+def test_a_size_beyond_the_training_split_is_a_config_error(tmp_path):
+    from foundation.config import ConfigError
+
+    write_dataset(tmp_path / "src", {"train": [full_frame(seed=i) for i in range(30)]})
+    config = load_sweep_config(converge_mapping(tmp_path, data={"source": str(tmp_path / "src"), "frames": SIZES},
+                                                prediction={"frames": 500}))
+    with pytest.raises(ConfigError, match=r"prediction.frames: .*subset size 500 is outside 1..30"):
+        study.prepare_sweep(config, progress=False)
