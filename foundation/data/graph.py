@@ -38,8 +38,9 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
 
     positions (N,3); cell (B,3,3), rows are lattice vectors; pbc (B,3) bool; batch (N,) long, the structure index of
     each atom, non-decreasing. Returns edge_index (2,E) long and shifts (E,3) in positions' dtype with
-    integer values, such that vec = positions[j] - positions[i] + shifts @ cell[batch[i]] has 0 < |vec| < cutoff
-    (self-images included, i == j with zero shift never). ``max_neighbours`` keeps the nearest per atom i; ties are
+    integer values, such that vec = positions[j] - positions[i] + shifts @ cell[batch[i]] has |vec| < cutoff; like
+    ASE, an atom is never its own neighbour with a zero shift (its periodic images are), while two distinct atoms at
+    the same place are neighbours at distance 0. ``max_neighbours`` keeps the nearest per atom i; ties are
     broken by j, then by shift (lexicographic), so the result is deterministic. Edges come in lexicographic
     (i, j, shift) order, the same on every device and for either search. Distances are evaluated in the
     positions' dtype: pass float64 to get ASE's edge set exactly.
@@ -59,28 +60,26 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         frame = _search_frame(cell, pbc)
         inv = torch.linalg.inv(frame)
         frac = torch.einsum("ni,nik->nk", pos, inv[batch])
-        wrap = torch.where(pbc[batch], torch.floor(frac), torch.zeros_like(frac))
-        frac = frac - wrap
-        rounded_up = pbc[batch] & (frac >= 1)  # x - floor(x) can round to 1.0; keep wrapped coordinates in [0, 1)
-        wrap = wrap + rounded_up
-        frac = torch.where(rounded_up, frac - 1, frac)
         reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
         _check_image_budget(reach, pbc, cell, cutoff)
-        metric = frame @ frame.transpose(1, 2)
-        metric6 = metric[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * pos.new_tensor([1, 1, 1, 2, 2, 2])
-        space = _Space(frac, wrap, batch, torch.cat([reach, metric6], dim=1), pbc, bool((~pbc).any()), cutoff)
+        space = _Space(frac, batch, reach, frame, pbc, bool((~pbc).any()), cutoff)
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
         max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
-        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets, max_neighbours is not None))
+        keep_dist2 = max_neighbours is not None
+        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets, keep_dist2))
                  for chunk in _pair_chunks(natoms, max_pairs)]
         parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b]), max_pairs))
                   for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
         if not parts:
             return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
-        parts = [_finish(space, *part, max_neighbours) for _, part in sorted(parts, key=lambda p: p[0])]
+        parts = [part for _, part in sorted(parts, key=lambda p: p[0])]
+        if max_neighbours is not None:
+            parts = [_nearest(*part, max_neighbours) for part in parts]
+        if len(parts) == 1:
+            return parts[0][0], parts[0][1]
         return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
 
 
@@ -134,15 +133,25 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
     return frame
 
 
+# Columns of _Space.constants, per atom: in the frame where the lattice rows are triangular, a0 = (x0, y0, z0),
+# a1 = (0, y1, z1), a2 = (0, 0, z2), |f0 a0 + f1 a1 + f2 a2|^2 = (x0 f0)^2 + (y0 f0 + y1 f1)^2 + (z0 f0 + z1 f1 + z2 f2)^2
+# for fractional coordinates f. Per atom with fractional coordinates (f0, f1, f2): f0, f0 -+ reach0 (the S0 range
+# bounds of its pairs), t1 = f1 + ey f0 and t2 = f2 + kz0 f0 + kz f1 (pair differences of which are the centres of
+# the S1 and S2 ranges); per structure: ey = y0 / y1, kz0 = z0 / z2, kz = z1 / z2, cy = (cutoff / y1)^2,
+# xy = (x0 / y1)^2, rr = (y1 / z2)^2, and the frame itself (see _all_pairs_search).
+_F0, _LOW0, _HIGH0, _T1, _T2, _EY, _KZ0, _KZ, _CY, _XY, _RR, _X0, _Y0, _Y1, _Z0, _Z1, _Z2 = range(17)
+
+
 @dataclass
 class _Space:
-    """What the searches share: wrapped fractional coordinates (N,3), per structure ``table`` (B,9) = reach (the
-    cutoff in fractional units per axis) and the metric's 6 coefficients (see _dist2), pbc, the cutoff."""
+    """What the searches share: fractional coordinates (N,3) in the search frame (not wrapped), the structure of each
+    atom, per structure the reach (the cutoff in fractional units per axis, (B,3)) and the search frame (B,3,3),
+    pbc, the cutoff."""
 
     frac: Tensor
-    wrap: Tensor  # frac = original fractional coordinates - wrap (integers, 0 on non-periodic axes)
     batch: Tensor
-    table: Tensor
+    reach: Tensor
+    frame: Tensor
     pbc: Tensor
     partial: bool  # some structure has a non-periodic axis
     cutoff: float
@@ -150,16 +159,26 @@ class _Space:
     def __post_init__(self) -> None:
         # Contiguous columns: gathers with sorted indices from 1-d tensors are several times faster than row gathers.
         self.frac_columns = tuple(self.frac.T.contiguous())
-        self.table_columns = tuple(self.table.T.contiguous())
-        self.pbc_columns = tuple(self.pbc.T.contiguous())
-        self.wrapped = bool(self.wrap.any())  # positions outside their cell (else shifts are the images)
-
-
-def _dist2(f: Tensor, g6: Tensor) -> Tensor:
-    """Squared length of fractional vectors f (E,3) under metric coefficients g6 (E,6) or (6,)."""
-    f0, f1, f2 = f.unbind(1)
-    g = g6.unbind(-1)
-    return f0 * (g[0] * f0 + g[3] * f1 + g[4] * f2) + f1 * (g[1] * f1 + g[5] * f2) + g[2] * f2 * f2
+        r = torch.linalg.qr(self.frame.flip(1).transpose(1, 2)).R  # columns a2, a1, a0 = Q R, R upper triangular
+        z2, z1, z0, y1, y0, x0 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2], r[:, 1, 1], r[:, 1, 2], r[:, 2, 2]
+        ey, kz0, kz = y0 / y1, z0 / z2, z1 / z2
+        per_structure = torch.stack([self.reach[:, 0], ey, kz0, kz, (self.cutoff / y1) ** 2, (x0 / y1) ** 2,
+                                     (y1 / z2) ** 2, x0, y0, y1, z0, z1, z2], dim=1).index_select(0, self.batch)
+        reach0, ey, kz0, kz = per_structure[:, :4].unbind(1)
+        f0, f1, f2 = self.frac.unbind(1)
+        per_atom = torch.stack([f0, f0 - reach0, f0 + reach0, f1 + ey * f0, f2 + kz0 * f0 + kz * f1, ey], dim=1)
+        self.constants = tuple(torch.cat([per_atom, per_structure[:, 2:]], dim=1).T.contiguous())
+        metric = self.frame @ self.frame.transpose(1, 2)
+        self.metric6 = metric[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * self.frame.new_tensor([1, 1, 1, 2, 2, 2])
+        # Rounding margins of the S1 and S2 ranges, in lattice units: near a tangent, the square root of the
+        # rounding of a squared length ~ eps * cutoff^2, over the axis' lattice spacing.
+        root_eps = 10 * torch.finfo(self.frac.dtype).eps ** 0.5
+        self.margin1 = root_eps * (1 + float((self.cutoff / y1.abs()).max())) if y1.numel() else 0.0
+        self.margin2 = root_eps * (1 + float((self.cutoff / z2.abs()).max())) if z2.numel() else 0.0
+        # Per atom, the range a shift may take on each axis: anything on periodic axes, 0 on the others.
+        infinite = torch.full_like(self.reach, float("inf"))
+        low, high = torch.where(self.pbc, -infinite, 0.0), torch.where(self.pbc, infinite, 0.0)
+        self.bounds = tuple(torch.cat([low, high], dim=1).index_select(0, self.batch).T.contiguous())
 
 
 def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
@@ -178,134 +197,213 @@ def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
 
 
 def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor, keep_dist2: bool):
-    """Edges of ``structs``: each unordered pair i <= j of a structure with its box of image shifts, then the
-    mirror images (j, i, -S) of the i < j edges, in lexicographic (i, j, S) order (squared distances too if
-    ``keep_dist2``, else None)."""
-    n = natoms.index_select(0, structs)
-    first = offsets.index_select(0, structs)
-    total = int(n.sum())
-    start = torch.cumsum(n, 0) - n
-    atoms = torch.repeat_interleave(first - start, n, output_size=total) + torch.arange(total, device=n.device)
-    later = torch.repeat_interleave(first + n, n, output_size=total) - atoms  # j = i .. end of its structure
-    pair_atom, rank = _ranks(later)
-    i = atoms.index_select(0, pair_atom)
-    j = i + rank
-    i, j, image, dist2 = _expand_images(space, i, j)
-    return _with_mirrors(i, j, image, dist2 if keep_dist2 else None)
+    """Edges of ``structs`` (consecutive structures), made in lexicographic (i, j, S) order: edge_index (2,E), shifts
+    (E,3) and, if ``keep_dist2``, squared lengths (else None).
 
-
-def _with_mirrors(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor | None):
-    """The edges (i, j, S), i <= j, in lexicographic order, merged with the mirrors (j, i, -S) of those with i < j.
-
-    Per atom a, its mirrors (j < a) come before its own edges (j >= a): only the mirrors need sorting, and each
-    edge's place follows from per-atom counts, so both halves are written straight into their final positions."""
-    mirror = torch.nonzero(i != j).squeeze(1)
-    if not i.numel():
-        return i, j, image, dist2
-    mi, mj, mimage = j.index_select(0, mirror), i.index_select(0, mirror), -image.index_select(0, mirror)
-    order = _lexicographic_order(mi, mj, mimage)
-    mirror = mirror.index_select(0, order)
-    mi, mj, mimage = mi.index_select(0, order), mj.index_select(0, order), mimage.index_select(0, order)
-    low = int(i[0])
-    atoms = int(j.max()) - low + 1  # i <= j: every atom of the chunk lies in [low, low + atoms)
-    own, mirrored = torch.bincount(i - low, minlength=atoms), torch.bincount(mi - low, minlength=atoms)
-    total = i.numel() + mi.numel()
-    arange = torch.arange(total, device=i.device)
-    place_own = arange[:i.numel()] + torch.cumsum(mirrored, 0).index_select(0, i - low)
-    place_mirror = arange[:mi.numel()] + (torch.cumsum(own, 0) - own).index_select(0, mi - low)
-
-    def merged(forward: Tensor, backward: Tensor) -> Tensor:
-        out = forward.new_empty((total,) + tuple(forward.shape[1:]))
-        return out.index_copy_(0, place_own, forward).index_copy_(0, place_mirror, backward)
-
-    dist2 = None if dist2 is None else merged(dist2, dist2.index_select(0, mirror))
-    return merged(i, mi), merged(j, mj), merged(image, mimage), dist2
-
-
-def _lexicographic_order(i: Tensor, j: Tensor, image: Tensor) -> Tensor:
-    """The permutation sorting edges by (i, j, S0, S1, S2)."""
-    if not i.numel():
-        return i
-    span = int(image.abs().max()) * 2 + 1
-    low, atoms = int(torch.minimum(i.min(), j.min())), int(torch.maximum(i.max(), j.max())) + 1
-    atoms -= low
-    if atoms * atoms * span ** 3 < 2 ** 62:
-        key = (i - low) * atoms + (j - low)
-        for axis in range(3):
-            key = key * span + (image[:, axis] + span // 2)
-        return torch.sort(key).indices
-    order = torch.arange(i.numel(), device=i.device)
-    for column in (image[:, 2], image[:, 1], image[:, 0], j, i):
-        order = order.index_select(0, torch.sort(column.index_select(0, order), stable=True).indices)
-    return order
-
-
-def _expand_images(space: _Space, i: Tensor, j: Tensor):
-    """For pairs (i, j) (i non-decreasing), every image shift S with 0 < |s_j - s_i + S| < cutoff (S = 0 on
-    non-periodic axes). Returns i, j, S (long) and squared distances, in lexicographic (S0, S1, S2) order per pair.
-
-    S0 and S1 run over the pair's box |s_j - s_i + S|_k <= reach_k; for each (S0, S1) the S2 that can lie within
-    the cutoff solve a quadratic (the metric restricted to axis 2), so nearly every final candidate is an edge.
+    The pairs a <= b of each structure, row by row; per pair the S0 its cutoff sphere reaches (|f0| <= reach0, with
+    f = s_b - s_a + S); per (pair, S0) the S1 the sphere's section at f0 reaches (from the triangular form of the
+    lattice, with a margin for rounding); per (pair, S0, S1) the run of S2 strictly inside the sphere (the
+    quadratic's roots), so every S2 of a run is an edge and nothing is filtered. Only an atom's own zero shift is cut
+    out of its run. The runs of (a, b) serve (b, a) too, reversed and negated, and all runs are laid out in
+    (i, j, S) order from per-atom counts: nothing is sorted.
     """
-    struct = space.batch.index_select(0, i)
-    reach0, reach1, reach2, g00, g11, g22, g01, g02, g12 = (c.index_select(0, struct) for c in space.table_columns)
-    low, first, size = [], [], []  # per axis: the box's first shift, its fractional component, the box's size
-    for axis, reach in enumerate((reach0, reach1, reach2)):
-        ds = space.frac_columns[axis].index_select(0, j) - space.frac_columns[axis].index_select(0, i)
-        lo, hi = torch.ceil(-reach - ds), torch.floor(reach - ds)
-        if space.partial:
-            periodic = space.pbc_columns[axis].index_select(0, struct)
-            lo = torch.where(periodic, lo, lo.clamp(min=0))
-            hi = torch.where(periodic, hi, hi.clamp(max=0))
-        low.append(lo)
-        first.append(ds + lo)
-        size.append((hi - lo + 1).clamp_(min=0))
-    # Stage 1, one entry per (pair, S0, S1).
-    pair, k = _ranks((size[0] * size[1] * (size[2] > 0)).long())
-    k = k.to(g00.dtype)
-    size1 = size[1].index_select(0, pair)
-    step0 = torch.floor(k / size1)
-    step1 = k - step0 * size1
-    f0 = first[0].index_select(0, pair) + step0
-    f1 = first[1].index_select(0, pair) + step1
-    g22_e = g22.index_select(0, pair)
-    # |f|^2 = g22 f2^2 + 2 b f2 + c for the entry's f0, f1 (g01, g02, g12 hold twice the off-diagonal entries).
-    b = 0.5 * (g02.index_select(0, pair) * f0 + g12.index_select(0, pair) * f1)
-    c = f0 * (g00.index_select(0, pair) * f0 + g01.index_select(0, pair) * f1) + g11.index_select(0, pair) * f1 * f1
-    disc = b * b - g22_e * (c - space.cutoff ** 2)
-    root = torch.sqrt(disc.clamp(min=0))
-    tolerance = 10 * torch.finfo(f0.dtype).eps ** 0.5  # generous: extra candidates are filtered below
-    first2 = first[2].index_select(0, pair)
-    from2 = torch.ceil((-b - root) / g22_e - first2 - tolerance).clamp_(min=0)
-    to2 = torch.minimum(torch.floor((-b + root) / g22_e - first2 + tolerance), size[2].index_select(0, pair) - 1)
-    count2 = torch.where(disc >= 0, (to2 - from2 + 1).clamp(min=0), torch.zeros_like(to2))
-    # Stage 2, one entry per candidate (pair, S0, S1, S2).
-    entry, k2 = _ranks(count2.long())
-    step2 = from2.index_select(0, entry) + k2.to(f0.dtype)
-    f2 = first2.index_select(0, entry) + step2
-    dist2 = c.index_select(0, entry) + f2 * (2 * b.index_select(0, entry) + g22_e.index_select(0, entry) * f2)
-    kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
-    entry = entry.index_select(0, kept)
-    source = pair.index_select(0, entry)
-    image = torch.stack([low[0].index_select(0, source) + step0.index_select(0, entry),
-                         low[1].index_select(0, source) + step1.index_select(0, entry),
-                         low[2].index_select(0, source) + step2.index_select(0, kept)], dim=1).long()
-    return i.index_select(0, source), j.index_select(0, source), image, dist2.index_select(0, kept)
+    device, index_dtype = space.frac.device, torch.float64  # shifts are counted in float64: exact integers
+    begin = int(offsets[structs[0]])
+    end = int(offsets[structs[-1]] + natoms[structs[-1]])
+    atoms = torch.arange(begin, end, device=device)
+    atom_first = offsets.index_select(0, space.batch[begin:end])  # the first atom of each atom's structure
+    constants = [c[begin:end] for c in space.constants]
+    bounds = [c[begin:end] for c in space.bounds]
+    # Level P, one entry per pair (a, b), a <= b: owner = a - begin.
+    owner, first_pair = _owners(atom_first + natoms.index_select(0, space.batch[begin:end]) - atoms)
+    j = torch.arange(owner.numel(), device=device) + (atoms - first_pair).index_select(0, owner)
+    f0_j = space.constants[_F0].index_select(0, j)
+    lo0 = torch.ceil(constants[_LOW0].index_select(0, owner) - f0_j)
+    hi0 = torch.floor(constants[_HIGH0].index_select(0, owner) - f0_j)
+    if space.partial:
+        lo0, hi0 = _clamp(lo0, hi0, bounds, 0, owner)
+    count0 = (hi0 - lo0 + 1).clamp_(min=0).long()
+    ds0 = f0_j - constants[_F0].index_select(0, owner)
+    center1_p = constants[_T1].index_select(0, owner) - space.constants[_T1].index_select(0, j)
+    center2_p = constants[_T2].index_select(0, owner) - space.constants[_T2].index_select(0, j)
+    # Level A, one entry per (pair, S0).
+    pa, first_a = _owners(count0)
+    oa = owner.index_select(0, pa)
+    shift0 = _runs(lo0.to(index_dtype), first_a, pa)
+    s0 = shift0.to(ds0.dtype)
+    f0 = ds0.index_select(0, pa) + s0
+    rem1 = torch.addcmul(constants[_CY].index_select(0, oa), constants[_XY].index_select(0, oa), f0 * f0, value=-1)
+    center1 = torch.addcmul(center1_p.index_select(0, pa), constants[_EY].index_select(0, oa), s0, value=-1)
+    half1 = torch.sqrt(rem1.clamp(min=0)).add_(space.margin1)  # extra S1 are harmless
+    lo1, hi1 = torch.ceil(center1 - half1), torch.floor(center1 + half1)
+    if space.partial:
+        lo1, hi1 = _clamp(lo1, hi1, bounds, 1, oa)
+    count1 = (hi1 - lo1 + 1).clamp_(min=0).long()
+    center2_a = torch.addcmul(center2_p.index_select(0, pa), constants[_KZ0].index_select(0, oa), s0, value=-1)
+    # Level B, one entry per (pair, S0, S1): the run of S2 with |vec| < cutoff.
+    pb, first_b = _owners(count1)
+    ob = oa.index_select(0, pb)
+    shift1 = _runs(lo1.to(index_dtype), first_b, pb)
+    s1 = shift1.to(ds0.dtype)
+    u = s1 - center1.index_select(0, pb)
+    rem2 = torch.addcmul(rem1.index_select(0, pb), u, u, value=-1).clamp_(min=0)
+    half2 = torch.sqrt(rem2.mul_(constants[_RR].index_select(0, ob)))
+    center2 = torch.addcmul(center2_a.index_select(0, pb), constants[_KZ].index_select(0, ob), s1, value=-1)
+    # The run's ends are the roots' strict interior; where a root lies within rounding of an integer, the ends come
+    # from the squared length itself (as near a tangent the roots carry errors ~sqrt(eps)).
+    below, above = center2 - half2, center2.add_(half2)
+    lo2, hi2 = torch.floor(below - space.margin2).add_(1), torch.ceil(above + space.margin2).sub_(1)
+    unsure = torch.nonzero((below.add_(space.margin2) >= lo2) | (above.sub_(space.margin2) <= hi2)).squeeze(1)
+    if space.partial:
+        lo2, hi2 = _clamp(lo2, hi2, bounds, 2, ob)
+    if unsure.numel():
+        pairs = pa.index_select(0, pb.index_select(0, unsure))
+        _exact_ends(space, unsure, lo2, hi2, owner.index_select(0, pairs) + begin, j.index_select(0, pairs),
+                    s0.index_select(0, pb.index_select(0, unsure)), s1.index_select(0, unsure))
+    count2 = (hi2 - lo2 + 1).clamp_(min=0).long()
+    # An atom's own zero shift: its pair (a, a) comes first, then S0 = 0, then S1 = 0; cut out of the run of S2.
+    self_a = first_a.index_select(0, first_pair) - lo0.index_select(0, first_pair).long()
+    self_b = first_b.index_select(0, self_a) - lo1.index_select(0, self_a).long()
+    count2.index_add_(0, self_b, torch.full_like(self_b, -1))
+    # The runs: the B entries with edges; those of each pair, and of each atom as the first atom of its pairs.
+    nonempty = count2 > 0
+    kept = torch.nonzero(nonempty).squeeze(1)
+    if not kept.numel():
+        return (torch.zeros(2, 0, dtype=torch.long, device=device), space.frac.new_zeros(0, 3),
+                space.frac.new_zeros(0) if keep_dist2 else None)
+    runs_before = _extended(torch.cumsum(nonempty, 0) - nonempty.long(), kept.numel())  # per B entry, and the total
+    run_of_pair = runs_before.index_select(0, _extended(first_b, pb.numel()).index_select(0, _extended(first_a, pa.numel())))
+    runs_of_pair = run_of_pair.diff()
+    own_first = run_of_pair.index_select(0, _extended(first_pair, owner.numel()))
+    run_b = pb.index_select(0, kept)
+    own_count = count2.index_select(0, kept)
+    own = torch.stack([shift0.index_select(0, run_b), shift1.index_select(0, kept), lo2.index_select(0, kept).to(index_dtype)],
+                      dim=1)  # a run: S0, S1, its first S2
+    own_i = ob.index_select(0, kept)
+    own_j = j.index_select(0, pa.index_select(0, run_b)) - begin
+    # Mirrored pairs (a, b) for b < a, row by row, each with the runs of (b, a) reversed and negated.
+    mirror_owner, first_mirror = _owners(atoms - atom_first)
+    b = torch.arange(mirror_owner.numel(), device=device) + (atom_first - begin - first_mirror).index_select(
+        0, mirror_owner)
+    source_pair = first_pair.index_select(0, b) + mirror_owner - b
+    mirror_counts = runs_of_pair.index_select(0, source_pair)
+    mirror_pair, first_mirror_run = _owners(mirror_counts)
+    mirror_runs = torch.arange(mirror_pair.numel(), device=device)
+    last = run_of_pair.index_select(0, source_pair) + mirror_counts - 1 + first_mirror_run
+    source = last.index_select(0, mirror_pair) - mirror_runs
+    mirror_first = _extended(first_mirror_run, mirror_pair.numel()).index_select(
+        0, _extended(first_mirror, mirror_owner.numel()))
+    mirror_count = own_count.index_select(0, source)
+    mirrored = own.index_select(0, source).neg_()
+    mirrored[:, 2] -= mirror_count - 1  # the run's last S2, negated
+    # Per atom: its mirrored runs, then its own runs.
+    own_runs, mirror_runs_of_atom = own_first.diff(), mirror_first.diff()
+    place = torch.cumsum(own_runs + mirror_runs_of_atom, 0) - own_runs
+    place_own = torch.arange(kept.numel(), device=device) + (place - own_first[:-1]).index_select(0, own_i)
+    mirror_i = mirror_owner.index_select(0, mirror_pair)
+    place_mirror = mirror_runs + (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i)
+    runs = kept.numel() + mirror_runs.numel()
+
+    def merged(own_part: Tensor, mirror_part: Tensor) -> Tensor:
+        out = own_part.new_empty((runs,) + tuple(own_part.shape[1:]))
+        return out.index_copy_(0, place_own, own_part).index_copy_(0, place_mirror, mirror_part)
+
+    count = merged(own_count, mirror_count)
+    table = merged(own, mirrored)
+    i_run = merged(own_i, mirror_i).add_(begin)
+    j_run = merged(own_j, b.index_select(0, mirror_pair)).add_(begin)
+    # Level E, one entry per edge.
+    pe, first_e = _owners(count)
+    table[:, 2] -= first_e.to(index_dtype)
+    edge_index = torch.empty(2, pe.numel(), dtype=torch.long, device=device)
+    torch.index_select(i_run, 0, pe, out=edge_index[0])
+    torch.index_select(j_run, 0, pe, out=edge_index[1])
+    shifts = table.index_select(0, pe)
+    shifts[:, 2] += torch.arange(pe.numel(), device=device, dtype=index_dtype)
+    # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
+    tail, first_tail = _owners(hi2.index_select(0, self_b).long().clamp_(min=0))
+    self_run = place_own.index_select(0, runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1))
+    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).long(), first_tail, tail)
+    shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
+    shifts = shifts.to(space.frac.dtype)
+    if not keep_dist2:
+        return edge_index, shifts, None
+    return edge_index, shifts, _squared_lengths(space, edge_index, shifts)
+
+
+def _exact_ends(space: _Space, entries: Tensor, lo2: Tensor, hi2: Tensor, i: Tensor, j: Tensor, s0: Tensor,
+                s1: Tensor) -> None:
+    """The runs of S2 of a few (pair, S0, S1) ``entries`` narrowed in place to the S2 in [lo2, hi2] whose squared
+    length, f^T G f with the cell's metric G, is below the cutoff's (empty: lo2 > hi2)."""
+    candidate, first = _owners((hi2.index_select(0, entries) - lo2.index_select(0, entries) + 1).clamp_(min=0).long())
+    s2 = _runs(lo2.index_select(0, entries), first, candidate)
+    i, j = i.index_select(0, candidate), j.index_select(0, candidate)
+    f = torch.stack([column.index_select(0, j) - column.index_select(0, i) + s.index_select(0, candidate)
+                     for column, s in zip(space.frac_columns, (s0, s1))] +
+                    [space.frac_columns[2].index_select(0, j) - space.frac_columns[2].index_select(0, i) + s2], dim=1)
+    inside = torch.nonzero(_dist2(f, space.metric6.index_select(0, space.batch.index_select(0, i))) < space.cutoff ** 2)
+    candidate, s2 = candidate.index_select(0, inside.squeeze(1)), s2.index_select(0, inside.squeeze(1))
+    low = torch.full_like(entries, float("inf"), dtype=lo2.dtype).scatter_reduce_(0, candidate, s2, "amin")
+    high = torch.full_like(entries, -float("inf"), dtype=hi2.dtype).scatter_reduce_(0, candidate, s2, "amax")
+    lo2.index_copy_(0, entries, low)
+    hi2.index_copy_(0, entries, high)
+
+
+def _squared_lengths(space: _Space, edge_index: Tensor, shifts: Tensor) -> Tensor:
+    """|vec|^2 of edges as a sum of squares in the triangular frame (so that symmetric ties stay exact)."""
+    i, j = edge_index
+    f0, f1, f2 = (column.index_select(0, j) - column.index_select(0, i) + shifts[:, axis]
+                  for axis, column in enumerate(space.frac_columns))
+    x0, y0, y1, z0, z1, z2 = (space.constants[k].index_select(0, i) for k in (_X0, _Y0, _Y1, _Z0, _Z1, _Z2))
+    return (x0 * f0) ** 2 + (y0 * f0 + y1 * f1) ** 2 + (z0 * f0 + z1 * f1 + z2 * f2) ** 2
+
+
+def _clamp(low: Tensor, high: Tensor, bounds: list, axis: int, atom: Tensor) -> tuple[Tensor, Tensor]:
+    """A shift range [low, high] limited to 0 on non-periodic axes (bounds: per atom, the low then the high limits)."""
+    return (torch.maximum(low, bounds[axis].index_select(0, atom)),
+            torch.minimum(high, bounds[3 + axis].index_select(0, atom)))
+
+
+def _owners(count: Tensor) -> tuple[Tensor, Tensor]:
+    """For counts c_0, c_1, ... >= 0: the owner o of each of their sum(count) items, in order, and each owner's first
+    item (the exclusive prefix sum)."""
+    end = torch.cumsum(count, 0)
+    first = end - count
+    total = int(end[-1]) if count.numel() else 0
+    marks = torch.zeros(total + 1, dtype=count.dtype, device=count.device)
+    marks.index_add_(0, first, torch.ones_like(count))
+    marks[0] -= 1
+    return torch.cumsum(marks[:total], 0), first
+
+
+def _runs(start: Tensor, first: Tensor, owner: Tensor) -> Tensor:
+    """start[o] + r for the r-th item of each owner o (items in owner order, ``first`` the owners' first items)."""
+    return (torch.arange(owner.numel(), device=owner.device, dtype=start.dtype)
+            + (start - first.to(start.dtype)).index_select(0, owner))
+
+
+def _extended(first: Tensor, total: int) -> Tensor:
+    """Exclusive prefix sums with the total appended (so item ranges of owner o are [out[o], out[o + 1]))."""
+    return torch.cat([first, first.new_full((1,), total)])
 
 
 def _ranks(count: Tensor) -> tuple[Tensor, Tensor]:
     """For counts c_0, c_1, ...: the owner o and the rank r < c_o of each of their sum(count) items."""
-    owner = torch.repeat_interleave(count)
-    rank = torch.arange(owner.numel(), device=count.device) - (torch.cumsum(count, 0) - count).index_select(0, owner)
-    return owner, rank
+    owner, first = _owners(count)
+    return owner, torch.arange(owner.numel(), device=count.device) - first.index_select(0, owner)
 
 
 def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int):
     """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell about
     cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach. Atoms i are
     taken in blocks (~max_pairs / 64 at once), so the working memory stays bounded for any size."""
-    s = space.frac[start:start + n]
-    r, g6, periodic = space.table[b, :3], space.table[b, 3:], space.pbc[b]
+    s, periodic, r = space.frac[start:start + n], space.pbc[b], space.reach[b]
+    wrap = torch.where(periodic, torch.floor(s), torch.zeros_like(s))
+    s = s - wrap
+    rounded_up = periodic & (s >= 1)  # x - floor(x) can round to 1.0; keep wrapped coordinates in [0, 1)
+    wrap, s = wrap + rounded_up, torch.where(rounded_up, s - 1, s)
+    metric = space.frame[b] @ space.frame[b].T
+    g6 = metric[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * s.new_tensor([1, 1, 1, 2, 2, 2])
     lo_s, hi_s = s.min(dim=0).values, s.max(dim=0).values
     # Non-periodic axes: bins cover the atoms' extent; periodic axes: the unit interval.
     origin = torch.where(periodic, torch.zeros_like(lo_s), lo_s)
@@ -345,34 +443,53 @@ def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int)
         f = torch.stack([columns[axis].index_select(0, j_local) - columns[axis].index_select(0, i_local) + images[axis]
                          for axis in range(3)], dim=1)
         dist2 = _dist2(f, g6)
-        kept = torch.nonzero((dist2 < space.cutoff ** 2) & (dist2 > 0)).squeeze(1)
+        kept = torch.nonzero((dist2 < space.cutoff ** 2) & ((dist2 > 0) | (i_local != j_local))).squeeze(1)
         i_local, j_local = i_local.index_select(0, kept), j_local.index_select(0, kept)
         image = torch.stack([image_k.index_select(0, kept) for image_k in images], dim=1)
         dist2 = dist2.index_select(0, kept)
         lexicographic = _lexicographic_order(i_local, j_local, image)
-        parts.append((i_local.index_select(0, lexicographic) + start, j_local.index_select(0, lexicographic) + start,
+        parts.append((i_local.index_select(0, lexicographic), j_local.index_select(0, lexicographic),
                       image.index_select(0, lexicographic), dist2.index_select(0, lexicographic)))
-    return tuple(torch.cat(column) for column in zip(*parts))
+    i_local, j_local, image, dist2 = (torch.cat(column) for column in zip(*parts))
+    shifts = image.to(s.dtype) + wrap.index_select(0, i_local) - wrap.index_select(0, j_local)
+    return torch.stack([i_local + start, j_local + start]), shifts, dist2
+
+
+def _dist2(f: Tensor, g6: Tensor) -> Tensor:
+    """Squared length of fractional vectors f (E,3) under metric coefficients g6 (E,6) or (6,)."""
+    f0, f1, f2 = f.unbind(1)
+    g = g6.unbind(-1)
+    return f0 * (g[0] * f0 + g[3] * f1 + g[4] * f2) + f1 * (g[1] * f1 + g[5] * f2) + g[2] * f2 * f2
+
+
+
+def _lexicographic_order(i: Tensor, j: Tensor, image: Tensor) -> Tensor:
+    """The permutation sorting edges by (i, j, S0, S1, S2)."""
+    if not i.numel():
+        return i
+    span = int(image.abs().max()) * 2 + 1
+    low, atoms = int(torch.minimum(i.min(), j.min())), int(torch.maximum(i.max(), j.max())) + 1
+    atoms -= low
+    if atoms * atoms * span ** 3 < 2 ** 62:
+        key = (i - low) * atoms + (j - low)
+        for axis in range(3):
+            key = key * span + (image[:, axis] + span // 2)
+        return torch.sort(key).indices
+    order = torch.arange(i.numel(), device=i.device)
+    for column in (image[:, 2], image[:, 1], image[:, 0], j, i):
+        order = order.index_select(0, torch.sort(column.index_select(0, order), stable=True).indices)
+    return order
+
 
 
 def _flat_bin(index: Tensor, nbins: Tensor) -> Tensor:
     return (index[:, 0] * nbins[1] + index[:, 1]) * nbins[2] + index[:, 2]
 
 
-def _finish(space: _Space, i: Tensor, j: Tensor, image: Tensor, dist2: Tensor | None, max_neighbours: int | None):
-    """edge_index (2,E) and shifts relative to the unwrapped positions, capped to max_neighbours per atom."""
-    if max_neighbours is not None:
-        keep = torch.nonzero(_nearest(i, j, image, dist2, max_neighbours)).squeeze(1)
-        i, j, image = i.index_select(0, keep), j.index_select(0, keep), image.index_select(0, keep)
-    shifts = image.to(space.frac.dtype)
-    if space.wrapped:
-        shifts = shifts + space.wrap.index_select(0, i) - space.wrap.index_select(0, j)
-    return torch.stack([i, j]), shifts
-
-
-def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbours: int) -> Tensor:
-    """Mask keeping, per atom i, the max_neighbours nearest edges; edges arrive in (i, j, image) lexicographic order,
-    so stable sorts by distance then by i break ties by j then image."""
+def _nearest(edge_index: Tensor, shifts: Tensor, dist2: Tensor, max_neighbours: int) -> tuple[Tensor, Tensor]:
+    """Per atom i, the max_neighbours nearest edges; edges arrive in (i, j, shift) lexicographic order, so stable sorts
+    by distance then by i break ties by j then shift."""
+    i = edge_index[0]
     by_dist = torch.sort(dist2, stable=True).indices
     order = by_dist.index_select(0, torch.sort(i.index_select(0, by_dist), stable=True).indices)
     sorted_i = i.index_select(0, order)
@@ -382,4 +499,5 @@ def _nearest(i: Tensor, j: Tensor, image: Tensor, dist2: Tensor, max_neighbours:
     group_start = torch.cummax(torch.where(new_atom, position, torch.zeros_like(position)), dim=0).values
     keep = torch.zeros_like(i, dtype=torch.bool)
     keep[order[position - group_start < max_neighbours]] = True
-    return keep
+    keep = torch.nonzero(keep).squeeze(1)
+    return edge_index.index_select(1, keep), shifts.index_select(0, keep)

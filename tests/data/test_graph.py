@@ -234,6 +234,13 @@ def test_tiny_cell_has_self_images_and_no_self_edge():
     assert len(got) > 200
 
 
+def test_distinct_atoms_at_the_same_place_are_neighbours_as_in_ase(search):
+    atoms = Atoms("Cu2", positions=[[0.5, 0.6, 0.7], [0.5, 0.6, 0.7]], cell=[3.0, 3.2, 3.4], pbc=True)
+    got = ours([atoms], 4.0)
+    assert_same_graph(got, reference([atoms], 4.0))
+    assert (0, 1, (0, 0, 0)) in got.as_dict() and (0, 0, (0, 0, 0)) not in got.as_dict()
+
+
 def test_mixed_batch_equals_each_structure_alone(search):
     structures = [f() for f in SYNTHETIC.values()] * 2
     assert_same_graph(ours(structures, 4.5), reference(structures, 4.5))
