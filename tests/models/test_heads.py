@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import make_supercell
+from ase.io import read
 
 from foundation.models import build_potential
 
@@ -145,3 +146,23 @@ def test_runner_sets_direct_head_scales_from_the_manifest(make_potential):
     free = make_potential("schnet", energy=False, forces="direct", stress="none")
     apply_normalization(free, normalization, noise_std=None)  # no energy head: only the direct scales
     assert float(free.force_head.scale) == 0.9
+
+
+@pytest.mark.parametrize("size", ["scalable-xs", "scalable-s"])
+def test_untrained_forces_start_at_the_zero_force_baseline(size):
+    """With the energy scale set to the labels' force RMS (as training does), an untrained potential's forces on real
+    DFT frames are a small fraction of the labels, so its force MAE is the zero-force MAE (within 3%), not above it."""
+    from foundation.data.ase_convert import frame_from_atoms
+    from foundation.data.batch import collate_frames
+    from tests.conftest import FIXTURES
+
+    atoms = [a for name in ("mpf-TP-sample.xyz", "mptrj-sample.xyz") for a in read(FIXTURES / "dft" / name, index=":20")]
+    frames = [frame_from_atoms(a, frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms)]
+    labels = np.concatenate([f.forces for f in frames])
+    torch.manual_seed(0)
+    potential = build_potential(size).eval()
+    potential.set_normalization(scale=float(np.sqrt(np.mean(labels ** 2))))
+    forces = potential(collate_frames(frames, potential.cutoff), compute={"forces"})["forces"].double().numpy()
+    zero_mae = np.abs(labels).mean()
+    assert 0 < np.sqrt(np.mean(forces ** 2)) < 0.1 * np.sqrt(np.mean(labels ** 2))
+    assert np.abs(forces - labels).mean() == pytest.approx(zero_mae, rel=0.03)
