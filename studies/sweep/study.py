@@ -16,12 +16,13 @@ from foundation.data.manifest import Manifest
 from foundation.jobs import Batch, job_folder, run_items
 from foundation.models import build_potential
 from foundation.studies.scaling.analysis import FitRules, analyse
-from foundation.studies.scaling.prediction import compare, make_prediction, read_prediction, write_prediction
+from foundation.studies.scaling.prediction import (compare, make_prediction, prediction_path, read_prediction,
+                                                  write_prediction)
 from foundation.studies.scaling.report import write_scaling_report
 from foundation.studies.sweep.config import SweepConfig, load_sweep_config
 from foundation.studies.sweep.flops import parameter_count
 from foundation.studies.sweep.grid import SweepPoint, data_sizes, expand_grid, prediction_points
-from foundation.studies.sweep.runner import collect, point_state, points_to_run, run_point
+from foundation.studies.sweep.runner import SweepError, collect, point_state, points_to_run, run_point
 from foundation.studies.sweep.subsets import write_nested_subsets
 from foundation.train.config import load_train_config
 
@@ -112,6 +113,9 @@ def run_prediction_stage(config: SweepConfig, *, workers: int = 1, retry: Sequen
             return None
         record = predict(config, grid, predicted)
         write_prediction(config.out_dir, record)
+    if record["point_ids"] != [p.point_id for p in predicted]:
+        raise SweepError(f"{prediction_path(config.out_dir)} predicts {record['point_ids']}, not this config's "
+                         f"predicted point {[p.point_id for p in predicted]}; delete it to predict again")
     if record.get("refused"):
         log.warning("no prediction: %s", record["refused"])
         return record

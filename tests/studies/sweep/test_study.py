@@ -119,3 +119,15 @@ def test_a_size_beyond_the_training_split_is_a_config_error(tmp_path):
                                                 prediction={"frames": 500}))
     with pytest.raises(ConfigError, match=r"prediction.frames: .*subset size 500 is outside 1..30"):
         study.prepare_sweep(config, progress=False)
+
+
+def test_a_prediction_of_other_points_is_refused(sweep, monkeypatch):
+    from foundation.studies.scaling.prediction import write_prediction
+    from foundation.studies.sweep.runner import SweepError
+
+    config, grid, _ = sweep
+    write_prediction(config.out_dir, {"point_ids": ["b-D30-conv-seed0"], "refused": None, "loss": 1.0,
+                                      "interval": [0.5, 2.0]})
+    monkeypatch.setattr(study, "run_items", lambda *a, **k: pytest.fail("nothing may run"))
+    with pytest.raises(SweepError, match="delete it to predict again"):
+        study.run_prediction_stage(config)
