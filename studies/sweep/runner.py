@@ -22,6 +22,7 @@ from foundation.studies.sweep.flops import measure_run_cost
 from foundation.studies.sweep.grid import SweepPoint, point_hash
 from foundation.train.config import load_train_config
 from foundation.train.run_layout import BEST, MODEL_META
+from foundation.train.sampler import AtomsBalancedSampler
 from foundation.train.runner import run_training
 from foundation.train.validation import EXCLUDED
 
@@ -89,16 +90,27 @@ def _resolved_config(point: SweepPoint, steps: int, extra: Sequence[str] = ()) -
     return load_train_config(point.train_config, [f"train.max_steps={steps}", *extra])
 
 
-def _budget_steps(point: SweepPoint, cost: Any, frames: int) -> tuple[int, list[str]]:
+def steps_per_pass(config: Any) -> float:
+    """Optimizer steps in one pass over a run's training split: the atoms-balanced sampler's plan of its first
+    epoch (one process), divided by the gradient-accumulation steps."""
+    data = config.data
+    manifest = Manifest.load(data.path)
+    sizes = [s.num_frames for s in manifest.shards_of(data.container, data.train_split)]
+    sampler = AtomsBalancedSampler(manifest.atoms_per_frame(data.container, data.train_split), sizes, data.max_atoms,
+                                   grad_accum=config.engine.grad_accum, seed=config.train.seed, shuffle=data.shuffle)
+    return max(len(sampler.plan(0)) / config.engine.grad_accum, 1.0)
+
+
+def _budget_steps(point: SweepPoint, cost: Any, per_pass: float) -> tuple[int, list[str]]:
     """The step cap of a point and the training overrides its design adds: FLOPs budgets buy steps at the
-    measured cost; a convergence point gets max_passes passes, a validation (and checkpoint) every
-    validate_every_passes passes, and early stopping after `patience` validations without a new best."""
+    measured cost; a convergence point gets max_passes passes (`per_pass` steps each), a validation (and
+    checkpoint) every validate_every_passes passes, and early stopping after `patience` validations without a
+    new best."""
     if point.budget_kind == "steps":
         return int(point.budget), []
     if point.budget_kind == "flops":
         return max(1, round(point.budget / cost.flops_per_step)), []
     conv = point.convergence or {}
-    per_pass = frames / cost.frames_per_step
     every = max(int(conv["min_validate_steps"]), round(conv["validate_every_passes"] * per_pass))
     steps = max(every, math.ceil(conv["max_passes"] * per_pass))
     return steps, [f"train.val_every={every}", f"train.checkpoint_every={every}",
@@ -121,7 +133,8 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
         cost = measure_run_cost(_resolved_config(point, 1), point.flops_batches, point.flops_seed)
         subset = Manifest.load(point.data_path).extra.get("subset", {})
         frames = int(subset.get("frames", point.target_frames))
-        max_steps, extra = _budget_steps(point, cost, frames)
+        per_pass = steps_per_pass(_resolved_config(point, 1))
+        max_steps, extra = _budget_steps(point, cost, per_pass)
         config = _resolved_config(point, max_steps, extra)
         start = time.perf_counter()
         summary = run_training(config)
@@ -140,7 +153,7 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
             "n_params": cost.n_params, "target_frames": point.target_frames,
             "frames": frames, "structures": subset.get("structures"),
             "seed": point.seed, "budget_kind": point.budget_kind, "budget": point.budget, "steps": steps,
-            "max_steps": max_steps, "passes": steps * cost.frames_per_step / frames,
+            "max_steps": max_steps, "passes": steps / per_pass, "steps_per_pass": per_pass,
             "early_stopped": bool(summary.get("early_stopped")), "hit_cap": converge and steps >= max_steps,
             "best_step": summary.get("best_step"), "val_every": config.train.val_every,
             "flops_per_step": cost.flops_per_step, "frames_per_step": cost.frames_per_step,

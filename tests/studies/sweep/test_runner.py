@@ -71,15 +71,32 @@ def test_budgets_become_step_caps_and_convergence_overrides():
 
     from foundation.studies.sweep.runner import _budget_steps
 
-    cost = SimpleNamespace(frames_per_step=5.0, flops_per_step=100.0)
+    cost = SimpleNamespace(flops_per_step=100.0)
     point = SimpleNamespace(budget_kind="flops", budget=1e4, convergence=None)
-    assert _budget_steps(point, cost, 50) == (100, [])
+    assert _budget_steps(point, cost, 10.0) == (100, [])
     conv = {"max_passes": 10, "patience": 3, "validate_every_passes": 0.5, "min_validate_steps": 2}
     point = SimpleNamespace(budget_kind="converge", budget=10, convergence=conv)
-    # 50 frames at 5 per step: 10 steps a pass; a validation every 5 steps; 100 steps at most
-    assert _budget_steps(point, cost, 50) == (100, ["train.val_every=5", "train.checkpoint_every=5",
-                                                    "train.early_stop_patience=3"])
-    assert _budget_steps(point, cost, 10)[1][0] == "train.val_every=2"  # never more often than min_validate_steps
+    # 10 steps a pass: a validation every 5 steps; 100 steps at most
+    assert _budget_steps(point, cost, 10.0) == (100, ["train.val_every=5", "train.checkpoint_every=5",
+                                                      "train.early_stop_patience=3"])
+    assert _budget_steps(point, cost, 2.0)[1][0] == "train.val_every=2"  # never more often than min_validate_steps
+
+
+def test_steps_per_pass_are_one_epoch_of_training(tmp_path):
+    from foundation.studies.sweep.runner import steps_per_pass
+    from foundation.train.config import load_train_config
+    from foundation.train.runner import run_training
+    from tests.train.helpers import make_dataset, tiny_config
+
+    path = make_dataset(tmp_path / "data")  # 48 training frames of <= 12 atoms
+    cfg = tiny_config(path, tmp_path / "run", data={"path": str(path), "max_atoms": 24, "num_workers": 0})
+    per_pass = steps_per_pass(load_train_config(cfg))
+    assert per_pass == int(per_pass) and 1 < per_pass < 48
+    train = {"log_every": 1000, "val_every": 1000, "checkpoint_every": 1000, "progress": False}
+    done = run_training(load_train_config({**cfg, "train": {**train, "max_steps": int(per_pass)}}))
+    assert done["epoch"] == 0  # the first pass used every step of epoch 0 ...
+    more = run_training(load_train_config({**cfg, "train": {**train, "max_steps": int(per_pass) + 1}}))
+    assert more["epoch"] == 1  # ... and the next step starts epoch 1
 
 
 def test_a_converged_point_records_steps_passes_stop_baselines_and_dft_only_validation(tmp_path):
@@ -100,7 +117,7 @@ def test_a_converged_point_records_steps_passes_stop_baselines_and_dft_only_vali
     point = prepare_sweep(load_sweep_config(mapping), progress=False)[0]
     result = run_point(point)
     assert result["role"] == "grid" and 1 <= result["steps"] <= result["max_steps"]
-    assert result["passes"] == pytest.approx(result["steps"] * result["frames_per_step"] / result["frames"])
+    assert result["passes"] == pytest.approx(result["steps"] / result["steps_per_pass"])
     assert result["hit_cap"] == (result["steps"] >= result["max_steps"]) and result["val_every"] >= 1
     assert result["early_stopped"] or result["hit_cap"]
     best = json.loads((Path(point.run_dir) / "best" / "model.json").read_text())["val"]
