@@ -59,10 +59,9 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         _check_inputs(pos, cell, pbc, batch)
         frame = _search_frame(cell, pbc)
         inv = torch.linalg.inv(frame)
-        frac = torch.einsum("ni,nik->nk", pos, inv[batch])
         reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
         _check_image_budget(reach, pbc, cell, cutoff)
-        space = _Space(frac, batch, reach, frame, pbc, bool((~pbc).any()), cutoff)
+        space = _Space(pos, inv, batch, reach, frame, pbc, bool((~pbc).any()), cutoff)
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
@@ -137,18 +136,20 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
 # a1 = (0, y1, z1), a2 = (0, 0, z2), |f0 a0 + f1 a1 + f2 a2|^2 = (x0 f0)^2 + (y0 f0 + y1 f1)^2 + (z0 f0 + z1 f1 + z2 f2)^2
 # for fractional coordinates f. Per atom with fractional coordinates (f0, f1, f2): f0, f0 -+ reach0 (the S0 range
 # bounds of its pairs), t1 = f1 + ey f0 and t2 = f2 + kz0 f0 + kz f1 (pair differences of which are the centres of
-# the S1 and S2 ranges); per structure: ey = y0 / y1, kz0 = z0 / z2, kz = z1 / z2, cy = (cutoff / y1)^2,
-# xy = (x0 / y1)^2, rr = (y1 / z2)^2, and the frame itself (see _all_pairs_search).
-_F0, _LOW0, _HIGH0, _T1, _T2, _EY, _KZ0, _KZ, _CY, _XY, _RR, _X0, _Y0, _Y1, _Z0, _Z1, _Z2 = range(17)
+# the S1 and S2 ranges); of its structure: ey = y0 / y1, kz0 = z0 / z2, kz = z1 / z2, cy = (cutoff / y1)^2,
+# xy = (x0 / y1)^2, rr = (y1 / z2)^2 (see _all_pairs_search).
+_F0, _LOW0, _HIGH0, _T1, _T2, _EY, _KZ0, _KZ, _CY, _XY, _RR = range(11)
 
 
 @dataclass
 class _Space:
-    """What the searches share: fractional coordinates (N,3) in the search frame (not wrapped), the structure of each
-    atom, per structure the reach (the cutoff in fractional units per axis, (B,3)) and the search frame (B,3,3),
-    pbc, the cutoff."""
+    """What the searches share: per atom the fractional coordinates in the search frame (not wrapped) as columns and
+    the constants above, its structure; per structure the reach (the cutoff in fractional units per axis, (B,3)),
+    the search frame (B,3,3), the triangular frame (B,6: x0, y0, y1, z0, z1, z2), the metric (B,6, see _dist2), pbc;
+    the cutoff, and rounding margins."""
 
-    frac: Tensor
+    positions: Tensor
+    inverse: Tensor  # of the search frame
     batch: Tensor
     reach: Tensor
     frame: Tensor
@@ -157,28 +158,30 @@ class _Space:
     cutoff: float
 
     def __post_init__(self) -> None:
-        # Contiguous columns: gathers with sorted indices from 1-d tensors are several times faster than row gathers.
-        self.frac_columns = tuple(self.frac.T.contiguous())
+        # Columns, not rows: gathers with sorted indices from 1-d tensors are several times faster than row gathers.
+        per_atom = [column.index_select(0, self.batch) for column in self.inverse.reshape(-1, 9).T]
+        p0, p1, p2 = self.positions.T
+        self.frac_columns = tuple(torch.addcmul(torch.addcmul(p0 * per_atom[k], p1, per_atom[3 + k]), p2, per_atom[6 + k])
+                                  for k in range(3))
         r = torch.linalg.qr(self.frame.flip(1).transpose(1, 2)).R  # columns a2, a1, a0 = Q R, R upper triangular
         z2, z1, z0, y1, y0, x0 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2], r[:, 1, 1], r[:, 1, 2], r[:, 2, 2]
-        ey, kz0, kz = y0 / y1, z0 / z2, z1 / z2
-        per_structure = torch.stack([self.reach[:, 0], ey, kz0, kz, (self.cutoff / y1) ** 2, (x0 / y1) ** 2,
-                                     (y1 / z2) ** 2, x0, y0, y1, z0, z1, z2], dim=1).index_select(0, self.batch)
-        reach0, ey, kz0, kz = per_structure[:, :4].unbind(1)
-        f0, f1, f2 = self.frac.unbind(1)
-        per_atom = torch.stack([f0, f0 - reach0, f0 + reach0, f1 + ey * f0, f2 + kz0 * f0 + kz * f1, ey], dim=1)
-        self.constants = tuple(torch.cat([per_atom, per_structure[:, 2:]], dim=1).T.contiguous())
+        self.triangular = torch.stack([x0, y0, y1, z0, z1, z2], dim=1)
+        reach0, ey, kz0, kz, cy, xy, rr = (column.index_select(0, self.batch) for column in (
+            self.reach[:, 0], y0 / y1, z0 / z2, z1 / z2, (self.cutoff / y1) ** 2, (x0 / y1) ** 2, (y1 / z2) ** 2))
+        f0, f1, f2 = self.frac_columns
+        self.constants = (f0, f0 - reach0, f0 + reach0, torch.addcmul(f1, ey, f0),
+                          torch.addcmul(torch.addcmul(f2, kz0, f0), kz, f1), ey, kz0, kz, cy, xy, rr)
         metric = self.frame @ self.frame.transpose(1, 2)
         self.metric6 = metric[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * self.frame.new_tensor([1, 1, 1, 2, 2, 2])
         # Rounding margins of the S1 and S2 ranges, in lattice units: near a tangent, the square root of the
         # rounding of a squared length ~ eps * cutoff^2, over the axis' lattice spacing.
-        root_eps = 10 * torch.finfo(self.frac.dtype).eps ** 0.5
+        root_eps = 10 * torch.finfo(self.positions.dtype).eps ** 0.5
         self.margin1 = root_eps * (1 + float((self.cutoff / y1.abs()).max())) if y1.numel() else 0.0
         self.margin2 = root_eps * (1 + float((self.cutoff / z2.abs()).max())) if z2.numel() else 0.0
-        # Per atom, the range a shift may take on each axis: anything on periodic axes, 0 on the others.
-        infinite = torch.full_like(self.reach, float("inf"))
-        low, high = torch.where(self.pbc, -infinite, 0.0), torch.where(self.pbc, infinite, 0.0)
-        self.bounds = tuple(torch.cat([low, high], dim=1).index_select(0, self.batch).T.contiguous())
+        if self.partial:  # per atom, the range a shift may take on each axis: any on periodic axes, 0 on the others
+            infinite = torch.full_like(self.reach, float("inf"))
+            low, high = torch.where(self.pbc, -infinite, 0.0), torch.where(self.pbc, infinite, 0.0)
+            self.bounds = tuple(column.index_select(0, self.batch) for column in torch.cat([low, high], dim=1).T)
 
 
 def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
@@ -207,22 +210,23 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     out of its run. The runs of (a, b) serve (b, a) too, reversed and negated, and all runs are laid out in
     (i, j, S) order from per-atom counts: nothing is sorted.
     """
-    device, index_dtype = space.frac.device, torch.float64  # shifts are counted in float64: exact integers
+    device, index_dtype = space.positions.device, torch.float64  # shifts are counted in float64: exact integers
     begin = int(offsets[structs[0]])
     end = int(offsets[structs[-1]] + natoms[structs[-1]])
-    atoms = torch.arange(begin, end, device=device)
-    atom_first = offsets.index_select(0, space.batch[begin:end])  # the first atom of each atom's structure
+    index = torch.int32  # indices within a chunk: half the memory traffic of int64
+    atoms = torch.arange(begin, end, device=device, dtype=index)
+    atom_first = offsets.index_select(0, space.batch[begin:end]).to(index)  # the first atom of each atom's structure
     constants = [c[begin:end] for c in space.constants]
-    bounds = [c[begin:end] for c in space.bounds]
+    bounds = [c[begin:end] for c in space.bounds] if space.partial else None
     # Level P, one entry per pair (a, b), a <= b: owner = a - begin.
-    owner, first_pair = _owners(atom_first + natoms.index_select(0, space.batch[begin:end]) - atoms)
-    j = torch.arange(owner.numel(), device=device) + (atoms - first_pair).index_select(0, owner)
+    owner, first_pair = _owners(atom_first + natoms.index_select(0, space.batch[begin:end]).to(index) - atoms)
+    j = torch.arange(owner.numel(), device=device, dtype=index) + (atoms - first_pair).index_select(0, owner)
     f0_j = space.constants[_F0].index_select(0, j)
     lo0 = torch.ceil(constants[_LOW0].index_select(0, owner) - f0_j)
     hi0 = torch.floor(constants[_HIGH0].index_select(0, owner) - f0_j)
     if space.partial:
         lo0, hi0 = _clamp(lo0, hi0, bounds, 0, owner)
-    count0 = (hi0 - lo0 + 1).clamp_(min=0).long()
+    count0 = (hi0 - lo0 + 1).clamp_(min=0).to(index)
     ds0 = f0_j - constants[_F0].index_select(0, owner)
     center1_p = constants[_T1].index_select(0, owner) - space.constants[_T1].index_select(0, j)
     center2_p = constants[_T2].index_select(0, owner) - space.constants[_T2].index_select(0, j)
@@ -238,7 +242,7 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     lo1, hi1 = torch.ceil(center1 - half1), torch.floor(center1 + half1)
     if space.partial:
         lo1, hi1 = _clamp(lo1, hi1, bounds, 1, oa)
-    count1 = (hi1 - lo1 + 1).clamp_(min=0).long()
+    count1 = (hi1 - lo1 + 1).clamp_(min=0).to(index)
     center2_a = torch.addcmul(center2_p.index_select(0, pa), constants[_KZ0].index_select(0, oa), s0, value=-1)
     # Level B, one entry per (pair, S0, S1): the run of S2 with |vec| < cutoff.
     pb, first_b = _owners(count1)
@@ -260,18 +264,18 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
         pairs = pa.index_select(0, pb.index_select(0, unsure))
         _exact_ends(space, unsure, lo2, hi2, owner.index_select(0, pairs) + begin, j.index_select(0, pairs),
                     s0.index_select(0, pb.index_select(0, unsure)), s1.index_select(0, unsure))
-    count2 = (hi2 - lo2 + 1).clamp_(min=0).long()
+    count2 = (hi2 - lo2 + 1).clamp_(min=0).to(index)
     # An atom's own zero shift: its pair (a, a) comes first, then S0 = 0, then S1 = 0; cut out of the run of S2.
-    self_a = first_a.index_select(0, first_pair) - lo0.index_select(0, first_pair).long()
-    self_b = first_b.index_select(0, self_a) - lo1.index_select(0, self_a).long()
+    self_a = first_a.index_select(0, first_pair) - lo0.index_select(0, first_pair).to(index)
+    self_b = first_b.index_select(0, self_a) - lo1.index_select(0, self_a).to(index)
     count2.index_add_(0, self_b, torch.full_like(self_b, -1))
     # The runs: the B entries with edges; those of each pair, and of each atom as the first atom of its pairs.
     nonempty = count2 > 0
     kept = torch.nonzero(nonempty).squeeze(1)
     if not kept.numel():
-        return (torch.zeros(2, 0, dtype=torch.long, device=device), space.frac.new_zeros(0, 3),
-                space.frac.new_zeros(0) if keep_dist2 else None)
-    runs_before = _extended(torch.cumsum(nonempty, 0) - nonempty.long(), kept.numel())  # per B entry, and the total
+        return (torch.zeros(2, 0, dtype=torch.long, device=device), space.positions.new_zeros(0, 3),
+                space.positions.new_zeros(0) if keep_dist2 else None)
+    runs_before = _extended(torch.cumsum(nonempty, 0, dtype=index) - nonempty.to(index), kept.numel())  # and the total
     run_of_pair = runs_before.index_select(0, _extended(first_b, pb.numel()).index_select(0, _extended(first_a, pa.numel())))
     runs_of_pair = run_of_pair.diff()
     own_first = run_of_pair.index_select(0, _extended(first_pair, owner.numel()))
@@ -283,12 +287,12 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     own_j = j.index_select(0, pa.index_select(0, run_b)) - begin
     # Mirrored pairs (a, b) for b < a, row by row, each with the runs of (b, a) reversed and negated.
     mirror_owner, first_mirror = _owners(atoms - atom_first)
-    b = torch.arange(mirror_owner.numel(), device=device) + (atom_first - begin - first_mirror).index_select(
+    b = torch.arange(mirror_owner.numel(), device=device, dtype=index) + (atom_first - begin - first_mirror).index_select(
         0, mirror_owner)
     source_pair = first_pair.index_select(0, b) + mirror_owner - b
     mirror_counts = runs_of_pair.index_select(0, source_pair)
     mirror_pair, first_mirror_run = _owners(mirror_counts)
-    mirror_runs = torch.arange(mirror_pair.numel(), device=device)
+    mirror_runs = torch.arange(mirror_pair.numel(), device=device, dtype=index)
     last = run_of_pair.index_select(0, source_pair) + mirror_counts - 1 + first_mirror_run
     source = last.index_select(0, mirror_pair) - mirror_runs
     mirror_first = _extended(first_mirror_run, mirror_pair.numel()).index_select(
@@ -299,9 +303,9 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     # Per atom: its mirrored runs, then its own runs.
     own_runs, mirror_runs_of_atom = own_first.diff(), mirror_first.diff()
     place = torch.cumsum(own_runs + mirror_runs_of_atom, 0) - own_runs
-    place_own = torch.arange(kept.numel(), device=device) + (place - own_first[:-1]).index_select(0, own_i)
+    place_own = (torch.arange(kept.numel(), device=device, dtype=index) + (place - own_first[:-1]).index_select(0, own_i)).long()
     mirror_i = mirror_owner.index_select(0, mirror_pair)
-    place_mirror = mirror_runs + (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i)
+    place_mirror = (mirror_runs + (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i)).long()
     runs = kept.numel() + mirror_runs.numel()
 
     def merged(own_part: Tensor, mirror_part: Tensor) -> Tensor:
@@ -310,8 +314,8 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
 
     count = merged(own_count, mirror_count)
     table = merged(own, mirrored)
-    i_run = merged(own_i, mirror_i).add_(begin)
-    j_run = merged(own_j, b.index_select(0, mirror_pair)).add_(begin)
+    i_run = merged(own_i, mirror_i).long().add_(begin)
+    j_run = merged(own_j, b.index_select(0, mirror_pair)).long().add_(begin)
     # Level E, one entry per edge.
     pe, first_e = _owners(count)
     table[:, 2] -= first_e.to(index_dtype)
@@ -321,11 +325,11 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     shifts = table.index_select(0, pe)
     shifts[:, 2] += torch.arange(pe.numel(), device=device, dtype=index_dtype)
     # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
-    tail, first_tail = _owners(hi2.index_select(0, self_b).long().clamp_(min=0))
+    tail, first_tail = _owners(hi2.index_select(0, self_b).to(index).clamp_(min=0))
     self_run = place_own.index_select(0, runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1))
-    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).long(), first_tail, tail)
+    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).to(index), first_tail, tail)
     shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
-    shifts = shifts.to(space.frac.dtype)
+    shifts = shifts.to(space.positions.dtype)
     if not keep_dist2:
         return edge_index, shifts, None
     return edge_index, shifts, _squared_lengths(space, edge_index, shifts)
@@ -354,7 +358,7 @@ def _squared_lengths(space: _Space, edge_index: Tensor, shifts: Tensor) -> Tenso
     i, j = edge_index
     f0, f1, f2 = (column.index_select(0, j) - column.index_select(0, i) + shifts[:, axis]
                   for axis, column in enumerate(space.frac_columns))
-    x0, y0, y1, z0, z1, z2 = (space.constants[k].index_select(0, i) for k in (_X0, _Y0, _Y1, _Z0, _Z1, _Z2))
+    x0, y0, y1, z0, z1, z2 = space.triangular.index_select(0, space.batch.index_select(0, i)).unbind(1)
     return (x0 * f0) ** 2 + (y0 * f0 + y1 * f1) ** 2 + (z0 * f0 + z1 * f1 + z2 * f2) ** 2
 
 
@@ -366,14 +370,14 @@ def _clamp(low: Tensor, high: Tensor, bounds: list, axis: int, atom: Tensor) -> 
 
 def _owners(count: Tensor) -> tuple[Tensor, Tensor]:
     """For counts c_0, c_1, ... >= 0: the owner o of each of their sum(count) items, in order, and each owner's first
-    item (the exclusive prefix sum)."""
-    end = torch.cumsum(count, 0)
+    item (the exclusive prefix sum), in the counts' dtype."""
+    end = torch.cumsum(count, 0, dtype=count.dtype)
     first = end - count
     total = int(end[-1]) if count.numel() else 0
     marks = torch.zeros(total + 1, dtype=count.dtype, device=count.device)
     marks.index_add_(0, first, torch.ones_like(count))
     marks[0] -= 1
-    return torch.cumsum(marks[:total], 0), first
+    return torch.cumsum(marks[:total], 0, dtype=count.dtype), first
 
 
 def _runs(start: Tensor, first: Tensor, owner: Tensor) -> Tensor:
@@ -397,7 +401,8 @@ def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int)
     """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell about
     cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach. Atoms i are
     taken in blocks (~max_pairs / 64 at once), so the working memory stays bounded for any size."""
-    s, periodic, r = space.frac[start:start + n], space.pbc[b], space.reach[b]
+    s = torch.stack([column[start:start + n] for column in space.frac_columns], dim=1)
+    periodic, r = space.pbc[b], space.reach[b]
     wrap = torch.where(periodic, torch.floor(s), torch.zeros_like(s))
     s = s - wrap
     rounded_up = periodic & (s >= 1)  # x - floor(x) can round to 1.0; keep wrapped coordinates in [0, 1)
