@@ -16,6 +16,7 @@ than ``CELL_LIST_MIN_ATOMS`` atoms use a cell list over sub-cells of the cell in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -65,21 +66,71 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
-        # lexicographic (i, j, S) order, so parts are capped independently and concatenate in order of i.
+        # lexicographic (i, j, S) order, so parts are capped independently and laid one after another in order of i.
         max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
-        keep_dist2 = max_neighbours is not None
-        parts = [(int(chunk[0]), _all_pairs_search(space, chunk, natoms, offsets, keep_dist2))
-                 for chunk in _pair_chunks(natoms, max_pairs)]
-        parts += [(b, _cell_list_search(space, b, int(offsets[b]), int(natoms[b]), max_pairs))
-                  for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
-        if not parts:
-            return torch.zeros(2, 0, dtype=torch.long, device=pos.device), pos.new_zeros(0, 3)
-        parts = [part for _, part in sorted(parts, key=lambda p: p[0])]
-        if max_neighbours is not None:
-            parts = [_nearest(*part, max_neighbours) for part in parts]
-        if len(parts) == 1:
-            return parts[0][0], parts[0][1]
-        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
+        parts = [(int(chunk[0]), chunk) for chunk in _pair_chunks(natoms, max_pairs)]
+        parts += [(b, None) for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
+        edges = _Edges(pos, _expected_edges(natoms, frame, pbc, cutoff))
+        capped = max_neighbours is not None
+
+        def fresh(n: int) -> tuple[Tensor, Tensor]:  # parts to be capped first
+            return torch.empty(2, n, dtype=torch.long, device=pos.device), pos.new_empty(n, 3)
+
+        for first, chunk in sorted(parts, key=lambda part: part[0]):
+            if chunk is None:
+                part = _cell_list_search(space, first, int(offsets[first]), int(natoms[first]), max_pairs)
+            else:
+                part = _all_pairs_search(space, chunk, natoms, offsets, fresh if capped else edges.reserve, capped)
+            if capped:
+                part = _nearest(*part, max_neighbours)
+            if chunk is None or capped:
+                rows, shifts = edges.reserve(part[1].shape[0])
+                rows.copy_(part[0])
+                shifts.copy_(part[1])
+        return edges.result()
+
+
+def _expected_edges(natoms: Tensor, frame: Tensor, pbc: Tensor, cutoff: float) -> int:
+    """About how many edges a batch has: n^2 (4/3 pi cutoff^3) / volume per periodic structure (a uniform density;
+    within a few % on real frames at 5-6 A), n (n - 1) for the others."""
+    n = natoms.to(frame.dtype)
+    uniform = n * n * (4 / 3 * math.pi * cutoff ** 3) / torch.linalg.det(frame).abs()
+    return int(torch.where(pbc.all(dim=1), uniform, n * (n - 1)).sum()) if n.numel() else 0
+
+
+class _Edges:
+    """The edges of a batch, written part after part in order into buffers sized by an estimate of their number
+    (grown when it falls short), so that parts need no concatenation."""
+
+    def __init__(self, like: Tensor, expected: int):
+        self.capacity, self.size = max(int(expected * 1.05), 16), 0
+        self.index = torch.empty(2, self.capacity, dtype=torch.long, device=like.device)
+        self.shifts = like.new_empty(self.capacity, 3)
+
+    def reserve(self, n: int) -> tuple[Tensor, Tensor]:
+        """Room for the next n edges: views (2,n) of edge_index and (n,3) of shifts, to be written."""
+        end = self.size + n
+        if end > self.capacity:
+            self.capacity = max(end, int(self.capacity * 1.25))
+            index, shifts = self.index.new_empty(2, self.capacity), self.shifts.new_empty(self.capacity, 3)
+            index[:, :self.size] = self.index[:, :self.size]
+            shifts[:self.size] = self.shifts[:self.size]
+            self.index, self.shifts = index, shifts
+        start, self.size = self.size, end
+        return self.index[:, start:end], self.shifts[start:end]
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """edge_index (2,E), contiguous, and shifts (E,3); views of the buffers unless they are far too large."""
+        size, spare = self.size, self.capacity - self.size
+        if not spare:
+            return self.index, self.shifts
+        if spare * 4 > size or spare * 64 < size:  # a poor estimate, or too little room to move row j in few steps
+            return self.index[:, :size].contiguous(), self.shifts[:size].clone() if spare * 4 > size else self.shifts[:size]
+        flat = self.index.view(-1)
+        for start in range(0, size, spare):  # row j moves down by `spare`, block by block: no block overlaps its source
+            stop = min(start + spare, size)
+            flat[size + start:size + stop].copy_(flat[self.capacity + start:self.capacity + stop])
+        return flat[:2 * size].view(2, size), self.shifts[:size]
 
 
 def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
@@ -199,9 +250,10 @@ def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
     return list(torch.split(structs, sizes.tolist()))
 
 
-def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor, keep_dist2: bool):
-    """Edges of ``structs`` (consecutive structures), made in lexicographic (i, j, S) order: edge_index (2,E), shifts
-    (E,3) and, if ``keep_dist2``, squared lengths (else None).
+def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: Tensor, reserve, keep_dist2: bool):
+    """Edges of ``structs`` (consecutive structures), made in lexicographic (i, j, S) order into the edge_index (2,E)
+    and shifts (E,3) that ``reserve(E)`` returns; returns them and, if ``keep_dist2``, their squared lengths (else
+    None).
 
     The pairs a <= b of each structure, row by row; per pair the S0 its cutoff sphere reaches (|f0| <= reach0, with
     f = s_b - s_a + S); per (pair, S0) the S1 the sphere's section at f0 reaches (from the triangular form of the
@@ -273,8 +325,7 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     nonempty = count2 > 0
     kept = torch.nonzero(nonempty).squeeze(1)
     if not kept.numel():
-        return (torch.zeros(2, 0, dtype=torch.long, device=device), space.positions.new_zeros(0, 3),
-                space.positions.new_zeros(0) if keep_dist2 else None)
+        return *reserve(0), space.positions.new_zeros(0) if keep_dist2 else None
     runs_before = _extended(torch.cumsum(nonempty, 0, dtype=index) - nonempty.to(index), kept.numel())  # and the total
     run_of_pair = runs_before.index_select(0, _extended(first_b, pb.numel()).index_select(0, _extended(first_a, pa.numel())))
     runs_of_pair = run_of_pair.diff()
@@ -319,20 +370,19 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     # Level E, one entry per edge.
     pe, first_e = _owners(count)
     table[:, 2] -= first_e.to(index_dtype)
-    edge_index = torch.empty(2, pe.numel(), dtype=torch.long, device=device)
+    edge_index, out = reserve(pe.numel())
     torch.index_select(i_run, 0, pe, out=edge_index[0])
     torch.index_select(j_run, 0, pe, out=edge_index[1])
-    shifts = table.index_select(0, pe)
+    shifts = torch.index_select(table, 0, pe, out=out) if out.dtype == index_dtype else table.index_select(0, pe)
     shifts[:, 2] += torch.arange(pe.numel(), device=device, dtype=index_dtype)
     # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
     tail, first_tail = _owners(hi2.index_select(0, self_b).to(index).clamp_(min=0))
     self_run = place_own.index_select(0, runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1))
     after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).to(index), first_tail, tail)
     shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
-    shifts = shifts.to(space.positions.dtype)
-    if not keep_dist2:
-        return edge_index, shifts, None
-    return edge_index, shifts, _squared_lengths(space, edge_index, shifts)
+    if shifts is not out:
+        out.copy_(shifts)
+    return edge_index, out, _squared_lengths(space, edge_index, out) if keep_dist2 else None
 
 
 def _exact_ends(space: _Space, entries: Tensor, lo2: Tensor, hi2: Tensor, i: Tensor, j: Tensor, s0: Tensor,

@@ -283,6 +283,18 @@ def test_edges_are_in_lexicographic_order_with_cell_list_structures_inside_the_b
     assert_same_graph(ours(structures, 4.0), reference(structures, 4.0))
 
 
+@pytest.mark.parametrize("expected", [0, 6000, 10 ** 6])
+def test_the_graph_does_not_depend_on_the_estimate_of_its_size(real_structures, monkeypatch, expected):
+    # 0: the buffers grow part after part; 6000: ~10% room left over (5,768 edges); 10^6: far too large, copied out
+    batch = batch_tensors(real_structures[:40])
+    edge_index, shifts = radius_graph_pbc(*batch, 5.0)
+    monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 2000)
+    monkeypatch.setattr(graph, "_expected_edges", lambda *args: expected)
+    got_index, got_shifts = radius_graph_pbc(*batch, 5.0)
+    assert got_index.is_contiguous() and got_shifts.is_contiguous()
+    assert torch.equal(got_index, edge_index) and torch.equal(got_shifts, shifts)
+
+
 def test_edge_vectors_are_differentiable_in_positions_and_cell():
     structures = [skewed_cell(), slab()]
     positions, cell, pbc, batch = batch_tensors(structures)
