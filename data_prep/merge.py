@@ -2,14 +2,16 @@
 the final shards (per split, in input order), then write statistics, quarantine, duplicates and manifest.
 
 Final shards depend only on the input order (chunk index, then record order), never on which chunk finished
-first, on the number of workers or on the chunk size. Memory holds 2 x 16-byte keys and a few integers per
-frame, plus one shard's frames.
+first, on the number of workers or on the chunk size. Memory holds one byte per frame (the keep mask), one
+bucket of duplicate keys (foundation.data_prep.dedup.duplicates_in_buckets: keys are spread over hash buckets on
+disk) and one shard's frames.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,7 @@ from foundation.data.manifest import MANIFEST_NAME, Manifest, ShardInfo
 from foundation.data.writer import shard_name, write_shard
 from foundation.data_prep.chunks import ChunkResult, ChunkTask
 from foundation.data_prep.config import PrepConfig
-from foundation.data_prep.dedup import KEY_BYTES, first_occurrences
+from foundation.data_prep.dedup import KEY_BYTES, duplicates_in_buckets
 from foundation.data_prep.staging import (QUARANTINE_NAME, iter_staged_records, load_order, load_summary,
                                           quarantine_entry, read_record)
 from foundation.data_prep.statistics import (compute_statistics, fit_element_references, per_atom_residuals,
@@ -50,56 +52,78 @@ def _summary(directory: Path, split: str) -> dict[str, np.ndarray]:
     return load_summary(directory, split)
 
 
-def _global_order(tasks: list[ChunkTask]) -> dict[str, np.ndarray]:
-    """Every staged frame of every chunk in input order (chunk by chunk, each already in input order)."""
-    parts = [load_order(task.directory) for task in tasks]
-    chunk = np.concatenate([np.full(len(p["split"]), c, dtype=np.int32) for c, p in enumerate(parts)])
-    out = {k: np.concatenate([p[k] for p in parts]) for k in ("split", "local", "keys")}
-    del parts
-    out["chunk"] = chunk
-    return out
+@lru_cache(maxsize=8)
+def _order(directory: Path) -> dict[str, np.ndarray]:
+    return load_order(directory)
 
 
-def _locate(tasks: list[ChunkTask], splits: list[str], g: dict[str, np.ndarray], i: int) -> dict[str, Any]:
-    directory, split, local = tasks[g["chunk"][i]].directory, splits[g["split"][i]], int(g["local"][i])
-    summary = _summary(directory, split)
-    return {"frame_id": str(summary["frame_id"][local]), "file": str(summary["source_file"][local]),
-            "record": str(summary["record"][local]), "directory": directory, "split": split,
-            "offset": int(summary["offset"][local])}
+class _InputOrder:
+    """Global input positions (chunk by chunk, each in input order) of every staged frame, without holding the
+    chunks' order arrays: one offset per chunk."""
+
+    def __init__(self, tasks: list[ChunkTask], splits: list[str]) -> None:
+        self.tasks, self.splits = tasks, splits
+        counts = [len(_order(task.directory)["split"]) for task in tasks]
+        self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    @property
+    def frames(self) -> int:
+        return int(self.offsets[-1])
+
+    def keys(self, part: slice, selected: np.ndarray | None = None):
+        """(global indices, keys[:, part]) chunk by chunk, only where `selected` (global bool) is set."""
+        for c, task in enumerate(self.tasks):
+            indices = np.arange(self.offsets[c], self.offsets[c + 1])
+            keys = _order(task.directory)["keys"][:, part]
+            if selected is not None:
+                mine = selected[self.offsets[c]:self.offsets[c + 1]]
+                indices, keys = indices[mine], keys[mine]
+            yield indices, keys
+
+    def locate(self, i: int) -> dict[str, Any]:
+        c = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        order = _order(self.tasks[c].directory)
+        directory, split = self.tasks[c].directory, self.splits[order["split"][i - self.offsets[c]]]
+        local = int(order["local"][i - self.offsets[c]])
+        summary = _summary(directory, split)
+        return {"frame_id": str(summary["frame_id"][local]), "file": str(summary["source_file"][local]),
+                "record": str(summary["record"][local]), "directory": directory, "split": split,
+                "offset": int(summary["offset"][local])}
 
 
-def _decide(tasks: list[ChunkTask], config: PrepConfig) -> tuple[dict, list[dict], list[dict]]:
-    """Keep masks per (chunk, split), duplicates.jsonl lines, and duplicate_frame_id quarantine lines."""
+def _decide(tasks: list[ChunkTask], config: PrepConfig, scratch: Path) -> tuple[dict, int, list[dict]]:
+    """Keep masks per (chunk, split), the number of duplicates (their lines written to scratch/DUPLICATES_NAME),
+    and duplicate_frame_id quarantine lines. Memory: one byte per frame and one bucket of keys."""
     splits = list(config.split)
-    g = _global_order(tasks)
-    n = len(g["chunk"])
+    order = _InputOrder(tasks, splits)
+    n = order.frames
+    unique = np.ones(n, dtype=bool)
+    repeated, owner = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if config.dedup:
-        unique, owner = first_occurrences(g["keys"][:, :KEY_BYTES])
-    else:
-        unique, owner = np.ones(n, dtype=bool), np.arange(n)
-    candidates = np.flatnonzero(unique)
-    id_first, id_owner = first_occurrences(g["keys"][candidates, KEY_BYTES:])
-    keep = np.zeros(n, dtype=bool)
-    keep[candidates[id_first]] = True
-    duplicates = []
-    for i in np.flatnonzero(~unique):
-        me, kept = _locate(tasks, splits, g, i), _locate(tasks, splits, g, owner[i])
-        duplicates.append({"file": me["file"], "record": me["record"], "frame_id": me["frame_id"],
-                           "duplicate_of": {"file": kept["file"], "record": kept["record"], "frame_id": kept["frame_id"]}})
+        repeated, owner = duplicates_in_buckets(order.keys(slice(0, KEY_BYTES)), n, scratch)
+        unique[repeated] = False
+    with open(scratch / DUPLICATES_NAME, "w") as fh:
+        for i, first in zip(repeated.tolist(), owner.tolist()):
+            me, kept = order.locate(i), order.locate(first)
+            fh.write(json.dumps({"file": me["file"], "record": me["record"], "frame_id": me["frame_id"],
+                                 "duplicate_of": {"file": kept["file"], "record": kept["record"],
+                                                  "frame_id": kept["frame_id"]}}, sort_keys=True) + "\n")
+    reused, first_use = duplicates_in_buckets(order.keys(slice(KEY_BYTES, None), unique), int(unique.sum()), scratch)
     id_quarantine = []
-    for j in np.flatnonzero(~id_first):
-        me, first = _locate(tasks, splits, g, candidates[j]), _locate(tasks, splits, g, candidates[id_owner[j]])
+    for i, first in zip(reused.tolist(), first_use.tolist()):
+        me, earlier = order.locate(i), order.locate(first)
         frame = decode_frame(read_record(me["directory"], me["split"], me["offset"]))
         id_quarantine.append(quarantine_entry(me["file"], me["record"], "duplicate_frame_id",
-                                              f"frame_id {me['frame_id']!r} already used by {first['file']}:"
-                                              f"{first['record']}", frame))
-    bounds = np.searchsorted(g["chunk"], np.arange(len(tasks) + 1))
+                                              f"frame_id {me['frame_id']!r} already used by {earlier['file']}:"
+                                              f"{earlier['record']}", frame))
+    keep = unique
+    keep[reused] = False
     masks = {}
-    for c in range(len(tasks)):
-        split_of, kept = g["split"][bounds[c]:bounds[c + 1]], keep[bounds[c]:bounds[c + 1]]
+    for c, task in enumerate(tasks):
+        split_of, kept = _order(task.directory)["split"], keep[order.offsets[c]:order.offsets[c + 1]]
         for s, split in enumerate(splits):
             masks[c, split] = kept[split_of == s]  # a split's frames of a chunk are staged in input order
-    return masks, duplicates, id_quarantine
+    return masks, len(repeated), id_quarantine
 
 
 def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, rounds: int = 3) -> list[dict]:
@@ -118,9 +142,12 @@ def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, ro
 
         refs = reference_vector(fit_element_references(batches))
         by_source = {name: reference_vector(r) for name, r in source_references(batches).items()}
-        train = [per_atom_residuals(summary, refs, by_source)[keep] for summary, keep in batches()]
-        train = np.concatenate(train) if train else np.zeros(0)
-        centre = float(np.nanmean(train)) if np.isfinite(train).any() else 0.0
+        total, count = 0.0, 0
+        for summary, keep in batches():
+            residual = per_atom_residuals(summary, refs, by_source)[keep]
+            residual = residual[np.isfinite(residual)]
+            total, count = total + float(residual.sum()), count + len(residual)
+        centre = total / count if count else 0.0
         changed = False
         for c, task in enumerate(tasks):
             for split in splits:
@@ -188,7 +215,9 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
     for container in ("lmdb", "wds"):
         shutil.rmtree(out / container, ignore_errors=True)
     _summary.cache_clear()
-    masks, duplicates, id_quarantine = _decide(tasks, config)
+    _order.cache_clear()
+    scratch = Path(tempfile.mkdtemp(prefix="merge-", dir=tasks[0].work_dir if tasks else out))
+    masks, duplicates, id_quarantine = _decide(tasks, config, scratch)
     outliers = _energy_outliers(tasks, masks, config) if config.max_energy_residual is not None else []
     kept = int(sum(m.sum() for m in masks.values()))
     shards: list[ShardInfo] = []
@@ -220,15 +249,16 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
     if outliers:
         quarantined[ENERGY_OUTLIER] = len(outliers)
     _write_lines(out / QUARANTINE_NAME, [t.directory / QUARANTINE_NAME for t in tasks], id_quarantine + outliers)
-    _write_lines(out / DUPLICATES_NAME, [], duplicates)
+    _write_lines(out / DUPLICATES_NAME, [scratch / DUPLICATES_NAME], [])
+    shutil.rmtree(scratch)
     manifest = Manifest(
         shards=shards, elements=sorted(int(z) for z in elements), statistics=statistics,
         element_references=references, reader=reader_info,
         quarantine={"total": sum(quarantined.values()), "by_reason": dict(sorted(quarantined.items())),
                     "file": QUARANTINE_NAME},
-        dedup={"enabled": config.dedup, "tolerance_A": config.dedup_tolerance, "duplicates": len(duplicates),
+        dedup={"enabled": config.dedup, "tolerance_A": config.dedup_tolerance, "duplicates": duplicates,
                "kept": "first in input order", "file": DUPLICATES_NAME},
         split_ratios=dict(config.split), extra=extra)
     manifest.save(out)
-    return MergeReport(manifest, records=sum(r.records for r in results), kept=kept, duplicates=len(duplicates),
+    return MergeReport(manifest, records=sum(r.records for r in results), kept=kept, duplicates=duplicates,
                        quarantined=quarantined, per_split=per_split)

@@ -92,58 +92,78 @@ def source_references(batches: Batches) -> dict[str, dict[int, float]]:
     return {name: fit_element_references(batches, source=name) for name in sorted(names)}
 
 
+class _Moments:
+    """Count, mean, spread, min and max of a stream of arrays (Chan et al.'s pairwise update: memory O(1))."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2, self.min, self.max, self.total = 0, 0.0, 0.0, None, None, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        n, mean = values.size, float(values.mean())
+        m2 = float(((values - mean) ** 2).sum())
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n, self.total = total, self.total + float(values.sum())
+        low, high = values.min().item(), values.max().item()
+        self.min = low if self.min is None else min(self.min, low)
+        self.max = high if self.max is None else max(self.max, high)
+
+    def std(self) -> float | None:
+        return float(np.sqrt(self.m2 / self.n)) if self.n else None
+
+
 def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
-    """(statistics, element_references by symbol) of the kept frames that `batches` yields."""
+    """(statistics, element_references by symbol) of the kept frames that `batches` yields, in one streaming pass
+    after the reference fits (memory does not grow with the number of frames)."""
     refs = fit_element_references(batches)
     ref_vector = reference_vector(refs)
     by_source = source_references(batches)
     source_vectors = {name: reference_vector(r) for name, r in by_source.items()}
-    source_residuals: dict[str, list[np.ndarray]] = {name: [] for name in by_source}
-    residuals, natoms = [], []
+    source_residuals = {name: _Moments() for name in by_source}
+    residuals, natoms = _Moments(), _Moments()
     frames_by_source: dict[str, int] = {}
     sums = dict.fromkeys(("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0)
     for summary, keep in batches():
         n = summary["natoms"][keep]
-        natoms.append(n)
+        natoms.add(n.astype(np.float64))
         names, counts = np.unique(_sources(summary)[keep], return_counts=True)
         for name, count in zip(names.tolist(), counts.tolist()):
             frames_by_source[name] = frames_by_source.get(name, 0) + count
         energy = summary["energy"][keep]
         has = np.isfinite(energy)
-        residuals.append(per_atom_residuals(summary, ref_vector)[keep][has])
+        residuals.add(per_atom_residuals(summary, ref_vector)[keep][has])
         if by_source:
             own = per_atom_residuals(summary, ref_vector, source_vectors)[keep]
             sources = _sources(summary)[keep]
             for name in by_source:
-                source_residuals[name].append(own[has & (sources == name)])
+                source_residuals[name].add(own[has & (sources == name)])
         for key in ("force_sq", "force_n", "stress_sq", "stress_n"):
             sums[key] += float(summary[key][keep].sum())
         sampled = summary["neighbours"][keep] >= 0
         sums["neighbours"] += float(summary["neighbours"][keep][sampled].sum())
         sums["neighbour_atoms"] += float(n[sampled].sum())
-    n_all = np.concatenate(natoms) if natoms else np.zeros(0)
-    r_all = np.concatenate(residuals) if residuals else np.zeros(0)
     stats = {
-        "num_frames": int(n_all.size),
-        "num_atoms": int(n_all.sum()),
-        "energy_per_atom_mean": float(r_all.mean()) if r_all.size else None,
-        "energy_per_atom_std": float(r_all.std()) if r_all.size else None,
+        "num_frames": natoms.n,
+        "num_atoms": int(round(natoms.total)),
+        "energy_per_atom_mean": residuals.mean if residuals.n else None,
+        "energy_per_atom_std": residuals.std(),
         "force_rms": float(np.sqrt(sums["force_sq"] / sums["force_n"])) if sums["force_n"] else None,
         "stress_rms": float(np.sqrt(sums["stress_sq"] / sums["stress_n"])) if sums["stress_n"] else None,
         "mean_neighbours": sums["neighbours"] / sums["neighbour_atoms"] if sums["neighbour_atoms"] else None,
         "neighbour_cutoff": neighbour_cutoff,
         "neighbour_sampled_atoms": int(sums["neighbour_atoms"]),
-        "atoms_per_frame_mean": float(n_all.mean()) if n_all.size else None,
-        "atoms_per_frame_std": float(n_all.std()) if n_all.size else None,
-        "atoms_per_frame_min": int(n_all.min()) if n_all.size else None,
-        "atoms_per_frame_max": int(n_all.max()) if n_all.size else None,
+        "atoms_per_frame_mean": natoms.mean if natoms.n else None,
+        "atoms_per_frame_std": natoms.std(),
+        "atoms_per_frame_min": int(natoms.min) if natoms.n else None,
+        "atoms_per_frame_max": int(natoms.max) if natoms.n else None,
         "element_reference_fit": "least squares of per-atom energies on composition fractions",
         "frames_by_source": dict(sorted(frames_by_source.items())),
     }
     if by_source:
         stats["element_references_by_source"] = {name: {chemical_symbols[z]: e for z, e in sorted(r.items())}
                                                   for name, r in by_source.items()}
-        stats["energy_per_atom_std_by_source"] = {
-            name: float(np.concatenate(v).std()) if v and np.concatenate(v).size else None
-            for name, v in source_residuals.items()}
+        stats["energy_per_atom_std_by_source"] = {name: m.std() for name, m in source_residuals.items()}
     return stats, {chemical_symbols[z]: e for z, e in sorted(refs.items())}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from foundation.data_prep.pipeline import run_prep
-from foundation.data_prep.statistics import compute_statistics, fit_element_references
+from foundation.data_prep.statistics import _Moments, compute_statistics, fit_element_references
 
 from .helpers import prep_config
 
@@ -102,3 +102,15 @@ def test_energy_outliers_are_quarantined_with_their_reason(tmp_path):
     refs = result.manifest.element_references
     assert refs["Cu"] == pytest.approx(REFS[29], abs=0.1) and refs["O"] == pytest.approx(REFS[8], abs=0.1)
     assert result.manifest.reader["options"]["max_energy_residual_eV_atom"] == 5.0
+
+
+def test_streamed_statistics_equal_the_whole_array():
+    rng = np.random.default_rng(3)
+    values = rng.normal(1e3, 0.5, 10_001)  # a large mean beside a small spread: where a naive sum of squares fails
+    moments = _Moments()
+    for part in np.array_split(values, 37):
+        moments.add(part)
+    moments.add(np.zeros(0))
+    assert moments.n == values.size and moments.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert moments.std() == pytest.approx(values.std(), rel=1e-9)
+    assert (moments.min, moments.max) == (values.min(), values.max())
