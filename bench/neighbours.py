@@ -7,8 +7,10 @@ frame (they take one structure per call; vesin with one thread); then one large 
 against vesin, vesin-torch and matscipy. Edge counts are cross-checked against matscipy, and vesin's edge SET
 (i, j, S) against ours, edge for edge. Times are the best of --repeats (ASE: one pass, on every --ase-stride-th
 frame, scaled to all frames); CPU time (process time) is printed beside wall time because wall time is noisy on a
-shared machine, and ratios are given against vesin. With CUDA, ours (float64 and float32) and vesin-torch are also
-timed on the GPU. --out writes the rows as JSON.
+shared machine, and ratios are given against vesin. Every CPU row runs in a fresh process of its own: a heap left
+fragmented by another library's many small frees slows the next one's allocations (ours by up to 1.5x, measured), so
+no row inherits another's. With CUDA, ours (float64 and float32) and vesin-torch are also timed on the GPU. --out
+writes the rows as JSON.
 
     python bench/neighbours.py [--cutoffs 5 6] [--threads 1] [--batch-size 64] [--ase-stride 1] [--supercell 12]
 """
@@ -19,6 +21,8 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import ase.io
@@ -124,39 +128,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     frames = load_frames(args.data)
-    whole = [as_tensors(frames)]
-    batched = [as_tensors(frames[k:k + args.batch_size]) for k in range(0, len(frames), args.batch_size)]
-    systems = torch_systems(frames)
     ase_frames = frames[::args.ase_stride]
-    scale = len(frames) / len(ase_frames)
     print(f"{len(frames)} frames, {sum(len(a) for a in frames)} atoms; torch {torch.__version__}, "
-          f"{args.threads} CPU thread(s); ASE on {len(ase_frames)} frames x {scale:.2f}")
+          f"{args.threads} CPU thread(s); ASE on {len(ase_frames)} frames x {len(frames) / len(ase_frames):.2f}")
     results = {"command": "python bench/neighbours.py " + " ".join(sys.argv[1:]), "threads": args.threads,
                "frames": len(frames), "atoms": sum(len(a) for a in frames), "cutoffs": {}}
     for cutoff in args.cutoffs:
         same = check_same_edges(frames, cutoff)
-        rows = {
-            "ours, CPU, one batch": timed(lambda: ours(whole, cutoff), args.repeats),
-            f"ours, CPU, batches of {args.batch_size}": timed(lambda: ours(batched, cutoff), args.repeats),
-            "vesin (C++), per frame": timed(lambda: vesin_edges(frames, cutoff, args.threads), args.repeats),
-            "vesin-torch, CPU, per frame": timed(lambda: vesin_torch_edges(systems, cutoff, args.threads),
-                                                 args.repeats),
-            "matscipy (C), per frame": timed(lambda: per_frame(matscipy_neighbour_list, frames, cutoff), args.repeats),
-        }
-        wall, cpu, edges = timed(lambda: per_frame(ase_neighbor_list, ase_frames, cutoff), 1)
-        rows["ASE, per frame"] = (wall * scale, cpu * scale, None)
+        names = {"ours-one": "ours, CPU, one batch", "ours-batched": f"ours, CPU, batches of {args.batch_size}",
+                 "vesin": "vesin (C++), per frame", "vesin-torch": "vesin-torch, CPU, per frame",
+                 "matscipy": "matscipy (C), per frame", "ase": "ASE, per frame"}
+        rows = {name: isolated(row, cutoff, args) for row, name in names.items()}
         if torch.cuda.is_available():
             rows.update(gpu_rows(frames, cutoff, args))
         check_counts(rows, same)
         print(f"\ncutoff {cutoff} A: {same} edges, the same (i, j, S) set as vesin's")
         report(rows, "vesin (C++), per frame")
         large = frames[3].repeat(args.supercell)  # one large cell: our cell-list path
-        large_systems = torch_systems([large])
-        rows_large = {"ours, CPU, cell list": timed(lambda: ours([as_tensors([large])], cutoff), args.repeats),
-                      "vesin (C++)": timed(lambda: vesin_edges([large], cutoff, args.threads), args.repeats),
-                      "vesin-torch, CPU": timed(lambda: vesin_torch_edges(large_systems, cutoff, args.threads),
-                                                args.repeats),
-                      "matscipy (C)": timed(lambda: per_frame(matscipy_neighbour_list, [large], cutoff), args.repeats)}
+        names = {"ours-one": "ours, CPU, cell list", "vesin": "vesin (C++)", "vesin-torch": "vesin-torch, CPU",
+                 "matscipy": "matscipy (C)"}
+        rows_large = {name: isolated(row, cutoff, args, supercell=True) for row, name in names.items()}
         large_edges = check_same_edges([large], cutoff)
         check_counts(rows_large, large_edges)
         print(f"one {args.supercell}^3 supercell of frame 3 ({len(large)} atoms, {large_edges} edges, the same set "
@@ -169,6 +160,37 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
+
+
+def isolated(row: str, cutoff: float, args: argparse.Namespace, supercell: bool = False) -> tuple:
+    """timed_row in a fresh process (spawned, so that it inherits no heap)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(timed_row, row, cutoff, args, supercell).result()
+
+
+def timed_row(row: str, cutoff: float, args: argparse.Namespace, supercell: bool) -> tuple:
+    """(best wall s, best CPU s, edges) of one implementation on all frames (or the supercell of frame 3)."""
+    torch.set_num_threads(args.threads)
+    frames = load_frames(args.data)
+    frames = [frames[3].repeat(args.supercell)] if supercell else frames
+    if row == "ours-one":
+        whole = [as_tensors(frames)]
+        return timed(lambda: ours(whole, cutoff), args.repeats)
+    if row == "ours-batched":
+        batched = [as_tensors(frames[k:k + args.batch_size]) for k in range(0, len(frames), args.batch_size)]
+        return timed(lambda: ours(batched, cutoff), args.repeats)
+    if row == "vesin":
+        return timed(lambda: vesin_edges(frames, cutoff, args.threads), args.repeats)
+    if row == "vesin-torch":
+        systems = torch_systems(frames)
+        return timed(lambda: vesin_torch_edges(systems, cutoff, args.threads), args.repeats)
+    if row == "matscipy":
+        return timed(lambda: per_frame(matscipy_neighbour_list, frames, cutoff), args.repeats)
+    if row == "ase":  # one pass on every --ase-stride-th frame, scaled to all
+        wall, cpu, _ = timed(lambda: per_frame(ase_neighbor_list, frames[::args.ase_stride], cutoff), 1)
+        scale = len(frames) / len(frames[::args.ase_stride])
+        return wall * scale, cpu * scale, None
+    raise ValueError(f"unknown row {row}")
 
 
 def gpu_rows(frames: list, cutoff: float, args: argparse.Namespace) -> dict:
