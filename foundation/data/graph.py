@@ -271,7 +271,8 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     constants = [c[begin:end] for c in space.constants]
     bounds = [c[begin:end] for c in space.bounds] if space.partial else None
     # Level P, one entry per pair (a, b), a <= b: owner = a - begin.
-    owner, first_pair = _owners(atom_first + natoms.index_select(0, space.batch[begin:end]).to(index) - atoms)
+    owner, pair_bounds = _owners(atom_first + natoms.index_select(0, space.batch[begin:end]).to(index) - atoms)
+    first_pair = pair_bounds[:-1]
     j = torch.arange(owner.numel(), device=device, dtype=index) + (atoms - first_pair).index_select(0, owner)
     f0_j = space.constants[_F0].index_select(0, j)
     lo0 = torch.ceil(constants[_LOW0].index_select(0, owner) - f0_j)
@@ -283,7 +284,8 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     center1_p = constants[_T1].index_select(0, owner) - space.constants[_T1].index_select(0, j)
     center2_p = constants[_T2].index_select(0, owner) - space.constants[_T2].index_select(0, j)
     # Level A, one entry per (pair, S0).
-    pa, first_a = _owners(count0)
+    pa, a_bounds = _owners(count0)
+    first_a = a_bounds[:-1]
     oa = owner.index_select(0, pa)
     shift0 = _runs(lo0.to(index_dtype), first_a, pa)
     s0 = shift0.to(ds0.dtype)
@@ -297,7 +299,8 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     count1 = (hi1 - lo1 + 1).clamp_(min=0).to(index)
     center2_a = torch.addcmul(center2_p.index_select(0, pa), constants[_KZ0].index_select(0, oa), s0, value=-1)
     # Level B, one entry per (pair, S0, S1): the run of S2 with |vec| < cutoff.
-    pb, first_b = _owners(count1)
+    pb, b_bounds = _owners(count1)
+    first_b = b_bounds[:-1]
     ob = oa.index_select(0, pb)
     shift1 = _runs(lo1.to(index_dtype), first_b, pb)
     s1 = shift1.to(ds0.dtype)
@@ -326,10 +329,10 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     kept = torch.nonzero(nonempty).squeeze(1)
     if not kept.numel():
         return *reserve(0), space.positions.new_zeros(0) if keep_dist2 else None
-    runs_before = _extended(torch.cumsum(nonempty, 0, dtype=index) - nonempty.to(index), kept.numel())  # and the total
-    run_of_pair = runs_before.index_select(0, _extended(first_b, pb.numel()).index_select(0, _extended(first_a, pa.numel())))
+    runs_before = _exclusive_sums(nonempty, index)  # per B entry, and the total
+    run_of_pair = runs_before.index_select(0, b_bounds.index_select(0, a_bounds))
     runs_of_pair = run_of_pair.diff()
-    own_first = run_of_pair.index_select(0, _extended(first_pair, owner.numel()))
+    own_first = run_of_pair.index_select(0, pair_bounds)
     run_b = pb.index_select(0, kept)
     own_count = count2.index_select(0, kept)
     own = torch.stack([shift0.index_select(0, run_b), shift1.index_select(0, kept), lo2.index_select(0, kept).to(index_dtype)],
@@ -337,17 +340,16 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     own_i = ob.index_select(0, kept)
     own_j = j.index_select(0, pa.index_select(0, run_b)) - begin
     # Mirrored pairs (a, b) for b < a, row by row, each with the runs of (b, a) reversed and negated.
-    mirror_owner, first_mirror = _owners(atoms - atom_first)
-    b = torch.arange(mirror_owner.numel(), device=device, dtype=index) + (atom_first - begin - first_mirror).index_select(
+    mirror_owner, mirror_bounds = _owners(atoms - atom_first)
+    b = torch.arange(mirror_owner.numel(), device=device, dtype=index) + (atom_first - begin - mirror_bounds[:-1]).index_select(
         0, mirror_owner)
     source_pair = first_pair.index_select(0, b) + mirror_owner - b
     mirror_counts = runs_of_pair.index_select(0, source_pair)
-    mirror_pair, first_mirror_run = _owners(mirror_counts)
+    mirror_pair, mirror_run_bounds = _owners(mirror_counts)
     mirror_runs = torch.arange(mirror_pair.numel(), device=device, dtype=index)
-    last = run_of_pair.index_select(0, source_pair) + mirror_counts - 1 + first_mirror_run
+    last = run_of_pair.index_select(0, source_pair) + mirror_counts - 1 + mirror_run_bounds[:-1]
     source = last.index_select(0, mirror_pair) - mirror_runs
-    mirror_first = _extended(first_mirror_run, mirror_pair.numel()).index_select(
-        0, _extended(first_mirror, mirror_owner.numel()))
+    mirror_first = mirror_run_bounds.index_select(0, mirror_bounds)
     mirror_count = own_count.index_select(0, source)
     mirrored = own.index_select(0, source).neg_()
     mirrored[:, 2] -= mirror_count - 1  # the run's last S2, negated
@@ -368,7 +370,8 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     i_run = merged(own_i, mirror_i).long().add_(begin)
     j_run = merged(own_j, b.index_select(0, mirror_pair)).long().add_(begin)
     # Level E, one entry per edge.
-    pe, first_e = _owners(count)
+    pe, e_bounds = _owners(count)
+    first_e = e_bounds[:-1]
     table[:, 2] -= first_e.to(index_dtype)
     edge_index, out = reserve(pe.numel())
     torch.index_select(i_run, 0, pe, out=edge_index[0])
@@ -376,9 +379,9 @@ def _all_pairs_search(space: _Space, structs: Tensor, natoms: Tensor, offsets: T
     shifts = torch.index_select(table, 0, pe, out=out) if out.dtype == index_dtype else table.index_select(0, pe)
     shifts[:, 2] += torch.arange(pe.numel(), device=device, dtype=index_dtype)
     # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
-    tail, first_tail = _owners(hi2.index_select(0, self_b).to(index).clamp_(min=0))
+    tail, tail_bounds = _owners(hi2.index_select(0, self_b).to(index).clamp_(min=0))
     self_run = place_own.index_select(0, runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1))
-    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).to(index), first_tail, tail)
+    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).to(index), tail_bounds[:-1], tail)
     shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
     if shifts is not out:
         out.copy_(shifts)
@@ -389,8 +392,8 @@ def _exact_ends(space: _Space, entries: Tensor, lo2: Tensor, hi2: Tensor, i: Ten
                 s1: Tensor) -> None:
     """The runs of S2 of a few (pair, S0, S1) ``entries`` narrowed in place to the S2 in [lo2, hi2] whose squared
     length, f^T G f with the cell's metric G, is below the cutoff's (empty: lo2 > hi2)."""
-    candidate, first = _owners((hi2.index_select(0, entries) - lo2.index_select(0, entries) + 1).clamp_(min=0).long())
-    s2 = _runs(lo2.index_select(0, entries), first, candidate)
+    candidate, bounds = _owners((hi2.index_select(0, entries) - lo2.index_select(0, entries) + 1).clamp_(min=0).long())
+    s2 = _runs(lo2.index_select(0, entries), bounds[:-1], candidate)
     i, j = i.index_select(0, candidate), j.index_select(0, candidate)
     f = torch.stack([column.index_select(0, j) - column.index_select(0, i) + s.index_select(0, candidate)
                      for column, s in zip(space.frac_columns, (s0, s1))] +
@@ -419,15 +422,22 @@ def _clamp(low: Tensor, high: Tensor, bounds: list, axis: int, atom: Tensor) -> 
 
 
 def _owners(count: Tensor) -> tuple[Tensor, Tensor]:
-    """For counts c_0, c_1, ... >= 0: the owner o of each of their sum(count) items, in order, and each owner's first
-    item (the exclusive prefix sum), in the counts' dtype."""
-    end = torch.cumsum(count, 0, dtype=count.dtype)
-    first = end - count
-    total = int(end[-1]) if count.numel() else 0
+    """For counts c_0, c_1, ... >= 0: the owner o of each of their sum(count) items, in order, and the bounds of the
+    owners' items (exclusive prefix sums, then the total: owner o has items bounds[o] to bounds[o + 1] - 1), in the
+    counts' dtype."""
+    bounds = _exclusive_sums(count, count.dtype)
+    total = int(bounds[-1])
     marks = torch.zeros(total + 1, dtype=count.dtype, device=count.device)
-    marks.index_add_(0, first, torch.ones_like(count))
+    marks.index_add_(0, bounds[:-1], torch.ones_like(count))
     marks[0] -= 1
-    return torch.cumsum(marks[:total], 0, dtype=count.dtype), first
+    return torch.cumsum(marks[:total], 0, dtype=count.dtype), bounds
+
+
+def _exclusive_sums(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """0, v_0, v_0 + v_1, ..., sum(v): n + 1 prefix sums."""
+    sums = torch.zeros(values.numel() + 1, dtype=dtype, device=values.device)
+    torch.cumsum(values, 0, dtype=dtype, out=sums[1:])
+    return sums
 
 
 def _runs(start: Tensor, first: Tensor, owner: Tensor) -> Tensor:
@@ -436,15 +446,10 @@ def _runs(start: Tensor, first: Tensor, owner: Tensor) -> Tensor:
             + (start - first.to(start.dtype)).index_select(0, owner))
 
 
-def _extended(first: Tensor, total: int) -> Tensor:
-    """Exclusive prefix sums with the total appended (so item ranges of owner o are [out[o], out[o + 1]))."""
-    return torch.cat([first, first.new_full((1,), total)])
-
-
 def _ranks(count: Tensor) -> tuple[Tensor, Tensor]:
     """For counts c_0, c_1, ...: the owner o and the rank r < c_o of each of their sum(count) items."""
-    owner, first = _owners(count)
-    return owner, torch.arange(owner.numel(), device=count.device) - first.index_select(0, owner)
+    owner, bounds = _owners(count)
+    return owner, torch.arange(owner.numel(), device=count.device) - bounds.index_select(0, owner)
 
 
 def _cell_list_search(space: _Space, b: int, start: int, n: int, max_pairs: int):
