@@ -58,11 +58,11 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         pbc = pbc.detach().to(device=pos.device, dtype=torch.bool).reshape(-1, 3)
         batch = batch.detach().to(device=pos.device, dtype=torch.long)
         _check_inputs(pos, cell, pbc, batch)
-        frame = _search_frame(cell, pbc)
-        inv = torch.linalg.inv(frame)
+        frame, faces, volume = _search_frame(cell, pbc)
+        inv = faces.transpose(1, 2) / volume[:, None, None]  # the columns of the inverse: the faces over the volume
         reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
         _check_image_budget(reach, pbc, cell, cutoff)
-        space = _Space(pos, inv, batch, reach, frame, pbc, bool((~pbc).any()), cutoff)
+        space = _Space(pos, inv, batch, reach, frame, faces, volume, pbc, bool((~pbc).any()), cutoff)
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
@@ -70,7 +70,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
         parts = [(int(chunk[0]), chunk) for chunk in _pair_chunks(natoms, max_pairs)]
         parts += [(b, None) for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
-        edges = _Edges(pos, _expected_edges(natoms, frame, pbc, cutoff))
+        edges = _Edges(pos, _expected_edges(natoms, volume, pbc, cutoff))
         capped = max_neighbours is not None
 
         def fresh(n: int) -> tuple[Tensor, Tensor]:  # parts to be capped first
@@ -90,11 +90,11 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         return edges.result()
 
 
-def _expected_edges(natoms: Tensor, frame: Tensor, pbc: Tensor, cutoff: float) -> int:
+def _expected_edges(natoms: Tensor, volume: Tensor, pbc: Tensor, cutoff: float) -> int:
     """About how many edges a batch has: n^2 (4/3 pi cutoff^3) / volume per periodic structure (a uniform density;
     within a few % on real frames at 5-6 A), n (n - 1) for the others."""
-    n = natoms.to(frame.dtype)
-    uniform = n * n * (4 / 3 * math.pi * cutoff ** 3) / torch.linalg.det(frame).abs()
+    n = natoms.to(volume.dtype)
+    uniform = n * n * (4 / 3 * math.pi * cutoff ** 3) / volume.abs()
     return int(torch.where(pbc.all(dim=1), uniform, n * (n - 1)).sum()) if n.numel() else 0
 
 
@@ -161,9 +161,10 @@ def _check_image_budget(reach: Tensor, pbc: Tensor, cell: Tensor, cutoff: float)
                          f"image shifts per atom pair (more than {MAX_IMAGE_SHIFTS}); cell {cell[b].tolist()}")
 
 
-def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
+def _search_frame(cell: Tensor, pbc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The cell with each non-periodic row replaced by a unit vector orthogonal to the periodic rows and to each
-    other, so fractional coordinates exist for molecules, slabs and wires (their shifts stay 0 on those axes)."""
+    other, so fractional coordinates exist for molecules, slabs and wires (their shifts stay 0 on those axes); with
+    its faces (row k: a_k+1 x a_k+2) and signed volume (closed forms: no batched linear algebra for 3x3 matrices)."""
     frame = cell.clone()
     partial = torch.nonzero(~pbc.all(dim=1)).flatten()
     if partial.numel():
@@ -173,14 +174,15 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
         slot = (rank + torch.cumsum((~pbc[partial]).long(), dim=1) - 1).clamp(max=2)
         complement = torch.gather(vh, 1, slot.unsqueeze(-1).expand(-1, -1, 3))
         frame[partial] = torch.where(pbc[partial, :, None], periodic, complement)
-    volume = torch.linalg.det(frame).abs()
+    faces = torch.linalg.cross(frame.roll(-1, dims=1), frame.roll(-2, dims=1))
+    volume = (frame[:, 0] * faces[:, 0]).sum(dim=1)
     lengths = torch.linalg.vector_norm(frame, dim=2).prod(dim=1)
-    bad = torch.nonzero(volume <= 1e-9 * lengths.clamp(min=1e-30)).flatten()
+    bad = torch.nonzero(volume.abs() <= 1e-9 * lengths.clamp(min=1e-30)).flatten()
     if bad.numel():
         b = int(bad[0])
         raise ValueError(f"structure {b} has a degenerate cell along its periodic axes {pbc[b].tolist()}: "
                          f"{cell[b].tolist()}")
-    return frame
+    return frame, faces, volume
 
 
 # Columns of _Space.constants, per atom: in the frame where the lattice rows are triangular, a0 = (x0, y0, z0),
@@ -204,6 +206,8 @@ class _Space:
     batch: Tensor
     reach: Tensor
     frame: Tensor
+    faces: Tensor  # row k: a_k+1 x a_k+2
+    volume: Tensor  # signed
     pbc: Tensor
     partial: bool  # some structure has a non-periodic axis
     cutoff: float
@@ -214,8 +218,15 @@ class _Space:
         p0, p1, p2 = self.positions.T
         self.frac_columns = tuple(torch.addcmul(torch.addcmul(p0 * per_atom[k], p1, per_atom[3 + k]), p2, per_atom[6 + k])
                                   for k in range(3))
-        r = torch.linalg.qr(self.frame.flip(1).transpose(1, 2)).R  # columns a2, a1, a0 = Q R, R upper triangular
-        z2, z1, z0, y1, y0, x0 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2], r[:, 1, 1], r[:, 1, 2], r[:, 2, 2]
+        # The triangular frame: e_z along a2, e_y in the plane of a1 and a2 (cross products, not differences, where
+        # Gram-Schmidt would cancel).
+        a0, a1, a2 = self.frame.unbind(1)
+        z2 = torch.linalg.vector_norm(a2, dim=1)
+        z1, z0 = (a1 * a2).sum(dim=1) / z2, (a0 * a2).sum(dim=1) / z2
+        face0 = torch.linalg.vector_norm(self.faces[:, 0], dim=1)  # |a1 x a2|
+        y1 = face0 / z2
+        y0 = -(self.faces[:, 0] * self.faces[:, 1]).sum(dim=1) / (z2 * face0)  # (a2 x a1).(a2 x a0) / (z2 |a1 x a2|)
+        x0 = self.volume.abs() / face0
         self.triangular = torch.stack([x0, y0, y1, z0, z1, z2], dim=1)
         reach0, ey, kz0, kz, cy, xy, rr = (column.index_select(0, self.batch) for column in (
             self.reach[:, 0], y0 / y1, z0 / z2, z1 / z2, (self.cutoff / y1) ** 2, (x0 / y1) ** 2, (y1 / z2) ** 2))
@@ -236,15 +247,18 @@ class _Space:
 
 
 def _pair_chunks(natoms: Tensor, max_pairs: int) -> list[Tensor]:
-    """The structures searched all-pairs, grouped in consecutive chunks of about ``max_pairs`` pairs; no chunk
-    straddles a cell-list structure, so chunks and cell lists hold disjoint, ordered ranges of atoms."""
+    """The structures searched all-pairs, grouped in consecutive chunks of about ``max_pairs`` pairs (as many as the
+    total rounds to, of even sizes: a small remainder costs no chunk of its own); no chunk straddles a cell-list
+    structure, so chunks and cell lists hold disjoint, ordered ranges of atoms."""
     big = natoms >= CELL_LIST_MIN_ATOMS
     cost = torch.where(big, torch.zeros_like(natoms), natoms * natoms)
     structs = torch.nonzero(cost > 0).flatten()
     if not structs.numel():
         return []
     cost = cost[structs]
-    chunk_of = torch.div(torch.cumsum(cost, 0) - cost, max_pairs, rounding_mode="floor")
+    total = int(cost.sum())
+    step = -(-total // max(1, round(total / max_pairs)))
+    chunk_of = torch.div(torch.cumsum(cost, 0) - cost, step, rounding_mode="floor")
     chunk_of = chunk_of * (natoms.numel() + 1) + torch.cumsum(big, 0).index_select(0, structs)
     sizes = torch.unique_consecutive(chunk_of, return_counts=True)[1]
     return list(torch.split(structs, sizes.tolist()))
