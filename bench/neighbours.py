@@ -7,10 +7,11 @@ frame (they take one structure per call; vesin with one thread); then one large 
 against vesin, vesin-torch and matscipy. Edge counts are cross-checked against matscipy, and vesin's edge SET
 (i, j, S) against ours, edge for edge. Times are the best of --repeats (ASE: one pass, on every --ase-stride-th
 frame, scaled to all frames); CPU time (process time) is printed beside wall time because wall time is noisy on a
-shared machine, and ratios are given against vesin. Every CPU row runs in a fresh process of its own: a heap left
-fragmented by another library's many small frees slows the next one's allocations (ours by up to 1.5x, measured), so
-no row inherits another's. With CUDA, ours (float64 and float32) and vesin-torch are also timed on the GPU. --out
-writes the rows as JSON.
+shared machine, and ratios are given against vesin. Every CPU row is served by a fresh process of its own (a heap
+left fragmented by another library's many small frees slows the next one's allocations: ours by up to 1.5x,
+measured), and the rows are timed in turn, one call each per round (--repeats rounds), so that a busy spell of the
+shared machine falls on all of them alike. With CUDA, ours (float64 and float32) and vesin-torch are also timed on
+the GPU. --out writes the rows as JSON.
 
     python bench/neighbours.py [--cutoffs 5 6] [--threads 1] [--batch-size 64] [--ase-stride 1] [--supercell 12]
 """
@@ -21,7 +22,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -138,7 +138,9 @@ def main() -> None:
         names = {"ours-one": "ours, CPU, one batch", "ours-batched": f"ours, CPU, batches of {args.batch_size}",
                  "vesin": "vesin (C++), per frame", "vesin-torch": "vesin-torch, CPU, per frame",
                  "matscipy": "matscipy (C), per frame", "ase": "ASE, per frame"}
-        rows = {name: isolated(row, cutoff, args) for row, name in names.items()}
+        timings = interleaved([row for row in names if row != "ase"], cutoff, args)
+        timings.update(interleaved(["ase"], cutoff, args))
+        rows = {name: timings[row] for row, name in names.items()}
         if torch.cuda.is_available():
             rows.update(gpu_rows(frames, cutoff, args))
         check_counts(rows, same)
@@ -147,7 +149,8 @@ def main() -> None:
         large = frames[3].repeat(args.supercell)  # one large cell: our cell-list path
         names = {"ours-one": "ours, CPU, cell list", "vesin": "vesin (C++)", "vesin-torch": "vesin-torch, CPU",
                  "matscipy": "matscipy (C)"}
-        rows_large = {name: isolated(row, cutoff, args, supercell=True) for row, name in names.items()}
+        timings = interleaved(list(names), cutoff, args, supercell=True)
+        rows_large = {name: timings[row] for row, name in names.items()}
         large_edges = check_same_edges([large], cutoff)
         check_counts(rows_large, large_edges)
         print(f"one {args.supercell}^3 supercell of frame 3 ({len(large)} atoms, {large_edges} edges, the same set "
@@ -162,34 +165,60 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=1))
 
 
-def isolated(row: str, cutoff: float, args: argparse.Namespace, supercell: bool = False) -> tuple:
-    """timed_row in a fresh process (spawned, so that it inherits no heap)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(timed_row, row, cutoff, args, supercell).result()
+def interleaved(rows: list, cutoff: float, args: argparse.Namespace, supercell: bool = False) -> dict:
+    """{row: (best wall s, best CPU s, edges)}: each row served by a fresh (spawned) process of its own, which
+    inherits no heap, and the rows timed in turn, one call each per round, so that a busy spell of the machine falls
+    on all of them alike."""
+    context = get_context("spawn")
+    workers = {}
+    for row in rows:
+        parent, child = context.Pipe()
+        process = context.Process(target=serve, args=(child, row, cutoff, args, supercell))
+        process.start()
+        workers[row] = (process, parent)
+    best = {row: (float("inf"), float("inf"), None) for row in rows}
+    rounds = 1 if rows == ["ase"] else args.repeats
+    for _ in range(rounds):
+        for row, (_, connection) in workers.items():
+            connection.send("run")
+            wall, cpu, edges = connection.recv()
+            best[row] = (min(best[row][0], wall), min(best[row][1], cpu), edges)
+    for process, connection in workers.values():
+        connection.send("stop")
+        process.join()
+    return best
 
 
-def timed_row(row: str, cutoff: float, args: argparse.Namespace, supercell: bool) -> tuple:
-    """(best wall s, best CPU s, edges) of one implementation on all frames (or the supercell of frame 3)."""
+def serve(connection, row: str, cutoff: float, args: argparse.Namespace, supercell: bool) -> None:
+    """A worker of `interleaved`: builds the row's inputs, then times one call per request."""
     torch.set_num_threads(args.threads)
     frames = load_frames(args.data)
     frames = [frames[3].repeat(args.supercell)] if supercell else frames
+    call, scale = job(row, frames, cutoff, args)
+    while connection.recv() == "run":
+        wall, cpu, edges = timed(call, 1)
+        connection.send((wall * scale, cpu * scale, edges if scale == 1 else None))
+    connection.close()
+
+
+def job(row: str, frames: list, cutoff: float, args: argparse.Namespace) -> tuple:
+    """(a call returning the edge count, the factor its times are scaled by) of one implementation."""
     if row == "ours-one":
         whole = [as_tensors(frames)]
-        return timed(lambda: ours(whole, cutoff), args.repeats)
+        return (lambda: ours(whole, cutoff)), 1
     if row == "ours-batched":
         batched = [as_tensors(frames[k:k + args.batch_size]) for k in range(0, len(frames), args.batch_size)]
-        return timed(lambda: ours(batched, cutoff), args.repeats)
+        return (lambda: ours(batched, cutoff)), 1
     if row == "vesin":
-        return timed(lambda: vesin_edges(frames, cutoff, args.threads), args.repeats)
+        return (lambda: vesin_edges(frames, cutoff, args.threads)), 1
     if row == "vesin-torch":
         systems = torch_systems(frames)
-        return timed(lambda: vesin_torch_edges(systems, cutoff, args.threads), args.repeats)
+        return (lambda: vesin_torch_edges(systems, cutoff, args.threads)), 1
     if row == "matscipy":
-        return timed(lambda: per_frame(matscipy_neighbour_list, frames, cutoff), args.repeats)
+        return (lambda: per_frame(matscipy_neighbour_list, frames, cutoff)), 1
     if row == "ase":  # one pass on every --ase-stride-th frame, scaled to all
-        wall, cpu, _ = timed(lambda: per_frame(ase_neighbor_list, frames[::args.ase_stride], cutoff), 1)
-        scale = len(frames) / len(frames[::args.ase_stride])
-        return wall * scale, cpu * scale, None
+        sample = frames[::args.ase_stride]
+        return (lambda: per_frame(ase_neighbor_list, sample, cutoff)), len(frames) / len(sample)
     raise ValueError(f"unknown row {row}")
 
 
