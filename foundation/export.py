@@ -88,10 +88,11 @@ def neighbour_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float,
         image = low + torch.stack([s0, s1, s2], dim=1).to(frac.dtype)
         vec = (ds.reshape(-1, 3)[owner] + image) @ frame
         dist2 = (vec * vec).sum(dim=1)
-        kept = torch.nonzero((dist2 < cutoff * cutoff) & (dist2 > 0)).squeeze(1)
-        owner = owner[kept]
         i = torch.div(owner, n, rounding_mode="floor") + start
         j = owner % n
+        itself = (i == j) & (image == 0).all(dim=1)  # an atom is never its own neighbour; a coincident one is (as ASE)
+        kept = torch.nonzero((dist2 < cutoff * cutoff) & ~itself).squeeze(1)
+        i, j = i[kept], j[kept]
         parts_i.append(i)
         parts_j.append(j)
         parts_s.append(image[kept] + wrap[i] - wrap[j])
