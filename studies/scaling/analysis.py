@@ -94,7 +94,7 @@ def analyse(points: Sequence[dict], metric_names: Sequence[str], rules: FitRules
         raise ValueError("no finished grid points to analyse")
     quantities = [COMBINED, *metric_names]
     cells = make_cells(grid, quantities, rules.baseline_ratio)
-    validity = design_validity(rules.design)
+    validity = design_validity(rules.design, (sum(bool(p.get("hit_cap")) for p in grid), len(grid)))
     analysis = Analysis(design=rules.design, quantities=quantities, cells=cells, validity=validity,
                         fits={q: {} for q in quantities}, refused={q: {} for q in quantities}, selections={},
                         near_baseline={q: [c["point_id"] for c in cells if c["near_baseline"][q]] for q in quantities},

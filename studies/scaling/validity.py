@@ -35,14 +35,19 @@ _WHY = {
 }
 
 
-def design_validity(design: str) -> dict[str, dict[str, object]]:
-    """{fit: {"valid": bool, "reason": why it is or is not valid for the design}} for every fit the report knows."""
+def design_validity(design: str, at_cap: tuple[int, int] = (0, 0)) -> dict[str, dict[str, object]]:
+    """{fit: {"valid": bool, "reason": why it is or is not valid for the design}} for every fit the report knows.
+    `at_cap`: (runs that ended at their pass cap instead of by early stopping, runs) of a data_scaling study."""
     valid = {"data_scaling": DATA_LAWS, "iso_flop": COMPUTE_FITS, "fixed_steps": ()}[design]
+    converged = "every point trained to convergence (early stopping on the validation split)"
+    if at_cap[0]:
+        converged = (f"every point trained to early stopping on the validation split or to its pass cap: {at_cap[0]} "
+                     f"of {at_cap[1]} runs ended at the cap, where the loss may still have been falling (their "
+                     f"losses may sit above the converged ones, most at large D, which biases exponents low)")
     out: dict[str, dict[str, object]] = {}
     for fit in DATA_LAWS + COMPUTE_FITS:
         if fit in valid:
-            reason = ("every point trained to convergence (early stopping on the validation split)" if design ==
-                      "data_scaling" else "points at matched compute within each budget")
+            reason = converged if design == "data_scaling" else "points at matched compute within each budget"
             out[fit] = {"valid": True, "reason": reason}
         else:
             out[fit] = {"valid": False, "reason": _WHY[design]}

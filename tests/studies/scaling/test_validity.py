@@ -21,3 +21,9 @@ def test_too_few_counts_cells_per_parameter_and_distinct_values():
         "9 cells for 5 parameters; the fit needs at least 10")
     assert too_few("L(D)", cells[:5], min_points_per_parameter=1.5, min_distinct=3) is None
     assert "2 more left out" in too_few("L(D)", cells[:3], min_points_per_parameter=2, min_distinct=3, left_out=2)
+
+
+def test_runs_that_ended_at_their_pass_cap_are_named_in_the_verdict():
+    assert "cap" not in design_validity("data_scaling")["L(D)"]["reason"]
+    reason = design_validity("data_scaling", (3, 12))["L(D)"]["reason"]
+    assert "3 of 12 runs ended at the cap" in reason and design_validity("data_scaling", (3, 12))["L(D)"]["valid"]
