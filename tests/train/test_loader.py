@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 
 import pytest
 import torch
@@ -21,9 +22,9 @@ from tests.train.helpers import tiny_config
 BUILDER = BatchBuilder(cutoff=4.0, clean=True, noise_std=0.1, seed=3)
 
 
-def _items(path, split="train", **options):
+def _items(path, split="train", builder=BUILDER, **options):
     cfg = DataConfig(path=str(path), container="wds", max_atoms=40, num_workers=2, prefetch_factor=2, **options)
-    loader = build_split_loader(cfg, split, BUILDER, rank=0, world_size=1, grad_accum=1, seed=5, train=split == "train")
+    loader = build_split_loader(cfg, split, builder, rank=0, world_size=1, grad_accum=1, seed=5, train=split == "train")
     return list(loader.loader(0, 0))
 
 
@@ -49,6 +50,27 @@ def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data):
         assert len(items) == len(local)
         for a, b in zip(local, items):
             _same(a, b)
+
+
+_HELD_WHILE_WORKERS_START = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class _LockingBuilder(BatchBuilder):
+    """Takes a lock of this module before it builds a batch."""
+
+    def __call__(self, key, frames):
+        with _HELD_WHILE_WORKERS_START:
+            return super().__call__(key, frames)
+
+
+@pytest.mark.timeout(120)  # a worker that inherited the held lock would wait forever: fail instead of hanging
+def test_loader_workers_do_not_inherit_a_lock_the_training_process_holds(train_data):
+    """A training process has threads (DeepSpeed, TensorBoard, progress bars), and a lock one of them holds while
+    loader workers start must not reach the workers in its held state."""
+    with _HELD_WHILE_WORKERS_START:
+        items = _items(train_data, builder=_LockingBuilder(**dataclasses.asdict(BUILDER)))
+    assert len(items) == len(_items(train_data)) > 0
 
 
 def test_a_shard_base_is_refused_beside_a_mixture():
