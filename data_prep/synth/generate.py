@@ -14,7 +14,6 @@ import contextlib
 import functools
 import logging
 import math
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from foundation.data_prep.synth.perturb import rattle, relaxation_trajectory, re
 from foundation.data_prep.synth.seeds import Seed, decorate, seed_catalogue
 from foundation.data_prep.synth.teachers import Teacher, make_calculator, one_torch_thread, resolve_teacher, snapshot
 from foundation.files import atomic_path
+from foundation.processes import worker_context
 from foundation.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,8 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
         bar = stack.enter_context(progress_bar(total=config.frames, unit="frame", desc=f"synth ({teacher.name})",
                                                enabled=progress))
         if config.workers > 1:
-            # fork: the caller's __main__ is not re-imported; workers use one torch thread, as DataLoader workers do
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            pool = multiprocessing.get_context(method).Pool(config.workers, _init_worker, (config, teacher))
+            # workers use one torch thread, as DataLoader workers do
+            pool = worker_context([__name__]).Pool(config.workers, _init_worker, (config, teacher))
             stack.callback(pool.join)
             stack.enter_context(pool)  # terminates the workers on exit, then join
             label = functools.partial(pool.imap, _worker_frames)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from foundation.data.dataset import FrameDataset
 from foundation.data.manifest import Manifest
+from foundation.processes import worker_context
 from foundation.train.config import DataConfig
 from foundation.train.datasets import BatchBuilder, MapBatchDataset, StreamBatchDataset, TrainItem
 from foundation.train.sampler import AtomsBalancedSampler
@@ -17,16 +17,6 @@ from foundation.train.sampler import AtomsBalancedSampler
 
 def _keep(item: TrainItem) -> TrainItem:
     return item
-
-
-def worker_start_context() -> multiprocessing.context.BaseContext:
-    """How loader workers start: forked from a fork server, a process with a single thread that has imported the
-    batch code, never from the training process itself. A training process has threads (DeepSpeed's process
-    group, TensorBoard's writer, torch's thread pools, progress bars); a fork copies any lock one of them holds at
-    that instant, and a worker that then takes it waits forever (seen here as a loader that hung for 15 min)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["foundation.train.datasets"])
-    return context
 
 
 @dataclass
@@ -43,7 +33,8 @@ class SplitLoader:
         self.sampler.set_epoch(epoch, start)
         options = dict(batch_size=None, collate_fn=_keep, num_workers=self.num_workers, pin_memory=self.pin_memory)
         if self.num_workers > 0:
-            options.update(prefetch_factor=self.prefetch_factor, multiprocessing_context=worker_start_context())
+            options.update(prefetch_factor=self.prefetch_factor,
+                           multiprocessing_context=worker_context(["foundation.train.datasets"]))
         if isinstance(self.dataset, StreamBatchDataset):
             return DataLoader(self.dataset, **options)
         return DataLoader(self.dataset, sampler=self.sampler, **options)
