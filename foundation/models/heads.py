@@ -113,16 +113,17 @@ class EnergyHead(nn.Module):
         atom = self.mlp(features.scalars).squeeze(-1).to(acc)
         return atom * self.scale.to(acc) + self.shift.to(acc) + self.references(graph, source, acc)
 
-    def references(self, graph: Graph, source: Tensor | None, dtype: torch.dtype) -> Tensor:
-        """(N,) reference energy of every atom: its element's, of its frame's source when the head has sources."""
+    def references(self, graph: Graph, source: Tensor | None, dtype: torch.dtype, learned: bool = True) -> Tensor:
+        """(N,) reference energy of every atom: its element's, of its frame's source when the head has sources
+        (`learned=False`: the fitted table alone, without the learned per-source offsets)."""
         if not self.has_sources:
             return self.element_references.to(dtype)[graph.numbers]
         if source is None:
             raise ValueError("this potential has an energy reference per data source (model.config.heads.sources): "
                              "the batch must give each frame's source (collate_frames(..., sources=...))")
         row = source.to(graph.numbers.device).index_select(0, graph.batch)
-        return (self.source_references.to(dtype)[row, graph.numbers]
-                + self.source_offsets.to(dtype)[row, graph.numbers])
+        fitted = self.source_references.to(dtype)[row, graph.numbers]
+        return fitted + self.source_offsets.to(dtype)[row, graph.numbers] if learned else fitted
 
     def forward(self, features: Features, graph: Graph, source: Tensor | None = None) -> Tensor:
         return scatter_sum(self.atom_energies(features, graph, source), graph.batch, graph.num_graphs)

@@ -21,12 +21,14 @@ CLEARLY_BELOW = 0.8  # a term passes when model MAE <= 0.8 x baseline MAE
 
 
 def reference_energies(model: torch.nn.Module, batch: Any) -> Tensor:
-    """(B,) float64 energy of each structure from the energy head's references alone (its frame's source's table
-    when the head has sources) plus the per-atom shift: the model before it learns anything."""
+    """(B,) float64 energy of each structure from the energy head's fitted references alone (its frame's source's
+    table when the head has sources; not the offsets it learns, so the baseline stays fixed while a run trains)
+    plus the per-atom shift: the model before it learns anything."""
     head = model.energy_head
     atoms = SimpleNamespace(numbers=batch.numbers.long(), batch=batch.batch.long())
     with torch.no_grad():
-        per_atom = head.references(atoms, getattr(batch, "source", None), torch.float64) + head.shift.to(torch.float64)
+        per_atom = (head.references(atoms, getattr(batch, "source", None), torch.float64, learned=False)
+                    + head.shift.to(torch.float64))
         return scatter_sum(per_atom, atoms.batch, int(batch.num_graphs))
 
 
