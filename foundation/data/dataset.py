@@ -58,6 +58,10 @@ class FrameDataset(Sequence):
         self._lmdb: list[LmdbShard] | None = None
         self._wds_cache: tuple[int, list[Frame]] | None = None
 
+    def __getstate__(self) -> dict:
+        """Pickled (for loader workers) without the decoded-shard cache: each process reads its own shards."""
+        return {**self.__dict__, "_wds_cache": None}
+
     @property
     def natoms(self) -> np.ndarray:
         """Atoms per frame, from the manifest."""

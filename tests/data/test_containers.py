@@ -1,6 +1,7 @@
 """LMDB and WebDataset shards hold the same records, bit for bit; real frames go through both."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -105,3 +106,13 @@ def test_real_frames_identical_through_lmdb_and_webdataset(tmp_path):
     assert len(everything) == len(frames) and everything[-1].frame_id == val[-1].frame_id
     with pytest.raises(KeyError, match="no split 'test'"):
         open_dataset(tmp_path, split="test")
+
+
+def test_a_dataset_sent_to_loader_workers_leaves_its_decoded_shard_behind(tmp_path, mixed_frames):
+    """Loader workers get the dataset pickled; the parent's decoded WebDataset shard stays in the parent."""
+    write_dataset(tmp_path, {"train": mixed_frames}, containers=("wds",), shard_size=10)
+    dataset = open_dataset(tmp_path, split="train", container="wds")
+    assert dataset[3].same_as(mixed_frames[3]) and dataset._wds_cache is not None
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy._wds_cache is None and dataset._wds_cache is not None
+    assert all(a.same_as(b) for a, b in zip(copy, mixed_frames, strict=True))
