@@ -19,7 +19,8 @@ from foundation.config import ConfigError, load_config, save_config
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.pipeline import run_prep
 from foundation.evals.config import SuiteConfig
-from foundation.evals.paired import size_label
+from foundation.evals.metrics import aggregate
+from foundation.evals.paired import paired_comparison, size_label
 from foundation.evals.report import RESULTS_JSON, write_report_files
 from foundation.evals.report.figures import figure_png
 from foundation.evals.run import evaluate
@@ -30,6 +31,8 @@ from foundation.train.runner import run_training
 log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
+PROBE = "probe:"  # + an objective's name: the ridge probe on its frozen features
+PROBE_RANDOM = "probe:random"  # the ridge probe on a randomly initialised backbone
 
 
 @dataclass
@@ -126,25 +129,29 @@ def evaluate_objectives(cfg: AblationConfig, workers: int = 1) -> list[tuple[str
 
 
 def collect_table(cfg: AblationConfig) -> dict[str, Any]:
-    """Per task: every row (objectives and scratch) with MAE mean/std over folds and seeds, and per-unit MAEs,
-    beside the trivial baselines (mean and median predictor) on the same splits at the same training size."""
+    """Per task: every fine-tuning and probe unit (fold, seed, size, MAE) labelled by its row (the objective's
+    name, scratch, probe:NAME, probe:random), the rows at the headline training size (MAE mean/std over folds and
+    seeds, per-unit MAEs in (fold, seed) order, the paired comparison with scratch and the probe's with random
+    features), and the trivial baselines (mean and median predictor) on the same splits at that size."""
     paths = _paths(cfg)
     tasks: dict[str, dict[str, Any]] = {}
     for index, objective in enumerate(cfg.objectives):
         results = json.loads((paths["eval"] / objective.name / RESULTS_JSON).read_text())
+        labels = {"pretrained": objective.name, "probe_pretrained": PROBE + objective.name}
+        if index == 0:  # the arms without pre-training run beside the first objective only
+            labels.update(scratch=SCRATCH, probe_random=PROBE_RANDOM)
         for task in results["tasks"]:
             if task["category"] != "finetune":
                 continue
-            entry = tasks.setdefault(task["name"], {"unit": task["unit"], "property": task["property"], "rows": {},
-                                                    "baselines": _headline_baselines(task)})
-            rows = entry["rows"]
-            variants = [("pretrained", objective.name)] + ([("scratch", SCRATCH)] if index == 0 else [])
-            for variant, label in variants:
-                mae = task["summary"].get(variant, {}).get("mae")
-                if mae:
-                    rows[label] = {"mae": mae["mean"], "std": mae["std"], "count": mae["count"],
-                                   "units": [u["metrics"]["mae"] for u in task["units"] if u["variant"] == variant
-                                             and u.get("size") == task.get("headline_size")]}
+            entry = tasks.setdefault(task["name"], {"unit": task["unit"], "property": task["property"],
+                                                    "headline_size": task.get("headline_size"),
+                                                    "baselines": _headline_baselines(task), "units": []})
+            entry["units"] += [{"variant": labels[u["variant"]], "fold": u["fold"], "seed": u["seed"],
+                                "size": u.get("size"), "metrics": {"mae": u["metrics"]["mae"]}}
+                               for u in task["units"] if u["variant"] in labels
+                               and (u.get("metrics") or {}).get("mae") is not None]
+    for entry in tasks.values():
+        entry["rows"] = ablation_rows(entry["units"], [o.name for o in cfg.objectives], entry["headline_size"])
     return tasks
 
 
@@ -156,48 +163,88 @@ def _headline_baselines(task: dict[str, Any]) -> dict[str, dict[str, float]]:
             for name, agg in by_size.get(label, {}).items()}
 
 
-def check_claims(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The paper's findings as comparisons of mean MAE (lower is better); None where a row is missing."""
-    def mae(name: str) -> float | None:
-        return rows.get(name, {}).get("mae")
+def ablation_rows(units: list[dict[str, Any]], objectives: list[str], size: int | None) -> dict[str, dict[str, Any]]:
+    """{objective or scratch: {mae, std, count, units, vs_scratch, probe: {mae, std, count, vs_random}}} at `size`."""
+    rows = {}
+    for name in [*objectives, SCRATCH]:
+        row = _summary(units, name, size)
+        if row is None:
+            continue
+        if name != SCRATCH:
+            row["vs_scratch"] = compare(units, name, SCRATCH, size)
+            probe = _summary(units, PROBE + name, size)
+            if probe is not None:
+                row["probe"] = {**probe, "vs_random": compare(units, PROBE + name, PROBE_RANDOM, size)}
+        rows[name] = row
+    return rows
 
-    def best(names: list[str]) -> tuple[str | None, float | None]:
-        present = [(mae(n), n) for n in names if mae(n) is not None]
-        return (min(present)[1], min(present)[0]) if present else (None, None)
 
-    explicit = [n for n in rows if n not in (SCRATCH, "denoise_direct", "denoise_derivative")]
-    best_explicit, best_explicit_mae = best(explicit)
-    best_denoise, best_denoise_mae = best(["denoise_direct", "denoise_derivative"])
-    winner, _ = best([n for n in rows if n != SCRATCH])
-    claims = [
-        ("derivative denoising beats direct denoising", mae("denoise_derivative"), mae("denoise_direct")),
-        (f"explicit E/F/S ({best_explicit}) beats denoising ({best_denoise})", best_explicit_mae, best_denoise_mae),
-        ("E+F+S with derivatives beats E+F+S direct", mae("efs_derivative"), mae("efs_direct")),
-    ]
-    out = [{"claim": text, "ours": a, "other": b, "agrees": None if a is None or b is None else bool(a < b)}
-           for text, a, b in claims]
-    out.append({"claim": "E+F+S with derivatives is best of all objectives", "ours": mae("efs_derivative"),
-                "other": mae(winner) if winner else None,
-                "agrees": None if winner is None or mae("efs_derivative") is None else winner == "efs_derivative"})
+def _summary(units: list[dict[str, Any]], label: str, size: int | None) -> dict[str, Any] | None:
+    mine = sorted((u for u in units if u["variant"] == label and u["size"] == size),
+                  key=lambda u: (u["fold"], u["seed"]))
+    if not mine:
+        return None
+    mae = aggregate([u["metrics"] for u in mine], ("mae",))["mae"]
+    return {"mae": mae["mean"], "std": mae["std"], "count": mae["count"], "units": [u["metrics"]["mae"] for u in mine]}
+
+
+def compare(units: list[dict[str, Any]], treatment: str, control: str, size: int | None) -> dict[str, Any] | None:
+    """The paired comparison (treatment - control MAE per (fold, seed), bootstrap 95% interval, verdict) of two
+    rows at one training size; None when they share no pair."""
+    return next((row for row in paired_comparison(units, treatment, control) if row["size"] == size), None)
+
+
+def check_claims(units: list[dict[str, Any]], rows: dict[str, dict[str, Any]],
+                 size: int | None) -> list[dict[str, Any]]:
+    """The paper's findings, each "A beats B" checked on paired per-(fold, seed) MAE differences A - B at `size`:
+    agrees True when the bootstrap 95% interval lies below zero, False when above, None when it spans zero, pairs
+    are too few, or a row is missing."""
+    def best(names: list[str]) -> str | None:
+        present = [n for n in names if n in rows]
+        return min(present, key=lambda n: rows[n]["mae"]) if present else None
+
+    objectives = [n for n in rows if n != SCRATCH]
+    denoising = ["denoise_direct", "denoise_derivative"]
+    best_explicit, best_denoise = best([n for n in objectives if n not in denoising]), best(denoising)
+    best_other = best([n for n in objectives if n != "efs_derivative"])
+    claims = [("derivative denoising beats direct denoising", "denoise_derivative", "denoise_direct"),
+              (f"explicit E/F/S ({best_explicit}) beats denoising ({best_denoise})", best_explicit, best_denoise),
+              ("E+F+S with derivatives beats E+F+S direct", "efs_derivative", "efs_direct"),
+              (f"E+F+S with derivatives is best of all objectives (against {best_other})", "efs_derivative",
+               best_other)]
+    out = []
+    for text, a, b in claims:
+        paired = compare(units, a, b, size) if a in rows and b in rows else None
+        verdict = paired["verdict"] if paired else None
+        out.append({"claim": text, "ours": rows.get(a, {}).get("mae"), "other": rows.get(b, {}).get("mae"),
+                    "mean_difference": paired["mean_difference"] if paired else None,
+                    "ci95": paired["ci95"] if paired else None, "pairs": paired["pairs"] if paired else 0,
+                    "agrees": {"helps": True, "hurts": False}.get(verdict)})
     return out
 
 
 def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
-    """Bar chart of test MAE per row (mean ± std over folds and seeds) with the single runs as dots."""
+    """Bar chart of test MAE per row (mean ± std over folds and seeds) with the single runs as dots, and each
+    objective's frozen-feature probe (and the random-feature probe) as diamonds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     names = sorted(task["rows"], key=lambda n: task["rows"][n]["mae"])
+    random_probe = _summary(task["units"], PROBE_RANDOM, task["headline_size"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    probe_label = "ridge probe (under scratch: random features)"
     for i, name in enumerate(names):
         row = task["rows"][name]
         ax.bar(i, row["mae"], yerr=row["std"], color="0.7" if name == SCRATCH else "tab:blue", capsize=3)
         ax.plot([i] * len(row["units"]), row["units"], "k.", ms=4)
+        probe = random_probe if name == SCRATCH else row.get("probe")
+        if probe:
+            ax.plot(i, probe["mae"], "D", color="tab:orange", ms=6, label=probe_label)
+            probe_label = None
     if "mean" in task["baselines"]:
         ax.axhline(task["baselines"]["mean"]["mae"], color="tab:red", ls="--", label="mean predictor")
-        ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(f"test MAE ({task['unit'] or task['property']})")
     ax.set_title(f"{task_name}: pre-training objective ablation")
@@ -205,31 +252,51 @@ def ablation_figure(task_name: str, task: dict[str, Any]) -> bytes:
     return figure_png(fig)
 
 
+def _interval(paired: dict[str, Any] | None) -> str:
+    if not paired:
+        return "-"
+    low, high = paired["ci95"]
+    return f"{paired['mean_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
-    """results.json + report.md + report.html (table, ranking, claims, figures) in out_dir."""
+    """results.json + report.md + report.html (table with paired intervals, ranking, claims, figures) in out_dir."""
     tasks = collect_table(cfg)
     blocks: list[tuple] = [("h", 1, f"Objective ablation: {cfg.name}"),
                            ("p", f"Backbone `{cfg.model}`, {cfg.steps} pre-training steps per objective on the same "
                                  f"frames ({', '.join(cfg.inputs)}); fine-tuning as in the suite `{cfg.suite.get('name')}`. "
-                                 "MAE: mean ± std over folds and seeds; lower is better.")]
+                                 "MAE: mean ± std over folds and seeds; lower is better. Differences: paired per "
+                                 "(fold, seed), mean with its bootstrap 95% interval.")]
     figures, results = {}, {"name": cfg.name, "model": cfg.model, "steps": cfg.steps, "tasks": {}}
     for name, task in tasks.items():
         ranked = sorted(task["rows"].items(), key=lambda kv: kv[1]["mae"])
-        claims = check_claims(task["rows"])
+        claims = check_claims(task["units"], task["rows"], task["headline_size"])
         base = task["baselines"].get("mean", {}).get("mae")
-        results["tasks"][name] = {"rows": task["rows"], "ranking": [n for n, _ in ranked], "claims": claims,
-                                  "baselines": task["baselines"],
-                                  "baseline_ratios": {n: r["mae"] / base if base else None for n, r in ranked}}
-        table = [[str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"]),
-                  f"{r['mae'] / base:.3f}" if base else "-"] for i, (n, r) in enumerate(ranked)]
-        table += [["-", f"{b} predictor (baseline)", f"{r['mae']:.4g}", f"{r['std']:.2g}", "", ""]
+        results["tasks"][name] = {"headline_size": task["headline_size"], "rows": task["rows"],
+                                  "ranking": [n for n, _ in ranked], "claims": claims, "baselines": task["baselines"],
+                                  "baseline_ratios": {n: r["mae"] / base if base else None for n, r in ranked},
+                                  "units": task["units"]}
+        table = []
+        for i, (n, r) in enumerate(ranked):
+            versus, probe = r.get("vs_scratch"), r.get("probe")
+            table.append([str(i + 1), n, f"{r['mae']:.4g}", f"{r['std']:.2g}", str(r["count"]),
+                          f"{r['mae'] / base:.3f}" if base else "-", _interval(versus),
+                          versus["verdict"] if versus else "-", f"{probe['mae']:.4g}" if probe else "-",
+                          _interval(probe["vs_random"]) if probe else "-"])
+        table += [["-", f"{b} predictor (baseline)", f"{r['mae']:.4g}", f"{r['std']:.2g}", "", "", "", "", "", ""]
                   for b, r in task["baselines"].items()]
-        blocks += [("h", 2, name), ("table", ["rank", "objective", f"MAE ({task['unit'] or task['property']})", "std",
-                                              "runs", "MAE / mean predictor"], table)]
-        blocks.append(("table", ["the paper's finding", "ours", "compared with", "agrees"],
+        blocks += [("h", 2, f"{name} ({size_label(task['headline_size'])} training structures)"),
+                   ("table", ["rank", "objective", f"MAE ({task['unit'] or task['property']})", "std", "runs",
+                              "MAE / mean predictor", "minus scratch [95% interval]", "verdict", "probe MAE",
+                              "probe minus random features [95% interval]"], table)]
+        blocks.append(("table", ["the paper's finding", "ours", "compared with", "paired difference [95% interval]",
+                                 "agrees"],
                        [[c["claim"], "-" if c["ours"] is None else f"{c['ours']:.4g}",
                          "-" if c["other"] is None else f"{c['other']:.4g}",
-                         {True: "yes", False: "no", None: "n/a"}[c["agrees"]]] for c in claims]))
+                         "-" if c["ci95"] is None else
+                         f"{c['mean_difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
+                         {True: "yes", False: "no"}.get(c["agrees"], "not resolved" if c["pairs"] else "n/a")]
+                        for c in claims]))
         figures[f"ablation_{name}"] = ablation_figure(name, task)
         blocks.append(("fig", f"ablation_{name}", f"{name}: test MAE per pre-training objective"))
     return write_report_files(_paths(cfg)["out"], results, blocks, figures, title=f"foundation ablation: {cfg.name}")

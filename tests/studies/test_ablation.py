@@ -6,20 +6,49 @@ import json
 import pytest
 import yaml
 
-from foundation.studies.ablation import SCRATCH, check_claims
+from foundation.studies.ablation import PROBE, SCRATCH, ablation_rows, check_claims
 from foundation.cli.main import main
 from tests.conftest import FIXTURES
 
 
-def test_claims_compare_mean_maes():
-    rows = {name: {"mae": mae} for name, mae in [(SCRATCH, 0.5), ("denoise_direct", 0.45), ("denoise_derivative", 0.4),
-                                                  ("e", 0.42), ("efs_direct", 0.38), ("efs_derivative", 0.3)]}
-    claims = {c["claim"].split(" (")[0]: c["agrees"] for c in check_claims(rows)}
-    assert all(claims.values()), claims
-    rows["efs_derivative"]["mae"] = 0.6
-    verdicts = check_claims(rows)
-    assert [c["agrees"] for c in verdicts] == [True, True, False, False]
-    assert check_claims({SCRATCH: {"mae": 1.0}})[0]["agrees"] is None
+def _units(maes: dict[str, float], jitter: float) -> list[dict]:
+    """Units of 3 folds x 3 seeds per row: the row's MAE plus a per-(fold, seed) shift every row shares (what
+    pairing removes) and, for efs_derivative, an alternating `jitter`."""
+    units = []
+    for fold, seed in [(f, s) for f in range(3) for s in range(3)]:
+        shared = 0.1 * fold + 0.01 * seed
+        for name, mae in maes.items():
+            sign = (-1) ** (3 * fold + seed) if name == "efs_derivative" else 0
+            units.append({"variant": name, "fold": fold, "seed": seed, "size": 300,
+                          "metrics": {"mae": mae + shared + sign * jitter}})
+    return units
+
+
+def test_claims_are_paired_comparisons_with_intervals():
+    maes = {SCRATCH: 0.5, "denoise_direct": 0.45, "denoise_derivative": 0.4, "e": 0.42, "efs_direct": 0.38,
+            "efs_derivative": 0.3}
+    units = _units(maes, jitter=0.0)
+    rows = ablation_rows(units, [n for n in maes if n != SCRATCH], 300)
+    claims = check_claims(units, rows, 300)
+    assert [c["agrees"] for c in claims] == [True, True, True, True], claims
+    assert all(c["pairs"] == 9 and c["ci95"][1] < 0 for c in claims)
+    assert rows["efs_derivative"]["vs_scratch"]["verdict"] == "helps"
+    assert rows["efs_derivative"]["mae"] == pytest.approx(0.3 + 0.1 + 0.01)  # the shared shifts average 0.11
+
+    maes["efs_derivative"] = 0.6  # now worse than every other objective and than scratch: two claims fail
+    units = _units(maes, jitter=0.0)
+    claims = check_claims(units, ablation_rows(units, [n for n in maes if n != SCRATCH], 300), 300)
+    assert [c["agrees"] for c in claims] == [True, True, False, False]
+    assert "against efs_direct" in claims[3]["claim"]
+
+    maes["efs_derivative"] = 0.37  # 0.01 better than efs_direct on average, but +-0.05 per pair: not resolved
+    units = _units(maes, jitter=0.05)
+    claims = check_claims(units, ablation_rows(units, [n for n in maes if n != SCRATCH], 300), 300)
+    assert claims[2]["agrees"] is None and claims[2]["ci95"][0] < 0 < claims[2]["ci95"][1]
+
+    scratch_only = _units({SCRATCH: 1.0}, jitter=0.0)
+    assert all(c["agrees"] is None and c["pairs"] == 0
+               for c in check_claims(scratch_only, ablation_rows(scratch_only, [], 300), 300))
 
 
 def test_tiny_ablation_writes_one_report(tmp_path):
@@ -45,6 +74,11 @@ def test_tiny_ablation_writes_one_report(tmp_path):
     base = task["baselines"]["mean"]["mae"]
     assert base > 0 and set(task["baselines"]) == {"mean", "median"}
     assert task["baseline_ratios"] == pytest.approx({n: r["mae"] / base for n, r in task["rows"].items()})
+    for name in ("denoise_derivative", "efs_derivative"):  # paired with scratch and with the random-feature probe
+        row = task["rows"][name]
+        assert row["vs_scratch"]["pairs"] == seeds and row["vs_scratch"]["verdict"] == "no detectable effect"
+        assert row["probe"]["count"] == seeds and row["probe"]["vs_random"]["pairs"] == seeds
+    assert {u["variant"] for u in task["units"]} >= {PROBE + "efs_derivative", PROBE + "random", SCRATCH}
     html = (tmp_path / "ablation" / "report.html").read_text()
     assert "data:image/png;base64," in html and "finding" in html and "efs_derivative" in html
     assert "mean predictor (baseline)" in html
