@@ -209,9 +209,10 @@ class Trainer:
             errors, base = {}, {}
             if clean is not None and self.clean_out:
                 out = model(clean, compute=self.clean_out)
-                by_source.add(out, clean)
+                trivial = baseline_prediction(model, clean, self.clean_out)
+                by_source.add(out, trivial, clean)
                 errors.update(self.objective.errors(out, clean))
-                base.update(self.objective.errors(baseline_prediction(model, clean, self.clean_out), clean))
+                base.update(self.objective.errors(trivial, clean))
             if noisy is not None:
                 errors.update(self.objective.errors(model(noisy, compute=self.noisy_out), noisy, noisy=True))
                 base.update(self.objective.errors(baseline_prediction(model, noisy, self.noisy_out), noisy,

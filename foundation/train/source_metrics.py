@@ -1,5 +1,7 @@
 """Validation errors per data source: energy MAE (eV/atom) and force MAE (eV/A, over components) of the frames of
-each source, logged as val/energy_mae/SOURCE and val/forces_mae/SOURCE (TensorBoard and metrics.jsonl)."""
+each source, beside the trivial baseline's (element references only, zero forces) on the same frames, logged as
+val/energy_mae/SOURCE, val/energy_baseline_mae/SOURCE, val/forces_mae/SOURCE and val/forces_baseline_mae/SOURCE
+(TensorBoard and metrics.jsonl)."""
 
 from __future__ import annotations
 
@@ -12,37 +14,45 @@ from foundation.train.distributed import all_reduce_sum
 
 
 class SourceErrors:
-    """Sums of absolute errors and their counts per source over one validation pass (every rank adds its batches;
-    `values` reduces over ranks)."""
+    """Sums of absolute errors (model and baseline) and their counts per source over one validation pass (every
+    rank adds its batches; `values` reduces over ranks)."""
+
+    TERMS = ("energy", "forces")
 
     def __init__(self, names: Sequence[str], device: torch.device):
         self.names = list(names)
-        self.sums = torch.zeros(len(self.names), 4, dtype=torch.float64, device=device)  # |dE|/N, frames, |dF|, comps
+        # per source and term: model error sum, baseline error sum, count (frames for energy, components for forces)
+        self.sums = torch.zeros(len(self.names), len(self.TERMS), 3, dtype=torch.float64, device=device)
 
-    def add(self, out: dict[str, torch.Tensor], batch: AtomsBatch) -> None:
+    def add(self, out: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor], batch: AtomsBatch) -> None:
+        """Add one batch: the model's outputs `out` and the trivial baseline's `baseline` against its labels."""
         if not self.names or batch.source is None:
             return
         device = self.sums.device
         source = batch.source.to(device)
-        if "energy" in out and batch.energy is not None:
-            error = (out["energy"].double() - batch.energy.double().to(out["energy"].device)).abs()
-            per_atom = error.to(device) / batch.natoms.to(device)
-            self.sums[:, 0].index_add_(0, source, per_atom)
-            self.sums[:, 1].index_add_(0, source, torch.ones_like(per_atom))
-        if "forces" in out and batch.forces is not None:
-            error = (out["forces"].double() - batch.forces.double().to(out["forces"].device)).abs().sum(-1).to(device)
-            per_frame = torch.zeros(batch.num_graphs, dtype=torch.float64, device=device)
-            per_frame.index_add_(0, batch.batch.to(device), error)
-            self.sums[:, 2].index_add_(0, source, per_frame)
-            self.sums[:, 3].index_add_(0, source, 3.0 * batch.natoms.to(device).double())
+        natoms = batch.natoms.to(device).double()
+        for k, term in enumerate(self.TERMS):
+            label = getattr(batch, term)
+            if term not in out or term not in baseline or label is None:
+                continue
+            for column, prediction in enumerate((out[term], baseline[term])):
+                error = (prediction.double() - label.double().to(prediction.device)).abs().to(device)
+                if term == "energy":
+                    per_frame = error / natoms
+                else:
+                    per_frame = torch.zeros(batch.num_graphs, dtype=torch.float64, device=device)
+                    per_frame.index_add_(0, batch.batch.to(device), error.sum(-1))
+                self.sums[:, k, column].index_add_(0, source, per_frame)
+            self.sums[:, k, 2].index_add_(0, source, torch.ones_like(natoms) if term == "energy" else 3.0 * natoms)
 
     def values(self) -> dict[str, float]:
-        """{"val/energy_mae/SOURCE": eV/atom, "val/forces_mae/SOURCE": eV/A} of the sources that had frames."""
+        """{"val/energy_mae/SOURCE": eV/atom, "val/energy_baseline_mae/SOURCE", "val/forces_mae/SOURCE": eV/A,
+        "val/forces_baseline_mae/SOURCE"} of the sources that had frames."""
         sums = all_reduce_sum(self.sums.clone()).cpu()
         out: dict[str, float] = {}
-        for name, (energy, frames, forces, components) in zip(self.names, sums.tolist()):
-            if frames:
-                out[f"val/energy_mae/{name}"] = energy / frames
-            if components:
-                out[f"val/forces_mae/{name}"] = forces / components
+        for name, per_term in zip(self.names, sums.tolist()):
+            for term, (model, baseline, count) in zip(self.TERMS, per_term):
+                if count:
+                    out[f"val/{term}_mae/{name}"] = model / count
+                    out[f"val/{term}_baseline_mae/{name}"] = baseline / count
         return out

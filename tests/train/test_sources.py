@@ -115,6 +115,18 @@ def test_per_source_references_fit_both_sources(trained, two_sources, tmp_path):
     assert model.sources == ("A", "B") and model.config.heads.energy_source() in ("A", "B")
 
 
+def test_each_sources_errors_sit_beside_its_trivial_baseline(trained, two_sources):
+    val = trained[0]["val"]
+    frames = list(open_dataset(two_sources, "val"))
+    for name in ("A", "B"):  # zero forces: the mean |force component| of the source's validation frames
+        forces = np.concatenate([np.abs(f.forces).ravel() for f in frames if f.source == name])
+        assert val[f"val/forces_baseline_mae/{name}"] == pytest.approx(forces.mean())
+    # B's energies are A's plus per-element offsets, which B's own references absorb: the same baseline error (a
+    # baseline from one table for both sources would be ~1 eV/atom off for B)
+    assert val["val/energy_baseline_mae/A"] == pytest.approx(val["val/energy_baseline_mae/B"], abs=1e-6)
+    assert val["val/energy_baseline_mae/A"] > 0
+
+
 def test_forces_and_stress_are_identical_across_sources(trained):
     _, run_dir = trained
     model = load_potential(run_dir / "last").double()
