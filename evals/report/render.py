@@ -169,6 +169,12 @@ def _eos_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     return out
 
 
+def _beside(summary: dict[str, Any], quantity: str) -> list[str]:
+    """[model MAE, baseline MAE, ratio] cells of one quantity of a per-source zero-shot summary."""
+    model, base = summary.get(f"{quantity}_mae"), summary.get(f"{quantity}_baseline_mae")
+    return [_num(model), _num(base), _num(model / base if model is not None and base else None, 3)]
+
+
 def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     u = t["units"][0] if t["units"] else None
     out: list[Block] = [("h", 2, f"Zero-shot energy, force and stress errors: {t['name']}")]
@@ -189,6 +195,11 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     rows = [[el, str(m.get("frames", 0)), _num(m.get("energy_per_atom_mae")), str(m.get("atoms", 0)),
              _num(m.get("forces_mae"))] for el, m in u["per_element"].items()]
     out.append(("table", ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"], rows))
+    if u.get("per_source"):
+        out.append(("table", ["source", "frames", "energy MAE (eV/atom)", "baseline", "MAE / baseline",
+                              "force MAE (eV/A)", "baseline", "MAE / baseline"],
+                    [[name, str(m["frames"]), *_beside(m, "energy_per_atom"), *_beside(m, "forces")]
+                     for name, m in u["per_source"].items()]))
     if f"{t['name']}_errors" in figures:
         out.append(("fig", f"{t['name']}_errors", "distribution of zero-shot errors"))
     return out

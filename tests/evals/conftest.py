@@ -62,6 +62,8 @@ def _zeroshot_unit(rng) -> dict:
     return {"kind": "zeroshot", "n_frames": 40, "metrics": metrics, "errors": errors,
             "per_element": {"Cu": {"frames": 30, "energy_per_atom_mae": 0.01, "atoms": 150, "forces_mae": 0.08},
                             "O": {"frames": 10, "energy_per_atom_mae": 0.03, "atoms": 50, "forces_mae": 0.12}},
+            "per_source": {"MPtrj": {"frames": 40, "energy_per_atom_mae": 0.02, "energy_per_atom_baseline_mae": 0.5,
+                                     "forces_mae": 0.1, "forces_baseline_mae": 0.4}},
             "task": {"name": "frames", "property": "energy/forces/stress", "unit": "", "path": "/data/x",
                      "split": "test", "manifest_sha256": "ab" * 32}}
 

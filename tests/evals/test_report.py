@@ -24,6 +24,7 @@ def test_reduce_aggregates_over_folds_and_seeds(synthetic_run):
     assert bulk["per_fold"]["scratch"]["1"]["mae"]["count"] == 2  # seeds
     md = paths["report.md"].read_text()
     assert "| bulk |" in md and "Zero-shot bulk moduli" in md and "no_minimum" in md
+    assert "| MPtrj | 40 | 0.02 | 0.5 | 0.04 | 0.1 | 0.4 | 0.25 |" in md  # per source, beside the baselines
     for line in md.splitlines():
         if line.startswith("!["):
             assert (synthetic_run / line.split("](")[1].rstrip(")")).is_file()

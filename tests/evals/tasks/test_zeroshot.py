@@ -46,3 +46,12 @@ def test_baselines_beside_the_errors_with_a_reference_table_per_source(split):
     assert base["forces"]["mae"] == pytest.approx(np.mean(np.abs(np.concatenate([f.forces for f in frames]))))
     assert base["stress"]["mae"] == pytest.approx(np.mean(np.abs(np.stack([f.stress for f in frames]))))
     assert base["forces"]["n"] == result["metrics"]["forces"]["n"]
+    by_source = result["per_source"]
+    assert set(by_source) == {"a", "b"} and all(m["frames"] == 3 for m in by_source.values())
+    for name in ("a", "b"):  # each source's baseline is the mean of its own frames' reference errors
+        mine = [e for e, f in zip(expected, frames) if f.source == name]
+        assert by_source[name]["energy_per_atom_baseline_mae"] == pytest.approx(np.mean(mine))
+        forces = np.concatenate([f.forces for f in frames if f.source == name])
+        assert by_source[name]["forces_baseline_mae"] == pytest.approx(np.mean(np.abs(forces)))
+    pooled = np.mean([by_source[name]["energy_per_atom_mae"] for name in ("a", "b")])  # equal frame counts
+    assert result["metrics"]["energy_per_atom"]["mae"] == pytest.approx(pooled)
