@@ -68,6 +68,7 @@ class BatchResult:
     results: list[Any]
     failures: list[tuple[str, str]]
     final: Any = None
+    stopped: bool = False  # an item stopped early on request: the items after it and the follow-up did not run
 
 
 class Resumable(Protocol):
@@ -100,7 +101,9 @@ def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
     processes (isolate: a fresh one per item), each ending with its parent. Results come back in item order; a
     failing item (an exception, or a process killed without a word) is recorded as (label, traceback) and the
     others go on. keep_going=False: the first failure raises instead (in this process: the item's own
-    exception; from a child process: ItemFailed with its traceback), and the items still running are ended."""
+    exception; from a child process: ItemFailed with its traceback), and the items still running are ended. In
+    this process, an item that stopped early on request (a training run told to stop by SIGTERM or SIGUSR2) ends
+    the loop: the items after it keep None."""
     results: list[Any] = [None] * len(items)
     failures: list[tuple[str, str]] = []
     with progress_bar(total=len(items), desc=desc, unit="item", enabled=progress) as bar:
@@ -113,6 +116,8 @@ def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
                         raise
                     failures.append((label(item), traceback.format_exc()))
                 bar.update()
+                if stopped_early(results[index]):
+                    break
             return results, failures
         for index, outcome in _run_in_processes(task, items, max(1, workers), isolate):
             ok, value = outcome
@@ -128,11 +133,17 @@ def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
 
 def run_batch(batch: Batch, *, workers: int = 1, progress: bool = True) -> BatchResult:
     """Run a batch on this machine: its items, then its follow-up as its condition says (afterok: raise
-    BatchFailed naming the failed items instead of running it)."""
+    BatchFailed naming the failed items instead of running it). When an item stops early on request, neither the
+    items after it nor the follow-up run (`stopped`); running the batch again resumes."""
     results, failures = run_items(batch.task, batch.items, workers=workers, isolate=batch.isolate,
                                   label=batch.label, desc=batch.name, progress=progress)
     for name, error in failures:
         log.error("%s %s failed:\n%s", batch.name, name, error)
+    stopped = [batch.label(item) for item, result in zip(batch.items, results) if stopped_early(result)]
+    if stopped:
+        log.warning("%s: %s stopped on request; the rest of the batch did not run: run the same command again to "
+                    "resume", batch.name, ", ".join(stopped))
+        return BatchResult(results, failures, stopped=True)
     if failures and batch.condition == "afterok":
         names = ", ".join(name for name, _ in failures)
         raise BatchFailed(f"{batch.name}: {len(failures)} of {len(batch.items)} items failed ({names}); "

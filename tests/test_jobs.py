@@ -20,6 +20,11 @@ def square_and_pid(x: int) -> tuple[int, int]:
     return x * x, os.getpid()
 
 
+def stop_at_two(x: int) -> dict:
+    """A Resumable's summary: the item 2 is told to stop before it finishes."""
+    return {"item": x, "stopped": x == 2}
+
+
 def collect(results: list, out: str) -> str:
     Path(out).write_text(repr(results))
     return "report"
@@ -59,3 +64,15 @@ def test_a_batch_runs_its_follow_up_as_its_condition_says(tmp_path):
     with pytest.raises(BatchFailed, match="1 of 2 items failed"):
         run_batch(strict, progress=False)
     assert not (tmp_path / "never.txt").exists()
+
+
+def test_an_item_stopped_on_request_ends_the_batch_without_its_follow_up(tmp_path):
+    out = tmp_path / "report.txt"
+    batch = Batch(name="demo", folder=tmp_path, task=stop_at_two, items=[1, 2, 3], then=collect,
+                  then_args=(["done"], str(out)), condition="afterany")
+    result = run_batch(batch, progress=False)
+    assert result.stopped and result.final is None and not out.exists()
+    assert result.results == [{"item": 1, "stopped": False}, {"item": 2, "stopped": True}, None]
+    finished = run_batch(Batch(name="demo", folder=tmp_path, task=stop_at_two, items=[1, 3], then=collect,
+                               then_args=(["done"], str(out)), condition="afterany"), progress=False)
+    assert not finished.stopped and finished.final == "report" and out.exists()

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
               "then fine-tuning every checkpoint and the scratch twin", file=sys.stderr)
         batch = ablation_batch(cfg, workers=args.workers)
         if profile is None:
-            paths = run_batch(batch).final
+            paths = run_batch(batch).final or {}  # none when stopped on request (run_batch says so)
         else:  # the objectives as one array, then the evaluation + report as one job after it
             paths = submit_and_follow(args, profile, batch, cfg.out_dir) or {}
     for name, path in sorted(paths.items()):
