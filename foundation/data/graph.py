@@ -15,9 +15,15 @@ the squared length itself). Every S2 of a run is an edge, so nothing is filtered
 lexicographic order, the runs of (i, j) serve (j, i) reversed and negated, and all runs are placed from per-atom
 counts: nothing is sorted. Non-periodic axes take S_k = 0; their lattice rows are replaced by an orthonormal
 complement of the periodic ones (so molecules may have a zero cell). Structures are processed in chunks of bounded
-size (memory O(chunk + edges)), written in place into outputs sized by an estimate of the edge count; structures
-with more than ``CELL_LIST_MIN_ATOMS`` atoms use a cell list over sub-cells of the cell instead (time and memory
-O(N)).
+size (memory O(chunk + edges)), written in place into outputs sized by an estimate of the edge count.
+
+Method (cell list, structures of at least ``CELL_LIST_MIN_ATOMS`` atoms; time and memory O(N)): the atoms, wrapped
+into the cell, and their images within the cutoff's reach of it along periodic axes (ghosts, made in lexicographic
+(j, S) order) are binned by Cartesian coordinates into columns about cutoff/2 wide, cut into bins cutoff/8 deep, and
+sorted by bin. Per atom and column within reach, the bins that the sphere's section at the column's nearest point
+spans hold one contiguous range of ghosts, so candidates are laid out by prefix sums, with no wrapping or image
+arithmetic per candidate; those within the cutoff are kept and, per block of atoms, sorted by (i, ghost), i.e. by
+(i, j, S).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import math
 import torch
 from torch import Tensor
 
-from foundation.data.pair_search import SearchSpace, all_pairs_search, metric_dist2, owners
+from foundation.data.pair_search import SearchSpace, all_pairs_search, owners
 
 # Pairs (i, j) examined at once by the all-pairs search (working memory ~300 bytes per pair): on CPU small enough
 # for the cache (and for the allocator to reuse memory), on an accelerator large enough to amortise kernel launches.
@@ -38,6 +44,10 @@ CELL_LIST_MIN_ATOMS = 1024
 # Image shifts per atom pair a structure may need (the box the cutoff spans in lattice units); a skewed or nearly
 # flat cell whose lattice planes lie far closer than the cutoff would need millions and exhaust memory.
 MAX_IMAGE_SHIFTS = 100_000
+# Cell list: columns about 2 cutoff / COLUMN_SPLIT wide, bins along them about cutoff / DEPTH_SPLIT deep (finer
+# bins waste fewer candidates per edge but cost more bins per atom).
+COLUMN_SPLIT = 4
+DEPTH_SPLIT = 8
 
 
 def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor, cutoff: float,
@@ -72,7 +82,7 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         space = SearchSpace(pos, inv, batch, reach, frame, faces, volume, pbc, bool((~pbc).any()), cutoff)
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
-        # Every atom's edges come from one part (its structure's chunk, or its structure's cell list), in
+        # Every atom's edges come from one part (its structure's chunk, or a block of its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and laid one after another in order of i.
         max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
         parts = [(int(chunk[0]), chunk) for chunk in _pair_chunks(natoms, max_pairs)]
@@ -83,17 +93,19 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         def fresh(n: int) -> tuple[Tensor, Tensor]:  # parts to be capped first
             return torch.empty(2, n, dtype=torch.long, device=pos.device), pos.new_empty(n, 3)
 
+        reserve = fresh if capped else edges.reserve
         for first, chunk in sorted(parts, key=lambda part: part[0]):
             if chunk is None:
-                part = _cell_list_search(space, first, int(offsets[first]), int(natoms[first]), max_pairs)
+                blocks = _cell_list_search(space, first, int(offsets[first]), int(natoms[first]), max_pairs, reserve,
+                                           capped)
             else:
-                part = all_pairs_search(space, chunk, natoms, offsets, fresh if capped else edges.reserve, capped)
-            if capped:
-                part = _nearest(*part, max_neighbours)
-            if chunk is None or capped:
-                rows, shifts = edges.reserve(part[1].shape[0])
-                rows.copy_(part[0])
-                shifts.copy_(part[1])
+                blocks = [all_pairs_search(space, chunk, natoms, offsets, reserve, capped)]
+            for part in blocks:  # written into the edges already, unless capped
+                if capped:
+                    index, shifts = _nearest(*part, max_neighbours)
+                    rows, out = edges.reserve(shifts.shape[0])
+                    rows.copy_(index)
+                    out.copy_(shifts)
         return edges.result()
 
 
@@ -217,90 +229,132 @@ def _ranks(count: Tensor) -> tuple[Tensor, Tensor]:
     return owner, torch.arange(owner.numel(), device=count.device) - bounds.index_select(0, owner)
 
 
-def _cell_list_search(space: SearchSpace, b: int, start: int, n: int, max_pairs: int):
-    """Edges of one large structure by a cell list: atoms binned into sub-cells of the (search) cell about
-    cutoff/2 wide along each face normal; each atom i visits the sub-cells its cutoff box can reach. Atoms i are
-    taken in blocks (~max_pairs / 64 at once), so the working memory stays bounded for any size."""
-    s = torch.stack([column[start:start + n] for column in space.frac_columns], dim=1)
-    periodic, r = space.pbc[b], space.reach[b]
-    wrap = torch.where(periodic, torch.floor(s), torch.zeros_like(s))
-    s = s - wrap
-    rounded_up = periodic & (s >= 1)  # x - floor(x) can round to 1.0; keep wrapped coordinates in [0, 1)
-    wrap, s = wrap + rounded_up, torch.where(rounded_up, s - 1, s)
-    metric = space.frame[b] @ space.frame[b].T
-    g6 = metric[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * s.new_tensor([1, 1, 1, 2, 2, 2])
-    lo_s, hi_s = s.min(dim=0).values, s.max(dim=0).values
-    # Non-periodic axes: bins cover the atoms' extent; periodic axes: the unit interval.
-    origin = torch.where(periodic, torch.zeros_like(lo_s), lo_s)
-    span = torch.where(periodic, torch.ones_like(hi_s), (hi_s - lo_s).clamp(min=1e-12))
-    nbins = torch.clamp(torch.floor(span / (r / 2)), min=1).long()
-    nbins = torch.minimum(nbins, torch.full_like(nbins, 2 * round(n ** (1 / 3))))  # bounds empty bins (vacuum)
-    width = span / nbins
-    cell_of = torch.minimum(torch.floor((s - origin) / width).long(), nbins - 1)
-    order = torch.argsort(_flat_bin(cell_of, nbins), stable=True)
-    counts = torch.bincount(_flat_bin(cell_of, nbins), minlength=int(nbins.prod()))
-    first = torch.cumsum(counts, 0) - counts
-    columns = tuple(s.T.contiguous())
-    parts = []
-    block = max(1, max_pairs // 64)
+def _cell_list_search(space: SearchSpace, b: int, start: int, n: int, max_pairs: int, reserve, keep_dist2: bool):
+    """Edges of one large structure by a cell list over its atoms and their periodic images near the cell (ghosts,
+    see ``_Grid``), made block by block of atoms i (so that the working memory stays bounded for any size) in
+    lexicographic (i, j, S) order into the edge_index (2,E) and shifts (E,3) that ``reserve(E)`` returns; yields them
+    per block and, if ``keep_dist2``, their squared lengths (else None)."""
+    periodic, frame = space.pbc[b], space.frame[b]
+    frac = torch.stack([column[start:start + n] for column in space.frac_columns], dim=1)
+    wrap = torch.where(periodic, torch.floor(frac), torch.zeros_like(frac))  # periodic axes into [0, 1]
+    source, image = _ghosts(frac - wrap, periodic, space.reach[b])
+    shift = image.to(frac.dtype) - wrap.index_select(0, source)  # of each ghost, from its atom as given
+    grid = _Grid(torch.addmm(space.positions[start:start + n].index_select(0, source), shift, frame), space.cutoff)
+    ghosts = grid.order.numel()
+    place = torch.empty_like(grid.order).index_copy_(0, grid.order.long(),
+                                                     torch.arange(ghosts, dtype=grid.order.dtype, device=frac.device))
+    own = place.index_select(0, torch.nonzero((image == 0).all(dim=1)).squeeze(1))  # each atom's ghost in [0, 1]
+    # An atom's (COLUMN_SPLIT + 1)^2 column entries and ~50-80 candidates take the working memory of ~32 all-pairs
+    # pairs; atom * ghosts + ghost must fit in int32.
+    block = min(max(1, max_pairs // 32), (2 ** 31 - 1) // ghosts)
     for begin in range(0, n, block):
-        si = s[begin:begin + block]
-        # Per atom i, the range of (unwrapped) bin indices its cutoff box can reach on each axis.
-        lo = torch.floor((si - r - origin) / width).long()
-        hi = torch.floor((si + r - origin) / width).long()
-        lo = torch.where(periodic, lo, lo.clamp(min=0))
-        hi = torch.where(periodic, hi, torch.minimum(hi, nbins - 1))
-        size = (hi - lo + 1).clamp(min=0)
-        atom, k = _ranks(size.prod(dim=1))
-        # k -> the visited bin (u0, u1, u2) of the atom's box, last axis fastest; columns, not rows, are gathered
-        size1, size2 = size[:, 1].index_select(0, atom), size[:, 2].index_select(0, atom)
-        q = torch.div(k, size2, rounding_mode="floor")
-        q1 = torch.div(q, size1, rounding_mode="floor")
-        u = (lo[:, 0].index_select(0, atom) + q1, lo[:, 1].index_select(0, atom) + q - q1 * size1,
-             lo[:, 2].index_select(0, atom) + k - q * size2)
-        images = [torch.div(u_k, nbins[axis], rounding_mode="floor") for axis, u_k in enumerate(u)]
-        wrapped = [u_k - image_k * nbins[axis] for axis, (u_k, image_k) in enumerate(zip(u, images))]
-        target = (wrapped[0] * nbins[1] + wrapped[1]) * nbins[2] + wrapped[2]
-        visit, m = _ranks(counts.index_select(0, target))
-        i_local = atom.index_select(0, visit) + begin
-        j_local = order.index_select(0, first.index_select(0, target).index_select(0, visit) + m)
-        images = [image_k.index_select(0, visit) for image_k in images]
-        f = torch.stack([columns[axis].index_select(0, j_local) - columns[axis].index_select(0, i_local) + images[axis]
-                         for axis in range(3)], dim=1)
-        dist2 = metric_dist2(f, g6)
-        kept = torch.nonzero((dist2 < space.cutoff ** 2) & ((dist2 > 0) | (i_local != j_local))).squeeze(1)
-        i_local, j_local = i_local.index_select(0, kept), j_local.index_select(0, kept)
-        image = torch.stack([image_k.index_select(0, kept) for image_k in images], dim=1)
-        dist2 = dist2.index_select(0, kept)
-        lexicographic = _lexicographic_order(i_local, j_local, image)
-        parts.append((i_local.index_select(0, lexicographic), j_local.index_select(0, lexicographic),
-                      image.index_select(0, lexicographic), dist2.index_select(0, lexicographic)))
-    i_local, j_local, image, dist2 = (torch.cat(column) for column in zip(*parts))
-    shifts = image.to(s.dtype) + wrap.index_select(0, i_local) - wrap.index_select(0, j_local)
-    return torch.stack([i_local + start, j_local + start]), shifts, dist2
+        atom, point, dist2 = grid.neighbours(own[begin:begin + block])
+        # Ghosts are made in lexicographic (j, S) order, and atoms come in order.
+        key, lexicographic = torch.sort(torch.add(grid.order.index_select(0, point), atom, alpha=ghosts))
+        ghost = key.sub_(atom, alpha=ghosts)
+        edge_index, shifts = reserve(ghost.numel())
+        torch.add(atom, begin + start, out=edge_index[0])
+        torch.index_select(source, 0, ghost, out=edge_index[1]).add_(start)
+        torch.index_select(shift, 0, ghost, out=shifts).add_(wrap[begin:begin + block].index_select(0, atom))
+        yield edge_index, shifts, dist2.index_select(0, lexicographic) if keep_dist2 else None
 
 
-def _lexicographic_order(i: Tensor, j: Tensor, image: Tensor) -> Tensor:
-    """The permutation sorting edges by (i, j, S0, S1, S2)."""
-    if not i.numel():
-        return i
-    span = int(image.abs().max()) * 2 + 1
-    low, atoms = int(torch.minimum(i.min(), j.min())), int(torch.maximum(i.max(), j.max())) + 1
-    atoms -= low
-    if atoms * atoms * span ** 3 < 2 ** 62:
-        key = (i - low) * atoms + (j - low)
-        for axis in range(3):
-            key = key * span + (image[:, axis] + span // 2)
-        return torch.sort(key).indices
-    order = torch.arange(i.numel(), device=i.device)
-    for column in (image[:, 2], image[:, 1], image[:, 0], j, i):
-        order = order.index_select(0, torch.sort(column.index_select(0, order), stable=True).indices)
-    return order
+def _ghosts(s: Tensor, periodic: Tensor, reach: Tensor) -> tuple[Tensor, Tensor]:
+    """The images s + m (m integer, 0 on non-periodic axes) of atoms at fractional coordinates s (in [0, 1] on
+    periodic axes) within ``reach`` of [0, 1] on every periodic axis, m = 0 among them: each image's atom and m (G,3),
+    in lexicographic (atom, m) order."""
+    low = torch.where(periodic, torch.ceil(-reach - s), torch.zeros_like(s)).long()
+    size = torch.where(periodic, torch.floor(1 + reach - s), torch.zeros_like(s)).long() - low + 1
+    atom, k = _ranks(size.prod(dim=1))
+    size, low = size.index_select(0, atom), low.index_select(0, atom)
+    q = torch.div(k, size[:, 2], rounding_mode="floor")
+    q1 = torch.div(q, size[:, 1], rounding_mode="floor")
+    return atom, low + torch.stack([q1, q - q1 * size[:, 1], k - q * size[:, 2]], dim=1)
 
 
+class _Grid:
+    """Points (G,3) in bins: columns across the first two Cartesian axes, about 2 cutoff / COLUMN_SPLIT wide (so that
+    a cutoff sphere meets at most COLUMN_SPLIT + 1 of them per axis), cut into bins about cutoff / DEPTH_SPLIT deep
+    along the third; points sorted by bin, so that the bins of a column that a sphere reaches hold one contiguous
+    range of points. Indices are int32."""
 
-def _flat_bin(index: Tensor, nbins: Tensor) -> Tensor:
-    return (index[:, 0] * nbins[1] + index[:, 1]) * nbins[2] + index[:, 2]
+    def __init__(self, points: Tensor, cutoff: float):
+        low, high = points.min(dim=0).values, points.max(dim=0).values
+        # The rounding of coordinates and of squared lengths, in length units, with a wide margin.
+        self.margin = 64 * torch.finfo(points.dtype).eps * (cutoff + float(torch.maximum(-low, high).max()))
+        self.cutoff, self.reach = cutoff, cutoff + self.margin
+        target = points.new_tensor([2 * (self.reach + self.margin) / COLUMN_SPLIT] * 2 + [cutoff / DEPTH_SPLIT])
+        extent = (high - low).clamp(min=cutoff)
+        # At most ~2 G^(1/3) columns per axis and ~8 G bins in all (vacuum, sparse or tiny-cutoff structures).
+        g = points.shape[0]
+        nbins = torch.floor(extent / target).clamp(min=1, max=2 * round(g ** (1 / 3)) + 1).long().tolist()
+        nbins[2] = min(nbins[2], max(1, 8 * g // (nbins[0] * nbins[1])))
+        self.nbins, self.strides, self.outside = nbins, (nbins[1] * nbins[2], nbins[2]), math.prod(nbins)
+        width = extent / extent.new_tensor(nbins)
+        bins = torch.minimum(torch.floor((points - low) / width).long(), torch.tensor(nbins, device=points.device) - 1)
+        self.origin, self.width = low.tolist(), width.tolist()
+        flat = (bins[:, 0] * nbins[1] + bins[:, 1]) * nbins[2] + bins[:, 2]
+        self.order = torch.sort(flat).indices.int()
+        # first[k]: the place of the first point in bin k or after it; past the bins, up to twice over (columns out of
+        # reach are sent there), the number of points.
+        counts = torch.bincount(flat, minlength=2 * self.outside + nbins[2])
+        self.first = torch.zeros(counts.numel() + 1, dtype=torch.int32, device=points.device)
+        torch.cumsum(counts, 0, out=self.first[1:])
+        self.columns = bins[:, :2].index_select(0, self.order).T.int()
+        self.coordinates = tuple(points.index_select(0, self.order).T.contiguous())
+
+    def neighbours(self, atoms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The points within the cutoff of the points ``atoms`` (places in the grid), not themselves: per pair, the
+        atom's rank in ``atoms``, the point, and their squared distance; in order of atoms."""
+        count, first, own_entry = self._ranges(atoms)
+        bounds = torch.zeros(count.numel() + 1, dtype=count.dtype, device=count.device)
+        torch.cumsum(count, 0, out=bounds[1:])
+        total, entries = int(bounds[-1]), (COLUMN_SPLIT + 1) ** 2
+        # The k-th candidate, of entry e, is point first[e] + k - bounds[e], and of atom e // entries: both as
+        # prefix sums of their steps.
+        offset = first - bounds[:-1]
+        point = torch.ones(total + 1, dtype=count.dtype, device=count.device)
+        point.index_add_(0, bounds[:-1], torch.diff(offset, prepend=offset.new_zeros(1)))
+        point[0] -= 1
+        point = point[:total].cumsum_(0)
+        atom = torch.zeros(total + 1, dtype=count.dtype, device=count.device)
+        atom.index_add_(0, bounds[entries::entries], torch.ones_like(bounds[entries::entries]))
+        atom = atom[:total].cumsum_(0)
+        dist2 = None
+        for column in self.coordinates:
+            delta = column.index_select(0, point) - column.index_select(0, atoms).index_select(0, atom)
+            dist2 = delta * delta if dist2 is None else dist2.addcmul_(delta, delta)
+        inside = dist2 < self.cutoff ** 2
+        inside[atoms - offset.index_select(0, own_entry)] = False
+        kept = torch.nonzero(inside).squeeze(1)
+        return atom.index_select(0, kept), point.index_select(0, kept), dist2.index_select(0, kept)
+
+    def _ranges(self, atoms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per atom and each of the (COLUMN_SPLIT + 1)^2 columns around it: how many points of the column lie in the
+        bins its cutoff sphere reaches there (its nearest point's section), and the first of them; per atom, the
+        entry of its own column."""
+        steps = torch.arange(COLUMN_SPLIT + 1, dtype=torch.int32, device=atoms.device)
+        depth = self.width[2]
+        bases, gaps2, own = [], [], []
+        for axis in range(2):  # in units of the axis' bins, the gaps in units of depth bins
+            p = (self.coordinates[axis].index_select(0, atoms) - self.origin[axis]) / self.width[axis]
+            reach, last = self.reach / self.width[axis], self.nbins[axis] - 1
+            lo = (p - reach).clamp_(min=0, max=last).int()  # truncation: the floor of what is >= 0
+            hi = torch.minimum((p + reach).clamp_(max=last).int(), lo + COLUMN_SPLIT)
+            column = lo[:, None] + steps
+            gap = ((p[:, None] - 0.5 - column).abs_() - (0.5 + self.margin / self.width[axis])).clamp_(min=0)
+            gaps2.append(gap.mul_(self.width[axis] / depth).square_())
+            bases.append(torch.where(column <= hi[:, None], column * self.strides[axis], self.outside))
+            own.append(self.columns[axis].index_select(0, atoms) - lo)
+        reach2 = ((self.reach / depth) ** 2 - gaps2[0])[:, :, None] - gaps2[1][:, None, :]
+        half = reach2.clamp(min=0).sqrt_()
+        z = ((self.coordinates[2].index_select(0, atoms) - self.origin[2]) / depth)[:, None, None]
+        base = torch.where(reach2 < 0, 2 * self.outside, bases[0][:, :, None] + bases[1][:, None, :]).view(-1)
+        first = self.first.index_select(0, base + (z - half).clamp_(min=0, max=self.nbins[2] - 1).int().view(-1))
+        count = self.first[1:].index_select(0, base + (z + half).clamp_(max=self.nbins[2] - 1).int().view(-1))
+        own_entry = (torch.arange(atoms.numel(), dtype=torch.int32, device=atoms.device) * (COLUMN_SPLIT + 1)
+                     + own[0]) * (COLUMN_SPLIT + 1) + own[1]
+        return count.sub_(first), first, own_entry
 
 
 def _nearest(edge_index: Tensor, shifts: Tensor, dist2: Tensor, max_neighbours: int) -> tuple[Tensor, Tensor]:

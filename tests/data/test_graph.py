@@ -136,6 +136,27 @@ def test_large_supercell_uses_the_cell_list(real_structures):
     assert_same_graph(ours([atoms], 5.0), reference([atoms], 5.0, matscipy_neighbour_list))
 
 
+
+def large_skewed_slab() -> Atoms:
+    """1,100 atoms in a sheared cell periodic along a and b only, unwrapped (up to 15% off the cell), some exactly on
+    its faces and two pairs at the same place."""
+    rng = np.random.default_rng(6)
+    cell = np.array([[30.0, 0.0, 0.0], [17.0, 26.0, 0.0], [6.0, -4.0, 16.0]])
+    frac = rng.uniform(-0.15, 1.15, (1100, 3)) * [1, 1, 0.6]
+    frac[:8, :2] = [[0, 0], [1, 0], [0, 1], [1, 1], [0, 0.5], [0.5, 1], [1, 0.25], [0.75, 0]]
+    frac[8:10] = frac[10:12]
+    return Atoms(numbers=rng.integers(1, 90, len(frac)), positions=frac @ cell, cell=cell, pbc=(True, True, False))
+
+
+def test_large_skewed_slab_matches_ase_in_blocks_and_capped(monkeypatch):
+    atoms = large_skewed_slab()
+    assert len(atoms) >= graph.CELL_LIST_MIN_ATOMS
+    monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 8000)  # blocks of a few hundred atoms
+    assert_same_graph(ours([atoms], 5.0), reference([atoms], 5.0))
+    capped = ours([atoms], 5.0, max_neighbours=16)
+    monkeypatch.setattr(graph, "CELL_LIST_MIN_ATOMS", 10 ** 6)
+    assert np.array_equal(capped.keys, ours([atoms], 5.0, max_neighbours=16).keys)  # as the all-pairs search
+
 def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
     subset, k = real_structures, 12
     full = ours(subset, 6.0).as_dict()
