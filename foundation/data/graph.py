@@ -237,6 +237,7 @@ def _cell_list_search(space: SearchSpace, b: int, start: int, n: int, max_pairs:
     periodic, frame = space.pbc[b], space.frame[b]
     frac = torch.stack([column[start:start + n] for column in space.frac_columns], dim=1)
     wrap = torch.where(periodic, torch.floor(frac), torch.zeros_like(frac))  # periodic axes into [0, 1]
+    wrapped = bool(wrap.any())
     source, image = _ghosts(frac - wrap, periodic, space.reach[b])
     shift = image.to(frac.dtype) - wrap.index_select(0, source)  # of each ghost, from its atom as given
     grid = _Grid(torch.addmm(space.positions[start:start + n].index_select(0, source), shift, frame), space.cutoff)
@@ -244,18 +245,21 @@ def _cell_list_search(space: SearchSpace, b: int, start: int, n: int, max_pairs:
     place = torch.empty_like(grid.order).index_copy_(0, grid.order.long(),
                                                      torch.arange(ghosts, dtype=grid.order.dtype, device=frac.device))
     own = place.index_select(0, torch.nonzero((image == 0).all(dim=1)).squeeze(1))  # each atom's ghost in [0, 1]
+    source += start
     # An atom's (COLUMN_SPLIT + 1)^2 column entries and ~50-80 candidates take the working memory of ~32 all-pairs
     # pairs; atom * ghosts + ghost must fit in int32.
     block = min(max(1, max_pairs // 32), (2 ** 31 - 1) // ghosts)
     for begin in range(0, n, block):
-        atom, point, dist2 = grid.neighbours(own[begin:begin + block])
+        atom, point, dist2 = grid.neighbours(own[begin:begin + block], keep_dist2)
         # Ghosts are made in lexicographic (j, S) order, and atoms come in order.
         key, lexicographic = torch.sort(torch.add(grid.order.index_select(0, point), atom, alpha=ghosts))
         ghost = key.sub_(atom, alpha=ghosts)
         edge_index, shifts = reserve(ghost.numel())
         torch.add(atom, begin + start, out=edge_index[0])
-        torch.index_select(source, 0, ghost, out=edge_index[1]).add_(start)
-        torch.index_select(shift, 0, ghost, out=shifts).add_(wrap[begin:begin + block].index_select(0, atom))
+        torch.index_select(source, 0, ghost, out=edge_index[1])
+        torch.index_select(shift, 0, ghost, out=shifts)
+        if wrapped:
+            shifts += wrap[begin:begin + block].index_select(0, atom)
         yield edge_index, shifts, dist2.index_select(0, lexicographic) if keep_dist2 else None
 
 
@@ -303,9 +307,10 @@ class _Grid:
         self.columns = bins[:, :2].index_select(0, self.order).T.int()
         self.coordinates = tuple(points.index_select(0, self.order).T.contiguous())
 
-    def neighbours(self, atoms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def neighbours(self, atoms: Tensor, keep_dist2: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         """The points within the cutoff of the points ``atoms`` (places in the grid), not themselves: per pair, the
-        atom's rank in ``atoms``, the point, and their squared distance; in order of atoms."""
+        atom's rank in ``atoms``, the point, and (if ``keep_dist2``, else None) their squared distance; in order of
+        atoms."""
         count, first, own_entry = self._ranges(atoms)
         bounds = torch.zeros(count.numel() + 1, dtype=count.dtype, device=count.device)
         torch.cumsum(count, 0, out=bounds[1:])
@@ -327,7 +332,8 @@ class _Grid:
         inside = dist2 < self.cutoff ** 2
         inside[atoms - offset.index_select(0, own_entry)] = False
         kept = torch.nonzero(inside).squeeze(1)
-        return atom.index_select(0, kept), point.index_select(0, kept), dist2.index_select(0, kept)
+        return (atom.index_select(0, kept), point.index_select(0, kept),
+                dist2.index_select(0, kept) if keep_dist2 else None)
 
     def _ranges(self, atoms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per atom and each of the (COLUMN_SPLIT + 1)^2 columns around it: how many points of the column lie in the
