@@ -136,7 +136,10 @@ def collect_table(cfg: AblationConfig) -> dict[str, Any]:
     paths = _paths(cfg)
     tasks: dict[str, dict[str, Any]] = {}
     for index, objective in enumerate(cfg.objectives):
-        results = json.loads((paths["eval"] / objective.name / RESULTS_JSON).read_text())
+        results_path = paths["eval"] / objective.name / RESULTS_JSON
+        if not results_path.is_file():  # not pre-trained or not evaluated (yet): missing_objectives names it
+            continue
+        results = json.loads(results_path.read_text())
         labels = {"pretrained": objective.name, "probe_pretrained": PROBE + objective.name}
         if index == 0:  # the arms without pre-training run beside the first objective only
             labels.update(scratch=SCRATCH, probe_random=PROBE_RANDOM)
@@ -259,6 +262,11 @@ def _interval(paired: dict[str, Any] | None) -> str:
     return f"{paired['mean_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
+def missing_objectives(cfg: AblationConfig) -> list[str]:
+    """The objectives without an evaluation (results.json) yet, in config order."""
+    return [o.name for o in cfg.objectives if not (_paths(cfg)["eval"] / o.name / RESULTS_JSON).is_file()]
+
+
 def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
     """results.json + report.md + report.html (table with paired intervals, ranking, claims, figures) in out_dir."""
     tasks = collect_table(cfg)
@@ -267,7 +275,11 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
                                  f"frames ({', '.join(cfg.inputs)}); fine-tuning as in the suite `{cfg.suite.get('name')}`. "
                                  "MAE: mean ± std over folds and seeds; lower is better. Differences: paired per "
                                  "(fold, seed), mean with its bootstrap 95% interval.")]
-    figures, results = {}, {"name": cfg.name, "model": cfg.model, "steps": cfg.steps, "tasks": {}}
+    missing = missing_objectives(cfg)
+    if missing:
+        blocks.append(("p", f"Missing (not pre-trained or not evaluated): {', '.join(missing)}; the scratch row and "
+                            "the random-feature probe come from the first objective's evaluation."))
+    figures, results = {}, {"name": cfg.name, "model": cfg.model, "steps": cfg.steps, "missing": missing, "tasks": {}}
     for name, task in tasks.items():
         ranked = sorted(task["rows"].items(), key=lambda kv: kv[1]["mae"])
         claims = check_claims(task["units"], task["rows"], task["headline_size"])

@@ -2,6 +2,7 @@
 tests/fixtures), and its claim checks."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -79,6 +80,16 @@ def test_tiny_ablation_writes_one_report(tmp_path):
         assert row["vs_scratch"]["pairs"] == seeds and row["vs_scratch"]["verdict"] == "no detectable effect"
         assert row["probe"]["count"] == seeds and row["probe"]["vs_random"]["pairs"] == seeds
     assert {u["variant"] for u in task["units"]} >= {PROBE + "efs_derivative", PROBE + "random", SCRATCH}
+    assert results["missing"] == []
     html = (tmp_path / "ablation" / "report.html").read_text()
     assert "data:image/png;base64," in html and "finding" in html and "efs_derivative" in html
     assert "mean predictor (baseline)" in html
+
+    # an objective whose evaluation is missing is named, and the others are still reported
+    shutil.rmtree(tmp_path / "ablation" / "eval" / "efs_derivative")
+    assert main(["ablation", "--config", str(path), "--only-report"]) == 0
+    results = json.loads((tmp_path / "ablation" / "results.json").read_text())
+    assert results["missing"] == ["efs_derivative"]
+    assert set(results["tasks"]["matbench_dielectric"]["ranking"]) == {"denoise_derivative", SCRATCH}
+    report = (tmp_path / "ablation" / "report.md").read_text()
+    assert "Missing (not pre-trained or not evaluated): efs_derivative" in report
