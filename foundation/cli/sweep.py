@@ -89,8 +89,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sweep {config.name}: {batch.info['points']} points ({len(batch.items)} to run) under {config.out_dir}")
         if profile is None:
             summary = run_batch(batch, workers=args.workers).final
-            if summary is None:  # stopped on request (run_batch says so)
-                return 0
         else:  # one array task per point to run, then the fits and report after them
             summary = submit_and_follow(args, profile, batch, config.out_dir)
             if summary is None:
