@@ -17,7 +17,7 @@ from foundation.models import BACKBONES, build_potential
 from tests.conftest import FIXTURES
 
 CUTOFF = 4.0
-EXTRA = {"mpnn": {"edge_hidden": 4}, "torchmd_et": {"num_heads": 2}}
+EXTRA = {"mpnn": {"edge_hidden": 4}, "torchmd_et": {"num_heads": 2}, "painn": {"norm": "layer"}}  # painn as the presets
 
 
 def tiny_config(name: str, **heads) -> dict:
