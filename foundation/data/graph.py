@@ -161,8 +161,7 @@ def _fresh(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> 
     100+ MB, half the time)."""
     if device.type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
-    size = torch.tensor([], dtype=dtype).element_size()
-    return torch.from_numpy(np.empty(math.prod(shape) * size, dtype=np.uint8)).view(dtype).view(shape)
+    return torch.from_numpy(np.empty(math.prod(shape) * dtype.itemsize, dtype=np.uint8)).view(dtype).view(shape)
 
 
 def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:

@@ -94,51 +94,51 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
     first_pair = pair_bounds[:-1]
     j = torch.arange(owner.numel(), device=device, dtype=index) + (atoms - first_pair).index_select(0, owner)
     f0_j = space.constants[_F0].index_select(0, j)
-    lo0 = torch.ceil(constants[_LOW0].index_select(0, owner) - f0_j)
-    hi0 = torch.floor(constants[_HIGH0].index_select(0, owner) - f0_j)
+    lo0 = constants[_LOW0].index_select(0, owner).sub_(f0_j).ceil_()
+    hi0 = constants[_HIGH0].index_select(0, owner).sub_(f0_j).floor_()
     if space.partial:
         lo0, hi0 = _clamp(lo0, hi0, bounds, 0, owner)
-    count0 = (hi0 - lo0 + 1).clamp_(min=0).to(index)
-    ds0 = f0_j - constants[_F0].index_select(0, owner)
-    center1_p = constants[_T1].index_select(0, owner) - space.constants[_T1].index_select(0, j)
-    center2_p = constants[_T2].index_select(0, owner) - space.constants[_T2].index_select(0, j)
+    count0 = torch.sub(hi0, lo0).add_(1).clamp_(min=0).to(index)
+    ds0 = f0_j.sub_(constants[_F0].index_select(0, owner))
+    center1_p = constants[_T1].index_select(0, owner).sub_(space.constants[_T1].index_select(0, j))
+    center2_p = constants[_T2].index_select(0, owner).sub_(space.constants[_T2].index_select(0, j))
     # Level A, one entry per (pair, S0).
     pa, a_bounds = owners(count0)
     first_a = a_bounds[:-1]
     oa = owner.index_select(0, pa)
     shift0 = _runs(lo0.to(index_dtype), first_a, pa)
     s0 = shift0.to(ds0.dtype)
-    f0 = ds0.index_select(0, pa) + s0
-    rem1 = torch.addcmul(constants[_CY].index_select(0, oa), constants[_XY].index_select(0, oa), f0 * f0, value=-1)
-    center1 = torch.addcmul(center1_p.index_select(0, pa), constants[_EY].index_select(0, oa), s0, value=-1)
-    half1 = torch.sqrt(rem1.clamp(min=0)).add_(space.margin1)  # extra S1 are harmless
-    lo1, hi1 = torch.ceil(center1 - half1), torch.floor(center1 + half1)
+    f0 = ds0.index_select(0, pa).add_(s0)
+    rem1 = constants[_CY].index_select(0, oa).addcmul_(constants[_XY].index_select(0, oa), f0.square_(), value=-1)
+    center1 = center1_p.index_select(0, pa).addcmul_(constants[_EY].index_select(0, oa), s0, value=-1)
+    half1 = rem1.clamp(min=0).sqrt_().add_(space.margin1)  # extra S1 are harmless
+    lo1, hi1 = torch.sub(center1, half1).ceil_(), half1.add_(center1).floor_()
     if space.partial:
         lo1, hi1 = _clamp(lo1, hi1, bounds, 1, oa)
-    count1 = (hi1 - lo1 + 1).clamp_(min=0).to(index)
-    center2_a = torch.addcmul(center2_p.index_select(0, pa), constants[_KZ0].index_select(0, oa), s0, value=-1)
+    count1 = torch.sub(hi1, lo1).add_(1).clamp_(min=0).to(index)
+    center2_a = center2_p.index_select(0, pa).addcmul_(constants[_KZ0].index_select(0, oa), s0, value=-1)
     # Level B, one entry per (pair, S0, S1): the run of S2 with |vec| < cutoff.
     pb, b_bounds = owners(count1)
     first_b = b_bounds[:-1]
     ob = oa.index_select(0, pb)
     shift1 = _runs(lo1.to(index_dtype), first_b, pb)
     s1 = shift1.to(ds0.dtype)
-    u = s1 - center1.index_select(0, pb)
-    rem2 = torch.addcmul(rem1.index_select(0, pb), u, u, value=-1).clamp_(min=0)
-    half2 = torch.sqrt(rem2.mul_(constants[_RR].index_select(0, ob)))
-    center2 = torch.addcmul(center2_a.index_select(0, pb), constants[_KZ].index_select(0, ob), s1, value=-1)
+    u = center1.index_select(0, pb).neg_().add_(s1)
+    rem2 = rem1.index_select(0, pb).addcmul_(u, u, value=-1).clamp_(min=0)
+    half2 = rem2.mul_(constants[_RR].index_select(0, ob)).sqrt_()
+    center2 = center2_a.index_select(0, pb).addcmul_(constants[_KZ].index_select(0, ob), s1, value=-1)
     # The run's ends are the roots' strict interior; where a root lies within rounding of an integer, the ends come
     # from the squared length itself (as near a tangent the roots carry errors ~sqrt(eps)).
     below, above = center2 - half2, center2.add_(half2)
-    lo2, hi2 = torch.floor(below - space.margin2).add_(1), torch.ceil(above + space.margin2).sub_(1)
-    unsure = torch.nonzero((below.add_(space.margin2) >= lo2) | (above.sub_(space.margin2) <= hi2)).squeeze(1)
+    lo2, hi2 = torch.sub(below, space.margin2).floor_().add_(1), torch.add(above, space.margin2).ceil_().sub_(1)
+    unsure = torch.nonzero((below.add_(space.margin2) >= lo2).logical_or_(above.sub_(space.margin2) <= hi2)).squeeze(1)
     if space.partial:
         lo2, hi2 = _clamp(lo2, hi2, bounds, 2, ob)
     if unsure.numel():
         pairs = pa.index_select(0, pb.index_select(0, unsure))
         _exact_ends(space, unsure, lo2, hi2, owner.index_select(0, pairs) + begin, j.index_select(0, pairs),
                     s0.index_select(0, pb.index_select(0, unsure)), s1.index_select(0, unsure))
-    count2 = (hi2 - lo2 + 1).clamp_(min=0).to(index)
+    count2 = torch.sub(hi2, lo2).add_(1).clamp_(min=0).to(index)
     # An atom's own zero shift: its pair (a, a) comes first, then S0 = 0, then S1 = 0; cut out of the run of S2.
     self_a = first_a.index_select(0, first_pair) - lo0.index_select(0, first_pair).to(index)
     self_b = first_b.index_select(0, self_a) - lo1.index_select(0, self_a).to(index)
@@ -157,17 +157,17 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
     own = torch.stack([shift0.index_select(0, run_b), shift1.index_select(0, kept),
                        lo2.index_select(0, kept).to(index_dtype)], dim=1)  # a run: S0, S1, its first S2
     own_i = ob.index_select(0, kept)
-    own_j = j.index_select(0, pa.index_select(0, run_b)) - begin
+    own_j = j.index_select(0, pa.index_select(0, run_b)).sub_(begin)
     # Mirrored pairs (a, b) for b < a, row by row, each with the runs of (b, a) reversed and negated.
     mirror_owner, mirror_bounds = owners(atoms - atom_first)
-    b = (torch.arange(mirror_owner.numel(), device=device, dtype=index)
-         + (atom_first - begin - mirror_bounds[:-1]).index_select(0, mirror_owner))
-    source_pair = first_pair.index_select(0, b) + mirror_owner - b
+    b = (atom_first - begin - mirror_bounds[:-1]).index_select(0, mirror_owner).add_(
+        torch.arange(mirror_owner.numel(), device=device, dtype=index))
+    source_pair = first_pair.index_select(0, b).add_(mirror_owner).sub_(b)
     mirror_counts = runs_of_pair.index_select(0, source_pair)
     mirror_pair, mirror_run_bounds = owners(mirror_counts)
     mirror_runs = torch.arange(mirror_pair.numel(), device=device, dtype=index)
-    last = run_of_pair.index_select(0, source_pair) + mirror_counts - 1 + mirror_run_bounds[:-1]
-    source = last.index_select(0, mirror_pair) - mirror_runs
+    last = run_of_pair.index_select(0, source_pair).add_(mirror_counts).sub_(1).add_(mirror_run_bounds[:-1])
+    source = last.index_select(0, mirror_pair).sub_(mirror_runs)
     mirror_first = mirror_run_bounds.index_select(0, mirror_bounds)
     mirror_count = own_count.index_select(0, source)
     mirrored = own.index_select(0, source).neg_()
@@ -175,10 +175,10 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
     # Per atom: its mirrored runs, then its own runs.
     own_runs, mirror_runs_of_atom = own_first.diff(), mirror_first.diff()
     place = torch.cumsum(own_runs + mirror_runs_of_atom, 0) - own_runs
-    place_own = (torch.arange(kept.numel(), device=device, dtype=index)
-                 + (place - own_first[:-1]).index_select(0, own_i)).long()
+    place_own = (place - own_first[:-1]).index_select(0, own_i).add_(
+        torch.arange(kept.numel(), device=device, dtype=index)).long()
     mirror_i = mirror_owner.index_select(0, mirror_pair)
-    place_mirror = (mirror_runs + (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i)).long()
+    place_mirror = (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i).add_(mirror_runs).long()
     runs = kept.numel() + mirror_runs.numel()
 
     def merged(own_part: Tensor, mirror_part: Tensor) -> Tensor:
@@ -251,7 +251,7 @@ def owners(count: Tensor) -> tuple[Tensor, Tensor]:
     marks = torch.zeros(total + 1, dtype=count.dtype, device=count.device)
     marks.index_add_(0, bounds[:-1], torch.ones_like(count))
     marks[0] -= 1
-    return torch.cumsum(marks[:total], 0, dtype=count.dtype), bounds
+    return marks[:total].cumsum_(0), bounds
 
 
 def _exclusive_sums(values: Tensor, dtype: torch.dtype) -> Tensor:
@@ -263,8 +263,8 @@ def _exclusive_sums(values: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _runs(start: Tensor, first: Tensor, owner: Tensor) -> Tensor:
     """start[o] + r for the r-th item of each owner o (items in owner order, ``first`` the owners' first items)."""
-    return (torch.arange(owner.numel(), device=owner.device, dtype=start.dtype)
-            + (start - first.to(start.dtype)).index_select(0, owner))
+    return (start - first.to(start.dtype)).index_select(0, owner).add_(
+        torch.arange(owner.numel(), device=owner.device, dtype=start.dtype))
 
 
 def metric_dist2(f: Tensor, g6: Tensor) -> Tensor:
