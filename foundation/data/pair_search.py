@@ -4,6 +4,7 @@ exact runs of S2 (see that module's docstring), laid out in lexicographic (i, j,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -81,9 +82,56 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
     out of its run. The runs of (a, b) serve (b, a) too, reversed and negated, and all runs are laid out in
     (i, j, S) order from per-atom counts: nothing is sorted.
     """
-    device, index_dtype = space.positions.device, torch.float64  # shifts are counted in float64: exact integers
     begin = int(offsets[structs[0]])
     end = int(offsets[structs[-1]] + natoms[structs[-1]])
+    own = _own_runs(space, begin, end, natoms, offsets)
+    if own is None:
+        return *reserve(0), space.positions.new_zeros(0) if keep_dist2 else None
+    count, table, i_run, j_run, self_run = _in_order(own, begin)
+    # Level E, one entry per edge.
+    index_dtype = table.dtype
+    pe, e_bounds = owners(count)
+    first_e = e_bounds[:-1]
+    table[:, 2] -= first_e.to(index_dtype)
+    edge_index, out = reserve(pe.numel())
+    torch.index_select(i_run, 0, pe, out=edge_index[0])
+    torch.index_select(j_run, 0, pe, out=edge_index[1])
+    shifts = torch.index_select(table, 0, pe, out=out) if out.dtype == index_dtype else table.index_select(0, pe)
+    shifts[:, 2] += torch.arange(pe.numel(), device=pe.device, dtype=index_dtype)
+    # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
+    tail, tail_bounds = owners(own.self_tail)
+    after = _runs(first_e.index_select(0, self_run) - own.self_lo, tail_bounds[:-1], tail)
+    shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
+    if shifts is not out:
+        out.copy_(shifts)
+    return edge_index, out, _squared_lengths(space, edge_index, out) if keep_dist2 else None
+
+
+class _OwnRuns(NamedTuple):
+    """The runs of S2 with edges of a chunk's pairs a <= b, in (a, b, S0, S1) order (indices int32, atoms counted
+    from the chunk's first): per run its edge count, (S0, S1, first S2) as a float64 row, a and b; the first run of
+    each pair and of each atom (n_pairs + 1, n + 1 bounds); per atom its first pair and the first atom of its
+    structure; per atom its own zero-shift run (pair (a, a), S0 = S1 = 0: the run's index, first S2, and how many
+    S2 >= 0 it held before the cut)."""
+
+    count: Tensor
+    table: Tensor
+    i: Tensor
+    j: Tensor
+    of_pair: Tensor
+    of_atom: Tensor
+    first_pair: Tensor
+    first_atom: Tensor
+    self_run: Tensor
+    self_lo: Tensor
+    self_tail: Tensor
+
+
+def _own_runs(space: SearchSpace, begin: int, end: int, natoms: Tensor, offsets: Tensor) -> _OwnRuns | None:
+    """The runs of the pairs a <= b of atoms begin to end - 1 (whole structures), by levels P (pairs), A (pair, S0)
+    and B (pair, S0, S1); None if there are none. Each level's working arrays are freed on return (a smaller heap
+    per chunk: fewer pages faulted afresh)."""
+    device, index_dtype = space.positions.device, torch.float64  # shifts are counted in float64: exact integers
     index = torch.int32  # indices within a chunk: half the memory traffic of int64
     atoms = torch.arange(begin, end, device=device, dtype=index)
     atom_first = offsets.index_select(0, space.batch[begin:end]).to(index)  # the first atom of each atom's structure
@@ -147,10 +195,9 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
     nonempty = count2 > 0
     kept = torch.nonzero(nonempty).squeeze(1)
     if not kept.numel():
-        return *reserve(0), space.positions.new_zeros(0) if keep_dist2 else None
+        return None
     runs_before = _exclusive_sums(nonempty, index)  # per B entry, and the total
     run_of_pair = runs_before.index_select(0, b_bounds.index_select(0, a_bounds))
-    runs_of_pair = run_of_pair.diff()
     own_first = run_of_pair.index_select(0, pair_bounds)
     run_b = pb.index_select(0, kept)
     own_count = count2.index_select(0, kept)
@@ -158,54 +205,45 @@ def all_pairs_search(space: SearchSpace, structs: Tensor, natoms: Tensor, offset
                        lo2.index_select(0, kept).to(index_dtype)], dim=1)  # a run: S0, S1, its first S2
     own_i = ob.index_select(0, kept)
     own_j = j.index_select(0, pa.index_select(0, run_b)).sub_(begin)
+    self_k = runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1)
+    return _OwnRuns(own_count, own, own_i, own_j, run_of_pair, own_first, first_pair, atom_first - begin, self_k,
+                    lo2.index_select(0, self_b).to(index), hi2.index_select(0, self_b).to(index).clamp_(min=0))
+
+
+def _in_order(own: _OwnRuns, begin: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The runs of all pairs in (i, j, S) order: the own runs of (a, b), a <= b, and for b < a those of (b, a)
+    reversed and negated; per run its edge count, (S0, S1, first S2) as a float64 row, i and j (int64, with the
+    chunk's first atom ``begin`` added), and where each atom's own zero-shift run went."""
+    device, index, n, kept = own.count.device, own.count.dtype, own.first_atom.numel(), own.count.numel()
     # Mirrored pairs (a, b) for b < a, row by row, each with the runs of (b, a) reversed and negated.
-    mirror_owner, mirror_bounds = owners(atoms - atom_first)
-    b = (atom_first - begin - mirror_bounds[:-1]).index_select(0, mirror_owner).add_(
+    mirror_owner, mirror_bounds = owners(torch.arange(n, device=device, dtype=index) - own.first_atom)
+    b = (own.first_atom - mirror_bounds[:-1]).index_select(0, mirror_owner).add_(
         torch.arange(mirror_owner.numel(), device=device, dtype=index))
-    source_pair = first_pair.index_select(0, b).add_(mirror_owner).sub_(b)
-    mirror_counts = runs_of_pair.index_select(0, source_pair)
+    source_pair = own.first_pair.index_select(0, b).add_(mirror_owner).sub_(b)
+    mirror_counts = own.of_pair.diff().index_select(0, source_pair)
     mirror_pair, mirror_run_bounds = owners(mirror_counts)
     mirror_runs = torch.arange(mirror_pair.numel(), device=device, dtype=index)
-    last = run_of_pair.index_select(0, source_pair).add_(mirror_counts).sub_(1).add_(mirror_run_bounds[:-1])
+    last = own.of_pair.index_select(0, source_pair).add_(mirror_counts).sub_(1).add_(mirror_run_bounds[:-1])
     source = last.index_select(0, mirror_pair).sub_(mirror_runs)
     mirror_first = mirror_run_bounds.index_select(0, mirror_bounds)
-    mirror_count = own_count.index_select(0, source)
-    mirrored = own.index_select(0, source).neg_()
+    mirror_count = own.count.index_select(0, source)
+    mirrored = own.table.index_select(0, source).neg_()
     mirrored[:, 2] -= mirror_count - 1  # the run's last S2, negated
     # Per atom: its mirrored runs, then its own runs.
-    own_runs, mirror_runs_of_atom = own_first.diff(), mirror_first.diff()
+    own_runs, mirror_runs_of_atom = own.of_atom.diff(), mirror_first.diff()
     place = torch.cumsum(own_runs + mirror_runs_of_atom, 0) - own_runs
-    place_own = (place - own_first[:-1]).index_select(0, own_i).add_(
-        torch.arange(kept.numel(), device=device, dtype=index)).long()
+    place_own = (place - own.of_atom[:-1]).index_select(0, own.i).add_(
+        torch.arange(kept, device=device, dtype=index)).long()
     mirror_i = mirror_owner.index_select(0, mirror_pair)
     place_mirror = (place - mirror_runs_of_atom - mirror_first[:-1]).index_select(0, mirror_i).add_(mirror_runs).long()
-    runs = kept.numel() + mirror_runs.numel()
+    runs = kept + mirror_runs.numel()
 
     def merged(own_part: Tensor, mirror_part: Tensor) -> Tensor:
         out = own_part.new_empty((runs,) + tuple(own_part.shape[1:]))
         return out.index_copy_(0, place_own, own_part).index_copy_(0, place_mirror, mirror_part)
 
-    count = merged(own_count, mirror_count)
-    table = merged(own, mirrored)
-    i_run = merged(own_i, mirror_i).long().add_(begin)
-    j_run = merged(own_j, b.index_select(0, mirror_pair)).long().add_(begin)
-    # Level E, one entry per edge.
-    pe, e_bounds = owners(count)
-    first_e = e_bounds[:-1]
-    table[:, 2] -= first_e.to(index_dtype)
-    edge_index, out = reserve(pe.numel())
-    torch.index_select(i_run, 0, pe, out=edge_index[0])
-    torch.index_select(j_run, 0, pe, out=edge_index[1])
-    shifts = torch.index_select(table, 0, pe, out=out) if out.dtype == index_dtype else table.index_select(0, pe)
-    shifts[:, 2] += torch.arange(pe.numel(), device=device, dtype=index_dtype)
-    # After the cut, the S2 >= 0 of an atom's own run sit one place further on (runs without them may be gone).
-    tail, tail_bounds = owners(hi2.index_select(0, self_b).to(index).clamp_(min=0))
-    self_run = place_own.index_select(0, runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1))
-    after = _runs(first_e.index_select(0, self_run) - lo2.index_select(0, self_b).to(index), tail_bounds[:-1], tail)
-    shifts[:, 2].index_add_(0, after, torch.ones_like(after, dtype=index_dtype))
-    if shifts is not out:
-        out.copy_(shifts)
-    return edge_index, out, _squared_lengths(space, edge_index, out) if keep_dist2 else None
+    return (merged(own.count, mirror_count), merged(own.table, mirrored), merged(own.i, mirror_i).long().add_(begin),
+            merged(own.j, b.index_select(0, mirror_pair)).long().add_(begin), place_own.index_select(0, own.self_run))
 
 
 def _exact_ends(space: SearchSpace, entries: Tensor, lo2: Tensor, hi2: Tensor, i: Tensor, j: Tensor, s0: Tensor,
