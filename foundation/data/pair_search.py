@@ -201,8 +201,9 @@ def _own_runs(space: SearchSpace, begin: int, end: int, natoms: Tensor, offsets:
     own_first = run_of_pair.index_select(0, pair_bounds)
     run_b = pb.index_select(0, kept)
     own_count = count2.index_select(0, kept)
-    own = torch.stack([shift0.index_select(0, run_b), shift1.index_select(0, kept),
-                       lo2.index_select(0, kept).to(index_dtype)], dim=1)  # a run: S0, S1, its first S2
+    own = shift0.new_empty(kept.numel(), 3)  # a run: S0, S1, its first S2 (gathered into the columns: no stack)
+    for column, (values, rows) in enumerate(((shift0, run_b), (shift1, kept), (lo2.to(index_dtype), kept))):
+        torch.index_select(values, 0, rows, out=own[:, column])
     own_i = ob.index_select(0, kept)
     own_j = j.index_select(0, pa.index_select(0, run_b)).sub_(begin)
     self_k = runs_before.index_select(0, self_b).clamp_(max=kept.numel() - 1)
