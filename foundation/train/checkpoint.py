@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from foundation.config import ConfigError
 from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.models import build_potential
@@ -111,8 +112,16 @@ def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> t
         raise ValueError(f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
                          "needs the same world size (the sampler plan depends on it)")
     use_weights_only_loading(engine)
-    load_path, _ = engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True,
-                                          load_lr_scheduler_states=False, load_module_strict=True)
+    try:
+        load_path, _ = engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True,
+                                              load_lr_scheduler_states=False, load_module_strict=True)
+    except RuntimeError as exc:
+        if "state_dict" not in str(exc):
+            raise
+        raise ConfigError(f"{path}: the checkpoint's weights do not fit the model this config builds (a preset "
+                         "changed since the run started? configs/model/scalable-* gained backbone.norm: layer on "
+                         "2026-11-30; resume such a run with model_overrides=[backbone.norm=none]): "
+                         f"{' '.join(str(exc).split())[:400]}") from None
     if load_path is None:
         raise RuntimeError(f"{path}: DeepSpeed found no checkpoint under tag {DS_TAG!r}")
     set_rng_state(load_file(str(path / _rng_file(rank))))

@@ -17,6 +17,7 @@ import pytest
 import torch
 from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
 
+from foundation.config import ConfigError
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.models import build_potential
@@ -150,3 +151,17 @@ def test_a_truncated_checkpoint_file_is_named(finished_run, tmp_path):
     resume = load_train_config({**config, "run_dir": str(run_dir), "train": {**config["train"], "max_steps": 4}})
     with pytest.raises(UnsafeCheckpointError, match=f"{target}: unreadable checkpoint file"):
         run_training(resume)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_with_the_fix(train_data, tmp_path, group, batches):
+    """A run started before a preset gained a layer (backbone.norm) resumes into a model with more weights: the
+    error names the checkpoint and the override, instead of DeepSpeed's bare state_dict error."""
+    cfg = load_train_config(tiny_config(train_data, tmp_path))
+    painn = {**TINY_MODEL, "backbone": {"name": "painn", "hidden": 8, "layers": 2, "cutoff": 4.0, "num_radial": 8}}
+    engines = {norm: build_engine(build_potential({**painn, "backbone": {**painn["backbone"], "norm": norm}}).train(),
+                                  cfg, 1, group.device, CACHE) for norm in ("none", "layer")}
+    _step(engines["none"], Objective(cfg.objective), batches[0])
+    path = ckpt.save_checkpoint(tmp_path / "run", 1, engines["none"], {"step": 1, "world_size": 1}, {}, rank=0, keep=2)
+    with pytest.raises(ConfigError, match="backbone.norm=none") as exc:
+        ckpt.load_checkpoint(path, engines["layer"], rank=0, world_size=1)
+    assert str(path) in str(exc.value) and "norm.scalars.weight" in str(exc.value)
