@@ -360,8 +360,10 @@ def test_a_cell_too_thin_for_the_cutoff_is_refused_before_any_search():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_graph_equals_cpu_graph():
-    structures = [f() for f in SYNTHETIC.values()] + [simple_cubic(3)]
+def test_gpu_graph_equals_cpu_graph(real_structures):
+    """Both searches on the GPU: the all-pairs one (synthetic and real small cells) and the cell list (a large
+    skewed slab), edge for edge and in the same order as on the CPU."""
+    structures = [f() for f in SYNTHETIC.values()] + [simple_cubic(3)] + real_structures + [large_skewed_slab()]
     positions, cell, pbc, batch = batch_tensors(structures)
     cpu = radius_graph_pbc(positions, cell, pbc, batch, 4.5, max_neighbours=12)
     gpu = radius_graph_pbc(positions.cuda(), cell.cuda(), pbc.cuda(), batch.cuda(), 4.5, max_neighbours=12)
