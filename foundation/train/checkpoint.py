@@ -120,7 +120,7 @@ def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> t
             raise
         raise ConfigError(f"{path}: the checkpoint's weights do not fit the model this config builds (a preset "
                          "changed since the run started? configs/model/scalable-* gained backbone.norm: layer on "
-                         "2026-11-30; resume such a run with model_overrides=[backbone.norm=none]): "
+                         "2026-11-30; resume such a run with backbone.norm=none added to its model_overrides): "
                          f"{' '.join(str(exc).split())[:400]}") from None
     if load_path is None:
         raise RuntimeError(f"{path}: DeepSpeed found no checkpoint under tag {DS_TAG!r}")

@@ -162,6 +162,6 @@ def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_with_the_fix(t
                                   cfg, 1, group.device, CACHE) for norm in ("none", "layer")}
     _step(engines["none"], Objective(cfg.objective), batches[0])
     path = ckpt.save_checkpoint(tmp_path / "run", 1, engines["none"], {"step": 1, "world_size": 1}, {}, rank=0, keep=2)
-    with pytest.raises(ConfigError, match="backbone.norm=none") as exc:
+    with pytest.raises(ConfigError, match="backbone.norm=none added to its model_overrides") as exc:
         ckpt.load_checkpoint(path, engines["layer"], rank=0, world_size=1)
     assert str(path) in str(exc.value) and "norm.scalars.weight" in str(exc.value)
