@@ -3,12 +3,9 @@ products of features compound from layer to layer."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from foundation.data.batch import collate_frames
-from foundation.data.schema import Frame
 from foundation.models import build_potential
 from foundation.models.painn import FeatureNorm
 from tests.models.conftest import CUTOFF
@@ -16,7 +13,7 @@ from tests.models.conftest import CUTOFF
 WEIGHT_SCALE = 3.0  # every Linear weight x3: a stand-in for weights trained into strong feedback
 
 
-def _feature_scales(triclinic, norm: str) -> list[float]:
+def _feature_scales(triclinic, predict, norm: str) -> list[float]:
     """max |s| after each of four layers of a width-16 PaiNN whose Linear weights are scaled by WEIGHT_SCALE."""
     torch.manual_seed(0)
     backbone = {"name": "painn", "hidden": 16, "layers": 4, "cutoff": CUTOFF, "num_radial": 8, "norm": norm}
@@ -28,16 +25,13 @@ def _feature_scales(triclinic, norm: str) -> list[float]:
     scales: list[float] = []
     for update in potential.backbone.updates:
         update.register_forward_hook(lambda module, inputs, output: scales.append(output[0].abs().max().item()))
-    frame = Frame(numbers=triclinic.numbers, positions=triclinic.positions, cell=np.asarray(triclinic.cell[:]),
-                  pbc=triclinic.pbc, frame_id="0", structure_id="0")
-    with torch.no_grad():
-        potential(collate_frames([frame], cutoff=CUTOFF, dtype=torch.float64), compute=("energy",))
+    predict(potential, [triclinic], compute=("energy",))
     return scales
 
 
-def test_the_original_blocks_compound_and_normalised_ones_stay_bounded(triclinic):
-    original = _feature_scales(triclinic, "none")
-    normalised = _feature_scales(triclinic, "layer")
+def test_the_original_blocks_compound_and_normalised_ones_stay_bounded(triclinic, predict):
+    original = _feature_scales(triclinic, predict, "none")
+    normalised = _feature_scales(triclinic, predict, "layer")
     assert original[-1] > 1e20, original  # the failure mode: products of products of features
     assert max(normalised) < 1e3, normalised
     growth = [later / earlier for earlier, later in zip(normalised, normalised[1:])]
