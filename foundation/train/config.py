@@ -44,6 +44,9 @@ class DataConfig:
     validation_sources: list[str] = field(default_factory=list)  # source patterns (fnmatch) whose val frames make
                                                     # the validation loss (best checkpoint, early stopping, plateau);
                                                     # other frames are reported as excluded/...; []: every frame
+    fit_check_frames: int = 0                       # at each validation also evaluate N evenly spaced training frames
+                                                    # (those of validation_sources), logged as fit/...: train ~ val
+                                                    # error means underfitting; 0: off
 
 
 @dataclass
@@ -154,6 +157,8 @@ def check_config(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"train.{name} must be >= 1")
     if cfg.train.early_stop_patience < 0:
         raise ConfigError(f"train.early_stop_patience must be >= 0 (0: off), got {cfg.train.early_stop_patience}")
+    if cfg.data.fit_check_frames < 0:
+        raise ConfigError(f"data.fit_check_frames must be >= 0 (0: off), got {cfg.data.fit_check_frames}")
     if any(not str(p).strip() for p in cfg.data.validation_sources):
         raise ConfigError(f"data.validation_sources must be non-empty source names or patterns, got "
                           f"{cfg.data.validation_sources}")

@@ -27,7 +27,7 @@ from foundation.train.objectives import TERMS, Objective
 from foundation.train.run_layout import BEST, LAST
 from foundation.train.schedule import LRSchedule
 from foundation.train.source_metrics import SourceErrors
-from foundation.train.validation import EXCLUDED
+from foundation.train.validation import EXCLUDED, FIT
 
 STOP = threading.Event()  # set by runner.request_stop() and the SIGUSR2/SIGTERM handlers
 
@@ -44,9 +44,11 @@ class LoopState:
 class Trainer:
     def __init__(self, cfg: TrainRunConfig, dist: DistInfo, engine: Any, eval_model: torch.nn.Module,
                  objective: Objective, train: SplitLoader, val: SplitLoader, ema: EMA, schedule: LRSchedule,
-                 logger: RunLogger, state: LoopState, meta: dict, val_excluded: SplitLoader | None = None):
+                 logger: RunLogger, state: LoopState, meta: dict, val_excluded: SplitLoader | None = None,
+                 fit_check: SplitLoader | None = None):
         self.cfg, self.dist, self.engine, self.eval_model = cfg, dist, engine, eval_model
         self.val_excluded = val_excluded  # validation frames of sources left out of the validation loss
+        self.fit_check = fit_check  # training frames evaluated beside them (data.fit_check_frames)
         self.objective, self.train, self.val, self.ema, self.schedule = objective, train, val, ema, schedule
         self.log, self.state, self.meta = logger, state, meta
         self.run_dir = Path(cfg.run_dir)
@@ -188,6 +190,10 @@ class Trainer:
         if self.val_excluded is not None:
             values.update({EXCLUDED + k: v for k, v in self._evaluate(self.val_excluded, by_source).items()})
         values.update(by_source.values())
+        if self.fit_check is not None:
+            fit_by_source = SourceErrors(model.sources, self.dist.device, prefix=FIT)
+            values.update({FIT + k: v for k, v in self._evaluate(self.fit_check, fit_by_source).items()})
+            values.update(fit_by_source.values())
         self.last_val = values
         self.schedule.observe(values["loss"])
         self.log.event("val", self.state.step, values)

@@ -34,7 +34,7 @@ from foundation.train.objectives import Objective
 from foundation.train.replay import build_replay_loader
 from foundation.train.run_layout import RunLayout
 from foundation.train.schedule import LRSchedule
-from foundation.train.validation import split_by_source
+from foundation.train.validation import fit_check_loader, split_by_source
 
 __all__ = ["TrainTask", "load_train_config", "request_stop", "run_training"]
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
@@ -167,6 +167,12 @@ def run_training(config: TrainRunConfig) -> dict:
             train = build_loader(config.data, config.data.train_split, builder, train=True, **common)
         val, val_excluded = split_by_source(build_loader(config.data, config.data.val_split, builder, train=False,
                                                          **common), config.data.validation_sources)
+        fit_check = None
+        if config.data.fit_check_frames:
+            every_train_frame = dataclasses.replace(config.data, val_max_frames=None)
+            fit_check = fit_check_loader(build_loader(every_train_frame, config.data.train_split, builder, train=False,
+                                                      **common),
+                                         config.data.validation_sources, config.data.fit_check_frames)
         engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
         ema = EMA(engine.module, config.engine.ema_decay)
         schedule = LRSchedule(config.schedule, config.optimizer, config.train.max_steps)
@@ -188,7 +194,7 @@ def run_training(config: TrainRunConfig) -> dict:
         if start is not None:
             meta["parent"] = start.parent.identity
         trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta,
-                          val_excluded=val_excluded)
+                          val_excluded=val_excluded, fit_check=fit_check)
         with writing(run_dir):
             summary = trainer.run()
         clean = True

@@ -19,8 +19,8 @@ class SourceErrors:
 
     TERMS = ("energy", "forces")
 
-    def __init__(self, names: Sequence[str], device: torch.device):
-        self.names = list(names)
+    def __init__(self, names: Sequence[str], device: torch.device, prefix: str = "val/"):
+        self.names, self.prefix = list(names), prefix
         # per source and term: model error sum, baseline error sum, count (frames for energy, components for forces)
         self.sums = torch.zeros(len(self.names), len(self.TERMS), 3, dtype=torch.float64, device=device)
 
@@ -47,12 +47,12 @@ class SourceErrors:
 
     def values(self) -> dict[str, float]:
         """{"val/energy_mae/SOURCE": eV/atom, "val/energy_baseline_mae/SOURCE", "val/forces_mae/SOURCE": eV/A,
-        "val/forces_baseline_mae/SOURCE"} of the sources that had frames."""
+        "val/forces_baseline_mae/SOURCE"} of the sources that had frames ("val/" is the `prefix`)."""
         sums = all_reduce_sum(self.sums.clone()).cpu()
         out: dict[str, float] = {}
         for name, per_term in zip(self.names, sums.tolist()):
             for term, (model, baseline, count) in zip(self.TERMS, per_term):
                 if count:
-                    out[f"val/{term}_mae/{name}"] = model / count
-                    out[f"val/{term}_baseline_mae/{name}"] = baseline / count
+                    out[f"{self.prefix}{term}_mae/{name}"] = model / count
+                    out[f"{self.prefix}{term}_baseline_mae/{name}"] = baseline / count
         return out

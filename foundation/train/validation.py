@@ -5,6 +5,9 @@ The validation frames whose source tag matches one of the patterns (fnmatch, e.g
 the plateau schedule. The others (e.g. teacher-labelled frames, `synthetic-*`) are validated too and reported
 beside them under `excluded/` (`excluded/forces_mae`, ...), never mixed in. A pre-training set of DFT and
 teacher frames thus selects and stops on DFT frames alone.
+
+With `data.fit_check_frames` the same errors are measured on training frames (`fit/...`): a model whose error on
+frames it trains on is as large as on the validation frames is underfitting, and more data will not help it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from foundation.train.loader import SplitLoader
 from foundation.train.sampler import AtomsBalancedSampler
 
 EXCLUDED = "excluded/"  # prefix of the metrics of the validation frames left out of the validation loss
+FIT = "fit/"  # prefix of the metrics of the training frames evaluated beside the validation (data.fit_check_frames)
 
 
 def source_matches(source: str, patterns: Sequence[str]) -> bool:
@@ -67,3 +71,18 @@ def split_by_source(loader: SplitLoader, patterns: Sequence[str], where: str = "
                          f"{where} frames carry {sorted(set(sources))}")
     selected = _subset_loader(loader, frames, np.flatnonzero(keep))
     return selected, (_subset_loader(loader, frames, np.flatnonzero(~keep)) if not keep.all() else None)
+
+
+def fit_check_loader(loader: SplitLoader, patterns: Sequence[str], count: int) -> SplitLoader:
+    """The training frames of the fit check: `count` frames evenly spaced over the split (read once each for its
+    source tag, so a split of any size costs `count` reads), those whose source matches `patterns` (all when
+    none). None of them matching is an error that names the sources they carry."""
+    frames = loader.dataset.frames
+    total = len(loader.sampler.natoms)
+    spaced = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(np.int64))
+    sources = [frames[int(i)].source for i in spaced]
+    keep = spaced[[not patterns or source_matches(s, patterns) for s in sources]]
+    if not len(keep):
+        raise ValueError(f"data.fit_check_frames: none of {len(spaced)} training frames has a source matching "
+                         f"data.validation_sources {list(patterns)}; they carry {sorted(set(sources))}")
+    return _subset_loader(loader, frames, keep)

@@ -92,8 +92,8 @@ def test_prep_tags_each_input_and_fits_references_per_source(two_sources):
 @pytest.fixture(scope="module")
 def trained(two_sources, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "multi"
-    cfg = tiny_config(two_sources, run_dir, train={"max_steps": 6, "log_every": 3, "val_every": 6,
-                                                   "checkpoint_every": 6, "progress": False})
+    cfg = tiny_config(two_sources, run_dir, data={"fit_check_frames": 10_000},
+                      train={"max_steps": 6, "log_every": 3, "val_every": 6, "checkpoint_every": 6, "progress": False})
     summary = run_training(load_train_config(cfg))
     return summary, run_dir
 
@@ -117,10 +117,11 @@ def test_per_source_references_fit_both_sources(trained, two_sources, tmp_path):
 
 def test_each_sources_errors_sit_beside_its_trivial_baseline(trained, two_sources):
     val = trained[0]["val"]
-    frames = list(open_dataset(two_sources, "val"))
-    for name in ("A", "B"):  # zero forces: the mean |force component| of the source's validation frames
-        forces = np.concatenate([np.abs(f.forces).ravel() for f in frames if f.source == name])
-        assert val[f"val/forces_baseline_mae/{name}"] == pytest.approx(forces.mean())
+    for prefix, split in (("val/", "val"), ("fit/", "train")):  # fit/: the fit check's training frames (all here)
+        frames = list(open_dataset(two_sources, split))
+        for name in ("A", "B"):  # zero forces: the mean |force component| of the source's frames
+            forces = np.concatenate([np.abs(f.forces).ravel() for f in frames if f.source == name])
+            assert val[f"{prefix}forces_baseline_mae/{name}"] == pytest.approx(forces.mean())
     # B's energies are A's plus per-element offsets, which B's own references absorb: the same baseline error (a
     # baseline from one table for both sources would be ~1 eV/atom off for B)
     assert val["val/energy_baseline_mae/A"] == pytest.approx(val["val/energy_baseline_mae/B"], abs=1e-6)
