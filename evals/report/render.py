@@ -41,9 +41,16 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
     elif check.get("available"):
         blocks.append(("p", f"Pre-training check: {check['message']}."))
     if check.get("terms"):
-        blocks.append(("table", ["pre-training validation", "model MAE", "trivial baseline MAE", "ratio"],
+        fit = any("training_frames_mae" in v for v in check["terms"].values())
+        blocks.append(("table", ["pre-training validation", "model MAE", "trivial baseline MAE", "ratio"]
+                       + (["model MAE on training frames (fit check)"] if fit else []),
                        [[t, _num(v["model_mae"]), _num(v["baseline_mae"]), _num(v["ratio"], 3)]
+                        + ([_num(v.get("training_frames_mae"))] if fit else [])
                         for t, v in check["terms"].items()]))
+        if fit:
+            blocks.append(("p", "A training-frame error about as large as the validation error means the "
+                                "pre-training underfits: a larger model, more steps or another loss balance would "
+                                "help it, more data of the same kind would not."))
     if results.get("missing_units"):
         blocks.append(("p", f"**Incomplete**: {len(results['missing_units'])} units have no result: "
                             + ", ".join(results["missing_units"][:20])))

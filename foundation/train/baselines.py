@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from foundation.models.blocks import scatter_sum
+from foundation.train.validation import FIT
 
 TERMS_CHECKED = ("energy", "forces", "stress", "denoise")
 CLEARLY_BELOW = 0.8  # a term passes when model MAE <= 0.8 x baseline MAE
@@ -48,7 +49,7 @@ def baseline_prediction(model: torch.nn.Module, batch: Any, outputs: tuple[str, 
 
 def baseline_check(val: Mapping[str, Any], threshold: float = CLEARLY_BELOW) -> dict[str, Any]:
     """{terms: {term: {model_mae, baseline_mae, ratio}}, flagged, message} from validation metrics holding
-    `{term}_mae` and `{term}_baseline_mae`; flagged when a term's ratio exceeds `threshold` (or no term has a
+    `{term}_mae` and `{term}_baseline_mae` (with `fit/{term}_mae` also `training_frames_mae`); flagged when a term's ratio exceeds `threshold` (or no term has a
     baseline to compare with, e.g. a run made before baselines were logged: `available` is then False)."""
     terms = {}
     for term in TERMS_CHECKED:
@@ -57,6 +58,8 @@ def baseline_check(val: Mapping[str, Any], threshold: float = CLEARLY_BELOW) -> 
             continue
         terms[term] = {"model_mae": float(model), "baseline_mae": float(base),
                        "ratio": float(model) / float(base) if base else None}
+        if val.get(f"{FIT}{term}_mae") is not None:  # the fit check's error on training frames
+            terms[term]["training_frames_mae"] = float(val[f"{FIT}{term}_mae"])
     if not terms:
         return {"available": False, "flagged": False, "terms": {},
                 "message": "no baseline errors in the validation record (a run logged before baselines existed)"}

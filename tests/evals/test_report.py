@@ -95,3 +95,17 @@ def test_report_accepts_curves_with_none(tmp_path):
     assert main(["eval", "--reduce-only", "--out", str(run)]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["missing_units"] == [] and (run / "figures" / "bulk_curves.png").is_file()
+
+
+def test_pretraining_check_shows_the_fit_check_beside_validation(tmp_path):
+    """A checkpoint whose validation record has the fit check (fit/...): the report's pre-training table gives the
+    training-frame error beside the validation error and the baseline."""
+    run = make_synthetic_run(tmp_path / "eval")
+    record = json.loads((run / "checkpoint.json").read_text())
+    record["validation"] = {"energy_mae": 0.46, "energy_baseline_mae": 0.73, "fit/energy_mae": 0.44,
+                            "forces_mae": 0.27, "forces_baseline_mae": 0.57}
+    (run / "checkpoint.json").write_text(json.dumps(record))
+    reduce_units(run)
+    report = (run / "report.md").read_text()
+    assert "model MAE on training frames (fit check)" in report and "| energy | 0.46 | 0.73 | 0.63 | 0.44 |" in report
+    assert "| forces | 0.27 | 0.57 | 0.474 | - |" in report and "underfits" in report

@@ -22,6 +22,13 @@ def test_a_run_near_its_baselines_is_flagged_by_term():
     assert check["flagged"] and "energy (0.95)" in check["message"] and "forces" not in check["message"]
 
 
+def test_the_fit_check_error_on_training_frames_sits_beside_each_term():
+    check = baseline_check({"energy_mae": 0.19, "energy_baseline_mae": 0.2, "fit/energy_mae": 0.18,
+                            "forces_mae": 0.1, "forces_baseline_mae": 0.5})
+    assert check["terms"]["energy"]["training_frames_mae"] == 0.18
+    assert "training_frames_mae" not in check["terms"]["forces"]
+
+
 def test_a_record_without_baselines_is_not_judged():
     check = baseline_check({"energy_mae": 0.1, "loss": 1.0})
     assert not check["available"] and not check["flagged"]
