@@ -71,7 +71,8 @@ def test_a_second_prep_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path)
     out = tmp_path / "out"
     first = subprocess.Popen(_prep(out), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: any((out / WORK_NAME).glob("chunk-*.lock")), "a chunk started", first)
+        # a chunk's lock file exists a moment before it names its owner: wait for the name, then freeze
+        _wait_for(lambda: first.pid in _chunk_owners(out), "a chunk started", first)
         first.send_signal(signal.SIGSTOP)  # frozen while it holds the directory and one chunk
         second = subprocess.run(_prep(out), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
         assert second.returncode != 0
