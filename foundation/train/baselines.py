@@ -49,8 +49,9 @@ def baseline_prediction(model: torch.nn.Module, batch: Any, outputs: tuple[str, 
 
 def baseline_check(val: Mapping[str, Any], threshold: float = CLEARLY_BELOW) -> dict[str, Any]:
     """{terms: {term: {model_mae, baseline_mae, ratio}}, flagged, message} from validation metrics holding
-    `{term}_mae` and `{term}_baseline_mae` (with `fit/{term}_mae` also `training_frames_mae`); flagged when a term's ratio exceeds `threshold` (or no term has a
-    baseline to compare with, e.g. a run made before baselines were logged: `available` is then False)."""
+    `{term}_mae` and `{term}_baseline_mae` (with the fit check's `fit/{term}_mae`, also `training_frames_mae`);
+    flagged when a term's ratio exceeds `threshold` (or no term has a baseline to compare with, e.g. a run made
+    before baselines were logged: `available` is then False)."""
     terms = {}
     for term in TERMS_CHECKED:
         model, base = val.get(f"{term}_mae"), val.get(f"{term}_baseline_mae")
