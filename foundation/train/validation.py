@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from foundation.config import ConfigError
 from foundation.data.schema import Frame
 from foundation.train.datasets import MapBatchDataset, StreamBatchDataset
 from foundation.train.loader import SplitLoader
@@ -67,7 +68,7 @@ def split_by_source(loader: SplitLoader, patterns: Sequence[str], where: str = "
     sources = [frames[i].source for i in range(len(loader.sampler.natoms))]
     keep = np.array([source_matches(s, patterns) for s in sources], dtype=bool)
     if not keep.any():
-        raise ValueError(f"data.validation_sources {list(patterns)}: no {where} frame has a matching source; the "
+        raise ConfigError(f"data.validation_sources {list(patterns)}: no {where} frame has a matching source; the "
                          f"{where} frames carry {sorted(set(sources))}")
     selected = _subset_loader(loader, frames, np.flatnonzero(keep))
     return selected, (_subset_loader(loader, frames, np.flatnonzero(~keep)) if not keep.all() else None)
@@ -83,6 +84,6 @@ def fit_check_loader(loader: SplitLoader, patterns: Sequence[str], count: int) -
     sources = [frames[int(i)].source for i in spaced]
     keep = spaced[[not patterns or source_matches(s, patterns) for s in sources]]
     if not len(keep):
-        raise ValueError(f"data.fit_check_frames: none of {len(spaced)} training frames has a source matching "
+        raise ConfigError(f"data.fit_check_frames: none of {len(spaced)} training frames has a source matching "
                          f"data.validation_sources {list(patterns)}; they carry {sorted(set(sources))}")
     return _subset_loader(loader, frames, keep)
