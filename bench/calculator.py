@@ -41,7 +41,11 @@ def best_rate(fn, rounds: int, repeat: int) -> float:
     """Calls per second of this process's CPU time (on a shared, loaded machine the wall clock measures the other
     jobs; with one thread CPU time is what an idle core would take): the best of `rounds` timings of `repeat`
     calls, after one warm-up call. On a GPU, wall time (the CPU waits for the device)."""
-    clock = time.perf_counter if torch.cuda.is_available() and torch.cuda.is_initialized() else time.process_time
+    clock = (
+        time.perf_counter
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else time.process_time
+    )
     fn()
     best = float("inf")
     for _ in range(rounds):
@@ -61,14 +65,33 @@ def md_steps(calc: FoundationCalculator, natoms: int, rounds: int, repeat: int) 
         atoms.positions += rng.normal(0, 1e-3, size=atoms.positions.shape)
         atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 
-    frame = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]), pbc=atoms.pbc,
-                  frame_id="x", structure_id="x")
+    frame = Frame(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=np.asarray(atoms.cell[:]),
+        pbc=atoms.pbc,
+        frame_id="x",
+        structure_id="x",
+    )
     potential = calc.potential
-    graph = best_rate(lambda: collate_frames([frame], potential.cutoff, potential.max_neighbours,
-                                             dtype=potential.geometry_dtype, device=calc.device), rounds, repeat)
+    graph = best_rate(
+        lambda: collate_frames(
+            [frame],
+            potential.cutoff,
+            potential.max_neighbours,
+            dtype=potential.geometry_dtype,
+            device=calc.device,
+        ),
+        rounds,
+        repeat,
+    )
     steps = best_rate(step, rounds, repeat)
-    return {"natoms": natoms, "steps_per_s": steps, "atom_steps_per_s": steps * natoms,
-            "graph_share": steps / graph}
+    return {
+        "natoms": natoms,
+        "steps_per_s": steps,
+        "atom_steps_per_s": steps * natoms,
+        "graph_share": steps / graph,
+    }
 
 
 def batched(calc: FoundationCalculator, frames: int, rounds: int) -> dict:
@@ -80,33 +103,52 @@ def batched(calc: FoundationCalculator, frames: int, rounds: int) -> dict:
 
     per_frame = best_rate(one_by_one, rounds, 1) * frames
     together = best_rate(lambda: calc.predict(structures, max_atoms=2048), rounds, 1) * frames
-    return {"frames": frames, "natoms": 64, "calculate_frames_per_s": per_frame, "predict_frames_per_s": together,
-            "ratio": together / per_frame}
+    return {
+        "frames": frames,
+        "natoms": 64,
+        "calculate_frames_per_s": per_frame,
+        "predict_frames_per_s": together,
+        "ratio": together / per_frame,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", default=["scalable-xs", "schnet"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "calculator-cpu.json")
     args = parser.parse_args()
-    results = {"device": args.device, "threads": torch.get_num_threads(), "clock": "process CPU time" if
-               args.device == "cpu" else "wall", "machine": platform.processor() or
-               platform.machine(), "date": time.strftime("%Y-%m-%d"), "models": {}}
+    results = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "clock": "process CPU time" if args.device == "cpu" else "wall",
+        "machine": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "models": {},
+    }
     for name in args.models:
         torch.manual_seed(0)
         calc = FoundationCalculator(build_potential(name), device=args.device)
         rows = [md_steps(calc, n, args.rounds, 10 if n == 64 else 3) for n in (64, 512)]
-        row = {"parameters": sum(p.numel() for p in calc.potential.parameters()), "md": rows,
-               "batched": batched(calc, 64, args.rounds)}
+        row = {
+            "parameters": sum(p.numel() for p in calc.potential.parameters()),
+            "md": rows,
+            "batched": batched(calc, 64, args.rounds),
+        }
         results["models"][name] = row
         for r in rows:
-            print(f"{name:12s} {r['natoms']:4d} atoms: {r['steps_per_s']:8.2f} steps/s "
-                  f"({r['atom_steps_per_s']:9.0f} atom-steps/s), graph {100 * r['graph_share']:.0f}% of a step")
+            print(
+                f"{name:12s} {r['natoms']:4d} atoms: {r['steps_per_s']:8.2f} steps/s "
+                f"({r['atom_steps_per_s']:9.0f} atom-steps/s), graph {100 * r['graph_share']:.0f}% of a step"
+            )
         b = row["batched"]
-        print(f"{name:12s} 64 x 64-atom cells: predict {b['predict_frames_per_s']:.1f} frames/s vs calculate "
-              f"{b['calculate_frames_per_s']:.1f} frames/s ({b['ratio']:.2f}x)")
+        print(
+            f"{name:12s} 64 x 64-atom cells: predict {b['predict_frames_per_s']:.1f} frames/s vs calculate "
+            f"{b['calculate_frames_per_s']:.1f} frames/s ({b['ratio']:.2f}x)"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -43,22 +43,38 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024, len(r
 
 def measure(route: str, frames: int) -> dict:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _MEASURE, route, str(frames)], capture_output=True, text=True,
-                         check=True).stdout.split()
-    return {"peak_growth_mib": float(out[0]), "duplicates": int(out[1]), "wall_s": time.perf_counter() - start}
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, route, str(frames)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {
+        "peak_growth_mib": float(out[0]),
+        "duplicates": int(out[1]),
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="200000,2000000,6000000")
     parser.add_argument("--json", type=Path, default=Path("/tmp/dedup-memory.json"))
     args = parser.parse_args()
     rows = []
     for frames in map(int, args.sizes.split(",")):
-        row = {"frames": frames, **{route: measure(route, frames) for route in ("buckets", "one_pass")}}
+        row = {
+            "frames": frames,
+            **{route: measure(route, frames) for route in ("buckets", "one_pass")},
+        }
         assert row["buckets"]["duplicates"] == row["one_pass"]["duplicates"]
-        print(f"{frames:>10,} frames: buckets {row['buckets']['peak_growth_mib']:7.1f} MiB, "
-              f"one pass {row['one_pass']['peak_growth_mib']:7.1f} MiB", flush=True)
+        print(
+            f"{frames:>10,} frames: buckets {row['buckets']['peak_growth_mib']:7.1f} MiB, "
+            f"one pass {row['one_pass']['peak_growth_mib']:7.1f} MiB",
+            flush=True,
+        )
         rows.append(row)
     command = "python bench/dedup.py --sizes " + args.sizes + " --json " + str(args.json)
     args.json.write_text(json.dumps({"command": command, "sizes": rows}, indent=1) + "\n")

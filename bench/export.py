@@ -29,7 +29,10 @@ from foundation import FoundationCalculator, build_potential
 from foundation.export import script_potential
 
 REPO = Path(__file__).resolve().parents[1]
-CELLS = {64: (2, 2, 2), 512: (4, 4, 4)}  # repeats of the 8-atom cubic rocksalt NaCl cell (a = 5.64 A)
+CELLS = {
+    64: (2, 2, 2),
+    512: (4, 4, 4),
+}  # repeats of the 8-atom cubic rocksalt NaCl cell (a = 5.64 A)
 
 
 def cell(natoms: int, seed: int = 0):
@@ -64,7 +67,11 @@ def compare(potential, natoms: int, rounds: int, repeat: int) -> dict:
         atoms.positions += rng.normal(0, 1e-3, size=atoms.positions.shape)
         atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 
-    numbers, cell_t, pbc = torch.tensor(atoms.numbers), torch.tensor(np.asarray(atoms.cell[:])), torch.tensor(atoms.pbc)
+    numbers, cell_t, pbc = (
+        torch.tensor(atoms.numbers),
+        torch.tensor(np.asarray(atoms.cell[:])),
+        torch.tensor(atoms.pbc),
+    )
 
     def exported_step():
         atoms.positions += rng.normal(0, 1e-3, size=atoms.positions.shape)
@@ -75,14 +82,24 @@ def compare(potential, natoms: int, rounds: int, repeat: int) -> dict:
     scripted, scripted_wall = rate(exported_step, rounds, repeat)
     out = exported(numbers, torch.from_numpy(atoms.positions), cell_t, pbc)
     forces_diff = float(np.abs(out["forces"].numpy() - atoms.get_forces()).max())
-    return {"natoms": natoms, "eager_steps_per_cpu_s": eager, "exported_steps_per_cpu_s": scripted,
-            "exported_over_eager": scripted / eager, "eager_steps_per_wall_s": eager_wall,
-            "exported_steps_per_wall_s": scripted_wall, "max_abs_force_difference": forces_diff}
+    return {
+        "natoms": natoms,
+        "eager_steps_per_cpu_s": eager,
+        "exported_steps_per_cpu_s": scripted,
+        "exported_over_eager": scripted / eager,
+        "eager_steps_per_wall_s": eager_wall,
+        "exported_steps_per_wall_s": scripted_wall,
+        "max_abs_force_difference": forces_diff,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=["scalable-xs", "schnet"], help="model configs to time")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="*", default=["scalable-xs", "schnet"], help="model configs to time"
+    )
     parser.add_argument("--release", help="also time this release directory")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
@@ -99,13 +116,23 @@ def main() -> None:
         for natoms in CELLS:
             row = {"model": name, **compare(potential, natoms, args.rounds, args.repeat)}
             rows.append(row)
-            print(f"{name:12s} {natoms:4d} atoms: eager {row['eager_steps_per_cpu_s']:7.2f} steps/s, exported "
-                  f"{row['exported_steps_per_cpu_s']:7.2f} steps/s ({row['exported_over_eager']:.2f}x) per CPU second; "
-                  f"max |dF| {row['max_abs_force_difference']:.1e} eV/A", flush=True)
-    result = {"command": " ".join(["OMP_NUM_THREADS=1 python bench/export.py", *sys.argv[1:]]), "device": "cpu",
-              "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-              "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor() or
-              platform.machine(), "cell": "rattled rocksalt NaCl, a = 5.64 A", "rows": rows}
+            print(
+                f"{name:12s} {natoms:4d} atoms: eager {row['eager_steps_per_cpu_s']:7.2f} steps/s, exported "
+                f"{row['exported_steps_per_cpu_s']:7.2f} steps/s ({row['exported_over_eager']:.2f}x) per CPU second; "
+                f"max |dF| {row['max_abs_force_difference']:.1e} eV/A",
+                flush=True,
+            )
+    result = {
+        "command": " ".join(["OMP_NUM_THREADS=1 python bench/export.py", *sys.argv[1:]]),
+        "device": "cpu",
+        "load_average_1min": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cell": "rattled rocksalt NaCl, a = 5.64 A",
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

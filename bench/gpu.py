@@ -24,13 +24,20 @@ import copy
 import gc
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from time_to_accuracy import (  # bench/
+    CUTOFF,
+    Mace,
+    Ours,
+    load_split,
+    normalization,
+    train_step,
+)
 
 from foundation.data.batch import AtomsBatch
 from foundation.data.graph import radius_graph_pbc
@@ -38,8 +45,6 @@ from foundation.models import build_potential
 from foundation.train.config import ObjectiveConfig
 from foundation.train.loader import model_dtype_batch
 from foundation.train.objectives import Objective
-
-from time_to_accuracy import CUTOFF, Mace, Ours, load_split, normalization, train_step, validate  # bench/
 
 SECTIONS = ("agreement", "throughput", "neighbours", "deepspeed", "mace")
 SIZES = ("scalable-xs", "scalable-s", "scalable-m", "scalable-l", "scalable-xl")
@@ -60,11 +65,20 @@ def gpu_batch(frames: list, atoms: int, device: torch.device, start: int = 0) ->
     positions, cell, pbc = cat("positions"), stack("cell"), stack("pbc")
     batch = torch.repeat_interleave(torch.arange(len(chosen)), natoms).to(device)
     edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, CUTOFF)
-    return AtomsBatch(numbers=cat("numbers").long(), positions=positions, cell=cell, pbc=pbc, batch=batch,
-                      natoms=natoms.to(device), edge_index=edge_index, shifts=shifts,
-                      energy=torch.tensor([f.energy for f in chosen], dtype=torch.float64, device=device),
-                      forces=cat("forces"), stress=stack("stress"),
-                      has_stress=torch.ones(len(chosen), dtype=torch.bool, device=device)).to(dtype=torch.float32)
+    return AtomsBatch(
+        numbers=cat("numbers").long(),
+        positions=positions,
+        cell=cell,
+        pbc=pbc,
+        batch=batch,
+        natoms=natoms.to(device),
+        edge_index=edge_index,
+        shifts=shifts,
+        energy=torch.tensor([f.energy for f in chosen], dtype=torch.float64, device=device),
+        forces=cat("forces"),
+        stress=stack("stress"),
+        has_stress=torch.ones(len(chosen), dtype=torch.bool, device=device),
+    ).to(dtype=torch.float32)
 
 
 def sync(device: torch.device) -> None:
@@ -86,8 +100,12 @@ def step_rate(runner, batch: AtomsBatch, device: torch.device, steps: int) -> di
         sync(device)
         times.append(time.perf_counter() - t)
     median = float(np.median(times))
-    out = {"atoms": int(batch.natoms.sum()), "edges": int(batch.edge_index.shape[1]), "step_s": median,
-           "atoms_per_s": int(batch.natoms.sum()) / median}
+    out = {
+        "atoms": int(batch.natoms.sum()),
+        "edges": int(batch.edge_index.shape[1]),
+        "step_s": median,
+        "atoms_per_s": int(batch.natoms.sum()) / median,
+    }
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out
@@ -105,8 +123,15 @@ def ours_runner(size: str, norm: dict, device: torch.device, dtype: torch.dtype)
     return runner
 
 
-def largest_batch(make_runner, frames: list, device: torch.device, args, dtype: torch.dtype, start_atoms: int,
-                  budget_s: float) -> dict:
+def largest_batch(
+    make_runner,
+    frames: list,
+    device: torch.device,
+    args,
+    dtype: torch.dtype,
+    start_atoms: int,
+    budget_s: float,
+) -> dict:
     """Double the batch from start_atoms while it fits in memory, a step stays under --max-step-s and the budget
     lasts; the last size that ran is the result (with every size tried)."""
     began, tried, best, atoms, stop = time.perf_counter(), [], None, start_atoms, "time budget"
@@ -145,7 +170,9 @@ def section_agreement(args, device: torch.device) -> dict:
     runner = ours_runner("scalable-s", norm, device, torch.float32)
     began, steps, k = time.perf_counter(), 0, 0
     while time.perf_counter() - began < args.train_s:
-        batch = model_dtype_batch(gpu_batch(train, args.batch_atoms, device, start=k), device, torch.float32)
+        batch = model_dtype_batch(
+            gpu_batch(train, args.batch_atoms, device, start=k), device, torch.float32
+        )
         k += len(batch.natoms)
         train_step(runner, batch, OBJECTIVE)
         steps += 1
@@ -153,20 +180,35 @@ def section_agreement(args, device: torch.device) -> dict:
     outputs = {}
     for name, dtype in DTYPES.items():
         model = copy.deepcopy(runner.model).to(dtype=dtype).eval()
-        out = model(model_dtype_batch(val_batch, device, model.geometry_dtype), compute=("energy", "forces", "stress"))
+        out = model(
+            model_dtype_batch(val_batch, device, model.geometry_dtype),
+            compute=("energy", "forces", "stress"),
+        )
         outputs[name] = {k: v.detach().double() for k, v in out.items()}
     natoms = val_batch.natoms.double()
 
     def mae(a: dict, b: dict) -> dict:
-        return {"energy_per_atom_meV": float(((a["energy"] - b["energy"]) / natoms).abs().mean() * 1e3),
-                "forces_meV_per_A": float((a["forces"] - b["forces"]).abs().mean() * 1e3),
-                "stress_meV_per_A3": float((a["stress"] - b["stress"]).abs().mean() * 1e3)}
-    labels = {"energy": val_batch.energy.double(), "forces": val_batch.forces.double(),
-              "stress": val_batch.stress.double()}
-    return {"model": "scalable-s", "trained_steps": steps, "train_s": args.train_s, "val_frames": len(val),
-            "val_atoms": int(natoms.sum()), "mae_bf16_vs_fp32": mae(outputs["bf16"], outputs["fp32"]),
-            "mae_fp32_vs_fp64": mae(outputs["fp32"], outputs["fp64"]),
-            "mae_fp32_vs_dft_labels": mae(outputs["fp32"], labels)}
+        return {
+            "energy_per_atom_meV": float(((a["energy"] - b["energy"]) / natoms).abs().mean() * 1e3),
+            "forces_meV_per_A": float((a["forces"] - b["forces"]).abs().mean() * 1e3),
+            "stress_meV_per_A3": float((a["stress"] - b["stress"]).abs().mean() * 1e3),
+        }
+
+    labels = {
+        "energy": val_batch.energy.double(),
+        "forces": val_batch.forces.double(),
+        "stress": val_batch.stress.double(),
+    }
+    return {
+        "model": "scalable-s",
+        "trained_steps": steps,
+        "train_s": args.train_s,
+        "val_frames": len(val),
+        "val_atoms": int(natoms.sum()),
+        "mae_bf16_vs_fp32": mae(outputs["bf16"], outputs["fp32"]),
+        "mae_fp32_vs_fp64": mae(outputs["fp32"], outputs["fp64"]),
+        "mae_fp32_vs_dft_labels": mae(outputs["fp32"], labels),
+    }
 
 
 def section_throughput(args, device: torch.device) -> dict:
@@ -174,13 +216,30 @@ def section_throughput(args, device: torch.device) -> dict:
     norm = normalization(train)
     out = {"sizes": {}}
     for size in args.sizes:
-        bf16 = largest_batch(lambda: ours_runner(size, norm, device, torch.bfloat16), train, device, args,
-                             torch.bfloat16, args.start_atoms, args.size_s)
-        row = {"parameters": sum(p.numel() for p in build_potential(size).parameters()), "bf16": bf16}
+        bf16 = largest_batch(
+            lambda: ours_runner(size, norm, device, torch.bfloat16),
+            train,
+            device,
+            args,
+            torch.bfloat16,
+            args.start_atoms,
+            args.size_s,
+        )
+        row = {
+            "parameters": sum(p.numel() for p in build_potential(size).parameters()),
+            "bf16": bf16,
+        }
         if bf16["best"]:
             half = max(bf16["best"]["atoms"] // 2, 1)
-            row["fp32"] = largest_batch(lambda: ours_runner(size, norm, device, torch.float32), train, device,
-                                        args, torch.float32, half, 0.0 if args.cpu_smoke else args.size_s / 3)
+            row["fp32"] = largest_batch(
+                lambda: ours_runner(size, norm, device, torch.float32),
+                train,
+                device,
+                args,
+                torch.float32,
+                half,
+                0.0 if args.cpu_smoke else args.size_s / 3,
+            )
         out["sizes"][size] = row
         print(size, json.dumps(row), flush=True)
         save(args, "throughput", out)  # what is done survives the section's time limit
@@ -190,39 +249,64 @@ def section_throughput(args, device: torch.device) -> dict:
 def section_neighbours(args, device: torch.device) -> dict:
     import neighbours  # bench/neighbours.py
 
-    frames = neighbours.load_frames(args.data / "dft")[:200 if args.cpu_smoke else None]
-    rows = {"vesin (C++), CPU, per frame, 1 thread": neighbours.timed(
-        lambda: neighbours.vesin_edges(frames, CUTOFF, 1), args.repeats)}
+    frames = neighbours.load_frames(args.data / "dft")[: 200 if args.cpu_smoke else None]
+    rows = {
+        "vesin (C++), CPU, per frame, 1 thread": neighbours.timed(
+            lambda: neighbours.vesin_edges(frames, CUTOFF, 1), args.repeats
+        )
+    }
     if device.type == "cuda":
-        rows.update(neighbours.gpu_rows(frames, CUTOFF, argparse.Namespace(batch_size=64, repeats=args.repeats,
-                                                                           threads=1)))
+        rows.update(
+            neighbours.gpu_rows(
+                frames, CUTOFF, argparse.Namespace(batch_size=64, repeats=args.repeats, threads=1)
+            )
+        )
     else:
-        rows["ours, CPU, one batch"] = neighbours.timed(lambda: neighbours.ours([neighbours.as_tensors(frames)],
-                                                                                CUTOFF), args.repeats)
+        rows["ours, CPU, one batch"] = neighbours.timed(
+            lambda: neighbours.ours([neighbours.as_tensors(frames)], CUTOFF), args.repeats
+        )
     edges = rows["vesin (C++), CPU, per frame, 1 thread"][2]
     neighbours.check_counts(rows, edges)
     large = frames[3].repeat(args.supercell)
-    large_rows = {"vesin (C++), CPU, 1 thread": neighbours.timed(lambda: neighbours.vesin_edges([large], CUTOFF, 1),
-                                                                 args.repeats)}
+    large_rows = {
+        "vesin (C++), CPU, 1 thread": neighbours.timed(
+            lambda: neighbours.vesin_edges([large], CUTOFF, 1), args.repeats
+        )
+    }
     dtype_device = [(device, torch.float64), (device, torch.float32)]
     for dev, dtype in dtype_device:
         tensors = [neighbours.as_tensors([large], str(dev), dtype)]
         neighbours.ours(tensors, CUTOFF)  # warm-up
         large_rows[f"ours, {dev.type}, {str(dtype)[6:]}, cell list"] = neighbours.timed(
-            lambda: neighbours.ours(tensors, CUTOFF), args.repeats, lambda: sync(dev))
+            lambda: neighbours.ours(tensors, CUTOFF), args.repeats, lambda: sync(dev)
+        )
     try:
         systems = neighbours.torch_systems([large], str(device))
         neighbours.vesin_torch_edges(systems, CUTOFF, 1)
         large_rows[f"vesin-torch, {device.type}"] = neighbours.timed(
-            lambda: neighbours.vesin_torch_edges(systems, CUTOFF, 1), args.repeats, lambda: sync(device))
+            lambda: neighbours.vesin_torch_edges(systems, CUTOFF, 1),
+            args.repeats,
+            lambda: sync(device),
+        )
     except (RuntimeError, ValueError) as exc:
         large_rows["vesin-torch error"] = (float("nan"), float("nan"), str(exc)[:200])
-    neighbours.check_counts({k: v for k, v in large_rows.items() if "error" not in k},
-                            large_rows["vesin (C++), CPU, 1 thread"][2])
-    return {"frames": len(frames), "atoms": sum(len(a) for a in frames), "edges": edges,
-            "rows": neighbours.as_json(rows, "vesin (C++), CPU, per frame, 1 thread"),
-            "supercell": {"repeats": args.supercell, "atoms": len(large),
-                          "rows": {k: {"wall_s": w, "cpu_s": c, "edges": e} for k, (w, c, e) in large_rows.items()}}}
+    neighbours.check_counts(
+        {k: v for k, v in large_rows.items() if "error" not in k},
+        large_rows["vesin (C++), CPU, 1 thread"][2],
+    )
+    return {
+        "frames": len(frames),
+        "atoms": sum(len(a) for a in frames),
+        "edges": edges,
+        "rows": neighbours.as_json(rows, "vesin (C++), CPU, per frame, 1 thread"),
+        "supercell": {
+            "repeats": args.supercell,
+            "atoms": len(large),
+            "rows": {
+                k: {"wall_s": w, "cpu_s": c, "edges": e} for k, (w, c, e) in large_rows.items()
+            },
+        },
+    }
 
 
 def section_deepspeed(args, device: torch.device) -> dict:
@@ -234,8 +318,14 @@ def section_deepspeed(args, device: torch.device) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = train_bench.prepared_dataset(Path(tmp) / "data")
-        cfg = train_bench.run_config(data, Path(tmp) / "run", args.ds_steps, zero_stage=1,
-                                     precision="bf16", device=device.type)
+        cfg = train_bench.run_config(
+            data,
+            Path(tmp) / "run",
+            args.ds_steps,
+            zero_stage=1,
+            precision="bf16",
+            device=device.type,
+        )
         cfg["model"] = "scalable-s"
         cfg["data"].update(max_atoms=args.batch_atoms, num_workers=args.workers)
         cfg["train"]["log_every"] = max(args.ds_steps // 6, 1)
@@ -244,11 +334,21 @@ def section_deepspeed(args, device: torch.device) -> dict:
         wall = time.perf_counter() - began
         events = train_bench._events(Path(tmp) / "run")
     later = events[1:] or events
-    return {"model": "scalable-s", "zero_stage": 1, "precision": "bf16", "max_atoms": args.batch_atoms,
-            "loader_workers": args.workers, "steps": args.ds_steps, "wall_s": wall,
-            "atoms_per_s": float(np.mean([e["atoms_per_s"] for e in later])),
-            "data_wait_fraction": float(np.mean([e["data_wait_fraction"] for e in later])),
-            "windows": [{k: e[k] for k in ("step", "atoms_per_s", "data_wait_fraction") if k in e} for e in events]}
+    return {
+        "model": "scalable-s",
+        "zero_stage": 1,
+        "precision": "bf16",
+        "max_atoms": args.batch_atoms,
+        "loader_workers": args.workers,
+        "steps": args.ds_steps,
+        "wall_s": wall,
+        "atoms_per_s": float(np.mean([e["atoms_per_s"] for e in later])),
+        "data_wait_fraction": float(np.mean([e["data_wait_fraction"] for e in later])),
+        "windows": [
+            {k: e[k] for k in ("step", "atoms_per_s", "data_wait_fraction") if k in e}
+            for e in events
+        ],
+    }
 
 
 def section_mace(args, device: torch.device) -> dict:
@@ -261,15 +361,19 @@ def section_mace(args, device: torch.device) -> dict:
         channels, lmax = (int(x) for x in name.split("-L"))
         runner = Mace((channels, lmax), norm, sorted(norm["element_references"]), avg)
         runner.model.to(device)
-        out[f"mace-{name}"] = {"parameters": sum(p.numel() for p in runner.model.parameters()),
-                               **step_rate(runner, batch, device, args.steps)}
+        out[f"mace-{name}"] = {
+            "parameters": sum(p.numel() for p in runner.model.parameters()),
+            **step_rate(runner, batch, device, args.steps),
+        }
         print(name, out[f"mace-{name}"], flush=True)
         runner = None
         free(device)
     for size in ("scalable-xs", "scalable-s"):
         runner = ours_runner(size, norm, device, torch.float32)
-        out[size] = {"parameters": sum(p.numel() for p in runner.model.parameters()),
-                     **step_rate(runner, batch, device, args.steps)}
+        out[size] = {
+            "parameters": sum(p.numel() for p in runner.model.parameters()),
+            **step_rate(runner, batch, device, args.steps),
+        }
     return out
 
 
@@ -283,7 +387,9 @@ def report(parts: Path, out: Path) -> None:
     result = {"device": None, "sections": {}}
     for section in SECTIONS:
         path = parts / f"{section}.json"
-        result["sections"][section] = json.loads(path.read_text()) if path.exists() else {"error": "no result"}
+        result["sections"][section] = (
+            json.loads(path.read_text()) if path.exists() else {"error": "no result"}
+        )
     meta = parts / "meta.json"
     if meta.exists():
         result.update(json.loads(meta.read_text()))
@@ -298,42 +404,70 @@ def markdown(r: dict) -> str:
     lines = [f"GPU check: {r.get('device')}, torch {r.get('torch')}, {r.get('date')}", ""]
     a = s["agreement"]
     if "mae_bf16_vs_fp32" in a:
-        lines += ["| E/F/S agreement (scalable-s, validation frames) | energy meV/atom | forces meV/A | stress meV/A^3 |",
-                  "|---|---:|---:|---:|"]
+        lines += [
+            "| E/F/S agreement (scalable-s, validation frames) | energy meV/atom | forces meV/A | stress meV/A^3 |",
+            "|---|---:|---:|---:|",
+        ]
         for key in ("mae_bf16_vs_fp32", "mae_fp32_vs_fp64", "mae_fp32_vs_dft_labels"):
             v = a[key]
-            lines.append(f"| {key[4:].replace('_', ' ')} | {v['energy_per_atom_meV']:.3g} | "
-                         f"{v['forces_meV_per_A']:.3g} | {v['stress_meV_per_A3']:.3g} |")
+            lines.append(
+                f"| {key[4:].replace('_', ' ')} | {v['energy_per_atom_meV']:.3g} | "
+                f"{v['forces_meV_per_A']:.3g} | {v['stress_meV_per_A3']:.3g} |"
+            )
         lines.append("")
     t = s["throughput"]
     if "error" not in t:
-        lines += ["| size | parameters | bf16 batch (atoms) | bf16 atoms/s | peak GiB | stopped by | fp32 batch | "
-                  "fp32 atoms/s |", "|---|---:|---:|---:|---:|---|---:|---:|"]
+        lines += [
+            "| size | parameters | bf16 batch (atoms) | bf16 atoms/s | peak GiB | stopped by | fp32 batch | "
+            "fp32 atoms/s |",
+            "|---|---:|---:|---:|---:|---|---:|---:|",
+        ]
         for size, row in t["sizes"].items():
             b, f = row["bf16"]["best"] or {}, (row.get("fp32") or {}).get("best") or {}
-            lines.append(f"| {size} | {row['parameters']:,} | {b.get('atoms', '-')} | {b.get('atoms_per_s', 0):,.0f} | "
-                         f"{b.get('peak_memory_gib', float('nan')):.1f} | {row['bf16']['stopped_by']} | "
-                         f"{f.get('atoms', '-')} | {f.get('atoms_per_s', 0):,.0f} |")
+            lines.append(
+                f"| {size} | {row['parameters']:,} | {b.get('atoms', '-')} | {b.get('atoms_per_s', 0):,.0f} | "
+                f"{b.get('peak_memory_gib', float('nan')):.1f} | {row['bf16']['stopped_by']} | "
+                f"{f.get('atoms', '-')} | {f.get('atoms_per_s', 0):,.0f} |"
+            )
         lines.append("")
     n = s["neighbours"]
     if "rows" in n:
-        lines += [f"| neighbour list, {n['frames']} frames, {n['edges']:,} edges at 5 A | wall s | vs vesin CPU |",
-                  "|---|---:|---:|"]
-        lines += [f"| {k} | {v['wall_s']:.4f} | {v['speed_vs_vesin_wall']:.1f}x |" for k, v in n["rows"].items()]
-        lines += ["", f"| supercell, {n['supercell']['atoms']:,} atoms | wall s | edges |", "|---|---:|---:|"]
-        lines += [f"| {k} | {v['wall_s']:.4f} | {v['edges']} |" for k, v in n["supercell"]["rows"].items()]
+        lines += [
+            f"| neighbour list, {n['frames']} frames, {n['edges']:,} edges at 5 A | wall s | vs vesin CPU |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {k} | {v['wall_s']:.4f} | {v['speed_vs_vesin_wall']:.1f}x |"
+            for k, v in n["rows"].items()
+        ]
+        lines += [
+            "",
+            f"| supercell, {n['supercell']['atoms']:,} atoms | wall s | edges |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {k} | {v['wall_s']:.4f} | {v['edges']} |" for k, v in n["supercell"]["rows"].items()
+        ]
         lines.append("")
     d = s["deepspeed"]
     if "atoms_per_s" in d:
-        lines += [f"DeepSpeed run (scalable-s, ZeRO 1, bf16, {d['max_atoms']}-atom batches, {d['loader_workers']} "
-                  f"loader workers, {d['steps']} steps): {d['atoms_per_s']:,.0f} atoms/s, data wait "
-                  f"{100 * d['data_wait_fraction']:.1f}% of step time", ""]
+        lines += [
+            f"DeepSpeed run (scalable-s, ZeRO 1, bf16, {d['max_atoms']}-atom batches, {d['loader_workers']} "
+            f"loader workers, {d['steps']} steps): {d['atoms_per_s']:,.0f} atoms/s, data wait "
+            f"{100 * d['data_wait_fraction']:.1f}% of step time",
+            "",
+        ]
     m = s["mace"]
     if "atoms" in m:
-        lines += [f"| E/F/S training step, fp32, {m['atoms']} atoms | parameters | step s | atoms/s |",
-                  "|---|---:|---:|---:|"]
-        lines += [f"| {k} | {v['parameters']:,} | {v['step_s']:.3f} | {v['atoms_per_s']:,.0f} |"
-                  for k, v in m.items() if isinstance(v, dict)]
+        lines += [
+            f"| E/F/S training step, fp32, {m['atoms']} atoms | parameters | step s | atoms/s |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {k} | {v['parameters']:,} | {v['step_s']:.3f} | {v['atoms_per_s']:,.0f} |"
+            for k, v in m.items()
+            if isinstance(v, dict)
+        ]
         lines.append("")
     errors = [f"- {k}: {v['error']}" for k, v in s.items() if "error" in v]
     return "\n".join(lines + (["Sections without a result:"] + errors if errors else [])) + "\n"
@@ -345,19 +479,34 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="merge the parts in this folder (into --out)")
     parser.add_argument("--out", type=Path, help="where --report writes gpu.json and gpu.md")
     parser.add_argument("--parts", type=Path, default=Path("/tmp/gpu_parts"))
-    parser.add_argument("--data", type=Path, default=Path(".gpu_data"), help="folder holding dft/*.xyz")
-    parser.add_argument("--cpu-smoke", action="store_true", help="every section on the CPU with tiny sizes")
+    parser.add_argument(
+        "--data", type=Path, default=Path(".gpu_data"), help="folder holding dft/*.xyz"
+    )
+    parser.add_argument(
+        "--cpu-smoke", action="store_true", help="every section on the CPU with tiny sizes"
+    )
     args = parser.parse_args()
     if args.report:
         return report(args.report, args.out or args.report)
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
     small = args.cpu_smoke
-    settings = dict(val_frames=8 if small else 300, train_s=3 if small else 20, batch_atoms=128 if small else 4096,
-                    sizes=SIZES[:2] if small else SIZES, start_atoms=64 if small else 4096,
-                    max_atoms=256 if small else 2**21, max_step_s=1.5 if small else 4.0, size_s=5 if small else 24,
-                    steps=1 if small else 3, repeats=1 if small else 3, supercell=4 if small else 24,
-                    ds_steps=6 if small else 120, workers=1 if small else 12, mace_atoms=64 if small else 4096,
-                    mace_sizes=("64-L0",) if small else ("64-L0", "64-L1", "128-L1"))
+    settings = dict(
+        val_frames=8 if small else 300,
+        train_s=3 if small else 20,
+        batch_atoms=128 if small else 4096,
+        sizes=SIZES[:2] if small else SIZES,
+        start_atoms=64 if small else 4096,
+        max_atoms=256 if small else 2**21,
+        max_step_s=1.5 if small else 4.0,
+        size_s=5 if small else 24,
+        steps=1 if small else 3,
+        repeats=1 if small else 3,
+        supercell=4 if small else 24,
+        ds_steps=6 if small else 120,
+        workers=1 if small else 12,
+        mace_atoms=64 if small else 4096,
+        mace_sizes=("64-L0",) if small else ("64-L0", "64-L1", "128-L1"),
+    )
     for key, value in settings.items():
         setattr(args, key, value)
     if args.section is None:

@@ -35,19 +35,26 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def load_frames(data: Path, count: int) -> list:
     atoms_list = read(data / "dft" / "mptrj-random-1k.xyz", index=f":{count}")
-    return [frame_from_atoms(a, frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms_list)]
+    return [
+        frame_from_atoms(a, frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms_list)
+    ]
 
 
 def make_batches(frames: list, size: int, cutoff: float, device: torch.device) -> list[AtomsBatch]:
-    return [collate_frames(frames[k:k + size], cutoff=cutoff).to(device)
-            for k in range(0, len(frames) - size + 1, size)]
+    return [
+        collate_frames(frames[k : k + size], cutoff=cutoff).to(device)
+        for k in range(0, len(frames) - size + 1, size)
+    ]
 
 
 def efs_loss(energy, forces, stress, batch: AtomsBatch):
     """MSE of energy per atom, forces and stress against the DFT labels (float32)."""
     energy, forces, stress = energy.float(), forces.float(), stress.float()
-    return (((energy - batch.energy) / batch.natoms).pow(2).mean() + (forces - batch.forces).pow(2).mean()
-            + (stress - batch.stress).pow(2)[batch.has_stress].mean())
+    return (
+        ((energy - batch.energy) / batch.natoms).pow(2).mean()
+        + (forces - batch.forces).pow(2).mean()
+        + (stress - batch.stress).pow(2)[batch.has_stress].mean()
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -55,7 +62,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(steps: dict, batches: list[AtomsBatch], device: torch.device, warmup: int, rounds: int) -> dict:
+def measure(
+    steps: dict, batches: list[AtomsBatch], device: torch.device, warmup: int, rounds: int
+) -> dict:
     """Run the step functions round-robin (each round: every model once per batch), so that all models see the
     same batches and the same machine load. Returns per model: atoms/s by wall clock, atoms per CPU-second of
     this process (robust to other processes sharing the cores; CPU runs only), seconds per step (wall)."""
@@ -75,8 +84,14 @@ def measure(steps: dict, batches: list[AtomsBatch], device: torch.device, warmup
                 total[1] += time.perf_counter() - wall
                 total[2] += time.process_time() - cpu
                 total[3] += 1
-    return {name: {"atoms_per_s": atoms / wall, "atoms_per_cpu_s": atoms / cpu if device.type == "cpu" else None,
-                   "s_per_step": wall / count} for name, (atoms, wall, cpu, count) in totals.items()}
+    return {
+        name: {
+            "atoms_per_s": atoms / wall,
+            "atoms_per_cpu_s": atoms / cpu if device.type == "cpu" else None,
+            "s_per_step": wall / count,
+        }
+        for name, (atoms, wall, cpu, count) in totals.items()
+    }
 
 
 def ours_step(potential, dtype: torch.dtype):
@@ -88,6 +103,7 @@ def ours_step(potential, dtype: torch.dtype):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return step
 
 
@@ -101,7 +117,9 @@ class GivenGraph(nn.Module):
 
     def forward(self, pos, batch):
         cell, edge_index, shifts, dtype = self.current
-        lengths = torch.linalg.vector_norm(edge_vectors(pos, cell, batch, edge_index, shifts), dim=-1)
+        lengths = torch.linalg.vector_norm(
+            edge_vectors(pos, cell, batch, edge_index, shifts), dim=-1
+        )
         return edge_index, lengths.to(dtype)
 
 
@@ -109,8 +127,18 @@ def pyg_schnet_step(config, device: torch.device, dtype: torch.dtype):
     from torch_geometric.nn.models import SchNet
 
     b = config.backbone
-    model = SchNet(hidden_channels=b.hidden, num_filters=b.num_filters or b.hidden, num_interactions=b.layers,
-                   num_gaussians=b.num_radial, cutoff=b.cutoff, readout="add").to(device, dtype).train()
+    model = (
+        SchNet(
+            hidden_channels=b.hidden,
+            num_filters=b.num_filters or b.hidden,
+            num_interactions=b.layers,
+            num_gaussians=b.num_radial,
+            cutoff=b.cutoff,
+            readout="add",
+        )
+        .to(device, dtype)
+        .train()
+    )
     model.interaction_graph = GivenGraph()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     geometry = torch.promote_types(dtype, torch.float32)
@@ -130,6 +158,7 @@ def pyg_schnet_step(config, device: torch.device, dtype: torch.dtype):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return step
 
 
@@ -145,17 +174,30 @@ def build(name: str, device: torch.device, dtype: torch.dtype):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--batch-frames", type=int, default=32)
-    parser.add_argument("--scalable-frames", type=int, default=8, help="frames per batch for the size sweep")
+    parser.add_argument(
+        "--scalable-frames", type=int, default=8, help="frames per batch for the size sweep"
+    )
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1, help="passes over the batches (each model, each batch)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--models", nargs="*", default=BACKBONES, help="backbone configs measured beside PyG SchNet (none: skip)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="passes over the batches (each model, each batch)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=BACKBONES,
+        help="backbone configs measured beside PyG SchNet (none: skip)",
+    )
     parser.add_argument("--sizes", nargs="*", default=SCALABLE)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -167,20 +209,33 @@ def main() -> None:
     batches = make_batches(frames, args.batch_frames, cutoff, device)
     natoms = np.mean([int(b.natoms.sum()) for b in batches])
     nedges = np.mean([int(b.edge_index.shape[1]) for b in batches])
-    print(f"device {device}, {args.dtype}, {torch.get_num_threads()} threads; batches of {args.batch_frames} MPtrj "
-          f"frames: {natoms:.0f} atoms, {nedges:.0f} edges (cutoff {cutoff} A)")
-    results: dict = {"device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(),
-                     "atoms_per_batch": natoms, "edges_per_batch": nedges, "backbones": {}, "scalable": {}}
+    print(
+        f"device {device}, {args.dtype}, {torch.get_num_threads()} threads; batches of {args.batch_frames} MPtrj "
+        f"frames: {natoms:.0f} atoms, {nedges:.0f} edges (cutoff {cutoff} A)"
+    )
+    results: dict = {
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "atoms_per_batch": natoms,
+        "edges_per_batch": nedges,
+        "backbones": {},
+        "scalable": {},
+    }
 
     header = f"{'model':<24}{'params':>12}{'atoms/s':>10}{'atoms/CPU-s':>13}{'s/step':>9}"
     if args.models:  # our backbones and PyG's SchNet, interleaved on the same batches
         print("\n" + header)
-        models = {name: build(name, device, dtype) for name in dict.fromkeys([*args.models, "schnet"])}
+        models = {
+            name: build(name, device, dtype) for name in dict.fromkeys([*args.models, "schnet"])
+        }
         steps = {name: ours_step(model, dtype) for name, model in models.items()}
         steps["PyG SchNet (reference)"] = pyg_schnet_step(models["schnet"].config, device, dtype)
         figures = measure(steps, batches, device, args.warmup, args.rounds)
         for name, row in figures.items():
-            row["params"] = sum(p.numel() for p in models[name].parameters()) if name in models else None
+            row["params"] = (
+                sum(p.numel() for p in models[name].parameters()) if name in models else None
+            )
             print(_row(name, row))
         results["backbones"] = figures
         clock = "atoms_per_cpu_s" if device.type == "cpu" else "atoms_per_s"
@@ -189,12 +244,16 @@ def main() -> None:
         print(f"ours/PyG SchNet throughput ({clock}): {ratio:.2f}x")
         del models, steps
 
-    small = make_batches(frames, args.scalable_frames, cutoff, device)[:args.batches]
+    small = make_batches(frames, args.scalable_frames, cutoff, device)[: args.batches]
     atoms_small = np.mean([int(b.natoms.sum()) for b in small])
-    print(f"\nscalable family, batches of {args.scalable_frames} frames ({atoms_small:.0f} atoms)\n{header}")
+    print(
+        f"\nscalable family, batches of {args.scalable_frames} frames ({atoms_small:.0f} atoms)\n{header}"
+    )
     for name in args.sizes:
         potential = build(name, device, dtype)
-        row = measure({name: ours_step(potential, dtype)}, small, device, args.warmup, args.rounds)[name]
+        row = measure({name: ours_step(potential, dtype)}, small, device, args.warmup, args.rounds)[
+            name
+        ]
         row["params"] = sum(p.numel() for p in potential.parameters())
         row["atoms_per_batch"] = atoms_small
         results["scalable"][name] = row

@@ -29,13 +29,32 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import ase.db  # noqa: E402
 import ase.io  # noqa: E402
 import numpy as np  # noqa: E402
-
 from foundation.data_prep.config import PrepConfig  # noqa: E402
 from foundation.data_prep.pipeline import run_prep  # noqa: E402
 from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ELEMENTS = ["H", "Li", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Ti", "Fe", "Cu", "Zn"]
+ELEMENTS = [
+    "H",
+    "Li",
+    "C",
+    "N",
+    "O",
+    "F",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "P",
+    "S",
+    "Cl",
+    "K",
+    "Ca",
+    "Ti",
+    "Fe",
+    "Cu",
+    "Zn",
+]
 
 
 def timed(fn) -> tuple[float, float]:
@@ -59,7 +78,9 @@ def ase_db_route(path: Path, target: Path) -> None:
 
 def pipeline(path: Path, out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
-    run_prep(PrepConfig(inputs=[str(path)], out=str(out), container="lmdb", workers=1, progress=False))
+    run_prep(
+        PrepConfig(inputs=[str(path)], out=str(out), container="lmdb", workers=1, progress=False)
+    )
 
 
 def throughput(data: Path, work: Path, repeat: int) -> dict:
@@ -68,9 +89,11 @@ def throughput(data: Path, work: Path, repeat: int) -> dict:
         for part in sorted((data / "dft").glob("*.xyz")):
             fh.write(part.read_bytes())
     frames = source.read_text().count("Properties=")
-    routes = {"bare ase.io.iread parse": lambda: bare_parse(source),
-              "iread + ASE db write": lambda: ase_db_route(source, work / "frames.db"),
-              "foundation prep -> LMDB": lambda: pipeline(source, work / "prep-out")}
+    routes = {
+        "bare ase.io.iread parse": lambda: bare_parse(source),
+        "iread + ASE db write": lambda: ase_db_route(source, work / "frames.db"),
+        "foundation prep -> LMDB": lambda: pipeline(source, work / "prep-out"),
+    }
     best = {name: (float("inf"), float("inf")) for name in routes}
     for _ in range(repeat):  # interleaved, best of `repeat` for each route
         for name, fn in routes.items():
@@ -92,8 +115,16 @@ def synthetic_frames(n: int, seed: int = 0):
         positions = ((grid + 0.5) / k + rng.normal(0, 0.02, (natoms, 3))) @ cell
         symbols = [ELEMENTS[j] for j in rng.integers(0, len(ELEMENTS), natoms)]
         stress = rng.normal(0, 0.01, (3, 3))
-        yield (f"syn-{i // 5}", f"syn-{i}", symbols, cell, positions, rng.normal(0, 0.5, (natoms, 3)),
-               float(-4.0 * natoms + rng.normal()), (stress + stress.T) / 2)
+        yield (
+            f"syn-{i // 5}",
+            f"syn-{i}",
+            symbols,
+            cell,
+            positions,
+            rng.normal(0, 0.5, (natoms, 3)),
+            float(-4.0 * natoms + rng.normal()),
+            (stress + stress.T) / 2,
+        )
 
 
 def write_synthetic_extxyz(path: Path, n: int) -> None:
@@ -101,10 +132,14 @@ def write_synthetic_extxyz(path: Path, n: int) -> None:
         for sid, fid, symbols, cell, pos, forces, energy, stress in synthetic_frames(n):
             lattice = " ".join(f"{x:.8f}" for x in cell.ravel())
             s = " ".join(f"{x:.8g}" for x in stress.ravel())
-            fh.write(f'{len(symbols)}\nLattice="{lattice}" Properties=species:S:1:pos:R:3:forces:R:3 '
-                     f'structure_id={sid} frame_id={fid} energy={energy:.8f} stress="{s}" pbc="T T T"\n')
-            fh.writelines(f"{sym} {p[0]:.8f} {p[1]:.8f} {p[2]:.8f} {f[0]:.8f} {f[1]:.8f} {f[2]:.8f}\n"
-                          for sym, p, f in zip(symbols, pos, forces))
+            fh.write(
+                f'{len(symbols)}\nLattice="{lattice}" Properties=species:S:1:pos:R:3:forces:R:3 '
+                f'structure_id={sid} frame_id={fid} energy={energy:.8f} stress="{s}" pbc="T T T"\n'
+            )
+            fh.writelines(
+                f"{sym} {p[0]:.8f} {p[1]:.8f} {p[2]:.8f} {f[0]:.8f} {f[1]:.8f} {f[2]:.8f}\n"
+                for sym, p, f in zip(symbols, pos, forces)
+            )
 
 
 def write_synthetic_mptrj(path: Path, n: int) -> None:
@@ -123,43 +158,74 @@ def write_synthetic_mptrj(path: Path, n: int) -> None:
                 first, frames = False, {}
             material = sid
             inverse = np.linalg.inv(cell)
-            sites = [{"species": [{"element": s, "occu": 1}], "abc": (p @ inverse).tolist(), "xyz": p.tolist(),
-                      "label": s, "properties": {}} for s, p in zip(symbols, pos)]
+            sites = [
+                {
+                    "species": [{"element": s, "occu": 1}],
+                    "abc": (p @ inverse).tolist(),
+                    "xyz": p.tolist(),
+                    "label": s,
+                    "properties": {},
+                }
+                for s, p in zip(symbols, pos)
+            ]
             frames[fid] = {
-                "structure": {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-                              "lattice": {"matrix": cell.tolist(), "pbc": [True, True, True]},
-                              "properties": {}, "sites": sites},
-                "uncorrected_total_energy": energy, "corrected_total_energy": energy,
-                "energy_per_atom": energy / len(symbols), "ef_per_atom": 0.0, "force": forces.tolist(),
-                "stress": (-stress * EV_PER_A3_IN_GPA * 10.0).tolist(), "magmom": None, "bandgap": 0.0,
-                "mp_id": sid}
+                "structure": {
+                    "@module": "pymatgen.core.structure",
+                    "@class": "Structure",
+                    "charge": 0,
+                    "lattice": {"matrix": cell.tolist(), "pbc": [True, True, True]},
+                    "properties": {},
+                    "sites": sites,
+                },
+                "uncorrected_total_energy": energy,
+                "corrected_total_energy": energy,
+                "energy_per_atom": energy / len(symbols),
+                "ef_per_atom": 0.0,
+                "force": forces.tolist(),
+                "stress": (-stress * EV_PER_A3_IN_GPA * 10.0).tolist(),
+                "magmom": None,
+                "bandgap": 0.0,
+                "mp_id": sid,
+            }
         if frames:
             flush(first)
         fh.write("}")
 
 
-_CHILD = ("import resource, sys\n"
-          "from foundation.data_prep.config import PrepConfig\n"
-          "from foundation.data_prep.pipeline import run_prep\n"
-          "r = run_prep(PrepConfig(inputs=[sys.argv[1]], out=sys.argv[2], workers=1, progress=False))\n"
-          "print(r.report.kept, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+_CHILD = (
+    "import resource, sys\n"
+    "from foundation.data_prep.config import PrepConfig\n"
+    "from foundation.data_prep.pipeline import run_prep\n"
+    "r = run_prep(PrepConfig(inputs=[sys.argv[1]], out=sys.argv[2], workers=1, progress=False))\n"
+    "print(r.report.kept, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
 
 
 def peak_memory(path: Path, out: Path) -> tuple[int, float, float]:
     """(frames kept, peak RSS MiB, wall seconds) of a whole `prep` run in a fresh process."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(out)], check=True, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     kept, rss_kib = done.stdout.split()[-2:]
     shutil.rmtree(out, ignore_errors=True)
     return int(kept), int(rss_kib) / 1024, time.perf_counter() - start
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FOUNDATION_SHARED_DATA",
-                                                                         REPO.parent / "shared" / "data")))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("FOUNDATION_SHARED_DATA", REPO.parent / "shared" / "data")),
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=200_000)
@@ -170,25 +236,35 @@ def main() -> int:
         result = throughput(args.data, work, args.repeat)
         rates = result["rates"]
         pipe = rates["foundation prep -> LMDB"][0]
-        print(f"throughput on {result['frames']} real frames ({args.data}/dft/*.xyz), best of {args.repeat}:")
+        print(
+            f"throughput on {result['frames']} real frames ({args.data}/dft/*.xyz), best of {args.repeat}:"
+        )
         for name, (cpu_rate, wall_rate) in rates.items():
             print(f"  {name:<26} {cpu_rate:8.0f} frames/CPU-s   ({wall_rate:6.0f} frames/s wall)")
         bare, db = rates["bare ase.io.iread parse"][0], rates["iread + ASE db write"][0]
-        print(f"  pipeline / bare parse = {pipe / bare:.2f}x (target >= 0.7)   "
-              f"pipeline / ASE db route = {pipe / db:.2f}x (target >= 2)")
+        print(
+            f"  pipeline / bare parse = {pipe / bare:.2f}x (target >= 0.7)   "
+            f"pipeline / ASE db route = {pipe / db:.2f}x (target >= 2)"
+        )
         if args.skip_memory:
             return 0
-        print(f"peak memory of whole runs (workers=1), {args.small} vs {args.large} synthetic frames:")
-        for kind, writer, suffix in (("extxyz", write_synthetic_extxyz, "xyz"),
-                                     ("MPtrj JSON", write_synthetic_mptrj, "json")):
+        print(
+            f"peak memory of whole runs (workers=1), {args.small} vs {args.large} synthetic frames:"
+        )
+        for kind, writer, suffix in (
+            ("extxyz", write_synthetic_extxyz, "xyz"),
+            ("MPtrj JSON", write_synthetic_mptrj, "json"),
+        ):
             peaks = []
             for n in (args.small, args.large):
                 path = work / f"synthetic-{n}.{suffix}"
                 writer(path, n)
                 kept, rss, wall = peak_memory(path, work / "mem-out")
                 peaks.append(rss)
-                print(f"  {kind:<10} {n:>7} frames ({path.stat().st_size / 2**20:6.0f} MiB): peak RSS {rss:7.1f} MiB,"
-                      f" {kept} kept, {wall:6.1f} s ({n / wall:.0f} frames/s wall)")
+                print(
+                    f"  {kind:<10} {n:>7} frames ({path.stat().st_size / 2**20:6.0f} MiB): peak RSS {rss:7.1f} MiB,"
+                    f" {kept} kept, {wall:6.1f} s ({n / wall:.0f} frames/s wall)"
+                )
                 path.unlink()
             print(f"  {kind:<10} large/small peak RSS = {peaks[1] / peaks[0]:.3f} (target <= 1.2)")
     return 0

@@ -30,8 +30,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-PATHS = {"graph": "foundation/data/graph.py", "cell-list": "foundation/data/graph.py",
-         "painn": "foundation/models/painn.py"}
+PATHS = {
+    "graph": "foundation/data/graph.py",
+    "cell-list": "foundation/data/graph.py",
+    "painn": "foundation/models/painn.py",
+}
 # Modules imported by a target's module that hold part of its code, loaded at the same revision.
 COMPANIONS = {"foundation/data/graph.py": ["foundation/data/pair_search.py"]}
 
@@ -39,12 +42,15 @@ COMPANIONS = {"foundation/data/graph.py": ["foundation/data/pair_search.py"]}
 def module_at(revision: str, path: str):
     """The module file `path` as it was at `revision`, imported under a private name (its COMPANIONS too, where
     they existed then)."""
-    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, check=True, capture_output=True,
-                            text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{revision}:{path}"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
     for companion in COMPANIONS.get(path, []):
         dotted = companion.removesuffix(".py").replace("/", ".")
         if f"from {dotted} import" in source:
-            source = source.replace(f"from {dotted} import", f"from {module_at(revision, companion).__name__} import")
+            source = source.replace(
+                f"from {dotted} import", f"from {module_at(revision, companion).__name__} import"
+            )
     name = f"old_{Path(path).stem}"
     file = Path(tempfile.mkdtemp()) / f"{name}.py"
     file.write_text(source)
@@ -57,29 +63,35 @@ def module_at(revision: str, path: str):
 
 def graph_jobs(old, cutoff: float, batch_size: int | None = None, large: bool = False) -> dict:
     import neighbours  # bench/neighbours.py
+
     from foundation.data import graph
 
     frames = neighbours.load_frames(neighbours.DATA)
     frames = [frames[3].repeat(12)] if large else frames
     size = batch_size or len(frames)
-    batches = [neighbours.as_tensors(frames[k:k + size]) for k in range(0, len(frames), size)]
+    batches = [neighbours.as_tensors(frames[k : k + size]) for k in range(0, len(frames), size)]
     for batch in batches:
         a, b = old.radius_graph_pbc(*batch, cutoff), graph.radius_graph_pbc(*batch, cutoff)
         if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
             raise SystemExit("old and new edge lists differ")
-    return {"old": lambda: [old.radius_graph_pbc(*batch, cutoff) for batch in batches],
-            "new": lambda: [graph.radius_graph_pbc(*batch, cutoff) for batch in batches]}
+    return {
+        "old": lambda: [old.radius_graph_pbc(*batch, cutoff) for batch in batches],
+        "new": lambda: [graph.radius_graph_pbc(*batch, cutoff) for batch in batches],
+    }
 
 
 def painn_jobs(old) -> dict:
     import time_to_accuracy as tta  # bench/time_to_accuracy.py
+
     from foundation.train.config import ObjectiveConfig
     from foundation.train.objectives import Objective
 
     train, _ = tta.load_split(tta.DATA, 1)
     norm = tta.normalization(train)
     batches = tta.make_batches(train[:300], 256, 0)[:3]
-    objective = Objective(ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_weight=100.0))
+    objective = Objective(
+        ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_weight=100.0)
+    )
     new_runner, old_runner = tta.Ours("scalable-s", norm), tta.Ours("scalable-s", norm)
     old_runner.model.load_state_dict(new_runner.model.state_dict())
     backbone = old_runner.model.backbone  # the old code on the same modules and weights
@@ -92,6 +104,7 @@ def painn_jobs(old) -> dict:
 
     def steps(runner):
         return lambda: [tta.train_step(runner, batch, objective) for batch in batches]
+
     return {"old": steps(old_runner), "new": steps(new_runner)}
 
 
@@ -101,12 +114,17 @@ def main() -> None:
     parser.add_argument("--old", required=True, help="git revision of the replaced code")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--cutoff", type=float, default=5.0, help="graph targets, A")
-    parser.add_argument("--batch-size", type=int, help="graph: structures per call (default: all in one)")
+    parser.add_argument(
+        "--batch-size", type=int, help="graph: structures per call (default: all in one)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    make = {"graph": lambda old: graph_jobs(old, args.cutoff, args.batch_size),
-            "cell-list": lambda old: graph_jobs(old, args.cutoff, large=True), "painn": painn_jobs}[args.target]
+    make = {
+        "graph": lambda old: graph_jobs(old, args.cutoff, args.batch_size),
+        "cell-list": lambda old: graph_jobs(old, args.cutoff, large=True),
+        "painn": painn_jobs,
+    }[args.target]
     jobs = make(module_at(args.old, PATHS[args.target]))
     times = {name: [] for name in jobs}
     for _ in range(args.rounds):
@@ -114,9 +132,16 @@ def main() -> None:
             began = time.process_time()
             job()
             times[name].append(time.process_time() - began)
-    result = {"command": "python bench/revisions.py " + " ".join(sys.argv[1:]), "target": args.target,
-              "path": PATHS[args.target], "old": args.old, "rounds": args.rounds, "cpu_s": times,
-              "best": {k: min(v) for k, v in times.items()}, "median": {k: statistics.median(v) for k, v in times.items()}}
+    result = {
+        "command": "python bench/revisions.py " + " ".join(sys.argv[1:]),
+        "target": args.target,
+        "path": PATHS[args.target],
+        "old": args.old,
+        "rounds": args.rounds,
+        "cpu_s": times,
+        "best": {k: min(v) for k, v in times.items()},
+        "median": {k: statistics.median(v) for k, v in times.items()},
+    }
     result["speedup_best"] = result["best"]["old"] / result["best"]["new"]
     result["speedup_median"] = result["median"]["old"] / result["median"]["new"]
     print(json.dumps({k: v for k, v in result.items() if k != "cpu_s"}, indent=1))

@@ -28,8 +28,11 @@ def load_frames(data: Path):
     frames, atoms_list = [], []
     for path in sorted((data / "dft").glob("*.xyz")):
         for index, atoms in enumerate(ase.io.iread(path, index=":")):
-            frames.append(frame_from_atoms(atoms, frame_id=f"{path.stem}:{index}", structure_id=path.stem,
-                                           source=path.name))
+            frames.append(
+                frame_from_atoms(
+                    atoms, frame_id=f"{path.stem}:{index}", structure_id=path.stem, source=path.name
+                )
+            )
             atoms_list.append(atoms)
     return frames, atoms_list
 
@@ -44,7 +47,9 @@ def best_of(repeat: int, fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -52,7 +57,9 @@ def main() -> None:
     n = len(frames)
     order = list(range(n))
     random.Random(0).shuffle(order)
-    print(f"{n} real DFT frames ({sum(f.natoms for f in frames)} atoms) from {args.data / 'dft'}; best of {args.repeat}")
+    print(
+        f"{n} real DFT frames ({sum(f.natoms for f in frames)} atoms) from {args.data / 'dft'}; best of {args.repeat}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         lmdb_path, tar_path = tmp / "bench.lmdb", tmp / "bench.tar"
@@ -84,7 +91,10 @@ def main() -> None:
             ("read", "ase-db"): best_of(args.repeat, ase_read),
         }
         # decoded frames are only useful as Atoms for the ASE route; check equivalence once
-        assert all((atoms_from_frame(f).positions == a.positions).all() for f, a in zip(frames[:50], atoms_list))
+        assert all(
+            (atoms_from_frame(f).positions == a.positions).all()
+            for f, a in zip(frames[:50], atoms_list)
+        )
     print(f"{'op':<6} {'route':<8} {'records/s':>12} {'vs ase-db':>10}")
     for (op, route), seconds in results.items():
         rate = n / seconds

@@ -62,17 +62,30 @@ from foundation.train.schedule import LRSchedule
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "dft"
-RECIPE = REPO / "configs" / "pretrain" / "efs_derivative.yaml"  # ours: its optimiser, warm-up and EMA decay
+RECIPE = (
+    REPO / "configs" / "pretrain" / "efs_derivative.yaml"
+)  # ours: its optimiser, warm-up and EMA decay
 CUTOFF = 5.0
 GRAD_CLIP = 10.0
 ID_KEYS = ("mptrj_traj_id", "alexandria_id", "internal_id")
 # name -> (family, size): ours by config name; MACE by (channels, L of the hidden features)
-MODELS = {"ours-xs": ("ours", "scalable-xs"), "ours-s": ("ours", "scalable-s"),
-          "mace-64-L0": ("mace", (64, 0)), "mace-64-L1": ("mace", (64, 1)),
-          "mace-128-L0": ("mace", (128, 0)), "mace-128-L1": ("mace", (128, 1))}
-LEARNED_MARGIN = 0.02  # a final force MAE within 2% of the zero-force MAE counts as no force learned
-COMMON_TARGET = 0.95   # a target independent of either arm's noise: 5% below the zero-force MAE
-METRICS = (("energy_per_atom_mae", "meV/atom", 1e3), ("forces_mae", "eV/A", 1.0), ("stress_mae", "meV/A^3", 1e3))
+MODELS = {
+    "ours-xs": ("ours", "scalable-xs"),
+    "ours-s": ("ours", "scalable-s"),
+    "mace-64-L0": ("mace", (64, 0)),
+    "mace-64-L1": ("mace", (64, 1)),
+    "mace-128-L0": ("mace", (128, 0)),
+    "mace-128-L1": ("mace", (128, 1)),
+}
+LEARNED_MARGIN = (
+    0.02  # a final force MAE within 2% of the zero-force MAE counts as no force learned
+)
+COMMON_TARGET = 0.95  # a target independent of either arm's noise: 5% below the zero-force MAE
+METRICS = (
+    ("energy_per_atom_mae", "meV/atom", 1e3),
+    ("forces_mae", "eV/A", 1.0),
+    ("stress_mae", "meV/A^3", 1e3),
+)
 
 
 def load_split(data: Path, val_frames: int) -> tuple[list, list]:
@@ -81,8 +94,12 @@ def load_split(data: Path, val_frames: int) -> tuple[list, list]:
     train, val = [], []
     for path in sorted(data.glob("*.xyz")):
         for k, atoms in enumerate(ase.io.iread(path, index=":")):
-            sid = next((str(atoms.info[key]) for key in ID_KEYS if key in atoms.info), f"{path.stem}:{k}")
-            frame = frame_from_atoms(atoms, frame_id=f"{path.stem}:{k}", structure_id=sid, source=path.name)
+            sid = next(
+                (str(atoms.info[key]) for key in ID_KEYS if key in atoms.info), f"{path.stem}:{k}"
+            )
+            frame = frame_from_atoms(
+                atoms, frame_id=f"{path.stem}:{k}", structure_id=sid, source=path.name
+            )
             (val if zlib.crc32(sid.encode()) % 10 == 0 else train).append(frame)
     if not train or not val:
         raise SystemExit(f"no frames under {data}")
@@ -102,24 +119,38 @@ def normalization(train: list) -> dict:
     refs = np.linalg.lstsq(counts, energy, rcond=None)[0]
     natoms = counts.sum(1)
     forces = np.concatenate([f.forces.reshape(-1) for f in train])
-    return {"element_references": dict(zip(elements, refs.tolist())),
-            "scale": float(np.sqrt(np.mean(forces ** 2))),
-            "shift": float(np.mean((energy - counts @ refs) / natoms))}
+    return {
+        "element_references": dict(zip(elements, refs.tolist())),
+        "scale": float(np.sqrt(np.mean(forces**2))),
+        "shift": float(np.mean((energy - counts @ refs) / natoms)),
+    }
 
 
 def baselines(val: list, norm: dict) -> dict:
     """Validation MAE of the trivial predictors: zero forces, zero stress, and the energy an untrained head whose
     per-atom output is zero gives (element references + shift per atom)."""
     refs = norm["element_references"]
-    energy = [abs((f.energy - sum(refs.get(int(z), 0.0) for z in f.numbers)) / f.natoms - norm["shift"]) for f in val]
-    return {"energy_per_atom_mae": float(np.mean(energy)),
-            "forces_mae": float(np.mean(np.concatenate([np.abs(f.forces).reshape(-1) for f in val]))),
-            "stress_mae": float(np.mean(np.concatenate([np.abs(f.stress).reshape(-1) for f in val
-                                                        if f.stress is not None])))}
+    energy = [
+        abs((f.energy - sum(refs.get(int(z), 0.0) for z in f.numbers)) / f.natoms - norm["shift"])
+        for f in val
+    ]
+    return {
+        "energy_per_atom_mae": float(np.mean(energy)),
+        "forces_mae": float(np.mean(np.concatenate([np.abs(f.forces).reshape(-1) for f in val]))),
+        "stress_mae": float(
+            np.mean(
+                np.concatenate([np.abs(f.stress).reshape(-1) for f in val if f.stress is not None])
+            )
+        ),
+    }
 
 
 def make_batches(frames: list, max_atoms: int, seed: int | None) -> list[AtomsBatch]:
-    order = np.random.default_rng(seed).permutation(len(frames)) if seed is not None else range(len(frames))
+    order = (
+        np.random.default_rng(seed).permutation(len(frames))
+        if seed is not None
+        else range(len(frames))
+    )
     batches, chosen, total = [], [], 0
     for k in order:
         if chosen and total + frames[k].natoms > max_atoms:
@@ -140,10 +171,18 @@ class Ours:
         self.model.set_normalization(**norm)
         recipe = load_train_config(RECIPE)
         opt = recipe.optimizer
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                           weight_decay=opt.weight_decay)
-        self.schedule = LRSchedule(ScheduleConfig(kind="constant", warmup_steps=recipe.schedule.warmup_steps),
-                                   opt, max_steps=0)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=opt.lr,
+            betas=opt.betas,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+        )
+        self.schedule = LRSchedule(
+            ScheduleConfig(kind="constant", warmup_steps=recipe.schedule.warmup_steps),
+            opt,
+            max_steps=0,
+        )
         self.step = 0
 
     def set_lr(self) -> None:
@@ -161,26 +200,49 @@ class Mace:
     8 Bessel functions, radial MLP [64, 64, 64], readout MLP 16x0e: mace_run_train's defaults) on our edges, with
     mace_run_train's optimiser (its ReduceLROnPlateau waits 50 epochs: the rate stays constant in any budget here)."""
 
-    def __init__(self, size: tuple[int, int], norm: dict, elements: list[int], avg_neighbours: float):
+    def __init__(
+        self, size: tuple[int, int], norm: dict, elements: list[int], avg_neighbours: float
+    ):
         from e3nn import o3
         from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
 
         channels, lmax = size
-        hidden = " + ".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1))
+        hidden = " + ".join(
+            f"{channels}x{order}{'e' if order % 2 == 0 else 'o'}" for order in range(lmax + 1)
+        )
         refs = norm["element_references"]
         self.elements = elements
         self.model = ScaleShiftMACE(
-            r_max=CUTOFF, num_bessel=8, num_polynomial_cutoff=5, max_ell=3,
+            r_max=CUTOFF,
+            num_bessel=8,
+            num_polynomial_cutoff=5,
+            max_ell=3,
             interaction_cls=RealAgnosticResidualInteractionBlock,
-            interaction_cls_first=RealAgnosticResidualInteractionBlock, num_interactions=2,
-            num_elements=len(elements), hidden_irreps=o3.Irreps(hidden), MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.array([refs.get(z, 0.0) for z in elements]), avg_num_neighbors=avg_neighbours,
-            atomic_numbers=elements, correlation=3, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
-            atomic_inter_scale=norm["scale"], atomic_inter_shift=norm["shift"])
-        decay = [p for n, p in self.model.named_parameters() if "weight" in n and "interactions" in n]
-        rest = [p for n, p in self.model.named_parameters() if not ("weight" in n and "interactions" in n)]
-        self.optimizer = torch.optim.Adam([{"params": decay, "weight_decay": 5e-7}, {"params": rest}], lr=0.01,
-                                          amsgrad=True)
+            interaction_cls_first=RealAgnosticResidualInteractionBlock,
+            num_interactions=2,
+            num_elements=len(elements),
+            hidden_irreps=o3.Irreps(hidden),
+            MLP_irreps=o3.Irreps("16x0e"),
+            atomic_energies=np.array([refs.get(z, 0.0) for z in elements]),
+            avg_num_neighbors=avg_neighbours,
+            atomic_numbers=elements,
+            correlation=3,
+            gate=torch.nn.functional.silu,
+            radial_MLP=[64, 64, 64],
+            atomic_inter_scale=norm["scale"],
+            atomic_inter_shift=norm["shift"],
+        )
+        decay = [
+            p for n, p in self.model.named_parameters() if "weight" in n and "interactions" in n
+        ]
+        rest = [
+            p
+            for n, p in self.model.named_parameters()
+            if not ("weight" in n and "interactions" in n)
+        ]
+        self.optimizer = torch.optim.Adam(
+            [{"params": decay, "weight_decay": 5e-7}, {"params": rest}], lr=0.01, amsgrad=True
+        )
         self.cache: dict[int, dict] = {}
 
     def set_lr(self) -> None:
@@ -189,21 +251,33 @@ class Mace:
     def inputs(self, batch: AtomsBatch) -> dict:
         if id(batch) not in self.cache:
             device = batch.numbers.device
-            index = torch.tensor([self.elements.index(z) if z in self.elements else -1 for z in range(119)],
-                                 device=device)
+            index = torch.tensor(
+                [self.elements.index(z) if z in self.elements else -1 for z in range(119)],
+                device=device,
+            )
             one_hot = torch.nn.functional.one_hot(index[batch.numbers], len(self.elements)).float()
             cell = batch.cell.float()
-            shifts = torch.bmm(batch.shifts.unsqueeze(1), cell[batch.batch[batch.edge_index[0]]]).squeeze(1)
+            shifts = torch.bmm(
+                batch.shifts.unsqueeze(1), cell[batch.batch[batch.edge_index[0]]]
+            ).squeeze(1)
             self.cache[id(batch)] = {
-                "positions": batch.positions.float(), "cell": cell, "node_attrs": one_hot, "batch": batch.batch,
-                "ptr": torch.cat([batch.natoms.new_zeros(1), batch.natoms.cumsum(0)]), "edge_index": batch.edge_index,
-                "shifts": shifts, "unit_shifts": batch.shifts.float(),
-                "head": torch.zeros(batch.num_graphs, dtype=torch.long, device=device)}
+                "positions": batch.positions.float(),
+                "cell": cell,
+                "node_attrs": one_hot,
+                "batch": batch.batch,
+                "ptr": torch.cat([batch.natoms.new_zeros(1), batch.natoms.cumsum(0)]),
+                "edge_index": batch.edge_index,
+                "shifts": shifts,
+                "unit_shifts": batch.shifts.float(),
+                "head": torch.zeros(batch.num_graphs, dtype=torch.long, device=device),
+            }
         return dict(self.cache[id(batch)])  # MACE overwrites positions/shifts in the dict it gets
 
     def predict(self, batch: AtomsBatch, training: bool) -> dict:
         self.model.train(training)
-        out = self.model(self.inputs(batch), training=training, compute_force=True, compute_stress=True)
+        out = self.model(
+            self.inputs(batch), training=training, compute_force=True, compute_stress=True
+        )
         return {"energy": out["energy"], "forces": out["forces"], "stress": out["stress"]}
 
 
@@ -236,7 +310,9 @@ def validate(runner, batches: list[AtomsBatch], ema: EMA | None) -> dict:
     err = {"energy_per_atom_mae": [], "forces_mae": [], "stress_mae": []}
     for batch in batches:
         out = runner.predict(batch, training=False)
-        err["energy_per_atom_mae"].append(((out["energy"].detach().double() - batch.energy) / batch.natoms).abs())
+        err["energy_per_atom_mae"].append(
+            ((out["energy"].detach().double() - batch.energy) / batch.natoms).abs()
+        )
         err["forces_mae"].append((out["forces"].detach().double() - batch.forces).abs().reshape(-1))
         err["stress_mae"].append((out["stress"].detach().double() - batch.stress).abs().reshape(-1))
     if live is not None:
@@ -261,8 +337,13 @@ def worker(args: argparse.Namespace) -> None:
     else:
         avg = sum(b.edge_index.shape[1] for b in batches) / sum(len(b.numbers) for b in batches)
         runner = Mace(size, norm, sorted(norm["element_references"]), avg)
-    objective = Objective(ObjectiveConfig(energy_weight=args.weights[0], forces_weight=args.weights[1],
-                                          stress_weight=args.weights[2]))
+    objective = Objective(
+        ObjectiveConfig(
+            energy_weight=args.weights[0],
+            forces_weight=args.weights[1],
+            stress_weight=args.weights[2],
+        )
+    )
     ema = EMA(runner.model, args.ema) if args.ema > 0 else None
     params = sum(p.numel() for p in runner.model.parameters())
     start = validate(runner, val_batches, None)
@@ -292,30 +373,80 @@ def worker(args: argparse.Namespace) -> None:
             if wall >= next_eval or wall >= args.budget:
                 t = time.perf_counter()
                 point = validate(runner, val_batches, ema)
-                curve.append({"wall_s": wall, "cpu_s": cpu, "steps": steps, "atoms": atoms, **point,
-                              "validation_s": time.perf_counter() - t})
+                curve.append(
+                    {
+                        "wall_s": wall,
+                        "cpu_s": cpu,
+                        "steps": steps,
+                        "atoms": atoms,
+                        **point,
+                        "validation_s": time.perf_counter() - t,
+                    }
+                )
                 next_eval += interval
             if wall >= args.budget:
                 break
-    print("RESULT " + json.dumps({"model": args.worker, "seed": args.seed, "core": args.core, "parameters": params,
-                                  "train_frames": len(train), "val_frames": len(val), "batches": len(batches),
-                                  "baselines": baselines(val, norm), "curve": curve}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "model": args.worker,
+                "seed": args.seed,
+                "core": args.core,
+                "parameters": params,
+                "train_frames": len(train),
+                "val_frames": len(val),
+                "batches": len(batches),
+                "baselines": baselines(val, norm),
+                "curve": curve,
+            }
+        ),
+        flush=True,
+    )
 
 
-def launch(name: str, seed: int, core: int | None, args: argparse.Namespace, log) -> subprocess.Popen:
+def launch(
+    name: str, seed: int, core: int | None, args: argparse.Namespace, log
+) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     if MODELS[name][0] == "mace":
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    cmd = [sys.executable, __file__, "--worker", name, "--seed", str(seed), "--budget", str(args.budget),
-           "--evals", str(args.evals), "--threads", str(args.threads), "--max-atoms", str(args.max_atoms),
-           "--val-frames", str(args.val_frames), "--data", str(args.data), "--ema", str(args.ema),
-           "--weights", *map(str, args.weights)] + ([] if core is None else ["--core", str(core)])
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--seed",
+        str(seed),
+        "--budget",
+        str(args.budget),
+        "--evals",
+        str(args.evals),
+        "--threads",
+        str(args.threads),
+        "--max-atoms",
+        str(args.max_atoms),
+        "--val-frames",
+        str(args.val_frames),
+        "--data",
+        str(args.data),
+        "--ema",
+        str(args.ema),
+        "--weights",
+        *map(str, args.weights),
+    ] + ([] if core is None else ["--core", str(core)])
+    return subprocess.Popen(
+        cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+    )
 
 
-def run_pair(names: tuple[str, str], seed: int, cores: tuple[int | None, int | None],
-             args: argparse.Namespace) -> list[dict]:
+def run_pair(
+    names: tuple[str, str],
+    seed: int,
+    cores: tuple[int | None, int | None],
+    args: argparse.Namespace,
+) -> list[dict]:
     """Both models of a pair at once, each on its own core; both start training when both are ready."""
     with tempfile.TemporaryFile("w+") as log_a, tempfile.TemporaryFile("w+") as log_b:
         procs = [launch(n, seed, c, args, log) for n, c, log in zip(names, cores, (log_a, log_b))]
@@ -323,7 +454,9 @@ def run_pair(names: tuple[str, str], seed: int, cores: tuple[int | None, int | N
             line = proc.stdout.readline()
             while line and line.strip() != "READY":
                 line = proc.stdout.readline()
-        if any(proc.poll() is not None for proc in procs):  # one died in its set-up: the other must not train alone
+        if any(
+            proc.poll() is not None for proc in procs
+        ):  # one died in its set-up: the other must not train alone
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
@@ -332,19 +465,25 @@ def run_pair(names: tuple[str, str], seed: int, cores: tuple[int | None, int | N
                 proc.stdin.write("GO\n")
                 proc.stdin.flush()
         outputs = [proc.communicate()[0] for proc in procs]
-        lines = [[line for line in out.splitlines() if line.startswith("RESULT ")] for out in outputs]
+        lines = [
+            [line for line in out.splitlines() if line.startswith("RESULT ")] for out in outputs
+        ]
         failed = [k for k, proc in enumerate(procs) if proc.returncode or not lines[k]]
         if failed:  # name the arm that failed, not the one killed because of it
             k = next((k for k in failed if procs[k].returncode != -9), failed[0])
             log = (log_a, log_b)[k]
             log.seek(0)
             raise SystemExit(f"{names[k]} (seed {seed}) failed:\n{log.read()[-3000:]}")
-        results = [json.loads(found[-1][len("RESULT "):]) for found in lines]
+        results = [json.loads(found[-1][len("RESULT ") :]) for found in lines]
     for result in results:
-        print(f"  {result['model']} seed {seed} core {result['core']}: {result['curve'][-1]['steps']} steps, "
-              f"force MAE {result['curve'][0]['forces_mae']:.3f} -> {result['curve'][-1]['forces_mae']:.3f} eV/A",
-              flush=True)
-        print("RUN " + json.dumps(result), flush=True)  # every run kept in the log, should a later one fail
+        print(
+            f"  {result['model']} seed {seed} core {result['core']}: {result['curve'][-1]['steps']} steps, "
+            f"force MAE {result['curve'][0]['forces_mae']:.3f} -> {result['curve'][-1]['forces_mae']:.3f} eV/A",
+            flush=True,
+        )
+        print(
+            "RUN " + json.dumps(result), flush=True
+        )  # every run kept in the log, should a later one fail
     return results
 
 
@@ -369,23 +508,35 @@ def compare(ours: dict, mace: dict) -> dict:
     mace_final, ours_final = best_so_far(mace["curve"])[-1][1], best_so_far(ours["curve"])[-1][1]
     t_ours, t_mace = time_to(ours["curve"], mace_final), time_to(mace["curve"], mace_final)
     r_ours, r_mace = time_to(ours["curve"], ours_final), time_to(mace["curve"], ours_final)
-    return {"seed": ours["seed"], "cores": {"ours": ours["core"], "mace": mace["core"]},
-            "steps": {"ours": ours["curve"][-1]["steps"], "mace": mace["curve"][-1]["steps"]},
-            "zero_force_mae": zero, "mace_final_force_mae": mace_final, "ours_final_force_mae": ours_final,
-            "mace_learned_forces": mace_final < (1 - LEARNED_MARGIN) * zero,
-            "ours_learned_forces": ours_final < (1 - LEARNED_MARGIN) * zero,
-            "cpu_share": {"ours": ours["curve"][-1]["cpu_s"] / ours["curve"][-1]["wall_s"],
-                          "mace": mace["curve"][-1]["cpu_s"] / mace["curve"][-1]["wall_s"]},
-            "ours_s_to_mace_final": t_ours, "mace_s_to_mace_final": t_mace,
-            "ratio_ours_over_mace": None if t_ours is None else t_ours / t_mace,
-            "mace_s_to_ours_final": r_mace, "ours_s_to_ours_final": r_ours,
-            "reverse_ratio_mace_over_ours": None if r_mace is None else r_mace / r_ours,
-            "s_to_5pct_below_zero_force": {"ours": time_to(ours["curve"], COMMON_TARGET * zero),
-                                           "mace": time_to(mace["curve"], COMMON_TARGET * zero)}}
+    return {
+        "seed": ours["seed"],
+        "cores": {"ours": ours["core"], "mace": mace["core"]},
+        "steps": {"ours": ours["curve"][-1]["steps"], "mace": mace["curve"][-1]["steps"]},
+        "zero_force_mae": zero,
+        "mace_final_force_mae": mace_final,
+        "ours_final_force_mae": ours_final,
+        "mace_learned_forces": mace_final < (1 - LEARNED_MARGIN) * zero,
+        "ours_learned_forces": ours_final < (1 - LEARNED_MARGIN) * zero,
+        "cpu_share": {
+            "ours": ours["curve"][-1]["cpu_s"] / ours["curve"][-1]["wall_s"],
+            "mace": mace["curve"][-1]["cpu_s"] / mace["curve"][-1]["wall_s"],
+        },
+        "ours_s_to_mace_final": t_ours,
+        "mace_s_to_mace_final": t_mace,
+        "ratio_ours_over_mace": None if t_ours is None else t_ours / t_mace,
+        "mace_s_to_ours_final": r_mace,
+        "ours_s_to_ours_final": r_ours,
+        "reverse_ratio_mace_over_ours": None if r_mace is None else r_mace / r_ours,
+        "s_to_5pct_below_zero_force": {
+            "ours": time_to(ours["curve"], COMMON_TARGET * zero),
+            "mace": time_to(mace["curve"], COMMON_TARGET * zero),
+        },
+    }
 
 
 def figure(results: list[dict], pairs: list[tuple[str, str]], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -396,15 +547,28 @@ def figure(results: list[dict], pairs: list[tuple[str, str]], path: Path) -> Non
             colour = "C0" if res["model"] == pair[0] else "C1"
             style = ("-", "--", ":", "-.")[res["seed"] % 4]
             t = [p["wall_s"] for p in res["curve"]]
-            for col, (key, unit, scale) in enumerate(METRICS):
+            for col, (key, _unit, scale) in enumerate(METRICS):
                 label = f"{res['model']} ({res['parameters'] / 1e6:.2f}M) seed {res['seed']} core {res['core']}"
-                axes[row, col].plot(t, [p[key] * scale for p in res["curve"]], color=colour, linestyle=style,
-                                    alpha=0.8, marker=".", label=label)
+                axes[row, col].plot(
+                    t,
+                    [p[key] * scale for p in res["curve"]],
+                    color=colour,
+                    linestyle=style,
+                    alpha=0.8,
+                    marker=".",
+                    label=label,
+                )
         for col, (key, unit, scale) in enumerate(METRICS):
             if runs:
-                axes[row, col].axhline(runs[0]["baselines"][key] * scale, color="grey", linewidth=1,
-                                       label="zero forces / stress, reference energies")
-            axes[row, col].set_ylabel(f"validation {key.split('_mae')[0].replace('_', ' ')} MAE ({unit})")
+                axes[row, col].axhline(
+                    runs[0]["baselines"][key] * scale,
+                    color="grey",
+                    linewidth=1,
+                    label="zero forces / stress, reference energies",
+                )
+            axes[row, col].set_ylabel(
+                f"validation {key.split('_mae')[0].replace('_', ' ')} MAE ({unit})"
+            )
             axes[row, col].set_xlabel("training wall time (s)")
         axes[row, 1].set_title(f"{pair[0]} vs {pair[1]} (side by side, one core each)", fontsize=9)
         axes[row, 0].legend(fontsize=7)
@@ -420,28 +584,53 @@ def rounded(seconds: float | None) -> int | None:
 def pick_cores(requested: list[int] | None) -> tuple[int, int]:
     cores = sorted(os.sched_getaffinity(0)) if requested is None else requested
     if len(cores) < 2 or len(set(cores)) != len(cores):
-        raise SystemExit(f"--cores: two different cores are needed to run a pair side by side, got {cores}")
+        raise SystemExit(
+            f"--cores: two different cores are needed to run a pair side by side, got {cores}"
+        )
     return cores[0], cores[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--pairs", nargs="+", default=["ours-xs:mace-64-L0", "ours-s:mace-64-L1"],
-                        help=f"ours:mace pairs of {sorted(MODELS)}")
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        default=["ours-xs:mace-64-L0", "ours-s:mace-64-L1"],
+        help=f"ours:mace pairs of {sorted(MODELS)}",
+    )
     parser.add_argument("--budget", type=float, default=300.0, help="training wall seconds per run")
-    parser.add_argument("--evals", type=int, default=12, help="validations per run (plus one at the start)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per pair: seed k, cores swapped on odd k")
+    parser.add_argument(
+        "--evals", type=int, default=12, help="validations per run (plus one at the start)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs per pair: seed k, cores swapped on odd k"
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cores", type=int, nargs=2, default=None,
-                        help="the two cores a pair runs on (default: the first two this process may use)")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        nargs=2,
+        default=None,
+        help="the two cores a pair runs on (default: the first two this process may use)",
+    )
     parser.add_argument("--max-atoms", type=int, default=128)
     parser.add_argument("--val-frames", type=int, default=100)
-    parser.add_argument("--weights", type=float, nargs=3, default=[1.0, 10.0, 100.0], help="energy forces stress")
-    parser.add_argument("--ema", type=float, default=load_train_config(RECIPE).engine.ema_decay,
-                        help="EMA decay of the validated weights, both models (0: the raw weights)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "time_to_accuracy.json")
-    parser.add_argument("--figure", type=Path, default=REPO / "docs" / "figures" / "time_to_accuracy.png")
+    parser.add_argument(
+        "--weights", type=float, nargs=3, default=[1.0, 10.0, 100.0], help="energy forces stress"
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=load_train_config(RECIPE).engine.ema_decay,
+        help="EMA decay of the validated weights, both models (0: the raw weights)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "docs" / "bench" / "time_to_accuracy.json"
+    )
+    parser.add_argument(
+        "--figure", type=Path, default=REPO / "docs" / "figures" / "time_to_accuracy.png"
+    )
     parser.add_argument("--worker", choices=sorted(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
@@ -450,7 +639,11 @@ def main() -> None:
         return worker(args)
     pairs = [tuple(p.split(":")) for p in args.pairs]
     for pair in pairs:
-        if len(pair) != 2 or MODELS.get(pair[0], ("",))[0] != "ours" or MODELS.get(pair[1], ("",))[0] != "mace":
+        if (
+            len(pair) != 2
+            or MODELS.get(pair[0], ("",))[0] != "ours"
+            or MODELS.get(pair[1], ("",))[0] != "mace"
+        ):
             raise SystemExit(f"--pairs: {':'.join(pair)} is not ours-*:mace-* of {sorted(MODELS)}")
     cores = pick_cores(args.cores)
     started, load_before = time.time(), os.getloadavg()
@@ -458,36 +651,67 @@ def main() -> None:
     for seed in range(args.repeats):
         placed = cores if seed % 2 == 0 else cores[::-1]
         for pair in pairs if seed % 2 == 0 else pairs[::-1]:
-            print(f"{pair[0]} on core {placed[0]}, {pair[1]} on core {placed[1]}, seed {seed}", flush=True)
+            print(
+                f"{pair[0]} on core {placed[0]}, {pair[1]} on core {placed[1]}, seed {seed}",
+                flush=True,
+            )
             ours, mace = run_pair(pair, seed, placed, args)
             for res in (ours, mace):
                 res["pair"] = list(pair)
             results += [ours, mace]
-            summary.setdefault(":".join(pair), {"parameters": {pair[0]: ours["parameters"],
-                                                               pair[1]: mace["parameters"]},
-                                                "baselines": ours["baselines"], "repeats": []})
+            summary.setdefault(
+                ":".join(pair),
+                {
+                    "parameters": {pair[0]: ours["parameters"], pair[1]: mace["parameters"]},
+                    "baselines": ours["baselines"],
+                    "repeats": [],
+                },
+            )
             summary[":".join(pair)]["repeats"].append(compare(ours, mace))
     for name, entry in summary.items():
         ratios = [r["ratio_ours_over_mace"] for r in entry["repeats"]]
-        entry["median_ratio_ours_over_mace"] = statistics.median(r if r is not None else math.inf for r in ratios)
-        entry["range_ratio_ours_over_mace"] = [min(r if r is not None else math.inf for r in ratios),
-                                               max(r if r is not None else math.inf for r in ratios)]
-        print(f"{name}: time ours / MACE to MACE's final force MAE per repeat "
-              f"{[None if r is None else round(r, 2) for r in ratios]}; MACE learned forces (final 2% below the "
-              f"zero-force {entry['baselines']['forces_mae']:.3f} eV/A): "
-              f"{[r['mace_learned_forces'] for r in entry['repeats']]}; s to 5% below it (ours, MACE): "
-              f"{[tuple(rounded(t) for t in r['s_to_5pct_below_zero_force'].values()) for r in entry['repeats']]}",
-              flush=True)
-    out = {"command": " ".join(["python", "bench/time_to_accuracy.py", *sys.argv[1:]]),
-           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
-           "wall_s_total": time.time() - started, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-           "torch": torch.__version__, "threads": args.threads, "cores": list(cores), "budget_s": args.budget,
-           "evals": args.evals, "max_atoms": args.max_atoms, "weights": args.weights, "ema_decay": args.ema,
-           "optimizers": {"ours": asdict(load_train_config(RECIPE).optimizer) | {
-                              "kind": "AdamW", "warmup_steps": load_train_config(RECIPE).schedule.warmup_steps,
-                              "after_warmup": "constant", "recipe": str(RECIPE.relative_to(REPO))},
-                          "mace": {"kind": "Adam", "amsgrad": True, "lr": 0.01, "weight_decay": 5e-7}},
-           "summary": summary, "runs": results}
+        entry["median_ratio_ours_over_mace"] = statistics.median(
+            r if r is not None else math.inf for r in ratios
+        )
+        entry["range_ratio_ours_over_mace"] = [
+            min(r if r is not None else math.inf for r in ratios),
+            max(r if r is not None else math.inf for r in ratios),
+        ]
+        print(
+            f"{name}: time ours / MACE to MACE's final force MAE per repeat "
+            f"{[None if r is None else round(r, 2) for r in ratios]}; MACE learned forces (final 2% below the "
+            f"zero-force {entry['baselines']['forces_mae']:.3f} eV/A): "
+            f"{[r['mace_learned_forces'] for r in entry['repeats']]}; s to 5% below it (ours, MACE): "
+            f"{[tuple(rounded(t) for t in r['s_to_5pct_below_zero_force'].values()) for r in entry['repeats']]}",
+            flush=True,
+        )
+    out = {
+        "command": " ".join(["python", "bench/time_to_accuracy.py", *sys.argv[1:]]),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
+        "wall_s_total": time.time() - started,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "cores": list(cores),
+        "budget_s": args.budget,
+        "evals": args.evals,
+        "max_atoms": args.max_atoms,
+        "weights": args.weights,
+        "ema_decay": args.ema,
+        "optimizers": {
+            "ours": asdict(load_train_config(RECIPE).optimizer)
+            | {
+                "kind": "AdamW",
+                "warmup_steps": load_train_config(RECIPE).schedule.warmup_steps,
+                "after_warmup": "constant",
+                "recipe": str(RECIPE.relative_to(REPO)),
+            },
+            "mace": {"kind": "Adam", "amsgrad": True, "lr": 0.01, "weight_decay": 5e-7},
+        },
+        "summary": summary,
+        "runs": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     figure(results, pairs, args.figure)

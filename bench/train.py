@@ -49,8 +49,14 @@ def real_frames(limit: int | None = None) -> list:
         for k, atoms in enumerate(ase.io.iread(path, index=":")):
             if limit is not None and len(frames) == limit:
                 return frames
-            frames.append(frame_from_atoms(atoms, frame_id=f"{path.stem}:{k}", structure_id=f"{path.stem}:{k}",
-                                           source=path.name))
+            frames.append(
+                frame_from_atoms(
+                    atoms,
+                    frame_id=f"{path.stem}:{k}",
+                    structure_id=f"{path.stem}:{k}",
+                    source=path.name,
+                )
+            )
     return frames
 
 
@@ -64,11 +70,23 @@ def batch_of(frames: list, max_atoms: int, cutoff: float):
     return collate_frames(chosen, cutoff)
 
 
-def engine_overhead(model_name: str, overrides: list[str], max_atoms: int, rounds: int, per_round: int,
-                    device: torch.device, precision: str = "fp32") -> dict:
+def engine_overhead(
+    model_name: str,
+    overrides: list[str],
+    max_atoms: int,
+    rounds: int,
+    per_round: int,
+    device: torch.device,
+    precision: str = "fp32",
+) -> dict:
     """Median seconds per step: plain torch vs DeepSpeed ZeRO 0 and 2, same model weights and batch."""
-    cfg = load_train_config({"model": model_name, "model_overrides": overrides,
-                             "engine": {"precision": precision, "grad_clip": 10.0}})
+    cfg = load_train_config(
+        {
+            "model": model_name,
+            "model_overrides": overrides,
+            "engine": {"precision": precision, "grad_clip": 10.0},
+        }
+    )
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     torch.manual_seed(0)
     base = build_potential(model_name, overrides).train()
@@ -100,10 +118,11 @@ def engine_overhead(model_name: str, overrides: list[str], max_atoms: int, round
         def ds_step(engine=engine):
             engine.backward(loss_of(engine))
             engine.step()
+
         runners[f"deepspeed_zero{stage}"] = ds_step
     times = {name: [] for name in runners}
     cpu = {name: [] for name in runners}
-    for name, step in runners.items():  # warm-up
+    for step in runners.values():  # warm-up
         step()
     for _ in range(rounds):
         for name, step in runners.items():
@@ -117,11 +136,21 @@ def engine_overhead(model_name: str, overrides: list[str], max_atoms: int, round
     med = {name: statistics.median(v) for name, v in times.items()}
     med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
     atoms = int(batch.natoms.sum())
-    return {"model": model_name, "overrides": overrides, "precision": precision, "atoms_per_batch": atoms,
-            "parameters": sum(p.numel() for p in base.parameters()), "threads": torch.get_num_threads(),
-            "median_step_s": med, "median_step_cpu_s": med_cpu, "atoms_per_s": {k: atoms / v for k, v in med.items()},
-            "ratio_vs_torch": {k: v / med["torch"] for k, v in med.items() if k != "torch"},
-            "cpu_time_ratio_vs_torch": {k: v / med_cpu["torch"] for k, v in med_cpu.items() if k != "torch"}}
+    return {
+        "model": model_name,
+        "overrides": overrides,
+        "precision": precision,
+        "atoms_per_batch": atoms,
+        "parameters": sum(p.numel() for p in base.parameters()),
+        "threads": torch.get_num_threads(),
+        "median_step_s": med,
+        "median_step_cpu_s": med_cpu,
+        "atoms_per_s": {k: atoms / v for k, v in med.items()},
+        "ratio_vs_torch": {k: v / med["torch"] for k, v in med.items() if k != "torch"},
+        "cpu_time_ratio_vs_torch": {
+            k: v / med_cpu["torch"] for k, v in med_cpu.items() if k != "torch"
+        },
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -140,12 +169,20 @@ def prepared_dataset(directory: Path) -> Path:
 
 
 def run_config(data: Path, run_dir: Path, steps: int, **engine) -> dict:
-    return {"model": "scalable-xs", "run_dir": str(run_dir),
-            "data": {"path": str(data), "max_atoms": 256, "num_workers": 1, "val_max_frames": 16},
-            "objective": {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 100.0},
-            "engine": {"zero_stage": 0, **engine},
-            "train": {"max_steps": steps, "log_every": 5, "val_every": steps, "checkpoint_every": steps,
-                      "progress": False}}
+    return {
+        "model": "scalable-xs",
+        "run_dir": str(run_dir),
+        "data": {"path": str(data), "max_atoms": 256, "num_workers": 1, "val_max_frames": 16},
+        "objective": {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 100.0},
+        "engine": {"zero_stage": 0, **engine},
+        "train": {
+            "max_steps": steps,
+            "log_every": 5,
+            "val_every": steps,
+            "checkpoint_every": steps,
+            "progress": False,
+        },
+    }
 
 
 def _events(run_dir: Path, kind: str = "train") -> list[dict]:
@@ -158,9 +195,12 @@ def data_wait(data: Path, work: Path, steps: int) -> dict:
 
     run_training(load_train_config(run_config(data, work / "wait", steps)))
     events = _events(work / "wait")[1:]  # the first window includes worker start-up
-    return {"steps": steps, "loader_workers": 1,
-            "data_wait_fraction": statistics.mean(e["data_wait_fraction"] for e in events),
-            "atoms_per_s": statistics.mean(e["atoms_per_s"] for e in events)}
+    return {
+        "steps": steps,
+        "loader_workers": 1,
+        "data_wait_fraction": statistics.mean(e["data_wait_fraction"] for e in events),
+        "atoms_per_s": statistics.mean(e["atoms_per_s"] for e in events),
+    }
 
 
 def two_vs_one(data: Path, work: Path, steps: int) -> dict:
@@ -179,33 +219,43 @@ def two_vs_one(data: Path, work: Path, steps: int) -> dict:
     one, two = results["one_process_accumulating_2"], results["two_processes"]
     rate = {k: statistics.mean(e["atoms_per_s"] for e in v[1:]) for k, v in results.items()}
     diffs = [abs(a["loss"] - b["loss"]) / max(abs(b["loss"]), 1e-12) for a, b in zip(two, one)]
-    return {"steps": steps, "atoms_per_s": rate, "throughput_ratio_two_over_one": rate["two_processes"] /
-            rate["one_process_accumulating_2"], "max_relative_loss_difference": max(diffs)}
+    return {
+        "steps": steps,
+        "atoms_per_s": rate,
+        "throughput_ratio_two_over_one": rate["two_processes"] / rate["one_process_accumulating_2"],
+        "max_relative_loss_difference": max(diffs),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--steps", type=int, default=40, help="training steps of sections 2 and 3")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=4)
     parser.add_argument("--max-atoms", type=int, default=256, help="atoms per batch in section 1")
-    parser.add_argument("--sections", default="overhead,wait,two", help="comma-separated: overhead, wait, two")
+    parser.add_argument(
+        "--sections", default="overhead,wait,two", help="comma-separated: overhead, wait, two"
+    )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     results = {}
     info = init_distributed(args.device)
     try:
         if "overhead" in sections:
-            results["engine_overhead"] = engine_overhead("scalable-xs", [], args.max_atoms, args.rounds,
-                                                         args.per_round, info.device)
+            results["engine_overhead"] = engine_overhead(
+                "scalable-xs", [], args.max_atoms, args.rounds, args.per_round, info.device
+            )
             print(json.dumps(results["engine_overhead"], indent=1), flush=True)
         if args.device == "cuda":
             big = ["backbone.hidden=384", "backbone.layers=6"]
             for precision in ("fp32", "bf16"):
                 key = f"gpu_{precision}"
-                results[key] = engine_overhead("scalable-m", big, 4096, args.rounds, args.per_round, info.device,
-                                               precision)
+                results[key] = engine_overhead(
+                    "scalable-m", big, 4096, args.rounds, args.per_round, info.device, precision
+                )
                 print(json.dumps(results[key], indent=1), flush=True)
     finally:
         shutdown(info)

@@ -15,9 +15,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.dedup import structure_key, text_key
@@ -26,8 +26,15 @@ from foundation.data_prep.readers import READERS, Piece, RawRecord
 from foundation.data_prep.readers.auto import expand_inputs
 from foundation.data_prep.readers.base import ReaderError, file_identity
 from foundation.data_prep.split import assign_split
-from foundation.data_prep.staging import QUARANTINE_NAME, InputOrder, SplitWriter, quarantine_entry, write_jsonl
+from foundation.data_prep.staging import (
+    QUARANTINE_NAME,
+    InputOrder,
+    SplitWriter,
+    quarantine_entry,
+    write_jsonl,
+)
 from foundation.data_prep.validate import check_frame
+
 from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.locking import DirectoryLock
@@ -64,8 +71,12 @@ class ChunkResult:
     quarantined: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     skipped: bool = False
-    frames_by_file: dict[str, int] = field(default_factory=dict)  # records that became frames, per input
-    first_error: dict[str, str] = field(default_factory=dict)  # per input: why its first unreadable record failed
+    frames_by_file: dict[str, int] = field(
+        default_factory=dict
+    )  # records that became frames, per input
+    first_error: dict[str, str] = field(
+        default_factory=dict
+    )  # per input: why its first unreadable record failed
 
 
 def _digest(obj: object) -> str:
@@ -90,8 +101,14 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
     work = Path(work_dir)
     files = expand_inputs(list(config.inputs), config.format)
     identities = [file_identity(path) for path, _, _ in files]
-    plan_key = _digest({"files": files, "identities": identities, "chunk_frames": config.chunk_frames,
-                        "version": PREP_VERSION})
+    plan_key = _digest(
+        {
+            "files": files,
+            "identities": identities,
+            "chunk_frames": config.chunk_frames,
+            "version": PREP_VERSION,
+        }
+    )
     plan_path = work / PLAN_NAME
     pieces: list[Piece] | None = None
     if plan_path.exists():
@@ -106,14 +123,23 @@ def plan_chunks(config: PrepConfig, work_dir: str | os.PathLike) -> list[ChunkTa
                 raise ReaderError(f"{path}: no frames found (an empty {fmt} file?)")
             pieces += found
         work.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(plan_path, json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}))
+        write_text_atomic(
+            plan_path,
+            json.dumps({"key": plan_key, "pieces": [dataclasses.asdict(p) for p in pieces]}),
+        )
     if not pieces:
         raise ReaderError(f"no frames found in {list(config.inputs)}")
     options = config.chunk_options()
     tasks = []
     for index, group in enumerate(_pack(pieces, config.chunk_frames)):
-        fingerprint = _digest({"plan": plan_key, "pieces": [dataclasses.asdict(p) for p in group],
-                               "options": options, "version": PREP_VERSION})
+        fingerprint = _digest(
+            {
+                "plan": plan_key,
+                "pieces": [dataclasses.asdict(p) for p in group],
+                "options": options,
+                "version": PREP_VERSION,
+            }
+        )
         tasks.append(ChunkTask(index, tuple(group), str(work), config, fingerprint))
     return tasks
 
@@ -129,27 +155,43 @@ def is_done(task: ChunkTask) -> bool:
 
 
 def _sampled(frame_id: str, fraction: float) -> bool:
-    return int.from_bytes(text_key(frame_id)[:8], "big") < fraction * 2.0 ** 64
+    return int.from_bytes(text_key(frame_id)[:8], "big") < fraction * 2.0**64
 
 
 def _refusal(record: RawRecord, cfg: PrepConfig) -> tuple[str, str] | None:
     """(reason, message) when the record may not enter the dataset, else None."""
     if record.frame is None:
         return record.reason, record.error or "unreadable record"
-    rejection = check_frame(record.frame, required=cfg.required, max_force=cfg.max_force,
-                            min_distance=cfg.min_distance, neighbour_cutoff=cfg.neighbour_cutoff)
+    rejection = check_frame(
+        record.frame,
+        required=cfg.required,
+        max_force=cfg.max_force,
+        min_distance=cfg.min_distance,
+        neighbour_cutoff=cfg.neighbour_cutoff,
+    )
     return None if rejection is None else (rejection.reason, rejection.message)
 
 
 def run_chunk(task: ChunkTask, progress: Callable[[int], None] | None = None) -> ChunkResult:
     """Run one chunk task (or skip it when already done); return its counts. The chunk's own lock keeps a second
     process (another array task, another `foundation prep`) from running the same chunk at the same time."""
-    with DirectoryLock(task.work_dir, name=f"{task.directory.name}.lock",
-                       label=f"chunk {task.index} of {Path(task.work_dir).parent}"):
+    with DirectoryLock(
+        task.work_dir,
+        name=f"{task.directory.name}.lock",
+        label=f"chunk {task.index} of {Path(task.work_dir).parent}",
+    ):
         if is_done(task):
             saved = json.loads(task.marker.read_text())
-            return ChunkResult(task.index, saved["records"], saved["kept"], saved["quarantined"], 0.0, skipped=True,
-                               frames_by_file=saved["frames_by_file"], first_error=saved["first_error"])
+            return ChunkResult(
+                task.index,
+                saved["records"],
+                saved["kept"],
+                saved["quarantined"],
+                0.0,
+                skipped=True,
+                frames_by_file=saved["frames_by_file"],
+                first_error=saved["first_error"],
+            )
         with writing(task.directory):
             return _run_chunk(task, progress)
 
@@ -186,14 +228,26 @@ def _run_chunk(task: ChunkTask, progress: Callable[[int], None] | None) -> Chunk
                 result.first_error.setdefault(piece.name, f"record {record.where}: {record.error}")
             refusal = _refusal(record, cfg)
             if refusal is not None:
-                quarantine.append(quarantine_entry(piece.name, record.where, *refusal, frame, record.raw))
+                quarantine.append(
+                    quarantine_entry(piece.name, record.where, *refusal, frame, record.raw)
+                )
                 result.quarantined[refusal[0]] = result.quarantined.get(refusal[0], 0) + 1
                 continue
-            neighbours = (count_neighbours(frame.positions, frame.cell, frame.pbc, cfg.neighbour_cutoff)
-                          if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample) else -1)
+            neighbours = (
+                count_neighbours(frame.positions, frame.cell, frame.pbc, cfg.neighbour_cutoff)
+                if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample)
+                else -1
+            )
             split = assign_split(frame.structure_id, cfg.split, cfg.split_salt)
-            local = writers[split].add(frame, file=piece.name, record=record.where, neighbours=neighbours)
-            order.add(split_index[split], local, structure_key(frame, cfg.dedup_tolerance), text_key(frame.frame_id))
+            local = writers[split].add(
+                frame, file=piece.name, record=record.where, neighbours=neighbours
+            )
+            order.add(
+                split_index[split],
+                local,
+                structure_key(frame, cfg.dedup_tolerance),
+                text_key(frame.frame_id),
+            )
             result.kept += 1
     if progress is not None and pending:
         progress(pending)
@@ -204,10 +258,20 @@ def _run_chunk(task: ChunkTask, progress: Callable[[int], None] | None) -> Chunk
         write_jsonl(fh, quarantine)
     os.replace(scratch, task.directory)
     result.seconds = time.perf_counter() - start
-    write_text_atomic(task.marker, json.dumps({"fingerprint": task.fingerprint, "records": result.records,
-                                               "kept": result.kept, "quarantined": result.quarantined,
-                                               "frames_by_file": result.frames_by_file,
-                                               "first_error": result.first_error}) + "\n")
+    write_text_atomic(
+        task.marker,
+        json.dumps(
+            {
+                "fingerprint": task.fingerprint,
+                "records": result.records,
+                "kept": result.kept,
+                "quarantined": result.quarantined,
+                "frames_by_file": result.frames_by_file,
+                "first_error": result.first_error,
+            }
+        )
+        + "\n",
+    )
     return result
 
 
@@ -226,13 +290,17 @@ def check_inputs_read(tasks: list[ChunkTask], results: list[ChunkResult]) -> Non
     unread = [name for name in names if not frames.get(name)]
     if unread:
         more = f" (and {len(unread) - 1} more inputs without a frame)" if len(unread) > 1 else ""
-        raise ReaderError(f"{paths[unread[0]]}: no frame could be read from this input: "
-                          f"{errors.get(unread[0], 'it holds no record')}{more}")
+        raise ReaderError(
+            f"{paths[unread[0]]}: no frame could be read from this input: "
+            f"{errors.get(unread[0], 'it holds no record')}{more}"
+        )
     if not sum(result.kept for result in results):
         reasons: dict[str, int] = {}
         for result in results:
             for reason, count in result.quarantined.items():
                 reasons[reason] = reasons.get(reason, 0) + count
         summary = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
-        raise ReaderError(f"no frame of {names} passed validation (quarantined: {summary}); the refused frames "
-                          f"are listed in {tasks[0].work_dir}/chunk-*/{QUARANTINE_NAME}")
+        raise ReaderError(
+            f"no frame of {names} passed validation (quarantined: {summary}); the refused frames "
+            f"are listed in {tasks[0].work_dir}/chunk-*/{QUARANTINE_NAME}"
+        )

@@ -27,10 +27,14 @@ class PrepConfig:
     shard_size: int = 10_000  # frames per final shard
     chunk_frames: int = 5_000  # frames per chunk task (approximate for VASP files)
     workers: int = 1
-    split: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05})
+    split: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05}
+    )
     split_salt: str = ""
     energy: str = "uncorrected"  # MPtrj/Alexandria: uncorrected total energy | corrected (MP/Alexandria corrections)
-    structure_key: str | None = None  # extxyz/ASE db info key; None = auto; "frame" = every frame its own structure
+    structure_key: str | None = (
+        None  # extxyz/ASE db info key; None = auto; "frame" = every frame its own structure
+    )
     frame_key: str | None = None  # None = auto; "index" = FILE:INDEX
     energy_key: str = "energy"  # extxyz comment-line keys / column names of the labels
     forces_key: str = "forces"
@@ -38,15 +42,21 @@ class PrepConfig:
     required: list[str] = field(default_factory=lambda: ["energy", "forces"])
     max_force: float = 50.0  # eV/A, largest allowed |F| of an atom
     min_distance: float = 0.5  # A, closest allowed pair of atoms (periodic images included)
-    max_energy_residual: float | None = None  # eV/atom: quarantine frames this far from the element references
+    max_energy_residual: float | None = (
+        None  # eV/atom: quarantine frames this far from the element references
+    )
     dedup: bool = True
     dedup_tolerance: float = 1e-5  # A, grid on which positions and cell are compared
     neighbour_cutoff: float = 5.0  # A, for the mean-neighbours statistic
     neighbour_sample: float = 0.05  # fraction of frames (by frame_id hash) that count neighbours
     keep_work: bool = False  # keep DIR/_work (chunk outputs) after a successful merge
     progress: bool = True
-    source: str | None = None  # source tag (data set + DFT settings) of every input's frames; None: the reader's
-    input_sources: dict[str, str] = field(default_factory=dict)  # input (file or directory) -> its frames' source
+    source: str | None = (
+        None  # source tag (data set + DFT settings) of every input's frames; None: the reader's
+    )
+    input_sources: dict[str, str] = field(
+        default_factory=dict
+    )  # input (file or directory) -> its frames' source
 
     def source_of(self, path: str) -> str | None:
         """The configured source tag of the frames of input file `path`: the tag of the input it is or lies under
@@ -61,20 +71,42 @@ class PrepConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.format in FORMATS, f"format must be one of {FORMATS}, got {self.format!r}"),
-            (self.container in CONTAINER_CHOICES, f"container must be lmdb, wds or both, got {self.container!r}"),
-            (self.energy in ("uncorrected", "corrected"), f"energy must be uncorrected or corrected, got {self.energy!r}"),
-            (self.shard_size > 0 and self.chunk_frames > 0 and self.workers > 0,
-             "shard_size, chunk_frames and workers must be positive"),
-            (set(self.required) <= set(LABELS), f"required labels must be among {LABELS}, got {self.required}"),
-            (bool(self.split) and all(v >= 0 for v in self.split.values()) and abs(sum(self.split.values()) - 1) < 1e-9,
-             f"split ratios must be non-negative and sum to 1, got {self.split}"),
+            (
+                self.container in CONTAINER_CHOICES,
+                f"container must be lmdb, wds or both, got {self.container!r}",
+            ),
+            (
+                self.energy in ("uncorrected", "corrected"),
+                f"energy must be uncorrected or corrected, got {self.energy!r}",
+            ),
+            (
+                self.shard_size > 0 and self.chunk_frames > 0 and self.workers > 0,
+                "shard_size, chunk_frames and workers must be positive",
+            ),
+            (
+                set(self.required) <= set(LABELS),
+                f"required labels must be among {LABELS}, got {self.required}",
+            ),
+            (
+                bool(self.split)
+                and all(v >= 0 for v in self.split.values())
+                and abs(sum(self.split.values()) - 1) < 1e-9,
+                f"split ratios must be non-negative and sum to 1, got {self.split}",
+            ),
             (0.0 <= self.neighbour_sample <= 1.0, "neighbour_sample must lie in [0, 1]"),
             (self.dedup_tolerance > 0, "dedup_tolerance must be positive"),
-            (self.max_energy_residual is None or self.max_energy_residual > 0,
-             f"max_energy_residual must be positive (eV/atom) or unset, got {self.max_energy_residual}"),
-            (self.source is None or bool(self.source.strip()), "source must be a non-empty name or unset"),
-            (all(str(v).strip() for v in self.input_sources.values()),
-             f"input_sources must map inputs to non-empty names, got {self.input_sources}"),
+            (
+                self.max_energy_residual is None or self.max_energy_residual > 0,
+                f"max_energy_residual must be positive (eV/atom) or unset, got {self.max_energy_residual}",
+            ),
+            (
+                self.source is None or bool(self.source.strip()),
+                "source must be a non-empty name or unset",
+            ),
+            (
+                all(str(v).strip() for v in self.input_sources.values()),
+                f"input_sources must map inputs to non-empty names, got {self.input_sources}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

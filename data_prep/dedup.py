@@ -4,8 +4,8 @@ repeated frame ids, decided over the whole input in input order, so the first oc
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -45,8 +45,12 @@ def first_occurrences(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner == np.arange(len(keys)), owner
 
 
-def duplicates_in_buckets(parts: Iterable[tuple[np.ndarray, np.ndarray]], frames: int, scratch: Path,
-                          frames_per_bucket: int = FRAMES_PER_BUCKET) -> tuple[np.ndarray, np.ndarray]:
+def duplicates_in_buckets(
+    parts: Iterable[tuple[np.ndarray, np.ndarray]],
+    frames: int,
+    scratch: Path,
+    frames_per_bucket: int = FRAMES_PER_BUCKET,
+) -> tuple[np.ndarray, np.ndarray]:
     """(index of every repeated key, index of its first occurrence), sorted by index, for keys that arrive in
     increasing index order as parts (indices (m,) int64, keys (m, 16) uint8). The keys (uniform digests) are spread
     over about frames / frames_per_bucket files in `scratch` by their first bytes; each file is then deduplicated
@@ -60,10 +64,12 @@ def duplicates_in_buckets(parts: Iterable[tuple[np.ndarray, np.ndarray]], frames
             entries["index"] = indices
             entries["key"] = np.ascontiguousarray(keys).view(f"V{KEY_BYTES}").reshape(-1)
             which = np.ascontiguousarray(keys[:, :4]).view("<u4").reshape(-1) % buckets
-            order = np.argsort(which, kind="stable")  # stable: each bucket's entries stay in input order
+            order = np.argsort(
+                which, kind="stable"
+            )  # stable: each bucket's entries stay in input order
             bounds = np.searchsorted(which[order], np.arange(buckets + 1))
             for b in np.flatnonzero(np.diff(bounds)):
-                entries[order[bounds[b]:bounds[b + 1]]].tofile(handles[b])
+                entries[order[bounds[b] : bounds[b + 1]]].tofile(handles[b])
     finally:
         for handle in handles:
             handle.close()
@@ -71,7 +77,9 @@ def duplicates_in_buckets(parts: Iterable[tuple[np.ndarray, np.ndarray]], frames
     for path in paths:
         entries = np.fromfile(path, dtype=_ENTRY)
         path.unlink()
-        first, owner = first_occurrences(np.ascontiguousarray(entries["key"]).view(np.uint8).reshape(-1, KEY_BYTES))
+        first, owner = first_occurrences(
+            np.ascontiguousarray(entries["key"]).view(np.uint8).reshape(-1, KEY_BYTES)
+        )
         repeated.append(entries["index"][~first])
         owners.append(entries["index"][owner[~first]])
     repeated, owners = np.concatenate(repeated), np.concatenate(owners)

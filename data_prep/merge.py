@@ -18,23 +18,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from foundation.data_prep.chunks import ChunkResult, ChunkTask
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.dedup import KEY_BYTES, duplicates_in_buckets
+from foundation.data_prep.staging import (
+    QUARANTINE_NAME,
+    iter_staged_records,
+    load_order,
+    load_summary,
+    quarantine_entry,
+    read_record,
+)
+from foundation.data_prep.statistics import (
+    compute_statistics,
+    fit_element_references,
+    per_atom_residuals,
+    reference_vector,
+    source_references,
+)
 from tqdm import tqdm
 
 from foundation.data.codec import decode_frame
 from foundation.data.manifest import MANIFEST_NAME, Manifest, ShardInfo
 from foundation.data.writer import shard_name, write_shard
-from foundation.data_prep.chunks import ChunkResult, ChunkTask
-from foundation.data_prep.config import PrepConfig
-from foundation.data_prep.dedup import KEY_BYTES, duplicates_in_buckets
-from foundation.data_prep.staging import (QUARANTINE_NAME, iter_staged_records, load_order, load_summary,
-                                          quarantine_entry, read_record)
-from foundation.data_prep.statistics import (compute_statistics, fit_element_references, per_atom_residuals,
-                                              reference_vector, source_references)
 from foundation.files import atomic_path
 from foundation.progress import progress_bar
 
 DUPLICATES_NAME = "duplicates.jsonl"
-ENERGY_OUTLIER = "energy_outlier"  # quarantine reason decided at the merge (it needs the fitted references)
+ENERGY_OUTLIER = (
+    "energy_outlier"  # quarantine reason decided at the merge (it needs the fitted references)
+)
 
 
 @dataclass
@@ -76,7 +89,7 @@ class _InputOrder:
             indices = np.arange(self.offsets[c], self.offsets[c + 1])
             keys = _order(task.directory)["keys"][:, part]
             if selected is not None:
-                mine = selected[self.offsets[c]:self.offsets[c + 1]]
+                mine = selected[self.offsets[c] : self.offsets[c + 1]]
                 indices, keys = indices[mine], keys[mine]
             yield indices, keys
 
@@ -86,12 +99,19 @@ class _InputOrder:
         directory, split = self.tasks[c].directory, self.splits[order["split"][i - self.offsets[c]]]
         local = int(order["local"][i - self.offsets[c]])
         summary = _summary(directory, split)
-        return {"frame_id": str(summary["frame_id"][local]), "file": str(summary["source_file"][local]),
-                "record": str(summary["record"][local]), "directory": directory, "split": split,
-                "offset": int(summary["offset"][local])}
+        return {
+            "frame_id": str(summary["frame_id"][local]),
+            "file": str(summary["source_file"][local]),
+            "record": str(summary["record"][local]),
+            "directory": directory,
+            "split": split,
+            "offset": int(summary["offset"][local]),
+        }
 
 
-def _decide(tasks: list[ChunkTask], config: PrepConfig, scratch: Path) -> tuple[dict, int, list[dict]]:
+def _decide(
+    tasks: list[ChunkTask], config: PrepConfig, scratch: Path
+) -> tuple[dict, int, list[dict]]:
     """Keep masks per (chunk, split), the number of duplicates (their lines written to scratch/DUPLICATES_NAME),
     and duplicate_frame_id quarantine lines. Memory: one byte per frame and one bucket of keys."""
     splits = list(config.split)
@@ -105,28 +125,57 @@ def _decide(tasks: list[ChunkTask], config: PrepConfig, scratch: Path) -> tuple[
     with open(scratch / DUPLICATES_NAME, "w") as fh:
         for i, first in zip(repeated.tolist(), owner.tolist()):
             me, kept = order.locate(i), order.locate(first)
-            fh.write(json.dumps({"file": me["file"], "record": me["record"], "frame_id": me["frame_id"],
-                                 "duplicate_of": {"file": kept["file"], "record": kept["record"],
-                                                  "frame_id": kept["frame_id"]}}, sort_keys=True) + "\n")
-    reused, first_use = duplicates_in_buckets(order.keys(slice(KEY_BYTES, None), unique), int(unique.sum()), scratch)
+            fh.write(
+                json.dumps(
+                    {
+                        "file": me["file"],
+                        "record": me["record"],
+                        "frame_id": me["frame_id"],
+                        "duplicate_of": {
+                            "file": kept["file"],
+                            "record": kept["record"],
+                            "frame_id": kept["frame_id"],
+                        },
+                    },
+                    sort_keys=True,
+                )
+                + "\n"
+            )
+    reused, first_use = duplicates_in_buckets(
+        order.keys(slice(KEY_BYTES, None), unique), int(unique.sum()), scratch
+    )
     id_quarantine = []
     for i, first in zip(reused.tolist(), first_use.tolist()):
         me, earlier = order.locate(i), order.locate(first)
         frame = decode_frame(read_record(me["directory"], me["split"], me["offset"]))
-        id_quarantine.append(quarantine_entry(me["file"], me["record"], "duplicate_frame_id",
-                                              f"frame_id {me['frame_id']!r} already used by {earlier['file']}:"
-                                              f"{earlier['record']}", frame))
+        id_quarantine.append(
+            quarantine_entry(
+                me["file"],
+                me["record"],
+                "duplicate_frame_id",
+                f"frame_id {me['frame_id']!r} already used by {earlier['file']}:"
+                f"{earlier['record']}",
+                frame,
+            )
+        )
     keep = unique
     keep[reused] = False
     masks = {}
     for c, task in enumerate(tasks):
-        split_of, kept = _order(task.directory)["split"], keep[order.offsets[c]:order.offsets[c + 1]]
+        split_of, kept = (
+            _order(task.directory)["split"],
+            keep[order.offsets[c] : order.offsets[c + 1]],
+        )
         for s, split in enumerate(splits):
-            masks[c, split] = kept[split_of == s]  # a split's frames of a chunk are staged in input order
+            masks[c, split] = kept[
+                split_of == s
+            ]  # a split's frames of a chunk are staged in input order
     return masks, len(repeated), id_quarantine
 
 
-def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, rounds: int = 3) -> list[dict]:
+def _energy_outliers(
+    tasks: list[ChunkTask], masks: dict, config: PrepConfig, rounds: int = 3
+) -> list[dict]:
     """Quarantine kept frames whose per-atom energy residual against the element references (their source's,
     when frames carry several sources) lies more than config.max_energy_residual eV/atom from the mean
     residual of the train split. The references are refitted without the outliers until nothing changes (at
@@ -136,6 +185,7 @@ def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, ro
     stat_split = "train" if "train" in config.split else splits[0]
     refused: dict[tuple[int, str], np.ndarray] = {}
     for _ in range(rounds):
+
         def batches():
             for c, task in enumerate(tasks):
                 yield load_summary(task.directory, stat_split), masks[c, stat_split]
@@ -152,7 +202,11 @@ def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, ro
         for c, task in enumerate(tasks):
             for split in splits:
                 residual = per_atom_residuals(load_summary(task.directory, split), refs, by_source)
-                bad = masks[c, split] & np.isfinite(residual) & (np.abs(residual - centre) > config.max_energy_residual)
+                bad = (
+                    masks[c, split]
+                    & np.isfinite(residual)
+                    & (np.abs(residual - centre) > config.max_energy_residual)
+                )
                 if bad.any():
                     masks[c, split] = masks[c, split] & ~bad
                     refused[c, split] = refused.get((c, split), np.zeros_like(bad)) | bad
@@ -165,22 +219,31 @@ def _energy_outliers(tasks: list[ChunkTask], masks: dict, config: PrepConfig, ro
         residual = per_atom_residuals(summary, refs, by_source)
         for i in np.flatnonzero(bad):
             frame = decode_frame(read_record(tasks[c].directory, split, int(summary["offset"][i])))
-            lines.append(quarantine_entry(str(summary["source_file"][i]), str(summary["record"][i]), ENERGY_OUTLIER,
-                                          f"per-atom energy residual {residual[i] - centre:+.4g} eV/atom against the "
-                                          f"element references exceeds the bound {config.max_energy_residual:g}",
-                                          frame))
+            lines.append(
+                quarantine_entry(
+                    str(summary["source_file"][i]),
+                    str(summary["record"][i]),
+                    ENERGY_OUTLIER,
+                    f"per-atom energy residual {residual[i] - centre:+.4g} eV/atom against the "
+                    f"element references exceeds the bound {config.max_energy_residual:g}",
+                    frame,
+                )
+            )
     return lines
 
 
-def _write_split(out: Path, tasks: list[ChunkTask], split: str, masks: dict, config: PrepConfig,
-                 bar: tqdm) -> list[ShardInfo]:
+def _write_split(
+    out: Path, tasks: list[ChunkTask], split: str, masks: dict, config: PrepConfig, bar: tqdm
+) -> list[ShardInfo]:
     shards: list[ShardInfo] = []
     buffer = []
 
     def flush() -> None:
         index = len(shards) // len(config.containers)
         for container in config.containers:
-            shards.append(write_shard(out, shard_name(container, split, index), container, split, buffer))
+            shards.append(
+                write_shard(out, shard_name(container, split, index), container, split, buffer)
+            )
         bar.update(len(buffer))
         buffer.clear()
 
@@ -207,18 +270,28 @@ def _write_lines(path: Path, sources: list[Path], extra: list[dict]) -> None:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig, out_dir: str | Path,
-          reader_info: dict[str, Any], extra: dict[str, Any]) -> MergeReport:
+def merge(
+    tasks: list[ChunkTask],
+    results: list[ChunkResult],
+    config: PrepConfig,
+    out_dir: str | Path,
+    reader_info: dict[str, Any],
+    extra: dict[str, Any],
+) -> MergeReport:
     """Merge finished chunks into the dataset at `out_dir` and save its manifest."""
     out = Path(out_dir)
-    (out / MANIFEST_NAME).unlink(missing_ok=True)  # the dataset is incomplete until the new manifest lands
+    (out / MANIFEST_NAME).unlink(
+        missing_ok=True
+    )  # the dataset is incomplete until the new manifest lands
     for container in ("lmdb", "wds"):
         shutil.rmtree(out / container, ignore_errors=True)
     _summary.cache_clear()
     _order.cache_clear()
     scratch = Path(tempfile.mkdtemp(prefix="merge-", dir=tasks[0].work_dir if tasks else out))
     masks, duplicates, id_quarantine = _decide(tasks, config, scratch)
-    outliers = _energy_outliers(tasks, masks, config) if config.max_energy_residual is not None else []
+    outliers = (
+        _energy_outliers(tasks, masks, config) if config.max_energy_residual is not None else []
+    )
     kept = int(sum(m.sum() for m in masks.values()))
     shards: list[ShardInfo] = []
     per_split = {}
@@ -248,17 +321,40 @@ def merge(tasks: list[ChunkTask], results: list[ChunkResult], config: PrepConfig
         quarantined["duplicate_frame_id"] = len(id_quarantine)
     if outliers:
         quarantined[ENERGY_OUTLIER] = len(outliers)
-    _write_lines(out / QUARANTINE_NAME, [t.directory / QUARANTINE_NAME for t in tasks], id_quarantine + outliers)
+    _write_lines(
+        out / QUARANTINE_NAME,
+        [t.directory / QUARANTINE_NAME for t in tasks],
+        id_quarantine + outliers,
+    )
     _write_lines(out / DUPLICATES_NAME, [scratch / DUPLICATES_NAME], [])
     shutil.rmtree(scratch)
     manifest = Manifest(
-        shards=shards, elements=sorted(int(z) for z in elements), statistics=statistics,
-        element_references=references, reader=reader_info,
-        quarantine={"total": sum(quarantined.values()), "by_reason": dict(sorted(quarantined.items())),
-                    "file": QUARANTINE_NAME},
-        dedup={"enabled": config.dedup, "tolerance_A": config.dedup_tolerance, "duplicates": duplicates,
-               "kept": "first in input order", "file": DUPLICATES_NAME},
-        split_ratios=dict(config.split), extra=extra)
+        shards=shards,
+        elements=sorted(int(z) for z in elements),
+        statistics=statistics,
+        element_references=references,
+        reader=reader_info,
+        quarantine={
+            "total": sum(quarantined.values()),
+            "by_reason": dict(sorted(quarantined.items())),
+            "file": QUARANTINE_NAME,
+        },
+        dedup={
+            "enabled": config.dedup,
+            "tolerance_A": config.dedup_tolerance,
+            "duplicates": duplicates,
+            "kept": "first in input order",
+            "file": DUPLICATES_NAME,
+        },
+        split_ratios=dict(config.split),
+        extra=extra,
+    )
     manifest.save(out)
-    return MergeReport(manifest, records=sum(r.records for r in results), kept=kept, duplicates=duplicates,
-                       quarantined=quarantined, per_split=per_split)
+    return MergeReport(
+        manifest,
+        records=sum(r.records for r in results),
+        kept=kept,
+        duplicates=duplicates,
+        quarantined=quarantined,
+        per_split=per_split,
+    )

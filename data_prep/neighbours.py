@@ -38,9 +38,17 @@ def complete_cell(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
 def inverse_3x3(m: np.ndarray) -> np.ndarray:
     """Inverse of a 3x3 matrix by cofactors (much cheaper than np.linalg.inv for one small matrix)."""
     (a, b, c), (d, e, f), (g, h, i) = m.tolist()
-    co = [e * i - f * h, c * h - b * i, b * f - c * e,
-          f * g - d * i, a * i - c * g, c * d - a * f,
-          d * h - e * g, b * g - a * h, a * e - b * d]
+    co = [
+        e * i - f * h,
+        c * h - b * i,
+        b * f - c * e,
+        f * g - d * i,
+        a * i - c * g,
+        c * d - a * f,
+        d * h - e * g,
+        b * g - a * h,
+        a * e - b * d,
+    ]
     det = a * co[0] + b * co[3] + c * co[6]
     if det == 0.0:
         raise np.linalg.LinAlgError("singular cell")
@@ -66,9 +74,15 @@ def image_shifts(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
     return float(np.prod(2.0 * (np.floor(cutoff * spacing_inv) + 1.0) + 1.0))
 
 
-def _images(frac: np.ndarray, basis: np.ndarray, periodic: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    shifts = np.array(list(itertools.product(*(range(-r, r + 1) if p else (0,) for r, p in zip(reach, periodic)))),
-                      dtype=np.float64)
+def _images(
+    frac: np.ndarray, basis: np.ndarray, periodic: np.ndarray, reach: np.ndarray
+) -> np.ndarray:
+    shifts = np.array(
+        list(
+            itertools.product(*(range(-r, r + 1) if p else (0,) for r, p in zip(reach, periodic)))
+        ),
+        dtype=np.float64,
+    )
     return ((frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)) @ basis
 
 
@@ -100,7 +114,9 @@ def closest_pair(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     return best if best < cutoff else float("inf")
 
 
-def count_neighbours(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> int:
+def count_neighbours(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> int:
     """Number of ordered pairs (i, j, image) closer than `cutoff`: the sum over atoms of their neighbours."""
     periodic = np.asarray(pbc, dtype=bool)
     positions = np.asarray(positions, dtype=np.float64)

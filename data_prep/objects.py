@@ -15,19 +15,20 @@ data forces / stress kBar VASP sign); Structure -> pymatgen's AseAtomsAdaptor, l
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-
-from foundation.config import from_dict
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.pipeline import WORK_NAME, PrepResult, check_out_dir, run_prep
 from foundation.data_prep.readers.alexandria import frame_from_entry_dict
 from foundation.data_prep.readers.base import pick_ids
 from foundation.data_prep.readers.records import SUFFIX, record_line
+
+from foundation.config import from_dict
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.schema import Frame
 from foundation.files import atomic_path
@@ -47,11 +48,14 @@ def frame_from_object(obj: Any, name: str, index: int, config: PrepConfig) -> Fr
     if isinstance(obj, Structure):
         obj = _atoms_from_structure(obj)
     if not isinstance(obj, Atoms):
-        raise TypeError(f"a {type(obj).__module__}.{type(obj).__name__} is neither an ase.Atoms nor a pymatgen "
-                        "Structure / ComputedStructureEntry")
+        raise TypeError(
+            f"a {type(obj).__module__}.{type(obj).__name__} is neither an ase.Atoms nor a pymatgen "
+            "Structure / ComputedStructureEntry"
+        )
     structure_id, frame_id = pick_ids(obj.info, name, index, config)
-    return frame_from_atoms(obj, frame_id=frame_id, structure_id=structure_id,
-                            source=str(obj.info.get("source", "")))
+    return frame_from_atoms(
+        obj, frame_id=frame_id, structure_id=structure_id, source=str(obj.info.get("source", ""))
+    )
 
 
 def _atoms_from_structure(structure: Any) -> Atoms:
@@ -59,9 +63,11 @@ def _atoms_from_structure(structure: Any) -> Atoms:
 
     atoms = AseAtomsAdaptor.get_atoms(structure)
     forces = structure.site_properties.get("forces")
-    results = {"energy": structure.properties.get("energy"),
-               "forces": None if forces is None else np.asarray(forces, dtype=np.float64),
-               "stress": structure.properties.get("stress")}
+    results = {
+        "energy": structure.properties.get("energy"),
+        "forces": None if forces is None else np.asarray(forces, dtype=np.float64),
+        "stress": structure.properties.get("stress"),
+    }
     atoms.calc = SinglePointCalculator(atoms, **{k: v for k, v in results.items() if v is not None})
     return atoms
 
@@ -75,20 +81,28 @@ def stage_objects(objects: Iterable[Any], path: Path, config: PrepConfig) -> int
             try:
                 fh.write(record_line(index, frame=frame_from_object(obj, name, index, config)))
             except Exception as exc:  # quarantined by the pipeline as parse_error, with its index
-                fh.write(record_line(index, error=f"{type(exc).__name__}: {exc}", raw=repr(obj)[:4000]))
+                fh.write(
+                    record_line(index, error=f"{type(exc).__name__}: {exc}", raw=repr(obj)[:4000])
+                )
             count += 1
     return count
 
 
-def prep_objects(objects: Iterable[Any], *, out: str, name: str = "objects", **options: Any) -> PrepResult:
+def prep_objects(
+    objects: Iterable[Any], *, out: str, name: str = "objects", **options: Any
+) -> PrepResult:
     """Prepare a dataset at `out` from in-memory objects; `options` are PrepConfig fields (`foundation prep`'s
     options, e.g. source="my-dft-pbe", container="both", shard_size=..., split={...}); `source` tags every frame
     (else each Atoms' info["source"]). Frame ids default to NAME:INDEX. Returns what `run_prep` returns."""
     if {"inputs", "format"} & set(options):
         raise ValueError("prep_objects takes the objects themselves: no inputs or format option")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ValueError(f"prep_objects: name {name!r} must be letters, digits, '._-' (it names the staged file)")
-    config = from_dict(PrepConfig, {**options, "out": str(out), "format": "records"}, origin="prep_objects options")
+        raise ValueError(
+            f"prep_objects: name {name!r} must be letters, digits, '._-' (it names the staged file)"
+        )
+    config = from_dict(
+        PrepConfig, {**options, "out": str(out), "format": "records"}, origin="prep_objects options"
+    )
     check_out_dir(Path(out))
     staged = Path(out) / WORK_NAME / STAGE_DIR / f"{name}{SUFFIX}"
     with DirectoryLock(out):  # never beside a running prep of the same directory

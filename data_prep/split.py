@@ -10,7 +10,7 @@ import hashlib
 def split_fraction(structure_id: str, salt: str = "") -> float:
     """The structure's position in [0, 1): the first 8 bytes of sha256(salt + id) over 2^64."""
     digest = hashlib.sha256((salt + structure_id).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def assign_split(structure_id: str, ratios: dict[str, float], salt: str = "") -> str:

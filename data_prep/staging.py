@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -19,12 +20,23 @@ _LENGTH = struct.Struct("<I")
 QUARANTINE_NAME = "quarantine.jsonl"
 
 
-def quarantine_entry(file: str, where: int | str, reason: str, message: str, frame: Frame | None = None,
-                     raw: str | None = None) -> dict[str, Any]:
+def quarantine_entry(
+    file: str,
+    where: int | str,
+    reason: str,
+    message: str,
+    frame: Frame | None = None,
+    raw: str | None = None,
+) -> dict[str, Any]:
     """One line of quarantine.jsonl: where the frame came from, why it was refused, and the frame itself
     (its record, base64, when one could be built; else an excerpt of the raw input)."""
-    entry: dict[str, Any] = {"file": file, "record": str(where), "frame_id": None if frame is None else frame.frame_id,
-                             "reason": reason, "message": message}
+    entry: dict[str, Any] = {
+        "file": file,
+        "record": str(where),
+        "frame_id": None if frame is None else frame.frame_id,
+        "reason": reason,
+        "message": message,
+    }
     if frame is not None:
         entry["record_b64"] = base64.b64encode(encode_frame(frame)).decode()
     if raw is not None:
@@ -40,9 +52,26 @@ class SplitWriter:
         self.summary_path = directory / f"{split}.npz"
         self._fh: BinaryIO = open(self.records_path, "wb")
         self._offset = 0
-        self._cols: dict[str, list] = {k: [] for k in (
-            "natoms", "energy", "force_sq", "force_n", "stress_sq", "stress_n", "neighbours",
-            "comp_z", "comp_n", "comp_len", "offset", "frame_id", "source_file", "record", "source")}
+        self._cols: dict[str, list] = {
+            k: []
+            for k in (
+                "natoms",
+                "energy",
+                "force_sq",
+                "force_n",
+                "stress_sq",
+                "stress_n",
+                "neighbours",
+                "comp_z",
+                "comp_n",
+                "comp_len",
+                "offset",
+                "frame_id",
+                "source_file",
+                "record",
+                "source",
+            )
+        }
 
     def add(self, frame: Frame, *, file: str, record: int | str, neighbours: int) -> int:
         """Stage one frame; return its index within this split of the chunk."""
@@ -60,9 +89,9 @@ class SplitWriter:
         c["comp_len"].append(len(z))
         c["natoms"].append(frame.natoms)
         c["energy"].append(np.nan if frame.energy is None else frame.energy)
-        c["force_sq"].append(0.0 if frame.forces is None else float((frame.forces ** 2).sum()))
+        c["force_sq"].append(0.0 if frame.forces is None else float((frame.forces**2).sum()))
         c["force_n"].append(0 if frame.forces is None else frame.forces.size)
-        c["stress_sq"].append(0.0 if frame.stress is None else float((frame.stress ** 2).sum()))
+        c["stress_sq"].append(0.0 if frame.stress is None else float((frame.stress**2).sum()))
         c["stress_n"].append(0 if frame.stress is None else 9)
         c["neighbours"].append(neighbours)
         c["frame_id"].append(frame.frame_id)
@@ -75,9 +104,13 @@ class SplitWriter:
         self._fh.close()
         c = self._cols
         count = len(c["natoms"])
-        arrays = {k: np.asarray(c[k], dtype=np.int64) for k in ("natoms", "force_n", "stress_n",
-                                                              "neighbours", "offset", "comp_len")}
-        arrays.update({k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")})
+        arrays = {
+            k: np.asarray(c[k], dtype=np.int64)
+            for k in ("natoms", "force_n", "stress_n", "neighbours", "offset", "comp_len")
+        }
+        arrays.update(
+            {k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")}
+        )
         for k in ("comp_z", "comp_n"):
             arrays[k] = np.concatenate(c[k]).astype(np.int64) if count else np.zeros(0, np.int64)
         for k in ("frame_id", "source_file", "record", "source"):
@@ -102,10 +135,17 @@ class InputOrder:
         self.keys.append(structure_key + id_key)
 
     def save(self, directory: Path) -> None:
-        keys = np.frombuffer(b"".join(self.keys), dtype=np.uint8).reshape(len(self.keys), -1) if self.keys \
+        keys = (
+            np.frombuffer(b"".join(self.keys), dtype=np.uint8).reshape(len(self.keys), -1)
+            if self.keys
             else np.zeros((0, 32), np.uint8)
-        np.savez(directory / self.NAME, split=np.asarray(self.split, dtype=np.int8),
-                 local=np.asarray(self.local, dtype=np.int32), keys=keys)
+        )
+        np.savez(
+            directory / self.NAME,
+            split=np.asarray(self.split, dtype=np.int8),
+            local=np.asarray(self.local, dtype=np.int32),
+            keys=keys,
+        )
 
 
 def load_order(directory: Path) -> dict[str, np.ndarray]:

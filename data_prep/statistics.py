@@ -14,14 +14,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from ase.data import chemical_symbols
 
 from foundation.data.schema import MAX_ATOMIC_NUMBER
 
-Batches = Callable[[], Iterable[tuple[dict[str, np.ndarray], np.ndarray]]]  # (summary, keep mask) pairs
+Batches = Callable[
+    [], Iterable[tuple[dict[str, np.ndarray], np.ndarray]]
+]  # (summary, keep mask) pairs
 
 
 def composition_matrix(summary: dict[str, np.ndarray]) -> np.ndarray:
@@ -35,7 +37,11 @@ def composition_matrix(summary: dict[str, np.ndarray]) -> np.ndarray:
 
 def _sources(summary: dict[str, np.ndarray]) -> np.ndarray:
     """Each frame's source ("" for chunk outputs staged before summaries recorded it)."""
-    return summary["source"] if "source" in summary else np.full(len(summary["natoms"]), "", dtype="<U1")
+    return (
+        summary["source"]
+        if "source" in summary
+        else np.full(len(summary["natoms"]), "", dtype="<U1")
+    )
 
 
 def fit_element_references(batches: Batches, source: str | None = None) -> dict[int, float]:
@@ -67,8 +73,9 @@ def reference_vector(refs: dict[int, float]) -> np.ndarray:
     return out
 
 
-def per_atom_residuals(summary: dict[str, np.ndarray], refs: np.ndarray,
-                       by_source: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def per_atom_residuals(
+    summary: dict[str, np.ndarray], refs: np.ndarray, by_source: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """(E - sum_Z n_Z ref_Z) / N of every frame of a summary (nan without an energy), with its source's
     references when `by_source` has them, else `refs`."""
     comp = composition_matrix(summary)
@@ -115,7 +122,9 @@ class _Moments:
         return float(np.sqrt(self.m2 / self.n)) if self.n else None
 
 
-def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
+def compute_statistics(
+    batches: Batches, neighbour_cutoff: float
+) -> tuple[dict[str, float], dict[str, float]]:
     """(statistics, element_references by symbol) of the kept frames that `batches` yields, in one streaming pass
     after the reference fits (memory does not grow with the number of frames)."""
     refs = fit_element_references(batches)
@@ -125,7 +134,9 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
     source_residuals = {name: _Moments() for name in by_source}
     residuals, natoms = _Moments(), _Moments()
     frames_by_source: dict[str, int] = {}
-    sums = dict.fromkeys(("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0)
+    sums = dict.fromkeys(
+        ("force_sq", "force_n", "stress_sq", "stress_n", "neighbours", "neighbour_atoms"), 0.0
+    )
     for summary, keep in batches():
         n = summary["natoms"][keep]
         natoms.add(n.astype(np.float64))
@@ -150,9 +161,15 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
         "num_atoms": int(round(natoms.total)),
         "energy_per_atom_mean": residuals.mean if residuals.n else None,
         "energy_per_atom_std": residuals.std(),
-        "force_rms": float(np.sqrt(sums["force_sq"] / sums["force_n"])) if sums["force_n"] else None,
-        "stress_rms": float(np.sqrt(sums["stress_sq"] / sums["stress_n"])) if sums["stress_n"] else None,
-        "mean_neighbours": sums["neighbours"] / sums["neighbour_atoms"] if sums["neighbour_atoms"] else None,
+        "force_rms": float(np.sqrt(sums["force_sq"] / sums["force_n"]))
+        if sums["force_n"]
+        else None,
+        "stress_rms": float(np.sqrt(sums["stress_sq"] / sums["stress_n"]))
+        if sums["stress_n"]
+        else None,
+        "mean_neighbours": sums["neighbours"] / sums["neighbour_atoms"]
+        if sums["neighbour_atoms"]
+        else None,
         "neighbour_cutoff": neighbour_cutoff,
         "neighbour_sampled_atoms": int(sums["neighbour_atoms"]),
         "atoms_per_frame_mean": natoms.mean if natoms.n else None,
@@ -163,7 +180,11 @@ def compute_statistics(batches: Batches, neighbour_cutoff: float) -> tuple[dict[
         "frames_by_source": dict(sorted(frames_by_source.items())),
     }
     if by_source:
-        stats["element_references_by_source"] = {name: {chemical_symbols[z]: e for z, e in sorted(r.items())}
-                                                  for name, r in by_source.items()}
-        stats["energy_per_atom_std_by_source"] = {name: m.std() for name, m in source_residuals.items()}
+        stats["element_references_by_source"] = {
+            name: {chemical_symbols[z]: e for z, e in sorted(r.items())}
+            for name, r in by_source.items()
+        }
+        stats["energy_per_atom_std_by_source"] = {
+            name: m.std() for name, m in source_residuals.items()
+        }
     return stats, {chemical_symbols[z]: e for z, e in sorted(refs.items())}

@@ -13,13 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from foundation.data_prep.neighbours import closest_pair, image_shifts
+
 from foundation.data.schema import Frame, InvalidFrame
 
-REASONS = ("parse_error", "truncated", "non_finite", "shape_mismatch", "unknown_element", "missing_id",
-           "missing_label", "force_too_large", "non_positive_volume", "cell_too_thin", "atoms_too_close",
-           "duplicate_frame_id")
+REASONS = (
+    "parse_error",
+    "truncated",
+    "non_finite",
+    "shape_mismatch",
+    "unknown_element",
+    "missing_id",
+    "missing_label",
+    "force_too_large",
+    "non_positive_volume",
+    "cell_too_thin",
+    "atoms_too_close",
+    "duplicate_frame_id",
+)
 _MIN_VOLUME = 1e-6  # A^3 (A^2, A for 2 or 1 periodic axes)
 # Atoms x periodic image shifts that one frame's pair searches may build (about 100 MB of coordinates and tree).
 # A skewed or nearly flat cell has lattice planes far closer than the cutoff and would need millions of shifts.
@@ -43,8 +54,14 @@ def periodic_measure(cell: np.ndarray, pbc: np.ndarray) -> float:
     return float(np.sqrt(max(np.linalg.det(vectors @ vectors.T), 0.0)))
 
 
-def check_frame(frame: Frame, *, required: list[str] | tuple[str, ...], max_force: float,
-                min_distance: float, neighbour_cutoff: float = 0.0) -> Rejection | None:
+def check_frame(
+    frame: Frame,
+    *,
+    required: list[str] | tuple[str, ...],
+    max_force: float,
+    min_distance: float,
+    neighbour_cutoff: float = 0.0,
+) -> Rejection | None:
     """The first rule a frame breaks, or None. `neighbour_cutoff`: the largest cutoff a pair search of this frame
     will use later (the neighbour statistic), bounded here with min_distance."""
     try:
@@ -55,22 +72,32 @@ def check_frame(frame: Frame, *, required: list[str] | tuple[str, ...], max_forc
     if missing:
         return Rejection("missing_label", f"required label(s) {', '.join(missing)} absent")
     if frame.forces is not None and max_force > 0:
-        largest = float(np.sqrt((frame.forces ** 2).sum(axis=1).max()))
+        largest = float(np.sqrt((frame.forces**2).sum(axis=1).max()))
         if largest > max_force:
-            return Rejection("force_too_large", f"largest |F| {largest:.4g} eV/A exceeds the bound {max_force:g}")
+            return Rejection(
+                "force_too_large", f"largest |F| {largest:.4g} eV/A exceeds the bound {max_force:g}"
+            )
     measure = periodic_measure(frame.cell, frame.pbc)
     if measure <= _MIN_VOLUME:
-        return Rejection("non_positive_volume", f"periodic cell volume (area/length) is {measure:.4g}")
+        return Rejection(
+            "non_positive_volume", f"periodic cell volume (area/length) is {measure:.4g}"
+        )
     cutoff = max(min_distance, neighbour_cutoff)
     if cutoff > 0:
         shifts = image_shifts(frame.cell, frame.pbc, cutoff)
         if shifts * frame.natoms > MAX_IMAGE_POINTS:
-            return Rejection("cell_too_thin", f"cell too thin for the cutoff: {cutoff:g} A reaches {shifts:.3g} "
-                                              f"periodic images of each of {frame.natoms} atoms (more than "
-                                              f"{MAX_IMAGE_POINTS} image points per frame)")
+            return Rejection(
+                "cell_too_thin",
+                f"cell too thin for the cutoff: {cutoff:g} A reaches {shifts:.3g} "
+                f"periodic images of each of {frame.natoms} atoms (more than "
+                f"{MAX_IMAGE_POINTS} image points per frame)",
+            )
     if min_distance > 0:
         closest = closest_pair(frame.positions, frame.cell, frame.pbc, min_distance)
         if closest < min_distance:
-            return Rejection("atoms_too_close", f"two atoms (or periodic images) are {closest:.4g} A apart, "
-                                                f"closer than {min_distance:g} A")
+            return Rejection(
+                "atoms_too_close",
+                f"two atoms (or periodic images) are {closest:.4g} A apart, "
+                f"closer than {min_distance:g} A",
+            )
     return None

@@ -25,8 +25,10 @@ def checkpoint_kind(path: str | os.PathLike) -> str:
         return "release"
     if RunLayout(path).is_run():
         return "run"
-    raise FileNotFoundError(f"{path}: neither a run directory (config.yaml and best/ or last/{MODEL_WEIGHTS}) "
-                            f"nor a release directory (release.json and SHA256SUMS)")
+    raise FileNotFoundError(
+        f"{path}: neither a run directory (config.yaml and best/ or last/{MODEL_WEIGHTS}) "
+        f"nor a release directory (release.json and SHA256SUMS)"
+    )
 
 
 def weights_dir(path: str | os.PathLike, which: str = "best") -> Path:
@@ -41,7 +43,9 @@ def weights_dir(path: str | os.PathLike, which: str = "best") -> Path:
     raise FileNotFoundError(f"{path}: no {which}/{MODEL_WEIGHTS} with {MODEL_META}")
 
 
-def pretraining_manifest(run_config: dict[str, Any], base: Path | None = None) -> dict[str, str | None]:
+def pretraining_manifest(
+    run_config: dict[str, Any], base: Path | None = None
+) -> dict[str, str | None]:
     """{path, sha256} of manifest.json of the run config's data.path (sha256 None when it is not here)."""
     data_path = (run_config.get("data") or {}).get("path")
     if not data_path:
@@ -49,7 +53,10 @@ def pretraining_manifest(run_config: dict[str, Any], base: Path | None = None) -
     candidates = [Path(data_path)] + ([base / data_path] if base is not None else [])
     for candidate in candidates:
         if (candidate / MANIFEST_NAME).is_file():
-            return {"path": str(candidate.resolve()), "sha256": sha256_file(candidate / MANIFEST_NAME)}
+            return {
+                "path": str(candidate.resolve()),
+                "sha256": sha256_file(candidate / MANIFEST_NAME),
+            }
     return {"path": str(data_path), "sha256": None}
 
 
@@ -62,16 +69,25 @@ def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[st
     path = Path(path).resolve()
     kind = checkpoint_kind(path)
     wdir = weights_dir(path, which)
-    info: dict[str, Any] = {"path": str(path), "kind": kind, "which": wdir.name if kind == "run" else "release",
-                            "weights": str(wdir / MODEL_WEIGHTS), "sha256": sha256_file(wdir / MODEL_WEIGHTS)}
+    info: dict[str, Any] = {
+        "path": str(path),
+        "kind": kind,
+        "which": wdir.name if kind == "run" else "release",
+        "weights": str(wdir / MODEL_WEIGHTS),
+        "sha256": sha256_file(wdir / MODEL_WEIGHTS),
+    }
     meta = json.loads((wdir / MODEL_META).read_text()) if (wdir / MODEL_META).is_file() else {}
-    info["validation"] = meta.get("val") or {}  # the run's validation metrics (with baselines since they exist)
+    info["validation"] = (
+        meta.get("val") or {}
+    )  # the run's validation metrics (with baselines since they exist)
     if kind == "run":
         info["training_config"] = read_run_config(path)
         info["pretraining_manifest"] = pretraining_manifest(info["training_config"])
     else:
         rel = release_info(path)
-        info["pretraining_manifest"] = rel.get("pretraining_manifest", {"path": None, "sha256": None})
+        info["pretraining_manifest"] = rel.get(
+            "pretraining_manifest", {"path": None, "sha256": None}
+        )
         info["release"] = rel
     return info
 

@@ -32,8 +32,9 @@ class EosFit:
     energies: list[float]
 
 
-def energy_volume_curve(atoms: Atoms, calc: Calculator, volume: float, strain: float,
-                        points: int) -> tuple[np.ndarray, np.ndarray]:
+def energy_volume_curve(
+    atoms: Atoms, calc: Calculator, volume: float, strain: float, points: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Energies of `atoms` scaled isotropically (fractional positions kept) to volumes volume*(1 +- strain)."""
     volumes = volume * np.linspace(1.0 - strain, 1.0 + strain, points)
     energies = []
@@ -45,8 +46,9 @@ def energy_volume_curve(atoms: Atoms, calc: Calculator, volume: float, strain: f
     return volumes, np.asarray(energies, dtype=np.float64)
 
 
-def fit_bulk_modulus(atoms: Atoms, calc: Calculator, *, strain: float = 0.06, points: int = 11,
-                     recentre: bool = True) -> EosFit:
+def fit_bulk_modulus(
+    atoms: Atoms, calc: Calculator, *, strain: float = 0.06, points: int = 11, recentre: bool = True
+) -> EosFit:
     """Birch-Murnaghan fit of E(V) around the cell's volume; when the minimum lies outside the sampled
     range and `recentre` is set, sample once more around the fitted volume. Raises EosFitError."""
     volume = atoms.get_volume()
@@ -55,21 +57,32 @@ def fit_bulk_modulus(atoms: Atoms, calc: Calculator, *, strain: float = 0.06, po
         if not np.all(np.isfinite(energies)):
             raise EosFitError("non_finite_energy", "the potential returned a non-finite energy")
         try:
-            with warnings.catch_warnings():  # ASE warns about what the checks below report as reasons
+            with (
+                warnings.catch_warnings()
+            ):  # ASE warns about what the checks below report as reasons
                 warnings.simplefilter("ignore")
                 v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
         except Exception as exc:  # ASE raises RuntimeError/ValueError/LinAlgError on bad curves
             raise EosFitError("fit_failed", f"Birch-Murnaghan fit failed: {exc}") from exc
         if not (np.isfinite(v0) and np.isfinite(b)) or b <= 0:
-            raise EosFitError("no_minimum", f"E(V) has no minimum (B = {b:.3g} eV/A^3, V0 = {v0:.3g} A^3)")
+            raise EosFitError(
+                "no_minimum", f"E(V) has no minimum (B = {b:.3g} eV/A^3, V0 = {v0:.3g} A^3)"
+            )
         inside = volumes[0] <= v0 <= volumes[-1]
         if inside:
             break
         if attempt == 0 and recentre and 0.5 * volume < v0 < 2.0 * volume:
             volume = float(v0)
             continue
-        raise EosFitError("minimum_outside_range",
-                          f"fitted V0 {v0:.3f} A^3 lies outside the sampled {volumes[0]:.3f}-{volumes[-1]:.3f} A^3")
+        raise EosFitError(
+            "minimum_outside_range",
+            f"fitted V0 {v0:.3f} A^3 lies outside the sampled {volumes[0]:.3f}-{volumes[-1]:.3f} A^3",
+        )
     n = len(atoms)
-    return EosFit(v0_per_atom=float(v0) / n, e0=float(e0), bulk_modulus=float(b) / GPa,
-                  volumes=[float(v) / n for v in volumes], energies=[float(e) for e in energies])
+    return EosFit(
+        v0_per_atom=float(v0) / n,
+        e0=float(e0),
+        bulk_modulus=float(b) / GPa,
+        volumes=[float(v) / n for v in volumes],
+        energies=[float(e) for e in energies],
+    )

@@ -12,29 +12,38 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from foundation.evals.config import PropertyFinetuneConfig
 from foundation.evals.metrics import mae, property_baselines, regression_metrics
 from foundation.evals.tasks.common import PropertyTask, training_subset
+from torch import nn
+
 from foundation.config import to_dict
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
 from foundation.models import HeadsConfig, ModelConfig, Potential, PropertyHeadConfig
 from foundation.train.finetune import freeze_parameters
 
-
 # Pre-trained weights that carry over into the property model besides the backbone: the energy head's per-atom
 # MLP has the property head's shape (hidden -> hidden/2 -> 1), so it starts the head unless head_init is "fresh".
 HEAD_SOURCES = {"property_head.mlp.": "energy_head.mlp."}
 
 
-def property_model(template: ModelConfig, property_name: str, pooling: str, pretrained: Potential | None = None,
-                   head_init: str = "pretrained") -> tuple[Potential, list[str]]:
+def property_model(
+    template: ModelConfig,
+    property_name: str,
+    pooling: str,
+    pretrained: Potential | None = None,
+    head_init: str = "pretrained",
+) -> tuple[Potential, list[str]]:
     """(the template's backbone with only a property head, names of the tensors copied from `pretrained`):
     every backbone weight, and the energy head's MLP into the property head unless head_init is "fresh"."""
-    heads = HeadsConfig(energy=False, forces="none", stress="none", denoise="none",
-                        property=PropertyHeadConfig(name=property_name, pooling=pooling))
+    heads = HeadsConfig(
+        energy=False,
+        forces="none",
+        stress="none",
+        denoise="none",
+        property=PropertyHeadConfig(name=property_name, pooling=pooling),
+    )
     model = Potential(ModelConfig(backbone=to_dict(template.backbone), heads=heads))
     if pretrained is None:
         return model, []
@@ -44,7 +53,7 @@ def property_model(template: ModelConfig, property_name: str, pooling: str, pret
     if head_init == "pretrained":
         for dest, origin in HEAD_SOURCES.items():
             for name in [k for k in target if k.startswith(dest)]:
-                donor = origin + name[len(dest):]
+                donor = origin + name[len(dest) :]
                 if donor in source and source[donor].shape == target[name].shape:
                     state[name] = source[donor]
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -54,32 +63,62 @@ def property_model(template: ModelConfig, property_name: str, pooling: str, pret
     return model, sorted(state)
 
 
-def _optimizer(model: nn.Module, cfg: PropertyFinetuneConfig, backbone_lr: float) -> torch.optim.Optimizer:
-    groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")],
-               "lr": backbone_lr},
-              {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")],
-               "lr": cfg.lr}]
+def _optimizer(
+    model: nn.Module, cfg: PropertyFinetuneConfig, backbone_lr: float
+) -> torch.optim.Optimizer:
+    groups = [
+        {
+            "params": [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and n.startswith("backbone.")
+            ],
+            "lr": backbone_lr,
+        },
+        {
+            "params": [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and not n.startswith("backbone.")
+            ],
+            "lr": cfg.lr,
+        },
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: PropertyFinetuneConfig):
     """The epoch schedule both arms share: halve on a validation plateau, cosine to 1% over max_epochs, or none."""
     if cfg.schedule == "plateau":
-        patience = cfg.plateau_patience if cfg.plateau_patience is not None else max(cfg.patience // 3, 1)
+        patience = (
+            cfg.plateau_patience if cfg.plateau_patience is not None else max(cfg.patience // 3, 1)
+        )
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=patience)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs,
-                                                          eta_min=0.01 * min(g["lr"] for g in opt.param_groups))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=cfg.max_epochs, eta_min=0.01 * min(g["lr"] for g in opt.param_groups)
+        )
     return None
 
 
-def _batches(frames: list[Frame], order: np.ndarray, size: int, model: Potential, prop: str,
-             device: torch.device) -> list[Any]:
+def _batches(
+    frames: list[Frame],
+    order: np.ndarray,
+    size: int,
+    model: Potential,
+    prop: str,
+    device: torch.device,
+) -> list[Any]:
     """Graph batches of frames[order] in chunks of `size` (graphs built once, reused every epoch)."""
     out = []
     for start in range(0, len(order), size):
-        batch = collate_frames([frames[i] for i in order[start:start + size]], model.cutoff,
-                               max_neighbours=model.max_neighbours, dtype=model.dtype, properties=(prop,))
+        batch = collate_frames(
+            [frames[i] for i in order[start : start + size]],
+            model.cutoff,
+            max_neighbours=model.max_neighbours,
+            dtype=model.dtype,
+            properties=(prop,),
+        )
         out.append(batch.to(device))
     return out
 
@@ -87,35 +126,61 @@ def _batches(frames: list[Frame], order: np.ndarray, size: int, model: Potential
 _TEST_BATCHES: dict[tuple, list[Any]] = {}  # the last test folds' graph batches of this process
 
 
-def fold_test_batches(task: PropertyTask, fold: int, size: int, model: Potential, device: torch.device) -> list[Any]:
+def fold_test_batches(
+    task: PropertyTask, fold: int, size: int, model: Potential, device: torch.device
+) -> list[Any]:
     """Graph batches of a whole test fold, built once per process and reused by every unit that scores it (all
     sizes, seeds and arms of a learning curve score the same fold: with units run in one process, the test graphs
     are built once instead of per unit). At most two folds are kept."""
-    key = (task.name, len(task.frames), fold, size, model.cutoff, model.max_neighbours, model.dtype, str(device))
+    key = (
+        task.name,
+        len(task.frames),
+        fold,
+        size,
+        model.cutoff,
+        model.max_neighbours,
+        model.dtype,
+        str(device),
+    )
     if key not in _TEST_BATCHES:
         while len(_TEST_BATCHES) >= 2:
             _TEST_BATCHES.pop(next(iter(_TEST_BATCHES)))
-        _TEST_BATCHES[key] = _batches(task.frames, task.folds[fold][1], size, model, task.property, device)
+        _TEST_BATCHES[key] = _batches(
+            task.frames, task.folds[fold][1], size, model, task.property, device
+        )
     return _TEST_BATCHES[key]
 
 
 def _predict(model: Potential, batches: list[Any], mean: float, std: float) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        parts = [model(b, compute=("property",))["property"].double().cpu().numpy() for b in batches]
+        parts = [
+            model(b, compute=("property",))["property"].double().cpu().numpy() for b in batches
+        ]
     return np.concatenate(parts) * std + mean if parts else np.zeros(0)
 
 
-def inner_split(train_idx: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inner_split(
+    train_idx: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(inner train, validation) carved from a training fold; the same for both variants of a seed."""
     perm = np.random.default_rng(seed).permutation(train_idx)
     n_val = max(1, int(round(val_fraction * len(perm))))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetuneConfig, template: ModelConfig,
-                 pretrained: Potential | None, *, size: int | None = None, backbone_lr: float | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
+def run_finetune(
+    task: PropertyTask,
+    fold: int,
+    seed: int,
+    cfg: PropertyFinetuneConfig,
+    template: ModelConfig,
+    pretrained: Potential | None,
+    *,
+    size: int | None = None,
+    backbone_lr: float | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Train on `size` structures of the fold's training set (less its inner validation split), stop early on
     the validation MAE, score the whole test fold with the best epoch's weights. `pretrained=None` gives the
     scratch twin; `backbone_lr` (default cfg.backbone_lr, else cfg.lr) is the same rule for both arms."""
@@ -131,7 +196,9 @@ def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetune
     dev = torch.device(device)
     model.to(dev)
     rng = np.random.default_rng(seed + 1)
-    train_batches = _batches(task.frames, rng.permutation(inner), cfg.batch_size, model, task.property, dev)
+    train_batches = _batches(
+        task.frames, rng.permutation(inner), cfg.batch_size, model, task.property, dev
+    )
     val_batches = _batches(task.frames, val, cfg.batch_size, model, task.property, dev)
     test = fold_test_batches(task, fold, cfg.batch_size, model, dev)
     if backbone_lr is None:
@@ -159,40 +226,80 @@ def run_finetune(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetune
             sched.step(val_mae)
         elif sched is not None:
             sched.step()
-        curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae,
-                      "lr": opt.param_groups[-1]["lr"]})
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_mae": val_mae,
+                "lr": opt.param_groups[-1]["lr"],
+            }
+        )
         if val_mae < best[0]:
             best = (val_mae, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= cfg.patience:
             break
     model.load_state_dict(best[2])
     pred = _predict(model, test, mean, std)
-    return {"kind": "finetune", "metrics": regression_metrics(targets[test_idx], pred),
-            "baselines": property_baselines(targets[train_idx], targets[test_idx]),
-            "predictions": {"ids": [task.frames[i].structure_id for i in test_idx],
-                            "y_true": targets[test_idx].tolist(), "y_pred": pred.tolist()},
-            "curve": curve, "best_epoch": best[1], "best_val_mae": best[0], "epochs_run": len(curve),
-            "n_train": int(len(inner)), "n_val": int(len(val)), "n_test": int(len(test_idx)),
-            "n_train_fold": int(len(train_all)), "size": size, "backbone_lr": backbone_lr,
-            "copied_tensors": len(copied), "head_copied": any(k.startswith("property_head.") for k in copied),
-            "frozen_tensors": frozen,
-            "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-            "target_mean": mean, "target_std": std, "seconds": time.perf_counter() - start}
+    return {
+        "kind": "finetune",
+        "metrics": regression_metrics(targets[test_idx], pred),
+        "baselines": property_baselines(targets[train_idx], targets[test_idx]),
+        "predictions": {
+            "ids": [task.frames[i].structure_id for i in test_idx],
+            "y_true": targets[test_idx].tolist(),
+            "y_pred": pred.tolist(),
+        },
+        "curve": curve,
+        "best_epoch": best[1],
+        "best_val_mae": best[0],
+        "epochs_run": len(curve),
+        "n_train": int(len(inner)),
+        "n_val": int(len(val)),
+        "n_test": int(len(test_idx)),
+        "n_train_fold": int(len(train_all)),
+        "size": size,
+        "backbone_lr": backbone_lr,
+        "copied_tensors": len(copied),
+        "head_copied": any(k.startswith("property_head.") for k in copied),
+        "frozen_tensors": frozen,
+        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+        "target_mean": mean,
+        "target_std": std,
+        "seconds": time.perf_counter() - start,
+    }
 
 
-def run_finetune_selected(task: PropertyTask, fold: int, seed: int, cfg: PropertyFinetuneConfig, template: ModelConfig,
-                          pretrained: Potential | None, *, size: int | None = None,
-                          device: str = "cpu") -> dict[str, Any]:
+def run_finetune_selected(
+    task: PropertyTask,
+    fold: int,
+    seed: int,
+    cfg: PropertyFinetuneConfig,
+    template: ModelConfig,
+    pretrained: Potential | None,
+    *,
+    size: int | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """run_finetune, with the backbone learning rate picked from cfg.backbone_lr_grid (when set) by the lowest
     inner-validation MAE: one full run per candidate, the chosen run's test score reported, every candidate's
     validation MAE listed under "selection" (the test fold plays no part in the choice)."""
     if not cfg.backbone_lr_grid:
         return run_finetune(task, fold, seed, cfg, template, pretrained, size=size, device=device)
-    runs = [run_finetune(task, fold, seed, cfg, template, pretrained, size=size, backbone_lr=lr, device=device)
-            for lr in cfg.backbone_lr_grid]
+    runs = [
+        run_finetune(
+            task, fold, seed, cfg, template, pretrained, size=size, backbone_lr=lr, device=device
+        )
+        for lr in cfg.backbone_lr_grid
+    ]
     chosen = min(runs, key=lambda r: (not np.isfinite(r["best_val_mae"]), r["best_val_mae"]))
     chosen = dict(chosen)
-    chosen["selection"] = [{"backbone_lr": r["backbone_lr"], "best_val_mae": r["best_val_mae"],
-                            "best_epoch": r["best_epoch"]} for r in runs]
+    chosen["selection"] = [
+        {
+            "backbone_lr": r["backbone_lr"],
+            "best_val_mae": r["best_val_mae"],
+            "best_epoch": r["best_epoch"],
+        }
+        for r in runs
+    ]
     chosen["seconds"] = float(sum(r["seconds"] for r in runs))
     return chosen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,8 +42,12 @@ def r2(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
 
 def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
     """{'mae', 'rmse', 'r2', 'n'} of one fold's test predictions."""
-    return {"mae": mae(y_true, y_pred), "rmse": rmse(y_true, y_pred), "r2": r2(y_true, y_pred),
-            "n": int(np.asarray(y_true).size)}
+    return {
+        "mae": mae(y_true, y_pred),
+        "rmse": rmse(y_true, y_pred),
+        "r2": r2(y_true, y_pred),
+        "n": int(np.asarray(y_true).size),
+    }
 
 
 def mean_std(values: Iterable[float]) -> dict[str, float]:
@@ -54,16 +58,22 @@ def mean_std(values: Iterable[float]) -> dict[str, float]:
     return {"mean": float(v.mean()), "std": float(v.std()), "count": int(v.size)}
 
 
-def aggregate(per_unit: Sequence[Mapping[str, float]], keys: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
+def aggregate(
+    per_unit: Sequence[Mapping[str, float]], keys: Sequence[str] = METRICS
+) -> dict[str, dict[str, float]]:
     """Mean/std of each metric over every (fold, seed) unit, e.g. {'mae': {'mean', 'std', 'count'}}; missing and
     None (non-finite when written) values are left out of the count."""
     return {k: mean_std(u[k] for u in per_unit if u.get(k) is not None) for k in keys}
 
 
-def property_baselines(train_targets: Sequence[float], test_targets: Sequence[float]) -> dict[str, dict[str, float]]:
+def property_baselines(
+    train_targets: Sequence[float], test_targets: Sequence[float]
+) -> dict[str, dict[str, float]]:
     """Metrics of the trivial predictors on a test fold: the training targets' mean and median for every
     structure ({'mean': regression_metrics, 'median': regression_metrics})."""
     train = np.asarray(train_targets, dtype=np.float64)
     test = np.asarray(test_targets, dtype=np.float64)
-    return {name: regression_metrics(test, np.full(test.shape, value))
-            for name, value in (("mean", float(train.mean())), ("median", float(np.median(train))))}
+    return {
+        name: regression_metrics(test, np.full(test.shape, value))
+        for name, value in (("mean", float(train.mean())), ("median", float(np.median(train))))
+    }

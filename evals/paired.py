@@ -4,7 +4,8 @@ and a one-line verdict."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,13 @@ BOOTSTRAP_SEED = 0
 ARMS = (("pretrained", "scratch"), ("probe_pretrained", "probe_random"))
 
 
-def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_interval(
+    values: Sequence[float],
+    *,
+    level: float = 0.95,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` (resampled with replacement); a single value
     gives (value, value)."""
     v = np.asarray(values, dtype=np.float64)
@@ -41,8 +47,9 @@ def verdict(interval: tuple[float, float], pairs: int) -> str:
     return "no detectable effect"
 
 
-def paired_comparison(units: Sequence[Mapping[str, Any]], treatment: str, control: str,
-                      metric: str = "mae") -> list[dict[str, Any]]:
+def paired_comparison(
+    units: Sequence[Mapping[str, Any]], treatment: str, control: str, metric: str = "mae"
+) -> list[dict[str, Any]]:
     """One row per training size: pairs (fold, seed) present in both arms, mean MAE of each arm, the mean
     paired difference treatment - control with its bootstrap 95% interval, the ratio of mean MAEs, the
     verdict. Sizes are ascending with None (the whole training fold) last."""
@@ -50,32 +57,54 @@ def paired_comparison(units: Sequence[Mapping[str, Any]], treatment: str, contro
     for u in units:
         value = (u.get("metrics") or {}).get(metric)
         if u.get("variant") in (treatment, control) and value is not None:
-            cells.setdefault(u.get("size"), {}).setdefault((u["fold"], u["seed"]), {})[u["variant"]] = value
+            cells.setdefault(u.get("size"), {}).setdefault((u["fold"], u["seed"]), {})[
+                u["variant"]
+            ] = value
     rows = []
     for size in sorted(cells, key=lambda s: (s is None, s or 0)):
-        pairs = [(c[treatment], c[control]) for c in cells[size].values() if treatment in c and control in c]
+        pairs = [
+            (c[treatment], c[control])
+            for c in cells[size].values()
+            if treatment in c and control in c
+        ]
         if not pairs:
             continue
         t, c = np.array(pairs).T
         diff = t - c
         interval = bootstrap_interval(diff)
-        n_train = [u.get("n_train", 0) + u.get("n_val", 0) for u in units
-                   if u.get("size") == size and u.get("variant") == treatment]
-        rows.append({"size": size, "n_train_mean": float(np.mean(n_train)) if n_train else None,
-                     "treatment": treatment, "control": control, "pairs": len(pairs),
-                     "treatment_mae": float(t.mean()), "control_mae": float(c.mean()),
-                     "mean_difference": float(diff.mean()), "ci95": list(interval),
-                     "favourable_pairs": int((diff < 0).sum()),
-                     "ratio": float(t.mean() / c.mean()) if c.mean() else None,
-                     "verdict": verdict(interval, len(pairs))})
+        n_train = [
+            u.get("n_train", 0) + u.get("n_val", 0)
+            for u in units
+            if u.get("size") == size and u.get("variant") == treatment
+        ]
+        rows.append(
+            {
+                "size": size,
+                "n_train_mean": float(np.mean(n_train)) if n_train else None,
+                "treatment": treatment,
+                "control": control,
+                "pairs": len(pairs),
+                "treatment_mae": float(t.mean()),
+                "control_mae": float(c.mean()),
+                "mean_difference": float(diff.mean()),
+                "ci95": list(interval),
+                "favourable_pairs": int((diff < 0).sum()),
+                "ratio": float(t.mean() / c.mean()) if c.mean() else None,
+                "verdict": verdict(interval, len(pairs)),
+            }
+        )
     return rows
 
 
 def task_comparisons(units: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Paired rows of every pair of arms present in `units` (fine-tuning, then probes)."""
     present = {u.get("variant") for u in units}
-    return [row for treatment, control in ARMS if {treatment, control} <= present
-            for row in paired_comparison(units, treatment, control)]
+    return [
+        row
+        for treatment, control in ARMS
+        if {treatment, control} <= present
+        for row in paired_comparison(units, treatment, control)
+    ]
 
 
 def size_label(size: int | None) -> str:

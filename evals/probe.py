@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from foundation.evals.finetune import inner_split
 from foundation.evals.metrics import mae, property_baselines, regression_metrics
 from foundation.evals.tasks.common import PropertyTask, training_subset
+
 from foundation.data.batch import collate_frames
 from foundation.models import Potential
 from foundation.models.blocks import scatter_sum, segment_mean
@@ -22,21 +22,34 @@ VAL_FRACTION = 0.1
 
 
 @torch.no_grad()
-def pooled_features(model: Potential, frames: list, index: np.ndarray, *, pooling: str = "mean",
-                    batch_size: int = 32, device: str = "cpu") -> np.ndarray:
+def pooled_features(
+    model: Potential,
+    frames: list,
+    index: np.ndarray,
+    *,
+    pooling: str = "mean",
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> np.ndarray:
     """(len(index), hidden) float64: the backbone's invariant per-atom features pooled per structure."""
     model.eval().to(device)
     pool = segment_mean if pooling == "mean" else scatter_sum
     parts = []
     for start in range(0, len(index), batch_size):
-        batch = collate_frames([frames[i] for i in index[start:start + batch_size]], model.cutoff,
-                               max_neighbours=model.max_neighbours, dtype=model.dtype).to(torch.device(device))
+        batch = collate_frames(
+            [frames[i] for i in index[start : start + batch_size]],
+            model.cutoff,
+            max_neighbours=model.max_neighbours,
+            dtype=model.dtype,
+        ).to(torch.device(device))
         features, graph = model.embed(batch)
         parts.append(pool(features.scalars.double(), graph.batch, graph.num_graphs).cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_ridge(
+    x: np.ndarray, y: np.ndarray, alpha: float
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """(weights, intercept, feature mean, feature scale) of ridge regression on standardised features."""
     mu, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -45,13 +58,24 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     return w, float(y.mean()), mu, scale
 
 
-def predict_ridge(model: tuple[np.ndarray, float, np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
+def predict_ridge(
+    model: tuple[np.ndarray, float, np.ndarray, np.ndarray], x: np.ndarray
+) -> np.ndarray:
     w, intercept, mu, scale = model
     return ((x - mu) / scale) @ w + intercept
 
 
-def run_probe(task: PropertyTask, fold: int, seed: int, size: int | None, pretrained: Potential, *,
-              random: bool, pooling: str = "mean", device: str = "cpu") -> dict[str, Any]:
+def run_probe(
+    task: PropertyTask,
+    fold: int,
+    seed: int,
+    size: int | None,
+    pretrained: Potential,
+    *,
+    random: bool,
+    pooling: str = "mean",
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Ridge probe on one (fold, seed, size): the penalty is chosen on an inner validation split of the training
     subset (the same subset and split as fine-tuning), then refitted on the whole subset and scored on the whole
     test fold. `random=True` probes a freshly initialised backbone (seeded) instead of the pre-trained one."""
@@ -65,18 +89,36 @@ def run_probe(task: PropertyTask, fold: int, seed: int, size: int | None, pretra
     else:
         model = pretrained
     targets = task.targets
-    feats = {name: pooled_features(model, task.frames, idx, pooling=pooling, device=device)
-             for name, idx in (("inner", inner), ("val", val), ("test", test_idx))}
-    scores = [mae(targets[val], predict_ridge(fit_ridge(feats["inner"], targets[inner], a), feats["val"]))
-              for a in RIDGE_ALPHAS]
+    feats = {
+        name: pooled_features(model, task.frames, idx, pooling=pooling, device=device)
+        for name, idx in (("inner", inner), ("val", val), ("test", test_idx))
+    }
+    scores = [
+        mae(targets[val], predict_ridge(fit_ridge(feats["inner"], targets[inner], a), feats["val"]))
+        for a in RIDGE_ALPHAS
+    ]
     alpha = RIDGE_ALPHAS[int(np.nanargmin(scores))]
-    fitted = fit_ridge(np.concatenate([feats["inner"], feats["val"]]), targets[np.concatenate([inner, val])], alpha)
+    fitted = fit_ridge(
+        np.concatenate([feats["inner"], feats["val"]]), targets[np.concatenate([inner, val])], alpha
+    )
     pred = predict_ridge(fitted, feats["test"])
-    return {"kind": "probe", "metrics": regression_metrics(targets[test_idx], pred),
-            "baselines": property_baselines(targets[train_idx], targets[test_idx]),
-            "predictions": {"ids": [task.frames[i].structure_id for i in test_idx],
-                            "y_true": targets[test_idx].tolist(), "y_pred": pred.tolist()},
-            "alpha": alpha, "alpha_val_mae": [{"alpha": a, "val_mae": s} for a, s in zip(RIDGE_ALPHAS, scores)],
-            "n_train": int(len(inner)), "n_val": int(len(val)), "n_test": int(len(test_idx)),
-            "n_train_fold": int(len(train_all)), "size": size, "features": int(feats["test"].shape[1]),
-            "random_backbone": random, "seconds": time.perf_counter() - start}
+    return {
+        "kind": "probe",
+        "metrics": regression_metrics(targets[test_idx], pred),
+        "baselines": property_baselines(targets[train_idx], targets[test_idx]),
+        "predictions": {
+            "ids": [task.frames[i].structure_id for i in test_idx],
+            "y_true": targets[test_idx].tolist(),
+            "y_pred": pred.tolist(),
+        },
+        "alpha": alpha,
+        "alpha_val_mae": [{"alpha": a, "val_mae": s} for a, s in zip(RIDGE_ALPHAS, scores)],
+        "n_train": int(len(inner)),
+        "n_val": int(len(val)),
+        "n_test": int(len(test_idx)),
+        "n_train_fold": int(len(train_all)),
+        "size": size,
+        "features": int(feats["test"].shape[1]),
+        "random_backbone": random,
+        "seconds": time.perf_counter() - start,
+    }

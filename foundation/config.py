@@ -11,8 +11,9 @@ import logging
 import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -61,7 +62,9 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+            raise ConfigError(
+                f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}"
+            )
         return from_dict(tp, value, origin=origin, prefix=f"{key}.")
     if base in (list, tuple, Sequence) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -73,7 +76,10 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         kt, vt = args if args else (Any, Any)
-        return {_coerce(k, kt, key, origin): _coerce(v, vt, f"{key}.{k}", origin) for k, v in value.items()}
+        return {
+            _coerce(k, kt, key, origin): _coerce(v, vt, f"{key}.{k}", origin)
+            for k, v in value.items()
+        }
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):  # YAML reads 1e-3 as a string
@@ -85,32 +91,55 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         if tp is not bool and isinstance(value, bool):
             raise ConfigError(f"{where}: expected {tp.__name__}, got a boolean")
         if not isinstance(value, tp):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+            raise ConfigError(
+                f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}"
+            )
     return value
 
 
-def _renamed_keys(data: Mapping[str, Any], known: Mapping[str, Any], origin: str, prefix: str) -> Mapping[str, Any]:
+def _renamed_keys(
+    data: Mapping[str, Any], known: Mapping[str, Any], origin: str, prefix: str
+) -> Mapping[str, Any]:
     """`data` with keys of RENAMED_KEYS read under their new names (configs and model.json written before)."""
-    old = [k for k in data if k in RENAMED_KEYS and RENAMED_KEYS[k] in known and RENAMED_KEYS[k] not in data]
+    old = [
+        k
+        for k in data
+        if k in RENAMED_KEYS and RENAMED_KEYS[k] in known and RENAMED_KEYS[k] not in data
+    ]
     if not old:
         return data
     for key in old:
-        log.warning("%s: key %r is now spelled %r (the old spelling is read until the next release)",
-                    origin, prefix + key, prefix + RENAMED_KEYS[key])
+        log.warning(
+            "%s: key %r is now spelled %r (the old spelling is read until the next release)",
+            origin,
+            prefix + key,
+            prefix + RENAMED_KEYS[key],
+        )
     return {RENAMED_KEYS.get(k, k) if k in old else k: v for k, v in data.items()}
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, origin: str = "<dict>", prefix: str = "") -> T:
+def from_dict(
+    cls: type[T], data: Mapping[str, Any], *, origin: str = "<dict>", prefix: str = ""
+) -> T:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
     known = {f.name: f for f in dataclasses.fields(cls)}
     data = _renamed_keys(data, known, origin, prefix)
     unknown = [k for k in data if k not in known]
     if unknown:
-        raise ConfigError(f"unknown key {prefix + unknown[0]!r} in {origin} (known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown key {prefix + unknown[0]!r} in {origin} (known: {', '.join(sorted(known))})"
+        )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(value, hints[name], prefix + name, origin) for name, value in data.items()}
-    missing = [n for n, f in known.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    kwargs = {
+        name: _coerce(value, hints[name], prefix + name, origin) for name, value in data.items()
+    }
+    missing = [
+        n
+        for n, f in known.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"missing key {prefix + missing[0]!r} in {origin}")
     return cls(**kwargs)
@@ -146,7 +175,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:  # bad syntax, or a tag such as !!python/object that safe_load refuses
+    except (
+        yaml.YAMLError
+    ) as exc:  # bad syntax, or a tag such as !!python/object that safe_load refuses
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -156,8 +187,11 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_config(cls: type[T], source: str | os.PathLike | Mapping[str, Any] | None = None,
-                overrides: Sequence[str] = ()) -> T:
+def load_config(
+    cls: type[T],
+    source: str | os.PathLike | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+) -> T:
     """Load `cls` from a YAML path or mapping, apply dotted overrides, and type-check everything."""
     if source is None:
         data, origin = {}, "<defaults>"
@@ -181,6 +215,7 @@ def _deep_copy(data: Any) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass config as plain YAML-friendly data."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, tuple):
             return [plain(x) for x in v]
@@ -189,6 +224,7 @@ def to_dict(config: Any) -> dict[str, Any]:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
+
     return plain(dataclasses.asdict(config))
 
 

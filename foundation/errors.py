@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
 _NEARLY_FULL_BYTES = 1 << 20  # below this much free space a failed write is taken for a full disk
 # What torch.save's C++ writer says when a write fails (no errno): full disk or not, the free space decides.
-_TORCH_WRITE_FAILURE = ("iostream error", "unexpected pos", "file write failed", "PytorchStreamWriter")
+_TORCH_WRITE_FAILURE = (
+    "iostream error",
+    "unexpected pos",
+    "file write failed",
+    "PytorchStreamWriter",
+)
 
 
 class UserError(Exception):
@@ -29,7 +34,9 @@ class DiskFull(UserError):
     def __init__(self, path: str | os.PathLike | None):
         self.path = None if path is None else str(path)
         where = f"writing {self.path}" if self.path else "while writing (file unknown)"
-        super().__init__(f"no space left on {device_of(self.path) if self.path else 'the device'} {where}")
+        super().__init__(
+            f"no space left on {device_of(self.path) if self.path else 'the device'} {where}"
+        )
 
 
 def device_of(path: str | os.PathLike) -> str:
@@ -41,7 +48,9 @@ def device_of(path: str | os.PathLike) -> str:
             for line in fh:
                 source, mountpoint = line.split()[:2]
                 mountpoint = mountpoint.replace("\\040", " ")
-                inside = str(target) == mountpoint or str(target).startswith(mountpoint.rstrip("/") + "/")
+                inside = str(target) == mountpoint or str(target).startswith(
+                    mountpoint.rstrip("/") + "/"
+                )
                 if inside and len(mountpoint) >= len(best[1]):
                     best = (source, mountpoint)
         if best[1]:

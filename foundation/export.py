@@ -20,8 +20,8 @@ import copy
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,9 @@ def search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
     if bool(pbc.all()):
         return cell
     periodic = torch.where(pbc.unsqueeze(1), cell, torch.zeros_like(cell))
-    vh = torch.linalg.svd(periodic)[2]  # rows beyond the rank of the periodic rows span their complement
+    vh = torch.linalg.svd(periodic)[
+        2
+    ]  # rows beyond the rank of the periodic rows span their complement
     frame = periodic.clone()
     k = int(pbc.sum())
     for axis in range(3):
@@ -54,33 +56,45 @@ def search_frame(cell: Tensor, pbc: Tensor) -> Tensor:
     return frame
 
 
-def neighbour_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float,
-                   max_pairs: int = MAX_PAIRS_PER_BLOCK) -> Tuple[Tensor, Tensor]:
+def neighbour_list(
+    positions: Tensor,
+    cell: Tensor,
+    pbc: Tensor,
+    cutoff: float,
+    max_pairs: int = MAX_PAIRS_PER_BLOCK,
+) -> tuple[Tensor, Tensor]:
     """edge_index (2, E) and integer-valued shifts (E, 3) of one structure in foundation.data.graph's 'ijS'
     convention (vec = positions[j] - positions[i] + shifts @ cell, 0 < |vec| < cutoff, both directions, self
     images included), in lexicographic (i, j, shift) order. TorchScript-compatible."""
     frame = search_frame(cell, pbc)
-    if float(torch.linalg.det(frame).abs()) <= 1e-9 * float(torch.linalg.vector_norm(frame, dim=1).prod()):
+    if float(torch.linalg.det(frame).abs()) <= 1e-9 * float(
+        torch.linalg.vector_norm(frame, dim=1).prod()
+    ):
         raise ValueError("degenerate cell along its periodic axes")
     inverse = torch.linalg.inv(frame)
     frac = positions @ inverse
     wrap = torch.where(pbc, torch.floor(frac), torch.zeros_like(frac))
     frac = frac - wrap
-    reach = cutoff * torch.linalg.vector_norm(inverse, dim=0) * (1 + 1e-4)  # cutoff in fractional units per axis
+    reach = (
+        cutoff * torch.linalg.vector_norm(inverse, dim=0) * (1 + 1e-4)
+    )  # cutoff in fractional units per axis
     n = positions.shape[0]
     block = max(1, max_pairs // max(n, 1))
     empty = torch.zeros(0, dtype=torch.long, device=frac.device)
-    parts_i: List[Tensor] = [empty]
-    parts_j: List[Tensor] = [empty]
-    parts_s: List[Tensor] = [frac[:0]]
+    parts_i: list[Tensor] = [empty]
+    parts_j: list[Tensor] = [empty]
+    parts_s: list[Tensor] = [frac[:0]]
     for start in range(0, n, block):
-        ds = frac.unsqueeze(0) - frac[start:start + block].unsqueeze(1)  # (b, N, 3): s_j - s_i
+        ds = frac.unsqueeze(0) - frac[start : start + block].unsqueeze(1)  # (b, N, 3): s_j - s_i
         lo = torch.where(pbc, torch.ceil(-reach - ds), torch.zeros_like(ds))
         hi = torch.where(pbc, torch.floor(reach - ds), torch.zeros_like(ds))
         size = (hi - lo + 1).clamp(min=0).long().reshape(-1, 3)
         count = size.prod(dim=1)
         owner = torch.repeat_interleave(count)
-        rank = torch.arange(owner.shape[0], device=frac.device) - (torch.cumsum(count, 0) - count)[owner]
+        rank = (
+            torch.arange(owner.shape[0], device=frac.device)
+            - (torch.cumsum(count, 0) - count)[owner]
+        )
         size, low = size[owner], lo.reshape(-1, 3)[owner]
         s2 = rank % size[:, 2]
         s1 = torch.div(rank, size[:, 2], rounding_mode="floor") % size[:, 1]
@@ -90,7 +104,9 @@ def neighbour_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float,
         dist2 = (vec * vec).sum(dim=1)
         i = torch.div(owner, n, rounding_mode="floor") + start
         j = owner % n
-        itself = (i == j) & (image == 0).all(dim=1)  # an atom is never its own neighbour; a coincident one is (as ASE)
+        itself = (i == j) & (image == 0).all(
+            dim=1
+        )  # an atom is never its own neighbour; a coincident one is (as ASE)
         kept = torch.nonzero((dist2 < cutoff * cutoff) & ~itself).squeeze(1)
         i, j = i[kept], j[kept]
         parts_i.append(i)
@@ -105,19 +121,27 @@ class ExportedPotential(nn.Module):
     def __init__(self, potential: Potential):
         super().__init__()
         if potential.energy_head is None:
-            raise ExportError("the potential has no energy head (heads.energy: false): nothing to export")
+            raise ExportError(
+                "the potential has no energy head (heads.energy: false): nothing to export"
+            )
         if potential.max_neighbours is not None:
-            raise ExportError(f"backbone.max_neighbours={potential.max_neighbours}: the exported neighbour list "
-                              "has no neighbour cap; export a model built with max_neighbours: null")
+            raise ExportError(
+                f"backbone.max_neighbours={potential.max_neighbours}: the exported neighbour list "
+                "has no neighbour cap; export a model built with max_neighbours: null"
+            )
         self.backbone = potential.backbone
         self.energy_head = potential.energy_head
-        self.force_head = potential.force_head    # None: forces = -dE/dr
+        self.force_head = potential.force_head  # None: forces = -dE/dr
         self.stress_head = potential.stress_head  # None: stress = (1/V) dE/d(strain)
         self.cutoff = float(potential.cutoff)
-        source = potential.config.heads.energy_source()  # a multi-source model exports its default source's energy
+        source = (
+            potential.config.heads.energy_source()
+        )  # a multi-source model exports its default source's energy
         self.source_index = potential.sources.index(source) if source is not None else -1
 
-    def forward(self, numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor) -> Dict[str, Tensor]:
+    def forward(
+        self, numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor
+    ) -> dict[str, Tensor]:
         dtype = self.energy_head.mlp[0].weight.dtype  # the parameters' (features') dtype
         geometry = torch.promote_types(dtype, torch.float32)
         numbers = numbers.to(torch.long).reshape(-1)
@@ -127,7 +151,9 @@ class ExportedPotential(nn.Module):
         edge_index, shifts = neighbour_list(positions, cell, pbc, self.cutoff)
         batch = torch.zeros_like(numbers)
         if not torch.is_grad_enabled():
-            raise RuntimeError("forces and stress need autograd: do not call the exported model under torch.no_grad()")
+            raise RuntimeError(
+                "forces and stress need autograd: do not call the exported model under torch.no_grad()"
+            )
         positions.requires_grad_(True)
         strain = torch.zeros_like(cell).requires_grad_(True)
         sym = 0.5 * (strain + strain.transpose(0, 1))
@@ -135,7 +161,7 @@ class ExportedPotential(nn.Module):
         vectors = edge_vectors(displaced, strained.unsqueeze(0), batch, edge_index, shifts)
         graph = Graph.from_vectors(numbers, batch, edge_index, shifts, vectors, 1, dtype)
         features = self.backbone(graph)
-        source: Optional[Tensor] = None
+        source: Tensor | None = None
         if self.source_index >= 0:
             source = torch.full((1,), self.source_index, dtype=torch.long, device=numbers.device)
         energies = self.energy_head.atom_energies(features, graph, source)
@@ -144,17 +170,23 @@ class ExportedPotential(nn.Module):
         forces, stress = _as_tensor(grads[0], positions), _as_tensor(grads[1], cell)
         forces = -forces
         volume = torch.linalg.det(cell).abs()
-        stress = torch.where(pbc.all() & (volume > 0), stress / volume.clamp(min=1e-30), torch.zeros_like(stress))
+        stress = torch.where(
+            pbc.all() & (volume > 0), stress / volume.clamp(min=1e-30), torch.zeros_like(stress)
+        )
         force_head, stress_head = self.force_head, self.stress_head
         if force_head is not None:
             forces = force_head(features, graph).to(geometry)
         if stress_head is not None:
             stress = stress_head(features, graph)[0].to(geometry)
-        return {"energy": energy.detach(), "energies": energies.detach(), "forces": forces.detach(),
-                "stress": stress.detach()}
+        return {
+            "energy": energy.detach(),
+            "energies": energies.detach(),
+            "forces": forces.detach(),
+            "stress": stress.detach(),
+        }
 
 
-def _as_tensor(grad: Optional[Tensor], like: Tensor) -> Tensor:
+def _as_tensor(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
@@ -163,7 +195,9 @@ def _quiet_jit() -> Iterator[None]:
     """Silence TorchScript's deprecation warnings (torch.export cannot yet capture a data-dependent neighbour
     search with autograd inside, so TorchScript it is)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning
+        )
         yield
 
 
@@ -176,20 +210,31 @@ def script_potential(potential: Potential) -> torch.jit.ScriptModule:
         return torch.jit.script(ExportedPotential(frozen).eval())
 
 
-def export_potential(potential: Potential, out: str | os.PathLike,
-                     metadata: dict | None = None) -> Path:
+def export_potential(
+    potential: Potential, out: str | os.PathLike, metadata: dict | None = None
+) -> Path:
     """Write the TorchScript file OUT (torch.jit.save) with METADATA (JSON: cutoff, dtype, units, and what
     the caller adds, e.g. the release's name and weights sha256) stored inside the archive."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = script_potential(potential.cpu())
-    info = {"format": "foundation-torchscript-v1", "cutoff": float(potential.cutoff),
-            "dtype": str(potential.dtype).removeprefix("torch."),
-            "inputs": ["numbers (N,) int", "positions (N,3) A", "cell (3,3) A, rows", "pbc (3,) bool"],
-            "outputs": {"energy": "eV", "energies": "eV per atom", "forces": "eV/A",
-                        "stress": "eV/A^3, ASE sign (3x3)"}, **(metadata or {})}
+    info = {
+        "format": "foundation-torchscript-v1",
+        "cutoff": float(potential.cutoff),
+        "dtype": str(potential.dtype).removeprefix("torch."),
+        "inputs": ["numbers (N,) int", "positions (N,3) A", "cell (3,3) A, rows", "pbc (3,) bool"],
+        "outputs": {
+            "energy": "eV",
+            "energies": "eV per atom",
+            "forces": "eV/A",
+            "stress": "eV/A^3, ASE sign (3x3)",
+        },
+        **(metadata or {}),
+    }
     with _quiet_jit():
-        torch.jit.save(module, str(out), _extra_files={METADATA: json.dumps(info, indent=1, sort_keys=True)})
+        torch.jit.save(
+            module, str(out), _extra_files={METADATA: json.dumps(info, indent=1, sort_keys=True)}
+        )
     return out
 
 

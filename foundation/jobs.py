@@ -17,10 +17,11 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from foundation.progress import progress_bar
 
@@ -68,7 +69,9 @@ class BatchResult:
     results: list[Any]
     failures: list[tuple[str, str]]
     final: Any = None
-    stopped: bool = False  # an item stopped early on request: the items after it and the follow-up did not run
+    stopped: bool = (
+        False  # an item stopped early on request: the items after it and the follow-up did not run
+    )
 
 
 class Resumable(Protocol):
@@ -94,9 +97,17 @@ class BatchFailed(RuntimeError):
     """An afterok batch whose items did not all succeed: the follow-up did not run."""
 
 
-def run_items(task: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1, isolate: bool = False,
-              label: Callable[[Any], str] = str, desc: str = "items", progress: bool = True,
-              keep_going: bool = True) -> tuple[list[Any], list[tuple[str, str]]]:
+def run_items(
+    task: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int = 1,
+    isolate: bool = False,
+    label: Callable[[Any], str] = str,
+    desc: str = "items",
+    progress: bool = True,
+    keep_going: bool = True,
+) -> tuple[list[Any], list[tuple[str, str]]]:
     """Run task(item) for every item: in this process (workers <= 1 and not isolate) or in `workers` spawned
     processes (isolate: a fresh one per item), each ending with its parent. Results come back in item order; a
     failing item (an exception, or a process killed without a word) is recorded as (label, traceback) and the
@@ -135,19 +146,34 @@ def run_batch(batch: Batch, *, workers: int = 1, progress: bool = True) -> Batch
     """Run a batch on this machine: its items, then its follow-up as its condition says (afterok: raise
     BatchFailed naming the failed items instead of running it). When an item stops early on request, neither the
     items after it nor the follow-up run (`stopped`); running the batch again resumes."""
-    results, failures = run_items(batch.task, batch.items, workers=workers, isolate=batch.isolate,
-                                  label=batch.label, desc=batch.name, progress=progress)
+    results, failures = run_items(
+        batch.task,
+        batch.items,
+        workers=workers,
+        isolate=batch.isolate,
+        label=batch.label,
+        desc=batch.name,
+        progress=progress,
+    )
     for name, error in failures:
         log.error("%s %s failed:\n%s", batch.name, name, error)
-    stopped = [batch.label(item) for item, result in zip(batch.items, results) if stopped_early(result)]
+    stopped = [
+        batch.label(item) for item, result in zip(batch.items, results) if stopped_early(result)
+    ]
     if stopped:
-        log.warning("%s: %s stopped on request; the rest of the batch did not run: run the same command again to "
-                    "resume", batch.name, ", ".join(stopped))
+        log.warning(
+            "%s: %s stopped on request; the rest of the batch did not run: run the same command again to "
+            "resume",
+            batch.name,
+            ", ".join(stopped),
+        )
         return BatchResult(results, failures, stopped=True)
     if failures and batch.condition == "afterok":
         names = ", ".join(name for name, _ in failures)
-        raise BatchFailed(f"{batch.name}: {len(failures)} of {len(batch.items)} items failed ({names}); "
-                          f"the follow-up did not run")
+        raise BatchFailed(
+            f"{batch.name}: {len(failures)} of {len(batch.items)} items failed ({names}); "
+            f"the follow-up did not run"
+        )
     return BatchResult(results, failures, batch.then(*batch.then_args))
 
 
@@ -158,10 +184,14 @@ def _die_with_parent(parent: int) -> None:
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
-        raise SystemExit(f"worker {os.getpid()}: its parent {parent} ended before it started; not running")
+        raise SystemExit(
+            f"worker {os.getpid()}: its parent {parent} ended before it started; not running"
+        )
 
 
-def _worker(task: Callable[[Any], Any], connection: Connection, parent: int, one_item: bool) -> None:
+def _worker(
+    task: Callable[[Any], Any], connection: Connection, parent: int, one_item: bool
+) -> None:
     """A spawned worker: run task(item) for every (index, item) the parent sends, answer (ok, value or
     traceback) for each; stop at None, or after one item when `one_item` (isolated items)."""
     _die_with_parent(parent)
@@ -177,7 +207,9 @@ def _worker(task: Callable[[Any], Any], connection: Connection, parent: int, one
     connection.close()
 
 
-def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers: int, isolate: bool):
+def _run_in_processes(
+    task: Callable[[Any], Any], items: Sequence[Any], workers: int, isolate: bool
+):
     """Yield (index, (ok, value or traceback)) as items finish, in at most `workers` spawned processes that take
     one item after another (isolate: a fresh process for every item). A process that dies without a word fails
     only the item it held; a new one takes its place."""
@@ -192,7 +224,9 @@ def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers:
                     connection, process = idle.pop()
                 else:
                     connection, remote = context.Pipe()
-                    process = context.Process(target=_worker, args=(task, remote, os.getpid(), isolate))
+                    process = context.Process(
+                        target=_worker, args=(task, remote, os.getpid(), isolate)
+                    )
                     with _child_environment(workers):
                         process.start()
                     remote.close()
@@ -205,7 +239,10 @@ def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers:
                     outcome = connection.recv()
                 except EOFError:  # the process ended without a word (killed, out of memory)
                     process.join()
-                    outcome = (False, f"the process exited with code {process.exitcode} without a result")
+                    outcome = (
+                        False,
+                        f"the process exited with code {process.exitcode} without a result",
+                    )
                     connection.close()
                 else:
                     if isolate:
@@ -228,7 +265,9 @@ def _run_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers:
 def _child_environment(workers: int):
     """Processes started inside see: the cores shared out (OMP_NUM_THREADS, unless the user set it) and, when
     several run at once, no progress bars of their own (only the parent's bar over items shows)."""
-    changes = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))} if workers > 1 else {}
+    changes = (
+        {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))} if workers > 1 else {}
+    )
     if workers > 1:
         changes["TQDM_DISABLE"] = "1"
     saved = {key: os.environ.get(key) for key in changes}

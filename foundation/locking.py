@@ -64,7 +64,9 @@ class DirectoryLock:
     """An exclusive lock on `directory` (created if missing), held from `acquire()` (or `with`) to `release()`.
     `name`: the lock file (several locks may share a directory, e.g. one per chunk of work)."""
 
-    def __init__(self, directory: str | os.PathLike, name: str = LOCK_NAME, label: str | None = None):
+    def __init__(
+        self, directory: str | os.PathLike, name: str = LOCK_NAME, label: str | None = None
+    ):
         self.directory = Path(directory)
         self.path = self.directory / name
         self.label = label or str(self.directory)  # what the messages call the locked thing
@@ -74,7 +76,7 @@ class DirectoryLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> "DirectoryLock":
+    def acquire(self) -> DirectoryLock:
         """Take the lock or raise DirectoryLocked naming the directory and the owner."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path}: already held by this DirectoryLock")
@@ -84,7 +86,9 @@ class DirectoryLock:
             try:
                 kernel_lock = self._flock(fd)
                 if kernel_lock and not self._still_named(fd):
-                    os.close(fd)  # the previous owner removed the file between our open and our flock: retry
+                    os.close(
+                        fd
+                    )  # the previous owner removed the file between our open and our flock: retry
                     continue
                 self._take(fd, _read_owner(fd), kernel_lock)
             except BaseException:
@@ -99,13 +103,18 @@ class DirectoryLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            raise DirectoryLocked(f"{self.label} is in use by {_describe(_read_owner(fd))}; wait for it to end "
-                                  f"or stop it (lock file {self.path})") from None
+            raise DirectoryLocked(
+                f"{self.label} is in use by {_describe(_read_owner(fd))}; wait for it to end "
+                f"or stop it (lock file {self.path})"
+            ) from None
         except OSError as exc:
             if exc.errno not in _NO_FLOCK:
                 raise
-            log.warning("%s: the file system does not support flock (%s); relying on the owner record",
-                        self.path, exc.strerror)
+            log.warning(
+                "%s: the file system does not support flock (%s); relying on the owner record",
+                self.path,
+                exc.strerror,
+            )
             return False
 
     def _still_named(self, fd: int) -> bool:
@@ -115,17 +124,25 @@ class DirectoryLock:
             return False
 
     def _take(self, fd: int, previous: dict[str, Any] | None, kernel_lock: bool) -> None:
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-              "command": " ".join(sys.argv)[:300]}
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+            "command": " ".join(sys.argv)[:300],
+        }
         if previous and (previous.get("host"), previous.get("pid")) != (me["host"], me["pid"]):
             same_host = previous.get("host") == me["host"]
             pid = previous.get("pid")
             live = same_host and isinstance(pid, int) and _alive(pid)
             if not kernel_lock and (live or not same_host):
-                raise DirectoryLocked(f"{self.label} is in use by {_describe(previous)} (no flock on this file "
-                                      f"system to tell whether it still runs; delete {self.path} if it does not)")
+                raise DirectoryLocked(
+                    f"{self.label} is in use by {_describe(previous)} (no flock on this file "
+                    f"system to tell whether it still runs; delete {self.path} if it does not)"
+                )
             state = "no longer running" if same_host and not live else "its lock was released"
-            log.warning("%s: taking over the stale lock of %s: %s", self.label, _describe(previous), state)
+            log.warning(
+                "%s: taking over the stale lock of %s: %s", self.label, _describe(previous), state
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         os.fsync(fd)
@@ -141,7 +158,7 @@ class DirectoryLock:
         finally:
             os.close(fd)
 
-    def __enter__(self) -> "DirectoryLock":
+    def __enter__(self) -> DirectoryLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -17,6 +18,8 @@ def progress_enabled() -> bool:
     return os.environ.get(PROGRESS_ENV, "1") != "0"
 
 
-def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool = True, **options: Any) -> tqdm:
+def progress_bar(
+    iterable: Iterable[Any] | None = None, *, enabled: bool = True, **options: Any
+) -> tqdm:
     """A tqdm bar on stderr (options as tqdm's); off when `enabled` is False or progress is turned off."""
     return tqdm(iterable, file=sys.stderr, disable=not (enabled and progress_enabled()), **options)

@@ -33,7 +33,10 @@ CHECKSUMS = "SHA256SUMS"
 RELEASE_JSON = "release.json"
 REQUIRED = (MODEL_WEIGHTS, MODEL_META, RELEASE_JSON)
 MODEL_CARD, REPORT_DIR = "README.md", "report"
-DOCUMENTATION = (MODEL_CARD, f"{REPORT_DIR}/")  # files that do not change the model (see the module docstring)
+DOCUMENTATION = (
+    MODEL_CARD,
+    f"{REPORT_DIR}/",
+)  # files that do not change the model (see the module docstring)
 _LFS_POINTER = b"version https://git-lfs"
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,11 @@ class ReleaseError(ValueError):
 def _files(directory: Path) -> list[str]:
     """The bundle's files: everything under DIR but SHA256SUMS and hidden files or folders (a hub's, git's)."""
     files = (p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
-    return sorted(p.as_posix() for p in files
-                  if p.as_posix() != CHECKSUMS and not any(part.startswith(".") for part in p.parts))
+    return sorted(
+        p.as_posix()
+        for p in files
+        if p.as_posix() != CHECKSUMS and not any(part.startswith(".") for part in p.parts)
+    )
 
 
 def _is_documentation(name: str) -> bool:
@@ -73,19 +79,29 @@ def read_checksums(directory: str | os.PathLike) -> dict[str, str]:
     """{relative path: sha256} from DIR/SHA256SUMS; a malformed line is a ReleaseError naming it."""
     path = Path(directory) / CHECKSUMS
     if not path.is_file():
-        raise ReleaseError(f"{directory}: no {CHECKSUMS}; not a release directory (make one with `foundation release`)")
+        raise ReleaseError(
+            f"{directory}: no {CHECKSUMS}; not a release directory (make one with `foundation release`)"
+        )
     sums = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or not name or ".." in Path(name).parts or Path(name).is_absolute():
+        if (
+            not sep
+            or len(digest) != 64
+            or not name
+            or ".." in Path(name).parts
+            or Path(name).is_absolute()
+        ):
             raise ReleaseError(f"{path}:{number}: malformed line {line!r}")
         sums[name.lstrip("*")] = digest.lower()
     return sums
 
 
-def verify_checksums(directory: str | os.PathLike, *, documentation: str = "error") -> dict[str, str]:
+def verify_checksums(
+    directory: str | os.PathLike, *, documentation: str = "error"
+) -> dict[str, str]:
     """Check every file listed in SHA256SUMS and that no file of the bundle is unlisted; raise ReleaseError
     naming each problem. `documentation="warn"`: a changed or unlisted model card or report file is logged as a
     warning instead (loading does that). Returns the checksums."""
@@ -98,11 +114,15 @@ def verify_checksums(directory: str | os.PathLike, *, documentation: str = "erro
             problems.append(f"{name}: listed in {CHECKSUMS} but missing")
         elif sha256_file(path) != digest:
             problems.append(f"{name}: {_mismatch(path)}")
-    problems += [f"{name}: not listed in {CHECKSUMS}" for name in _files(directory) if name not in sums]
+    problems += [
+        f"{name}: not listed in {CHECKSUMS}" for name in _files(directory) if name not in sums
+    ]
     problems += [f"{name}: required file missing" for name in REQUIRED if name not in sums]
     if documentation == "warn":
         for problem in [p for p in problems if _is_documentation(p.split(":", 1)[0])]:
-            log.warning("release %s: %s (documentation only; the model is unchanged)", directory, problem)
+            log.warning(
+                "release %s: %s (documentation only; the model is unchanged)", directory, problem
+            )
             problems.remove(problem)
     if problems:
         raise ReleaseError(f"release {directory} failed verification:\n  " + "\n  ".join(problems))

@@ -47,8 +47,10 @@ def resolve_model(name_or_dir: str | os.PathLike) -> Path:
             if is_release(directory / text):
                 return directory / text
     known = ", ".join(entry.name for entry in list_models()) or "none"
-    raise ModelNotFound(f"model {text!r}: no such directory, and no release of that name in "
-                        f"{os.pathsep.join(str(d) for d in model_dirs())} (set {MODELS_ENV}; known: {known})")
+    raise ModelNotFound(
+        f"model {text!r}: no such directory, and no release of that name in "
+        f"{os.pathsep.join(str(d) for d in model_dirs())} (set {MODELS_ENV}; known: {known})"
+    )
 
 
 @dataclass
@@ -67,16 +69,27 @@ class ModelEntry:
 def _entry(path: Path) -> ModelEntry:
     info = release_info(path)
     dataset = info.get("dataset") or {}
-    elements = [chemical_symbols[z] for z in dataset.get("elements") or []] or sorted(info.get("element_references")
-                                                                                       or {})
+    elements = [chemical_symbols[z] for z in dataset.get("elements") or []] or sorted(
+        info.get("element_references") or {}
+    )
     parent = info.get("parent")
     if isinstance(parent, dict):
         parent = parent.get("name") or parent.get("path")
     backbone = ((info.get("model") or {}).get("backbone") or {}).get("name", "?")
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts
-               and ".git" not in p.parts)
-    return ModelEntry(name=path.name, path=path, parent=parent, size_bytes=size, elements=elements,
-                      backbone=backbone, metrics=dict(info.get("validation") or {}))
+    size = sum(
+        p.stat().st_size
+        for p in path.rglob("*")
+        if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts
+    )
+    return ModelEntry(
+        name=path.name,
+        path=path,
+        parent=parent,
+        size_bytes=size,
+        elements=elements,
+        backbone=backbone,
+        metrics=dict(info.get("validation") or {}),
+    )
 
 
 def list_models() -> list[ModelEntry]:
@@ -91,9 +104,13 @@ def list_models() -> list[ModelEntry]:
     return sorted(found.values(), key=lambda entry: entry.name)
 
 
-def load_calculator(name_or_dir: str | os.PathLike, *, device: str | None = None, source: str | None = None):
+def load_calculator(
+    name_or_dir: str | os.PathLike, *, device: str | None = None, source: str | None = None
+):
     """An ASE calculator (energy, free_energy, forces, stress) for a release directory, or a model name in the
     local model directories (FOUNDATION_MODELS, see foundation/zoo.py). Refuses a bundle whose weights or
     configs do not match its SHA256SUMS (ReleaseError). `source`: the data source whose energies to predict, for a
     model trained on several (default: the release's energy_source; an unknown one is a ValueError)."""
-    return FoundationCalculator(load_release_potential(resolve_model(name_or_dir)), device=device, source=source)
+    return FoundationCalculator(
+        load_release_potential(resolve_model(name_or_dir)), device=device, source=source
+    )

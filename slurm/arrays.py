@@ -10,15 +10,24 @@ array has ended.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from foundation.jobs import Batch
 from foundation.slurm.executor import LoggedCall, make_executor, record_job
 from foundation.slurm.profiles import ClusterProfile
 
+from foundation.jobs import Batch
 
-def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[[Any], Any],
-                 items: Sequence[Any], *, name: str) -> list[Any]:
+
+def submit_array(
+    launcher: str,
+    profile: ClusterProfile,
+    folder: str | os.PathLike,
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    name: str,
+) -> list[Any]:
     """Run fn(item) for every item as one array (profile.array resources per task); returns the jobs.
 
     On Slurm this returns at once; submitit-local has no scheduler, so it runs at most profile.array.parallelism
@@ -31,7 +40,7 @@ def submit_array(launcher: str, profile: ClusterProfile, folder: str | os.PathLi
     jobs: list[Any] = []
     width = profile.array.parallelism
     for start in range(0, len(items), width):
-        window = executor.map_array(LoggedCall(fn), list(items[start:start + width]))
+        window = executor.map_array(LoggedCall(fn), list(items[start : start + width]))
         for job in window:
             job.wait()
         jobs += window
@@ -48,8 +57,17 @@ def _array_ids(jobs: Iterable[Any]) -> list[str]:
     return ids
 
 
-def submit_after(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, fn: Callable[..., Any],
-                 args: Sequence[Any], after: Sequence[Any], *, name: str, condition: str = "afterok") -> Any:
+def submit_after(
+    launcher: str,
+    profile: ClusterProfile,
+    folder: str | os.PathLike,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    after: Sequence[Any],
+    *,
+    name: str,
+    condition: str = "afterok",
+) -> Any:
     """Submit fn(*args) as one single-task job that starts when the jobs in `after` have ended.
 
     condition: "afterok" (all must succeed; otherwise the job is cancelled) or "afterany" (whatever they did).
@@ -62,8 +80,12 @@ def submit_after(launcher: str, profile: ClusterProfile, folder: str | os.PathLi
     else:  # submitit-local has no scheduler: wait here
         failed = [job.job_id for job in after if _ended_badly(job)]
         if failed and condition == "afterok":
-            raise RuntimeError(f"{name}: not started because jobs {failed} failed (logs in {folder})")
-    executor = make_executor(launcher, folder, profile, name=name, array=True, dependency=dependency)
+            raise RuntimeError(
+                f"{name}: not started because jobs {failed} failed (logs in {folder})"
+            )
+    executor = make_executor(
+        launcher, folder, profile, name=name, array=True, dependency=dependency
+    )
     return executor.submit(LoggedCall(fn), *args)
 
 
@@ -71,17 +93,36 @@ def _ended_badly(job: Any) -> bool:
     try:
         job.result()
         return False
-    except Exception:  # the job's own exception or submitit's UncompletedJobError; the logs tell which
+    except (
+        Exception
+    ):  # the job's own exception or submitit's UncompletedJobError; the logs tell which
         return True
 
 
 def submit_batch(launcher: str, profile: ClusterProfile, batch: Batch) -> tuple[list[Any], Any]:
     """Submit a batch workload (foundation.jobs.Batch): one array task per item, then its follow-up as one job
     after them (batch.condition). Returns (item jobs, follow-up job); both are recorded in batch.folder."""
-    jobs = submit_array(launcher, profile, batch.folder, batch.task, batch.items, name=f"{batch.name}-item")
-    final = submit_after(launcher, profile, batch.folder, batch.then, list(batch.then_args), jobs,
-                         name=f"{batch.name}-then", condition=batch.condition)
+    jobs = submit_array(
+        launcher, profile, batch.folder, batch.task, batch.items, name=f"{batch.name}-item"
+    )
+    final = submit_after(
+        launcher,
+        profile,
+        batch.folder,
+        batch.then,
+        list(batch.then_args),
+        jobs,
+        name=f"{batch.name}-then",
+        condition=batch.condition,
+    )
     for job in jobs[:1] + [final]:
-        record_job(batch.folder, job, kind=batch.name, launcher=launcher, profile=profile, items=len(batch.items),
-                   **batch.info)
+        record_job(
+            batch.folder,
+            job,
+            kind=batch.name,
+            launcher=launcher,
+            profile=profile,
+            items=len(batch.items),
+            **batch.info,
+        )
     return jobs, final

@@ -37,7 +37,9 @@ def distributed_env() -> dict[str, str]:
         "LOCAL_WORLD_SIZE": str(max(1, env.num_tasks // max(1, env.num_nodes))),
         "NODE_RANK": str(env.node),
         "MASTER_ADDR": os.environ.get("FOUNDATION_MASTER_ADDR", master),
-        "MASTER_PORT": os.environ.get("FOUNDATION_MASTER_PORT", str(rendezvous_port(env.job_id, restarts))),
+        "MASTER_PORT": os.environ.get(
+            "FOUNDATION_MASTER_PORT", str(rendezvous_port(env.job_id, restarts))
+        ),
     }
 
 

@@ -11,9 +11,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from foundation.slurm.profiles import ClusterProfile, sbatch_option
 
@@ -43,8 +44,15 @@ class LoggedCall:
         return self.fn(*args)
 
 
-def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProfile, *, name: str,
-                  array: bool = False, dependency: str | None = None) -> Any:
+def make_executor(
+    launcher: str,
+    folder: str | os.PathLike,
+    profile: ClusterProfile,
+    *,
+    name: str,
+    array: bool = False,
+    dependency: str | None = None,
+) -> Any:
     """A submitit AutoExecutor for `launcher` sized by `profile`.
 
     array=True sizes every task as one array element (profile.array: one task, one node); `dependency` lists
@@ -55,26 +63,41 @@ def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProf
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
     cluster = "slurm" if launcher == "slurm" else "local"
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster,
-                                     **{f"{cluster}_max_num_timeout": profile.max_requeues})
+    executor = submitit.AutoExecutor(
+        folder=str(folder), cluster=cluster, **{f"{cluster}_max_num_timeout": profile.max_requeues}
+    )
     if array:
         res = profile.array
-        params: dict[str, Any] = dict(nodes=1, tasks_per_node=1, cpus_per_task=res.cpus_per_task,
-                                      gpus_per_node=res.gpus_per_task, timeout_min=res.time_min or profile.time_min)
+        params: dict[str, Any] = dict(
+            nodes=1,
+            tasks_per_node=1,
+            cpus_per_task=res.cpus_per_task,
+            gpus_per_node=res.gpus_per_task,
+            timeout_min=res.time_min or profile.time_min,
+        )
         mem_gb = res.mem_gb
     else:
-        params = dict(nodes=profile.nodes, tasks_per_node=profile.tasks_per_node, cpus_per_task=profile.cpus_per_task,
-                      gpus_per_node=profile.gpus_per_node, timeout_min=profile.time_min)
+        params = dict(
+            nodes=profile.nodes,
+            tasks_per_node=profile.tasks_per_node,
+            cpus_per_task=profile.cpus_per_task,
+            gpus_per_node=profile.gpus_per_node,
+            timeout_min=profile.time_min,
+        )
         mem_gb = profile.mem_gb
     if mem_gb is not None:
         params["mem_gb"] = mem_gb
     if not params["gpus_per_node"]:
-        del params["gpus_per_node"]  # no GPU request at all (some clusters reject --gpus-per-node=0)
+        del params[
+            "gpus_per_node"
+        ]  # no GPU request at all (some clusters reject --gpus-per-node=0)
     params["name"] = name
     additional: dict[str, Any] = dict(sbatch_option(line) for line in profile.extra_sbatch)
     if dependency:
         additional["dependency"] = dependency
-        additional["kill-on-invalid-dep"] = "yes"  # a failed prerequisite cancels the job instead of parking it
+        additional["kill-on-invalid-dep"] = (
+            "yes"  # a failed prerequisite cancels the job instead of parking it
+        )
     slurm_params = {
         "slurm_partition": profile.partition,
         "slurm_account": profile.account,
@@ -92,13 +115,26 @@ def make_executor(launcher: str, folder: str | os.PathLike, profile: ClusterProf
     return executor
 
 
-def record_job(folder: str | os.PathLike, job: Any, *, kind: str, launcher: str, profile: ClusterProfile,
-               **extra: Any) -> None:
+def record_job(
+    folder: str | os.PathLike,
+    job: Any,
+    *,
+    kind: str,
+    launcher: str,
+    profile: ClusterProfile,
+    **extra: Any,
+) -> None:
     """Append one line about a submitted job to FOLDER/jobs.jsonl (what `foundation status` reads)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    entry = {"job_id": str(job.job_id), "kind": kind, "launcher": launcher, "cluster": profile.name,
-             "submitted_at": time.time(), **extra}
+    entry = {
+        "job_id": str(job.job_id),
+        "kind": kind,
+        "launcher": launcher,
+        "cluster": profile.name,
+        "submitted_at": time.time(),
+        **extra,
+    }
     with open(folder / JOB_RECORD, "a") as stream:
         stream.write(json.dumps(entry) + "\n")
 

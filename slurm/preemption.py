@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 PREEMPTED = "preempted"
 TERMINATED = "terminated"
@@ -34,7 +35,7 @@ class StopSignals:
     def _handle(self, signum: int, frame: object) -> None:
         self.request_stop()
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -81,7 +82,9 @@ def _requeue(env: object) -> None:
     delayed = DelayedSubmission.load(paths.submitted_pickle)
     countdown = delayed._timeout_countdown - 1
     if countdown < 0:
-        raise UncompletedJobError("job stopped and was not requeued: it used up its requeues (cluster.max_requeues)")
+        raise UncompletedJobError(
+            "job stopped and was not requeued: it used up its requeues (cluster.max_requeues)"
+        )
     why_not = _checkpoint(delayed, paths.submitted_pickle, countdown)
     if why_not:
         raise UncompletedJobError(f"job stopped and was not requeued: {why_not}")

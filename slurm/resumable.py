@@ -13,12 +13,12 @@ import os
 from typing import Any
 
 import submitit
-
-from foundation.jobs import Resumable, stopped_early
 from foundation.slurm.dist_env import export_distributed_env
 from foundation.slurm.executor import configure_job_logging, make_executor, record_job
 from foundation.slurm.preemption import StopSignals, end_stopped_task
 from foundation.slurm.profiles import ClusterProfile
+
+from foundation.jobs import Resumable, stopped_early
 
 
 class RequeueingJob(submitit.helpers.Checkpointable):
@@ -43,11 +43,27 @@ class RequeueingJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(RequeueingJob(self.task))
 
 
-def submit_resumable(launcher: str, profile: ClusterProfile, folder: str | os.PathLike, task: Resumable, *,
-                     name: str, kind: str, **info: Any) -> Any:
+def submit_resumable(
+    launcher: str,
+    profile: ClusterProfile,
+    folder: str | os.PathLike,
+    task: Resumable,
+    *,
+    name: str,
+    kind: str,
+    **info: Any,
+) -> Any:
     """Submit a resumable task on profile.nodes x profile.tasks_per_node ranks; returns the submitit Job.
     Logs: FOLDER/JOBID_RANK_log.*; the job is recorded in FOLDER/jobs.jsonl with `info`."""
     executor = make_executor(launcher, folder, profile, name=name)
     job = executor.submit(RequeueingJob(task))
-    record_job(folder, job, kind=kind, launcher=launcher, profile=profile, world_size=profile.world_size, **info)
+    record_job(
+        folder,
+        job,
+        kind=kind,
+        launcher=launcher,
+        profile=profile,
+        world_size=profile.world_size,
+        **info,
+    )
     return job

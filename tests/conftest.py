@@ -10,7 +10,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures"  # small real DFT frames and VASP/ASE files, see its README.md
+FIXTURES = (
+    REPO / "tests" / "fixtures"
+)  # small real DFT frames and VASP/ASE files, see its README.md
 SHARED_DATA = Path(os.environ.get("FOUNDATION_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -4,11 +4,11 @@ the test (`with serve(DIR) as url:`). Files named in `truncate` are announced wh
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 
 class _Handler(SimpleHTTPRequestHandler):

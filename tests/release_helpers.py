@@ -13,10 +13,10 @@ def write_tiny_release(root: Path, name: str = "tiny", license: str = "MIT") -> 
     """root/run (a run directory) and root/NAME (its release); returns the release directory."""
     import torch
     import yaml
+    from foundation.evals.release import make_release
 
     from foundation import build_potential
     from foundation.config import to_dict
-    from foundation.evals.release import make_release
     from foundation.train.checkpoint import export_model
     from tests.evals.conftest import TINY_MODEL
 
@@ -24,11 +24,20 @@ def write_tiny_release(root: Path, name: str = "tiny", license: str = "MIT") -> 
     potential = build_potential(TINY_MODEL)
     normalization = {"element_references": ELEMENT_REFERENCES, "scale": 0.1, "shift": 0.0}
     potential.set_normalization(**normalization)
-    meta = {"format": "foundation-potential", "model": to_dict(potential.config), "normalization": normalization,
-            "step": 0, "val": {"loss": 1.0}, "objective": {"name": "efs"}}
+    meta = {
+        "format": "foundation-potential",
+        "model": to_dict(potential.config),
+        "normalization": normalization,
+        "step": 0,
+        "val": {"loss": 1.0},
+        "objective": {"name": "efs"},
+    }
     run_dir = root / "run"
     for which in ("best", "last"):
         export_model(run_dir / which, potential.state_dict(), meta)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"run_dir": str(run_dir), "model": meta["model"],
-                                                         "objective": meta["objective"]}))
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"run_dir": str(run_dir), "model": meta["model"], "objective": meta["objective"]}
+        )
+    )
     return make_release(run_dir, root / name, name=name, license=license)

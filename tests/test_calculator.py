@@ -39,12 +39,20 @@ def test_matches_the_potential_on_a_real_frame():
     assert atoms.get_potential_energy(force_consistent=True) == energy
     assert forces.dtype == np.float64 and stress.shape == (6,)
 
-    frame = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=np.asarray(atoms.cell[:]), pbc=atoms.pbc,
-                  frame_id="x", structure_id="x")
+    frame = Frame(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=np.asarray(atoms.cell[:]),
+        pbc=atoms.pbc,
+        frame_id="x",
+        structure_id="x",
+    )
     out = potential(collate_frames([frame], cutoff=potential.cutoff, dtype=torch.float64))
     assert energy == pytest.approx(float(out["energy"][0]), abs=1e-12)
     np.testing.assert_allclose(forces, out["forces"].detach().numpy(), atol=1e-12)
-    np.testing.assert_allclose(voigt_6_to_full_3x3_stress(stress), out["stress"][0].detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        voigt_6_to_full_3x3_stress(stress), out["stress"][0].detach().numpy(), atol=1e-12
+    )
 
 
 def test_dtype_follows_the_potential():
@@ -56,7 +64,9 @@ def test_dtype_follows_the_potential():
         energies[dtype] = atoms.get_potential_energy()
         assert atoms.calc.results["forces"].shape == (4, 3)
     assert energies[torch.float32] == pytest.approx(energies[torch.float64], rel=1e-5, abs=1e-5)
-    assert energies[torch.float32] != energies[torch.float64]  # float32 rounding shows: the dtype really changed
+    assert (
+        energies[torch.float32] != energies[torch.float64]
+    )  # float32 rounding shows: the dtype really changed
 
 
 def test_molecules_have_no_stress_and_relax():
@@ -81,8 +91,15 @@ def test_missing_outputs_are_reported():
 def _structures() -> list:
     """Periodic crystals of different sizes and a molecule (no stress), rattled so forces are not zero."""
     out = []
-    for n, atoms in enumerate([bulk("Cu", "fcc", a=3.6, cubic=True), bulk("Si", "diamond", a=5.43).repeat((2, 1, 1)),
-                               bulk("NaCl", "rocksalt", a=5.6), molecule("H2O"), bulk("Al", "fcc", a=4.05)]):
+    for n, atoms in enumerate(
+        [
+            bulk("Cu", "fcc", a=3.6, cubic=True),
+            bulk("Si", "diamond", a=5.43).repeat((2, 1, 1)),
+            bulk("NaCl", "rocksalt", a=5.6),
+            molecule("H2O"),
+            bulk("Al", "fcc", a=4.05),
+        ]
+    ):
         atoms.rattle(0.05, seed=n)
         out.append(atoms)
     return out
@@ -93,7 +110,10 @@ def test_per_atom_energies_sum_to_the_energy():
     atoms.rattle(0.05, seed=3)
     atoms.calc = FoundationCalculator(_potential().double())
     energies = atoms.get_potential_energies()
-    assert energies.shape == (len(atoms),) and "energies" in FoundationCalculator.implemented_properties
+    assert (
+        energies.shape == (len(atoms),)
+        and "energies" in FoundationCalculator.implemented_properties
+    )
     assert energies.sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
     assert np.ptp(energies) > 0  # per atom, not the mean spread evenly
 
@@ -140,8 +160,14 @@ def test_batched_predict_equals_one_structure_at_a_time(max_atoms):
 def test_on_a_gpu_graphs_are_built_there_and_results_match_the_cpu():
     structures = _structures()
     potential = _potential().double()
-    frame = Frame(numbers=structures[1].numbers, positions=structures[1].positions,
-                  cell=np.asarray(structures[1].cell[:]), pbc=structures[1].pbc, frame_id="x", structure_id="x")
+    frame = Frame(
+        numbers=structures[1].numbers,
+        positions=structures[1].positions,
+        cell=np.asarray(structures[1].cell[:]),
+        pbc=structures[1].pbc,
+        frame_id="x",
+        structure_id="x",
+    )
     batch = collate_frames([frame], cutoff=potential.cutoff, dtype=torch.float64, device="cuda")
     assert batch.edge_index.is_cuda and batch.positions.is_cuda and batch.shifts.is_cuda
     on_cpu = FoundationCalculator(potential).predict(structures)

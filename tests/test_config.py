@@ -24,9 +24,16 @@ def test_an_old_run_config_and_an_old_override_read_the_new_key(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"model": "schnet", "data": {"path": "/d", "max_neighbors": 7}}))
     assert load_config(TrainRunConfig, path).data.max_neighbours == 7
-    assert load_config(TrainRunConfig, {"model": "schnet"}, ["data.max_neighbors=3"]).data.max_neighbours == 3
+    assert (
+        load_config(
+            TrainRunConfig, {"model": "schnet"}, ["data.max_neighbors=3"]
+        ).data.max_neighbours
+        == 3
+    )
 
 
 def test_both_spellings_at_once_is_an_error():
     with pytest.raises(ConfigError, match="unknown key 'backbone.max_neighbors'"):
-        load_config(ModelConfig, {"backbone": {"name": "schnet", "max_neighbors": 1, "max_neighbours": 2}})
+        load_config(
+            ModelConfig, {"backbone": {"name": "schnet", "max_neighbors": 1, "max_neighbours": 2}}
+        )

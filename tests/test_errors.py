@@ -15,13 +15,18 @@ from foundation.errors import DiskFull, device_of, writing
 from .conftest import require
 
 
-@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="no /dev/full here (the tmpfs test below covers it)")
+@pytest.mark.skipif(
+    not Path("/dev/full").is_char_device(),
+    reason="no /dev/full here (the tmpfs test below covers it)",
+)
 def test_enospc_from_dev_full_names_device_and_file():
     with pytest.raises(DiskFull) as info:
         with writing("/dev/full"), open("/dev/full", "wb") as fh:
             fh.write(b"x" * 4096)
             fh.flush()
-    assert str(info.value).startswith("no space left on ") and str(info.value).endswith("writing /dev/full")
+    assert str(info.value).startswith("no space left on ") and str(info.value).endswith(
+        "writing /dev/full"
+    )
     assert isinstance(info.value.__cause__, OSError)
 
 
@@ -29,7 +34,9 @@ def test_other_errors_pass_unchanged(tmp_path):
     with pytest.raises(ValueError, match="not a disk problem"):
         with writing(tmp_path / "x"):
             raise ValueError("not a disk problem")
-    with pytest.raises(RuntimeError, match="plenty of space"):  # a RuntimeError on a device with free space
+    with pytest.raises(
+        RuntimeError, match="plenty of space"
+    ):  # a RuntimeError on a device with free space
         with writing(tmp_path / "x"):
             raise RuntimeError("plenty of space")
 
@@ -43,18 +50,28 @@ def small_tmpfs(tmp_path):
     """A 2 MiB tmpfs mounted for the test (needs root and mount permission)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    can_mount = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode == 0
+    can_mount = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+    )
     require(can_mount, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
     yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)  # torch may still hold the failed file open
+    subprocess.run(
+        ["umount", "--lazy", str(mount)], check=True
+    )  # torch may still hold the failed file open
 
 
 def test_plain_writes_torch_save_and_safetensors_on_a_full_tmpfs(small_tmpfs: Path):
     with pytest.raises(DiskFull) as info:
         with writing(small_tmpfs / "log.txt"), open(small_tmpfs / "log.txt", "wb") as fh:
             fh.write(b"x" * (4 << 20))
-    assert str(info.value) == f"no space left on tmpfs (mounted on {small_tmpfs}) writing {small_tmpfs / 'log.txt'}"
+    assert (
+        str(info.value)
+        == f"no space left on tmpfs (mounted on {small_tmpfs}) writing {small_tmpfs / 'log.txt'}"
+    )
     assert isinstance(info.value.__cause__, OSError)
     (small_tmpfs / "log.txt").unlink()
     big = {"w": torch.zeros(1 << 20)}  # 4 MiB of float32 on a 2 MiB device

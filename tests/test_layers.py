@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_DIRS = {"foundation": "foundation", "foundation.data_prep": "data_prep", "foundation.evals": "evals",
-                "foundation.studies": "studies", "foundation.slurm": "slurm"}
+PACKAGE_DIRS = {
+    "foundation": "foundation",
+    "foundation.data_prep": "data_prep",
+    "foundation.evals": "evals",
+    "foundation.studies": "studies",
+    "foundation.slurm": "slurm",
+}
 JOBS = ("foundation.data_prep", "foundation.evals", "foundation.studies")
 LIBRARY, JOB, LAUNCH, COMMAND_LINE = 0, 1, 2, 3
 
@@ -52,7 +57,9 @@ def imported(module: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative import
-                anchor = module.split(".")[: len(module.split(".")) - node.level + (path.name == "__init__.py")]
+                anchor = module.split(".")[
+                    : len(module.split(".")) - node.level + (path.name == "__init__.py")
+                ]
                 base = ".".join(anchor + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
@@ -68,16 +75,23 @@ def graph() -> dict[str, set[str]]:
 
 def test_imports_run_from_the_command_line_down_to_the_library(graph):
     names = {LIBRARY: "library", JOB: "job", LAUNCH: "launcher", COMMAND_LINE: "command line"}
-    wrong = [f"{module} ({names[layer(module)]}) imports {target} ({names[layer(target)]})"
-             for module, targets in sorted(graph.items()) for target in sorted(targets)
-             if layer(target) > layer(module)]
+    wrong = [
+        f"{module} ({names[layer(module)]}) imports {target} ({names[layer(target)]})"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer(target) > layer(module)
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 def test_the_launcher_knows_no_workload(graph):
-    wrong = [f"{module} imports {target}" for module, targets in sorted(graph.items())
-             if layer(module) == LAUNCH for target in sorted(targets)
-             if layer(target) == JOB or target.startswith(("foundation.train.", "foundation.models."))]
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if layer(module) == LAUNCH
+        for target in sorted(targets)
+        if layer(target) == JOB or target.startswith(("foundation.train.", "foundation.models."))
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -128,16 +142,24 @@ def test_project_imports_sit_at_the_top_of_modules():
     found = modules()
     heavy = {name for name, path in found.items() if "deepspeed" in _top_level_imports(path)}
     wrong = []
-    for module, path in sorted(found.items()):
+    for path in sorted(found.values()):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for inner in ast.walk(node):
-                if isinstance(inner, ast.ImportFrom) and inner.module and inner.module.startswith("foundation"):
+                if (
+                    isinstance(inner, ast.ImportFrom)
+                    and inner.module
+                    and inner.module.startswith("foundation")
+                ):
                     if inner.module not in heavy:
-                        wrong.append(f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: from {inner.module}")
+                        wrong.append(
+                            f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: from {inner.module}"
+                        )
                 elif isinstance(inner, ast.Import):
-                    wrong += [f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: import {alias.name}"
-                              for alias in inner.names if alias.name.startswith("foundation")
-                              and alias.name not in heavy]
+                    wrong += [
+                        f"{path.relative_to(REPO)}:{inner.lineno} {node.name}: import {alias.name}"
+                        for alias in inner.names
+                        if alias.name.startswith("foundation") and alias.name not in heavy
+                    ]
     assert not wrong, "imports inside functions:\n" + "\n".join(wrong)

@@ -31,8 +31,12 @@ HOLDER = textwrap.dedent("""
 def holder(tmp_path):
     """A second process holding the lock of tmp_path/dir; yields (process, directory)."""
     directory = tmp_path / "dir"
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout.readline().strip() == "locked"
     yield process, directory
     if process.poll() is None:
@@ -61,7 +65,9 @@ def test_the_lock_of_a_killed_owner_is_taken_over_with_a_message(holder, caplog)
     process, directory = holder
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert json.loads((directory / LOCK_NAME).read_text())["pid"] == process.pid  # the dead owner's record stays
+    assert (
+        json.loads((directory / LOCK_NAME).read_text())["pid"] == process.pid
+    )  # the dead owner's record stays
     with caplog.at_level(logging.WARNING, logger="foundation.locking"):
         lock = DirectoryLock(directory).acquire()
     try:
@@ -93,5 +99,7 @@ def test_without_flock_the_owner_record_decides(holder, monkeypatch, tmp_path):
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()
     (elsewhere / LOCK_NAME).write_text(json.dumps({"host": "another-node", "pid": 1, "started": 0}))
-    with pytest.raises(DirectoryLocked, match="another-node"):  # another host's process cannot be checked
+    with pytest.raises(
+        DirectoryLocked, match="another-node"
+    ):  # another host's process cannot be checked
         DirectoryLock(elsewhere).acquire()

@@ -17,8 +17,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # What a wheel is built from: the package folders and pyproject.toml (not runs/, tests, docs, caches).
-NOT_SHIPPED = shutil.ignore_patterns("runs", ".git", ".cache", "build", "dist", "*.egg-info", "__pycache__",
-                                     ".pytest_cache", "tests", "docs", "bench", "examples", "scripts")
+NOT_SHIPPED = shutil.ignore_patterns(
+    "runs",
+    ".git",
+    ".cache",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "tests",
+    "docs",
+    "bench",
+    "examples",
+    "scripts",
+)
 
 CHECKS = r"""
 import sys
@@ -66,8 +79,12 @@ print(f"checked {len(shipped)} shipped configs and {len(models)} models")
 
 
 def _run(cmd, cwd: Path, env: dict, timeout: int = 600) -> str:
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -81,15 +98,45 @@ def installed(tmp_path_factory):
     constraints = REPO / ".cache" / "constraints.txt"
     if constraints.is_file():
         env["PIP_CONSTRAINT"] = str(constraints)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "wheels",
-          root / "src"], root, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            root / "wheels",
+            root / "src",
+        ],
+        root,
+        env,
+    )
     [wheel] = (root / "wheels").glob("foundation_mlip-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "foundation/configs/model/schnet.yaml" in names and "foundation/configs/cluster/local.yaml" in names
+    assert (
+        "foundation/configs/model/schnet.yaml" in names
+        and "foundation/configs/cluster/local.yaml" in names
+    )
     assert not [n for n in names if n.startswith(("tests/", "configs/"))]
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", venv], root, env)
-    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel], root, env)
+    _run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--force-reinstall",
+            wheel,
+        ],
+        root,
+        env,
+    )
     work = root / "work"
     work.mkdir()
     return venv, work, env
@@ -111,13 +158,59 @@ def test_installed_wheel_runs_the_demo_pipeline(installed):
     has no configs/, release, export and `foundation models`."""
     venv, work, env = installed
     foundation = venv / "bin" / "foundation"
-    _run([foundation, "synth", "--out", "frames.extxyz", "--frames", "80", "--teacher", "emt", "--workers", "1",
-          "--no-progress"], work, env)
-    _run([foundation, "prep", "frames.extxyz", "--out", "data", "--launcher", "submitit-local", "--cluster",
-          "local"], work, env)
-    _run([foundation, "train", "--config", "configs/pretrain/efs_derivative.yaml", "data.path=data", "run_dir=run",
-          "train.max_steps=2", "train.val_every=2", "train.checkpoint_every=2", "schedule.warmup_steps=1"], work, env)
+    _run(
+        [
+            foundation,
+            "synth",
+            "--out",
+            "frames.extxyz",
+            "--frames",
+            "80",
+            "--teacher",
+            "emt",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        work,
+        env,
+    )
+    _run(
+        [
+            foundation,
+            "prep",
+            "frames.extxyz",
+            "--out",
+            "data",
+            "--launcher",
+            "submitit-local",
+            "--cluster",
+            "local",
+        ],
+        work,
+        env,
+    )
+    _run(
+        [
+            foundation,
+            "train",
+            "--config",
+            "configs/pretrain/efs_derivative.yaml",
+            "data.path=data",
+            "run_dir=run",
+            "train.max_steps=2",
+            "train.val_every=2",
+            "train.checkpoint_every=2",
+            "schedule.warmup_steps=1",
+        ],
+        work,
+        env,
+    )
     _run([foundation, "release", "run", "--out", "models/toy"], work, env)
-    _run([foundation, "export", "toy", "--out", "toy.pt"], work, {**env, "FOUNDATION_MODELS": str(work / "models")})
+    _run(
+        [foundation, "export", "toy", "--out", "toy.pt"],
+        work,
+        {**env, "FOUNDATION_MODELS": str(work / "models")},
+    )
     listing = _run([foundation, "models"], work, {**env, "FOUNDATION_MODELS": str(work / "models")})
     assert "toy" in listing and (work / "toy.pt").is_file()

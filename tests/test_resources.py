@@ -24,6 +24,8 @@ def test_configs_paths_resolve_from_another_directory(tmp_path, monkeypatch):
     # a file of that name here wins; other paths are left alone (their error names them)
     (tmp_path / "configs" / "pretrain").mkdir(parents=True)
     (tmp_path / "configs" / "pretrain" / "efs_derivative.yaml").write_text("model: schnet\n")
-    assert config_path("configs/pretrain/efs_derivative.yaml") == Path("configs/pretrain/efs_derivative.yaml")
+    assert config_path("configs/pretrain/efs_derivative.yaml") == Path(
+        "configs/pretrain/efs_derivative.yaml"
+    )
     assert config_path("configs/nope/x.yaml") == Path("configs/nope/x.yaml")
     assert config_path("elsewhere/x.yaml") == Path("elsewhere/x.yaml")

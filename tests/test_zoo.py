@@ -53,7 +53,9 @@ def test_files_a_hub_adds_do_not_stop_loading(models, tmp_path):
     release = _copy(models, tmp_path)
     (release / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     (release / ".cache" / "huggingface" / "download").mkdir(parents=True)
-    (release / ".cache" / "huggingface" / "download" / "model.safetensors.metadata").write_text("x\n")
+    (release / ".cache" / "huggingface" / "download" / "model.safetensors.metadata").write_text(
+        "x\n"
+    )
     (release / ".git").mkdir()
     (release / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     verify_checksums(release)
@@ -71,7 +73,9 @@ def test_a_changed_weights_or_config_file_stops_loading(models, tmp_path, name):
 
 def test_a_git_lfs_pointer_is_named(models, tmp_path):
     release = _copy(models, tmp_path)
-    (release / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\n")
+    (release / "model.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:ab\n"
+    )
     with pytest.raises(ReleaseError, match="Git LFS pointer"):
         foundation.load_calculator(release)
 

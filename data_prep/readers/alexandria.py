@@ -19,18 +19,28 @@ text or number entry of `data` instead. source = "Alexandria".
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-
-from foundation.data_prep.readers.base import (Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids,
-                                               vasp_kbar_to_ase)
+from foundation.data_prep.readers.base import (
+    Piece,
+    RawRecord,
+    Reader,
+    ReaderError,
+    open_binary,
+    pick_ids,
+    vasp_kbar_to_ase,
+)
 from foundation.data_prep.readers.mptrj import structure_arrays
+
 from foundation.data.schema import Frame
 
 SOURCE = "Alexandria"
-ENERGY = {"uncorrected": "energy (the entry's uncorrected total energy, eV)",
-          "corrected": "energy + correction (ComputedEntry.energy, eV)"}
+ENERGY = {
+    "uncorrected": "energy (the entry's uncorrected total energy, eV)",
+    "corrected": "energy + correction (ComputedEntry.energy, eV)",
+}
 
 
 def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
@@ -48,7 +58,9 @@ def _entries_prefix(fh: Any, path: str) -> str:
         return "entries.item"
     if first == b"[":
         return "item"
-    raise ReaderError(f"{path}: not Alexandria JSON (expected {{\"entries\": [...]}} or a list of entries)")
+    raise ReaderError(
+        f'{path}: not Alexandria JSON (expected {{"entries": [...]}} or a list of entries)'
+    )
 
 
 def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
@@ -60,18 +72,28 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
         try:
             for entry in ijson.items(fh, _entries_prefix(fh, piece.path), use_float=True):
                 try:
-                    yield RawRecord(count, frame=frame_from_entry_dict(entry, piece.name, count, config))
+                    yield RawRecord(
+                        count, frame=frame_from_entry_dict(entry, piece.name, count, config)
+                    )
                 except Exception as exc:  # a malformed entry is quarantined as parse_error
-                    yield RawRecord(count, error=f"{type(exc).__name__}: {exc}",
-                                    raw=json.dumps(entry, default=str)[:4000])
+                    yield RawRecord(
+                        count,
+                        error=f"{type(exc).__name__}: {exc}",
+                        raw=json.dumps(entry, default=str)[:4000],
+                    )
                 count += 1
         except (ijson.JSONError, OSError, EOFError) as exc:  # nothing after this point can be read
             ended = isinstance(exc, (OSError, EOFError)) or "premature EOF" in str(exc)
-            yield RawRecord(count, error=f"the file {'ends' if ended else 'breaks'} inside entry {count}: {exc}",
-                            reason="truncated" if ended else "parse_error")
+            yield RawRecord(
+                count,
+                error=f"the file {'ends' if ended else 'breaks'} inside entry {count}: {exc}",
+                reason="truncated" if ended else "parse_error",
+            )
 
 
-def frame_from_entry_dict(entry: dict[str, Any], name: str, index: int, config: Any, source: str = SOURCE) -> Frame:
+def frame_from_entry_dict(
+    entry: dict[str, Any], name: str, index: int, config: Any, source: str = SOURCE
+) -> Frame:
     """One ComputedStructureEntry dict -> Frame (ASE units and stress sign; conversions as in the module doc)."""
     cls = entry.get("@class", "ComputedStructureEntry")
     if cls != "ComputedStructureEntry":
@@ -87,17 +109,29 @@ def frame_from_entry_dict(entry: dict[str, Any], name: str, index: int, config: 
         forces = _site_property(sites, "forces")
     stress = data.get("stress")
     magmoms = _site_property(sites, "magmom")
-    info = {k: v for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    info = {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
     ids = [v for v in (data.get("mat_id"), entry.get("entry_id")) if v is not None]
     if ids:
         info.setdefault("structure_id", ids[0])
         info.setdefault("frame_id", ids[-1])
     structure_id, frame_id = pick_ids(info, name, index, config)
-    return Frame(numbers=numbers, positions=positions, cell=cell, pbc=pbc, frame_id=frame_id,
-                 structure_id=structure_id, source=source, energy=energy,
-                 forces=None if forces is None else np.array(forces, dtype=np.float64),
-                 stress=None if stress is None else vasp_kbar_to_ase(np.array(stress, dtype=np.float64)),
-                 magmoms=None if magmoms is None else np.array(magmoms, dtype=np.float64).reshape(-1))
+    return Frame(
+        numbers=numbers,
+        positions=positions,
+        cell=cell,
+        pbc=pbc,
+        frame_id=frame_id,
+        structure_id=structure_id,
+        source=source,
+        energy=energy,
+        forces=None if forces is None else np.array(forces, dtype=np.float64),
+        stress=None if stress is None else vasp_kbar_to_ase(np.array(stress, dtype=np.float64)),
+        magmoms=None if magmoms is None else np.array(magmoms, dtype=np.float64).reshape(-1),
+    )
 
 
 def _site_property(sites: list[dict[str, Any]], key: str) -> list | None:

@@ -10,11 +10,13 @@ Pieces are ranges of rows in id order; a piece reads only its own rows (by id fo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, pick_ids
+
 from foundation.data.ase_convert import frame_from_atoms
 
 LMDB_SUFFIX = ".aselmdb"
@@ -33,8 +35,14 @@ def _connect(path: str) -> Iterator[Any]:
         else:
             db = ase.db.connect(path, use_lock_file=False)
     except Exception as exc:
-        hint = " (install ase-db-backends)" if path.endswith(LMDB_SUFFIX) and "aselmdb" in str(exc) else ""
-        raise ReaderError(f"{path}: cannot open as an ASE database ({type(exc).__name__}: {exc}){hint}") from None
+        hint = (
+            " (install ase-db-backends)"
+            if path.endswith(LMDB_SUFFIX) and "aselmdb" in str(exc)
+            else ""
+        )
+        raise ReaderError(
+            f"{path}: cannot open as an ASE database ({type(exc).__name__}: {exc}){hint}"
+        ) from None
     try:
         yield db
     finally:
@@ -50,10 +58,22 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
     except ReaderError:
         raise
     except Exception as exc:
-        raise ReaderError(f"{path}: cannot read as an ASE database ({type(exc).__name__}: {exc})") from None
-    return [Piece(path, name, "asedb", start, min(start + chunk_frames, count), start,
-                  min(chunk_frames, count - start), min(chunk_frames, count - start))
-            for start in range(0, count, chunk_frames)]
+        raise ReaderError(
+            f"{path}: cannot read as an ASE database ({type(exc).__name__}: {exc})"
+        ) from None
+    return [
+        Piece(
+            path,
+            name,
+            "asedb",
+            start,
+            min(start + chunk_frames, count),
+            start,
+            min(chunk_frames, count - start),
+            min(chunk_frames, count - start),
+        )
+        for start in range(0, count, chunk_frames)
+    ]
 
 
 def _rows(db: Any, start: int, stop: int) -> Iterator[tuple[int, Callable[[], Any]]]:
@@ -78,17 +98,28 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
                 row = fetch()
                 info = {**_scalars(row.get("data") or {}), **row.key_value_pairs}
                 structure_id, frame_id = pick_ids(info, piece.name, row_id, config)
-                frame = frame_from_atoms(row.toatoms(), frame_id=frame_id, structure_id=structure_id,
-                                         source=str(info.get("source", "")))
+                frame = frame_from_atoms(
+                    row.toatoms(),
+                    frame_id=frame_id,
+                    structure_id=structure_id,
+                    source=str(info.get("source", "")),
+                )
                 yield RawRecord(row_id, frame=frame)
             except Exception as exc:  # a malformed row is quarantined as parse_error
-                yield RawRecord(row_id, error=f"{type(exc).__name__}: {exc}",
-                                raw=None if row is None else str(dict(row))[:4000])
+                yield RawRecord(
+                    row_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                    raw=None if row is None else str(dict(row))[:4000],
+                )
 
 
 def _scalars(data: dict) -> dict:
     """The text and number entries of a row's data (fairchem keeps ids such as `sid` there)."""
-    return {k: v for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
 
 
 READER = Reader(plan=plan, read=read)

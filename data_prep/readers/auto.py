@@ -16,7 +16,9 @@ def _head(path: str) -> bytes:
         with open_binary(path) as fh:
             return fh.read(_SNIFF)
     except (OSError, EOFError) as exc:
-        raise ReaderError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise ReaderError(
+            f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
 
 
 def _looks_like_extxyz(head: bytes) -> bool:
@@ -27,7 +29,9 @@ def _looks_like_extxyz(head: bytes) -> bool:
 def _json_kind(head: bytes) -> str | None:
     if re.search(rb'"@class"\s*:\s*"ComputedStructureEntry"', head):
         return "alexandria"
-    if re.search(rb'"structure"\s*:\s*\{', head) and re.search(rb'"(uncorrected|corrected)_total_energy"|"force"', head):
+    if re.search(rb'"structure"\s*:\s*\{', head) and re.search(
+        rb'"(uncorrected|corrected)_total_energy"|"force"', head
+    ):
         return "mptrj"
     if re.search(rb'"numbers"\s*:', head) and re.search(rb'"(unique_id|ctime)"\s*:', head):
         return "asedb"
@@ -76,8 +80,10 @@ def expand_inputs(paths: list[str], fmt: str) -> list[tuple[str, str, str]]:
             raise ReaderError(f"{path}: no such file or directory")
         kind = fmt if fmt != "auto" else detect_format(path)
         if kind is None:
-            raise ReaderError(f"{path}: cannot tell its format (extxyz, MPtrj JSON, Alexandria entries JSON, OUTCAR, vasprun.xml, ASE db); "
-                              "pass --format")
+            raise ReaderError(
+                f"{path}: cannot tell its format (extxyz, MPtrj JSON, Alexandria entries JSON, OUTCAR, vasprun.xml, ASE db); "
+                "pass --format"
+            )
         out.append((path, kind, os.path.basename(path)))
     if not out:
         raise ReaderError(f"no readable input files in {paths}")

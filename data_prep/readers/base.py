@@ -6,8 +6,9 @@ import bz2
 import gzip
 import io
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from foundation.data.schema import Frame
 from foundation.errors import UserError
@@ -15,7 +16,14 @@ from foundation.errors import UserError
 # sigma_ASE [eV/A^3] = -0.1 * sigma_VASP [kBar] / 160.21766208 (DESIGN.md): VASP and MPtrj stresses.
 EV_PER_A3_IN_GPA = 160.21766208
 
-STRUCTURE_KEYS = ("structure_id", "mptrj_traj_id", "alexandria_id", "internal_id", "material_id", "mp_id")
+STRUCTURE_KEYS = (
+    "structure_id",
+    "mptrj_traj_id",
+    "alexandria_id",
+    "internal_id",
+    "material_id",
+    "mp_id",
+)
 FRAME_KEYS = ("frame_id", "mptrj_snapshot_id", "snapshot_id")
 
 
@@ -45,7 +53,9 @@ class Piece:
 class RawRecord:
     """One record of an input file: a Frame, or the error (and its quarantine reason) that kept it from becoming one."""
 
-    where: int | str  # record locator inside the file: frame index, "material/frame", row id, ionic step
+    where: (
+        int | str
+    )  # record locator inside the file: frame index, "material/frame", row id, ionic step
     frame: Frame | None = None
     error: str | None = None
     raw: str | None = None  # an excerpt of the unreadable input, for the quarantine file
@@ -76,7 +86,9 @@ def pick_ids(info: Mapping[str, Any], name: str, index: int | str, config: Any) 
     return (frame_id if structure_id is None else structure_id), frame_id
 
 
-def _pick(info: Mapping[str, Any], key: str | None, auto: tuple[str, ...], option: str) -> str | None:
+def _pick(
+    info: Mapping[str, Any], key: str | None, auto: tuple[str, ...], option: str
+) -> str | None:
     if key in ("index", "frame"):
         return None
     if key is not None:

@@ -12,25 +12,62 @@ from __future__ import annotations
 import io
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from ase import units
 from ase.data import atomic_numbers
 from ase.stress import voigt_6_to_full_3x3_stress
+from foundation.data_prep.readers.base import (
+    COMPRESSED,
+    Piece,
+    RawRecord,
+    Reader,
+    ReaderError,
+    open_binary,
+    pick_ids,
+)
 
-from foundation.data_prep.readers.base import COMPRESSED, Piece, RawRecord, Reader, ReaderError, open_binary, pick_ids
 from foundation.data.schema import Frame
 
-ENERGY_UNITS = {"eV": 1.0, "meV": 1e-3, "Hartree": units.Hartree, "Ha": units.Hartree, "Ry": units.Rydberg,
-                "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol}
-FORCES_UNITS = {"eV/A": 1.0, "eV/Ang": 1.0, "eV/Angstrom": 1.0, "eV/Å": 1.0, "meV/A": 1e-3,
-                "Hartree/Bohr": units.Hartree / units.Bohr, "Ha/Bohr": units.Hartree / units.Bohr,
-                "kcal/mol/A": units.kcal / units.mol, "kJ/mol/A": units.kJ / units.mol}
-STRESS_UNITS = {"eV/A^3": 1.0, "eV/A3": 1.0, "eV/Ang^3": 1.0, "eV/Angstrom^3": 1.0, "eV/Å^3": 1.0,
-                "GPa": units.GPa, "kbar": 0.1 * units.GPa, "kBar": 0.1 * units.GPa, "kB": 0.1 * units.GPa,
-                "bar": units.bar}
-_UNIT_KEYS = (("energy_unit", ENERGY_UNITS), ("forces_unit", FORCES_UNITS), ("stress_unit", STRESS_UNITS))
+ENERGY_UNITS = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "Hartree": units.Hartree,
+    "Ha": units.Hartree,
+    "Ry": units.Rydberg,
+    "kcal/mol": units.kcal / units.mol,
+    "kJ/mol": units.kJ / units.mol,
+}
+FORCES_UNITS = {
+    "eV/A": 1.0,
+    "eV/Ang": 1.0,
+    "eV/Angstrom": 1.0,
+    "eV/Å": 1.0,
+    "meV/A": 1e-3,
+    "Hartree/Bohr": units.Hartree / units.Bohr,
+    "Ha/Bohr": units.Hartree / units.Bohr,
+    "kcal/mol/A": units.kcal / units.mol,
+    "kJ/mol/A": units.kJ / units.mol,
+}
+STRESS_UNITS = {
+    "eV/A^3": 1.0,
+    "eV/A3": 1.0,
+    "eV/Ang^3": 1.0,
+    "eV/Angstrom^3": 1.0,
+    "eV/Å^3": 1.0,
+    "GPa": units.GPa,
+    "kbar": 0.1 * units.GPa,
+    "kBar": 0.1 * units.GPa,
+    "kB": 0.1 * units.GPa,
+    "bar": units.bar,
+}
+_UNIT_KEYS = (
+    ("energy_unit", ENERGY_UNITS),
+    ("forces_unit", FORCES_UNITS),
+    ("stress_unit", STRESS_UNITS),
+)
 _PAIR = re.compile(r'([^\s=]+)=("[^"]*"|\S+)')
 _EXOTIC = re.compile(r"[{}\[\]\\']")
 _SYMBOLS = {**atomic_numbers, "X": 0}
@@ -55,8 +92,10 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
                 if natoms < 0:
                     raise ValueError
             except ValueError:
-                raise ReaderError(f"{path}: line {lineno}: expected the atom count of frame {len(starts)}, "
-                                  f"found {line[:60]!r}; not an extended XYZ file?") from None
+                raise ReaderError(
+                    f"{path}: line {lineno}: expected the atom count of frame {len(starts)}, "
+                    f"found {line[:60]!r}; not an extended XYZ file?"
+                ) from None
             starts.append(offset)
             offset += len(line)
             for _ in range(natoms + 1):
@@ -68,8 +107,18 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
     starts.append(offset)
     for first in range(0, len(starts) - 1, chunk_frames):
         last = min(first + chunk_frames, len(starts) - 1)
-        pieces.append(Piece(path=path, name=name, format="extxyz", start=starts[first], stop=starts[last],
-                            first_record=first, num_records=last - first, weight=last - first))
+        pieces.append(
+            Piece(
+                path=path,
+                name=name,
+                format="extxyz",
+                start=starts[first],
+                stop=starts[last],
+                first_record=first,
+                num_records=last - first,
+                weight=last - first,
+            )
+        )
     return pieces
 
 
@@ -87,7 +136,9 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
             try:
                 natoms = int(head)
             except ValueError:
-                raise ReaderError(f"{piece.path}: record {index}: expected an atom count, found {head[:60]!r}") from None
+                raise ReaderError(
+                    f"{piece.path}: record {index}: expected an atom count, found {head[:60]!r}"
+                ) from None
             yield _record(piece, index, natoms, _frame_lines(fh, natoms), config)
             index += 1
             remaining -= 1
@@ -110,23 +161,35 @@ def _frame_lines(fh: Any, natoms: int) -> list[bytes]:
 
 def _record(piece: Piece, index: int, natoms: int, lines: list[bytes], config: Any) -> RawRecord:
     if len(lines) < natoms + 1:
-        return RawRecord(index, reason="truncated", raw=b"".join(lines[:50]).decode(errors="replace")[:_EXCERPT],
-                         error=f"count line exceeds the file: {natoms} atoms announced, more lines than the "
-                               f"rest of the file holds")
+        return RawRecord(
+            index,
+            reason="truncated",
+            raw=b"".join(lines[:50]).decode(errors="replace")[:_EXCERPT],
+            error=f"count line exceeds the file: {natoms} atoms announced, more lines than the "
+            f"rest of the file holds",
+        )
     try:
-        return RawRecord(index, frame=parse_frame(lines[0].decode(), b"".join(lines[1:]).decode(), natoms,
-                                                  piece.name, index, config))
+        return RawRecord(
+            index,
+            frame=parse_frame(
+                lines[0].decode(), b"".join(lines[1:]).decode(), natoms, piece.name, index, config
+            ),
+        )
     except ReaderError as exc:
         raise ReaderError(f"{piece.path}: record {index}: {exc}") from None
     except Exception as exc:  # any malformed value: the record is quarantined as parse_error
-        return RawRecord(index, error=f"{type(exc).__name__}: {exc}",
-                         raw=(f"{natoms}\n" + b"".join(lines).decode(errors="replace"))[:_EXCERPT])
+        return RawRecord(
+            index,
+            error=f"{type(exc).__name__}: {exc}",
+            raw=(f"{natoms}\n" + b"".join(lines).decode(errors="replace"))[:_EXCERPT],
+        )
 
 
 def parse_comment(line: str) -> dict[str, Any]:
     """The key=value pairs of a comment line (values as strings, or ASE-typed values for exotic lines)."""
     if _EXOTIC.search(line):
         from ase.io.extxyz import key_val_str_to_dict
+
         return key_val_str_to_dict(line)
     return {k: v[1:-1] if v.startswith('"') else v for k, v in _PAIR.findall(line)}
 
@@ -158,7 +221,9 @@ def parse_frame(comment: str, body: str, natoms: int, name: str, index: int, con
     """One frame from its comment line and atom lines (units converted to eV, eV/A, eV/A^3)."""
     info = parse_comment(comment)
     e_unit, f_unit, s_unit = _unit_factors(info)
-    columns = _columns(body, natoms, _properties(str(info.get("Properties", "species:S:1:pos:R:3"))))
+    columns = _columns(
+        body, natoms, _properties(str(info.get("Properties", "species:S:1:pos:R:3")))
+    )
     if "species" in columns:
         numbers = np.array([_SYMBOLS.get(s, 0) for s in columns["species"][0]], dtype=np.int64)
     elif "Z" in columns:
@@ -179,11 +244,19 @@ def parse_frame(comment: str, body: str, natoms: int, name: str, index: int, con
     forces = columns.get(config.forces_key)
     magmoms = columns.get("magmoms")
     structure_id, frame_id = pick_ids(info, name, index, config)
-    return Frame(numbers=numbers, positions=columns["pos"], cell=cell, pbc=pbc, frame_id=frame_id,
-                 structure_id=structure_id, source=str(info.get("source", "")),
-                 energy=None if energy is None else float(energy) * e_unit,
-                 forces=None if forces is None else forces * f_unit, stress=stress,
-                 magmoms=None if magmoms is None or magmoms.shape[1] != 1 else magmoms[:, 0])
+    return Frame(
+        numbers=numbers,
+        positions=columns["pos"],
+        cell=cell,
+        pbc=pbc,
+        frame_id=frame_id,
+        structure_id=structure_id,
+        source=str(info.get("source", "")),
+        energy=None if energy is None else float(energy) * e_unit,
+        forces=None if forces is None else forces * f_unit,
+        stress=stress,
+        magmoms=None if magmoms is None or magmoms.shape[1] != 1 else magmoms[:, 0],
+    )
 
 
 def _pbc(value: Any) -> np.ndarray:
@@ -196,11 +269,13 @@ def _columns(body: str, natoms: int, props: list[tuple[str, str, int]]) -> dict[
     tokens = body.split()
     width = sum(p[2] for p in props)
     if len(tokens) != natoms * width:
-        raise ValueError(f"{natoms} atom lines of {width} columns expected, found {len(tokens)} values")
+        raise ValueError(
+            f"{natoms} atom lines of {width} columns expected, found {len(tokens)} values"
+        )
     out: dict[str, Any] = {}
     col = 0
     for name, kind, cols in props:
-        values = [tokens[col + k::width] for k in range(cols)]
+        values = [tokens[col + k :: width] for k in range(cols)]
         col += cols
         if kind == "S":
             out[name] = values
@@ -209,7 +284,9 @@ def _columns(body: str, natoms: int, props: list[tuple[str, str, int]]) -> dict[
         elif kind == "I":
             out[name] = np.array(values, dtype=np.int64).T.copy()
         elif kind == "L":
-            out[name] = np.array([[v in ("T", "True", "1") for v in c] for c in values], dtype=bool).T.copy()
+            out[name] = np.array(
+                [[v in ("T", "True", "1") for v in c] for c in values], dtype=bool
+            ).T.copy()
         else:
             raise ValueError(f"unknown property type {kind!r} of column {name!r}")
     if "pos" not in out:

@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from ase.data import atomic_numbers
+from foundation.data_prep.readers.base import (
+    COMPRESSED,
+    Piece,
+    RawRecord,
+    Reader,
+    ReaderError,
+    open_binary,
+    vasp_kbar_to_ase,
+)
 
-from foundation.data_prep.readers.base import (COMPRESSED, Piece, RawRecord, Reader, ReaderError, open_binary,
-                                               vasp_kbar_to_ase)
 from foundation.data.schema import Frame
 
 ENERGY_FIELDS = {"uncorrected": "uncorrected_total_energy", "corrected": "corrected_total_energy"}
@@ -47,7 +55,9 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
                 quotes, escaped = _unescaped(arr, quotes, escaped)
             toggles = np.cumsum(quotes, dtype=np.int32) + in_string
             outside = (toggles & 1) == 0
-            delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(np.int8)
+            delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(
+                np.int8
+            )
             level = np.cumsum(delta, dtype=np.int32) + depth
             if first < 0 and (level >= 1).any():
                 first = offset + int(np.argmax(level >= 1)) + 1
@@ -58,7 +68,9 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
             depth, in_string = int(level[-1]), int(toggles[-1] & 1)
             offset += len(block)
     if first < 0 or depth != 0:
-        raise ReaderError(f"{path}: not a complete JSON object (brace depth {depth} at the end of the file)")
+        raise ReaderError(
+            f"{path}: not a complete JSON object (brace depth {depth} at the end of the file)"
+        )
     ends_arr = np.concatenate(ends) if ends else np.zeros(0, np.int64)
     starts_arr = np.concatenate(frame_starts) if frame_starts else np.zeros(0, np.int64)
     counts = np.diff(np.searchsorted(starts_arr, np.concatenate([[first], ends_arr])))
@@ -126,7 +138,7 @@ class _Window(io.RawIOBase):
             else:
                 return 0
         n = min(len(buffer), len(self._pending) - self._pos)
-        buffer[:n] = self._pending[self._pos:self._pos + n]
+        buffer[:n] = self._pending[self._pos : self._pos + n]
         self._pos += n
         return n
 
@@ -141,20 +153,29 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
         try:
             for material_id, frames in ijson.kvitems(stream, "", use_float=True):
                 if not isinstance(frames, dict):
-                    yield RawRecord(material_id, error="material value is not an object of frames",
-                                    raw=json.dumps(frames, default=str)[:4000])
+                    yield RawRecord(
+                        material_id,
+                        error="material value is not an object of frames",
+                        raw=json.dumps(frames, default=str)[:4000],
+                    )
                     continue
                 for frame_key, entry in frames.items():
-                    yield _record(f"{material_id}/{frame_key}", material_id, frame_key, entry, field)
+                    yield _record(
+                        f"{material_id}/{frame_key}", material_id, frame_key, entry, field
+                    )
         except ijson.JSONError as exc:
-            raise ReaderError(f"{piece.path}: malformed JSON in bytes {piece.start}..{piece.stop}: {exc}") from None
+            raise ReaderError(
+                f"{piece.path}: malformed JSON in bytes {piece.start}..{piece.stop}: {exc}"
+            ) from None
 
 
 def _record(where: str, material_id: str, frame_key: str, entry: Any, field: str) -> RawRecord:
     try:
         return RawRecord(where, frame=frame_from_entry(material_id, frame_key, entry, field))
     except Exception as exc:  # a malformed frame entry is quarantined as parse_error
-        return RawRecord(where, error=f"{type(exc).__name__}: {exc}", raw=json.dumps(entry, default=str)[:4000])
+        return RawRecord(
+            where, error=f"{type(exc).__name__}: {exc}", raw=json.dumps(entry, default=str)[:4000]
+        )
 
 
 def frame_from_entry(material_id: str, frame_key: str, entry: dict[str, Any], field: str) -> Frame:
@@ -163,14 +184,24 @@ def frame_from_entry(material_id: str, frame_key: str, entry: dict[str, Any], fi
     stress = entry.get("stress")
     magmom = entry.get("magmom")
     energy = entry.get(field)
-    return Frame(numbers=numbers, positions=positions, cell=cell, pbc=pbc, frame_id=frame_key,
-                 structure_id=material_id, source="MPtrj", energy=None if energy is None else float(energy),
-                 forces=None if entry.get("force") is None else np.array(entry["force"], dtype=np.float64),
-                 stress=None if stress is None else vasp_kbar_to_ase(np.array(stress, dtype=np.float64)),
-                 magmoms=None if magmom is None else np.array(magmom, dtype=np.float64).reshape(-1))
+    return Frame(
+        numbers=numbers,
+        positions=positions,
+        cell=cell,
+        pbc=pbc,
+        frame_id=frame_key,
+        structure_id=material_id,
+        source="MPtrj",
+        energy=None if energy is None else float(energy),
+        forces=None if entry.get("force") is None else np.array(entry["force"], dtype=np.float64),
+        stress=None if stress is None else vasp_kbar_to_ase(np.array(stress, dtype=np.float64)),
+        magmoms=None if magmom is None else np.array(magmom, dtype=np.float64).reshape(-1),
+    )
 
 
-def structure_arrays(structure: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def structure_arrays(
+    structure: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(numbers, positions, cell, pbc) of a pymatgen Structure dict: positions are the sites' fractional `abc`
     times the lattice matrix site by site, bit for bit what Structure.from_dict computes, ~16x faster (a site with
     several species or partial occupancy raises)."""
@@ -180,12 +211,20 @@ def structure_arrays(structure: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
     for site in structure["sites"]:
         species = site["species"]
         if len(species) != 1 or float(species[0].get("occu", 1.0)) != 1.0:
-            raise ValueError(f"site {len(numbers)} is disordered ({species}); only ordered structures are read")
+            raise ValueError(
+                f"site {len(numbers)} is disordered ({species}); only ordered structures are read"
+            )
         numbers.append(atomic_numbers.get(species[0]["element"], 0))
         abc.append(site["abc"])
-    positions = np.array([np.dot(np.asarray(f, dtype=np.float64), matrix) for f in abc]).reshape(-1, 3)
-    return (np.array(numbers, dtype=np.int64), positions, matrix,
-            np.array(lattice.get("pbc", (True, True, True)), dtype=bool))
+    positions = np.array([np.dot(np.asarray(f, dtype=np.float64), matrix) for f in abc]).reshape(
+        -1, 3
+    )
+    return (
+        np.array(numbers, dtype=np.int64),
+        positions,
+        matrix,
+        np.array(lattice.get("pbc", (True, True, True)), dtype=bool),
+    )
 
 
 READER = Reader(plan=plan, read=read)

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from foundation.data_prep.readers.base import Piece, RawRecord, Reader, open_binary
+
 from foundation.data.codec import decode_frame, encode_frame
 from foundation.data.schema import Frame
 
 SUFFIX = ".records.jsonl"
 
 
-def record_line(where: int | str, frame: Frame | None = None, error: str | None = None, raw: str | None = None) -> str:
+def record_line(
+    where: int | str, frame: Frame | None = None, error: str | None = None, raw: str | None = None
+) -> str:
     """One line of a staged-records file: a frame, or why an object could not become one."""
     if frame is not None:
-        return json.dumps({"where": where, "record": base64.b64encode(encode_frame(frame)).decode()}) + "\n"
+        return (
+            json.dumps({"where": where, "record": base64.b64encode(encode_frame(frame)).decode()})
+            + "\n"
+        )
     return json.dumps({"where": where, "error": error, "raw": raw}) + "\n"
 
 
@@ -34,10 +41,14 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
             offset += len(line)
             lines += 1
             if lines - first == chunk_frames:
-                pieces.append(Piece(path, name, "records", start, offset, first, lines - first, lines - first))
+                pieces.append(
+                    Piece(path, name, "records", start, offset, first, lines - first, lines - first)
+                )
                 start, first = offset, lines
     if lines > first:
-        pieces.append(Piece(path, name, "records", start, offset, first, lines - first, lines - first))
+        pieces.append(
+            Piece(path, name, "records", start, offset, first, lines - first, lines - first)
+        )
     return pieces
 
 
@@ -52,10 +63,15 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
                 if "error" in entry:
                     yield RawRecord(entry["where"], error=entry["error"], raw=entry.get("raw"))
                 else:
-                    yield RawRecord(entry["where"], frame=decode_frame(base64.b64decode(entry["record"])))
+                    yield RawRecord(
+                        entry["where"], frame=decode_frame(base64.b64decode(entry["record"]))
+                    )
             except Exception as exc:  # a damaged staging line
-                yield RawRecord(f"line {number}", error=f"{type(exc).__name__}: {exc}",
-                                raw=line[:4000].decode(errors="replace"))
+                yield RawRecord(
+                    f"line {number}",
+                    error=f"{type(exc).__name__}: {exc}",
+                    raw=line[:4000].decode(errors="replace"),
+                )
 
 
 READER = Reader(plan=plan, read=read)

@@ -14,20 +14,32 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from foundation.data_prep.readers.base import Piece, RawRecord, Reader, ReaderError, open_binary, single_piece
+from foundation.data_prep.readers.base import (
+    Piece,
+    RawRecord,
+    Reader,
+    ReaderError,
+    open_binary,
+    single_piece,
+)
+
 from foundation.data.ase_convert import frame_from_atoms
 
 _ASE_FORMATS = {"vasp-outcar": "vasp-out", "vasp-xml": "vasp-xml"}
 _BYTES_PER_STEP = {"vasp-outcar": 50_000, "vasp-xml": 100_000}  # packing estimate only
-_IONIC_STEP = re.compile(rb"Iteration\s+(\d+)\(")  # "--- Iteration    3(  12) ---": ionic step 3, SCF step 12
+_IONIC_STEP = re.compile(
+    rb"Iteration\s+(\d+)\("
+)  # "--- Iteration    3(  12) ---": ionic step 3, SCF step 12
 _EXCERPT = 2000
 
 
 def _planner(fmt: str):
     def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
         return [single_piece(path, name, fmt, weight=os.path.getsize(path) // _BYTES_PER_STEP[fmt])]
+
     return plan
 
 
@@ -46,11 +58,19 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
             return
         except Exception as exc:  # ASE raises many types on broken files
             if step == 0:
-                raise ReaderError(f"{piece.path}: cannot read as {piece.format} ({type(exc).__name__}: {exc})") from None
-            yield RawRecord(step, error=f"ionic step {step} unreadable: {type(exc).__name__}: {exc}")
+                raise ReaderError(
+                    f"{piece.path}: cannot read as {piece.format} ({type(exc).__name__}: {exc})"
+                ) from None
+            yield RawRecord(
+                step, error=f"ionic step {step} unreadable: {type(exc).__name__}: {exc}"
+            )
             return
-        yield RawRecord(step, frame=frame_from_atoms(atoms, frame_id=f"{piece.name}:{step}", structure_id=piece.name,
-                                                     source="VASP"))
+        yield RawRecord(
+            step,
+            frame=frame_from_atoms(
+                atoms, frame_id=f"{piece.name}:{step}", structure_id=piece.name, source="VASP"
+            ),
+        )
         step += 1
 
 
@@ -65,9 +85,13 @@ def _incomplete_steps(piece: Piece, complete: int) -> Iterator[RawRecord]:
         fh.seek(max(0, end - _EXCERPT))
         tail = fh.read().decode(errors="replace")
     for step in range(complete, len(started)):
-        yield RawRecord(step, reason="truncated", raw=tail,
-                        error=f"ionic step {step} incomplete: the file ends before its energy and forces "
-                              f"(a run stopped mid-step?)")
+        yield RawRecord(
+            step,
+            reason="truncated",
+            raw=tail,
+            error=f"ionic step {step} incomplete: the file ends before its energy and forces "
+            f"(a run stopped mid-step?)",
+        )
 
 
 OUTCAR_READER = Reader(plan=_planner("vasp-outcar"), read=read)

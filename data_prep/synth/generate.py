@@ -22,13 +22,24 @@ from typing import Literal
 import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
+from foundation.data_prep.synth.perturb import (
+    rattle,
+    relaxation_trajectory,
+    repeat_to_min_atoms,
+    strain,
+)
+from foundation.data_prep.synth.seeds import Seed, decorate, seed_catalogue
+from foundation.data_prep.synth.teachers import (
+    Teacher,
+    make_calculator,
+    one_torch_thread,
+    resolve_teacher,
+    snapshot,
+)
 
 from foundation.config import save_config
 from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
 from foundation.data.schema import Frame
-from foundation.data_prep.synth.perturb import rattle, relaxation_trajectory, repeat_to_min_atoms, strain
-from foundation.data_prep.synth.seeds import Seed, decorate, seed_catalogue
-from foundation.data_prep.synth.teachers import Teacher, make_calculator, one_torch_thread, resolve_teacher, snapshot
 from foundation.files import atomic_path
 from foundation.processes import worker_context
 from foundation.progress import progress_bar
@@ -44,17 +55,26 @@ class SynthConfig:
     teacher: Literal["auto", "chgnet", "emt"] = "auto"
     seed: int = 0
     workers: int = 1
-    atoms_range: tuple[int, int] = (4, 16)  # each seed is repeated until it holds at least a number of atoms
+    atoms_range: tuple[int, int] = (
+        4,
+        16,
+    )  # each seed is repeated until it holds at least a number of atoms
     #                                         drawn uniformly from this range (inclusive)
     max_seed_atoms: int = 16  # prototypes larger than this are not used
     strain_sigma: float = 0.03  # standard deviation of the symmetric strain components
-    rattle_min: float = 0.02  # the rattle's standard deviation (A) is drawn uniformly in [rattle_min, rattle_max]
+    rattle_min: float = (
+        0.02  # the rattle's standard deviation (A) is drawn uniformly in [rattle_min, rattle_max]
+    )
     rattle_max: float = 0.2
-    relax_probability: float = 0.1  # fraction of structures relaxed (the rest give one rattled frame)
+    relax_probability: float = (
+        0.1  # fraction of structures relaxed (the rest give one rattled frame)
+    )
     relax_steps: int = 40
     keep_every: int = 4
     relax_fmax: float = 0.05  # eV/A; a relaxation stops early when converged
-    max_force: float = 50.0  # eV/A; frames with a larger |F| on any atom are left out and counted (prep's bound)
+    max_force: float = (
+        50.0  # eV/A; frames with a larger |F| on any atom are left out and counted (prep's bound)
+    )
 
 
 class _Generator:
@@ -62,27 +82,44 @@ class _Generator:
 
     def __init__(self, config: SynthConfig, teacher: Teacher):
         self.config, self.teacher = config, teacher
-        self.seeds: tuple[Seed, ...] = seed_catalogue(teacher.elements, teacher.metallic_only, config.max_seed_atoms)
+        self.seeds: tuple[Seed, ...] = seed_catalogue(
+            teacher.elements, teacher.metallic_only, config.max_seed_atoms
+        )
         self.calc = make_calculator(teacher)
 
     def structure_frames(self, index: int) -> tuple[list[Frame], int]:
         """The labelled frames of structure `index` (those within `max_force`) and how many were labelled."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, index])
-        name, atoms = decorate(self.seeds[rng.integers(len(self.seeds))], self.teacher.elements, rng)
-        atoms = repeat_to_min_atoms(atoms, int(rng.integers(cfg.atoms_range[0], cfg.atoms_range[1] + 1)))
+        name, atoms = decorate(
+            self.seeds[rng.integers(len(self.seeds))], self.teacher.elements, rng
+        )
+        atoms = repeat_to_min_atoms(
+            atoms, int(rng.integers(cfg.atoms_range[0], cfg.atoms_range[1] + 1))
+        )
         relax = rng.random() < cfg.relax_probability
         atoms = rattle(strain(atoms, rng, cfg.strain_sigma), rng, (cfg.rattle_min, cfg.rattle_max))
         atoms.calc = self.calc
         stem = f"{name}-s{cfg.seed}-{index:07d}"
         if relax:
-            kind, labelled = "relax", relaxation_trajectory(atoms, cfg.relax_steps, cfg.keep_every, cfg.relax_fmax)
+            kind, labelled = (
+                "relax",
+                relaxation_trajectory(atoms, cfg.relax_steps, cfg.keep_every, cfg.relax_fmax),
+            )
         else:
             kind, labelled = "rattle", [(None, snapshot(atoms))]
-        frames = [frame_from_atoms(snap, frame_id=f"{stem}-{kind}" if step is None else f"{stem}-{kind}-{step}",
-                                   structure_id=name, source=f"{self.teacher.source}-{kind}")
-                  for step, snap in labelled]
-        return [f for f in frames if np.sqrt((f.forces**2).sum(axis=1).max()) <= cfg.max_force], len(frames)
+        frames = [
+            frame_from_atoms(
+                snap,
+                frame_id=f"{stem}-{kind}" if step is None else f"{stem}-{kind}-{step}",
+                structure_id=name,
+                source=f"{self.teacher.source}-{kind}",
+            )
+            for step, snap in labelled
+        ]
+        return [
+            f for f in frames if np.sqrt((f.forces**2).sum(axis=1).max()) <= cfg.max_force
+        ], len(frames)
 
 
 _WORKER: _Generator | None = None
@@ -115,8 +152,11 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
     frames: list[Frame] = []
     start, too_large = 0, 0
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(progress_bar(total=config.frames, unit="frame", desc=f"synth ({teacher.name})",
-                                               enabled=progress))
+        bar = stack.enter_context(
+            progress_bar(
+                total=config.frames, unit="frame", desc=f"synth ({teacher.name})", enabled=progress
+            )
+        )
         if config.workers > 1:
             # workers use one torch thread, as DataLoader workers do
             pool = worker_context([__name__]).Pool(config.workers, _init_worker, (config, teacher))
@@ -129,8 +169,13 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
             label = lambda indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
         while len(frames) < config.frames:
             missing = config.frames - len(frames)
-            count = max(4 * config.workers, math.ceil(1.1 * missing / _expected_frames_per_structure(config)))
-            for batch, labelled in label(range(start, start + count), chunksize=max(1, count // (8 * config.workers))):
+            count = max(
+                4 * config.workers,
+                math.ceil(1.1 * missing / _expected_frames_per_structure(config)),
+            )
+            for batch, labelled in label(
+                range(start, start + count), chunksize=max(1, count // (8 * config.workers))
+            ):
                 take = batch[: config.frames - len(frames)]
                 frames.extend(take)
                 too_large += labelled - len(batch)
@@ -151,8 +196,12 @@ def write_extxyz(path: str | os.PathLike, frames: list[Frame]) -> Path:
         results = {"energy": frame.energy, "forces": frame.forces, "stress": frame.stress}
         if frame.magmoms is not None:
             results["magmoms"] = frame.magmoms
-        atoms.calc = SinglePointCalculator(atoms, **{k: v for k, v in results.items() if v is not None})
-        atoms.info.update(structure_id=frame.structure_id, frame_id=frame.frame_id, source=frame.source)
+        atoms.calc = SinglePointCalculator(
+            atoms, **{k: v for k, v in results.items() if v is not None}
+        )
+        atoms.info.update(
+            structure_id=frame.structure_id, frame_id=frame.frame_id, source=frame.source
+        )
         images.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, images, format="extxyz")

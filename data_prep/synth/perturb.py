@@ -10,7 +10,6 @@ import numpy as np
 from ase import Atoms
 from ase.filters import UnitCellFilter
 from ase.optimize import FIRE
-
 from foundation.data_prep.synth.seeds import min_distance_ratio
 from foundation.data_prep.synth.teachers import snapshot
 
@@ -33,8 +32,13 @@ def strain(atoms: Atoms, rng: np.random.Generator, sigma: float) -> Atoms:
     return out
 
 
-def rattle(atoms: Atoms, rng: np.random.Generator, amplitude: tuple[float, float],
-           min_distance: float = 0.7, attempts: int = 20) -> Atoms:
+def rattle(
+    atoms: Atoms,
+    rng: np.random.Generator,
+    amplitude: tuple[float, float],
+    min_distance: float = 0.7,
+    attempts: int = 20,
+) -> Atoms:
     """A copy with Gaussian displacements of a standard deviation drawn uniformly from `amplitude` (A).
 
     Draws again (from the same generator) while two atoms come closer than `min_distance` times the sum of
@@ -49,7 +53,9 @@ def rattle(atoms: Atoms, rng: np.random.Generator, amplitude: tuple[float, float
     return atoms.copy()
 
 
-def relaxation_trajectory(atoms: Atoms, steps: int, keep_every: int, fmax: float = 0.05) -> list[tuple[int, Atoms]]:
+def relaxation_trajectory(
+    atoms: Atoms, steps: int, keep_every: int, fmax: float = 0.05
+) -> list[tuple[int, Atoms]]:
     """FIRE relaxation of positions and cell (ase UnitCellFilter) for at most `steps` steps.
 
     `atoms` must carry its teacher calculator. Returns (step, labelled snapshot) for steps 0, k, 2k, ...

@@ -16,12 +16,12 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.eos import EquationOfState
 from ase.units import GPa
+from foundation.data_prep.synth.seeds import decorate, seed_catalogue
+from foundation.data_prep.synth.teachers import make_calculator, one_torch_thread, resolve_teacher
 
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.manifest import Manifest
 from foundation.data.writer import write_dataset
-from foundation.data_prep.synth.seeds import decorate, seed_catalogue
-from foundation.data_prep.synth.teachers import make_calculator, one_torch_thread, resolve_teacher
 
 log = logging.getLogger(__name__)
 PROPERTY = "bulk_modulus"
@@ -50,11 +50,14 @@ def teacher_bulk_modulus(atoms: Atoms, calc: Calculator) -> float | None:
     except (RuntimeError, ValueError):
         return None
     b_gpa = float(b / GPa)
-    return b_gpa if np.isfinite(b_gpa) and b_gpa > 0 and min(volumes) <= v0 <= max(volumes) else None
+    return (
+        b_gpa if np.isfinite(b_gpa) and b_gpa > 0 and min(volumes) <= v0 <= max(volumes) else None
+    )
 
 
-def teacher_property_dataset(out: str | os.PathLike, count: int, *, teacher: str = "emt", seed: int = 0,
-                             max_atoms: int = 16) -> Manifest:
+def teacher_property_dataset(
+    out: str | os.PathLike, count: int, *, teacher: str = "emt", seed: int = 0, max_atoms: int = 16
+) -> Manifest:
     """`count` of the teacher's alloys (decorated prototypes at the volume their elements fit in) labelled with
     their teacher bulk modulus, as a one-split ("all") prepared dataset at `out`. Structures whose E(V) has no
     minimum in range are skipped (and counted in the log)."""
@@ -65,7 +68,9 @@ def teacher_property_dataset(out: str | os.PathLike, count: int, *, teacher: str
     with one_torch_thread(chosen):
         while len(frames) < count:
             if index >= 20 * count:
-                raise RuntimeError(f"only {len(frames)} of {count} alloys gave a bulk modulus in {index} tries")
+                raise RuntimeError(
+                    f"only {len(frames)} of {count} alloys gave a bulk modulus in {index} tries"
+                )
             rng = np.random.default_rng([seed, STREAM, index])
             name, atoms = decorate(seeds[rng.integers(len(seeds))], chosen.elements, rng)
             index += 1
@@ -74,12 +79,31 @@ def teacher_property_dataset(out: str | os.PathLike, count: int, *, teacher: str
                 skipped += 1
                 continue
             atoms.calc = None
-            frames.append(frame_from_atoms(atoms, frame_id=f"{name}-{index - 1}", structure_id=name,
-                                           source=f"{chosen.source}-eos", properties={PROPERTY: b}))
+            frames.append(
+                frame_from_atoms(
+                    atoms,
+                    frame_id=f"{name}-{index - 1}",
+                    structure_id=name,
+                    source=f"{chosen.source}-eos",
+                    properties={PROPERTY: b},
+                )
+            )
     if skipped:
-        log.info("teacher property: %d alloys without an E(V) minimum in +-%g%% volume skipped",
-                 skipped, 100 * EOS_STRAIN)
+        log.info(
+            "teacher property: %d alloys without an E(V) minimum in +-%g%% volume skipped",
+            skipped,
+            100 * EOS_STRAIN,
+        )
     Path(out).mkdir(parents=True, exist_ok=True)
-    return write_dataset(out, {"all": frames}, extra={"task": {
-        "property": PROPERTY, "unit": "GPa", "teacher": chosen.name,
-        "method": f"Birch-Murnaghan fit of the teacher's E(V), {EOS_POINTS} points, +-{EOS_STRAIN:g} volume"}})
+    return write_dataset(
+        out,
+        {"all": frames},
+        extra={
+            "task": {
+                "property": PROPERTY,
+                "unit": "GPa",
+                "teacher": chosen.name,
+                "method": f"Birch-Murnaghan fit of the teacher's E(V), {EOS_POINTS} points, +-{EOS_STRAIN:g} volume",
+            }
+        },
+    )

@@ -13,7 +13,7 @@ import gzip
 import importlib.resources
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from ase import Atoms
@@ -26,10 +26,31 @@ MIN_RADIUS = 0.5  # A
 
 # Prototypes of metals and intermetallics (fcc, bcc, hcp and simple cubic with their ordered superstructures),
 # by Strukturbericht designation: the ones a pair potential for metals such as EMT describes sensibly.
-METALLIC_PROTOTYPES = frozenset({
-    "A1", "A2", "A3", "A_h", "L1_2", "L1_0", "L1_1", "L1_3", "L6_0", "B2", "B11", "B19", "B32", "D0_3",
-    "D0_19", "D0_22", "D0_a", "L2_1", "A15", "C15", "B_h",
-})
+METALLIC_PROTOTYPES = frozenset(
+    {
+        "A1",
+        "A2",
+        "A3",
+        "A_h",
+        "L1_2",
+        "L1_0",
+        "L1_1",
+        "L1_3",
+        "L6_0",
+        "B2",
+        "B11",
+        "B19",
+        "B32",
+        "D0_3",
+        "D0_19",
+        "D0_22",
+        "D0_a",
+        "L2_1",
+        "A15",
+        "C15",
+        "B_h",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -45,14 +66,18 @@ class Seed:
 def _prototype_atoms(snl: dict) -> Atoms | None:
     """An ordered prototype from its pymatgen StructureNL dict, read without importing pymatgen."""
     sites = snl["sites"]
-    if any(len(site["species"]) != 1 or site["species"][0].get("occu", 1.0) != 1.0 for site in sites):
+    if any(
+        len(site["species"]) != 1 or site["species"][0].get("occu", 1.0) != 1.0 for site in sites
+    ):
         return None
     symbols = [site["species"][0]["element"] for site in sites]
     cell = np.asarray(snl["lattice"]["matrix"], dtype=np.float64)
-    return Atoms(symbols=symbols, scaled_positions=[site["abc"] for site in sites], cell=cell, pbc=True)
+    return Atoms(
+        symbols=symbols, scaled_positions=[site["abc"] for site in sites], cell=cell, pbc=True
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def aflow_prototypes(max_atoms: int = 16) -> tuple[Seed, ...]:
     """pymatgen's ordered AFLOW prototypes with at most `max_atoms` atoms, in file order."""
     resource = importlib.resources.files(AFLOW_PROTOTYPES[0]).joinpath(AFLOW_PROTOTYPES[1])
@@ -62,8 +87,14 @@ def aflow_prototypes(max_atoms: int = 16) -> tuple[Seed, ...]:
     for entry in entries:
         atoms = _prototype_atoms(entry["snl"])
         if atoms is not None and len(atoms) <= max_atoms:
-            seeds.append(Seed(name=f"aflow-{entry['tags']['aflow']}", atoms=atoms, decorate=True,
-                              strukturbericht=str(entry["tags"].get("strukturbericht", ""))))
+            seeds.append(
+                Seed(
+                    name=f"aflow-{entry['tags']['aflow']}",
+                    atoms=atoms,
+                    decorate=True,
+                    strukturbericht=str(entry["tags"].get("strukturbericht", "")),
+                )
+            )
     return tuple(seeds)
 
 
@@ -82,19 +113,29 @@ def elemental_seeds(elements: tuple[str, ...], max_atoms: int = 16) -> tuple[See
         if symbol in dcdft_names:
             atoms = dcdft[symbol]
             if len(atoms) <= max_atoms:
-                seeds.append(Seed(name=f"dcdft-{symbol}", atoms=Atoms(atoms.numbers, atoms.positions,
-                                                                      cell=atoms.cell, pbc=True)))
+                seeds.append(
+                    Seed(
+                        name=f"dcdft-{symbol}",
+                        atoms=Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True),
+                    )
+                )
     return tuple(seeds)
 
 
-def seed_catalogue(elements: tuple[str, ...], metallic_only: bool, max_atoms: int = 16) -> tuple[Seed, ...]:
+def seed_catalogue(
+    elements: tuple[str, ...], metallic_only: bool, max_atoms: int = 16
+) -> tuple[Seed, ...]:
     """Every seed a teacher labelling `elements` can use: elemental crystals, then prototypes."""
-    prototypes = [s for s in aflow_prototypes(max_atoms) if len(set(s.atoms.get_chemical_symbols())) <= len(elements)
-                  and (not metallic_only or s.strukturbericht in METALLIC_PROTOTYPES)]
+    prototypes = [
+        s
+        for s in aflow_prototypes(max_atoms)
+        if len(set(s.atoms.get_chemical_symbols())) <= len(elements)
+        and (not metallic_only or s.strukturbericht in METALLIC_PROTOTYPES)
+    ]
     return elemental_seeds(elements, max_atoms) + tuple(prototypes)
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_volume(number: int) -> float:
     """Volume per atom (A^3) of the element's ASE reference crystal, else of close-packed covalent spheres."""
     try:
@@ -111,7 +152,15 @@ def min_distance_ratio(atoms: Atoms) -> float:
     Radii are floored at MIN_RADIUS so that a ratio bound is also a bound in Angstrom for hydrogen pairs.
     """
     radii = np.maximum(covalent_radii[atoms.numbers], MIN_RADIUS)
-    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)])
+    shifts = np.array(
+        [
+            (i, j, k)
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+            for k in (-1, 0, 1)
+            if (i, j, k) != (0, 0, 0)
+        ]
+    )
     self_image = np.linalg.norm(shifts @ np.asarray(atoms.cell), axis=1).min()
     best = self_image / (2 * radii.max())
     if len(atoms) > 1:
@@ -122,8 +171,9 @@ def min_distance_ratio(atoms: Atoms) -> float:
     return float(best)
 
 
-def decorate(seed: Seed, elements: tuple[str, ...], rng: np.random.Generator,
-             min_distance: float = 0.95) -> tuple[str, Atoms]:
+def decorate(
+    seed: Seed, elements: tuple[str, ...], rng: np.random.Generator, min_distance: float = 0.95
+) -> tuple[str, Atoms]:
     """(structure name, atoms) of a seed; prototypes get distinct random elements and a volume that fits them.
 
     The volume is the sum of the new elements' atomic volumes (Vegard-like), enlarged where needed so that no

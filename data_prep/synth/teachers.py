@@ -11,10 +11,10 @@ import contextlib
 import importlib.resources
 import importlib.util
 import io
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterator
+from functools import cache
 
 from ase import Atoms
 from ase.calculators.calculator import Calculator
@@ -25,7 +25,9 @@ CHGNET_VERSION = "0.3.0"
 CHGNET_WEIGHTS = f"pretrained/{CHGNET_VERSION}/chgnet_0.3.0_e29f68s314m37.pth.tar"
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 # H..Bi without the noble gases and the radioactive Tc and Pm.
-CHGNET_ELEMENTS = tuple(s for s in chemical_symbols[1:84] if s not in {"He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm"})
+CHGNET_ELEMENTS = tuple(
+    s for s in chemical_symbols[1:84] if s not in {"He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm"}
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class Teacher:
 
 
 TEACHERS = {
-    "chgnet": Teacher("chgnet", f"synthetic-chgnet-{CHGNET_VERSION}", CHGNET_ELEMENTS, metallic_only=False),
+    "chgnet": Teacher(
+        "chgnet", f"synthetic-chgnet-{CHGNET_VERSION}", CHGNET_ELEMENTS, metallic_only=False
+    ),
     "emt": Teacher("emt", "synthetic-emt", EMT_ELEMENTS, metallic_only=True),
 }
 
@@ -56,12 +60,14 @@ def resolve_teacher(name: str) -> Teacher:
     if name not in TEACHERS:
         raise ValueError(f"unknown teacher {name!r}: choose auto, {', '.join(TEACHERS)}")
     if name == "chgnet" and not chgnet_available():
-        raise ValueError("teacher 'chgnet' needs the optional extra: pip install 'foundation[teacher]' "
-                         "(or use --teacher emt)")
+        raise ValueError(
+            "teacher 'chgnet' needs the optional extra: pip install 'foundation[teacher]' "
+            "(or use --teacher emt)"
+        )
     return TEACHERS[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _chgnet_model():
     import torch
     from chgnet.model import CHGNet
@@ -104,8 +110,11 @@ def make_calculator(teacher: Teacher) -> Calculator:
 
 def snapshot(atoms: Atoms) -> Atoms:
     """A copy of `atoms` holding its calculator's energy, forces, stress (ASE sign) and magmoms when given."""
-    results = {"energy": float(atoms.get_potential_energy()), "forces": atoms.get_forces().copy(),
-               "stress": atoms.get_stress().copy()}
+    results = {
+        "energy": float(atoms.get_potential_energy()),
+        "forces": atoms.get_forces().copy(),
+        "stress": atoms.get_stress().copy(),
+    }
     magmoms = atoms.calc.results.get("magmoms")
     if magmoms is not None:
         results["magmoms"] = magmoms.copy()

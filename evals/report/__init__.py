@@ -11,6 +11,7 @@ from typing import Any
 
 from foundation.evals.report.figures import task_figures
 from foundation.evals.report.render import FIGURES_DIR, report_blocks, to_html, to_markdown
+
 from foundation.files import atomic_path, write_text_atomic
 
 RESULTS_JSON, REPORT_MD, REPORT_HTML = "results.json", "report.md", "report.html"
@@ -31,19 +32,31 @@ def finite_or_null(value: Any) -> Any:
 def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
     """Render `results` into out_dir; returns the paths written, by name."""
     figures = task_figures(results)
-    return write_report_files(out_dir, results, report_blocks(results, list(figures)), figures,
-                              title=f"foundation eval: {results['suite']['name']}")
+    return write_report_files(
+        out_dir,
+        results,
+        report_blocks(results, list(figures)),
+        figures,
+        title=f"foundation eval: {results['suite']['name']}",
+    )
 
 
-def write_report_files(out_dir: str | os.PathLike, results: dict[str, Any], blocks: list, figures: dict[str, bytes],
-                       title: str) -> dict[str, Path]:
+def write_report_files(
+    out_dir: str | os.PathLike,
+    results: dict[str, Any],
+    blocks: list,
+    figures: dict[str, bytes],
+    title: str,
+) -> dict[str, Path]:
     """OUT/figures/NAME.png for every figure, results.json (strict JSON: nan and inf as null), report.md (linking
     the figures) and a standalone report.html (figures inlined), each written atomically; the paths by file name."""
     out = Path(out_dir)
     for name, png in figures.items():
         with atomic_path(out / FIGURES_DIR / f"{name}.png") as tmp:
             tmp.write_bytes(png)
-    write_text_atomic(out / RESULTS_JSON, json.dumps(finite_or_null(results), indent=1, allow_nan=False) + "\n")
+    write_text_atomic(
+        out / RESULTS_JSON, json.dumps(finite_or_null(results), indent=1, allow_nan=False) + "\n"
+    )
     write_text_atomic(out / REPORT_MD, to_markdown(blocks))
     write_text_atomic(out / REPORT_HTML, to_html(blocks, figures, title=title))
     return {name: out / name for name in REPORT_FILES}

@@ -4,18 +4,23 @@ zero-shot error distributions."""
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from foundation.evals.paired import bootstrap_interval
 
-COLORS = {"pretrained": "#1f77b4", "scratch": "#d62728", "zeroshot": "#2ca02c", "probe_pretrained": "#17becf",
-          "probe_random": "#ff7f0e"}
+COLORS = {
+    "pretrained": "#1f77b4",
+    "scratch": "#d62728",
+    "zeroshot": "#2ca02c",
+    "probe_pretrained": "#17becf",
+    "probe_random": "#ff7f0e",
+}
 
 
 def figure_png(fig: plt.Figure) -> bytes:
@@ -39,12 +44,16 @@ def parity_figure(task: dict[str, Any]) -> bytes:
     for variant, units in _by_variant(_headline_units(task)).items():
         t = np.concatenate([np.array(u["predictions"]["y_true"], dtype=float) for u in units])
         p = np.concatenate([np.array(u["predictions"]["y_pred"], dtype=float) for u in units])
-        finite = np.isfinite(t) & np.isfinite(p)  # None (a non-finite prediction) in results.json reads as nan
+        finite = np.isfinite(t) & np.isfinite(
+            p
+        )  # None (a non-finite prediction) in results.json reads as nan
         t, p = t[finite], p[finite]
         if t.size == 0:
             continue
         mae = (task["summary"].get(variant, {}).get("mae") or {}).get("mean") or float("nan")
-        ax.scatter(t, p, s=8, alpha=0.5, color=COLORS.get(variant), label=f"{variant} (MAE {mae:.3g})")
+        ax.scatter(
+            t, p, s=8, alpha=0.5, color=COLORS.get(variant), label=f"{variant} (MAE {mae:.3g})"
+        )
         lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
     if np.isfinite(lo):
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -64,12 +73,19 @@ def learning_curves_figure(task: dict[str, Any]) -> bytes:
         labelled = False
         for u in units:
             points = [(c.get("epoch"), c.get("val_mae")) for c in (u.get("curve") or [])]
-            points = [(e, v) for e, v in points if e is not None and v is not None and np.isfinite(v)]
+            points = [
+                (e, v) for e, v in points if e is not None and v is not None and np.isfinite(v)
+            ]
             if not points:
                 continue
             values += [v for _, v in points]
-            ax.plot(*zip(*points), color=COLORS.get(variant), alpha=0.6, lw=1,
-                    label=None if labelled else variant)
+            ax.plot(
+                *zip(*points),
+                color=COLORS.get(variant),
+                alpha=0.6,
+                lw=1,
+                label=None if labelled else variant,
+            )
             labelled = True
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation MAE {task.get('unit') or ''}".strip())
@@ -86,7 +102,9 @@ def size_curve_figure(task: dict[str, Any]) -> bytes:
     bootstrap 95% interval of that mean, and the mean predictor's MAE as the trivial baseline."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
 
-    def x_of(units: list[dict[str, Any]]) -> float:  # mean training structures (a fold's "all" varies a little)
+    def x_of(
+        units: list[dict[str, Any]],
+    ) -> float:  # mean training structures (a fold's "all" varies a little)
         return float(np.mean([u["n_train"] + u["n_val"] for u in units]))
 
     for variant, units in _by_variant(task["units"]).items():
@@ -100,14 +118,25 @@ def size_curve_figure(task: dict[str, Any]) -> bytes:
         xs = [x for x, _ in rows]
         means = np.array([np.mean(v) for _, v in rows])
         bounds = np.array([bootstrap_interval(v) for _, v in rows])
-        ax.errorbar(xs, means, yerr=[means - bounds[:, 0], bounds[:, 1] - means], color=COLORS.get(variant),
-                    marker="o", ms=4, capsize=3, lw=1.2, label=variant)
+        ax.errorbar(
+            xs,
+            means,
+            yerr=[means - bounds[:, 0], bounds[:, 1] - means],
+            color=COLORS.get(variant),
+            marker="o",
+            ms=4,
+            capsize=3,
+            lw=1.2,
+            label=variant,
+        )
     base: dict[Any, list[dict[str, Any]]] = {}
     for u in task["units"]:
         if u.get("baselines") and u["variant"] in ("pretrained", "probe_pretrained"):
             base.setdefault(u.get("size"), []).append(u)
     if base:
-        rows = sorted((x_of(g), np.mean([u["baselines"]["mean"]["mae"] for u in g])) for g in base.values())
+        rows = sorted(
+            (x_of(g), np.mean([u["baselines"]["mean"]["mae"] for u in g])) for g in base.values()
+        )
         ax.plot([x for x, _ in rows], [y for _, y in rows], "k--", lw=0.9, label="mean predictor")
     ax.set_xscale("log")
     ax.set_xlabel("training structures per fold")
@@ -126,8 +155,11 @@ def comparison_figure(tasks: Sequence[dict[str, Any]]) -> bytes:
         stds = [task["summary"][v]["mae"]["std"] for v in variants]
         ax.bar(variants, means, yerr=stds, capsize=4, color=[COLORS[v] for v in variants])
         for x, v in enumerate(variants):
-            points = [u["metrics"]["mae"] for u in _headline_units(task)
-                      if u["variant"] == v and u["metrics"].get("mae") is not None]
+            points = [
+                u["metrics"]["mae"]
+                for u in _headline_units(task)
+                if u["variant"] == v and u["metrics"].get("mae") is not None
+            ]
             ax.scatter(np.full(len(points), x), points, color="k", s=8, zorder=3)
         ax.set_title(task["name"], fontsize=9)
         ax.set_ylabel(f"test MAE {task.get('unit') or ''}".strip())
@@ -140,7 +172,9 @@ def zeroshot_figure(task: dict[str, Any]) -> bytes:
     errors = task["units"][0]["errors"]
     keys = [k for k in ("energy_per_atom", "forces", "stress") if errors.get(k)]
     units = {"energy_per_atom": "eV/atom", "forces": "eV/A", "stress": "eV/A^3"}
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.2), squeeze=False
+    )
     for ax, key in zip(axes[0], keys):
         values = np.asarray(errors[key], dtype=np.float64)
         ax.hist(values, bins=50, color=COLORS["zeroshot"], alpha=0.8)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from foundation.evals.paired import size_label
 
 FIGURES_DIR = "figures"  # a report's PNG files, beside report.md
 
-Block = tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
+Block = (
+    tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
+)
 
 
 def _pm(stat: dict[str, float] | None, digits: int = 4) -> str:
@@ -31,55 +34,123 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
     ck = results["checkpoint"]
     blocks: list[Block] = [("h", 1, f"Eval report: {results['suite']['name']}")]
     pre = ck.get("pretraining_manifest") or {}
-    blocks.append(("p", f"Checkpoint `{ck['path']}` ({ck['kind']}, {ck.get('which', '')} weights), "
-                        f"weights sha256 `{ck['sha256']}`. Pre-training data manifest sha256 "
-                        f"`{pre.get('sha256') or 'unknown'}`. Created {results['created']}."))
+    blocks.append(
+        (
+            "p",
+            f"Checkpoint `{ck['path']}` ({ck['kind']}, {ck.get('which', '')} weights), "
+            f"weights sha256 `{ck['sha256']}`. Pre-training data manifest sha256 "
+            f"`{pre.get('sha256') or 'unknown'}`. Created {results['created']}.",
+        )
+    )
     check = results.get("pretraining_check") or {}
     if check.get("flagged"):
-        blocks.append(("p", f"**Pre-training check failed**: {check['message']}. Fine-tuning numbers of this "
-                            "checkpoint say little about pre-training."))
+        blocks.append(
+            (
+                "p",
+                f"**Pre-training check failed**: {check['message']}. Fine-tuning numbers of this "
+                "checkpoint say little about pre-training.",
+            )
+        )
     elif check.get("available"):
         blocks.append(("p", f"Pre-training check: {check['message']}."))
     if check.get("terms"):
         fit = any("training_frames_mae" in v for v in check["terms"].values())
-        blocks.append(("table", ["pre-training validation", "model MAE", "trivial baseline MAE", "ratio"]
-                       + (["model MAE on training frames (fit check)"] if fit else []),
-                       [[t, _num(v["model_mae"]), _num(v["baseline_mae"]), _num(v["ratio"], 3)]
-                        + ([_num(v.get("training_frames_mae"))] if fit else [])
-                        for t, v in check["terms"].items()]))
+        blocks.append(
+            (
+                "table",
+                ["pre-training validation", "model MAE", "trivial baseline MAE", "ratio"]
+                + (["model MAE on training frames (fit check)"] if fit else []),
+                [
+                    [t, _num(v["model_mae"]), _num(v["baseline_mae"]), _num(v["ratio"], 3)]
+                    + ([_num(v.get("training_frames_mae"))] if fit else [])
+                    for t, v in check["terms"].items()
+                ],
+            )
+        )
         if fit:
-            blocks.append(("p", "A training-frame error about as large as the validation error means the "
-                                "pre-training underfits: a larger model, more steps or another loss balance would "
-                                "help it, more data of the same kind would not."))
+            blocks.append(
+                (
+                    "p",
+                    "A training-frame error about as large as the validation error means the "
+                    "pre-training underfits: a larger model, more steps or another loss balance would "
+                    "help it, more data of the same kind would not.",
+                )
+            )
     if results.get("missing_units"):
-        blocks.append(("p", f"**Incomplete**: {len(results['missing_units'])} units have no result: "
-                            + ", ".join(results["missing_units"][:20])))
+        blocks.append(
+            (
+                "p",
+                f"**Incomplete**: {len(results['missing_units'])} units have no result: "
+                + ", ".join(results["missing_units"][:20]),
+            )
+        )
     finetune = [t for t in results["tasks"] if t["category"] == "finetune"]
     if finetune:
         blocks.append(("h", 2, "Fine-tuning: pre-trained versus from scratch"))
-        blocks.append(("p", "Test metrics on each fold's whole held-out fold (only training folds are subsampled); "
-                            "mean ± standard deviation over folds and seeds (numpy std, ddof=0), at the largest "
-                            "training size. The scratch twin has the same architecture, optimiser, schedule, "
-                            "epochs, early stopping and splits. Beside each model: the trivial baseline on the "
-                            "same splits (predicting the training mean) and the model/baseline MAE ratio."))
+        blocks.append(
+            (
+                "p",
+                "Test metrics on each fold's whole held-out fold (only training folds are subsampled); "
+                "mean ± standard deviation over folds and seeds (numpy std, ddof=0), at the largest "
+                "training size. The scratch twin has the same architecture, optimiser, schedule, "
+                "epochs, early stopping and splits. Beside each model: the trivial baseline on the "
+                "same splits (predicting the training mean) and the model/baseline MAE ratio.",
+            )
+        )
         rows = []
         for t in finetune:
             s = t["summary"]
             p_mae, s_mae = s.get("pretrained", {}).get("mae"), s.get("scratch", {}).get("mae")
-            ratio = p_mae["mean"] / s_mae["mean"] if p_mae and s_mae and s_mae["count"] and s_mae["mean"] else None
+            ratio = (
+                p_mae["mean"] / s_mae["mean"]
+                if p_mae and s_mae and s_mae["count"] and s_mae["mean"]
+                else None
+            )
             head = size_label(t.get("headline_size"))
             base = (t.get("baselines") or {}).get(head, {})
             ratios = (t.get("baseline_ratios") or {}).get(head, {})
-            rows.append([t["name"], t["unit"] or "-", str(t["description"].get("num_structures", "-")), head,
-                         _pm(p_mae), _pm(s_mae), _pm(base.get("mean", {}).get("mae")),
-                         _pm(base.get("median", {}).get("mae")), _num(ratios.get("pretrained"), 3),
-                         _num(ratios.get("scratch"), 3), _pm(s.get("pretrained", {}).get("r2"), 3),
-                         _pm(s.get("scratch", {}).get("r2"), 3), _num(ratio, 3)])
-        blocks.append(("table", ["task", "unit", "structures", "training size", "MAE pre-trained", "MAE scratch",
-                                 "MAE mean predictor", "MAE median predictor", "pre-trained/baseline",
-                                 "scratch/baseline", "R² pre-trained", "R² scratch", "MAE ratio pre/scratch"], rows))
+            rows.append(
+                [
+                    t["name"],
+                    t["unit"] or "-",
+                    str(t["description"].get("num_structures", "-")),
+                    head,
+                    _pm(p_mae),
+                    _pm(s_mae),
+                    _pm(base.get("mean", {}).get("mae")),
+                    _pm(base.get("median", {}).get("mae")),
+                    _num(ratios.get("pretrained"), 3),
+                    _num(ratios.get("scratch"), 3),
+                    _pm(s.get("pretrained", {}).get("r2"), 3),
+                    _pm(s.get("scratch", {}).get("r2"), 3),
+                    _num(ratio, 3),
+                ]
+            )
+        blocks.append(
+            (
+                "table",
+                [
+                    "task",
+                    "unit",
+                    "structures",
+                    "training size",
+                    "MAE pre-trained",
+                    "MAE scratch",
+                    "MAE mean predictor",
+                    "MAE median predictor",
+                    "pre-trained/baseline",
+                    "scratch/baseline",
+                    "R² pre-trained",
+                    "R² scratch",
+                    "MAE ratio pre/scratch",
+                ],
+                rows,
+            )
+        )
         if "comparison" in figures:
-            blocks.append(("fig", "comparison", "Test MAE per task; dots are single (fold, seed) runs."))
+            blocks.append(
+                ("fig", "comparison", "Test MAE per task; dots are single (fold, seed) runs.")
+            )
         for t in finetune:
             blocks.extend(_finetune_task_blocks(t, figures))
     for t in results["tasks"]:
@@ -88,28 +159,44 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
         elif t["kind"] == "zeroshot":
             blocks.extend(_zeroshot_blocks(t, figures))
     blocks.append(("h", 2, "Reproduce"))
-    blocks.append(("p", f"`{results.get('command') or 'foundation eval'}`; every number is in results.json."))
+    blocks.append(
+        ("p", f"`{results.get('command') or 'foundation eval'}`; every number is in results.json.")
+    )
     return blocks
 
 
 def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     out: list[Block] = [("h", 3, t["name"])]
-    src = ", ".join(f"`{k}` (sha256 `{v[:16]}…`)" if len(v) == 64 else f"`{k}` ({v})"
-                    for k, v in t["description"].get("sources", {}).items())
-    out.append(("p", f"Target `{t['property']}`{(' in ' + t['unit']) if t['unit'] else ''}; "
-                     f"{t['description'].get('num_structures')} structures; data: {src}."))
+    src = ", ".join(
+        f"`{k}` (sha256 `{v[:16]}…`)" if len(v) == 64 else f"`{k}` ({v})"
+        for k, v in t["description"].get("sources", {}).items()
+    )
+    out.append(
+        (
+            "p",
+            f"Target `{t['property']}`{(' in ' + t['unit']) if t['unit'] else ''}; "
+            f"{t['description'].get('num_structures')} structures; data: {src}.",
+        )
+    )
     rows = []
     for fold in sorted({u["fold"] for u in t["units"]}):
         row = [str(fold)]
         for v in ("pretrained", "scratch"):
             row.append(_pm(t["per_fold"].get(v, {}).get(str(fold), {}).get("mae")))
         rows.append(row)
-    out.append(("table", ["fold", "MAE pre-trained (over seeds)", "MAE scratch (over seeds)"], rows))
+    out.append(
+        ("table", ["fold", "MAE pre-trained (over seeds)", "MAE scratch (over seeds)"], rows)
+    )
     out.extend(_size_blocks(t))
-    for suffix, caption in (("sizes", "test MAE against training size: mean over folds and seeds, bootstrap 95% "
-                                      "interval of the mean; dashed: the mean predictor"),
-                            ("parity", "test predictions at the largest training size, all folds and seeds"),
-                            ("curves", "validation MAE on the inner split per epoch")):
+    for suffix, caption in (
+        (
+            "sizes",
+            "test MAE against training size: mean over folds and seeds, bootstrap 95% "
+            "interval of the mean; dashed: the mean predictor",
+        ),
+        ("parity", "test predictions at the largest training size, all folds and seeds"),
+        ("curves", "validation MAE on the inner split per epoch"),
+    ):
         if f"{t['name']}_{suffix}" in figures:
             out.append(("fig", f"{t['name']}_{suffix}", f"{t['name']}: {caption}"))
     return out
@@ -124,26 +211,71 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
         rows = []
         for label, row in by_size.items():
             base = (t.get("baselines") or {}).get(label, {})
-            rows.append([label] + [_pm(row.get(v, {}).get("mae")) for v in variants]
-                        + [_pm(base.get("mean", {}).get("mae"))])
-        out.append(("table", ["training size"] + [f"MAE {v}" for v in variants] + ["MAE mean predictor"], rows))
+            rows.append(
+                [label]
+                + [_pm(row.get(v, {}).get("mae")) for v in variants]
+                + [_pm(base.get("mean", {}).get("mae"))]
+            )
+        out.append(
+            (
+                "table",
+                ["training size"] + [f"MAE {v}" for v in variants] + ["MAE mean predictor"],
+                rows,
+            )
+        )
     comparisons = t.get("comparisons") or []
     if comparisons:
-        out.append(("p", "Paired differences of test MAE per (fold, seed, size), treatment minus control, with a "
-                         "percentile bootstrap 95% interval of their mean (10,000 resamples). Verdict: helps when "
-                         "the interval lies below zero, hurts above, else no detectable effect (always so with fewer "
-                         "than 6 pairs)."))
-        out.append(("table", ["treatment - control", "training size", "pairs", "MAE treatment", "MAE control",
-                              "mean difference", "95% interval", "pairs favouring treatment", "ratio", "verdict"],
-                    [[f"{c['treatment']} - {c['control']}", size_label(c["size"]), str(c["pairs"]),
-                      _num(c["treatment_mae"]), _num(c["control_mae"]), _num(c["mean_difference"], 3),
-                      f"[{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}]", str(c["favourable_pairs"]),
-                      _num(c["ratio"], 3), c["verdict"]] for c in comparisons]))
+        out.append(
+            (
+                "p",
+                "Paired differences of test MAE per (fold, seed, size), treatment minus control, with a "
+                "percentile bootstrap 95% interval of their mean (10,000 resamples). Verdict: helps when "
+                "the interval lies below zero, hurts above, else no detectable effect (always so with fewer "
+                "than 6 pairs).",
+            )
+        )
+        out.append(
+            (
+                "table",
+                [
+                    "treatment - control",
+                    "training size",
+                    "pairs",
+                    "MAE treatment",
+                    "MAE control",
+                    "mean difference",
+                    "95% interval",
+                    "pairs favouring treatment",
+                    "ratio",
+                    "verdict",
+                ],
+                [
+                    [
+                        f"{c['treatment']} - {c['control']}",
+                        size_label(c["size"]),
+                        str(c["pairs"]),
+                        _num(c["treatment_mae"]),
+                        _num(c["control_mae"]),
+                        _num(c["mean_difference"], 3),
+                        f"[{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}]",
+                        str(c["favourable_pairs"]),
+                        _num(c["ratio"], 3),
+                        c["verdict"],
+                    ]
+                    for c in comparisons
+                ],
+            )
+        )
         for c in comparisons:
-            out.append(("p", f"{t['name']}, {size_label(c['size'])} training structures, {c['treatment']} vs "
-                             f"{c['control']}: **{c['verdict']}** (difference {_num(c['mean_difference'], 3)}, "
-                             f"95% interval [{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}], "
-                             f"{c['pairs']} pairs)."))
+            out.append(
+                (
+                    "p",
+                    f"{t['name']}, {size_label(c['size'])} training structures, {c['treatment']} vs "
+                    f"{c['control']}: **{c['verdict']}** (difference {_num(c['mean_difference'], 3)}, "
+                    f"95% interval [{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}], "
+                    f"{c['pairs']} pairs).",
+                )
+            )
     return out
 
 
@@ -153,26 +285,64 @@ def _eos_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     if u is None:
         return out + [("p", "no result")]
     m = u["metrics"]
-    out.append(("p", f"Birch-Murnaghan fit of E(V) with the potential on the dcdft crystals (ASE) against WIEN2k: "
-                     f"MAE {_num(m.get('mae'))} GPa, RMSE {_num(m.get('rmse'))} GPa, R² {_num(m.get('r2'), 3)}, "
-                     f"V0 MAE {_num(m.get('v0_mae'))} A³/atom over {m.get('n', 0)} crystals; "
-                     f"{len(u['failures'])} fits failed."))
+    out.append(
+        (
+            "p",
+            f"Birch-Murnaghan fit of E(V) with the potential on the dcdft crystals (ASE) against WIEN2k: "
+            f"MAE {_num(m.get('mae'))} GPa, RMSE {_num(m.get('rmse'))} GPa, R² {_num(m.get('r2'), 3)}, "
+            f"V0 MAE {_num(m.get('v0_mae'))} A³/atom over {m.get('n', 0)} crystals; "
+            f"{len(u['failures'])} fits failed.",
+        )
+    )
     base = (u.get("baselines") or {}).get("mean")
     if base and m.get("mae") is not None:
-        out.append(("p", f"Trivial baseline (each crystal predicted by the mean WIEN2k B of the others): MAE "
-                         f"{_num(base['mae'])} GPa; potential/baseline MAE ratio {_num(m['mae'] / base['mae'], 3)}."))
+        out.append(
+            (
+                "p",
+                f"Trivial baseline (each crystal predicted by the mean WIEN2k B of the others): MAE "
+                f"{_num(base['mae'])} GPa; potential/baseline MAE ratio {_num(m['mae'] / base['mae'], 3)}.",
+            )
+        )
     if u.get("out_of_domain"):
-        out.append(("p", f"Out of domain (elements absent from the pre-training data; not fitted, not counted as "
-                         f"failures): {', '.join(u['out_of_domain'])}."))
+        out.append(
+            (
+                "p",
+                f"Out of domain (elements absent from the pre-training data; not fitted, not counted as "
+                f"failures): {', '.join(u['out_of_domain'])}.",
+            )
+        )
     if u["failures"]:
-        out.append(("table", ["crystal", "reason", "message"],
-                    [[f["id"], f["reason"], f["message"]] for f in u["failures"]]))
+        out.append(
+            (
+                "table",
+                ["crystal", "reason", "message"],
+                [[f["id"], f["reason"], f["message"]] for f in u["failures"]],
+            )
+        )
     if f"{t['name']}_parity" in figures:
         out.append(("fig", f"{t['name']}_parity", "bulk modulus: potential against WIEN2k"))
-    out.append(("table", ["crystal", "B WIEN2k (GPa)", "B potential (GPa)", "V0 WIEN2k (A³/atom)",
-                          "V0 potential (A³/atom)"],
-                [[r["id"], _num(r["y_true"]), _num(r["y_pred"]), _num(r["v0_ref"]), _num(r["v0_pred"])]
-                 for r in u["predictions"]]))
+    out.append(
+        (
+            "table",
+            [
+                "crystal",
+                "B WIEN2k (GPa)",
+                "B potential (GPa)",
+                "V0 WIEN2k (A³/atom)",
+                "V0 potential (A³/atom)",
+            ],
+            [
+                [
+                    r["id"],
+                    _num(r["y_true"]),
+                    _num(r["y_pred"]),
+                    _num(r["v0_ref"]),
+                    _num(r["v0_pred"]),
+                ]
+                for r in u["predictions"]
+            ],
+        )
+    )
     return out
 
 
@@ -188,25 +358,85 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     if u is None:
         return out + [("p", "no result")]
     d = t["description"]
-    out.append(("p", f"{u['n_frames']} frames of split `{d.get('split')}` of `{d.get('path')}` "
-                     f"(manifest sha256 `{d.get('manifest_sha256', '')}`)."))
-    names = {"energy_per_atom": "energy (eV/atom)", "forces": "forces (eV/A, components)",
-             "stress": "stress (eV/A³, components)"}
+    out.append(
+        (
+            "p",
+            f"{u['n_frames']} frames of split `{d.get('split')}` of `{d.get('path')}` "
+            f"(manifest sha256 `{d.get('manifest_sha256', '')}`).",
+        )
+    )
+    names = {
+        "energy_per_atom": "energy (eV/atom)",
+        "forces": "forces (eV/A, components)",
+        "stress": "stress (eV/A³, components)",
+    }
     base = u.get("baselines") or {}
-    out.append(("p", "Trivial baseline on the same frames: the element reference energies alone (plus the per-atom "
-                     "shift), zero forces, zero stress."))
-    out.append(("table", ["quantity", "MAE", "RMSE", "values", "baseline MAE", "MAE / baseline"],
-                [[names[k], _num(m["mae"]), _num(m["rmse"]), str(m["n"]), _num(base.get(k, {}).get("mae")),
-                  _num(m["mae"] / base[k]["mae"] if m.get("mae") is not None and base.get(k, {}).get("mae")
-                       else None, 3)] for k, m in u["metrics"].items()]))
-    rows = [[el, str(m.get("frames", 0)), _num(m.get("energy_per_atom_mae")), str(m.get("atoms", 0)),
-             _num(m.get("forces_mae"))] for el, m in u["per_element"].items()]
-    out.append(("table", ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"], rows))
+    out.append(
+        (
+            "p",
+            "Trivial baseline on the same frames: the element reference energies alone (plus the per-atom "
+            "shift), zero forces, zero stress.",
+        )
+    )
+    out.append(
+        (
+            "table",
+            ["quantity", "MAE", "RMSE", "values", "baseline MAE", "MAE / baseline"],
+            [
+                [
+                    names[k],
+                    _num(m["mae"]),
+                    _num(m["rmse"]),
+                    str(m["n"]),
+                    _num(base.get(k, {}).get("mae")),
+                    _num(
+                        m["mae"] / base[k]["mae"]
+                        if m.get("mae") is not None and base.get(k, {}).get("mae")
+                        else None,
+                        3,
+                    ),
+                ]
+                for k, m in u["metrics"].items()
+            ],
+        )
+    )
+    rows = [
+        [
+            el,
+            str(m.get("frames", 0)),
+            _num(m.get("energy_per_atom_mae")),
+            str(m.get("atoms", 0)),
+            _num(m.get("forces_mae")),
+        ]
+        for el, m in u["per_element"].items()
+    ]
+    out.append(
+        (
+            "table",
+            ["element", "frames with it", "energy MAE (eV/atom)", "atoms", "force MAE (eV/A)"],
+            rows,
+        )
+    )
     if u.get("per_source"):
-        out.append(("table", ["source", "frames", "energy MAE (eV/atom)", "baseline", "MAE / baseline",
-                              "force MAE (eV/A)", "baseline", "MAE / baseline"],
-                    [[name, str(m["frames"]), *_beside(m, "energy_per_atom"), *_beside(m, "forces")]
-                     for name, m in u["per_source"].items()]))
+        out.append(
+            (
+                "table",
+                [
+                    "source",
+                    "frames",
+                    "energy MAE (eV/atom)",
+                    "baseline",
+                    "MAE / baseline",
+                    "force MAE (eV/A)",
+                    "baseline",
+                    "MAE / baseline",
+                ],
+                [
+                    [name, str(m["frames"]), *_beside(m, "energy_per_atom"), *_beside(m, "forces")]
+                    for name, m in u["per_source"].items()
+                ],
+            )
+        )
     if f"{t['name']}_errors" in figures:
         out.append(("fig", f"{t['name']}_errors", "distribution of zero-shot errors"))
     return out
@@ -230,11 +460,13 @@ def to_markdown(blocks: Sequence[Block]) -> str:
     return "\n".join(lines)
 
 
-_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-        "td:first-child{text-align:left}"
-        "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5}")
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+    "td:first-child{text-align:left}"
+    "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5}"
+)
 
 
 def _inline(text: str) -> str:
@@ -255,11 +487,17 @@ def to_html(blocks: Sequence[Block], figures: dict[str, bytes], title: str) -> s
             body.append(f"<p>{_inline(b[1])}</p>")
         elif b[0] == "table":
             head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2]
+            )
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         elif b[0] == "fig":
             data = base64.b64encode(figures[b[1]]).decode()
-            body.append(f'<figure><img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{_inline(b[2])}</figcaption></figure>")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline(b[2])}</figcaption></figure>"
+            )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -20,7 +20,9 @@ def load_property_task_for(cfg: TaskConfig) -> PropertyTask:
         task.name = cfg.name
         return task
     if cfg.kind == "property":
-        return load_property_task(cfg.path, cfg.property, split=cfg.split, num_folds=cfg.num_folds, name=cfg.name)
+        return load_property_task(
+            cfg.path, cfg.property, split=cfg.split, num_folds=cfg.num_folds, name=cfg.name
+        )
     raise ValueError(f"task {cfg.name!r} of kind {cfg.kind} is not a fine-tuning task")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +27,19 @@ class PropertyTask:
         return np.array([float(f.properties[self.property]) for f in self.frames], dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "property": self.property, "unit": self.unit, "num_structures": len(self.frames),
-                "num_folds": len(self.folds), "sources": dict(self.sources)}
+        return {
+            "name": self.name,
+            "property": self.property,
+            "unit": self.unit,
+            "num_structures": len(self.frames),
+            "num_folds": len(self.folds),
+            "sources": dict(self.sources),
+        }
 
 
-def kfold(num_items: int, num_folds: int, seed: int, groups: Sequence[str] | None = None
-          ) -> list[tuple[np.ndarray, np.ndarray]]:
+def kfold(
+    num_items: int, num_folds: int, seed: int, groups: Sequence[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled k-fold (train, test) index pairs; with `groups`, items of one group share a fold."""
     if num_folds < 2:
         raise ValueError(f"k-fold needs at least 2 folds, got {num_folds}")
@@ -68,6 +76,15 @@ def restrict(task: PropertyTask, keep: np.ndarray) -> PropertyTask:
     """The task limited to structures `keep`, its folds re-indexed (a fold keeps its train/test roles)."""
     new_index = -np.ones(len(task.frames), dtype=np.int64)
     new_index[keep] = np.arange(len(keep))
-    folds = [(new_index[tr][new_index[tr] >= 0], new_index[te][new_index[te] >= 0]) for tr, te in task.folds]
-    return PropertyTask(name=task.name, property=task.property, frames=[task.frames[i] for i in keep],
-                        folds=folds, unit=task.unit, sources=task.sources)
+    folds = [
+        (new_index[tr][new_index[tr] >= 0], new_index[te][new_index[te] >= 0])
+        for tr, te in task.folds
+    ]
+    return PropertyTask(
+        name=task.name,
+        property=task.property,
+        frames=[task.frames[i] for i in keep],
+        folds=folds,
+        unit=task.unit,
+        sources=task.sources,
+    )

@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from foundation.evals.tasks.common import PropertyTask
 
 from foundation.data.schema import Frame
-from foundation.evals.tasks.common import PropertyTask
 from foundation.files import sha256_file
 
-UNITS = {"n": "", "exfoliation_en": "meV/atom", "last phdos peak": "1/cm", "log10(G_VRH)": "log10(GPa)",
-         "log10(K_VRH)": "log10(GPa)", "e_form": "eV/atom", "gap pbe": "eV"}
+UNITS = {
+    "n": "",
+    "exfoliation_en": "meV/atom",
+    "last phdos peak": "1/cm",
+    "log10(G_VRH)": "log10(GPa)",
+    "log10(K_VRH)": "log10(GPa)",
+    "e_form": "eV/atom",
+    "gap pbe": "eV",
+}
 
 
 def task_name_of(path: str | os.PathLike) -> str:
@@ -46,18 +53,29 @@ def frame_from_structure_dict(struct: dict[str, Any], structure_id: str, source:
     for i, site in enumerate(struct["sites"]):
         species = site["species"]
         if len(species) != 1 or abs(float(species[0].get("occu", 1.0)) - 1.0) > 1e-6:
-            raise ValueError(f"site {i} is disordered ({species}); only ordered structures are supported")
+            raise ValueError(
+                f"site {i} is disordered ({species}); only ordered structures are supported"
+            )
         symbol = species[0]["element"]
         if symbol not in atomic_numbers:
             raise ValueError(f"site {i} has unknown element {symbol!r}")
         numbers.append(atomic_numbers[symbol])
         frac.append(site["abc"])
     pbc = struct["lattice"].get("pbc", [True, True, True])
-    return Frame(numbers=np.array(numbers), positions=np.asarray(frac, dtype=np.float64) @ lattice, cell=lattice,
-                 pbc=np.array(pbc, dtype=bool), frame_id=structure_id, structure_id=structure_id, source=source)
+    return Frame(
+        numbers=np.array(numbers),
+        positions=np.asarray(frac, dtype=np.float64) @ lattice,
+        cell=lattice,
+        pbc=np.array(pbc, dtype=bool),
+        frame_id=structure_id,
+        structure_id=structure_id,
+        source=source,
+    )
 
 
-def load_matbench(path: str | os.PathLike, folds_path: str | os.PathLike, *, name: str | None = None) -> PropertyTask:
+def load_matbench(
+    path: str | os.PathLike, folds_path: str | os.PathLike, *, name: str | None = None
+) -> PropertyTask:
     """Read a Matbench structure task and its official folds; errors name the file and the record."""
     path, folds_path = Path(path), Path(folds_path)
     body = _read_json(path)
@@ -81,9 +99,14 @@ def load_matbench(path: str | os.PathLike, folds_path: str | os.PathLike, *, nam
         frame.properties[target] = value
         frames.append(frame)
     folds = load_folds(folds_path, source, [f.structure_id for f in frames])
-    return PropertyTask(name=name or source, property=target, frames=frames, folds=folds,
-                        unit=UNITS.get(target, ""),
-                        sources={str(path): sha256_file(path), str(folds_path): sha256_file(folds_path)})
+    return PropertyTask(
+        name=name or source,
+        property=target,
+        frames=frames,
+        folds=folds,
+        unit=UNITS.get(target, ""),
+        sources={str(path): sha256_file(path), str(folds_path): sha256_file(folds_path)},
+    )
 
 
 def load_folds(folds_path: Path, task: str, ids: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -101,8 +124,10 @@ def load_folds(folds_path: Path, task: str, ids: list[str]) -> list[tuple[np.nda
             members = splits[task][fold_name][role]
             unknown = [m for m in members if m not in position]
             if unknown:
-                raise ValueError(f"{folds_path}: {fold_name}.{role} names {len(unknown)} ids absent from the task "
-                                 f"file, e.g. {unknown[0]!r}")
+                raise ValueError(
+                    f"{folds_path}: {fold_name}.{role} names {len(unknown)} ids absent from the task "
+                    f"file, e.g. {unknown[0]!r}"
+                )
             pair.append(np.array([position[m] for m in members], dtype=np.int64))
         if np.intersect1d(pair[0], pair[1]).size:
             raise ValueError(f"{folds_path}: {fold_name} has ids in both train and test")

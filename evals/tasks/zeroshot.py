@@ -11,22 +11,26 @@ from typing import Any
 import numpy as np
 import torch
 from ase.data import chemical_symbols
+from foundation.evals.tasks.common import subset_indices
 
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import MANIFEST_NAME
-from foundation.evals.tasks.common import subset_indices
 from foundation.files import sha256_file
 from foundation.models import Potential
-from foundation.train.baselines import reference_energies
 from foundation.progress import progress_bar
+from foundation.train.baselines import reference_energies
 
 
 def _summary(values: list[np.ndarray]) -> dict[str, float]:
     v = np.concatenate([np.ravel(x) for x in values]) if values else np.zeros(0)
     if v.size == 0:
         return {"mae": float("nan"), "rmse": float("nan"), "n": 0}
-    return {"mae": float(np.mean(np.abs(v))), "rmse": float(np.sqrt(np.mean(v ** 2))), "n": int(v.size)}
+    return {
+        "mae": float(np.mean(np.abs(v))),
+        "rmse": float(np.sqrt(np.mean(v**2))),
+        "n": int(v.size),
+    }
 
 
 def describe_dataset(path: str | os.PathLike, split: str) -> dict[str, str]:
@@ -34,9 +38,16 @@ def describe_dataset(path: str | os.PathLike, split: str) -> dict[str, str]:
     return {"path": str(path), "split": split, "manifest_sha256": sha256_file(path / MANIFEST_NAME)}
 
 
-def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str = "test", *,
-                     max_frames: int | None = None, batch_size: int = 16, seed: int = 0,
-                     device: str = "cpu") -> dict[str, Any]:
+def zero_shot_errors(
+    potential: Potential,
+    path: str | os.PathLike,
+    split: str = "test",
+    *,
+    max_frames: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Errors (prediction - label) of energy per atom, force components and stress components on the frames
     of `split` (a seeded subset of `max_frames`), with per-element MAE (energy over frames containing the
     element, forces over its atoms), the same summaries of the trivial baseline (the potential's element
@@ -47,15 +58,29 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
     wanted = [k for k in ("energy", "forces", "stress") if k in potential.outputs]
     potential.eval().to(device)
     errors: dict[str, list[np.ndarray]] = defaultdict(list)
-    baseline: dict[str, list[np.ndarray]] = defaultdict(list)  # element references only, zero forces, zero stress
+    baseline: dict[str, list[np.ndarray]] = defaultdict(
+        list
+    )  # element references only, zero forces, zero stress
 
     per_element: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    per_source: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))  # model and baseline errors
-    for start in progress_bar(range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False):
-        frames = [dataset[int(i)] for i in index[start:start + batch_size]]
-        batch = collate_frames(frames, potential.cutoff, max_neighbours=potential.max_neighbours,
-                               dtype=potential.dtype, sources=potential.sources).to(torch.device(device))
-        out = {k: v.detach().double().cpu().numpy() for k, v in potential(batch, compute=wanted).items()}
+    per_source: dict[str, dict[str, list]] = defaultdict(
+        lambda: defaultdict(list)
+    )  # model and baseline errors
+    for start in progress_bar(
+        range(0, len(index), batch_size), desc=f"zero-shot {Path(path).name}/{split}", leave=False
+    ):
+        frames = [dataset[int(i)] for i in index[start : start + batch_size]]
+        batch = collate_frames(
+            frames,
+            potential.cutoff,
+            max_neighbours=potential.max_neighbours,
+            dtype=potential.dtype,
+            sources=potential.sources,
+        ).to(torch.device(device))
+        out = {
+            k: v.detach().double().cpu().numpy()
+            for k, v in potential(batch, compute=wanted).items()
+        }
         if potential.energy_head is not None:
             out["reference"] = reference_energies(potential, batch).cpu().numpy()
         offset = 0
@@ -73,7 +98,7 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
                 for z in elements:
                     per_element[int(z)]["energy_per_atom"].append(abs(e))
             if "forces" in out and frame.forces is not None:
-                f = out["forces"][offset:offset + n] - frame.forces
+                f = out["forces"][offset : offset + n] - frame.forces
                 errors["forces"].append(f)
                 baseline["forces"].append(-frame.forces)
                 per_source[frame.source]["forces"].append(f)
@@ -91,12 +116,25 @@ def zero_shot_errors(potential: Potential, path: str | os.PathLike, split: str =
         forces = np.concatenate(m["forces"]) if m["forces"] else np.zeros(0)
         elements_out[chemical_symbols[z]] = {
             "frames": len(m["energy_per_atom"]),
-            "energy_per_atom_mae": float(np.mean(m["energy_per_atom"])) if m["energy_per_atom"] else None,
-            "atoms": int(forces.size // 3), "forces_mae": float(forces.mean()) if forces.size else None}
-    sources_out = {name: {"frames": len(m["energy_per_atom"]) or len(m["forces"]),
-                          **{f"{k}_mae": _summary(v)["mae"] for k, v in m.items()}}
-                   for name, m in sorted(per_source.items())}
-    return {"kind": "zeroshot", "n_frames": int(len(index)), "metrics": metrics, "per_element": elements_out,
-            "per_source": sources_out,
-            "baselines": {k: _summary(v) for k, v in baseline.items()},
-            "errors": {k: np.concatenate([np.ravel(x) for x in v]).tolist() for k, v in errors.items()}}
+            "energy_per_atom_mae": float(np.mean(m["energy_per_atom"]))
+            if m["energy_per_atom"]
+            else None,
+            "atoms": int(forces.size // 3),
+            "forces_mae": float(forces.mean()) if forces.size else None,
+        }
+    sources_out = {
+        name: {
+            "frames": len(m["energy_per_atom"]) or len(m["forces"]),
+            **{f"{k}_mae": _summary(v)["mae"] for k, v in m.items()},
+        }
+        for name, m in sorted(per_source.items())
+    }
+    return {
+        "kind": "zeroshot",
+        "n_frames": int(len(index)),
+        "metrics": metrics,
+        "per_element": elements_out,
+        "per_source": sources_out,
+        "baselines": {k: _summary(v) for k, v in baseline.items()},
+        "errors": {k: np.concatenate([np.ravel(x) for x in v]).tolist() for k, v in errors.items()},
+    }

@@ -22,13 +22,33 @@ With --launcher slurm the objectives train as one array and the evaluation + rep
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablation", help="the paper's pre-training objective ablation, end to end",
-                       description=__doc__, epilog=EPILOG, formatter_class=RAW)
-    p.add_argument("--config", required=True, help="an experiment YAML (configs/experiments/paper_ablation.yaml)")
-    p.add_argument("--launcher", choices=["local"], default="local", help="where the stages run (default local)")
-    p.add_argument("--workers", type=int, default=2, help="local processes for data preparation (default 2)")
-    p.add_argument("--only-report", action="store_true", help="only (re)write the report from finished evals")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the experiment's fields")
+    p = sub.add_parser(
+        "ablation",
+        help="the paper's pre-training objective ablation, end to end",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=RAW,
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        help="an experiment YAML (configs/experiments/paper_ablation.yaml)",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=["local"],
+        default="local",
+        help="where the stages run (default local)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="local processes for data preparation (default 2)"
+    )
+    p.add_argument(
+        "--only-report", action="store_true", help="only (re)write the report from finished evals"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="overrides of the experiment's fields"
+    )
     add_cluster_options(p)
     p.set_defaults(func=run)
 
@@ -39,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     if args.only_report:
         paths = write_ablation_report(cfg)
     else:
-        print(f"[prep] {cfg.inputs} -> {cfg.out_dir}/data; then {len(cfg.objectives)} objectives x {cfg.steps} steps, "
-              "then fine-tuning every checkpoint and the scratch twin", file=sys.stderr)
+        print(
+            f"[prep] {cfg.inputs} -> {cfg.out_dir}/data; then {len(cfg.objectives)} objectives x {cfg.steps} steps, "
+            "then fine-tuning every checkpoint and the scratch twin",
+            file=sys.stderr,
+        )
         batch = ablation_batch(cfg, workers=args.workers)
         if profile is None:
             paths = run_batch(batch).final or {}  # none when stopped on request (run_batch says so)

@@ -28,14 +28,23 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if action.dest == "launcher" and action.choices is not None:
             action.choices = tuple(action.choices) + CLUSTER_LAUNCHERS
-            action.help = (action.help or "") + ("; slurm: submit to Slurm through submitit (see --cluster); "
-                                                  "submitit-local: the same jobs as processes on this machine")
-    parser.add_argument("--cluster", default="local", metavar="NAME",
-                        help="cluster profile configs/cluster/NAME.yaml or a YAML path (default local); override "
-                             "its fields with cluster.KEY=VALUE arguments, e.g. cluster.time_min=30")
-    parser.add_argument("--wait", action="store_true",
-                        help="with --launcher slurm: wait for the jobs to end and print their result "
-                             "(submitit-local always waits)")
+            action.help = (action.help or "") + (
+                "; slurm: submit to Slurm through submitit (see --cluster); "
+                "submitit-local: the same jobs as processes on this machine"
+            )
+    parser.add_argument(
+        "--cluster",
+        default="local",
+        metavar="NAME",
+        help="cluster profile configs/cluster/NAME.yaml or a YAML path (default local); override "
+        "its fields with cluster.KEY=VALUE arguments, e.g. cluster.time_min=30",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --launcher slurm: wait for the jobs to end and print their result "
+        "(submitit-local always waits)",
+    )
 
 
 def on_cluster(args: argparse.Namespace) -> bool:
@@ -57,19 +66,24 @@ def waits(args: argparse.Namespace) -> bool:
 
 def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
     ids = ", ".join(str(job.job_id) for job in jobs)
-    print(f"submitted {ids}; logs in {folder}; follow with: foundation status {status_dir}", file=sys.stderr)
+    print(
+        f"submitted {ids}; logs in {folder}; follow with: foundation status {status_dir}",
+        file=sys.stderr,
+    )
 
 
-def submit_and_follow(args: argparse.Namespace, profile: ClusterProfile, batch: Batch,
-                      status_dir: str | os.PathLike) -> Any:
+def submit_and_follow(
+    args: argparse.Namespace, profile: ClusterProfile, batch: Batch, status_dir: str | os.PathLike
+) -> Any:
     """Submit a batch as an array plus its follow-up; returns the follow-up's result when waiting, else None."""
     jobs, final = arrays.submit_batch(args.launcher, profile, batch)
     _announce(jobs[:1] + [final], batch.folder, status_dir)
     return final.result() if waits(args) else None
 
 
-def follow_resumable(args: argparse.Namespace, job: Any, folder: str | os.PathLike, status_dir: str | os.PathLike
-                     ) -> int:
+def follow_resumable(
+    args: argparse.Namespace, job: Any, folder: str | os.PathLike, status_dir: str | os.PathLike
+) -> int:
     """Say where a submitted resumable job logs; when waiting, print its result as JSON."""
     _announce([job], folder, status_dir)
     if waits(args):

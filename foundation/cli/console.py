@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -50,8 +50,11 @@ def terminal_output(verbose: int = 0, quiet: bool = False) -> Iterator[None]:
     and the environment afterwards (so a command run in-process, e.g. by a test, leaves nothing behind)."""
     logger = logging.getLogger(LOGGER)
     handler = _TerminalHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose > 0
-                         else _PlainFormatter("%(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        if verbose > 0
+        else _PlainFormatter("%(message)s")
+    )
     previous_level, previous_progress = logger.level, os.environ.get(PROGRESS_ENV)
     logger.addHandler(handler)
     logger.setLevel(log_level(verbose, quiet))

@@ -17,16 +17,28 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="inspect and verify prepared datasets", formatter_class=RAW,
-                          epilog="examples:\n  foundation data verify runs/data/demo\n  foundation data stats runs/data/demo")
+    data = sub.add_parser(
+        "data",
+        help="inspect and verify prepared datasets",
+        formatter_class=RAW,
+        epilog="examples:\n  foundation data verify runs/data/demo\n  foundation data stats runs/data/demo",
+    )
     inner = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    verify = inner.add_parser("verify", help="re-check every shard's sha256 and decode every record",
-                              formatter_class=RAW, epilog="example:\n  foundation data verify runs/data/demo\n"
-                              "exit status 1 and one line per problem (shard and record named) when anything is wrong")
+    verify = inner.add_parser(
+        "verify",
+        help="re-check every shard's sha256 and decode every record",
+        formatter_class=RAW,
+        epilog="example:\n  foundation data verify runs/data/demo\n"
+        "exit status 1 and one line per problem (shard and record named) when anything is wrong",
+    )
     verify.add_argument("directory", help="a prepared dataset directory (holding manifest.json)")
     verify.set_defaults(func=run_verify)
-    stats = inner.add_parser("stats", help="print counts, elements and label distributions", formatter_class=RAW,
-                             epilog="example:\n  foundation data stats runs/data/demo")
+    stats = inner.add_parser(
+        "stats",
+        help="print counts, elements and label distributions",
+        formatter_class=RAW,
+        epilog="example:\n  foundation data stats runs/data/demo",
+    )
     stats.add_argument("directory", help="a prepared dataset directory (holding manifest.json)")
     stats.set_defaults(func=run_stats)
 
@@ -38,7 +50,9 @@ def run_verify(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"ERROR {args.directory}/{error}", file=sys.stderr)
     status = "OK" if report.ok else f"FAILED ({len(report.errors)} problems)"
-    print(f"{status}: {report.shards_checked} shards, {report.records_checked} records checked in {args.directory}")
+    print(
+        f"{status}: {report.shards_checked} shards, {report.records_checked} records checked in {args.directory}"
+    )
     return 0 if report.ok else 1
 
 
@@ -51,11 +65,17 @@ def _describe(values: np.ndarray) -> str:
 
 def run_stats(args: argparse.Namespace) -> int:
     manifest = Manifest.load(args.directory)
-    print(f"dataset {args.directory}  (containers: {', '.join(manifest.containers)}; schema v{manifest.schema_version})")
+    print(
+        f"dataset {args.directory}  (containers: {', '.join(manifest.containers)}; schema v{manifest.schema_version})"
+    )
     for split in manifest.splits:
         natoms = manifest.atoms_per_frame(manifest.containers[0], split)
-        print(f"  {split:<6} {natoms.size:>9} frames  {int(natoms.sum()):>11} atoms   atoms/frame: {_describe(natoms)}")
-    print(f"  elements ({len(manifest.elements)}): {' '.join(chemical_symbols[z] for z in manifest.elements)}")
+        print(
+            f"  {split:<6} {natoms.size:>9} frames  {int(natoms.sum()):>11} atoms   atoms/frame: {_describe(natoms)}"
+        )
+    print(
+        f"  elements ({len(manifest.elements)}): {' '.join(chemical_symbols[z] for z in manifest.elements)}"
+    )
     q = manifest.quarantine
     print(f"  quarantined: {q.get('total', 0)}  {q.get('by_reason', {})}")
     energies, forces, stresses = [], [], []
@@ -68,7 +88,9 @@ def run_stats(args: argparse.Namespace) -> int:
             stresses.append(frame.stress.ravel())
     print(f"  energy/atom (eV):  {_describe(np.asarray(energies))}")
     print(f"  |force| (eV/A):    {_describe(np.concatenate(forces) if forces else np.zeros(0))}")
-    print(f"  stress (eV/A^3):   {_describe(np.concatenate(stresses) if stresses else np.zeros(0))}")
+    print(
+        f"  stress (eV/A^3):   {_describe(np.concatenate(stresses) if stresses else np.zeros(0))}"
+    )
     for key, value in sorted(manifest.statistics.items()):
         print(f"  {key}: {value}")
     return 0

@@ -66,23 +66,53 @@ class DemoOptions:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the built-in default: synth -> prep -> pre-train -> eval -> release",
-                       description=__doc__, epilog=EPILOG, formatter_class=RAW)
+    p = sub.add_parser(
+        "demo",
+        help="the built-in default: synth -> prep -> pre-train -> eval -> release",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=RAW,
+    )
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--frames", type=int, default=1500, help="teacher-labelled frames to generate (default 1500)")
-    p.add_argument("--steps", type=int, default=600, help="pre-training optimizer steps (default 600)")
-    p.add_argument("--teacher", choices=("auto", "chgnet", "emt"), default="emt",
-                   help="labelling potential (default emt: fast on 2 cores; chgnet needs the teacher extra, ~0.4 s a frame)")
-    p.add_argument("--workers", type=int, default=2, help="processes for generation, prep and eval (default 2)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=1500,
+        help="teacher-labelled frames to generate (default 1500)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=600, help="pre-training optimizer steps (default 600)"
+    )
+    p.add_argument(
+        "--teacher",
+        choices=("auto", "chgnet", "emt"),
+        default="emt",
+        help="labelling potential (default emt: fast on 2 cores; chgnet needs the teacher extra, ~0.4 s a frame)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="processes for generation, prep and eval (default 2)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--matbench", help="a Matbench structure task file (adds it to the eval suite)")
     p.add_argument("--matbench-folds", help="its matbench_v0.1_validation.json-style folds file")
-    p.add_argument("--matbench-structures", type=int, default=300,
-                   help="training structures per Matbench fold (default 300; 0 = all); test folds stay whole")
-    p.add_argument("--task-structures", type=int, default=120,
-                   help="alloys labelled with the teacher's bulk modulus for the downstream task (default 120)")
-    p.add_argument("--finetune-epochs", type=int, default=40,
-                   help="most fine-tuning epochs per eval unit (default 40; early stopping after a quarter)")
+    p.add_argument(
+        "--matbench-structures",
+        type=int,
+        default=300,
+        help="training structures per Matbench fold (default 300; 0 = all); test folds stay whole",
+    )
+    p.add_argument(
+        "--task-structures",
+        type=int,
+        default=120,
+        help="alloys labelled with the teacher's bulk modulus for the downstream task (default 120)",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=40,
+        help="most fine-tuning epochs per eval unit (default 40; early stopping after a quarter)",
+    )
     p.set_defaults(func=run)
 
 
@@ -103,22 +133,47 @@ def suite_mapping(opts: DemoOptions) -> dict:
     task_folds = 5
     all_train = opts.task_structures * (task_folds - 1) // task_folds
     tasks = [
-        {"name": "teacher_bulk_modulus", "kind": "property", "path": "task", "property": "bulk_modulus",
-         "num_folds": task_folds, "folds": [0, 1, 2], "train_sizes": [s for s in (12,) if s < all_train] + ["all"],
-         "seeds": [opts.seed, opts.seed + 1], "probe": True},  # 6 pairs per size: enough for a verdict
+        {
+            "name": "teacher_bulk_modulus",
+            "kind": "property",
+            "path": "task",
+            "property": "bulk_modulus",
+            "num_folds": task_folds,
+            "folds": [0, 1, 2],
+            "train_sizes": [s for s in (12,) if s < all_train] + ["all"],
+            "seeds": [opts.seed, opts.seed + 1],
+            "probe": True,
+        },  # 6 pairs per size: enough for a verdict
         {"name": "dcdft_eos_zeroshot", "kind": "dcdft_eos"},
         {"name": "zeroshot_test_split", "kind": "zeroshot", "split": "test"},
     ]
     if opts.matbench:
         if not opts.matbench_folds:
             raise SystemExit("foundation demo: --matbench needs --matbench-folds")
-        tasks.insert(0, {"name": Path(opts.matbench).name.split(".")[0], "kind": "matbench",
-                         "path": str(Path(opts.matbench).resolve()), "folds_path": str(Path(opts.matbench_folds).resolve()),
-                         "folds": [0, 1], "max_structures": opts.matbench_structures or None})
-    return {"name": "demo", "data_root": str(opts.out), "seeds": [opts.seed],
-            "finetune": {"max_epochs": opts.finetune_epochs, "patience": max(opts.finetune_epochs // 4, 1),
-                         "batch_size": 8, "lr": 2e-3, "backbone_lr": 2e-3},
-            "tasks": tasks}
+        tasks.insert(
+            0,
+            {
+                "name": Path(opts.matbench).name.split(".")[0],
+                "kind": "matbench",
+                "path": str(Path(opts.matbench).resolve()),
+                "folds_path": str(Path(opts.matbench_folds).resolve()),
+                "folds": [0, 1],
+                "max_structures": opts.matbench_structures or None,
+            },
+        )
+    return {
+        "name": "demo",
+        "data_root": str(opts.out),
+        "seeds": [opts.seed],
+        "finetune": {
+            "max_epochs": opts.finetune_epochs,
+            "patience": max(opts.finetune_epochs // 4, 1),
+            "batch_size": 8,
+            "lr": 2e-3,
+            "backbone_lr": 2e-3,
+        },
+        "tasks": tasks,
+    }
 
 
 def verdict_lines(results_json: Path) -> list[str]:
@@ -127,9 +182,11 @@ def verdict_lines(results_json: Path) -> list[str]:
     lines = []
     for task in json.loads(Path(results_json).read_text())["tasks"]:
         for c in task.get("comparisons") or []:
-            lines.append(f"{task['name']} n={size_label(c['size'])}: {c['treatment']} {c['treatment_mae']:.4g} vs "
-                         f"{c['control']} {c['control_mae']:.4g} {task['unit']}; difference {c['mean_difference']:+.3g} "
-                         f"[{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}]: {c['verdict']}")
+            lines.append(
+                f"{task['name']} n={size_label(c['size'])}: {c['treatment']} {c['treatment_mae']:.4g} vs "
+                f"{c['control']} {c['control_mae']:.4g} {task['unit']}; difference {c['mean_difference']:+.3g} "
+                f"[{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}]: {c['verdict']}"
+            )
     return lines
 
 
@@ -143,53 +200,107 @@ def relax_check(release: Path) -> str:
     FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=0.05, steps=300)
     e1, f1 = atoms.get_potential_energy(), np.abs(atoms.get_forces()).max()
     if not e1 < e0:
-        raise RuntimeError(f"relaxation with the released calculator did not lower the energy ({e0:.4f} -> {e1:.4f} eV)")
-    return (f"Cu32 relaxed with FIRE + cell filter: E {e0:.3f} -> {e1:.3f} eV, max|F| {f0:.3f} -> {f1:.3f} eV/A, "
-            f"volume {atoms.get_volume() / len(atoms):.2f} A^3/atom")
+        raise RuntimeError(
+            f"relaxation with the released calculator did not lower the energy ({e0:.4f} -> {e1:.4f} eV)"
+        )
+    return (
+        f"Cu32 relaxed with FIRE + cell filter: E {e0:.3f} -> {e1:.3f} eV, max|F| {f0:.3f} -> {f1:.3f} eV/A, "
+        f"volume {atoms.get_volume() / len(atoms):.2f} A^3/atom"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = DemoOptions(out=Path(args.out).resolve(), frames=args.frames, steps=args.steps, teacher=args.teacher,
-                       workers=args.workers, seed=args.seed, matbench=args.matbench,
-                       matbench_folds=args.matbench_folds, matbench_structures=args.matbench_structures,
-                       task_structures=args.task_structures, finetune_epochs=args.finetune_epochs)
-    paths = {name: opts.out / name for name in ("synth", "data", "task", "pretrain", "eval", "release")}
+    opts = DemoOptions(
+        out=Path(args.out).resolve(),
+        frames=args.frames,
+        steps=args.steps,
+        teacher=args.teacher,
+        workers=args.workers,
+        seed=args.seed,
+        matbench=args.matbench,
+        matbench_folds=args.matbench_folds,
+        matbench_structures=args.matbench_structures,
+        task_structures=args.task_structures,
+        finetune_epochs=args.finetune_epochs,
+    )
+    paths = {
+        name: opts.out / name for name in ("synth", "data", "task", "pretrain", "eval", "release")
+    }
     begin = time.perf_counter()
 
     start = _stage(1, f"generating {opts.frames} teacher-labelled non-equilibrium frames")
-    frames_file = synthesize(paths["synth"] / "frames.extxyz",
-                             SynthConfig(frames=opts.frames, teacher=opts.teacher, seed=opts.seed, workers=opts.workers))
+    frames_file = synthesize(
+        paths["synth"] / "frames.extxyz",
+        SynthConfig(frames=opts.frames, teacher=opts.teacher, seed=opts.seed, workers=opts.workers),
+    )
     if not (paths["task"] / MANIFEST_NAME).is_file():
-        teacher_property_dataset(paths["task"], opts.task_structures, teacher=opts.teacher, seed=opts.seed)
-    _done(start, f"wrote {frames_file}; the downstream task: {opts.task_structures} of the teacher's alloys "
-                 f"with its bulk modulus in {paths['task']}")
+        teacher_property_dataset(
+            paths["task"], opts.task_structures, teacher=opts.teacher, seed=opts.seed
+        )
+    _done(
+        start,
+        f"wrote {frames_file}; the downstream task: {opts.task_structures} of the teacher's alloys "
+        f"with its bulk modulus in {paths['task']}",
+    )
 
     start = _stage(2, "validating, deduplicating, splitting and sharding (LMDB + WebDataset)")
-    prep = run_prep(PrepConfig(inputs=[str(frames_file)], out=str(paths["data"]), container="both",
-                               workers=opts.workers, required=["energy", "forces", "stress"], shard_size=500))
+    prep = run_prep(
+        PrepConfig(
+            inputs=[str(frames_file)],
+            out=str(paths["data"]),
+            container="both",
+            workers=opts.workers,
+            required=["energy", "forces", "stress"],
+            shard_size=500,
+        )
+    )
     print(format_summary(prep, str(paths["data"])))
     _done(start, "dataset ready")
 
-    start = _stage(3, f"pre-training a small PaiNN-family model on E/F/S (derivative forces and stress), {opts.steps} steps")
-    train_config = load_train_config(config_file("pretrain", "efs_derivative"), [
-        f"data.path={paths['data']}", f"train.max_steps={opts.steps}", f"run_dir={paths['pretrain']}",
-        f"train.val_every={max(opts.steps // 4, 1)}", f"train.checkpoint_every={max(opts.steps // 4, 1)}",
-        f"schedule.warmup_steps={max(opts.steps // 20, 1)}", f"train.seed={opts.seed}"])
+    start = _stage(
+        3,
+        f"pre-training a small PaiNN-family model on E/F/S (derivative forces and stress), {opts.steps} steps",
+    )
+    train_config = load_train_config(
+        config_file("pretrain", "efs_derivative"),
+        [
+            f"data.path={paths['data']}",
+            f"train.max_steps={opts.steps}",
+            f"run_dir={paths['pretrain']}",
+            f"train.val_every={max(opts.steps // 4, 1)}",
+            f"train.checkpoint_every={max(opts.steps // 4, 1)}",
+            f"schedule.warmup_steps={max(opts.steps // 20, 1)}",
+            f"train.seed={opts.seed}",
+        ],
+    )
     summary = run_training(train_config)
-    val = ", ".join(f"{k} {v:.4g}" for k, v in (summary.get("val") or {}).items() if isinstance(v, float))
+    val = ", ".join(
+        f"{k} {v:.4g}" for k, v in (summary.get("val") or {}).items() if isinstance(v, float)
+    )
     _done(start, f"pre-training finished at step {summary['step']}; validation: {val}")
 
-    start = _stage(4, "learning curve on the teacher's bulk moduli: the checkpoint, a from-scratch twin and the "
-                      "ridge probe; zero-shot errors; report")
-    report, failures = evaluate(paths["pretrain"], load_config(SuiteConfig, suite_mapping(opts)), paths["eval"],
-                                workers=opts.workers, command="foundation demo")
+    start = _stage(
+        4,
+        "learning curve on the teacher's bulk moduli: the checkpoint, a from-scratch twin and the "
+        "ridge probe; zero-shot errors; report",
+    )
+    report, failures = evaluate(
+        paths["pretrain"],
+        load_config(SuiteConfig, suite_mapping(opts)),
+        paths["eval"],
+        workers=opts.workers,
+        command="foundation demo",
+    )
     for key, error in failures:
         print(f"FAILED eval unit {key}:\n{error}", file=sys.stderr)
     for line in verdict_lines(report[RESULTS_JSON]):
         print("      " + line)
     _done(start, f"report written ({len(failures)} failed units)")
 
-    start = _stage(5, "writing the release bundle (safetensors, config, normalisers, report, model card, SHA256SUMS)")
+    start = _stage(
+        5,
+        "writing the release bundle (safetensors, config, normalisers, report, model card, SHA256SUMS)",
+    )
     shutil.rmtree(paths["release"], ignore_errors=True)
     make_release(paths["pretrain"], paths["release"], report=paths["eval"], name="foundation-demo")
     _done(start, f"release in {paths['release']}")
@@ -199,8 +310,12 @@ def run(args: argparse.Namespace) -> int:
     _done(start, "calculator checked")
 
     minutes = (time.perf_counter() - begin) / 60
-    print(f"\ndemo finished in {minutes:.1f} min. The frames carry a teacher potential's labels ({opts.teacher}), not "
-          "DFT: the numbers show the system working, not a model's quality.")
-    print(f"report:  {report[REPORT_HTML]}\n         {report[REPORT_MD]}\nrelease: {paths['release']}\n"
-          f"logs:    tensorboard --logdir {RunLayout(paths['pretrain']).tensorboard}")
+    print(
+        f"\ndemo finished in {minutes:.1f} min. The frames carry a teacher potential's labels ({opts.teacher}), not "
+        "DFT: the numbers show the system working, not a model's quality."
+    )
+    print(
+        f"report:  {report[REPORT_HTML]}\n         {report[REPORT_MD]}\nrelease: {paths['release']}\n"
+        f"logs:    tensorboard --logdir {RunLayout(paths['pretrain']).tensorboard}"
+    )
     return 1 if failures else 0

@@ -10,7 +10,6 @@ import errno
 
 from foundation.errors import DiskFull, UserError
 
-
 USER_ERRORS = (UserError, OSError)
 
 

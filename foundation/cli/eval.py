@@ -29,15 +29,37 @@ verified). Each (task, fold, seed, pretrained|scratch) unit writes OUT/units/...
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint on downstream tasks and write the report",
-                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on downstream tasks and write the report",
+        description=__doc__,
+        formatter_class=RAW,
+        epilog=EPILOG,
+    )
     p.add_argument("--checkpoint", help="training run directory or release directory")
-    p.add_argument("--suite", help="eval suite YAML (configs/evals/quick.yaml, configs/evals/full.yaml)")
-    p.add_argument("--out", required=True, help="output directory (units/, results.json, report.md, report.html)")
-    p.add_argument("--workers", type=int, default=1, help="local processes running units in parallel (default 1)")
-    p.add_argument("--launcher", choices=["local"], default="local", help="where units run (default local)")
-    p.add_argument("--reduce-only", action="store_true", help="only aggregate finished units into the report")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of suite fields (dotted keys)")
+    p.add_argument(
+        "--suite", help="eval suite YAML (configs/evals/quick.yaml, configs/evals/full.yaml)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory (units/, results.json, report.md, report.html)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local processes running units in parallel (default 1)",
+    )
+    p.add_argument(
+        "--launcher", choices=["local"], default="local", help="where units run (default local)"
+    )
+    p.add_argument(
+        "--reduce-only", action="store_true", help="only aggregate finished units into the report"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="overrides of suite fields (dotted keys)"
+    )
     add_cluster_options(p)
     p.set_defaults(func=run_eval)
 
@@ -48,17 +70,28 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"report: {paths[REPORT_HTML]}")
         return 0
     if not args.checkpoint or not args.suite:
-        print("foundation eval: --checkpoint and --suite are required (or --reduce-only)", file=sys.stderr)
+        print(
+            "foundation eval: --checkpoint and --suite are required (or --reduce-only)",
+            file=sys.stderr,
+        )
         return 2
     profile = take_profile(args) if on_cluster(args) else None
     suite = load_config(SuiteConfig, args.suite, args.overrides)
-    command = "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    command = (
+        "foundation " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv[1:2] == ["eval"]
+        else ""
+    )
     if profile is not None:  # one array task per unit, then the reducer after them
-        paths = submit_and_follow(args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out)
+        paths = submit_and_follow(
+            args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out
+        )
         for name, path in sorted((paths or {}).items()):
             print(f"{name}: {path}")
         return 0
-    paths, failures = evaluate(args.checkpoint, suite, args.out, workers=args.workers, command=command)
+    paths, failures = evaluate(
+        args.checkpoint, suite, args.out, workers=args.workers, command=command
+    )
     print(f"{len(failures)} units failed" if failures else "all units finished")
     for name in REPORT_FILES:
         print(f"{name}: {paths[name]}")

@@ -23,12 +23,24 @@ then, with only torch installed:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a release as a TorchScript file for MD engines (torch only)",
-                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
-    p.add_argument("model", help="release directory, or a model name in the model directories (FOUNDATION_MODELS)")
+    p = sub.add_parser(
+        "export",
+        help="write a release as a TorchScript file for MD engines (torch only)",
+        description=__doc__,
+        formatter_class=RAW,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "model",
+        help="release directory, or a model name in the model directories (FOUNDATION_MODELS)",
+    )
     p.add_argument("--out", required=True, help="TorchScript file to write (.pt)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="precision of the exported model (default float32; float64 for long NVE runs)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="precision of the exported model (default float32; float64 for long NVE runs)",
+    )
     p.set_defaults(func=run_export)
 
 
@@ -36,9 +48,17 @@ def run_export(args: argparse.Namespace) -> int:
     directory = resolve_model(args.model)
     potential = load_release_potential(directory).to(getattr(torch, args.dtype))
     info = release_info(directory)
-    out = export_potential(potential, args.out, metadata={"release": info.get("name", directory.name),
-                                                          "weights_sha256": info.get("weights_sha256"),
-                                                          "license": info.get("license")})
-    print(f"exported {directory} to {out} ({args.dtype}, cutoff {potential.cutoff} A); "
-          f"load with torch.jit.load({str(out)!r})")
+    out = export_potential(
+        potential,
+        args.out,
+        metadata={
+            "release": info.get("name", directory.name),
+            "weights_sha256": info.get("weights_sha256"),
+            "license": info.get("license"),
+        },
+    )
+    print(
+        f"exported {directory} to {out} ({args.dtype}, cutoff {potential.cutoff} A); "
+        f"load with torch.jit.load({str(out)!r})"
+    )
     return 0

@@ -28,17 +28,40 @@ An element of your data that the parent never saw is an error naming it. Rerunni
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("finetune", help="fine-tune a released potential on your E/F/S frames",
-                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
-    p.add_argument("--from", dest="parent", required=True, metavar="RELEASE_OR_RUN_DIR",
-                   help="the potential to start from: a release directory or a training run directory")
-    p.add_argument("--config", default=str(DEFAULT_RECIPE),
-                   help="a fine-tuning recipe (default configs/finetune/efs.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides: data.path=DIR train.max_steps=N run_dir=DIR finetune.freeze_layers=K ...")
-    p.add_argument("--launcher", choices=("local", "torchrun"), default="local",
-                   help="local: this process; torchrun: --nproc-per-node processes on this machine")
-    p.add_argument("--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a released potential on your E/F/S frames",
+        description=__doc__,
+        formatter_class=RAW,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--from",
+        dest="parent",
+        required=True,
+        metavar="RELEASE_OR_RUN_DIR",
+        help="the potential to start from: a release directory or a training run directory",
+    )
+    p.add_argument(
+        "--config",
+        default=str(DEFAULT_RECIPE),
+        help="a fine-tuning recipe (default configs/finetune/efs.yaml)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides: data.path=DIR train.max_steps=N run_dir=DIR finetune.freeze_layers=K ...",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "torchrun"),
+        default="local",
+        help="local: this process; torchrun: --nproc-per-node processes on this machine",
+    )
+    p.add_argument(
+        "--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun"
+    )
     add_cluster_options(p)
     p.set_defaults(func=run, resume=None)
 

@@ -34,13 +34,25 @@ run `foundation COMMAND --help` for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="foundation", description="Pre-train materials foundation models on "
-                                     "DFT energies, forces and stresses.", epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, and debug logs")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log lines: debug records, with their level and logger")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    parser = argparse.ArgumentParser(
+        prog="foundation",
+        description="Pre-train materials foundation models on DFT energies, forces and stresses.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error, and debug logs"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log lines: debug records, with their level and logger",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -18,9 +18,16 @@ of the model directories; the directory's name is the model's name."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the released models of the local model directories",
-                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
-    p.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
+    p = sub.add_parser(
+        "models",
+        help="list the released models of the local model directories",
+        description=__doc__,
+        formatter_class=RAW,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (one object per model) instead of a table"
+    )
     p.set_defaults(func=run_models)
 
 
@@ -34,26 +41,58 @@ def _size(size: int) -> str:
 
 def _metrics(metrics: dict) -> str:
     """The validation step and errors (MAEs without the baselines'); --json has every metric."""
-    shown = {k: v for k, v in metrics.items() if k == "step" or (k.endswith("_mae") and "baseline" not in k)}
-    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in (shown or metrics).items()) or "-"
+    shown = {
+        k: v
+        for k, v in metrics.items()
+        if k == "step" or (k.endswith("_mae") and "baseline" not in k)
+    }
+    return (
+        ", ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in (shown or metrics).items()
+        )
+        or "-"
+    )
 
 
 def run_models(args: argparse.Namespace) -> int:
     entries = list_models()
     if args.json:
-        print(json.dumps([{"name": e.name, "path": str(e.path), "parent": e.parent, "size_bytes": e.size_bytes,
-                           "backbone": e.backbone, "elements": e.elements, "metrics": e.metrics}
-                          for e in entries], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "path": str(e.path),
+                        "parent": e.parent,
+                        "size_bytes": e.size_bytes,
+                        "backbone": e.backbone,
+                        "elements": e.elements,
+                        "metrics": e.metrics,
+                    }
+                    for e in entries
+                ],
+                indent=1,
+            )
+        )
         return 0
     where = ", ".join(str(d) for d in model_dirs())
     if not entries:
         print(f"no models in {where} (set FOUNDATION_MODELS, or copy a release directory there)")
         return 0
     rows = [("name", "parent", "backbone", "size", "elements", "validation")]
-    rows += [(e.name, e.parent or "-", e.backbone, _size(e.size_bytes),
-              " ".join(e.elements[:12]) + (f" +{len(e.elements) - 12}" if len(e.elements) > 12 else ""),
-              _metrics(e.metrics)) for e in entries]
+    rows += [
+        (
+            e.name,
+            e.parent or "-",
+            e.backbone,
+            _size(e.size_bytes),
+            " ".join(e.elements[:12])
+            + (f" +{len(e.elements) - 12}" if len(e.elements) > 12 else ""),
+            _metrics(e.metrics),
+        )
+        for e in entries
+    ]
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
     print(f"models in {where}:")
     for row in rows:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import ase.io
 import torch
@@ -42,20 +42,44 @@ READ_CHUNK = 1024  # frames read, predicted and written together
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="label frames with a potential (energy, forces, stress, per-atom energies)",
-                       description=__doc__, formatter_class=RAW, epilog=EPILOG)
+    p = sub.add_parser(
+        "predict",
+        help="label frames with a potential (energy, forces, stress, per-atom energies)",
+        description=__doc__,
+        formatter_class=RAW,
+        epilog=EPILOG,
+    )
     p.add_argument("model", help="release directory or training run directory")
-    p.add_argument("files", nargs="+", help="input files or directories (any format `foundation prep` reads)")
+    p.add_argument(
+        "files", nargs="+", help="input files or directories (any format `foundation prep` reads)"
+    )
     p.add_argument("--out", required=True, help="output extended XYZ file (written atomically)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available; default auto)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N or auto (cuda when available; default auto)",
+    )
     p.add_argument("--max-atoms", type=int, default=2048, help="atoms per batch (default 2048)")
-    p.add_argument("--format", default="auto",
-                   help="input format: auto (detected per file, default), one of `foundation prep`'s formats, or "
-                        "ase (any file ase.io.read takes: CIF, POSCAR, ...)")
-    p.add_argument("--which", choices=["best", "last"], default="best", help="weights of a run directory (default best)")
-    p.add_argument("--source", help="data source whose energies to predict, for a model trained on several "
-                   "(default: the model's energy_source)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (as `foundation --quiet` gives)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        help="input format: auto (detected per file, default), one of `foundation prep`'s formats, or "
+        "ase (any file ase.io.read takes: CIF, POSCAR, ...)",
+    )
+    p.add_argument(
+        "--which",
+        choices=["best", "last"],
+        default="best",
+        help="weights of a run directory (default best)",
+    )
+    p.add_argument(
+        "--source",
+        help="data source whose energies to predict, for a model trained on several "
+        "(default: the model's energy_source)",
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (as `foundation --quiet` gives)"
+    )
     p.set_defaults(func=run_predict)
 
 
@@ -101,9 +125,16 @@ def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
         try:
             structures = list(ase.io.iread(path, index=":"))
         except Exception as exc:  # ASE raises many types for unreadable files
-            raise ReaderError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from None
+            raise ReaderError(
+                f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})"
+            ) from None
         for index, atoms in enumerate(structures):
-            yield name, frame_from_atoms(atoms, frame_id=f"{name}:{index}", structure_id=f"{name}:{index}", source=name)
+            yield (
+                name,
+                frame_from_atoms(
+                    atoms, frame_id=f"{name}:{index}", structure_id=f"{name}:{index}", source=name
+                ),
+            )
 
 
 def labelled_atoms(frame, name: str, result: dict):
@@ -131,18 +162,33 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def predict_files(calc, paths: list[str], out: str | os.PathLike, *, fmt: str = "auto", max_atoms: int = 2048,
-                  progress: bool = True) -> int:
+def predict_files(
+    calc,
+    paths: list[str],
+    out: str | os.PathLike,
+    *,
+    fmt: str = "auto",
+    max_atoms: int = 2048,
+    progress: bool = True,
+) -> int:
     """Label every frame of `paths` with `calc` into the extxyz file `out` (replaced atomically); returns frames."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     count = 0
     try:
-        with open(tmp, "w") as fh, progress_bar(unit="frame", desc="predict", enabled=progress) as bar:
+        with (
+            open(tmp, "w") as fh,
+            progress_bar(unit="frame", desc="predict", enabled=progress) as bar,
+        ):
             for chunk in _chunks(iter_frames(paths, fmt), READ_CHUNK):
-                results = calc.predict([atoms_from_frame(frame) for _, frame in chunk], max_atoms=max_atoms)
-                written = [labelled_atoms(frame, name, result) for (name, frame), result in zip(chunk, results)]
+                results = calc.predict(
+                    [atoms_from_frame(frame) for _, frame in chunk], max_atoms=max_atoms
+                )
+                written = [
+                    labelled_atoms(frame, name, result)
+                    for (name, frame), result in zip(chunk, results)
+                ]
                 ase.io.write(fh, written, format="extxyz")
                 count += len(chunk)
                 bar.update(len(chunk))
@@ -155,7 +201,13 @@ def predict_files(calc, paths: list[str], out: str | os.PathLike, *, fmt: str = 
 def run_predict(args: argparse.Namespace) -> int:
     """User errors (model, inputs, device) end as one line: foundation.cli.main."""
     calc = load_model_calculator(args.model, _device(args.device), args.which, args.source)
-    count = predict_files(calc, args.files, args.out, fmt=args.format, max_atoms=args.max_atoms,
-                          progress=not args.no_progress)
+    count = predict_files(
+        calc,
+        args.files,
+        args.out,
+        fmt=args.format,
+        max_atoms=args.max_atoms,
+        progress=not args.no_progress,
+    )
     print(f"{count} frames labelled on {calc.device}: {args.out}")
     return 0

@@ -22,48 +22,115 @@ Outputs: DIR/manifest.json, DIR/lmdb|wds shards, DIR/quarantine.jsonl (refused f
 DIR/duplicates.jsonl, DIR/prep_config.yaml. Check the result with `foundation data verify DIR`."""
 
 # CLI flag -> PrepConfig field (value None: not given on the command line)
-_FIELDS = ("format", "container", "shard_size", "chunk_frames", "workers", "split_salt", "energy",
-           "structure_key", "frame_key", "energy_key", "forces_key", "stress_key", "max_force", "min_distance",
-           "max_energy_residual", "dedup_tolerance", "neighbour_cutoff", "neighbour_sample", "source")
+_FIELDS = (
+    "format",
+    "container",
+    "shard_size",
+    "chunk_frames",
+    "workers",
+    "split_salt",
+    "energy",
+    "structure_key",
+    "frame_key",
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "max_force",
+    "min_distance",
+    "max_energy_residual",
+    "dedup_tolerance",
+    "neighbour_cutoff",
+    "neighbour_sample",
+    "source",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prep", help="turn raw DFT frames (extxyz, MPtrj JSON, OUTCAR, vasprun.xml, ASE db) into "
-                       "a sharded dataset", description=__doc__, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="input files or directories (searched recursively)")
+    p = sub.add_parser(
+        "prep",
+        help="turn raw DFT frames (extxyz, MPtrj JSON, OUTCAR, vasprun.xml, ASE db) into "
+        "a sharded dataset",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="input files or directories (searched recursively)",
+    )
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--config", help="YAML file of prep options (command-line flags override it)")
-    p.add_argument("--format", choices=FORMATS,
-                   help="input format (default auto: by file name and content)")
-    p.add_argument("--container", choices=("lmdb", "wds", "both"), help="shard container (default lmdb)")
+    p.add_argument(
+        "--format", choices=FORMATS, help="input format (default auto: by file name and content)"
+    )
+    p.add_argument(
+        "--container", choices=("lmdb", "wds", "both"), help="shard container (default lmdb)"
+    )
     p.add_argument("--shard-size", type=int, help="frames per shard (default 10000)")
     p.add_argument("--chunk-frames", type=int, help="frames per chunk task (default 5000)")
     p.add_argument("--workers", type=int, help="parallel chunk processes (default 1)")
-    p.add_argument("--launcher", choices=("local",), default="local",
-                   help="local: chunk tasks run here, --workers processes at a time")
-    p.add_argument("--split", help="ratios by structure_id hash (default train=0.9,val=0.05,test=0.05)")
+    p.add_argument(
+        "--launcher",
+        choices=("local",),
+        default="local",
+        help="local: chunk tasks run here, --workers processes at a time",
+    )
+    p.add_argument(
+        "--split", help="ratios by structure_id hash (default train=0.9,val=0.05,test=0.05)"
+    )
     p.add_argument("--split-salt", help="string mixed into the split hash (default none)")
-    p.add_argument("--energy", choices=("uncorrected", "corrected"),
-                   help="MPtrj, Alexandria: which total energy to take (default uncorrected)")
-    p.add_argument("--structure-key", help="info key naming the structure (default auto; 'frame': one per frame)")
-    p.add_argument("--frame-key", help="info key naming the frame (default auto; 'index': FILE:INDEX)")
+    p.add_argument(
+        "--energy",
+        choices=("uncorrected", "corrected"),
+        help="MPtrj, Alexandria: which total energy to take (default uncorrected)",
+    )
+    p.add_argument(
+        "--structure-key",
+        help="info key naming the structure (default auto; 'frame': one per frame)",
+    )
+    p.add_argument(
+        "--frame-key", help="info key naming the frame (default auto; 'index': FILE:INDEX)"
+    )
     p.add_argument("--energy-key", help="extxyz key of the total energy (default energy)")
     p.add_argument("--forces-key", help="extxyz column of the forces (default forces)")
     p.add_argument("--stress-key", help="extxyz key of the stress (default stress)")
     p.add_argument("--require", help="labels every frame must have (default energy,forces)")
-    p.add_argument("--max-force", type=float, help="largest allowed |F| per atom, eV/A (default 50)")
-    p.add_argument("--min-distance", type=float, help="closest allowed pair of atoms, A (default 0.5)")
-    p.add_argument("--max-energy-residual", type=float,
-                   help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
-                        "(reason energy_outlier; default: keep all)")
-    p.add_argument("--source", help="source tag (data set + DFT settings, e.g. MPtrj-PBE) of every frame of these "
-                   "inputs (default: the reader's; per input: input_sources in --config)")
+    p.add_argument(
+        "--max-force", type=float, help="largest allowed |F| per atom, eV/A (default 50)"
+    )
+    p.add_argument(
+        "--min-distance", type=float, help="closest allowed pair of atoms, A (default 0.5)"
+    )
+    p.add_argument(
+        "--max-energy-residual",
+        type=float,
+        help="quarantine frames whose per-atom energy lies this far (eV/atom) from the element references "
+        "(reason energy_outlier; default: keep all)",
+    )
+    p.add_argument(
+        "--source",
+        help="source tag (data set + DFT settings, e.g. MPtrj-PBE) of every frame of these "
+        "inputs (default: the reader's; per input: input_sources in --config)",
+    )
     p.add_argument("--no-dedup", action="store_true", help="keep identical frames")
-    p.add_argument("--dedup-tolerance", type=float, help="grid for identical positions/cell, A (default 1e-5)")
-    p.add_argument("--neighbour-cutoff", type=float, help="cutoff of the mean-neighbours statistic, A (default 5)")
-    p.add_argument("--neighbour-sample", type=float, help="fraction of frames counting neighbours (default 0.05)")
-    p.add_argument("--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success")
+    p.add_argument(
+        "--dedup-tolerance", type=float, help="grid for identical positions/cell, A (default 1e-5)"
+    )
+    p.add_argument(
+        "--neighbour-cutoff",
+        type=float,
+        help="cutoff of the mean-neighbours statistic, A (default 5)",
+    )
+    p.add_argument(
+        "--neighbour-sample",
+        type=float,
+        help="fraction of frames counting neighbours (default 0.05)",
+    )
+    p.add_argument(
+        "--keep-work", action="store_true", help="keep DIR/_work (chunk outputs) after success"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cluster_options(p)
     p.set_defaults(func=run)
@@ -84,7 +151,9 @@ def build_config(args: argparse.Namespace) -> PrepConfig:
         data["keep_work"] = True
     if args.no_progress:
         data["progress"] = False
-    return from_dict(PrepConfig, data, origin=f"{args.config} + command line" if args.config else "command line")
+    return from_dict(
+        PrepConfig, data, origin=f"{args.config} + command line" if args.config else "command line"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

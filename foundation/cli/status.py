@@ -41,7 +41,11 @@ def training_progress(run_dir: Path) -> dict[str, Any] | None:
     metrics = layout.metrics_log
     if not metrics.exists() and not layout.checkpoints.is_dir():
         return None
-    events = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    events = (
+        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if metrics.exists()
+        else []
+    )
     train = [e for e in events if e.get("kind") == "train"]
     info: dict[str, Any] = {"step": max((e["step"] for e in events), default=0)}
     latest = latest_checkpoint(run_dir)
@@ -57,7 +61,9 @@ def training_progress(run_dir: Path) -> dict[str, Any] | None:
         if step_times:  # the loop's own timing: not diluted by a restart between two log lines
             info["steps_per_s"] = len(step_times) / sum(step_times)
         elif len(recent) > 1 and recent[-1]["time"] > recent[0]["time"]:
-            info["steps_per_s"] = (recent[-1]["step"] - recent[0]["step"]) / (recent[-1]["time"] - recent[0]["time"])
+            info["steps_per_s"] = (recent[-1]["step"] - recent[0]["step"]) / (
+                recent[-1]["time"] - recent[0]["time"]
+            )
         info["last_event_age_s"] = time.time() - recent[-1]["time"]
     return info
 
@@ -67,7 +73,9 @@ def other_progress(directory: Path) -> list[str]:
     lines = []
     if (directory / MANIFEST_NAME).exists():
         manifest = Manifest.load(directory)
-        lines.append(f"dataset complete: {manifest.num_frames()} frames in {len(manifest.shards)} shards")
+        lines.append(
+            f"dataset complete: {manifest.num_frames()} frames in {len(manifest.shards)} shards"
+        )
     elif (directory / WORK_NAME).is_dir():
         done = len(list((directory / WORK_NAME).glob("chunk-*.done")))
         lines.append(f"data prep in progress: {done} chunks done")
@@ -85,8 +93,12 @@ def collect_status(directory: str | os.PathLike) -> dict[str, Any]:
     for folder in job_folders(directory):
         for entry in recorded_jobs(folder):
             jobs.append({**entry, "state": job_state(entry, folder), "folder": str(folder)})
-    return {"directory": str(directory), "jobs": jobs, "training": training_progress(directory),
-            "other": other_progress(directory)}
+    return {
+        "directory": str(directory),
+        "jobs": jobs,
+        "training": training_progress(directory),
+        "other": other_progress(directory),
+    }
 
 
 def _age(seconds: float) -> str:
@@ -99,20 +111,28 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("  no submitted jobs recorded (run with --launcher slurm or submitit-local)")
     for job in status["jobs"]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["submitted_at"]))
-        lines.append(f"  job {job['job_id']:<10} {job['kind']:<6} {job['launcher']}/{job['cluster']}  "
-                     f"submitted {when}  state {job['state']}")
+        lines.append(
+            f"  job {job['job_id']:<10} {job['kind']:<6} {job['launcher']}/{job['cluster']}  "
+            f"submitted {when}  state {job['state']}"
+        )
     train = status["training"]
     if train is not None:
         lines.append(f"  step {train['step']}")
         if "checkpoint" in train:
-            lines.append(f"  last checkpoint {train['checkpoint']} ({_age(train['checkpoint_age_s'])})")
+            lines.append(
+                f"  last checkpoint {train['checkpoint']} ({_age(train['checkpoint_age_s'])})"
+            )
         else:
             lines.append("  no complete checkpoint yet")
         if "atoms_per_s" in train or "steps_per_s" in train:
-            parts = [f"{train['atoms_per_s']:.0f} atoms/s" if "atoms_per_s" in train else "",
-                     f"{train['steps_per_s']:.2f} steps/s" if "steps_per_s" in train else ""]
-            lines.append(f"  recent throughput {' '.join(p for p in parts if p)} "
-                         f"(last log {_age(train['last_event_age_s'])})")
+            parts = [
+                f"{train['atoms_per_s']:.0f} atoms/s" if "atoms_per_s" in train else "",
+                f"{train['steps_per_s']:.2f} steps/s" if "steps_per_s" in train else "",
+            ]
+            lines.append(
+                f"  recent throughput {' '.join(p for p in parts if p)} "
+                f"(last log {_age(train['last_event_age_s'])})"
+            )
     lines += [f"  {line}" for line in status["other"]]
     if status["jobs"]:
         lines.append(f"  logs: {status['jobs'][-1]['folder']}/JOBID_RANK_log.out|err")
@@ -120,9 +140,17 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="state of a run's Slurm/submitit jobs, its step, checkpoint and throughput",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("directory", metavar="DIR", help="a training run directory, eval --out or prep --out directory")
+    p = sub.add_parser(
+        "status",
+        help="state of a run's Slurm/submitit jobs, its step, checkpoint and throughput",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "directory",
+        metavar="DIR",
+        help="a training run directory, eval --out or prep --out directory",
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=run)
 

@@ -13,7 +13,12 @@ from foundation.evals.report import REPORT_HTML
 from foundation.jobs import run_batch
 from foundation.studies.sweep.config import load_sweep_config
 from foundation.studies.sweep.runner import SweepError
-from foundation.studies.sweep.study import RESOLVED_NAME, prepare_sweep, sweep_batch, write_sweep_report
+from foundation.studies.sweep.study import (
+    RESOLVED_NAME,
+    prepare_sweep,
+    sweep_batch,
+    write_sweep_report,
+)
 
 EPILOG = """examples:
   foundation sweep --config configs/sweeps/tiny.yaml
@@ -34,22 +39,44 @@ A finished point (OUT_DIR/points/ID/sweep_point.json with the point's config has
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("sweep", help="scaling-law sweeps: grids of pre-training runs, power-law fits, report",
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                            description="Run a grid over model size, data size (nested subsets by structure_id) "
-                                        "and training budget as the config's design says (data_scaling: each "
-                                        "point to convergence; iso_flop: matched compute budgets), then the fits "
-                                        "valid for that design, and a prediction beyond the grid checked against "
-                                        "its run, into OUT_DIR/report/ (report.html, report.md, results.json).")
+    parser = sub.add_parser(
+        "sweep",
+        help="scaling-law sweeps: grids of pre-training runs, power-law fits, report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Run a grid over model size, data size (nested subsets by structure_id) "
+        "and training budget as the config's design says (data_scaling: each "
+        "point to convergence; iso_flop: matched compute budgets), then the fits "
+        "valid for that design, and a prediction beyond the grid checked against "
+        "its run, into OUT_DIR/report/ (report.html, report.md, results.json).",
+    )
     parser.add_argument("--config", required=True, help="a sweep config (configs/sweeps/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of the sweep config")
-    parser.add_argument("--launcher", choices=["local"], default="local",
-                        help="local: points run on this machine, each in a fresh process (--workers at a time)")
-    parser.add_argument("--workers", type=int, default=1, metavar="K",
-                        help="with the local launcher: points run K at a time, the cores shared among them (default 1)")
-    parser.add_argument("--retry", action="append", default=[], metavar="POINT",
-                        help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else")
-    parser.add_argument("--only-report", action="store_true", help="run nothing; refit and rewrite the report")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of the sweep config"
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["local"],
+        default="local",
+        help="local: points run on this machine, each in a fresh process (--workers at a time)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with the local launcher: points run K at a time, the cores shared among them (default 1)",
+    )
+    parser.add_argument(
+        "--retry",
+        action="append",
+        default=[],
+        metavar="POINT",
+        help="rerun this failed point (repeatable; 'failed' for all failed points) and nothing else",
+    )
+    parser.add_argument(
+        "--only-report", action="store_true", help="run nothing; refit and rewrite the report"
+    )
     add_cluster_options(parser)
     parser.set_defaults(func=run_sweep_command)
 
@@ -68,17 +95,27 @@ def prediction_line(prediction: dict) -> str:
         return f"no prediction: {prediction['refused']}"
     lo, hi = prediction["interval"]
     measured = prediction.get("comparison", {}).get("measured")
-    seen = ("not run yet" if measured is None else
-            f"measured {measured:.4g} ({'inside' if prediction['comparison']['inside'] else 'outside'} the interval)")
-    return (f"prediction ({prediction['law']}) for {', '.join(prediction['point_ids'])}: {prediction['loss']:.4g} "
-            f"[{lo:.4g}, {hi:.4g}]; {seen}")
+    seen = (
+        "not run yet"
+        if measured is None
+        else f"measured {measured:.4g} ({'inside' if prediction['comparison']['inside'] else 'outside'} the interval)"
+    )
+    return (
+        f"prediction ({prediction['law']}) for {', '.join(prediction['point_ids'])}: {prediction['loss']:.4g} "
+        f"[{lo:.4g}, {hi:.4g}]; {seen}"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     profile = take_profile(args) if on_cluster(args) and not args.only_report else None
     config = load_sweep_config(args.config, args.overrides)
-    command = " ".join(["foundation sweep --config", shlex.quote(args.config),
-                        *(shlex.quote(o) for o in args.overrides)])
+    command = " ".join(
+        [
+            "foundation sweep --config",
+            shlex.quote(args.config),
+            *(shlex.quote(o) for o in args.overrides),
+        ]
+    )
     if args.only_report:
         prepare_sweep(config)
         summary = write_sweep_report(str(Path(config.out_dir) / RESOLVED_NAME), command)
@@ -86,18 +123,25 @@ def _run(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
         batch = sweep_batch(config, retry=args.retry, command=command, workers=args.workers)
-        print(f"sweep {config.name}: {batch.info['points']} points ({len(batch.items)} to run) under {config.out_dir}")
+        print(
+            f"sweep {config.name}: {batch.info['points']} points ({len(batch.items)} to run) under {config.out_dir}"
+        )
         if profile is None:
             summary = run_batch(batch, workers=args.workers).final
         else:  # one array task per point to run, then the fits and report after them
             summary = submit_and_follow(args, profile, batch, config.out_dir)
             if summary is None:
                 return 0
-    print(f"{summary['done']} done, {len(summary['failed'])} failed, {len(summary['pending'])} pending; "
-          f"report: {summary['paths'][REPORT_HTML]}")
+    print(
+        f"{summary['done']} done, {len(summary['failed'])} failed, {len(summary['pending'])} pending; "
+        f"report: {summary['paths'][REPORT_HTML]}"
+    )
     if summary.get("prediction"):
         print(prediction_line(summary["prediction"]))
     for failure in summary["failed"]:
-        print(f"FAILED {failure['point_id']}: {failure['error']}  (rerun: foundation sweep --config {args.config} "
-              f"--retry {failure['point_id']})", file=sys.stderr)
+        print(
+            f"FAILED {failure['point_id']}: {failure['error']}  (rerun: foundation sweep --config {args.config} "
+            f"--retry {failure['point_id']})",
+            file=sys.stderr,
+        )
     return 1 if summary["failed"] else 0

@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser as torchrun_parser
@@ -30,15 +31,37 @@ A run directory with a checkpoint resumes automatically; SIGUSR2/SIGTERM checkpo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="pre-train a potential with DeepSpeed (local, torchrun; resumable)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("--config", help="a configs/pretrain/*.yaml recipe (default with --resume: RUN_DIR/config.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
-    p.add_argument("--launcher", choices=("local", "torchrun"), default="local",
-                   help="local: this process (world of one, or one rank when WORLD_SIZE is set); torchrun: spawn "
-                        "--nproc-per-node processes on this machine")
-    p.add_argument("--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config.yaml unless --config)")
+    p = sub.add_parser(
+        "train",
+        help="pre-train a potential with DeepSpeed (local, torchrun; resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--config",
+        help="a configs/pretrain/*.yaml recipe (default with --resume: RUN_DIR/config.yaml)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. train.max_steps=100",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "torchrun"),
+        default="local",
+        help="local: this process (world of one, or one rank when WORLD_SIZE is set); torchrun: spawn "
+        "--nproc-per-node processes on this machine",
+    )
+    p.add_argument(
+        "--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (its config.yaml unless --config)",
+    )
     add_cluster_options(p)
     p.set_defaults(func=run)
 
@@ -62,14 +85,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def submit_training(launcher: str, profile: ClusterProfile, config_path: str | None, overrides: Sequence[str] = (),
-                    run_dir: str | None = None) -> Any:
+def submit_training(
+    launcher: str,
+    profile: ClusterProfile,
+    config_path: str | None,
+    overrides: Sequence[str] = (),
+    run_dir: str | None = None,
+) -> Any:
     """Submit (or resubmit) a training run as one job of profile.nodes x tasks_per_node ranks that resumes from
     RUN_DIR on every (re)start; returns the submitit Job. Logs: RUN_DIR/slurm/JOBID_RANK_log.*"""
     resolved = write_run_config(config_path, overrides, run_dir)
     run_dir = resolved.parent.resolve()
     task = TrainTask(str(run_dir), str(resolved.resolve()))
-    return submit_resumable(launcher, profile, job_folder(run_dir), task, name="train", kind="train")
+    return submit_resumable(
+        launcher, profile, job_folder(run_dir), task, name="train", kind="train"
+    )
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -83,8 +113,16 @@ def _torchrun(args: argparse.Namespace) -> int:
     """torchrun's launcher in this process: each rank prints its own error (one line for a user error), so a failed
     rank ends here as one line too, instead of torchrun's ChildFailedError traceback and summary."""
     debug = getattr(args, "debug", False)
-    command = ["--standalone", f"--nproc-per-node={args.nproc_per_node}", "-m", "foundation.cli.main",
-               *(["--debug"] if debug else []), "train", "--launcher", "local"]
+    command = [
+        "--standalone",
+        f"--nproc-per-node={args.nproc_per_node}",
+        "-m",
+        "foundation.cli.main",
+        *(["--debug"] if debug else []),
+        "train",
+        "--launcher",
+        "local",
+    ]
     if args.config:
         command += ["--config", args.config]
     if args.resume:
@@ -92,16 +130,23 @@ def _torchrun(args: argparse.Namespace) -> int:
     elastic = logging.getLogger("torch.distributed.elastic")
     level = elastic.level
     if not debug:
-        elastic.setLevel(logging.CRITICAL)  # its "failed (exitcode: 2)" lines repeat what the ranks said
+        elastic.setLevel(
+            logging.CRITICAL
+        )  # its "failed (exitcode: 2)" lines repeat what the ranks said
     try:
         torchrun(torchrun_parser().parse_args(command + list(args.overrides)))
     except ChildFailedError as exc:
         if debug:
             raise
         codes = [failure.exitcode for failure in exc.failures.values() if failure.exitcode > 0]
-        print(f"error: training under torchrun failed ({len(exc.failures)} of {args.nproc_per_node} ranks); the ranks' "
-              f"own messages are above", file=sys.stderr)
-        return min(codes) if codes else 1  # the others may have been ended by torchrun (negative: a signal)
+        print(
+            f"error: training under torchrun failed ({len(exc.failures)} of {args.nproc_per_node} ranks); the ranks' "
+            f"own messages are above",
+            file=sys.stderr,
+        )
+        return (
+            min(codes) if codes else 1
+        )  # the others may have been ended by torchrun (negative: a signal)
     finally:
         elastic.setLevel(level)
     return 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,41 +21,52 @@ class AtomsBatch:
     least one frame has one, with zeros where ``has_stress`` is False.
     """
 
-    numbers: Tensor      # (N,) long
-    positions: Tensor    # (N,3) float
-    cell: Tensor         # (B,3,3), rows are lattice vectors
-    pbc: Tensor          # (B,3) bool
-    batch: Tensor        # (N,) long, structure index of each atom (non-decreasing)
-    natoms: Tensor       # (B,) long
-    edge_index: Tensor   # (2,E) long
-    shifts: Tensor       # (E,3) float, integer image offsets
-    energy: Tensor | None = None      # (B,) total eV
-    forces: Tensor | None = None      # (N,3) eV/A
-    stress: Tensor | None = None      # (B,3,3) eV/A^3, ASE sign
+    numbers: Tensor  # (N,) long
+    positions: Tensor  # (N,3) float
+    cell: Tensor  # (B,3,3), rows are lattice vectors
+    pbc: Tensor  # (B,3) bool
+    batch: Tensor  # (N,) long, structure index of each atom (non-decreasing)
+    natoms: Tensor  # (B,) long
+    edge_index: Tensor  # (2,E) long
+    shifts: Tensor  # (E,3) float, integer image offsets
+    energy: Tensor | None = None  # (B,) total eV
+    forces: Tensor | None = None  # (N,3) eV/A
+    stress: Tensor | None = None  # (B,3,3) eV/A^3, ASE sign
     has_stress: Tensor | None = None  # (B,) bool
-    noise: Tensor | None = None       # (N,3) positional noise added by a denoising transform
+    noise: Tensor | None = None  # (N,3) positional noise added by a denoising transform
     properties: dict[str, Tensor] = field(default_factory=dict)  # named scalar properties (B,)
     frame_ids: list[str] = field(default_factory=list)
-    source: Tensor | None = None      # (B,) long: each frame's index in the `sources` it was collated with
+    source: Tensor | None = (
+        None  # (B,) long: each frame's index in the `sources` it was collated with
+    )
 
     @property
     def num_graphs(self) -> int:
         return int(self.natoms.shape[0])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-           non_blocking: bool = False) -> "AtomsBatch":
+    def to(
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        non_blocking: bool = False,
+    ) -> AtomsBatch:
         """A copy on ``device``; ``dtype`` applies to floating point tensors only (indices and masks keep theirs).
         ``non_blocking`` overlaps the copy with compute when the batch is in pinned memory."""
+
         def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None,
-                        non_blocking=non_blocking)
+            return t.to(
+                device=device,
+                dtype=dtype if dtype is not None and t.is_floating_point() else None,
+                non_blocking=non_blocking,
+            )
+
         return self._map(move)
 
-    def pin_memory(self) -> "AtomsBatch":
+    def pin_memory(self) -> AtomsBatch:
         """A copy in pinned memory (DataLoader(pin_memory=True) calls this)."""
         return self._map(Tensor.pin_memory)
 
-    def _map(self, fn) -> "AtomsBatch":
+    def _map(self, fn) -> AtomsBatch:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -69,9 +80,15 @@ class AtomsBatch:
         return AtomsBatch(**values)
 
 
-def collate_frames(frames: Sequence[Frame], cutoff: float, max_neighbours: int | None = None,
-                   dtype: torch.dtype = torch.float32, properties: Sequence[str] = (),
-                   device: torch.device | str | None = None, sources: Sequence[str] = ()) -> AtomsBatch:
+def collate_frames(
+    frames: Sequence[Frame],
+    cutoff: float,
+    max_neighbours: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    properties: Sequence[str] = (),
+    device: torch.device | str | None = None,
+    sources: Sequence[str] = (),
+) -> AtomsBatch:
     """Stack frames into one batch and build its periodic graph (meant to run inside DataLoader workers).
 
     The graph is built in float64 and only then cast, so float32 batches have exactly the float64 edge set.
@@ -96,19 +113,37 @@ def collate_frames(frames: Sequence[Frame], cutoff: float, max_neighbours: int |
         forces = torch.from_numpy(np.concatenate([f.forces for f in frames]))
     if any(f.stress is not None for f in frames):
         has_stress = torch.tensor([f.stress is not None for f in frames])
-        stress = torch.from_numpy(np.stack([f.stress if f.stress is not None else np.zeros((3, 3)) for f in frames]))
-    props = {name: torch.tensor([_scalar_property(f, name) for f in frames], dtype=torch.float64)
-             for name in properties}
+        stress = torch.from_numpy(
+            np.stack([f.stress if f.stress is not None else np.zeros((3, 3)) for f in frames])
+        )
+    props = {
+        name: torch.tensor([_scalar_property(f, name) for f in frames], dtype=torch.float64)
+        for name in properties
+    }
 
-    out = AtomsBatch(numbers=torch.from_numpy(np.concatenate([f.numbers for f in frames])).to(device), positions=positions,
-                     cell=cell, pbc=pbc, batch=batch, natoms=natoms, edge_index=edge_index, shifts=shifts,
-                     energy=energy, forces=forces, stress=stress, has_stress=has_stress, properties=props,
-                     frame_ids=[f.frame_id for f in frames], source=source_indices(frames, sources, device))
+    out = AtomsBatch(
+        numbers=torch.from_numpy(np.concatenate([f.numbers for f in frames])).to(device),
+        positions=positions,
+        cell=cell,
+        pbc=pbc,
+        batch=batch,
+        natoms=natoms,
+        edge_index=edge_index,
+        shifts=shifts,
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        has_stress=has_stress,
+        properties=props,
+        frame_ids=[f.frame_id for f in frames],
+        source=source_indices(frames, sources, device),
+    )
     return out.to(device=device, dtype=dtype)
 
 
-def source_indices(frames: Sequence[Frame], sources: Sequence[str], device: torch.device | str | None = None
-                   ) -> Tensor | None:
+def source_indices(
+    frames: Sequence[Frame], sources: Sequence[str], device: torch.device | str | None = None
+) -> Tensor | None:
     """(B,) index of each frame's source in `sources` (None when `sources` is empty)."""
     if not sources:
         return None
@@ -117,14 +152,20 @@ def source_indices(frames: Sequence[Frame], sources: Sequence[str], device: torc
         return torch.tensor([index[f.source] for f in frames], dtype=torch.long, device=device)
     except KeyError as exc:
         frame = next(f for f in frames if f.source not in index)
-        raise ValueError(f"frame {frame.frame_id!r} has source {exc.args[0]!r}, which is not one of the model's "
-                         f"sources {list(sources)}") from None
+        raise ValueError(
+            f"frame {frame.frame_id!r} has source {exc.args[0]!r}, which is not one of the model's "
+            f"sources {list(sources)}"
+        ) from None
 
 
 def _scalar_property(frame: Frame, name: str) -> float:
     if name not in frame.properties:
-        raise KeyError(f"frame {frame.frame_id!r} has no property {name!r} (it has {sorted(frame.properties)})")
+        raise KeyError(
+            f"frame {frame.frame_id!r} has no property {name!r} (it has {sorted(frame.properties)})"
+        )
     value = np.asarray(frame.properties[name])
     if value.size != 1 or not np.issubdtype(value.dtype, np.number):
-        raise ValueError(f"frame {frame.frame_id!r}: property {name!r} is not a numeric scalar: {value!r}")
+        raise ValueError(
+            f"frame {frame.frame_id!r}: property {name!r} is not a numeric scalar: {value!r}"
+        )
     return float(value.reshape(()))

@@ -20,12 +20,17 @@ import numpy as np
 from foundation.data.schema import ARRAY_DTYPES, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, Frame
 
 MAGIC = b"FNDR"
-_ALLOWED_DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "|b1", "|u1", "<u2", "<i2")}
+_ALLOWED_DTYPES = {
+    name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "|b1", "|u1", "<u2", "<i2")
+}
 _ARRAY_FIELDS = tuple(ARRAY_DTYPES)
 _SCALAR_FIELDS = ("energy", "frame_id", "structure_id", "source")
 _PICKLE_PREFIXES = (b"\x80", b"(", b"c__builtin__", b"ccopy_reg")
 _HEADER = struct.Struct("<BI")  # schema version, CRC32 of the msgpack body
-_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # what a schema-1 record has after MAGIC
+_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {
+    0xDE,
+    0xDF,
+}  # what a schema-1 record has after MAGIC
 
 
 class RecordDecodeError(ValueError):
@@ -36,8 +41,14 @@ def _pack_array(a: np.ndarray) -> dict[str, Any]:
     a = np.ascontiguousarray(a)
     dtype = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
     if dtype.str not in _ALLOWED_DTYPES:
-        raise TypeError(f"array dtype {a.dtype} cannot be stored; allowed: {sorted(_ALLOWED_DTYPES)}")
-    return {"dtype": dtype.str, "shape": list(a.shape), "data": a.astype(dtype, copy=False).tobytes()}
+        raise TypeError(
+            f"array dtype {a.dtype} cannot be stored; allowed: {sorted(_ALLOWED_DTYPES)}"
+        )
+    return {
+        "dtype": dtype.str,
+        "shape": list(a.shape),
+        "data": a.astype(dtype, copy=False).tobytes(),
+    }
 
 
 def _unpack_array(d: Any, name: str) -> np.ndarray:
@@ -45,10 +56,16 @@ def _unpack_array(d: Any, name: str) -> np.ndarray:
         raise RecordDecodeError(f"field {name!r} is not an encoded array")
     dtype, shape, data = d["dtype"], d["shape"], d["data"]
     if dtype not in _ALLOWED_DTYPES or not isinstance(data, bytes) or not isinstance(shape, list):
-        raise RecordDecodeError(f"field {name!r} has a forbidden dtype or malformed payload ({dtype!r})")
+        raise RecordDecodeError(
+            f"field {name!r} has a forbidden dtype or malformed payload ({dtype!r})"
+        )
     dt = _ALLOWED_DTYPES[dtype]
-    if not all(isinstance(s, int) and s >= 0 for s in shape) or math.prod(shape) * dt.itemsize != len(data):
-        raise RecordDecodeError(f"field {name!r}: shape {shape} does not match {len(data)} bytes of {dtype}")
+    if not all(isinstance(s, int) and s >= 0 for s in shape) or math.prod(
+        shape
+    ) * dt.itemsize != len(data):
+        raise RecordDecodeError(
+            f"field {name!r}: shape {shape} does not match {len(data)} bytes of {dtype}"
+        )
     return np.frombuffer(data, dtype=dt).reshape(shape).copy()
 
 
@@ -94,19 +111,23 @@ def encode_frame(frame: Frame) -> bytes:
 
 def _checked_body(buf: bytes) -> tuple[int, bytes]:
     """(schema version, msgpack body) of record bytes that start with MAGIC; verifies the body's CRC32."""
-    rest = buf[len(MAGIC):]
+    rest = buf[len(MAGIC) :]
     if rest[:1] and rest[0] in _MSGPACK_MAP_STARTS:
         return 1, rest  # schema 1: no header, no checksum
     if len(rest) < _HEADER.size:
         raise RecordDecodeError(f"truncated record ({len(buf)} bytes)")
     version, stored = _HEADER.unpack_from(rest)
     if version not in READABLE_SCHEMA_VERSIONS or version < 2:  # schema 1 has no header
-        raise RecordDecodeError(f"unknown schema version {version} (this build reads {READABLE_SCHEMA_VERSIONS})")
-    body = rest[_HEADER.size:]
+        raise RecordDecodeError(
+            f"unknown schema version {version} (this build reads {READABLE_SCHEMA_VERSIONS})"
+        )
+    body = rest[_HEADER.size :]
     actual = zlib.crc32(body)
     if actual != stored:
-        raise RecordDecodeError(f"checksum mismatch (stored CRC32 {stored:08x}, computed {actual:08x}): "
-                                "the record is corrupt")
+        raise RecordDecodeError(
+            f"checksum mismatch (stored CRC32 {stored:08x}, computed {actual:08x}): "
+            "the record is corrupt"
+        )
     return version, body
 
 
@@ -115,12 +136,15 @@ def decode_frame(buf: bytes | memoryview) -> Frame:
     buf = bytes(buf)
     if not buf.startswith(MAGIC):
         if buf.startswith(_PICKLE_PREFIXES):
-            raise RecordDecodeError("payload looks like a Python pickle; foundation never unpickles records")
+            raise RecordDecodeError(
+                "payload looks like a Python pickle; foundation never unpickles records"
+            )
         raise RecordDecodeError(f"not a foundation record (starts with {buf[:8]!r})")
     header_version, packed = _checked_body(buf)
     try:
-        body = msgpack.unpackb(packed, raw=False, strict_map_key=True, use_list=True,
-                               ext_hook=_refuse_ext)
+        body = msgpack.unpackb(
+            packed, raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext
+        )
     except RecordDecodeError:
         raise
     except Exception as exc:  # msgpack raises several types for malformed input
@@ -129,9 +153,13 @@ def decode_frame(buf: bytes | memoryview) -> Frame:
         raise RecordDecodeError("record body is not a map")
     version = body.pop("schema_version", None)
     if version not in READABLE_SCHEMA_VERSIONS:
-        raise RecordDecodeError(f"unknown schema version {version!r} (this build reads {READABLE_SCHEMA_VERSIONS})")
+        raise RecordDecodeError(
+            f"unknown schema version {version!r} (this build reads {READABLE_SCHEMA_VERSIONS})"
+        )
     if version != header_version:
-        raise RecordDecodeError(f"schema version {version!r} in the body, {header_version} in the header")
+        raise RecordDecodeError(
+            f"schema version {version!r} in the body, {header_version} in the header"
+        )
     unknown = set(body) - set(_ARRAY_FIELDS) - set(_SCALAR_FIELDS) - {"properties"}
     if unknown:
         raise RecordDecodeError(f"unknown record fields {sorted(unknown)}")

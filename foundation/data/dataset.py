@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -30,23 +29,35 @@ class FrameDataset(Sequence):
     to it). Remote shards are WebDataset only (LMDB needs local files); their size is not checked on opening,
     their record count, member names and record checksums are, as they stream."""
 
-    def __init__(self, directory: str | os.PathLike, split: str | None = None, container: str | None = None,
-                 shard_url_base: str | None = None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        split: str | None = None,
+        container: str | None = None,
+        shard_url_base: str | None = None,
+    ):
         remote = is_url(directory) or shard_url_base is not None
         self.directory = str(directory) if is_url(directory) else Path(directory)
         self.manifest = Manifest.load(self.directory)
         if split is not None and split not in self.manifest.splits:
-            raise KeyError(f"{self.directory}: no split {split!r}; the dataset has {self.manifest.splits}")
-        self.container = container or ("wds" if remote and "wds" in self.manifest.containers
-                                       else self.manifest.containers[0])
+            raise KeyError(
+                f"{self.directory}: no split {split!r}; the dataset has {self.manifest.splits}"
+            )
+        self.container = container or (
+            "wds" if remote and "wds" in self.manifest.containers else self.manifest.containers[0]
+        )
         if self.container not in self.manifest.containers:
-            raise KeyError(f"{self.directory}: no {self.container!r} shards; it has {self.manifest.containers}")
+            raise KeyError(
+                f"{self.directory}: no {self.container!r} shards; it has {self.manifest.containers}"
+            )
         self.split = split
         self.shard_infos = self.manifest.shards_of(self.container, split)
         if remote:
             if self.container != "wds":
-                raise ValueError(f"{shard_url_base or directory}: shards at a URL are read as WebDataset only "
-                                 f"(container wds), not {self.container!r}")
+                raise ValueError(
+                    f"{shard_url_base or directory}: shards at a URL are read as WebDataset only "
+                    f"(container wds), not {self.container!r}"
+                )
             base = shard_url_base or str(directory)
             self.shard_paths = [join(base, s.path) for s in self.shard_infos]
         else:
@@ -85,10 +96,14 @@ class FrameDataset(Sequence):
         shard, local = self.locate(int(index))
         if self.container == "lmdb":
             if self._lmdb is None:
-                self._lmdb = [LmdbShard(p, s.num_frames) for p, s in zip(self.shard_paths, self.shard_infos)]
+                self._lmdb = [
+                    LmdbShard(p, s.num_frames) for p, s in zip(self.shard_paths, self.shard_infos)
+                ]
             frame = self._lmdb[shard][local]
         else:
-            if self._wds_cache is None or self._wds_cache[0] != shard:  # tar shards are sequential: cache one
+            if (
+                self._wds_cache is None or self._wds_cache[0] != shard
+            ):  # tar shards are sequential: cache one
                 self._wds_cache = (shard, list(self._stream(shard)))
             frame = self._wds_cache[1][local]
         return self._as_listed(frame, shard, local)
@@ -109,13 +124,19 @@ class FrameDataset(Sequence):
         """The frame, once its atom count is the manifest's (samplers plan batches from the manifest's counts)."""
         listed = int(self._natoms[self._offsets[shard] + local])
         if frame.natoms != listed:
-            raise ShardError(f"{self.shard_paths[shard]}: record {local} has {frame.natoms} atoms, the manifest says "
-                             f"{listed}: refused (batches are planned from the manifest's counts)")
+            raise ShardError(
+                f"{self.shard_paths[shard]}: record {local} has {frame.natoms} atoms, the manifest says "
+                f"{listed}: refused (batches are planned from the manifest's counts)"
+            )
         return frame
 
 
-def open_dataset(directory: str | os.PathLike, split: str | None = None, container: str | None = None,
-                 shard_url_base: str | None = None) -> FrameDataset:
+def open_dataset(
+    directory: str | os.PathLike,
+    split: str | None = None,
+    container: str | None = None,
+    shard_url_base: str | None = None,
+) -> FrameDataset:
     """Open a prepared dataset (a directory or a URL): `len`, indexing and iteration give Frames (fields as in
     DESIGN.md)."""
     return FrameDataset(directory, split=split, container=container, shard_url_base=shard_url_base)

@@ -51,8 +51,14 @@ COLUMN_SPLIT = 4
 DEPTH_SPLIT = 8
 
 
-def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor, cutoff: float,
-                     max_neighbours: int | None = None) -> tuple[Tensor, Tensor]:
+def radius_graph_pbc(
+    positions: Tensor,
+    cell: Tensor,
+    pbc: Tensor,
+    batch: Tensor,
+    cutoff: float,
+    max_neighbours: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """All (i, j, shift) within ``cutoff`` of a batch of (periodic) structures, in ASE's 'ijS' convention.
 
     positions (N,3); cell (B,3,3), rows are lattice vectors; pbc (B,3) bool; batch (N,) long, the structure index of
@@ -77,17 +83,27 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         batch = batch.detach().to(device=pos.device, dtype=torch.long)
         _check_inputs(pos, cell, pbc, batch)
         frame, faces, volume = _search_frame(cell, pbc)
-        inv = faces.transpose(1, 2) / volume[:, None, None]  # the columns of the inverse: the faces over the volume
-        reach = cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
+        inv = (
+            faces.transpose(1, 2) / volume[:, None, None]
+        )  # the columns of the inverse: the faces over the volume
+        reach = (
+            cutoff * torch.linalg.vector_norm(inv, dim=1) * (1 + 64 * torch.finfo(pos.dtype).eps)
+        )
         _check_image_budget(reach, pbc, cell, cutoff)
-        space = SearchSpace(pos, inv, batch, reach, frame, faces, volume, pbc, bool((~pbc).any()), cutoff)
+        space = SearchSpace(
+            pos, inv, batch, reach, frame, faces, volume, pbc, bool((~pbc).any()), cutoff
+        )
         natoms = torch.bincount(batch, minlength=cell.shape[0])
         offsets = torch.cumsum(natoms, 0) - natoms
         # Every atom's edges come from one part (its structure's chunk, or a block of its structure's cell list), in
         # lexicographic (i, j, S) order, so parts are capped independently and laid one after another in order of i.
-        max_pairs = MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
+        max_pairs = (
+            MAX_PAIRS_PER_CHUNK if pos.device.type == "cpu" else MAX_PAIRS_PER_CHUNK_ACCELERATOR
+        )
         parts = [(int(chunk[0]), chunk) for chunk in _pair_chunks(natoms, max_pairs)]
-        parts += [(b, None) for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()]
+        parts += [
+            (b, None) for b in torch.nonzero(natoms >= CELL_LIST_MIN_ATOMS).flatten().tolist()
+        ]
         edges = _Edges(pos, _expected_edges(natoms, volume, pbc, cutoff))
         capped = max_neighbours is not None
 
@@ -97,8 +113,15 @@ def radius_graph_pbc(positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
         reserve = fresh if capped else edges.reserve
         for first, chunk in sorted(parts, key=lambda part: part[0]):
             if chunk is None:
-                blocks = _cell_list_search(space, first, int(offsets[first]), int(natoms[first]), max_pairs, reserve,
-                                           capped)
+                blocks = _cell_list_search(
+                    space,
+                    first,
+                    int(offsets[first]),
+                    int(natoms[first]),
+                    max_pairs,
+                    reserve,
+                    capped,
+                )
             else:
                 blocks = [all_pairs_search(space, chunk, natoms, offsets, reserve, capped)]
             for part in blocks:  # written into the edges already, unless capped
@@ -114,7 +137,7 @@ def _expected_edges(natoms: Tensor, volume: Tensor, pbc: Tensor, cutoff: float) 
     """About how many edges a batch has: n^2 (4/3 pi cutoff^3) / volume per periodic structure (a uniform density;
     within a few % on real frames at 5-6 A), n (n - 1) for the others."""
     n = natoms.to(volume.dtype)
-    uniform = n * n * (4 / 3 * math.pi * cutoff ** 3) / volume.abs()
+    uniform = n * n * (4 / 3 * math.pi * cutoff**3) / volume.abs()
     return int(torch.where(pbc.all(dim=1), uniform, n * (n - 1)).sum()) if n.numel() else 0
 
 
@@ -134,8 +157,8 @@ class _Edges:
             self.capacity = max(end, int(self.capacity * 1.25))
             index = _fresh((2, self.capacity), torch.long, self.index.device)
             shifts = _fresh((self.capacity, 3), self.shifts.dtype, self.shifts.device)
-            index[:, :self.size] = self.index[:, :self.size]
-            shifts[:self.size] = self.shifts[:self.size]
+            index[:, : self.size] = self.index[:, : self.size]
+            shifts[: self.size] = self.shifts[: self.size]
             self.index, self.shifts = index, shifts
         start, self.size = self.size, end
         return self.index[:, start:end], self.shifts[start:end]
@@ -145,14 +168,20 @@ class _Edges:
         size, spare = self.size, self.capacity - self.size
         if not spare:
             return self.index, self.shifts
-        if spare * 4 > size or spare * 64 < size:  # a poor estimate, or too little room to move row j in few steps
+        if (
+            spare * 4 > size or spare * 64 < size
+        ):  # a poor estimate, or too little room to move row j in few steps
             shifts = self.shifts[:size].clone() if spare * 4 > size else self.shifts[:size]
             return self.index[:, :size].contiguous(), shifts
         flat = self.index.view(-1)
-        for start in range(0, size, spare):  # row j moves down by `spare`, block by block: no block overlaps its source
+        for start in range(
+            0, size, spare
+        ):  # row j moves down by `spare`, block by block: no block overlaps its source
             stop = min(start + spare, size)
-            flat[size + start:size + stop].copy_(flat[self.capacity + start:self.capacity + stop])
-        return flat[:2 * size].view(2, size), self.shifts[:size]
+            flat[size + start : size + stop].copy_(
+                flat[self.capacity + start : self.capacity + stop]
+            )
+        return flat[: 2 * size].view(2, size), self.shifts[:size]
 
 
 def _fresh(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -161,10 +190,16 @@ def _fresh(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> 
     100+ MB, half the time)."""
     if device.type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
-    return torch.from_numpy(np.empty(math.prod(shape) * dtype.itemsize, dtype=np.uint8)).view(dtype).view(shape)
+    return (
+        torch.from_numpy(np.empty(math.prod(shape) * dtype.itemsize, dtype=np.uint8))
+        .view(dtype)
+        .view(shape)
+    )
 
 
-def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
+def edge_vectors(
+    positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor
+) -> Tensor:
     """Edge vectors (E,3) = positions[j] - positions[i] + shifts @ cell[batch[i]], differentiable in positions and
     cell (so a strain applied to both before this call gives stress by autograd)."""
     i, j = edge_index[0], edge_index[1]
@@ -181,15 +216,19 @@ def _check_inputs(pos: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> None
     if pbc.shape[0] != b:
         raise ValueError(f"cell has {b} structures but pbc has {pbc.shape[0]}")
     if n and (batch.min() < 0 or batch.max() >= b or (batch[1:] < batch[:-1]).any()):
-        raise ValueError(f"batch must be non-decreasing structure indices in [0, {b}), got {batch.tolist()[:20]}...")
+        raise ValueError(
+            f"batch must be non-decreasing structure indices in [0, {b}), got {batch.tolist()[:20]}..."
+        )
 
 
 def _check_image_budget(reach: Tensor, pbc: Tensor, cell: Tensor, cutoff: float) -> None:
     shifts = torch.where(pbc, 2 * torch.floor(reach) + 3, torch.ones_like(reach)).prod(dim=1)
     if shifts.numel() and float(shifts.max()) > MAX_IMAGE_SHIFTS:
         b = int(torch.argmax(shifts))
-        raise ValueError(f"structure {b}: cell too thin for the cutoff: {cutoff:g} A spans up to {float(shifts[b]):.3g} "
-                         f"image shifts per atom pair (more than {MAX_IMAGE_SHIFTS}); cell {cell[b].tolist()}")
+        raise ValueError(
+            f"structure {b}: cell too thin for the cutoff: {cutoff:g} A spans up to {float(shifts[b]):.3g} "
+            f"image shifts per atom pair (more than {MAX_IMAGE_SHIFTS}); cell {cell[b].tolist()}"
+        )
 
 
 def _search_frame(cell: Tensor, pbc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -199,7 +238,9 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     frame = cell.clone()
     partial = torch.nonzero(~pbc.all(dim=1)).flatten()
     if partial.numel():
-        periodic = torch.where(pbc[partial, :, None], cell[partial], torch.zeros_like(cell[partial]))
+        periodic = torch.where(
+            pbc[partial, :, None], cell[partial], torch.zeros_like(cell[partial])
+        )
         _, _, vh = torch.linalg.svd(periodic)  # rows of vh beyond the rank span the complement
         rank = pbc[partial].sum(dim=1, keepdim=True)
         slot = (rank + torch.cumsum((~pbc[partial]).long(), dim=1) - 1).clamp(max=2)
@@ -211,8 +252,10 @@ def _search_frame(cell: Tensor, pbc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     bad = torch.nonzero(volume.abs() <= 1e-9 * lengths.clamp(min=1e-30)).flatten()
     if bad.numel():
         b = int(bad[0])
-        raise ValueError(f"structure {b} has a degenerate cell along its periodic axes {pbc[b].tolist()}: "
-                         f"{cell[b].tolist()}")
+        raise ValueError(
+            f"structure {b} has a degenerate cell along its periodic axes {pbc[b].tolist()}: "
+            f"{cell[b].tolist()}"
+        )
     return frame, faces, volume
 
 
@@ -240,37 +283,51 @@ def _ranks(count: Tensor) -> tuple[Tensor, Tensor]:
     return owner, torch.arange(owner.numel(), device=count.device) - bounds.index_select(0, owner)
 
 
-def _cell_list_search(space: SearchSpace, b: int, start: int, n: int, max_pairs: int, reserve, keep_dist2: bool):
+def _cell_list_search(
+    space: SearchSpace, b: int, start: int, n: int, max_pairs: int, reserve, keep_dist2: bool
+):
     """Edges of one large structure by a cell list over its atoms and their periodic images near the cell (ghosts,
     see ``_Grid``), made block by block of atoms i (so that the working memory stays bounded for any size) in
     lexicographic (i, j, S) order into the edge_index (2,E) and shifts (E,3) that ``reserve(E)`` returns; yields them
     per block and, if ``keep_dist2``, their squared lengths (else None)."""
     periodic, frame = space.pbc[b], space.frame[b]
-    frac = torch.stack([column[start:start + n] for column in space.frac_columns], dim=1)
-    wrap = torch.where(periodic, torch.floor(frac), torch.zeros_like(frac))  # periodic axes into [0, 1]
+    frac = torch.stack([column[start : start + n] for column in space.frac_columns], dim=1)
+    wrap = torch.where(
+        periodic, torch.floor(frac), torch.zeros_like(frac)
+    )  # periodic axes into [0, 1]
     wrapped = bool(wrap.any())
     source, image = _ghosts(frac - wrap, periodic, space.reach[b])
-    shift = image.to(frac.dtype) - wrap.index_select(0, source)  # of each ghost, from its atom as given
-    grid = _Grid(torch.addmm(space.positions[start:start + n].index_select(0, source), shift, frame), space.cutoff)
+    shift = image.to(frac.dtype) - wrap.index_select(
+        0, source
+    )  # of each ghost, from its atom as given
+    grid = _Grid(
+        torch.addmm(space.positions[start : start + n].index_select(0, source), shift, frame),
+        space.cutoff,
+    )
     ghosts = grid.order.numel()
-    place = torch.empty_like(grid.order).index_copy_(0, grid.order.long(),
-                                                     torch.arange(ghosts, dtype=grid.order.dtype, device=frac.device))
-    own = place.index_select(0, torch.nonzero((image == 0).all(dim=1)).squeeze(1))  # each atom's ghost in [0, 1]
+    place = torch.empty_like(grid.order).index_copy_(
+        0, grid.order.long(), torch.arange(ghosts, dtype=grid.order.dtype, device=frac.device)
+    )
+    own = place.index_select(
+        0, torch.nonzero((image == 0).all(dim=1)).squeeze(1)
+    )  # each atom's ghost in [0, 1]
     source += start
     # An atom's (COLUMN_SPLIT + 1)^2 column entries and ~50-80 candidates take the working memory of ~32 all-pairs
     # pairs; atom * ghosts + ghost must fit in int32.
-    block = min(max(1, max_pairs // 32), (2 ** 31 - 1) // ghosts)
+    block = min(max(1, max_pairs // 32), (2**31 - 1) // ghosts)
     for begin in range(0, n, block):
-        atom, point, dist2 = grid.neighbours(own[begin:begin + block], keep_dist2)
+        atom, point, dist2 = grid.neighbours(own[begin : begin + block], keep_dist2)
         # Ghosts are made in lexicographic (j, S) order, and atoms come in order.
-        key, lexicographic = torch.sort(torch.add(grid.order.index_select(0, point), atom, alpha=ghosts))
+        key, lexicographic = torch.sort(
+            torch.add(grid.order.index_select(0, point), atom, alpha=ghosts)
+        )
         ghost = key.sub_(atom, alpha=ghosts)
         edge_index, shifts = reserve(ghost.numel())
         torch.add(atom, begin + start, out=edge_index[0])
         torch.index_select(source, 0, ghost, out=edge_index[1])
         torch.index_select(shift, 0, ghost, out=shifts)
         if wrapped:
-            shifts += wrap[begin:begin + block].index_select(0, atom)
+            shifts += wrap[begin : begin + block].index_select(0, atom)
         yield edge_index, shifts, dist2.index_select(0, lexicographic) if keep_dist2 else None
 
 
@@ -296,17 +353,33 @@ class _Grid:
     def __init__(self, points: Tensor, cutoff: float):
         low, high = points.min(dim=0).values, points.max(dim=0).values
         # The rounding of coordinates and of squared lengths, in length units, with a wide margin.
-        self.margin = 64 * torch.finfo(points.dtype).eps * (cutoff + float(torch.maximum(-low, high).max()))
+        self.margin = (
+            64 * torch.finfo(points.dtype).eps * (cutoff + float(torch.maximum(-low, high).max()))
+        )
         self.cutoff, self.reach = cutoff, cutoff + self.margin
-        target = points.new_tensor([2 * (self.reach + self.margin) / COLUMN_SPLIT] * 2 + [cutoff / DEPTH_SPLIT])
+        target = points.new_tensor(
+            [2 * (self.reach + self.margin) / COLUMN_SPLIT] * 2 + [cutoff / DEPTH_SPLIT]
+        )
         extent = (high - low).clamp(min=cutoff)
         # At most ~2 G^(1/3) columns per axis and ~8 G bins in all (vacuum, sparse or tiny-cutoff structures).
         g = points.shape[0]
-        nbins = torch.floor(extent / target).clamp(min=1, max=2 * round(g ** (1 / 3)) + 1).long().tolist()
+        nbins = (
+            torch.floor(extent / target)
+            .clamp(min=1, max=2 * round(g ** (1 / 3)) + 1)
+            .long()
+            .tolist()
+        )
         nbins[2] = min(nbins[2], max(1, 8 * g // (nbins[0] * nbins[1])))
-        self.nbins, self.strides, self.outside = nbins, (nbins[1] * nbins[2], nbins[2]), math.prod(nbins)
+        self.nbins, self.strides, self.outside = (
+            nbins,
+            (nbins[1] * nbins[2], nbins[2]),
+            math.prod(nbins),
+        )
         width = extent / extent.new_tensor(nbins)
-        bins = torch.minimum(torch.floor((points - low) / width).long(), torch.tensor(nbins, device=points.device) - 1)
+        bins = torch.minimum(
+            torch.floor((points - low) / width).long(),
+            torch.tensor(nbins, device=points.device) - 1,
+        )
         self.origin, self.width = low.tolist(), width.tolist()
         flat = (bins[:, 0] * nbins[1] + bins[:, 1]) * nbins[2] + bins[:, 2]
         self.order = torch.sort(flat).indices.int()
@@ -338,13 +411,18 @@ class _Grid:
         atom = atom[:total].cumsum_(0)
         dist2 = None
         for column in self.coordinates:
-            delta = column.index_select(0, point) - column.index_select(0, atoms).index_select(0, atom)
+            delta = column.index_select(0, point) - column.index_select(0, atoms).index_select(
+                0, atom
+            )
             dist2 = delta * delta if dist2 is None else dist2.addcmul_(delta, delta)
-        inside = dist2 < self.cutoff ** 2
+        inside = dist2 < self.cutoff**2
         inside[atoms - offset.index_select(0, own_entry)] = False
         kept = torch.nonzero(inside).squeeze(1)
-        return (atom.index_select(0, kept), point.index_select(0, kept),
-                dist2.index_select(0, kept) if keep_dist2 else None)
+        return (
+            atom.index_select(0, kept),
+            point.index_select(0, kept),
+            dist2.index_select(0, kept) if keep_dist2 else None,
+        )
 
     def _ranges(self, atoms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per atom and each of the (COLUMN_SPLIT + 1)^2 columns around it: how many points of the column lie in the
@@ -354,27 +432,43 @@ class _Grid:
         depth = self.width[2]
         bases, gaps2, own = [], [], []
         for axis in range(2):  # in units of the axis' bins, the gaps in units of depth bins
-            p = (self.coordinates[axis].index_select(0, atoms) - self.origin[axis]) / self.width[axis]
+            p = (self.coordinates[axis].index_select(0, atoms) - self.origin[axis]) / self.width[
+                axis
+            ]
             reach, last = self.reach / self.width[axis], self.nbins[axis] - 1
             lo = (p - reach).clamp_(min=0, max=last).int()  # truncation: the floor of what is >= 0
             hi = torch.minimum((p + reach).clamp_(max=last).int(), lo + COLUMN_SPLIT)
             column = lo[:, None] + steps
-            gap = ((p[:, None] - 0.5 - column).abs_() - (0.5 + self.margin / self.width[axis])).clamp_(min=0)
+            gap = (
+                (p[:, None] - 0.5 - column).abs_() - (0.5 + self.margin / self.width[axis])
+            ).clamp_(min=0)
             gaps2.append(gap.mul_(self.width[axis] / depth).square_())
-            bases.append(torch.where(column <= hi[:, None], column * self.strides[axis], self.outside))
+            bases.append(
+                torch.where(column <= hi[:, None], column * self.strides[axis], self.outside)
+            )
             own.append(self.columns[axis].index_select(0, atoms) - lo)
         reach2 = ((self.reach / depth) ** 2 - gaps2[0])[:, :, None] - gaps2[1][:, None, :]
         half = reach2.clamp(min=0).sqrt_()
         z = ((self.coordinates[2].index_select(0, atoms) - self.origin[2]) / depth)[:, None, None]
-        base = torch.where(reach2 < 0, 2 * self.outside, bases[0][:, :, None] + bases[1][:, None, :]).view(-1)
-        first = self.first.index_select(0, base + (z - half).clamp_(min=0, max=self.nbins[2] - 1).int().view(-1))
-        count = self.first[1:].index_select(0, base + (z + half).clamp_(max=self.nbins[2] - 1).int().view(-1))
-        own_entry = (torch.arange(atoms.numel(), dtype=torch.int32, device=atoms.device) * (COLUMN_SPLIT + 1)
-                     + own[0]) * (COLUMN_SPLIT + 1) + own[1]
+        base = torch.where(
+            reach2 < 0, 2 * self.outside, bases[0][:, :, None] + bases[1][:, None, :]
+        ).view(-1)
+        first = self.first.index_select(
+            0, base + (z - half).clamp_(min=0, max=self.nbins[2] - 1).int().view(-1)
+        )
+        count = self.first[1:].index_select(
+            0, base + (z + half).clamp_(max=self.nbins[2] - 1).int().view(-1)
+        )
+        own_entry = (
+            torch.arange(atoms.numel(), dtype=torch.int32, device=atoms.device) * (COLUMN_SPLIT + 1)
+            + own[0]
+        ) * (COLUMN_SPLIT + 1) + own[1]
         return count.sub_(first), first, own_entry
 
 
-def _nearest(edge_index: Tensor, shifts: Tensor, dist2: Tensor, max_neighbours: int) -> tuple[Tensor, Tensor]:
+def _nearest(
+    edge_index: Tensor, shifts: Tensor, dist2: Tensor, max_neighbours: int
+) -> tuple[Tensor, Tensor]:
     """Per atom i, the max_neighbours nearest edges; edges arrive in (i, j, shift) lexicographic order, so stable sorts
     by distance then by i break ties by j then shift."""
     i = edge_index[0]
@@ -384,7 +478,9 @@ def _nearest(edge_index: Tensor, shifts: Tensor, dist2: Tensor, max_neighbours: 
     new_atom = torch.ones_like(sorted_i, dtype=torch.bool)
     new_atom[1:] = sorted_i[1:] != sorted_i[:-1]
     position = torch.arange(i.numel(), device=i.device)
-    group_start = torch.cummax(torch.where(new_atom, position, torch.zeros_like(position)), dim=0).values
+    group_start = torch.cummax(
+        torch.where(new_atom, position, torch.zeros_like(position)), dim=0
+    ).values
     keep = torch.zeros_like(i, dtype=torch.bool)
     keep[order[position - group_start < max_neighbours]] = True
     keep = torch.nonzero(keep).squeeze(1)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import lmdb
 
@@ -35,15 +35,27 @@ def write_lmdb_shard(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.build-") as scratch:
-        env = lmdb.open(os.path.join(scratch, "data.mdb"), subdir=False, map_size=_INITIAL_MAP_SIZE,
-                        lock=False, sync=False, metasync=False, meminit=True)
+        env = lmdb.open(
+            os.path.join(scratch, "data.mdb"),
+            subdir=False,
+            map_size=_INITIAL_MAP_SIZE,
+            lock=False,
+            sync=False,
+            metasync=False,
+            meminit=True,
+        )
         count = 0
         try:
             for frame in frames:
                 _put_growing(env, record_key(count), encode_frame(frame))
                 count += 1
-            _put_growing(env, META_KEY, json.dumps({"num_frames": count, "schema_version": SCHEMA_VERSION},
-                                                   sort_keys=True).encode())
+            _put_growing(
+                env,
+                META_KEY,
+                json.dumps(
+                    {"num_frames": count, "schema_version": SCHEMA_VERSION}, sort_keys=True
+                ).encode(),
+            )
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 fh.flush()
                 env.copyfd(fh.fileno(), compact=True)
@@ -82,16 +94,22 @@ def open_readonly(path: str | os.PathLike) -> lmdb.Environment:
 def _open_whole(real: str, path: str | os.PathLike) -> lmdb.Environment:
     """Open read-only; refuse a file shorter than the pages its header counts (they would SIGBUS when read)."""
     try:
-        env = lmdb.open(real, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+        env = lmdb.open(
+            real, subdir=False, readonly=True, lock=False, readahead=False, meminit=False
+        )
     except lmdb.Error as exc:
         reason = str(exc).removeprefix(f"{real}: ")
-        raise ShardError(f"{path}: not a readable LMDB shard, corrupt or truncated ({reason})") from None
+        raise ShardError(
+            f"{path}: not a readable LMDB shard, corrupt or truncated ({reason})"
+        ) from None
     needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     actual = os.path.getsize(real)
     if actual < needed:
         env.close()
-        raise ShardError(f"{path}: truncated LMDB shard ({actual} bytes, its header counts {needed}); refused "
-                         "before any page is read")
+        raise ShardError(
+            f"{path}: truncated LMDB shard ({actual} bytes, its header counts {needed}); refused "
+            "before any page is read"
+        )
     return env
 
 
@@ -112,17 +130,23 @@ def read_meta(env: lmdb.Environment, path: str | os.PathLike) -> dict:
         meta = json.loads(raw)
         int(meta["num_frames"])
     except (ValueError, TypeError, KeyError):
-        raise ShardError(f"{path}: malformed {META_KEY.decode()} entry {bytes(raw[:80])!r}") from None
+        raise ShardError(
+            f"{path}: malformed {META_KEY.decode()} entry {bytes(raw[:80])!r}"
+        ) from None
     return meta
 
 
-def check_record_count(env: lmdb.Environment, path: str | os.PathLike, expected: int | None = None) -> int:
+def check_record_count(
+    env: lmdb.Environment, path: str | os.PathLike, expected: int | None = None
+) -> int:
     """The shard's record count, once its meta entry, LMDB's own entry count and `expected` (the manifest's)
     agree; ShardError naming all three otherwise."""
     declared, held = int(read_meta(env, path)["num_frames"]), env.stat()["entries"] - 1
     if declared != held or expected not in (None, held):
-        raise ShardError(f"{path}: LMDB holds {held} records, its meta entry says {declared}"
-                         + (f", the manifest {expected}" if expected is not None else ""))
+        raise ShardError(
+            f"{path}: LMDB holds {held} records, its meta entry says {declared}"
+            + (f", the manifest {expected}" if expected is not None else "")
+        )
     return held
 
 
@@ -135,7 +159,9 @@ def iter_records(env: lmdb.Environment, path: str | os.PathLike) -> Iterator[tup
             if key == META_KEY:
                 continue
             if key != record_key(expected):
-                raise ShardError(f"{path}: key {bytes(key[:40])!r} where record {expected} was expected")
+                raise ShardError(
+                    f"{path}: key {bytes(key[:40])!r} where record {expected} was expected"
+                )
             yield expected, bytes(value)
             expected += 1
 

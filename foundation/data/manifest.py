@@ -52,9 +52,15 @@ class ShardInfo:
         natoms = self.atoms_per_frame()
         if self.container not in CONTAINERS:
             raise ValueError(f"shard {self.path}: unknown container {self.container!r}")
-        if len(natoms) != self.num_frames or int(natoms.sum()) != self.num_atoms or (natoms < 1).any():
-            raise ValueError(f"shard {self.path}: {self.num_frames} frames and {self.num_atoms} atoms, but atoms per "
-                             f"frame lists {len(natoms)} frames holding {int(natoms.sum())} atoms")
+        if (
+            len(natoms) != self.num_frames
+            or int(natoms.sum()) != self.num_atoms
+            or (natoms < 1).any()
+        ):
+            raise ValueError(
+                f"shard {self.path}: {self.num_frames} frames and {self.num_atoms} atoms, but atoms per "
+                f"frame lists {len(natoms)} frames holding {int(natoms.sum())} atoms"
+            )
 
 
 @dataclass
@@ -83,7 +89,11 @@ class Manifest:
 
     def shards_of(self, container: str, split: str | None = None) -> list[ShardInfo]:
         """Shards of one container (and split), in dataset order."""
-        return [s for s in self.shards if s.container == container and (split is None or s.split == split)]
+        return [
+            s
+            for s in self.shards
+            if s.container == container and (split is None or s.split == split)
+        ]
 
     def atoms_per_frame(self, container: str, split: str | None = None) -> np.ndarray:
         """Atoms per frame for every frame of a split, in dataset order (samplers use this, not records)."""
@@ -97,9 +107,17 @@ class Manifest:
     def to_json(self) -> str:
         body = asdict(self)
         body["format"] = "foundation-dataset"
-        body["splits"] = {sp: {"num_frames": self.num_frames(sp),
-                               "num_atoms": int(self.atoms_per_frame(self.containers[0], sp).sum())}
-                          for sp in self.splits} if self.containers else {}
+        body["splits"] = (
+            {
+                sp: {
+                    "num_frames": self.num_frames(sp),
+                    "num_atoms": int(self.atoms_per_frame(self.containers[0], sp).sum()),
+                }
+                for sp in self.splits
+            }
+            if self.containers
+            else {}
+        )
         return json.dumps(body, indent=1, sort_keys=True)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -108,7 +126,7 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Manifest":
+    def load(cls, directory: str | os.PathLike) -> Manifest:
         """The manifest of a dataset directory, or of a dataset at a URL (URL/manifest.json, see data/remote.py)."""
         if is_url(directory):
             path = join(str(directory), MANIFEST_NAME)
@@ -124,9 +142,14 @@ class Manifest:
         if body.get("format") != "foundation-dataset":
             raise ValueError(f"{path}: not a foundation dataset manifest")
         version = body.get("manifest_version")
-        if version not in READABLE_MANIFEST_VERSIONS or body.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
-            raise ValueError(f"{path}: manifest version {version} / schema "
-                             f"{body.get('schema_version')} not readable by this build")
+        if (
+            version not in READABLE_MANIFEST_VERSIONS
+            or body.get("schema_version") not in READABLE_SCHEMA_VERSIONS
+        ):
+            raise ValueError(
+                f"{path}: manifest version {version} / schema "
+                f"{body.get('schema_version')} not readable by this build"
+            )
         body.pop("format")
         body.pop("splits", None)
         try:

@@ -17,9 +17,14 @@ from webdataset.gopen import gopen
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SAFE_RELPATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 # curl's exit statuses, as webdataset's http(s) reader (curl -f -s -L) reports them
-_CURL = {6: "cannot resolve the host", 7: "cannot connect to the server", 18: "the response ended early (partial "
-         "transfer: truncated)", 22: "the server answered with an HTTP error (>= 400, e.g. 404: not there)",
-         28: "the transfer timed out", 56: "the connection broke while receiving"}
+_CURL = {
+    6: "cannot resolve the host",
+    7: "cannot connect to the server",
+    18: "the response ended early (partial transfer: truncated)",
+    22: "the server answered with an HTTP error (>= 400, e.g. 404: not there)",
+    28: "the transfer timed out",
+    56: "the connection broke while receiving",
+}
 
 
 class RemoteError(OSError):
@@ -35,7 +40,9 @@ def is_url(location: str | object) -> bool:
 def join(base: str, relpath: str) -> str:
     """The location of `relpath` (a manifest's relative path) under `base`."""
     if not _SAFE_RELPATH.match(relpath) or ".." in relpath.split("/"):
-        raise ValueError(f"{base}: path {relpath!r} from the manifest is not a plain relative path; refused")
+        raise ValueError(
+            f"{base}: path {relpath!r} from the manifest is not a plain relative path; refused"
+        )
     if "{path}" in base:
         return base.replace("{path}", relpath)
     return base.rstrip("/") + "/" + relpath

@@ -20,8 +20,10 @@ def shard_path(directory: str | os.PathLike, relpath: str) -> Path:
     root = Path(directory).resolve()
     resolved = (root / relpath).resolve()
     if resolved == root or not resolved.is_relative_to(root):
-        raise ShardError(f"{directory}: shard path {relpath!r} resolves to {resolved}, outside the dataset "
-                         "directory; refused")
+        raise ShardError(
+            f"{directory}: shard path {relpath!r} resolves to {resolved}, outside the dataset "
+            "directory; refused"
+        )
     return Path(directory) / relpath
 
 
@@ -32,5 +34,7 @@ def check_shard_file(path: Path, info: ShardInfo) -> None:
     except FileNotFoundError:
         raise ShardError(f"{path}: shard file is missing") from None
     if info.size is not None and size != info.size:
-        raise ShardError(f"{path}: {size} bytes, the manifest says {info.size}: the shard is truncated or was "
-                         "replaced")
+        raise ShardError(
+            f"{path}: {size} bytes, the manifest says {info.size}: the shard is truncated or was "
+            "replaced"
+        )

@@ -6,9 +6,9 @@ left out of the manifest."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import lmdb
 
@@ -50,11 +50,15 @@ def _file_errors(path: Path, info: ShardInfo) -> list[str]:
     """Size, then sha256 (skipped when the size already differs)."""
     size = path.stat().st_size
     if info.size is not None and size != info.size:
-        return [f"{info.path}: {size} bytes, the manifest says {info.size}: the shard is truncated or was replaced"]
+        return [
+            f"{info.path}: {size} bytes, the manifest says {info.size}: the shard is truncated or was replaced"
+        ]
     digest = sha256_file(path)
     if digest != info.sha256:
-        return [f"{info.path}: checksum mismatch (manifest {info.sha256[:12]}..., file {digest[:12]}...): "
-                "the shard is corrupt or truncated"]
+        return [
+            f"{info.path}: checksum mismatch (manifest {info.sha256[:12]}..., file {digest[:12]}...): "
+            "the shard is corrupt or truncated"
+        ]
     return []
 
 
@@ -62,7 +66,7 @@ def _relative(exc: Exception, path: Path, info: ShardInfo) -> str:
     """A reader's message about `path`, naming the shard by its manifest path instead."""
     message = str(exc)
     prefix = f"{path}: "
-    return f"{info.path}: {message[len(prefix):] if message.startswith(prefix) else message}"
+    return f"{info.path}: {message[len(prefix) :] if message.startswith(prefix) else message}"
 
 
 def verify_shard(directory: Path, info: ShardInfo) -> tuple[int, list[str]]:
@@ -70,8 +74,10 @@ def verify_shard(directory: Path, info: ShardInfo) -> tuple[int, list[str]]:
     try:
         path = shard_path(directory, info.path)
     except ShardError:
-        return 0, [f"{info.path}: the shard path leaves the dataset directory (absolute, '..' or a symlink out); "
-                   "refused"]
+        return 0, [
+            f"{info.path}: the shard path leaves the dataset directory (absolute, '..' or a symlink out); "
+            "refused"
+        ]
     if not path.is_file():
         return 0, [f"{info.path}: shard file is missing"]
     errors = _file_errors(path, info)
@@ -87,26 +93,40 @@ def verify_shard(directory: Path, info: ShardInfo) -> tuple[int, list[str]]:
                 errors.append(f"{info.path}: record {index}: {exc}")
                 continue
             if index < len(natoms) and frame.natoms != natoms[index]:
-                errors.append(f"{info.path}: record {index}: {frame.natoms} atoms, the manifest says {natoms[index]}")
+                errors.append(
+                    f"{info.path}: record {index}: {frame.natoms} atoms, the manifest says {natoms[index]}"
+                )
         complete = True
     except (ShardError, lmdb.Error, OSError) as exc:  # a container that cannot be read on
         errors.append(_relative(exc, path, info))
     if complete and count != info.num_frames:
         hidden = "; readers never see the records it leaves out" if count > info.num_frames else ""
-        errors.append(f"{info.path}: holds {count} records, the manifest lists {info.num_frames}{hidden}")
+        errors.append(
+            f"{info.path}: holds {count} records, the manifest lists {info.num_frames}{hidden}"
+        )
     return count, errors
 
 
 def unlisted_shard_files(directory: Path, manifest: Manifest) -> list[str]:
     """Files in the container folders that the manifest does not list (records no reader would see)."""
     listed = {s.path for s in manifest.shards}
-    found = [f"{c}/{p.name}" for c in CONTAINERS if (directory / c).is_dir()
-             for p in sorted((directory / c).iterdir()) if p.is_file() and not p.name.startswith(".")]
-    return [f"{rel}: shard file not listed in the manifest; readers never see its records"
-            for rel in found if rel not in listed]
+    found = [
+        f"{c}/{p.name}"
+        for c in CONTAINERS
+        if (directory / c).is_dir()
+        for p in sorted((directory / c).iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    return [
+        f"{rel}: shard file not listed in the manifest; readers never see its records"
+        for rel in found
+        if rel not in listed
+    ]
 
 
-def verify_dataset(directory: str | os.PathLike, progress: Callable[[ShardInfo], None] | None = None) -> VerifyReport:
+def verify_dataset(
+    directory: str | os.PathLike, progress: Callable[[ShardInfo], None] | None = None
+) -> VerifyReport:
     """Verify every shard of a dataset; the report lists each error with its shard and record."""
     directory = Path(directory)
     manifest = Manifest.load(directory)

@@ -13,8 +13,8 @@ import io
 import os
 import random
 import tarfile
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
 from foundation.data.remote import RemoteError, explain, open_stream
@@ -42,7 +42,9 @@ def member_name(index: int) -> str:
     return f"{index:010d}.{EXTENSION}"
 
 
-def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iterator[tuple[int, bytes]]:
+def iter_wds_raw(
+    path: str | os.PathLike, num_frames: int | None = None
+) -> Iterator[tuple[int, bytes]]:
     """Stream (record index, record bytes) from one tar shard: a local path or any URL webdataset's gopen opens
     (http(s)://, pipe:COMMAND, ...). With `num_frames` (the manifest's count) a shard holding more or fewer records
     raises; a malformed or truncated tar, or a failed transfer, raises ShardError naming shard and record."""
@@ -55,29 +57,45 @@ def iter_wds_raw(path: str | os.PathLike, num_frames: int | None = None) -> Iter
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
-                    raise ShardError(f"{path}: record {index}: member {member.name!r} is a {_kind(member)}; tar "
-                                     "shards hold only regular files")
+                    raise ShardError(
+                        f"{path}: record {index}: member {member.name!r} is a {_kind(member)}; tar "
+                        "shards hold only regular files"
+                    )
                 if member.name != member_name(index):
-                    raise ShardError(f"{path}: record {index}: member {member.name!r} where {member_name(index)!r} "
-                                     "was expected (records missing, reordered or foreign)")
+                    raise ShardError(
+                        f"{path}: record {index}: member {member.name!r} where {member_name(index)!r} "
+                        "was expected (records missing, reordered or foreign)"
+                    )
                 if num_frames is not None and index >= num_frames:
-                    raise ShardError(f"{path}: record {index}: more records than the {num_frames} the manifest lists")
+                    raise ShardError(
+                        f"{path}: record {index}: more records than the {num_frames} the manifest lists"
+                    )
                 yield index, tar.extractfile(member).read()
                 index += 1
         stream.close()  # a stream from a command or a server reports its failure here
-    except tarfile.TarError as exc:  # the bytes ended or broke: a failed transfer is the better explanation
+    except (
+        tarfile.TarError
+    ) as exc:  # the bytes ended or broke: a failed transfer is the better explanation
         failure = _transfer_failure(stream)
         if failure is not None:
-            raise ShardError(f"{path}: record {index}: the shard could not be read to the end: {failure}") from None
-        raise ShardError(f"{path}: record {index}: corrupt or truncated tar shard ({exc})") from None
+            raise ShardError(
+                f"{path}: record {index}: the shard could not be read to the end: {failure}"
+            ) from None
+        raise ShardError(
+            f"{path}: record {index}: corrupt or truncated tar shard ({exc})"
+        ) from None
     except OSError as exc:
-        raise ShardError(f"{path}: record {index}: the shard could not be read to the end: "
-                         f"{explain(str(path), exc)}") from None
+        raise ShardError(
+            f"{path}: record {index}: the shard could not be read to the end: "
+            f"{explain(str(path), exc)}"
+        ) from None
     finally:
         _transfer_failure(stream)
     if num_frames is not None and index != num_frames:
-        raise ShardError(f"{path}: ends after {index} records, the manifest lists {num_frames}: the shard is "
-                         "truncated")
+        raise ShardError(
+            f"{path}: ends after {index} records, the manifest lists {num_frames}: the shard is "
+            "truncated"
+        )
 
 
 def _transfer_failure(stream: Any) -> str | None:
@@ -107,8 +125,17 @@ def iter_wds_shard(path: str | os.PathLike, num_frames: int | None = None) -> It
             raise RecordDecodeError(f"{path}: record {index}: {exc}") from None
 
 
-def shards_for_worker(shards: Sequence[str], *, rank: int, world_size: int, worker: int, num_workers: int,
-                      epoch: int, seed: int, shuffle: bool) -> list[str]:
+def shards_for_worker(
+    shards: Sequence[str],
+    *,
+    rank: int,
+    world_size: int,
+    worker: int,
+    num_workers: int,
+    epoch: int,
+    seed: int,
+    shuffle: bool,
+) -> list[str]:
     """The shards one loader worker of one rank reads this epoch: a shuffled order, dealt round-robin."""
     order = list(shards)
     if shuffle:

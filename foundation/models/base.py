@@ -6,7 +6,7 @@ and both directions of every pair are present.
 """
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -43,24 +43,33 @@ class Graph:
 
     A plain class (no dataclass) so that TorchScript compiles it: every backbone scripts (foundation.export)."""
 
-    def __init__(self, numbers: Tensor, batch: Tensor, edge_index: Tensor, lengths: Tensor, unit_vectors: Tensor,
-                 shifts: Tensor, num_graphs: int, dtype: torch.dtype):
-        self.numbers = numbers            # (N,) atomic numbers
-        self.batch = batch                # (N,) structure index of each atom
-        self.edge_index = edge_index      # (2, E) centre i, neighbour j
-        self.lengths = lengths            # (E,) |r_j - r_i|, geometry dtype (the batch's: float32 under bf16)
+    def __init__(
+        self,
+        numbers: Tensor,
+        batch: Tensor,
+        edge_index: Tensor,
+        lengths: Tensor,
+        unit_vectors: Tensor,
+        shifts: Tensor,
+        num_graphs: int,
+        dtype: torch.dtype,
+    ):
+        self.numbers = numbers  # (N,) atomic numbers
+        self.batch = batch  # (N,) structure index of each atom
+        self.edge_index = edge_index  # (2, E) centre i, neighbour j
+        self.lengths = lengths  # (E,) |r_j - r_i|, geometry dtype (the batch's: float32 under bf16)
         self.unit_vectors = unit_vectors  # (E, 3) (r_j - r_i) / |r_j - r_i|, in the feature dtype
-        self.shifts = shifts              # (E, 3) integer image shifts
+        self.shifts = shifts  # (E, 3) integer image shifts
         self.num_graphs = num_graphs
-        self.dtype = dtype                # the features' (parameters') dtype
-        self._pairs = torch.jit.annotate(Optional[Tuple[Tensor, Tensor]], None)
+        self.dtype = dtype  # the features' (parameters') dtype
+        self._pairs = torch.jit.annotate(Optional[tuple[Tensor, Tensor]], None)  # noqa: UP045 TorchScript's annotate reads typing.Optional
 
     @property
     def num_atoms(self) -> int:
         return int(self.numbers.shape[0])
 
     @property
-    def pairs(self) -> Tuple[Tensor, Tensor]:
+    def pairs(self) -> tuple[Tensor, Tensor]:
         """(first (P,), inverse (E,)): one edge of every unordered pair {(i, j, S), (j, i, -S)} and the pair of
         each edge. Both edges of a pair have the same length bit for bit, so anything that depends on the distance
         alone (radial filters) can be computed per pair and expanded with `x.index_select(0, inverse)`: half the
@@ -72,14 +81,21 @@ class Graph:
         return pairs
 
     @staticmethod
-    def from_vectors(numbers: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor, vectors: Tensor,
-                     num_graphs: int, dtype: torch.dtype) -> "Graph":
+    def from_vectors(
+        numbers: Tensor,
+        batch: Tensor,
+        edge_index: Tensor,
+        shifts: Tensor,
+        vectors: Tensor,
+        num_graphs: int,
+        dtype: torch.dtype,
+    ) -> "Graph":
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
         unit = (vectors / lengths.unsqueeze(-1)).to(dtype)
         return Graph(numbers, batch, edge_index, lengths, unit, shifts, num_graphs, dtype)
 
 
-def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> Tuple[Tensor, Tensor]:
+def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> tuple[Tensor, Tensor]:
     """Canonical key of each edge's unordered pair ((i, j, S) and (j, i, -S) share one), made unique (integer
     arithmetic only: nothing here is differentiable)."""
     i, j = edge_index[0], edge_index[1]
@@ -92,7 +108,7 @@ def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> Tuple[Ten
     s = torch.where(swap.unsqueeze(-1), -s, s)
     m = int(s.abs().max())
     k = 2 * m + 1
-    key = (a * num_atoms + b) * k ** 3 + ((s[:, 0] + m) * k + s[:, 1] + m) * k + s[:, 2] + m
+    key = (a * num_atoms + b) * k**3 + ((s[:, 0] + m) * k + s[:, 1] + m) * k + s[:, 2] + m
     _, inverse = torch.unique(key, return_inverse=True)
     edges = torch.arange(i.numel(), device=i.device)
     first = torch.full((int(inverse.max()) + 1,), i.numel(), dtype=torch.long, device=i.device)
@@ -103,7 +119,7 @@ def _pair_index(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> Tuple[Ten
 class Features:
     """Per-atom backbone outputs: invariant scalars (N, F) and, for equivariant backbones, vectors (N, 3, F)."""
 
-    def __init__(self, scalars: Tensor, vectors: Optional[Tensor] = None):
+    def __init__(self, scalars: Tensor, vectors: Tensor | None = None):
         self.scalars = scalars
         self.vectors = vectors
 
@@ -134,16 +150,23 @@ class Backbone(nn.Module):
         """Dotted names of interaction layer `layer` (0-based): entry `layer` of every ModuleList child holding one
         module per layer (PaiNN: messages.k and updates.k). Modules shared by all layers (MPNN's GRU) are in none."""
         if not 0 <= layer < self.config.layers:
-            raise IndexError(f"layer {layer} out of range: the backbone has {self.config.layers} layers")
-        return [f"{name}.{layer}" for name, child in self.named_children()
-                if isinstance(child, nn.ModuleList) and len(child) == self.config.layers]
+            raise IndexError(
+                f"layer {layer} out of range: the backbone has {self.config.layers} layers"
+            )
+        return [
+            f"{name}.{layer}"
+            for name, child in self.named_children()
+            if isinstance(child, nn.ModuleList) and len(child) == self.config.layers
+        ]
 
-    def edge_basis(self, graph: Graph) -> Tuple[Tensor, Tensor]:
+    def edge_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """(radial basis (E, R), envelope (E,)), evaluated in the geometry dtype, returned in the feature dtype;
         the envelope is zero beyond the cutoff."""
-        return self.radial(graph.lengths).to(graph.dtype), self.envelope(graph.lengths).to(graph.dtype)
+        return self.radial(graph.lengths).to(graph.dtype), self.envelope(graph.lengths).to(
+            graph.dtype
+        )
 
-    def pair_basis(self, graph: Graph) -> Tuple[Tensor, Tensor]:
+    def pair_basis(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """`edge_basis` per unordered pair (see Graph.pairs): (P, R), (P,)."""
         lengths = graph.lengths.index_select(0, graph.pairs[0])
         return self.radial(lengths).to(graph.dtype), self.envelope(lengths).to(graph.dtype)

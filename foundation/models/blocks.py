@@ -42,7 +42,9 @@ class CosineEnvelope(nn.Module):
 
     def forward(self, r: Tensor) -> Tensor:
         inside = r < self.cutoff
-        return torch.where(inside, 0.5 * (torch.cos(r * (math.pi / self.cutoff)) + 1.0), torch.zeros_like(r))
+        return torch.where(
+            inside, 0.5 * (torch.cos(r * (math.pi / self.cutoff)) + 1.0), torch.zeros_like(r)
+        )
 
 
 class PolynomialEnvelope(nn.Module):
@@ -55,7 +57,12 @@ class PolynomialEnvelope(nn.Module):
     def forward(self, r: Tensor) -> Tensor:
         p = self.p
         x = r / self.cutoff
-        value = (1.0 - (p + 1) * (p + 2) / 2 * x ** p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2))
+        value = (
+            1.0
+            - (p + 1) * (p + 2) / 2 * x**p
+            + p * (p + 2) * x ** (p + 1)
+            - p * (p + 1) / 2 * x ** (p + 2)
+        )
         return torch.where(r < self.cutoff, value, torch.zeros_like(r))
 
 
@@ -78,7 +85,9 @@ class BesselBasis(nn.Module):
     def __init__(self, cutoff: float, num: int):
         super().__init__()
         self.cutoff = float(cutoff)
-        self.register_buffer("freqs", torch.arange(1, num + 1, dtype=torch.get_default_dtype()) * math.pi / cutoff)
+        self.register_buffer(
+            "freqs", torch.arange(1, num + 1, dtype=torch.get_default_dtype()) * math.pi / cutoff
+        )
 
     def forward(self, r: Tensor) -> Tensor:
         r = r.unsqueeze(-1)
@@ -113,7 +122,9 @@ def envelope(kind: str, cutoff: float) -> nn.Module:
     return ENVELOPES[kind](cutoff)
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.SiLU, bias_last: bool = True) -> nn.Sequential:
+def mlp(
+    sizes: list[int], activation: type[nn.Module] = nn.SiLU, bias_last: bool = True
+) -> nn.Sequential:
     """Linear layers of the given sizes with `activation` between them (none after the last)."""
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -128,8 +139,8 @@ def rename_state_keys(state_dict: dict, prefix: str, renames: dict[str, str]) ->
     """In place, for a module's `_load_from_state_dict`: keys PREFIX+OLD... written under an earlier name of a
     submodule become PREFIX+NEW..., so weights saved before a rename still load."""
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         for old, new in renames.items():
             if rest.startswith(old):
-                state_dict[prefix + new + rest[len(old):]] = state_dict.pop(key)
+                state_dict[prefix + new + rest[len(old) :]] = state_dict.pop(key)
                 break

@@ -34,13 +34,19 @@ class GatedConv(nn.Module):
         self.act = ShiftedSoftplus()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(state_dict, prefix, {"neighbor.": "neighbour."})  # older weights: "neighbor"
+        rename_state_keys(
+            state_dict, prefix, {"neighbor.": "neighbour."}
+        )  # older weights: "neighbor"
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
         # [v_i, v_j, u_ij] W, split into its three blocks so the node parts are computed once per atom
-        z = self.center(h).index_select(0, center) + self.neighbour(h).index_select(0, neighbour) + self.edge(rbf)
+        z = (
+            self.center(h).index_select(0, center)
+            + self.neighbour(h).index_select(0, neighbour)
+            + self.edge(rbf)
+        )
         gate, core = z.chunk(2, dim=-1)
         messages = torch.sigmoid(gate) * nn.functional.softplus(core) * env.unsqueeze(-1)
         return self.act(h + scatter_sum(messages, center, graph.num_atoms))
@@ -52,7 +58,9 @@ class CGCNN(Backbone):
     def __init__(self, config: CGCNNConfig):
         super().__init__(config)
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
-        self.convs = nn.ModuleList(GatedConv(config.hidden, config.num_radial) for _ in range(config.layers))
+        self.convs = nn.ModuleList(
+            GatedConv(config.hidden, config.num_radial) for _ in range(config.layers)
+        )
 
     def forward(self, graph: Graph) -> Features:
         rbf, env = self.edge_basis(graph)

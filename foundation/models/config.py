@@ -15,9 +15,10 @@ YAML (configs/model/*.yaml):
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from foundation.config import ConfigError, load_config, to_dict
 from foundation.models.registry import backbone_config
@@ -29,7 +30,7 @@ HeadKind = Literal["derivative", "direct", "none"]
 
 @dataclass
 class PropertyHeadConfig:
-    name: str = "property"                   # the target's name in the dataset's properties
+    name: str = "property"  # the target's name in the dataset's properties
     pooling: Literal["mean", "sum"] = "mean"
 
 
@@ -40,8 +41,10 @@ class HeadsConfig:
     stress: HeadKind = "derivative"
     denoise: HeadKind = "none"
     property: PropertyHeadConfig | None = None
-    sources: list[str] = field(default_factory=list)  # per-source energy references (empty: one reference)
-    default_source: str | None = None                 # what a calculator predicts for (None: sources[0])
+    sources: list[str] = field(
+        default_factory=list
+    )  # per-source energy references (empty: one reference)
+    default_source: str | None = None  # what a calculator predicts for (None: sources[0])
 
     def __post_init__(self) -> None:
         for key in ("forces", "stress"):
@@ -52,8 +55,10 @@ class HeadsConfig:
         if self.sources and not self.energy:
             raise ConfigError("heads.sources needs heads.energy: true (they are energy references)")
         if self.default_source is not None and self.default_source not in self.sources:
-            raise ConfigError(f"heads.default_source {self.default_source!r} is not one of heads.sources "
-                              f"{self.sources}")
+            raise ConfigError(
+                f"heads.default_source {self.default_source!r} is not one of heads.sources "
+                f"{self.sources}"
+            )
 
     def energy_source(self) -> str | None:
         """The source energies refer to by default (None: a single-reference model)."""
@@ -78,8 +83,9 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def resolve_model_config(source: ModelConfig | Mapping[str, Any] | str | os.PathLike,
-                         overrides: Sequence[str] = ()) -> ModelConfig:
+def resolve_model_config(
+    source: ModelConfig | Mapping[str, Any] | str | os.PathLike, overrides: Sequence[str] = ()
+) -> ModelConfig:
     """A ModelConfig from a dataclass, a mapping, a YAML path, or a bare name under configs/model/."""
     if isinstance(source, ModelConfig):
         if not overrides:
@@ -87,9 +93,15 @@ def resolve_model_config(source: ModelConfig | Mapping[str, Any] | str | os.Path
         source = to_dict(source)
     if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
         text = str(source)
-        if text.endswith((".yaml", ".yml")) or os.sep in text or not model_config_path(text).exists():
-            raise ConfigError(f"model config {text!r} is neither a file nor a name under {CONFIG_DIR} "
-                              f"(known: {', '.join(available_models())})")
+        if (
+            text.endswith((".yaml", ".yml"))
+            or os.sep in text
+            or not model_config_path(text).exists()
+        ):
+            raise ConfigError(
+                f"model config {text!r} is neither a file nor a name under {CONFIG_DIR} "
+                f"(known: {', '.join(available_models())})"
+            )
         source = model_config_path(text)
     try:
         return load_config(ModelConfig, source, overrides)

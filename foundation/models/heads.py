@@ -18,14 +18,21 @@ the size of its labels, so direct and derivative heads start on an equal footing
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from ase.data import atomic_numbers
 from torch import Tensor, nn
 
 from foundation.models.base import NUM_ELEMENTS, Features, Graph
-from foundation.models.blocks import CosineEnvelope, GaussianBasis, mlp, rename_state_keys, scatter_sum, segment_mean
+from foundation.models.blocks import (
+    CosineEnvelope,
+    GaussianBasis,
+    mlp,
+    rename_state_keys,
+    scatter_sum,
+    segment_mean,
+)
 
 EDGE_BASIS_SIZE = 16
 # The energy readout's last layer starts at 0.1 of PyTorch's default weights (and zero bias): an untrained potential
@@ -55,24 +62,33 @@ class EnergyHead(nn.Module):
     in `sources`."""
 
     _NORMALIZATION = ("element_references", "scale", "shift", "source_references")
-    __constants__ = ["has_sources"]  # TorchScript compiles only the branch this head has tensors for
+    __constants__ = [
+        "has_sources"
+    ]  # TorchScript compiles only the branch this head has tensors for
 
     def __init__(self, hidden: int, sources: Sequence[str] = ()):
         super().__init__()
         self.sources = tuple(sources)
         self.has_sources = bool(self.sources)
         self.mlp = mlp([hidden, max(hidden // 2, 1), 1])
-        with torch.no_grad():  # the untrained energy is its references: forces start near zero, not at random
+        with (
+            torch.no_grad()
+        ):  # the untrained energy is its references: forces start near zero, not at random
             self.mlp[-1].weight.mul_(READOUT_INIT_SCALE)
             self.mlp[-1].bias.zero_()
         self.register_buffer("element_references", torch.zeros(NUM_ELEMENTS, dtype=torch.float64))
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
         if self.sources:
-            self.register_buffer("source_references", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.float64))
+            self.register_buffer(
+                "source_references",
+                torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.float64),
+            )
             # which elements each source's table holds (its training frames had them): predicting a source's energy
             # for another element is refused (foundation.calculator)
-            self.register_buffer("source_elements", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.bool))
+            self.register_buffer(
+                "source_elements", torch.zeros(len(self.sources), NUM_ELEMENTS, dtype=torch.bool)
+            )
             self.source_offsets = nn.Parameter(torch.zeros(len(self.sources), NUM_ELEMENTS))
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module signature
@@ -83,9 +99,13 @@ class EnergyHead(nn.Module):
             self._buffers[name] = old.to(device=self._buffers[name].device, dtype=torch.float64)
         return self
 
-    def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
-                          scale: float | None = None, shift: float | None = None,
-                          source_references: Mapping[str, Mapping[str | int, float]] | None = None) -> None:
+    def set_normalization(
+        self,
+        element_references: Mapping[str | int, float] | None = None,
+        scale: float | None = None,
+        shift: float | None = None,
+        source_references: Mapping[str, Mapping[str | int, float]] | None = None,
+    ) -> None:
         """Per-element reference energies (keys: symbols or Z), scale / per-atom shift, and the reference table of
         each source ({source: {element: eV}}, sources of this head only) (None: unchanged)."""
         if element_references is not None:
@@ -93,40 +113,52 @@ class EnergyHead(nn.Module):
         if source_references is not None:
             unknown = sorted(set(source_references) - set(self.sources))
             if unknown:
-                raise ValueError(f"references for sources {unknown}, but this energy head has sources "
-                                 f"{list(self.sources)}")
+                raise ValueError(
+                    f"references for sources {unknown}, but this energy head has sources "
+                    f"{list(self.sources)}"
+                )
             for name, references in source_references.items():
                 row = self.sources.index(name)
                 self.source_references[row] = _reference_row(references)
                 self.source_elements[row] = False
                 for key in references:
-                    self.source_elements[row, atomic_numbers[key] if isinstance(key, str) else int(key)] = True
+                    self.source_elements[
+                        row, atomic_numbers[key] if isinstance(key, str) else int(key)
+                    ] = True
         if scale is not None:
             self.scale.fill_(float(scale))
         if shift is not None:
             self.shift.fill_(float(shift))
 
-    def atom_energies(self, features: Features, graph: Graph, source: Tensor | None = None) -> Tensor:
+    def atom_energies(
+        self, features: Features, graph: Graph, source: Tensor | None = None
+    ) -> Tensor:
         """Per-atom energy contributions (N,) eV, references included; they sum to `forward` per structure.
         `source` (B,) long: each structure's index into `sources` (needed when the head has sources)."""
         acc = _accumulation_dtype(features.scalars.dtype)
         atom = self.mlp(features.scalars).squeeze(-1).to(acc)
         return atom * self.scale.to(acc) + self.shift.to(acc) + self.references(graph, source, acc)
 
-    def references(self, graph: Graph, source: Tensor | None, dtype: torch.dtype, learned: bool = True) -> Tensor:
+    def references(
+        self, graph: Graph, source: Tensor | None, dtype: torch.dtype, learned: bool = True
+    ) -> Tensor:
         """(N,) reference energy of every atom: its element's, of its frame's source when the head has sources
         (`learned=False`: the fitted table alone, without the learned per-source offsets)."""
         if not self.has_sources:
             return self.element_references.to(dtype)[graph.numbers]
         if source is None:
-            raise ValueError("this potential has an energy reference per data source (model.config.heads.sources): "
-                             "the batch must give each frame's source (collate_frames(..., sources=...))")
+            raise ValueError(
+                "this potential has an energy reference per data source (model.config.heads.sources): "
+                "the batch must give each frame's source (collate_frames(..., sources=...))"
+            )
         row = source.to(graph.numbers.device).index_select(0, graph.batch)
         fitted = self.source_references.to(dtype)[row, graph.numbers]
         return fitted + self.source_offsets.to(dtype)[row, graph.numbers] if learned else fitted
 
     def forward(self, features: Features, graph: Graph, source: Tensor | None = None) -> Tensor:
-        return scatter_sum(self.atom_energies(features, graph, source), graph.batch, graph.num_graphs)
+        return scatter_sum(
+            self.atom_energies(features, graph, source), graph.batch, graph.num_graphs
+        )
 
 
 class AtomScalarHead(nn.Module):
@@ -158,35 +190,50 @@ class EdgeWeights(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(state_dict, prefix, {"neighbor.": "neighbour."})  # older weights: "neighbor"
+        rename_state_keys(
+            state_dict, prefix, {"neighbor.": "neighbour."}
+        )  # older weights: "neighbor"
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
-        rbf, env = self.radial(graph.lengths).to(graph.dtype), self.envelope(graph.lengths).to(graph.dtype)
-        z = self.center(scalars).index_select(0, center) + self.neighbour(scalars).index_select(0, neighbour) + self.edge(rbf)
+        rbf, env = (
+            self.radial(graph.lengths).to(graph.dtype),
+            self.envelope(graph.lengths).to(graph.dtype),
+        )
+        z = (
+            self.center(scalars).index_select(0, center)
+            + self.neighbour(scalars).index_select(0, neighbour)
+            + self.edge(rbf)
+        )
         return self.out(z) * env.unsqueeze(-1)
 
 
 class VectorHead(nn.Module):
     """Per-atom vector (N, 3), equivariant under rotations and invariant under translations."""
 
-    __constants__ = ["from_vectors"]  # TorchScript compiles only the branch this head has modules for
+    __constants__ = [
+        "from_vectors"
+    ]  # TorchScript compiles only the branch this head has modules for
 
     def __init__(self, hidden: int, cutoff: float, from_vectors: bool):
         super().__init__()
         self.from_vectors = from_vectors
         if from_vectors:  # sum_f v_if g_f(s_i): gated vector channels
             self.gate = mlp([hidden, hidden, hidden])
-        else:             # sum_j w_ij r_ij/|r_ij|
+        else:  # sum_j w_ij r_ij/|r_ij|
             self.weights = EdgeWeights(hidden, cutoff, 1)
-        self.register_buffer("scale", torch.ones(()))  # the label RMS (set_scale): outputs of O(1) have its size
+        self.register_buffer(
+            "scale", torch.ones(())
+        )  # the label RMS (set_scale): outputs of O(1) have its size
 
     def set_scale(self, scale: float) -> None:
         self.scale.fill_(float(scale))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        state_dict.setdefault(prefix + "scale", torch.ones(()))  # weights saved before heads had a scale: 1
+        state_dict.setdefault(
+            prefix + "scale", torch.ones(())
+        )  # weights saved before heads had a scale: 1
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
@@ -213,13 +260,19 @@ class StressHead(nn.Module):
         self.scale.fill_(float(scale))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        state_dict.setdefault(prefix + "scale", torch.ones(()))  # weights saved before heads had a scale: 1
+        state_dict.setdefault(
+            prefix + "scale", torch.ones(())
+        )  # weights saved before heads had a scale: 1
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         u = graph.unit_vectors
         w = self.weights(features.scalars, graph)
-        atom = scatter_sum(w.unsqueeze(-1) * u.unsqueeze(-1) * u.unsqueeze(-2), graph.edge_index[0], graph.num_atoms)
+        atom = scatter_sum(
+            w.unsqueeze(-1) * u.unsqueeze(-1) * u.unsqueeze(-2),
+            graph.edge_index[0],
+            graph.num_atoms,
+        )
         eye = torch.eye(3, dtype=atom.dtype, device=atom.device)
         atom = atom + self.isotropic(features.scalars).unsqueeze(-1) * eye
         out = segment_mean(atom, graph.batch, graph.num_graphs)

@@ -37,8 +37,8 @@ class EdgeConditionedConv(nn.Module):
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
-        a = self.edge_net(rbf) * env.unsqueeze(-1)                                  # (E, K)
-        per_atom = (h @ self.weight).view(-1, self.edge_hidden, self.hidden)         # (N, K, F)
+        a = self.edge_net(rbf) * env.unsqueeze(-1)  # (E, K)
+        per_atom = (h @ self.weight).view(-1, self.edge_hidden, self.hidden)  # (N, K, F)
         messages = torch.bmm(a.unsqueeze(1), per_atom.index_select(0, neighbour)).squeeze(1)
         messages = messages + self.bias(h).index_select(0, neighbour) * env.unsqueeze(-1)
         return scatter_sum(messages, center, graph.num_atoms)
@@ -50,8 +50,10 @@ class MPNN(Backbone):
     def __init__(self, config: MPNNConfig):
         super().__init__(config)
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
-        self.convs = nn.ModuleList(EdgeConditionedConv(config.hidden, config.num_radial, config.edge_hidden)
-                                   for _ in range(config.layers))
+        self.convs = nn.ModuleList(
+            EdgeConditionedConv(config.hidden, config.num_radial, config.edge_hidden)
+            for _ in range(config.layers)
+        )
         self.update = nn.GRUCell(config.hidden, config.hidden)
 
     def forward(self, graph: Graph) -> Features:

@@ -23,7 +23,9 @@ from foundation.models.base import NUM_ELEMENTS, Backbone, BackboneConfig, Featu
 from foundation.models.blocks import scatter_sum
 
 NORM_EPS = 1e-8
-VECTOR_NORM_SOFTNESS = 1.0  # v / sqrt(mean_c |v_c|^2 + this): ~v for small vectors, unit RMS for large ones
+VECTOR_NORM_SOFTNESS = (
+    1.0  # v / sqrt(mean_c |v_c|^2 + this): ~v for small vectors, unit RMS for large ones
+)
 
 
 @dataclass
@@ -60,22 +62,29 @@ class Message(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.norm = FeatureNorm(hidden, norm)
-        self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
+        self.phi = nn.Sequential(
+            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden)
+        )
         self.filter = nn.Linear(num_radial, 3 * hidden)
 
-    def forward(self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph,
-                v_is_zero: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, s: Tensor, v: Tensor, rbf: Tensor, env: Tensor, graph: Graph, v_is_zero: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """``v_is_zero`` (the first layer): the v_j dv_v term vanishes, so its per-edge gather, product and their
         derivatives (the largest tensors of the step, E x 3 x F) are skipped."""
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
         s_in, v_in = self.norm(s, v)
-        filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(0, graph.pairs[1])  # per pair -> per edge
+        filters = (self.filter(rbf) * env.unsqueeze(-1)).index_select(
+            0, graph.pairs[1]
+        )  # per pair -> per edge
         x = self.phi(s_in).index_select(0, neighbour) * filters
         ds, dvv, dvs = x.split(self.hidden, dim=-1)
         dv = dvs.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
         if not v_is_zero:
             dv = dv + v_in.index_select(0, neighbour) * dvv.unsqueeze(1)
-        return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(dv, center, graph.num_atoms)
+        return s + scatter_sum(ds, center, graph.num_atoms), v + scatter_sum(
+            dv, center, graph.num_atoms
+        )
 
 
 class Update(nn.Module):
@@ -84,7 +93,9 @@ class Update(nn.Module):
         self.hidden, self.eps = hidden, NORM_EPS
         self.norm = FeatureNorm(hidden, norm)
         self.uv = nn.Linear(hidden, 2 * hidden, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden)
+        )
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         s_in, v_in = self.norm(s, v)
@@ -101,7 +112,9 @@ class PaiNN(Backbone):
         super().__init__(config)
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
         norm = config.norm == "layer"
-        self.messages = nn.ModuleList(Message(config.hidden, config.num_radial, norm) for _ in range(config.layers))
+        self.messages = nn.ModuleList(
+            Message(config.hidden, config.num_radial, norm) for _ in range(config.layers)
+        )
         self.updates = nn.ModuleList(Update(config.hidden, norm) for _ in range(config.layers))
 
     @property

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,12 +25,21 @@ from foundation.models.heads import AtomScalarHead, EnergyHead, StressHead, Vect
 from foundation.models.registry import build_backbone
 
 
-def _grad(output: Tensor, inputs: list[Tensor], create_graph: bool, retain_graph: bool) -> list[Tensor]:
+def _grad(
+    output: Tensor, inputs: list[Tensor], create_graph: bool, retain_graph: bool
+) -> list[Tensor]:
     """d(sum output)/d(inputs), zeros where an input does not influence the output."""
     if not output.requires_grad:
         return [torch.zeros_like(x) for x in inputs]
-    return list(torch.autograd.grad(output.sum(), inputs, create_graph=create_graph, retain_graph=retain_graph,
-                                    materialize_grads=True))
+    return list(
+        torch.autograd.grad(
+            output.sum(),
+            inputs,
+            create_graph=create_graph,
+            retain_graph=retain_graph,
+            materialize_grads=True,
+        )
+    )
 
 
 class Potential(nn.Module):
@@ -42,7 +52,11 @@ class Potential(nn.Module):
         self.config = config
         heads = config.heads
         self.backbone = build_backbone(config.backbone)
-        hidden, cutoff, vectors = self.backbone.hidden, self.backbone.cutoff, self.backbone.has_vectors
+        hidden, cutoff, vectors = (
+            self.backbone.hidden,
+            self.backbone.cutoff,
+            self.backbone.has_vectors,
+        )
         self.energy_head = EnergyHead(hidden, heads.sources) if heads.energy else None
         self.force_head = VectorHead(hidden, cutoff, vectors) if heads.forces == "direct" else None
         self.stress_head = StressHead(hidden, cutoff) if heads.stress == "direct" else None
@@ -51,7 +65,9 @@ class Potential(nn.Module):
             self.denoise_head = AtomScalarHead(hidden, "sum")
         elif heads.denoise == "direct":
             self.denoise_head = VectorHead(hidden, cutoff, vectors)
-        self.property_head = AtomScalarHead(hidden, heads.property.pooling) if heads.property else None
+        self.property_head = (
+            AtomScalarHead(hidden, heads.property.pooling) if heads.property else None
+        )
 
     @property
     def cutoff(self) -> float:
@@ -77,8 +93,13 @@ class Potential(nn.Module):
     def outputs(self) -> tuple[str, ...]:
         """Keys forward returns by default."""
         heads = self.config.heads
-        keys = [("energy", heads.energy), ("forces", heads.forces != "none"), ("stress", heads.stress != "none"),
-                ("noise", heads.denoise != "none"), ("property", heads.property is not None)]
+        keys = [
+            ("energy", heads.energy),
+            ("forces", heads.forces != "none"),
+            ("stress", heads.stress != "none"),
+            ("noise", heads.denoise != "none"),
+            ("property", heads.property is not None),
+        ]
         return tuple(key for key, present in keys if present)
 
     @property
@@ -91,36 +112,63 @@ class Potential(nn.Module):
         """The data sources with their own energy reference (empty: one reference for every frame)."""
         return tuple(self.config.heads.sources)
 
-    def set_normalization(self, element_references: Mapping[str | int, float] | None = None,
-                          scale: float | None = None, shift: float | None = None, *, forces_scale: float | None = None,
-                          stress_scale: float | None = None, noise_scale: float | None = None,
-                          source_references: Mapping[str, Mapping[str | int, float]] | None = None) -> None:
+    def set_normalization(
+        self,
+        element_references: Mapping[str | int, float] | None = None,
+        scale: float | None = None,
+        shift: float | None = None,
+        *,
+        forces_scale: float | None = None,
+        stress_scale: float | None = None,
+        noise_scale: float | None = None,
+        source_references: Mapping[str, Mapping[str | int, float]] | None = None,
+    ) -> None:
         """Energy normalisation: E = sum_i (scale * e_i + shift + element_references[Z_i]) (buffers, saved), with a
         reference table per source when the model has sources; and the output scales of the direct heads present
         (forces, stress, denoising); None leaves a value unchanged."""
-        if element_references is not None or scale is not None or shift is not None or source_references:
+        if (
+            element_references is not None
+            or scale is not None
+            or shift is not None
+            or source_references
+        ):
             if self.energy_head is None:
                 raise ValueError("this potential has no energy head (heads.energy: false)")
-            self.energy_head.set_normalization(element_references, scale, shift,
-                                               source_references if source_references else None)
-        for head, value in ((self.force_head, forces_scale), (self.stress_head, stress_scale),
-                            (self.denoise_head if self.config.heads.denoise == "direct" else None, noise_scale)):
+            self.energy_head.set_normalization(
+                element_references, scale, shift, source_references if source_references else None
+            )
+        for head, value in (
+            (self.force_head, forces_scale),
+            (self.stress_head, stress_scale),
+            (self.denoise_head if self.config.heads.denoise == "direct" else None, noise_scale),
+        ):
             if head is not None and value is not None:
                 head.set_scale(value)
 
     def embed(self, batch: Any) -> tuple[Any, Graph]:
         """(backbone features, graph) of a batch at its own positions, without derivatives: what a frozen
         probe reads."""
-        vectors = edge_vectors(batch.positions, batch.cell, batch.batch, batch.edge_index, batch.shifts)
-        graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
-                                   int(batch.num_graphs), self.dtype)
+        vectors = edge_vectors(
+            batch.positions, batch.cell, batch.batch, batch.edge_index, batch.shifts
+        )
+        graph = Graph.from_vectors(
+            batch.numbers,
+            batch.batch,
+            batch.edge_index,
+            batch.shifts,
+            vectors,
+            int(batch.num_graphs),
+            self.dtype,
+        )
         return self.backbone(graph), graph
 
     def forward(self, batch: Any, compute: Iterable[str] | None = None) -> dict[str, Tensor]:
         want = set(self.outputs if compute is None else compute)
         unknown = want - set(self.computable)
         if unknown:
-            raise ValueError(f"cannot compute {sorted(unknown)}: this potential provides {list(self.computable)}")
+            raise ValueError(
+                f"cannot compute {sorted(unknown)}: this potential provides {list(self.computable)}"
+            )
         heads = self.config.heads
         forces_by_grad = "forces" in want and heads.forces == "derivative"
         stress_by_grad = "stress" in want and heads.stress == "derivative"
@@ -134,27 +182,52 @@ class Potential(nn.Module):
             if stress_by_grad:
                 strain = torch.zeros_like(cell).requires_grad_(True)
                 sym = 0.5 * (strain + strain.transpose(1, 2))
-                displaced = positions + torch.bmm(positions.unsqueeze(1), sym.index_select(0, batch.batch)).squeeze(1)
+                displaced = positions + torch.bmm(
+                    positions.unsqueeze(1), sym.index_select(0, batch.batch)
+                ).squeeze(1)
                 cell = cell + torch.bmm(cell, sym)
             else:
                 displaced = positions
             vectors = edge_vectors(displaced, cell, batch.batch, batch.edge_index, batch.shifts)
-            graph = Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
-                                       int(batch.num_graphs), self.dtype)
+            graph = Graph.from_vectors(
+                batch.numbers,
+                batch.batch,
+                batch.edge_index,
+                batch.shifts,
+                vectors,
+                int(batch.num_graphs),
+                self.dtype,
+            )
             features = self.backbone(graph)
-            out = self._heads(features, graph, want,
-                              bool({"energy", "energies"} & want) or forces_by_grad or stress_by_grad,
-                              getattr(batch, "source", None))
-            out.update(self._derivatives(out, positions, strain, batch, forces_by_grad, stress_by_grad,
-                                         noise_by_grad, features, graph))
+            out = self._heads(
+                features,
+                graph,
+                want,
+                bool({"energy", "energies"} & want) or forces_by_grad or stress_by_grad,
+                getattr(batch, "source", None),
+            )
+            out.update(
+                self._derivatives(
+                    out,
+                    positions,
+                    strain,
+                    batch,
+                    forces_by_grad,
+                    stress_by_grad,
+                    noise_by_grad,
+                    features,
+                    graph,
+                )
+            )
         if "energy" not in want:
             out.pop("energy", None)
         if need_grad and not self.training:
             out = {key: value.detach() for key, value in out.items()}
         return out
 
-    def _heads(self, features: Any, graph: Graph, want: set[str], need_energy: bool,
-               source: Tensor | None) -> dict[str, Tensor]:
+    def _heads(
+        self, features: Any, graph: Graph, want: set[str], need_energy: bool, source: Tensor | None
+    ) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         if need_energy and self.energy_head is not None:
             atom = self.energy_head.atom_energies(features, graph, source)
@@ -171,14 +244,25 @@ class Potential(nn.Module):
             out["property"] = self.property_head(features, graph)
         return out
 
-    def _derivatives(self, out: dict[str, Tensor], positions: Tensor, strain: Tensor | None, batch: Any,
-                     forces_by_grad: bool, stress_by_grad: bool, noise_by_grad: bool, features: Any,
-                     graph: Graph) -> dict[str, Tensor]:
+    def _derivatives(
+        self,
+        out: dict[str, Tensor],
+        positions: Tensor,
+        strain: Tensor | None,
+        batch: Any,
+        forces_by_grad: bool,
+        stress_by_grad: bool,
+        noise_by_grad: bool,
+        features: Any,
+        graph: Graph,
+    ) -> dict[str, Tensor]:
         result: dict[str, Tensor] = {}
         create = self.training
         if forces_by_grad or stress_by_grad:
             inputs = ([positions] if forces_by_grad else []) + ([strain] if stress_by_grad else [])
-            grads = _grad(out["energy"], inputs, create_graph=create, retain_graph=create or noise_by_grad)
+            grads = _grad(
+                out["energy"], inputs, create_graph=create, retain_graph=create or noise_by_grad
+            )
             if forces_by_grad:
                 result["forces"] = -grads[0]
             if stress_by_grad:
@@ -187,15 +271,21 @@ class Potential(nn.Module):
                 volume = (torch.linalg.cross(cell[:, 0], cell[:, 1]) * cell[:, 2]).sum(-1).abs()
                 periodic = (volume > 0) & batch.pbc.to(volume.device).all(dim=1)
                 safe = torch.where(periodic, volume, torch.ones_like(volume))
-                result["stress"] = torch.where(periodic.view(-1, 1, 1), grads[-1] / safe.view(-1, 1, 1),
-                                               torch.zeros_like(grads[-1]))
+                result["stress"] = torch.where(
+                    periodic.view(-1, 1, 1),
+                    grads[-1] / safe.view(-1, 1, 1),
+                    torch.zeros_like(grads[-1]),
+                )
         if noise_by_grad:
             scalar = self.denoise_head(features, graph)
-            result["noise"] = -_grad(scalar, [positions], create_graph=create, retain_graph=create)[0]
+            result["noise"] = -_grad(scalar, [positions], create_graph=create, retain_graph=create)[
+                0
+            ]
         return result
 
 
-def build_potential(config: ModelConfig | Mapping[str, Any] | str | os.PathLike,
-                    overrides: Sequence[str] = ()) -> Potential:
+def build_potential(
+    config: ModelConfig | Mapping[str, Any] | str | os.PathLike, overrides: Sequence[str] = ()
+) -> Potential:
     """A Potential from a ModelConfig, a mapping, a YAML path, or a name under configs/model/ ("schnet")."""
     return Potential(resolve_model_config(config, overrides))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from foundation.config import ConfigError, from_dict
 from foundation.models.base import Backbone, BackboneConfig
@@ -27,13 +28,19 @@ def backbone_class(name: str) -> type[Backbone]:
     return BACKBONES[name]
 
 
-def backbone_config(data: BackboneConfig | Mapping[str, Any], origin: str = "<dict>") -> BackboneConfig:
+def backbone_config(
+    data: BackboneConfig | Mapping[str, Any], origin: str = "<dict>"
+) -> BackboneConfig:
     """The typed config of a backbone from a mapping with a `name` key (or an already typed config)."""
     if isinstance(data, BackboneConfig):
         return data
     if not isinstance(data, Mapping) or "name" not in data:
-        raise ConfigError(f"'backbone' in {origin} must be a mapping with a 'name' key, got {data!r}")
-    return from_dict(backbone_class(data["name"]).config_class, data, origin=origin, prefix="backbone.")
+        raise ConfigError(
+            f"'backbone' in {origin} must be a mapping with a 'name' key, got {data!r}"
+        )
+    return from_dict(
+        backbone_class(data["name"]).config_class, data, origin=origin, prefix="backbone."
+    )
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:

@@ -31,7 +31,9 @@ class Interaction(nn.Module):
 
     def __init__(self, hidden: int, num_radial: int, filters: int):
         super().__init__()
-        self.filter = nn.Sequential(nn.Linear(num_radial, filters), ShiftedSoftplus(), nn.Linear(filters, filters))
+        self.filter = nn.Sequential(
+            nn.Linear(num_radial, filters), ShiftedSoftplus(), nn.Linear(filters, filters)
+        )
         self.lin1 = nn.Linear(hidden, filters, bias=False)
         self.lin2 = nn.Linear(filters, hidden)
         self.act = ShiftedSoftplus()
@@ -43,7 +45,9 @@ class Interaction(nn.Module):
         # saves one pass over the (E, F) edge tensor forward and in both backward passes.
         second = self.filter[2].weight
         bias = self.filter[2].bias - math.log(2.0) * second.sum(dim=1)
-        weights = nn.functional.linear(nn.functional.softplus(self.filter[0](rbf)), second, bias) * env.unsqueeze(-1)
+        weights = nn.functional.linear(
+            nn.functional.softplus(self.filter[0](rbf)), second, bias
+        ) * env.unsqueeze(-1)
         weights = weights.index_select(0, graph.pairs[1])  # filters are computed per unordered pair
         messages = self.lin1(h).index_select(0, neighbour) * weights
         x = scatter_sum(messages, center, graph.num_atoms)
@@ -58,7 +62,8 @@ class SchNet(Backbone):
         filters = config.num_filters or config.hidden
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
         self.interactions = nn.ModuleList(
-            Interaction(config.hidden, config.num_radial, filters) for _ in range(config.layers))
+            Interaction(config.hidden, config.num_radial, filters) for _ in range(config.layers)
+        )
 
     def forward(self, graph: Graph) -> Features:
         rbf, env = self.pair_basis(graph)

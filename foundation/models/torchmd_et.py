@@ -33,8 +33,10 @@ class ETConfig(BackboneConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.hidden % self.num_heads:
-            raise ConfigError(f"backbone.hidden ({self.hidden}) must be a multiple of backbone.num_heads "
-                              f"({self.num_heads})")
+            raise ConfigError(
+                f"backbone.hidden ({self.hidden}) must be a multiple of backbone.num_heads "
+                f"({self.num_heads})"
+            )
 
 
 class NeighbourEmbedding(nn.Module):
@@ -68,7 +70,9 @@ class EquivariantAttention(nn.Module):
         self.dv_proj = nn.Linear(num_radial, 3 * hidden)
         self.act = nn.SiLU()
 
-    def forward(self, x: Tensor, vec: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, vec: Tensor, rbf: Tensor, env: Tensor, graph: Graph
+    ) -> tuple[Tensor, Tensor]:
         """rbf (P, R) per unordered pair (Graph.pairs), env (E,) per edge."""
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
         n, e, h, d, f = x.shape[0], env.shape[0], self.heads, self.head_dim, self.hidden
@@ -83,10 +87,12 @@ class EquivariantAttention(nn.Module):
         dv = self.act(self.dv_proj(rbf)).index_select(0, pair).view(e, h, 3 * d)
 
         attn = (q.index_select(0, center) * k.index_select(0, neighbour) * dk).sum(dim=-1)
-        attn = self.act(attn) * env.unsqueeze(-1)                                       # (E, H)
-        xm, s1, s2 = (v.index_select(0, neighbour) * dv).split(d, dim=-1)              # (E, H, D) each
+        attn = self.act(attn) * env.unsqueeze(-1)  # (E, H)
+        xm, s1, s2 = (v.index_select(0, neighbour) * dv).split(d, dim=-1)  # (E, H, D) each
         xm = (xm * attn.unsqueeze(-1)).reshape(e, f)
-        vecm = vec.index_select(0, neighbour) * s1.reshape(e, 1, f) + s2.reshape(e, 1, f) * graph.unit_vectors.unsqueeze(-1)
+        vecm = vec.index_select(0, neighbour) * s1.reshape(e, 1, f) + s2.reshape(
+            e, 1, f
+        ) * graph.unit_vectors.unsqueeze(-1)
         vecm = vecm * env.view(e, 1, 1)
         x_agg = scatter_sum(xm, center, n)
         vec_agg = scatter_sum(vecm, center, n)
@@ -104,12 +110,16 @@ class EquivariantTransformer(Backbone):
         super().__init__(config)
         self.embedding = nn.Embedding(NUM_ELEMENTS, config.hidden)
         self.neighbour_embedding = NeighbourEmbedding(config.hidden, config.num_radial)
-        self.attention = nn.ModuleList(EquivariantAttention(config.hidden, config.num_radial, config.num_heads)
-                                       for _ in range(config.layers))
+        self.attention = nn.ModuleList(
+            EquivariantAttention(config.hidden, config.num_radial, config.num_heads)
+            for _ in range(config.layers)
+        )
         self.out_norm = nn.LayerNorm(config.hidden)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(state_dict, prefix, {"neighbor_embedding.": "neighbour_embedding."})  # older weights
+        rename_state_keys(
+            state_dict, prefix, {"neighbor_embedding.": "neighbour_embedding."}
+        )  # older weights
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property

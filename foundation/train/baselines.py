@@ -8,8 +8,9 @@ denoising noise. Its errors go through the same objective as the model's, so `{t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,12 +29,15 @@ def reference_energies(model: torch.nn.Module, batch: Any) -> Tensor:
     head = model.energy_head
     atoms = SimpleNamespace(numbers=batch.numbers.long(), batch=batch.batch.long())
     with torch.no_grad():
-        per_atom = (head.references(atoms, getattr(batch, "source", None), torch.float64, learned=False)
-                    + head.shift.to(torch.float64))
+        per_atom = head.references(
+            atoms, getattr(batch, "source", None), torch.float64, learned=False
+        ) + head.shift.to(torch.float64)
         return scatter_sum(per_atom, atoms.batch, int(batch.num_graphs))
 
 
-def baseline_prediction(model: torch.nn.Module, batch: Any, outputs: tuple[str, ...]) -> dict[str, Tensor]:
+def baseline_prediction(
+    model: torch.nn.Module, batch: Any, outputs: tuple[str, ...]
+) -> dict[str, Tensor]:
     """The trivial predictor's outputs for `batch`: reference energies, zero forces/stress/noise."""
     out: dict[str, Tensor] = {}
     if "energy" in outputs and getattr(model, "energy_head", None) is not None:
@@ -57,15 +61,33 @@ def baseline_check(val: Mapping[str, Any], threshold: float = CLEARLY_BELOW) -> 
         model, base = val.get(f"{term}_mae"), val.get(f"{term}_baseline_mae")
         if model is None or base is None:
             continue
-        terms[term] = {"model_mae": float(model), "baseline_mae": float(base),
-                       "ratio": float(model) / float(base) if base else None}
+        terms[term] = {
+            "model_mae": float(model),
+            "baseline_mae": float(base),
+            "ratio": float(model) / float(base) if base else None,
+        }
         if val.get(f"{FIT}{term}_mae") is not None:  # the fit check's error on training frames
             terms[term]["training_frames_mae"] = float(val[f"{FIT}{term}_mae"])
     if not terms:
-        return {"available": False, "flagged": False, "terms": {},
-                "message": "no baseline errors in the validation record (a run logged before baselines existed)"}
+        return {
+            "available": False,
+            "flagged": False,
+            "terms": {},
+            "message": "no baseline errors in the validation record (a run logged before baselines existed)",
+        }
     weak = [t for t, v in terms.items() if v["ratio"] is None or v["ratio"] > threshold]
-    message = (f"validation errors not clearly below the trivial baseline (ratio > {threshold:g}) for "
-               + ", ".join(f"{t} ({terms[t]['ratio']:.3g})" if terms[t]["ratio"] is not None else t for t in weak)
-               if weak else f"every term below {threshold:g} x its trivial baseline")
-    return {"available": True, "flagged": bool(weak), "threshold": threshold, "terms": terms, "message": message}
+    message = (
+        f"validation errors not clearly below the trivial baseline (ratio > {threshold:g}) for "
+        + ", ".join(
+            f"{t} ({terms[t]['ratio']:.3g})" if terms[t]["ratio"] is not None else t for t in weak
+        )
+        if weak
+        else f"every term below {threshold:g} x its trivial baseline"
+    )
+    return {
+        "available": True,
+        "flagged": bool(weak),
+        "threshold": threshold,
+        "terms": terms,
+        "message": message,
+    }

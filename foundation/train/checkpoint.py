@@ -27,7 +27,13 @@ from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.models import build_potential
 from foundation.train.distributed import barrier
-from foundation.train.run_layout import CHECKPOINT_STATE, CHECKPOINTS, LATEST, MODEL_META, MODEL_WEIGHTS
+from foundation.train.run_layout import (
+    CHECKPOINT_STATE,
+    CHECKPOINTS,
+    LATEST,
+    MODEL_META,
+    MODEL_WEIGHTS,
+)
 
 DS_TAG = "deepspeed"
 EMA_FILE = "ema.safetensors"
@@ -55,8 +61,16 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["torch_cuda"])
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: dict, ema: dict[str, torch.Tensor],
-                    *, rank: int, keep: int) -> Path:
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    engine: Any,
+    state: dict,
+    ema: dict[str, torch.Tensor],
+    *,
+    rank: int,
+    keep: int,
+) -> Path:
     """Collective: every rank calls it. Returns the final checkpoint directory."""
     root = Path(run_dir) / CHECKPOINTS
     final, tmp = root / step_dir_name(step), root / f".tmp-{step_dir_name(step)}"
@@ -64,12 +78,18 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, engine: Any, state: d
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    with writing(tmp):  # a full disk: torch.save's "iostream error" becomes DiskFull naming device and directory
+    with writing(
+        tmp
+    ):  # a full disk: torch.save's "iostream error" becomes DiskFull naming device and directory
         engine.save_checkpoint(str(tmp), tag=DS_TAG, save_latest=False)
         save_file(rng_state(), str(tmp / _rng_file(rank)))
         if rank == 0:
-            save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE))
-            write_text_atomic(tmp / CHECKPOINT_STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / EMA_FILE)
+            )
+            write_text_atomic(
+                tmp / CHECKPOINT_STATE, json.dumps(state, indent=1, sort_keys=True) + "\n"
+            )
     barrier()
     if rank == 0:
         if final.exists():  # a rerun of the same step (e.g. the end of a resumed run): replace it
@@ -97,38 +117,57 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         named = root / pointer.read_text().strip()
         if (named / CHECKPOINT_STATE).exists():
             return named
-    complete = sorted(p for p in root.glob("step-*") if _STEP_DIR.match(p.name) and (p / CHECKPOINT_STATE).exists())
+    complete = sorted(
+        p
+        for p in root.glob("step-*")
+        if _STEP_DIR.match(p.name) and (p / CHECKPOINT_STATE).exists()
+    )
     return complete[-1] if complete else None
 
 
-def load_checkpoint(path: Path, engine: Any, *, rank: int, world_size: int) -> tuple[dict, dict[str, torch.Tensor]]:
+def load_checkpoint(
+    path: Path, engine: Any, *, rank: int, world_size: int
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """Collective: restore DeepSpeed's state into `engine` and this rank's RNG; return (state, EMA tensors).
     DeepSpeed's .pt files are read with the weights-only unpickler (`weights_only`): a crafted file is refused
     with an error naming it, and nothing in it runs."""
-    from foundation.train.weights_only import use_weights_only_loading  # imports DeepSpeed (heavy, optional)
+    from foundation.train.weights_only import (
+        use_weights_only_loading,  # imports DeepSpeed (heavy, optional)
+    )
 
     state = json.loads((path / CHECKPOINT_STATE).read_text())
     if state["world_size"] != world_size:
-        raise ValueError(f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
-                         "needs the same world size (the sampler plan depends on it)")
+        raise ValueError(
+            f"{path}: written by {state['world_size']} ranks, this run has {world_size}; exact resume "
+            "needs the same world size (the sampler plan depends on it)"
+        )
     use_weights_only_loading(engine)
     try:
-        load_path, _ = engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True,
-                                              load_lr_scheduler_states=False, load_module_strict=True)
+        load_path, _ = engine.load_checkpoint(
+            str(path),
+            tag=DS_TAG,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
+            load_module_strict=True,
+        )
     except RuntimeError as exc:
         if "state_dict" not in str(exc):
             raise
-        raise ConfigError(f"{path}: the checkpoint's weights do not fit the model this config builds (a preset "
-                         "changed since the run started? configs/model/scalable-* gained backbone.norm: layer on "
-                         "2026-11-30; resume such a run with backbone.norm=none added to its model_overrides): "
-                         f"{' '.join(str(exc).split())[:400]}") from None
+        raise ConfigError(
+            f"{path}: the checkpoint's weights do not fit the model this config builds (a preset "
+            "changed since the run started? configs/model/scalable-* gained backbone.norm: layer on "
+            "2026-11-30; resume such a run with backbone.norm=none added to its model_overrides): "
+            f"{' '.join(str(exc).split())[:400]}"
+        ) from None
     if load_path is None:
         raise RuntimeError(f"{path}: DeepSpeed found no checkpoint under tag {DS_TAG!r}")
     set_rng_state(load_file(str(path / _rng_file(rank))))
     return state, load_file(str(path / EMA_FILE))
 
 
-def export_model(directory: str | os.PathLike, weights: dict[str, torch.Tensor], meta: dict) -> Path:
+def export_model(
+    directory: str | os.PathLike, weights: dict[str, torch.Tensor], meta: dict
+) -> Path:
     """Write model.safetensors + model.json into `directory` (replaced atomically as a whole)."""
     directory = Path(directory)
     tmp = directory.with_name(f".tmp-{directory.name}")
@@ -145,13 +184,17 @@ def export_model(directory: str | os.PathLike, weights: dict[str, torch.Tensor],
     return directory
 
 
-def load_potential(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
+def load_potential(
+    run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"
+):
     """The exported Potential of a run (`which`: "best" or "last"; a directory holding model.json also works),
     in eval mode, fp32."""
     run_dir = Path(run_dir)
     directory = run_dir if (run_dir / MODEL_META).exists() else run_dir / which
     if not (directory / MODEL_META).exists():
-        raise FileNotFoundError(f"{directory}: no {MODEL_META}; has the run validated or finished yet?")
+        raise FileNotFoundError(
+            f"{directory}: no {MODEL_META}; has the run validated or finished yet?"
+        )
     meta = json.loads((directory / MODEL_META).read_text())
     potential = build_potential(meta["model"])
     potential.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,9 +37,12 @@ class TrainItem:
         batch = self.clean if self.clean is not None else self.noisy
         return int(batch.natoms.sum())
 
-    def pin_memory(self) -> "TrainItem":
-        return dataclasses.replace(self, clean=self.clean.pin_memory() if self.clean is not None else None,
-                                   noisy=self.noisy.pin_memory() if self.noisy is not None else None)
+    def pin_memory(self) -> TrainItem:
+        return dataclasses.replace(
+            self,
+            clean=self.clean.pin_memory() if self.clean is not None else None,
+            noisy=self.noisy.pin_memory() if self.noisy is not None else None,
+        )
 
 
 def position_noise(natoms: int, std: float, *, seed: int, epoch: int, index: int) -> np.ndarray:
@@ -61,15 +64,25 @@ class BatchBuilder:
     clean: bool = True
     noise_std: float = 0.0  # > 0: also build the noisy copy
     seed: int = 0
-    sources: tuple[str, ...] = ()  # the model's data sources: batches carry each frame's index in them
+    sources: tuple[
+        str, ...
+    ] = ()  # the model's data sources: batches carry each frame's index in them
 
     def __call__(self, key: MicroBatch, frames: Sequence[Frame]) -> TrainItem:
-        clean = collate_frames(frames, self.cutoff, self.max_neighbours, sources=self.sources) if self.clean else None
+        clean = (
+            collate_frames(frames, self.cutoff, self.max_neighbours, sources=self.sources)
+            if self.clean
+            else None
+        )
         noisy = None
         if self.noise_std > 0:
-            noises = [position_noise(f.natoms, self.noise_std, seed=self.seed, epoch=key.epoch, index=i)
-                      for f, i in zip(frames, key.indices)]
-            shaken = [dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)]
+            noises = [
+                position_noise(f.natoms, self.noise_std, seed=self.seed, epoch=key.epoch, index=i)
+                for f, i in zip(frames, key.indices)
+            ]
+            shaken = [
+                dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)
+            ]
             noisy = collate_frames(shaken, self.cutoff, self.max_neighbours, sources=self.sources)
             noisy.noise = torch.from_numpy(np.concatenate(noises)).to(noisy.positions.dtype)
         return TrainItem(clean, noisy, key.epoch, key.position)
@@ -92,10 +105,18 @@ class StreamBatchDataset(IterableDataset):
     order with one decoded shard cached, so a shard-ordered plan reads each shard once per worker.
     `frames`: a dataset directory (its `split`, WebDataset shards) or a sequence of frames (a mixture)."""
 
-    def __init__(self, frames: str | os.PathLike | Sequence[Frame], split: str, builder: BatchBuilder,
-                 sampler: AtomsBalancedSampler):
-        self.frames = (FrameDataset(frames, split=split, container="wds") if isinstance(frames, (str, os.PathLike))
-                       else frames)
+    def __init__(
+        self,
+        frames: str | os.PathLike | Sequence[Frame],
+        split: str,
+        builder: BatchBuilder,
+        sampler: AtomsBalancedSampler,
+    ):
+        self.frames = (
+            FrameDataset(frames, split=split, container="wds")
+            if isinstance(frames, (str, os.PathLike))
+            else frames
+        )
         self.builder, self.sampler = builder, sampler
 
     def __len__(self) -> int:

@@ -22,7 +22,9 @@ class DistInfo:
     device: torch.device
     backend: str
     owns_group: bool  # this process created the group (and destroys it)
-    owns_env: bool = False  # this process wrote the rendezvous variables (a world of one; removed at shutdown)
+    owns_env: bool = (
+        False  # this process wrote the rendezvous variables (a world of one; removed at shutdown)
+    )
 
     @property
     def is_main(self) -> bool:
@@ -47,11 +49,18 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     """Join (or create) the default process group; sets DS_ACCELERATOR before DeepSpeed is imported."""
     owns_env = "WORLD_SIZE" not in os.environ
     if owns_env:  # a world of one in this process
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(free_port()))
+        os.environ.update(
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(free_port()),
+        )
     missing = [k for k in ENV_KEYS if k not in os.environ and k != "LOCAL_RANK"]
     if missing:
-        raise RuntimeError(f"WORLD_SIZE is set but {missing} are not: launch with torchrun or the Slurm launcher")
+        raise RuntimeError(
+            f"WORLD_SIZE is set but {missing} are not: launch with torchrun or the Slurm launcher"
+        )
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_preference, local_rank)

@@ -19,7 +19,9 @@ class EMA:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, p in module.named_parameters():
-            if p.requires_grad:  # a frozen parameter keeps its exact value (d x + (1 - d) x can round)
+            if (
+                p.requires_grad
+            ):  # a frozen parameter keeps its exact value (d x + (1 - d) x can round)
                 self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     def state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
@@ -27,8 +29,11 @@ class EMA:
         state = {}
         for name, value in module.state_dict().items():
             tensor = self.shadow.get(name, value.detach())
-            state[name] = tensor.float().cpu().contiguous() if tensor.dtype in (torch.bfloat16, torch.float16) \
+            state[name] = (
+                tensor.float().cpu().contiguous()
+                if tensor.dtype in (torch.bfloat16, torch.float16)
                 else tensor.cpu().contiguous()
+            )
         return state
 
     def load_shadow(self, tensors: dict[str, torch.Tensor], updates: int) -> None:

@@ -45,28 +45,41 @@ def _quiet_deepspeed(cache_dir: Path) -> None:
     import deepspeed
     import deepspeed.ops
 
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # inference-only op; would compile with g++
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = (
+        False  # inference-only op; would compile with g++
+    )
     from deepspeed.utils import logger
 
     logger.setLevel(logging.WARNING)
 
 
-def build_engine(model: nn.Module, cfg: TrainRunConfig, world_size: int, device: torch.device,
-                 cache_dir: Path):
+def build_engine(
+    model: nn.Module, cfg: TrainRunConfig, world_size: int, device: torch.device, cache_dir: Path
+):
     """deepspeed.initialize on `model` (cast to the run's precision, buffers included) with torch AdamW."""
     _quiet_deepspeed(cache_dir)
     import deepspeed
 
     if cfg.engine.precision == "fp16" and device.type == "cpu":
-        raise ValueError("engine.precision: fp16 is not supported by DeepSpeed on CPU; use bf16 or fp32")
+        raise ValueError(
+            "engine.precision: fp16 is not supported by DeepSpeed on CPU; use bf16 or fp32"
+        )
     model = model.to(device=device, dtype=DTYPES[cfg.engine.precision])
     o = cfg.optimizer
-    groups = optimizer_groups(model, cfg.finetune.backbone_lr_scale if cfg.finetune is not None else 1.0)
+    groups = optimizer_groups(
+        model, cfg.finetune.backbone_lr_scale if cfg.finetune is not None else 1.0
+    )
     for group in groups:
         group["lr"] = o.lr * group["lr_scale"]
-    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                           config=deepspeed_config(cfg, world_size), dist_init_required=False)
+    optimizer = torch.optim.AdamW(
+        groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        config=deepspeed_config(cfg, world_size),
+        dist_init_required=False,
+    )
     return engine
 
 
@@ -74,8 +87,13 @@ def optimizer_groups(model: nn.Module, backbone_lr_scale: float = 1.0) -> list[d
     """AdamW parameter groups of the trainable parameters (frozen ones are left out): the backbone's with
     `lr_scale` = backbone_lr_scale, the heads' with 1; `set_lr` gives each group lr * lr_scale."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in trainable if n.startswith("backbone.")], "lr_scale": backbone_lr_scale},
-              {"params": [p for n, p in trainable if not n.startswith("backbone.")], "lr_scale": 1.0}]
+    groups = [
+        {
+            "params": [p for n, p in trainable if n.startswith("backbone.")],
+            "lr_scale": backbone_lr_scale,
+        },
+        {"params": [p for n, p in trainable if not n.startswith("backbone.")], "lr_scale": 1.0},
+    ]
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ValueError("every parameter is frozen: nothing to train")
@@ -93,7 +111,9 @@ def module_grad_norm(engine) -> float | None:
     None under ZeRO 1/2, whose gradients live in partitions (DeepSpeed records their norm itself)."""
     if engine.zero_optimization_stage() > 0:
         return None
-    grads = [p.grad.detach().float().norm() for p in engine.module.parameters() if p.grad is not None]
+    grads = [
+        p.grad.detach().float().norm() for p in engine.module.parameters() if p.grad is not None
+    ]
     return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else 0.0
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from ase.data import atomic_numbers, chemical_symbols
@@ -47,9 +48,11 @@ class UnseenElementError(FinetuneError):
 class Parent:
     """The model a fine-tuning run starts from."""
 
-    directory: Path          # the directory holding model.safetensors + model.json
-    meta: dict[str, Any]     # its model.json
-    identity: dict[str, Any]  # name, kind (release/run), path, weights sha256, its own parent (lineage)
+    directory: Path  # the directory holding model.safetensors + model.json
+    meta: dict[str, Any]  # its model.json
+    identity: dict[
+        str, Any
+    ]  # name, kind (release/run), path, weights sha256, its own parent (lineage)
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -85,15 +88,24 @@ def load_parent(path: str | Path, which: str = "best") -> Parent:
     else:
         directory = RunLayout(path).exported_model(which)
         if directory is None:
-            raise FinetuneError(f"{path}: neither a release directory (release.json, SHA256SUMS) nor a training run "
-                                f"directory with {which}/{MODEL_WEIGHTS} and {MODEL_META}")
+            raise FinetuneError(
+                f"{path}: neither a release directory (release.json, SHA256SUMS) nor a training run "
+                f"directory with {which}/{MODEL_WEIGHTS} and {MODEL_META}"
+            )
         name, kind = (directory.parent if directory.name in EXPORTS else directory).name, "run"
     meta = json.loads((directory / MODEL_META).read_text())
     if "model" not in meta:
-        raise FinetuneError(f"{directory / MODEL_META}: no model config; not a foundation potential export")
-    identity = {"name": name, "kind": kind, "path": str(path.resolve()),
-                "weights_sha256": sha256_file(directory / MODEL_WEIGHTS), "step": meta.get("step"),
-                "parent": meta.get("parent")}
+        raise FinetuneError(
+            f"{directory / MODEL_META}: no model config; not a foundation potential export"
+        )
+    identity = {
+        "name": name,
+        "kind": kind,
+        "path": str(path.resolve()),
+        "weights_sha256": sha256_file(directory / MODEL_WEIGHTS),
+        "step": meta.get("step"),
+        "parent": meta.get("parent"),
+    }
     return Parent(directory, meta, identity)
 
 
@@ -102,7 +114,9 @@ def with_parent_model(config: Any, parent: Parent) -> Any:
     return dataclasses.replace(config, model=parent.model_config, model_overrides=[])
 
 
-def finetune_normalization(parent: Parent, manifest: Manifest, data_path: str | Path) -> dict[str, Any]:
+def finetune_normalization(
+    parent: Parent, manifest: Manifest, data_path: str | Path
+) -> dict[str, Any]:
     """The parent's normalisation with element references re-fitted on the user's data (see the module doc).
     Raises UnseenElementError naming every element of the data the parent never saw; an element of the data
     without a fitted reference (absent from the train split) keeps the parent's, with a warning."""
@@ -113,26 +127,42 @@ def finetune_normalization(parent: Parent, manifest: Manifest, data_path: str | 
         raise UnseenElementError(
             f"{data_path}: element(s) {names} never occur in the training data of the parent model "
             f"{parent.identity['name']} (it knows {len(parent.elements)} elements); their embeddings are untrained. "
-            "Remove these frames, or pre-train a model whose data include them")
+            "Remove these frames, or pre-train a model whose data include them"
+        )
     user_refs = {_z(k): float(v) for k, v in manifest.element_references.items()}
     missing = sorted(data - set(user_refs))
     if missing:
-        log.warning("%s: no fitted reference energy for %s (absent from the train split): the parent's is kept, so "
-                    "energies of frames with it carry the difference of DFT settings", data_path,
-                    ", ".join(chemical_symbols[z] for z in missing))
-    refs = {_z(k): float(v) for k, v in (parent.normalization.get("element_references") or {}).items()}
+        log.warning(
+            "%s: no fitted reference energy for %s (absent from the train split): the parent's is kept, so "
+            "energies of frames with it carry the difference of DFT settings",
+            data_path,
+            ", ".join(chemical_symbols[z] for z in missing),
+        )
+    refs = {
+        _z(k): float(v) for k, v in (parent.normalization.get("element_references") or {}).items()
+    }
     changed = {z: v - refs.get(z, 0.0) for z, v in user_refs.items()}
-    log.info("element references re-fitted for %d elements (mean change %.4f eV)", len(changed),
-             sum(changed.values()) / max(len(changed), 1))
+    log.info(
+        "element references re-fitted for %d elements (mean change %.4f eV)",
+        len(changed),
+        sum(changed.values()) / max(len(changed), 1),
+    )
     refs.update(user_refs)
-    return {**parent.normalization, "element_references": {chemical_symbols[z]: v for z, v in sorted(refs.items())}}
+    return {
+        **parent.normalization,
+        "element_references": {chemical_symbols[z]: v for z, v in sorted(refs.items())},
+    }
 
 
 def reference_shift(old: Mapping[str, float], new: Mapping[str, float]) -> dict[int, float]:
     """{Z: new - old reference energy} for elements whose reference changed: what a frame labelled under the old
     references gains per atom of Z to be consistent with the new ones."""
     old_z = {_z(k): float(v) for k, v in old.items()}
-    return {z: v - old_z.get(z, 0.0) for z, v in ((_z(k), float(v)) for k, v in new.items()) if v != old_z.get(z, 0.0)}
+    return {
+        z: v - old_z.get(z, 0.0)
+        for z, v in ((_z(k), float(v)) for k, v in new.items())
+        if v != old_z.get(z, 0.0)
+    }
 
 
 def frozen_prefixes(model: Potential, freeze_embedding: bool, freeze_layers: int) -> list[str]:
@@ -140,8 +170,10 @@ def frozen_prefixes(model: Potential, freeze_embedding: bool, freeze_layers: int
     'embedding') when asked, and the first `freeze_layers` interaction layers."""
     backbone = model.backbone
     if not 0 <= freeze_layers <= backbone.config.layers:
-        raise FinetuneError(f"finetune.freeze_layers: {freeze_layers} is not in 0..{backbone.config.layers} (the "
-                            f"parent's backbone has {backbone.config.layers} interaction layers)")
+        raise FinetuneError(
+            f"finetune.freeze_layers: {freeze_layers} is not in 0..{backbone.config.layers} (the "
+            f"parent's backbone has {backbone.config.layers} interaction layers)"
+        )
     names = backbone.embedding_modules() if freeze_embedding else []
     for layer in range(freeze_layers):
         names += backbone.layer_modules(layer)
@@ -154,7 +186,9 @@ def freeze_parameters(model: nn.Module, prefixes: list[str] | tuple[str, ...]) -
     names = [n for n, _ in model.named_parameters()]
     for prefix in prefixes:
         if not any(n.startswith(prefix) for n in names):
-            raise ValueError(f"freeze prefix {prefix!r} matches no parameter (e.g. {', '.join(names[:6])})")
+            raise ValueError(
+                f"freeze prefix {prefix!r} matches no parameter (e.g. {', '.join(names[:6])})"
+            )
     frozen = 0
     for name, param in model.named_parameters():
         if any(name.startswith(p) for p in prefixes):
@@ -163,15 +197,20 @@ def freeze_parameters(model: nn.Module, prefixes: list[str] | tuple[str, ...]) -
     return frozen
 
 
-def start_from_parent(model: Potential, parent: Parent, *, freeze_embedding: bool = False,
-                      freeze_layers: int = 0) -> list[str]:
+def start_from_parent(
+    model: Potential, parent: Parent, *, freeze_embedding: bool = False, freeze_layers: int = 0
+) -> list[str]:
     """Load the parent's weights and normalisers into `model` (the parent's architecture) and freeze what is asked
     (set the re-fitted normalisation afterwards); returns the frozen parameter names."""
     try:
         model.load_state_dict(parent.state_dict(), strict=True)
-    except RuntimeError as exc:  # weights saved under other parameter names (an older release) or damaged
-        raise FinetuneError(f"{parent.directory / MODEL_WEIGHTS}: the weights do not fit the parent's own model "
-                            f"config ({str(exc).splitlines()[0]})") from None
+    except (
+        RuntimeError
+    ) as exc:  # weights saved under other parameter names (an older release) or damaged
+        raise FinetuneError(
+            f"{parent.directory / MODEL_WEIGHTS}: the weights do not fit the parent's own model "
+            f"config ({str(exc).splitlines()[0]})"
+        ) from None
     freeze_parameters(model, frozen_prefixes(model, freeze_embedding, freeze_layers))
     return [n for n, p in model.named_parameters() if not p.requires_grad]
 
@@ -190,8 +229,10 @@ class FinetuneStart:
     @property
     def replay_energy_shift(self) -> dict[int, float]:
         """Per-element energy shift moving replayed (parent-labelled) frames to the new references."""
-        return reference_shift(self.parent.normalization.get("element_references") or {},
-                               self.normalization["element_references"])
+        return reference_shift(
+            self.parent.normalization.get("element_references") or {},
+            self.normalization["element_references"],
+        )
 
 
 def prepare_finetune(config: Any) -> FinetuneStart:
@@ -201,8 +242,17 @@ def prepare_finetune(config: Any) -> FinetuneStart:
     parent = load_parent(ft.parent, ft.parent_which)
     config = with_parent_model(config, parent)
     model = build_potential(config.model)
-    normalization = finetune_normalization(parent, Manifest.load(config.data.path), config.data.path)
-    frozen = start_from_parent(model, parent, freeze_embedding=ft.freeze_embedding, freeze_layers=ft.freeze_layers)
-    log.info("fine-tuning from %s (%s, weights sha256 %s); %d parameter tensors frozen", parent.identity["name"],
-             parent.identity["kind"], parent.identity["weights_sha256"][:12], len(frozen))
+    normalization = finetune_normalization(
+        parent, Manifest.load(config.data.path), config.data.path
+    )
+    frozen = start_from_parent(
+        model, parent, freeze_embedding=ft.freeze_embedding, freeze_layers=ft.freeze_layers
+    )
+    log.info(
+        "fine-tuning from %s (%s, weights sha256 %s); %d parameter tensors frozen",
+        parent.identity["name"],
+        parent.identity["kind"],
+        parent.identity["weights_sha256"][:12],
+        len(frozen),
+    )
     return FinetuneStart(config, model, normalization, parent, frozen)

@@ -44,7 +44,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, *, enabled: bool, progress: bool, total_steps: int, initial_step: int):
+    def __init__(
+        self, run_dir: Path, *, enabled: bool, progress: bool, total_steps: int, initial_step: int
+    ):
         self.enabled = enabled
         self.bar = None
         self.tb = None
@@ -54,13 +56,20 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         layout = RunLayout(run_dir)
-        self.tb = SummaryWriter(str(layout.tensorboard), purge_step=initial_step + 1 if initial_step else None)
+        self.tb = SummaryWriter(
+            str(layout.tensorboard), purge_step=initial_step + 1 if initial_step else None
+        )
         _truncate_metrics(layout.metrics_log, initial_step)
         self.metrics = open(layout.metrics_log, "a", buffering=1)
         self.lines = open(layout.text_log, "a", buffering=1)
         if progress:
-            self.bar = progress_bar(total=total_steps, initial=initial_step, desc="train", unit="step",
-                                    dynamic_ncols=True)
+            self.bar = progress_bar(
+                total=total_steps,
+                initial=initial_step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+            )
 
     def line(self, text: str, level: int = logging.INFO) -> None:
         """A time-stamped line of train.log, and a log record (shown by the command line)."""
@@ -78,10 +87,17 @@ class RunLogger:
             if value is not None and math.isfinite(value):
                 self.tb.add_scalar(f"{kind}/{key}" if "/" not in key else key, value, step)
         clean = {k: (v if v is None or math.isfinite(v) else None) for k, v in values.items()}
-        self.metrics.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **clean}) + "\n")
-        self.line(f"{kind} step {step}: " + " ".join(f"{k}={v:.5g}" for k, v in values.items() if v is not None))
+        self.metrics.write(
+            json.dumps({"kind": kind, "step": step, "time": time.time(), **clean}) + "\n"
+        )
+        self.line(
+            f"{kind} step {step}: "
+            + " ".join(f"{k}={v:.5g}" for k, v in values.items() if v is not None)
+        )
 
-    def advance(self, steps: int, loss: float | None = None, atoms_per_s: float | None = None) -> None:
+    def advance(
+        self, steps: int, loss: float | None = None, atoms_per_s: float | None = None
+    ) -> None:
         if self.bar is None:
             return
         self.bar.update(steps)

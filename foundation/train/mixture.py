@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,8 +58,9 @@ class SourceInfo:
         return len(self.frames) > 1
 
 
-def _dataset_sources(entry: SourceConfig, manifest: Manifest, data: DataConfig
-                     ) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
+def _dataset_sources(
+    entry: SourceConfig, manifest: Manifest, data: DataConfig
+) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
     """({source: training frames}, {source: element references}) of one dataset."""
     stats = manifest.statistics or {}
     counts = dict(stats.get("frames_by_source") or {})
@@ -67,14 +68,22 @@ def _dataset_sources(entry: SourceConfig, manifest: Manifest, data: DataConfig
     if not counts and not manifest.shards_of(data.container, split):
         return {}, {}  # no training frames here: the loader says so
     if not counts:  # prepared before manifests counted sources: the first training frame's tag
-        first = FrameDataset(entry.path, split=split, container=data.container,
-                             shard_url_base=None if data.sources else data.shard_url_base)[0]
+        first = FrameDataset(
+            entry.path,
+            split=split,
+            container=data.container,
+            shard_url_base=None if data.sources else data.shard_url_base,
+        )[0]
         counts = {first.source: manifest.num_frames(split)}
     if entry.source is not None:
         if len(counts) > 1:
-            raise ConfigError(f"data.sources: {entry.path} holds frames of sources {sorted(counts)}; "
-                              f"'source: {entry.source}' can only tag a dataset of one source")
-        return {entry.source: sum(counts.values())}, {entry.source: dict(manifest.element_references)}
+            raise ConfigError(
+                f"data.sources: {entry.path} holds frames of sources {sorted(counts)}; "
+                f"'source: {entry.source}' can only tag a dataset of one source"
+            )
+        return {entry.source: sum(counts.values())}, {
+            entry.source: dict(manifest.element_references)
+        }
     by_source = stats.get("element_references_by_source") or {}
     if len(counts) == 1:
         return counts, {next(iter(counts)): dict(manifest.element_references)}
@@ -92,18 +101,26 @@ def resolve_sources(data: DataConfig, model_sources: Sequence[str] = ()) -> Sour
         for name, count in counts.items():
             info.frames[name] = info.frames.get(name, 0) + count
             if name in info.references and info.references[name] != references[name]:
-                log.warning("source %r: %s fits other element references than an earlier dataset; the first are "
-                            "kept (the learned per-source offsets absorb the difference)", name, entry.path)
+                log.warning(
+                    "source %r: %s fits other element references than an earlier dataset; the first are "
+                    "kept (the learned per-source offsets absorb the difference)",
+                    name,
+                    entry.path,
+                )
             info.references.setdefault(name, references[name])
     if model_sources:
         missing = sorted(set(info.frames) - set(model_sources))
         if missing:
-            raise ConfigError(f"the training frames carry sources {missing} that the model cannot represent: its "
-                              f"energy head has references for {list(model_sources)} only (heads.sources)")
+            raise ConfigError(
+                f"the training frames carry sources {missing} that the model cannot represent: its "
+                f"energy head has references for {list(model_sources)} only (heads.sources)"
+            )
     if data.default_source is not None:
         if data.default_source not in info.frames:
-            raise ConfigError(f"data.default_source: unknown source {data.default_source!r}; the training frames "
-                              f"carry {info.names}")
+            raise ConfigError(
+                f"data.default_source: unknown source {data.default_source!r}; the training frames "
+                f"carry {info.names}"
+            )
         info.default = data.default_source
     elif info.frames:
         info.default = max(info.names, key=lambda name: info.frames[name])  # ties: the first name
@@ -116,7 +133,11 @@ class MixedFrames(Sequence):
 
     def __init__(self, datasets: Sequence[FrameDataset], sources: Sequence[str | None]):
         self.datasets, self.sources = list(datasets), list(sources)
-        self.offsets = np.concatenate([[0], np.cumsum([len(d) for d in self.datasets])]).astype(np.int64).tolist()
+        self.offsets = (
+            np.concatenate([[0], np.cumsum([len(d) for d in self.datasets])])
+            .astype(np.int64)
+            .tolist()
+        )
 
     def __len__(self) -> int:
         return self.offsets[-1]
@@ -132,12 +153,26 @@ class MixedFrames(Sequence):
 class MixtureSampler(AtomsBalancedSampler):
     """An atoms-balanced plan over several datasets drawn by weight every epoch (see the module docstring)."""
 
-    def __init__(self, natoms: Sequence[np.ndarray], shard_sizes: Sequence[Sequence[int]], weights: Sequence[float],
-                 labels: Sequence[str], max_atoms: int, **options):
-        super().__init__(np.concatenate(natoms), [s for sizes in shard_sizes for s in sizes], max_atoms, **options)
+    def __init__(
+        self,
+        natoms: Sequence[np.ndarray],
+        shard_sizes: Sequence[Sequence[int]],
+        weights: Sequence[float],
+        labels: Sequence[str],
+        max_atoms: int,
+        **options,
+    ):
+        super().__init__(
+            np.concatenate(natoms),
+            [s for sizes in shard_sizes for s in sizes],
+            max_atoms,
+            **options,
+        )
         self.parts = [np.asarray(n, dtype=np.int64) for n in natoms]
         self.part_sizes = [[int(s) for s in sizes] for sizes in shard_sizes]
-        self.offsets = np.concatenate([[0], np.cumsum([len(n) for n in self.parts])]).astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum([len(n) for n in self.parts])]).astype(
+            np.int64
+        )
         self.weights, self.labels = np.asarray(weights, dtype=np.float64), list(labels)
         self._drawn: tuple[int, dict[str, int]] | None = None
 
@@ -146,14 +181,19 @@ class MixtureSampler(AtomsBalancedSampler):
         atoms reach `target_atoms`."""
         natoms, orders, atoms, cycle = self.parts[d], [], 0, 0
         while atoms < target_atoms:
-            order = frame_order(self.part_sizes[d], epoch=epoch, seed=self.seed, shuffle=self.shuffle,
-                                stream=(d, cycle))
+            order = frame_order(
+                self.part_sizes[d],
+                epoch=epoch,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                stream=(d, cycle),
+            )
             orders.append(order)
             atoms += int(natoms.sum())
             cycle += 1
         order = np.concatenate(orders) if orders else np.zeros(0, np.int64)
         take = int(np.searchsorted(np.cumsum(natoms[order]), target_atoms)) + 1
-        return self.offsets[d] + order[:min(take, len(order))]
+        return self.offsets[d] + order[: min(take, len(order))]
 
     def order(self, epoch: int) -> np.ndarray:
         total = float(sum(int(n.sum()) for n in self.parts))
@@ -181,8 +221,18 @@ def labels_of(entries: Sequence[SourceConfig]) -> list[str]:
     return [Path(e.path).as_posix() if names.count(n) > 1 else n for e, n in zip(entries, names)]
 
 
-def build_mixture_loader(data: DataConfig, split: str, builder: BatchBuilder, *, rank: int, world_size: int,
-                         grad_accum: int, seed: int, train: bool, pin_memory: bool = False) -> SplitLoader:
+def build_mixture_loader(
+    data: DataConfig,
+    split: str,
+    builder: BatchBuilder,
+    *,
+    rank: int,
+    world_size: int,
+    grad_accum: int,
+    seed: int,
+    train: bool,
+    pin_memory: bool = False,
+) -> SplitLoader:
     """The loader of one split of a mixture: training plans draw by weight (MixtureSampler); validation reads
     every dataset's frames of the split once (the first `val_max_frames` of them in dataset order)."""
     entries = datasets_of(data)
@@ -197,22 +247,49 @@ def build_mixture_loader(data: DataConfig, split: str, builder: BatchBuilder, *,
         natoms.append(Manifest.load(entry.path).atoms_per_frame(data.container, split))
         sizes.append([s.num_frames for s in shards])
     if not chosen:
-        raise ValueError(f"data.sources: no dataset has {data.container!r} shards for split {split!r}")
-    frames = MixedFrames([FrameDataset(e.path, split=split, container=data.container) for e in chosen],
-                         [e.source for e in chosen])
+        raise ValueError(
+            f"data.sources: no dataset has {data.container!r} shards for split {split!r}"
+        )
+    frames = MixedFrames(
+        [FrameDataset(e.path, split=split, container=data.container) for e in chosen],
+        [e.source for e in chosen],
+    )
     if train:
         sampler: AtomsBalancedSampler = MixtureSampler(
-            natoms, sizes, [e.weight for e in chosen], labels_of(chosen), data.max_atoms, rank=rank,
-            world_size=world_size, grad_accum=grad_accum, seed=seed, shuffle=data.shuffle, drop_last=True)
+            natoms,
+            sizes,
+            [e.weight for e in chosen],
+            labels_of(chosen),
+            data.max_atoms,
+            rank=rank,
+            world_size=world_size,
+            grad_accum=grad_accum,
+            seed=seed,
+            shuffle=data.shuffle,
+            drop_last=True,
+        )
         if not sampler.rank_batches(0):
-            raise ValueError(f"data.sources split {split!r}: too few frames for world_size * grad_accum = "
-                             f"{world_size * grad_accum} micro-batches of {data.max_atoms} atoms")
+            raise ValueError(
+                f"data.sources split {split!r}: too few frames for world_size * grad_accum = "
+                f"{world_size * grad_accum} micro-batches of {data.max_atoms} atoms"
+            )
     else:
         flat, flat_sizes = np.concatenate(natoms), [s for part in sizes for s in part]
         if data.val_max_frames is not None:
             flat, flat_sizes = truncate(flat, flat_sizes, data.val_max_frames)
-        sampler = AtomsBalancedSampler(flat, flat_sizes, data.val_max_atoms or data.max_atoms, rank=rank,
-                                       world_size=world_size, seed=seed, shuffle="none", drop_last=False)
-    dataset = (StreamBatchDataset(frames, split, builder, sampler) if data.container == "wds"
-               else MapBatchDataset(frames, builder))
+        sampler = AtomsBalancedSampler(
+            flat,
+            flat_sizes,
+            data.val_max_atoms or data.max_atoms,
+            rank=rank,
+            world_size=world_size,
+            seed=seed,
+            shuffle="none",
+            drop_last=False,
+        )
+    dataset = (
+        StreamBatchDataset(frames, split, builder, sampler)
+        if data.container == "wds"
+        else MapBatchDataset(frames, builder)
+    )
     return SplitLoader(sampler, dataset, data.num_workers, data.prefetch_factor, pin_memory)

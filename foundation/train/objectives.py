@@ -29,8 +29,12 @@ class Objective:
     @property
     def weights(self) -> dict[str, float]:
         c = self.config
-        return {"energy": c.energy_weight, "forces": c.forces_weight, "stress": c.stress_weight,
-                "denoise": c.denoise_weight}
+        return {
+            "energy": c.energy_weight,
+            "forces": c.forces_weight,
+            "stress": c.stress_weight,
+            "denoise": c.denoise_weight,
+        }
 
     @property
     def needs_clean(self) -> bool:
@@ -44,12 +48,19 @@ class Objective:
     def outputs(self, available: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Model outputs to compute on the clean and on the noisy batch."""
         w = self.weights
-        clean = tuple(k for k, t in (("energy", "energy"), ("forces", "forces"), ("stress", "stress")) if w[t] > 0)
-        missing = [k for k in clean if k not in available] + (["noise"] if self.needs_noisy and "noise" not in available
-                                                              else [])
+        clean = tuple(
+            k
+            for k, t in (("energy", "energy"), ("forces", "forces"), ("stress", "stress"))
+            if w[t] > 0
+        )
+        missing = [k for k in clean if k not in available] + (
+            ["noise"] if self.needs_noisy and "noise" not in available else []
+        )
         if missing:
-            raise ValueError(f"the objective needs model outputs {missing} but the model provides {list(available)}: "
-                             "set the model config's heads accordingly")
+            raise ValueError(
+                f"the objective needs model outputs {missing} but the model provides {list(available)}: "
+                "set the model config's heads accordingly"
+            )
         return clean, (("noise",) if self.needs_noisy else ())
 
     def elementwise(self, error: Tensor, term: str = "") -> Tensor:
@@ -62,15 +73,21 @@ class Objective:
             return error.square()
         if kind == "l1":
             return error.abs()
-        return torch.nn.functional.huber_loss(error, torch.zeros_like(error), reduction="none", delta=delta)
+        return torch.nn.functional.huber_loss(
+            error, torch.zeros_like(error), reduction="none", delta=delta
+        )
 
-    def errors(self, pred: dict[str, Tensor], batch: AtomsBatch | None, noisy: bool = False) -> dict[str, Tensor]:
+    def errors(
+        self, pred: dict[str, Tensor], batch: AtomsBatch | None, noisy: bool = False
+    ) -> dict[str, Tensor]:
         """Element-wise errors (float32, labelled entries only) for each term this batch serves."""
         out: dict[str, Tensor] = {}
         if batch is None:
             return out
         if noisy:
-            out["denoise"] = ((pred["noise"].float() - batch.noise.float()) / self.config.noise_std).reshape(-1)
+            out["denoise"] = (
+                (pred["noise"].float() - batch.noise.float()) / self.config.noise_std
+            ).reshape(-1)
             return out
         w = self.weights
         if w["energy"] > 0 and batch.energy is not None:
@@ -103,7 +120,9 @@ class Objective:
     def loss(self, errors: dict[str, Tensor], global_counts: Tensor) -> tuple[Tensor, Tensor]:
         """(weighted loss: this micro-batch's share of the step's global mean, per-term [loss, |error|] sums)."""
         if not errors:
-            raise ValueError("no loss term has a label in this batch (check the dataset's labels and the weights)")
+            raise ValueError(
+                "no loss term has a label in this batch (check the dataset's labels and the weights)"
+            )
         device = next(iter(errors.values())).device
         total = torch.zeros((), device=device)
         sums = torch.zeros(len(TERMS), 2, dtype=torch.float64, device=device)

@@ -56,10 +56,21 @@ class ReplayFrames(Sequence):
 class ReplaySampler(AtomsBalancedSampler):
     """An atoms-balanced plan over the user's frames plus a fresh draw of replay frames every epoch."""
 
-    def __init__(self, user_natoms: np.ndarray, user_shard_sizes: Sequence[int], replay_natoms: np.ndarray,
-                 fraction: float, max_atoms: int, **options):
-        super().__init__(np.concatenate([user_natoms, replay_natoms]),
-                         list(user_shard_sizes) + [len(replay_natoms)], max_atoms, **options)
+    def __init__(
+        self,
+        user_natoms: np.ndarray,
+        user_shard_sizes: Sequence[int],
+        replay_natoms: np.ndarray,
+        fraction: float,
+        max_atoms: int,
+        **options,
+    ):
+        super().__init__(
+            np.concatenate([user_natoms, replay_natoms]),
+            list(user_shard_sizes) + [len(replay_natoms)],
+            max_atoms,
+            **options,
+        )
         self.user_shard_sizes = [int(s) for s in user_shard_sizes]
         self.num_user, self.num_replay = len(user_natoms), len(replay_natoms)
         self.replayed = replay_count(self.num_user, fraction, self.num_replay)
@@ -72,12 +83,25 @@ class ReplaySampler(AtomsBalancedSampler):
         return mixed[rng.permutation(len(mixed))]
 
 
-def build_replay_loader(data: DataConfig, replay_path: str, fraction: float, energy_shift: dict[int, float],
-                        builder: BatchBuilder, *, rank: int, world_size: int, grad_accum: int, seed: int,
-                        replay_split: str = "train", pin_memory: bool = False) -> SplitLoader:
+def build_replay_loader(
+    data: DataConfig,
+    replay_path: str,
+    fraction: float,
+    energy_shift: dict[int, float],
+    builder: BatchBuilder,
+    *,
+    rank: int,
+    world_size: int,
+    grad_accum: int,
+    seed: int,
+    replay_split: str = "train",
+    pin_memory: bool = False,
+) -> SplitLoader:
     """The training loader of a fine-tuning run with replay (both datasets LMDB: replay needs random access)."""
     if data.container != "lmdb":
-        raise ValueError("finetune.replay_path needs data.container: lmdb (replayed frames are drawn at random)")
+        raise ValueError(
+            "finetune.replay_path needs data.container: lmdb (replayed frames are drawn at random)"
+        )
     user_manifest, replay_manifest = Manifest.load(data.path), Manifest.load(replay_path)
     user = FrameDataset(data.path, split=data.train_split, container="lmdb")
     try:
@@ -85,14 +109,30 @@ def build_replay_loader(data: DataConfig, replay_path: str, fraction: float, ene
     except KeyError as exc:
         raise ValueError(f"finetune.replay_path {replay_path}: {exc.args[0]}") from None
     sizes = [s.num_frames for s in user_manifest.shards_of("lmdb", data.train_split)]
-    sampler = ReplaySampler(user_manifest.atoms_per_frame("lmdb", data.train_split), sizes,
-                            replay_manifest.atoms_per_frame("lmdb", replay_split), fraction, data.max_atoms,
-                            rank=rank, world_size=world_size, grad_accum=grad_accum, seed=seed,
-                            shuffle=data.shuffle, drop_last=True)
+    sampler = ReplaySampler(
+        user_manifest.atoms_per_frame("lmdb", data.train_split),
+        sizes,
+        replay_manifest.atoms_per_frame("lmdb", replay_split),
+        fraction,
+        data.max_atoms,
+        rank=rank,
+        world_size=world_size,
+        grad_accum=grad_accum,
+        seed=seed,
+        shuffle=data.shuffle,
+        drop_last=True,
+    )
     if not sampler.rank_batches(0):
-        raise ValueError(f"{data.path} split {data.train_split!r} with replay: too few frames for "
-                         f"world_size * grad_accum = {world_size * grad_accum} micro-batches")
-    log.info("replay: %d of %d frames of %s per epoch beside %d user frames", sampler.replayed, len(replay),
-             Path(replay_path).name, len(user))
+        raise ValueError(
+            f"{data.path} split {data.train_split!r} with replay: too few frames for "
+            f"world_size * grad_accum = {world_size * grad_accum} micro-batches"
+        )
+    log.info(
+        "replay: %d of %d frames of %s per epoch beside %d user frames",
+        sampler.replayed,
+        len(replay),
+        Path(replay_path).name,
+        len(user),
+    )
     dataset = MapBatchDataset(ReplayFrames(user, replay, energy_shift), builder)
     return SplitLoader(sampler, dataset, data.num_workers, data.prefetch_factor, pin_memory)

@@ -75,8 +75,12 @@ class RunLayout:
         """The exported model to load: the root itself when it holds one, else `which`/, else the other export
         (a run that has no best/ yet); None when there is none."""
         order = [self.root] + [self.export(w) for w in (which, *(w for w in EXPORTS if w != which))]
-        return next((d for d in order if (d / MODEL_WEIGHTS).is_file() and (d / MODEL_META).is_file()), None)
+        return next(
+            (d for d in order if (d / MODEL_WEIGHTS).is_file() and (d / MODEL_META).is_file()), None
+        )
 
     def is_run(self) -> bool:
         """A training run directory: its config and at least one exported model."""
-        return self.config.is_file() and any((self.root / w / MODEL_WEIGHTS).is_file() for w in EXPORTS)
+        return self.config.is_file() and any(
+            (self.root / w / MODEL_WEIGHTS).is_file() for w in EXPORTS
+        )

@@ -53,9 +53,13 @@ def normalization_from_manifest(manifest: Manifest) -> dict[str, Any]:
     stats = manifest.statistics or {}
     scale, shift = stats.get("force_rms"), stats.get("energy_per_atom_mean")
     stress = stats.get("stress_rms")
-    return {"element_references": dict(manifest.element_references),
-            "scale": float(scale) if scale else 1.0, "shift": float(shift) if shift is not None else 0.0,
-            "forces_scale": float(scale) if scale else 1.0, "stress_scale": float(stress) if stress else 1.0}
+    return {
+        "element_references": dict(manifest.element_references),
+        "scale": float(scale) if scale else 1.0,
+        "shift": float(shift) if shift is not None else 0.0,
+        "forces_scale": float(scale) if scale else 1.0,
+        "stress_scale": float(stress) if stress else 1.0,
+    }
 
 
 def normalization_from_data(config: TrainRunConfig, sources: SourceInfo) -> dict[str, Any]:
@@ -68,14 +72,21 @@ def normalization_from_data(config: TrainRunConfig, sources: SourceInfo) -> dict
     parts = [normalization_from_manifest(m) for m in manifests]
     if len(parts) == 1 and not sources.several:
         return parts[0]
-    frames = np.array([max(m.num_frames(config.data.train_split), 1) for m in manifests], dtype=np.float64)
+    frames = np.array(
+        [max(m.num_frames(config.data.train_split), 1) for m in manifests], dtype=np.float64
+    )
     share = frames / frames.sum()
-    pooled = {key: float(np.sqrt(sum(w * p[key] ** 2 for w, p in zip(share, parts))))
-              for key in ("scale", "forces_scale", "stress_scale")}
+    pooled = {
+        key: float(np.sqrt(sum(w * p[key] ** 2 for w, p in zip(share, parts))))
+        for key in ("scale", "forces_scale", "stress_scale")
+    }
     out = {**parts[0], **pooled, "shift": float(sum(w * p["shift"] for w, p in zip(share, parts)))}
     if sources.several:
-        out.update(element_references=dict(sources.references[sources.default]), shift=0.0,
-                   source_references={name: dict(refs) for name, refs in sources.references.items()})
+        out.update(
+            element_references=dict(sources.references[sources.default]),
+            shift=0.0,
+            source_references={name: dict(refs) for name, refs in sources.references.items()},
+        )
     return out
 
 
@@ -88,8 +99,10 @@ def build_model(config: TrainRunConfig) -> tuple[Any, dict[str, Any]]:
     if sources.several:
         names = heads.sources or sources.names
         default = config.data.default_source or heads.default_source or sources.default
-        model_config = dataclasses.replace(model_config, heads=dataclasses.replace(heads, sources=list(names),
-                                                                                   default_source=default))
+        model_config = dataclasses.replace(
+            model_config,
+            heads=dataclasses.replace(heads, sources=list(names), default_source=default),
+        )
     return build_potential(model_config), normalization_from_data(config, sources)
 
 
@@ -97,13 +110,19 @@ def apply_normalization(model: Any, normalization: dict[str, Any], noise_std: fl
     """Set the normalisation on the heads the model has (energy terms only with an energy head); a direct
     denoising head is scaled by the noise std."""
     energy_keys = ("element_references", "scale", "shift", "source_references")
-    parts = {k: v for k, v in normalization.items() if k not in energy_keys or model.energy_head is not None}
+    parts = {
+        k: v
+        for k, v in normalization.items()
+        if k not in energy_keys or model.energy_head is not None
+    }
     model.set_normalization(**parts, noise_scale=noise_std)
 
 
 def build_loader(data, split: str, builder: BatchBuilder, **options):
     """A mixture's loader when `data.sources` lists datasets, else the one dataset's."""
-    return (build_mixture_loader if data.sources else build_split_loader)(data, split, builder, **options)
+    return (build_mixture_loader if data.sources else build_split_loader)(
+        data, split, builder, **options
+    )
 
 
 def _install_signal_handlers() -> dict:
@@ -122,19 +141,25 @@ def lock_run_dir(run_dir: Path, info: DistInfo) -> DirectoryLock | None:
     if info.is_main:
         try:
             lock = DirectoryLock(run_dir).acquire()
-        except Exception as exc:  # the other ranks must stop too, whatever kept rank 0 from the lock
+        except (
+            Exception
+        ) as exc:  # the other ranks must stop too, whatever kept rank 0 from the lock
             error = exc
     if any_rank(error is not None, info.device):
         if error is not None:
             raise error
-        raise UserError(f"{run_dir}: rank 0 could not take the run directory's lock (its error says why)")
+        raise UserError(
+            f"{run_dir}: rank 0 could not take the run directory's lock (its error says why)"
+        )
     return lock
 
 
 def run_training(config: TrainRunConfig) -> dict:
     """Train (or resume) the run described by `config`; returns a summary: step, epoch, stopped, val metrics,
     best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
-    previous = _install_signal_handlers()  # a stop requested before the first step is honoured at that step
+    previous = (
+        _install_signal_handlers()
+    )  # a stop requested before the first step is honoured at that step
     info, logger, lock, clean = None, None, None, False
     try:
         info = init_distributed(config.engine.device)
@@ -142,59 +167,111 @@ def run_training(config: TrainRunConfig) -> dict:
         lock = lock_run_dir(run_dir, info)
         torch.manual_seed(config.train.seed)
         start = prepare_finetune(config) if config.finetune is not None else None
-        if start is not None:  # the parent's architecture, weights and normalisers; references re-fitted
+        if (
+            start is not None
+        ):  # the parent's architecture, weights and normalisers; references re-fitted
             config, model, normalization = start.config, start.model, start.normalization
             if model.sources:
-                raise ConfigError(f"{config.finetune.parent}: fine-tuning a potential with an energy reference per "
-                                  f"source {list(model.sources)} is not supported yet (one re-fitted reference "
-                                  "table would not be used); fine-tune a single-source potential")
+                raise ConfigError(
+                    f"{config.finetune.parent}: fine-tuning a potential with an energy reference per "
+                    f"source {list(model.sources)} is not supported yet (one re-fitted reference "
+                    "table would not be used); fine-tune a single-source potential"
+                )
         else:
             model, normalization = build_model(config)
         apply_normalization(model, normalization, config.objective.noise_std)
         eval_model = copy.deepcopy(model).to(info.device).eval()
         objective = Objective(config.objective)
-        builder = BatchBuilder(model.cutoff, config.data.max_neighbours or model.max_neighbours,
-                               clean=objective.needs_clean,
-                               noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
-                               seed=config.train.seed, sources=tuple(model.sources))
-        common = dict(rank=info.rank, world_size=info.world_size, grad_accum=config.engine.grad_accum,
-                      seed=config.train.seed, pin_memory=info.device.type == "cuda")
+        builder = BatchBuilder(
+            model.cutoff,
+            config.data.max_neighbours or model.max_neighbours,
+            clean=objective.needs_clean,
+            noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
+            seed=config.train.seed,
+            sources=tuple(model.sources),
+        )
+        common = dict(
+            rank=info.rank,
+            world_size=info.world_size,
+            grad_accum=config.engine.grad_accum,
+            seed=config.train.seed,
+            pin_memory=info.device.type == "cuda",
+        )
         if start is not None and config.finetune.replay_path:
-            train = build_replay_loader(config.data, config.finetune.replay_path, config.finetune.replay_fraction,
-                                        start.replay_energy_shift, builder, replay_split=config.finetune.replay_split,
-                                        **common)
+            train = build_replay_loader(
+                config.data,
+                config.finetune.replay_path,
+                config.finetune.replay_fraction,
+                start.replay_energy_shift,
+                builder,
+                replay_split=config.finetune.replay_split,
+                **common,
+            )
         else:
-            train = build_loader(config.data, config.data.train_split, builder, train=True, **common)
-        val, val_excluded = split_by_source(build_loader(config.data, config.data.val_split, builder, train=False,
-                                                         **common), config.data.validation_sources)
+            train = build_loader(
+                config.data, config.data.train_split, builder, train=True, **common
+            )
+        val, val_excluded = split_by_source(
+            build_loader(config.data, config.data.val_split, builder, train=False, **common),
+            config.data.validation_sources,
+        )
         fit_check = None
         if config.data.fit_check_frames:
             every_train_frame = dataclasses.replace(config.data, val_max_frames=None)
-            fit_check = fit_check_loader(build_loader(every_train_frame, config.data.train_split, builder, train=False,
-                                                      **common),
-                                         config.data.validation_sources, config.data.fit_check_frames)
+            fit_check = fit_check_loader(
+                build_loader(
+                    every_train_frame, config.data.train_split, builder, train=False, **common
+                ),
+                config.data.validation_sources,
+                config.data.fit_check_frames,
+            )
         engine = build_engine(model, config, info.world_size, info.device, CACHE_DIR)
         ema = EMA(engine.module, config.engine.ema_decay)
         schedule = LRSchedule(config.schedule, config.optimizer, config.train.max_steps)
         state = LoopState()
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
-            saved, ema_tensors = ckpt.load_checkpoint(latest, engine, rank=info.rank, world_size=info.world_size)
-            state = LoopState(**{k: saved[k] for k in ("step", "epoch", "position", "best_val", "best_step")})
+            saved, ema_tensors = ckpt.load_checkpoint(
+                latest, engine, rank=info.rank, world_size=info.world_size
+            )
+            state = LoopState(
+                **{k: saved[k] for k in ("step", "epoch", "position", "best_val", "best_step")}
+            )
             schedule.load_state_dict(saved["schedule"])
             ema.load_shadow(ema_tensors, saved["ema_updates"])
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, RunLayout(run_dir).config)
-        logger = RunLogger(run_dir, enabled=info.is_main, progress=config.train.progress,
-                           total_steps=config.train.max_steps, initial_step=state.step)
+        logger = RunLogger(
+            run_dir,
+            enabled=info.is_main,
+            progress=config.train.progress,
+            total_steps=config.train.max_steps,
+            initial_step=state.step,
+        )
         if latest is not None:
-            logger.line(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})")
+            logger.line(
+                f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})"
+            )
         meta = {"model": to_dict(model.config), "normalization": normalization}
         if start is not None:
             meta["parent"] = start.parent.identity
-        trainer = Trainer(config, info, engine, eval_model, objective, train, val, ema, schedule, logger, state, meta,
-                          val_excluded=val_excluded, fit_check=fit_check)
+        trainer = Trainer(
+            config,
+            info,
+            engine,
+            eval_model,
+            objective,
+            train,
+            val,
+            ema,
+            schedule,
+            logger,
+            state,
+            meta,
+            val_excluded=val_excluded,
+            fit_check=fit_check,
+        )
         with writing(run_dir):
             summary = trainer.run()
         clean = True

@@ -9,8 +9,9 @@ one epoch; rank r takes micro-batches r, r + world, ... The same plan serves LMD
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -26,8 +27,14 @@ class MicroBatch:
     indices: tuple[int, ...]
 
 
-def frame_order(shard_sizes: Sequence[int], *, epoch: int, seed: int, shuffle: Shuffle,
-                stream: tuple[int, ...] = ()) -> np.ndarray:
+def frame_order(
+    shard_sizes: Sequence[int],
+    *,
+    epoch: int,
+    seed: int,
+    shuffle: Shuffle,
+    stream: tuple[int, ...] = (),
+) -> np.ndarray:
     """Dataset indices in this epoch's order (`stream`: more seed words, for independent orders of one epoch)."""
     total = int(np.sum(shard_sizes))
     if shuffle == "none":
@@ -36,8 +43,13 @@ def frame_order(shard_sizes: Sequence[int], *, epoch: int, seed: int, shuffle: S
     if shuffle == "global":
         return rng.permutation(total)
     offsets = np.concatenate([[0], np.cumsum(shard_sizes)]).astype(np.int64)
-    return np.concatenate([offsets[s] + rng.permutation(int(shard_sizes[s])) for s in rng.permutation(len(shard_sizes))]
-                          or [np.zeros(0, np.int64)])
+    return np.concatenate(
+        [
+            offsets[s] + rng.permutation(int(shard_sizes[s]))
+            for s in rng.permutation(len(shard_sizes))
+        ]
+        or [np.zeros(0, np.int64)]
+    )
 
 
 def pack(order: np.ndarray, natoms: np.ndarray, max_atoms: int) -> list[tuple[int, ...]]:
@@ -59,17 +71,36 @@ def pack(order: np.ndarray, natoms: np.ndarray, max_atoms: int) -> list[tuple[in
 class AtomsBalancedSampler:
     """Yields this rank's MicroBatch keys for one epoch (`set_epoch`), optionally from a position (`resume`)."""
 
-    def __init__(self, natoms: np.ndarray, shard_sizes: Sequence[int], max_atoms: int, *, rank: int = 0,
-                 world_size: int = 1, grad_accum: int = 1, seed: int = 0, shuffle: Shuffle = "shard",
-                 drop_last: bool = True):
+    def __init__(
+        self,
+        natoms: np.ndarray,
+        shard_sizes: Sequence[int],
+        max_atoms: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        grad_accum: int = 1,
+        seed: int = 0,
+        shuffle: Shuffle = "shard",
+        drop_last: bool = True,
+    ):
         if int(np.sum(shard_sizes)) != len(natoms):
-            raise ValueError(f"shard sizes sum to {int(np.sum(shard_sizes))} but there are {len(natoms)} frames")
+            raise ValueError(
+                f"shard sizes sum to {int(np.sum(shard_sizes))} but there are {len(natoms)} frames"
+            )
         self.natoms = np.asarray(natoms, dtype=np.int64)
         self.shard_sizes = [int(s) for s in shard_sizes]
         self.max_atoms, self.rank, self.world_size = max_atoms, rank, world_size
-        self.grad_accum, self.seed, self.shuffle, self.drop_last = grad_accum, seed, shuffle, drop_last
+        self.grad_accum, self.seed, self.shuffle, self.drop_last = (
+            grad_accum,
+            seed,
+            shuffle,
+            drop_last,
+        )
         self.epoch, self.start = 0, 0
-        self.dropped = 0  # micro-batches cut from the last planned epoch (fewer than world_size * grad_accum)
+        self.dropped = (
+            0  # micro-batches cut from the last planned epoch (fewer than world_size * grad_accum)
+        )
         self._cache: tuple[int, list[tuple[int, ...]]] | None = None
 
     def plan(self, epoch: int) -> list[tuple[int, ...]]:
@@ -79,7 +110,7 @@ class AtomsBalancedSampler:
             if self.drop_last:
                 unit = self.world_size * self.grad_accum
                 self.dropped = len(batches) % unit
-                batches = batches[:len(batches) - self.dropped]
+                batches = batches[: len(batches) - self.dropped]
             self._cache = (epoch, batches)
         return self._cache[1]
 
@@ -88,7 +119,7 @@ class AtomsBalancedSampler:
         return frame_order(self.shard_sizes, epoch=epoch, seed=self.seed, shuffle=self.shuffle)
 
     def rank_batches(self, epoch: int) -> list[tuple[int, ...]]:
-        return self.plan(epoch)[self.rank::self.world_size]
+        return self.plan(epoch)[self.rank :: self.world_size]
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Iterate `epoch` from micro-batch `start` of this rank (resume within an epoch)."""

@@ -39,8 +39,11 @@ class LRSchedule:
             self.bad = 0
 
     def state_dict(self) -> dict:
-        return {"plateau_scale": self.plateau_scale, "best": self.best if math.isfinite(self.best) else None,
-                "bad": self.bad}
+        return {
+            "plateau_scale": self.plateau_scale,
+            "best": self.best if math.isfinite(self.best) else None,
+            "bad": self.bad,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.plateau_scale, self.bad = float(state["plateau_scale"]), int(state["bad"])

@@ -5,7 +5,7 @@ val/energy_mae/SOURCE, val/energy_baseline_mae/SOURCE, val/forces_mae/SOURCE and
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -22,9 +22,13 @@ class SourceErrors:
     def __init__(self, names: Sequence[str], device: torch.device, prefix: str = "val/"):
         self.names, self.prefix = list(names), prefix
         # per source and term: model error sum, baseline error sum, count (frames for energy, components for forces)
-        self.sums = torch.zeros(len(self.names), len(self.TERMS), 3, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(
+            len(self.names), len(self.TERMS), 3, dtype=torch.float64, device=device
+        )
 
-    def add(self, out: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor], batch: AtomsBatch) -> None:
+    def add(
+        self, out: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor], batch: AtomsBatch
+    ) -> None:
         """Add one batch: the model's outputs `out` and the trivial baseline's `baseline` against its labels."""
         if not self.names or batch.source is None:
             return
@@ -36,14 +40,18 @@ class SourceErrors:
             if term not in out or term not in baseline or label is None:
                 continue
             for column, prediction in enumerate((out[term], baseline[term])):
-                error = (prediction.double() - label.double().to(prediction.device)).abs().to(device)
+                error = (
+                    (prediction.double() - label.double().to(prediction.device)).abs().to(device)
+                )
                 if term == "energy":
                     per_frame = error / natoms
                 else:
                     per_frame = torch.zeros(batch.num_graphs, dtype=torch.float64, device=device)
                     per_frame.index_add_(0, batch.batch.to(device), error.sum(-1))
                 self.sums[:, k, column].index_add_(0, source, per_frame)
-            self.sums[:, k, 2].index_add_(0, source, torch.ones_like(natoms) if term == "energy" else 3.0 * natoms)
+            self.sums[:, k, 2].index_add_(
+                0, source, torch.ones_like(natoms) if term == "energy" else 3.0 * natoms
+            )
 
     def values(self) -> dict[str, float]:
         """{"val/energy_mae/SOURCE": eV/atom, "val/energy_baseline_mae/SOURCE", "val/forces_mae/SOURCE": eV/A,

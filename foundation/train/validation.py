@@ -24,7 +24,9 @@ from foundation.train.datasets import MapBatchDataset, StreamBatchDataset
 from foundation.train.loader import SplitLoader
 from foundation.train.sampler import AtomsBalancedSampler
 
-EXCLUDED = "excluded/"  # prefix of the metrics of the validation frames left out of the validation loss
+EXCLUDED = (
+    "excluded/"  # prefix of the metrics of the validation frames left out of the validation loss
+)
 FIT = "fit/"  # prefix of the metrics of the training frames evaluated beside the validation (data.fit_check_frames)
 
 
@@ -46,19 +48,35 @@ class SelectedFrames(Sequence):
         return self.frames[int(self.indices[index])]
 
 
-def _subset_loader(loader: SplitLoader, frames: Sequence[Frame], indices: np.ndarray) -> SplitLoader:
+def _subset_loader(
+    loader: SplitLoader, frames: Sequence[Frame], indices: np.ndarray
+) -> SplitLoader:
     old = loader.sampler
-    sampler = AtomsBalancedSampler(old.natoms[indices], [len(indices)], old.max_atoms, rank=old.rank,
-                                   world_size=old.world_size, seed=old.seed, shuffle="none", drop_last=False)
+    sampler = AtomsBalancedSampler(
+        old.natoms[indices],
+        [len(indices)],
+        old.max_atoms,
+        rank=old.rank,
+        world_size=old.world_size,
+        seed=old.seed,
+        shuffle="none",
+        drop_last=False,
+    )
     chosen = SelectedFrames(frames, indices)
     builder = loader.dataset.builder
-    dataset: Any = (StreamBatchDataset(chosen, "", builder, sampler) if isinstance(loader.dataset, StreamBatchDataset)
-                    else MapBatchDataset(chosen, builder))
-    return SplitLoader(sampler, dataset, loader.num_workers, loader.prefetch_factor, loader.pin_memory)
+    dataset: Any = (
+        StreamBatchDataset(chosen, "", builder, sampler)
+        if isinstance(loader.dataset, StreamBatchDataset)
+        else MapBatchDataset(chosen, builder)
+    )
+    return SplitLoader(
+        sampler, dataset, loader.num_workers, loader.prefetch_factor, loader.pin_memory
+    )
 
 
-def split_by_source(loader: SplitLoader, patterns: Sequence[str], where: str = "validation"
-                    ) -> tuple[SplitLoader, SplitLoader | None]:
+def split_by_source(
+    loader: SplitLoader, patterns: Sequence[str], where: str = "validation"
+) -> tuple[SplitLoader, SplitLoader | None]:
     """(the loader of the frames whose source matches `patterns`, the loader of the others or None when there are
     none). No patterns: the loader unchanged and None. Reads each frame once for its source tag; a split with no
     matching frame is an error that names the sources it has."""
@@ -68,10 +86,14 @@ def split_by_source(loader: SplitLoader, patterns: Sequence[str], where: str = "
     sources = [frames[i].source for i in range(len(loader.sampler.natoms))]
     keep = np.array([source_matches(s, patterns) for s in sources], dtype=bool)
     if not keep.any():
-        raise ConfigError(f"data.validation_sources {list(patterns)}: no {where} frame has a matching source; the "
-                         f"{where} frames carry {sorted(set(sources))}")
+        raise ConfigError(
+            f"data.validation_sources {list(patterns)}: no {where} frame has a matching source; the "
+            f"{where} frames carry {sorted(set(sources))}"
+        )
     selected = _subset_loader(loader, frames, np.flatnonzero(keep))
-    return selected, (_subset_loader(loader, frames, np.flatnonzero(~keep)) if not keep.all() else None)
+    return selected, (
+        _subset_loader(loader, frames, np.flatnonzero(~keep)) if not keep.all() else None
+    )
 
 
 def fit_check_loader(loader: SplitLoader, patterns: Sequence[str], count: int) -> SplitLoader:
@@ -84,6 +106,8 @@ def fit_check_loader(loader: SplitLoader, patterns: Sequence[str], count: int) -
     sources = [frames[int(i)].source for i in spaced]
     keep = spaced[[not patterns or source_matches(s, patterns) for s in sources]]
     if not len(keep):
-        raise ConfigError(f"data.fit_check_frames: none of {len(spaced)} training frames has a source matching "
-                         f"data.validation_sources {list(patterns)}; they carry {sorted(set(sources))}")
+        raise ConfigError(
+            f"data.fit_check_frames: none of {len(spaced)} training frames has a source matching "
+            f"data.validation_sources {list(patterns)}; they carry {sorted(set(sources))}"
+        )
     return _subset_loader(loader, frames, keep)

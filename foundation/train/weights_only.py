@@ -36,9 +36,16 @@ def load_weights_only(path: str | os.PathLike, map_location=None):
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(f"{path}: refused to load: {_refusal_reason(str(exc))}; only tensors, plain "
-                                    "data and DeepSpeed's data-only types are read; nothing from it ran") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:  # truncated or not a torch file
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: {_refusal_reason(str(exc))}; only tensors, plain "
+            "data and DeepSpeed's data-only types are read; nothing from it ran"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+    ) as exc:  # truncated or not a torch file
         raise UnsafeCheckpointError(f"{path}: unreadable checkpoint file ({exc})") from None
 
 
@@ -48,7 +55,9 @@ def _refusal_reason(message: str) -> str:
     if wanted:
         return f"it asks for {wanted.group(1)}"
     detail = [line.strip() for line in message.splitlines() if "WeightsUnpickler error" in line]
-    return detail[0] if detail else message.splitlines()[0] if message else "not a weights-only pickle"
+    return (
+        detail[0] if detail else message.splitlines()[0] if message else "not a weights-only pickle"
+    )
 
 
 class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
@@ -64,6 +73,8 @@ def use_weights_only_loading(engine) -> None:
     if isinstance(current, WeightsOnlyCheckpointEngine):
         return
     if type(current) is not TorchCheckpointEngine:
-        raise RuntimeError(f"DeepSpeed checkpoint engine {type(current).__name__} is not supported: resume reads "
-                           "only through the weights-only loader built on TorchCheckpointEngine")
+        raise RuntimeError(
+            f"DeepSpeed checkpoint engine {type(current).__name__} is not supported: resume reads "
+            "only through the weights-only loader built on TorchCheckpointEngine"
+        )
     engine.checkpoint_engine = WeightsOnlyCheckpointEngine(engine._config)

@@ -13,11 +13,18 @@ Fits the design does not support are refused with the design's reason.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from foundation.studies.scaling.fit import PowerLawFit, fit_joint, fit_power_law
 from foundation.studies.scaling.isoflop import Profile, fit_across_budgets, fit_profile
-from foundation.studies.scaling.readouts import COMBINED, fit_sigmas, make_cells, seed_noise_log, value
+from foundation.studies.scaling.readouts import (
+    COMBINED,
+    fit_sigmas,
+    make_cells,
+    seed_noise_log,
+    value,
+)
 from foundation.studies.scaling.validity import COMPUTE_FITS, DATA_LAWS, design_validity, too_few
 
 __all__ = ["COMBINED", "Analysis", "FitRules", "analyse", "value"]
@@ -42,24 +49,34 @@ class Analysis:
 
     design: str
     quantities: list[str]
-    cells: list[dict]                               # grid cells (seed means), flagged ones included
-    validity: dict[str, dict[str, Any]]             # fit -> {valid, reason} for this design
-    fits: dict[str, dict[str, PowerLawFit]]         # quantity -> {"L(N)": fit, ...} (data_scaling)
-    refused: dict[str, dict[str, str]]              # quantity -> {fit: why it was not made}
-    selections: dict[str, list[str]]                # law -> cell ids it was fitted on (before baseline flags)
-    near_baseline: dict[str, list[str]]             # quantity -> cell ids left out of its fits
-    weighted: dict[str, dict[str, bool]]            # quantity -> {law: weighted by the seed spread}
-    profiles: list[Profile]                         # iso_flop: one per budget with a minimum
-    compute_laws: dict[str, dict]                   # iso_flop: "N_opt(C)", "L_opt(C)"
-    seed_noise: dict[str, float | None]             # quantity -> typical sd of one run's log value over seeds
+    cells: list[dict]  # grid cells (seed means), flagged ones included
+    validity: dict[str, dict[str, Any]]  # fit -> {valid, reason} for this design
+    fits: dict[str, dict[str, PowerLawFit]]  # quantity -> {"L(N)": fit, ...} (data_scaling)
+    refused: dict[str, dict[str, str]]  # quantity -> {fit: why it was not made}
+    selections: dict[str, list[str]]  # law -> cell ids it was fitted on (before baseline flags)
+    near_baseline: dict[str, list[str]]  # quantity -> cell ids left out of its fits
+    weighted: dict[str, dict[str, bool]]  # quantity -> {law: weighted by the seed spread}
+    profiles: list[Profile]  # iso_flop: one per budget with a minimum
+    compute_laws: dict[str, dict]  # iso_flop: "N_opt(C)", "L_opt(C)"
+    seed_noise: dict[str, float | None]  # quantity -> typical sd of one run's log value over seeds
 
     def to_json(self) -> dict[str, Any]:
-        return {"design": self.design, "quantities": self.quantities, "cells": self.cells,
-                "validity": self.validity,
-                "fits": {q: {law: f.to_json() for law, f in laws.items()} for q, laws in self.fits.items()},
-                "refused": self.refused, "selections": self.selections, "near_baseline": self.near_baseline,
-                "weighted": self.weighted, "profiles": [p.to_json() for p in self.profiles],
-                "compute_laws": self.compute_laws, "seed_noise": self.seed_noise}
+        return {
+            "design": self.design,
+            "quantities": self.quantities,
+            "cells": self.cells,
+            "validity": self.validity,
+            "fits": {
+                q: {law: f.to_json() for law, f in laws.items()} for q, laws in self.fits.items()
+            },
+            "refused": self.refused,
+            "selections": self.selections,
+            "near_baseline": self.near_baseline,
+            "weighted": self.weighted,
+            "profiles": [p.to_json() for p in self.profiles],
+            "compute_laws": self.compute_laws,
+            "seed_noise": self.seed_noise,
+        }
 
 
 def _richest(cells: Sequence[dict], fixed: str, varied: str) -> list[dict]:
@@ -73,21 +90,30 @@ def _richest(cells: Sequence[dict], fixed: str, varied: str) -> list[dict]:
 
 
 def data_selections(cells: Sequence[dict]) -> dict[str, list[dict]]:
-    return {"L(N)": _richest(cells, "frames", "n_params"), "L(D)": _richest(cells, "n_params", "frames"),
-            "L(N,D)": list(cells)}
+    return {
+        "L(N)": _richest(cells, "frames", "n_params"),
+        "L(D)": _richest(cells, "n_params", "frames"),
+        "L(N,D)": list(cells),
+    }
 
 
-def _fit_law(law: str, cells: Sequence[dict], quantity: str, rules: FitRules) -> tuple[PowerLawFit, bool]:
+def _fit_law(
+    law: str, cells: Sequence[dict], quantity: str, rules: FitRules
+) -> tuple[PowerLawFit, bool]:
     y = [value(c, quantity) for c in cells]
     sigma = fit_sigmas(cells, quantity)
     options = dict(n_boot=rules.n_boot, confidence=rules.confidence, seed=rules.seed, sigma=sigma)
     if law == "L(N,D)":
-        return fit_joint([c["n_params"] for c in cells], [c["frames"] for c in cells], y, **options), sigma is not None
+        return fit_joint(
+            [c["n_params"] for c in cells], [c["frames"] for c in cells], y, **options
+        ), sigma is not None
     key = "n_params" if law == "L(N)" else "frames"
     return fit_power_law([c[key] for c in cells], y, variable=law[2], **options), sigma is not None
 
 
-def analyse(points: Sequence[dict], metric_names: Sequence[str], rules: FitRules = FitRules()) -> Analysis:
+def analyse(
+    points: Sequence[dict], metric_names: Sequence[str], rules: FitRules = FitRules()
+) -> Analysis:
     """Cells of the grid points (role "grid") and every fit the design and the cells support."""
     grid = [p for p in points if p.get("role", "grid") == "grid"]
     if not grid:
@@ -95,15 +121,28 @@ def analyse(points: Sequence[dict], metric_names: Sequence[str], rules: FitRules
     quantities = [COMBINED, *metric_names]
     cells = make_cells(grid, quantities, rules.baseline_ratio)
     validity = design_validity(rules.design, (sum(bool(p.get("hit_cap")) for p in grid), len(grid)))
-    analysis = Analysis(design=rules.design, quantities=quantities, cells=cells, validity=validity,
-                        fits={q: {} for q in quantities}, refused={q: {} for q in quantities}, selections={},
-                        near_baseline={q: [c["point_id"] for c in cells if c["near_baseline"][q]] for q in quantities},
-                        weighted={q: {} for q in quantities}, profiles=[], compute_laws={},
-                        seed_noise={q: seed_noise_log(cells, q) for q in quantities})
+    analysis = Analysis(
+        design=rules.design,
+        quantities=quantities,
+        cells=cells,
+        validity=validity,
+        fits={q: {} for q in quantities},
+        refused={q: {} for q in quantities},
+        selections={},
+        near_baseline={
+            q: [c["point_id"] for c in cells if c["near_baseline"][q]] for q in quantities
+        },
+        weighted={q: {} for q in quantities},
+        profiles=[],
+        compute_laws={},
+        seed_noise={q: seed_noise_log(cells, q) for q in quantities},
+    )
     for fit, verdict in validity.items():
         if not verdict["valid"]:
             for q in quantities if fit in DATA_LAWS else [COMBINED]:
-                analysis.refused[q][fit] = f"not valid for design {rules.design}: {verdict['reason']}"
+                analysis.refused[q][fit] = (
+                    f"not valid for design {rules.design}: {verdict['reason']}"
+                )
     if rules.design == "data_scaling":
         _data_scaling(analysis, rules)
     elif rules.design == "iso_flop":
@@ -116,8 +155,13 @@ def _data_scaling(analysis: Analysis, rules: FitRules) -> None:
         analysis.selections[law] = [c["point_id"] for c in chosen]
         for q in analysis.quantities:
             kept = [c for c in chosen if not c["near_baseline"][q]]
-            why = too_few(law, kept, min_points_per_parameter=rules.min_points_per_parameter,
-                          min_distinct=rules.min_distinct, left_out=len(chosen) - len(kept))
+            why = too_few(
+                law,
+                kept,
+                min_points_per_parameter=rules.min_points_per_parameter,
+                min_distinct=rules.min_distinct,
+                left_out=len(chosen) - len(kept),
+            )
             if why is not None:
                 analysis.refused[q][law] = why
                 continue
@@ -132,25 +176,43 @@ def _iso_flop(analysis: Analysis, rules: FitRules) -> None:
     for budget in sorted(budgets):
         chosen = budgets[budget]
         kept = [c for c in chosen if not c["near_baseline"][COMBINED]]
-        why = too_few("iso-FLOP profiles", kept, min_points_per_parameter=rules.min_points_per_parameter,
-                      min_distinct=rules.min_distinct, left_out=len(chosen) - len(kept))
-        profile = why or fit_profile([c["n_params"] for c in kept], [c[COMBINED] for c in kept],
-                                     fit_sigmas(kept, COMBINED), budget=budget, cells=[c["point_id"] for c in kept],
-                                     n_boot=rules.n_boot, confidence=rules.confidence, seed=rules.seed)
+        why = too_few(
+            "iso-FLOP profiles",
+            kept,
+            min_points_per_parameter=rules.min_points_per_parameter,
+            min_distinct=rules.min_distinct,
+            left_out=len(chosen) - len(kept),
+        )
+        profile = why or fit_profile(
+            [c["n_params"] for c in kept],
+            [c[COMBINED] for c in kept],
+            fit_sigmas(kept, COMBINED),
+            budget=budget,
+            cells=[c["point_id"] for c in kept],
+            n_boot=rules.n_boot,
+            confidence=rules.confidence,
+            seed=rules.seed,
+        )
         if isinstance(profile, str):
             reasons.append(f"budget {budget:.3g}: {profile}" if why else profile)
         else:
             analysis.profiles.append(profile)
             if not profile.bracketed:
-                reasons.append(f"budget {budget:.3g}: optimum N {profile.n_opt:.3g} outside the scanned sizes (not "
-                               "bracketed; left out of N_opt(C) and L_opt(C))")
+                reasons.append(
+                    f"budget {budget:.3g}: optimum N {profile.n_opt:.3g} outside the scanned sizes (not "
+                    "bracketed; left out of N_opt(C) and L_opt(C))"
+                )
     if reasons:
         analysis.refused[COMBINED]["iso-FLOP profiles"] = "; ".join(reasons)
     bracketed = [p for p in analysis.profiles if p.bracketed]
     cells = [{"budget": p.budget} for p in bracketed]
     for law, quantity in zip(COMPUTE_FITS[1:], ("n_opt", "loss_opt")):
-        why = too_few(law, cells, min_points_per_parameter=rules.min_points_per_parameter,
-                      min_distinct=rules.min_distinct)
+        why = too_few(
+            law,
+            cells,
+            min_points_per_parameter=rules.min_points_per_parameter,
+            min_distinct=rules.min_distinct,
+        )
         if why is not None:
             analysis.refused[COMBINED][law] = f"{why} (budgets with a bracketed optimum)"
         else:

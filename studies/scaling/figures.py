@@ -5,18 +5,18 @@ baselines are grey crosses; the predicted point is red (interval) beside its mea
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
-
 from foundation.evals.report.figures import figure_png  # noqa: E402
 from foundation.studies.scaling.analysis import COMBINED, Analysis  # noqa: E402
 from foundation.studies.scaling.readouts import baseline_value, value  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 DISPLAY_NAMES = {COMBINED: "combined loss"}  # how a fitted quantity is named on plots and tables
 
@@ -36,7 +36,9 @@ def _colours(n: int) -> list:
 
 
 def _panels(quantities: Sequence[str]):
-    fig, axes = plt.subplots(1, len(quantities), figsize=(3.3 * len(quantities), 3.1), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(quantities), figsize=(3.3 * len(quantities), 3.1), squeeze=False
+    )
     return fig, axes[0]
 
 
@@ -55,10 +57,21 @@ def _cells(ax, cells: Sequence[dict], x_key: str, q: str, colour, label: str) ->
     err = [c["sd"][q] or 0.0 for c in cells]
     ax.plot(xs, ys, ":", color=colour, lw=0.7)
     for x, y, e, c in zip(xs, ys, err, cells):
-        ax.errorbar([x], [y], yerr=[e], fmt="o", ms=4, color=colour, capsize=2, lw=0.8,
-                    mfc="none" if c["near_baseline"][q] else colour)
+        ax.errorbar(
+            [x],
+            [y],
+            yerr=[e],
+            fmt="o",
+            ms=4,
+            color=colour,
+            capsize=2,
+            lw=0.8,
+            mfc="none" if c["near_baseline"][q] else colour,
+        )
     ax.plot([], [], "o", color=colour, ms=4, label=label)
-    bases = [(x, baseline_value(c, q)) for x, c in zip(xs, cells) if baseline_value(c, q) is not None]
+    bases = [
+        (x, baseline_value(c, q)) for x, c in zip(xs, cells) if baseline_value(c, q) is not None
+    ]
     if bases:
         ax.plot(*zip(*bases), "x", color="0.6", ms=4)
 
@@ -67,8 +80,17 @@ def _prediction(ax, prediction: dict[str, Any] | None, x: float) -> None:
     if not prediction or prediction.get("refused"):
         return
     lo, hi = prediction["interval"]
-    ax.errorbar([x], [prediction["loss"]], yerr=[[prediction["loss"] - lo], [hi - prediction["loss"]]], fmt="s",
-                color="red", ms=4, capsize=3, mfc="none", label="predicted")
+    ax.errorbar(
+        [x],
+        [prediction["loss"]],
+        yerr=[[prediction["loss"] - lo], [hi - prediction["loss"]]],
+        fmt="s",
+        color="red",
+        ms=4,
+        capsize=3,
+        mfc="none",
+        label="predicted",
+    )
     measured = prediction.get("comparison", {}).get("measured")
     if measured is not None:
         ax.plot([x], [measured], "*", color="red", ms=8, label="measured")
@@ -86,13 +108,21 @@ def size_figure(analysis: Analysis, law: str, prediction: dict[str, Any] | None 
     xs = np.geomspace(min(c[x_key] for c in cells) / 1.3, x_max * 1.3, 100)
     for ax, q in zip(axes, analysis.quantities):
         for g, colour in zip(groups, _colours(len(groups))):
-            _cells(ax, [c for c in cells if c[group_key] == g], x_key, q, colour,
-                   f"{'D' if group_key == 'frames' else 'N'}={g:.3g}")
+            _cells(
+                ax,
+                [c for c in cells if c[group_key] == g],
+                x_key,
+                q,
+                colour,
+                f"{'D' if group_key == 'frames' else 'N'}={g:.3g}",
+            )
         fit = analysis.fits[q].get(law)
         if fit is not None:
             exp_name = "alpha" if law == "L(N)" else "beta"
             ci = fit.ci[exp_name] if fit.ci else None
-            text = f"{exp_name}={fit.params[exp_name]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+            text = f"{exp_name}={fit.params[exp_name]:.2f}" + (
+                f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+            )
             _curve(ax, fit, xs, "k", f"fit: {text}")
         if q == COMBINED and prediction and prediction.get("law") == law:
             _prediction(ax, prediction, prediction["n_params" if law == "L(N)" else "frames"])
@@ -113,7 +143,9 @@ def joint_figure(analysis: Analysis, prediction: dict[str, Any] | None = None) -
     d_max = max([c["frames"] for c in cells] + ([prediction["frames"]] if prediction else []))
     ds = np.geomspace(min(c["frames"] for c in cells) / 1.3, d_max * 1.3, 100)
     for n, colour in zip(sizes, _colours(len(sizes))):
-        _cells(ax, [c for c in cells if c["n_params"] == n], "frames", COMBINED, colour, f"N={n:.3g}")
+        _cells(
+            ax, [c for c in cells if c["n_params"] == n], "frames", COMBINED, colour, f"N={n:.3g}"
+        )
         ax.plot(ds, fit.predict(np.full_like(ds, n), ds), color=colour, lw=1.1)
         band = fit.band(np.full_like(ds, n), ds)
         if band is not None:
@@ -121,7 +153,9 @@ def joint_figure(analysis: Analysis, prediction: dict[str, Any] | None = None) -
     if prediction and prediction.get("law") == "L(N,D)":
         _prediction(ax, prediction, prediction["frames"])
     p = fit.params
-    ax.set_title(f"joint fit: alpha={p['alpha']:.2f}, beta={p['beta']:.2f}, E={p['E']:.3g}", fontsize=9)
+    ax.set_title(
+        f"joint fit: alpha={p['alpha']:.2f}, beta={p['beta']:.2f}, E={p['E']:.3g}", fontsize=9
+    )
     _log_axes(ax)
     ax.set_xlabel("training frames D")
     ax.set_ylabel(DISPLAY_NAMES[COMBINED])
@@ -139,10 +173,21 @@ def profiles_figure(analysis: Analysis) -> bytes:
         _cells(ax, members, "n_params", COMBINED, colour, f"C={budget:.3g}")
         profile = profiles.get(budget)
         if profile is not None:
-            ns = np.geomspace(min(c["n_params"] for c in members) / 1.2, max(c["n_params"] for c in members) * 1.2, 60)
+            ns = np.geomspace(
+                min(c["n_params"] for c in members) / 1.2,
+                max(c["n_params"] for c in members) * 1.2,
+                60,
+            )
             ax.plot(ns, np.exp(np.polyval(profile.coefficients, np.log(ns))), color=colour, lw=1)
-            ax.plot([profile.n_opt], [profile.loss_opt], "D", color=colour, ms=6, mec="k",
-                    mfc=colour if profile.bracketed else "none")
+            ax.plot(
+                [profile.n_opt],
+                [profile.loss_opt],
+                "D",
+                color=colour,
+                ms=6,
+                mec="k",
+                mfc=colour if profile.bracketed else "none",
+            )
     _log_axes(ax)
     ax.set_xlabel("parameters N")
     ax.set_ylabel(DISPLAY_NAMES[COMBINED])
@@ -159,13 +204,26 @@ def compute_laws_figure(analysis: Analysis) -> bytes:
             ci = p.to_json()[f"{attr}_ci"]
             y = getattr(p, attr)
             yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
-            ax.errorbar([p.budget], [y], yerr=yerr, fmt="o", color="k", ms=4, capsize=2,
-                        mfc="k" if p.bracketed else "none")
+            ax.errorbar(
+                [p.budget],
+                [y],
+                yerr=yerr,
+                fmt="o",
+                color="k",
+                ms=4,
+                capsize=2,
+                mfc="k" if p.bracketed else "none",
+            )
         fit = analysis.compute_laws.get(law)
         if fit is not None:
             cs = np.geomspace(min(fit["budgets"]) / 1.5, max(fit["budgets"]) * 1.5, 50)
-            ax.plot(cs, fit["coefficient"] * cs ** fit["exponent"], "r-", lw=1,
-                    label=f"exponent {fit['exponent']:.2f}")
+            ax.plot(
+                cs,
+                fit["coefficient"] * cs ** fit["exponent"],
+                "r-",
+                lw=1,
+                label=f"exponent {fit['exponent']:.2f}",
+            )
             ax.legend(fontsize=6)
         _log_axes(ax)
         ax.set_xlabel("training FLOPs C (counted)")
@@ -173,7 +231,9 @@ def compute_laws_figure(analysis: Analysis) -> bytes:
     return figure_png(fig)
 
 
-def scaling_figures(analysis: Analysis, prediction: dict[str, Any] | None = None) -> dict[str, bytes]:
+def scaling_figures(
+    analysis: Analysis, prediction: dict[str, Any] | None = None
+) -> dict[str, bytes]:
     """Every figure the analysis supports, by file name (figures/NAME.png), in report order."""
     figures = {}
     if analysis.design == "iso_flop":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -30,15 +30,19 @@ MAX_EXPONENT = 5.0
 class PowerLawFit:
     """One fitted form: parameters, bootstrap intervals and the bootstrap parameter samples."""
 
-    form: str                                  # "L(N)", "L(D)" or "L(N,D)"
-    params: dict[str, float]                   # original units: A, alpha, L_inf (or E, A, alpha, B, beta)
-    ci: dict[str, tuple[float, float]] | None  # None when the fit is exact (no more points than parameters)
+    form: str  # "L(N)", "L(D)" or "L(N,D)"
+    params: dict[str, float]  # original units: A, alpha, L_inf (or E, A, alpha, B, beta)
+    ci: (
+        dict[str, tuple[float, float]] | None
+    )  # None when the fit is exact (no more points than parameters)
     n_points: int
-    rmse_log: float                            # root-mean-square of log(pred / observed)
+    rmse_log: float  # root-mean-square of log(pred / observed)
     confidence: float
-    bootstrap: str                             # "pairs", "residual" (fewer than 2 points per parameter) or "none"
-    n_boot: int                                # bootstrap refits that succeeded
-    samples: np.ndarray = dataclasses.field(repr=False)  # (n_boot, n_params), in the order of `params`
+    bootstrap: str  # "pairs", "residual" (fewer than 2 points per parameter) or "none"
+    n_boot: int  # bootstrap refits that succeeded
+    samples: np.ndarray = dataclasses.field(
+        repr=False
+    )  # (n_boot, n_params), in the order of `params`
 
     def predict(self, *x: np.ndarray) -> np.ndarray:
         """The fitted curve at sizes `x` (one array for L(N)/L(D), two for L(N,D))."""
@@ -46,7 +50,9 @@ class PowerLawFit:
 
     def curves(self, *x: np.ndarray) -> np.ndarray:
         """(n_boot, len(x)): every bootstrap sample's curve at `x`."""
-        return np.stack([_EVALUATORS[self.form](s, *x) for s in self.samples]).reshape(self.samples.shape[0], -1)
+        return np.stack([_EVALUATORS[self.form](s, *x) for s in self.samples]).reshape(
+            self.samples.shape[0], -1
+        )
 
     def band(self, *x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Pointwise bootstrap interval of the curve at `x`, or None without bootstrap samples."""
@@ -57,10 +63,16 @@ class PowerLawFit:
         return np.percentile(curves, tail, axis=0), np.percentile(curves, 100 - tail, axis=0)
 
     def to_json(self) -> dict:
-        return {"form": self.form, "params": self.params,
-                "ci": None if self.ci is None else {k: list(v) for k, v in self.ci.items()},
-                "n_points": self.n_points, "rmse_log": self.rmse_log, "confidence": self.confidence,
-                "bootstrap": self.bootstrap, "n_boot": self.n_boot}
+        return {
+            "form": self.form,
+            "params": self.params,
+            "ci": None if self.ci is None else {k: list(v) for k, v in self.ci.items()},
+            "n_points": self.n_points,
+            "rmse_log": self.rmse_log,
+            "confidence": self.confidence,
+            "bootstrap": self.bootstrap,
+            "n_boot": self.n_boot,
+        }
 
 
 def _single(params: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -73,12 +85,18 @@ def _joint(params: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
     return floor + a * np.asarray(n, float) ** -alpha + b * np.asarray(d, float) ** -beta
 
 
-_EVALUATORS: dict[str, Callable[..., np.ndarray]] = {"L(N)": _single, "L(D)": _single, "L(N,D)": _joint}
+_EVALUATORS: dict[str, Callable[..., np.ndarray]] = {
+    "L(N)": _single,
+    "L(D)": _single,
+    "L(N,D)": _joint,
+}
 
 
 def _check(y: np.ndarray, *xs: np.ndarray) -> None:
     if y.ndim != 1 or any(x.shape != y.shape for x in xs):
-        raise ValueError(f"sizes and losses must be 1-D arrays of one length, got {[x.shape for x in xs]} and {y.shape}")
+        raise ValueError(
+            f"sizes and losses must be 1-D arrays of one length, got {[x.shape for x in xs]} and {y.shape}"
+        )
     if not (np.all(np.isfinite(y)) and np.all(y > 0)):
         raise ValueError(f"losses must be finite and positive, got {y}")
     for x in xs:
@@ -86,12 +104,23 @@ def _check(y: np.ndarray, *xs: np.ndarray) -> None:
             raise ValueError(f"sizes must be positive, got {x}")
 
 
-def _best_of_starts(residuals: Callable[[np.ndarray], np.ndarray], jacobian: Callable[[np.ndarray], np.ndarray],
-                    starts: Sequence[np.ndarray], lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def _best_of_starts(
+    residuals: Callable[[np.ndarray], np.ndarray],
+    jacobian: Callable[[np.ndarray], np.ndarray],
+    starts: Sequence[np.ndarray],
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> np.ndarray:
     best, best_cost = None, np.inf
     for start in starts:
-        result = least_squares(residuals, np.clip(start, lower, upper), jac=jacobian, bounds=(lower, upper),
-                               method="trf", max_nfev=500)
+        result = least_squares(
+            residuals,
+            np.clip(start, lower, upper),
+            jac=jacobian,
+            bounds=(lower, upper),
+            method="trf",
+            max_nfev=500,
+        )
         if np.isfinite(result.cost) and result.cost < best_cost:
             best, best_cost = result.x, result.cost
     if best is None:
@@ -108,8 +137,13 @@ class _SingleProblem:
         self.x_ref = float(np.exp(np.mean(np.log(x))))
         self.ymin = float(y.min())
 
-    def solve(self, x: np.ndarray, y: np.ndarray, starts: Sequence[np.ndarray] | None = None,
-              w: np.ndarray | None = None) -> np.ndarray:
+    def solve(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        starts: Sequence[np.ndarray] | None = None,
+        w: np.ndarray | None = None,
+    ) -> np.ndarray:
         u, logy = x / self.x_ref, np.log(y)
         w = np.ones_like(y) if w is None else w
 
@@ -119,13 +153,17 @@ class _SingleProblem:
         def jacobian(t: np.ndarray) -> np.ndarray:
             term = np.exp(t[0]) * u ** -t[1]
             pred = term + t[2]
-            return w[:, None] * np.stack([term / pred, -term * np.log(u) / pred, 1.0 / pred], axis=1)
+            return w[:, None] * np.stack(
+                [term / pred, -term * np.log(u) / pred, 1.0 / pred], axis=1
+            )
 
         lower = np.array([-50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, self.ymin])
         if starts is None:
-            starts = [np.array([np.log(max(np.median(y) - f * self.ymin, 1e-12)), p, f * self.ymin])
-                      for p, f in itertools.product((0.1, 0.3, 0.6, 1.0, 2.0), (0.0, 0.5, 0.9))]
+            starts = [
+                np.array([np.log(max(np.median(y) - f * self.ymin, 1e-12)), p, f * self.ymin])
+                for p, f in itertools.product((0.1, 0.3, 0.6, 1.0, 2.0), (0.0, 0.5, 0.9))
+            ]
         return _best_of_starts(residuals, jacobian, starts, lower, upper)
 
     def to_params(self, t: np.ndarray) -> np.ndarray:
@@ -143,19 +181,35 @@ class _JointProblem:
         self.d_ref = float(np.exp(np.mean(np.log(d))))
         self.ymin = float(y.min())
 
-    def solve(self, n: np.ndarray, d: np.ndarray, y: np.ndarray,
-              starts: Sequence[np.ndarray] | None = None, w: np.ndarray | None = None) -> np.ndarray:
+    def solve(
+        self,
+        n: np.ndarray,
+        d: np.ndarray,
+        y: np.ndarray,
+        starts: Sequence[np.ndarray] | None = None,
+        w: np.ndarray | None = None,
+    ) -> np.ndarray:
         un, ud, logy = n / self.n_ref, d / self.d_ref, np.log(y)
         w = np.ones_like(y) if w is None else w
 
         def residuals(t: np.ndarray) -> np.ndarray:
-            return w * (np.log(np.exp(t[0]) * un ** -t[1] + np.exp(t[2]) * ud ** -t[3] + t[4]) - logy)
+            return w * (
+                np.log(np.exp(t[0]) * un ** -t[1] + np.exp(t[2]) * ud ** -t[3] + t[4]) - logy
+            )
 
         def jacobian(t: np.ndarray) -> np.ndarray:
             ta, tb = np.exp(t[0]) * un ** -t[1], np.exp(t[2]) * ud ** -t[3]
             pred = ta + tb + t[4]
-            return w[:, None] * np.stack([ta / pred, -ta * np.log(un) / pred, tb / pred, -tb * np.log(ud) / pred,
-                                          1.0 / pred], axis=1)
+            return w[:, None] * np.stack(
+                [
+                    ta / pred,
+                    -ta * np.log(un) / pred,
+                    tb / pred,
+                    -tb * np.log(ud) / pred,
+                    1.0 / pred,
+                ],
+                axis=1,
+            )
 
         lower = np.array([-50.0, 0.0, -50.0, 0.0, 0.0])
         upper = np.array([50.0, MAX_EXPONENT, 50.0, MAX_EXPONENT, self.ymin])
@@ -168,7 +222,9 @@ class _JointProblem:
 
     def to_params(self, t: np.ndarray) -> np.ndarray:
         """Internal -> original-unit (E, A, alpha, B, beta)."""
-        return np.array([t[4], np.exp(t[0]) * self.n_ref ** t[1], t[1], np.exp(t[2]) * self.d_ref ** t[3], t[3]])
+        return np.array(
+            [t[4], np.exp(t[0]) * self.n_ref ** t[1], t[1], np.exp(t[2]) * self.d_ref ** t[3], t[3]]
+        )
 
 
 def weights_from_sigma(sigma: Sequence[float] | None, n: int) -> np.ndarray:
@@ -181,8 +237,17 @@ def weights_from_sigma(sigma: Sequence[float] | None, n: int) -> np.ndarray:
     return (1 / s) / np.mean(1 / s)
 
 
-def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarray, make_problem: Callable,
-         n_boot: int, confidence: float, seed: int, sigma: Sequence[float] | None = None) -> PowerLawFit:
+def _fit(
+    form: str,
+    names: Sequence[str],
+    xs: Sequence[np.ndarray],
+    y: np.ndarray,
+    make_problem: Callable,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+    sigma: Sequence[float] | None = None,
+) -> PowerLawFit:
     problem = make_problem(*xs, y)
     w = weights_from_sigma(sigma, len(y))
     best = problem.solve(*xs, y, w=w)
@@ -191,7 +256,13 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
     rmse = float(np.sqrt(np.mean(np.log(pred / y) ** 2)))
     keys = np.stack(xs, axis=1)
     n_distinct = len(np.unique(keys, axis=0))
-    method = "none" if n_distinct <= problem.n_params else "pairs" if n_distinct >= 2 * problem.n_params else "residual"
+    method = (
+        "none"
+        if n_distinct <= problem.n_params
+        else "pairs"
+        if n_distinct >= 2 * problem.n_params
+        else "residual"
+    )
     samples = []
     rng = np.random.default_rng(seed)
     # residual bootstrap: log residuals resampled onto the fitted curve, inflated for the fitted degrees of freedom
@@ -215,26 +286,61 @@ def _fit(form: str, names: Sequence[str], xs: Sequence[np.ndarray], y: np.ndarra
         tail = 100 * (1 - confidence) / 2
         lo, hi = np.percentile(samples_arr, [tail, 100 - tail], axis=0)
         ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
-    return PowerLawFit(form=form, params={k: float(v) for k, v in zip(names, params)}, ci=ci, n_points=len(y),
-                       rmse_log=rmse, confidence=confidence, bootstrap=method, n_boot=int(samples_arr.shape[0]),
-                       samples=samples_arr)
+    return PowerLawFit(
+        form=form,
+        params={k: float(v) for k, v in zip(names, params)},
+        ci=ci,
+        n_points=len(y),
+        rmse_log=rmse,
+        confidence=confidence,
+        bootstrap=method,
+        n_boot=int(samples_arr.shape[0]),
+        samples=samples_arr,
+    )
 
 
-def fit_power_law(x: Sequence[float], loss: Sequence[float], *, variable: str = "N", n_boot: int = 500,
-                  confidence: float = 0.95, seed: int = 0, sigma: Sequence[float] | None = None) -> PowerLawFit:
+def fit_power_law(
+    x: Sequence[float],
+    loss: Sequence[float],
+    *,
+    variable: str = "N",
+    n_boot: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+    sigma: Sequence[float] | None = None,
+) -> PowerLawFit:
     """Fit L(x) = A x^-alpha + L_inf (variable "N") or B x^-beta + L_inf (variable "D")."""
     x_arr, y = np.asarray(x, float), np.asarray(loss, float)
     _check(y, x_arr)
     if variable not in ("N", "D"):
         raise ValueError(f"variable must be 'N' or 'D', got {variable!r}")
     names = ("A", "alpha", "L_inf") if variable == "N" else ("B", "beta", "L_inf")
-    return _fit(f"L({variable})", names, [x_arr], y, _SingleProblem, n_boot, confidence, seed, sigma)
+    return _fit(
+        f"L({variable})", names, [x_arr], y, _SingleProblem, n_boot, confidence, seed, sigma
+    )
 
 
-def fit_joint(n: Sequence[float], d: Sequence[float], loss: Sequence[float], *, n_boot: int = 500,
-              confidence: float = 0.95, seed: int = 0, sigma: Sequence[float] | None = None) -> PowerLawFit:
+def fit_joint(
+    n: Sequence[float],
+    d: Sequence[float],
+    loss: Sequence[float],
+    *,
+    n_boot: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+    sigma: Sequence[float] | None = None,
+) -> PowerLawFit:
     """Fit L(N, D) = E + A N^-alpha + B D^-beta."""
     n_arr, d_arr, y = np.asarray(n, float), np.asarray(d, float), np.asarray(loss, float)
     _check(y, n_arr, d_arr)
-    return _fit("L(N,D)", ("E", "A", "alpha", "B", "beta"), [n_arr, d_arr], y, _JointProblem, n_boot,
-                confidence, seed, sigma)
+    return _fit(
+        "L(N,D)",
+        ("E", "A", "alpha", "B", "beta"),
+        [n_arr, d_arr],
+        y,
+        _JointProblem,
+        n_boot,
+        confidence,
+        seed,
+        sigma,
+    )

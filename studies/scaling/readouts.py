@@ -13,12 +13,15 @@ floored at half the median sigma of the cells fitted together (`fit_sigmas`).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 COMBINED = "loss"
-SIGMA_FLOOR = 0.5  # of the median sigma of the cells fitted together (a 2-seed sd is itself very noisy)
+SIGMA_FLOOR = (
+    0.5  # of the median sigma of the cells fitted together (a 2-seed sd is itself very noisy)
+)
 
 
 def value(cell: dict, quantity: str) -> float:
@@ -34,7 +37,13 @@ def baseline_value(cell: dict, quantity: str) -> float | None:
 
 
 def cell_key(point: dict) -> tuple:
-    return (point["model"], point["target_frames"], point["budget_kind"], point["budget"], point.get("role", "grid"))
+    return (
+        point["model"],
+        point["target_frames"],
+        point["budget_kind"],
+        point["budget"],
+        point.get("role", "grid"),
+    )
 
 
 def cell_id(point: dict) -> str:
@@ -54,7 +63,9 @@ def _sigma_log(values: Sequence[float]) -> float | None:
     return float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None
 
 
-def make_cells(points: Sequence[dict], quantities: Sequence[str], baseline_ratio: float) -> list[dict]:
+def make_cells(
+    points: Sequence[dict], quantities: Sequence[str], baseline_ratio: float
+) -> list[dict]:
     """Seed runs grouped into cells (see the module docstring), in the order their first run appears."""
     groups: dict[tuple, list[dict]] = {}
     for p in points:
@@ -63,11 +74,18 @@ def make_cells(points: Sequence[dict], quantities: Sequence[str], baseline_ratio
     for runs in groups.values():
         first = runs[0]
         cell: dict[str, Any] = {
-            "point_id": cell_id(first), "runs": [p["point_id"] for p in runs], "seeds": [p["seed"] for p in runs],
-            "model": first["model"], "role": first.get("role", "grid"), "budget_kind": first["budget_kind"],
-            "budget": first["budget"], "target_frames": first["target_frames"],
-            "n_params": first["n_params"], "frames": first["frames"],
-            "flops_per_frame": first["flops_per_frame"], "frames_per_step": first["frames_per_step"],
+            "point_id": cell_id(first),
+            "runs": [p["point_id"] for p in runs],
+            "seeds": [p["seed"] for p in runs],
+            "model": first["model"],
+            "role": first.get("role", "grid"),
+            "budget_kind": first["budget_kind"],
+            "budget": first["budget"],
+            "target_frames": first["target_frames"],
+            "n_params": first["n_params"],
+            "frames": first["frames"],
+            "flops_per_frame": first["flops_per_frame"],
+            "frames_per_step": first["frames_per_step"],
             "device_hours": float(sum(p["device_hours"] for p in runs)),
             "early_stopped": sum(bool(p.get("early_stopped")) for p in runs),
             "hit_cap": sum(bool(p.get("hit_cap")) for p in runs),
@@ -81,16 +99,26 @@ def make_cells(points: Sequence[dict], quantities: Sequence[str], baseline_ratio
         cell["sd"] = {q: _mean_sd([value(p, q) for p in runs])[1] for q in quantities}
         cell["sigma_log"] = {q: _sigma_log([value(p, q) for p in runs]) for q in quantities}
         bases = {q: [baseline_value(p, q) for p in runs] for q in quantities}
-        cell["baseline_metrics"] = {m: float(np.mean(bases[m])) for m in metric_names
-                                    if all(b is not None for b in bases[m])}
-        cell["baseline_loss"] = (float(np.mean(bases[COMBINED])) if all(b is not None for b in bases[COMBINED])
-                                 else None)
+        cell["baseline_metrics"] = {
+            m: float(np.mean(bases[m]))
+            for m in metric_names
+            if all(b is not None for b in bases[m])
+        }
+        cell["baseline_loss"] = (
+            float(np.mean(bases[COMBINED])) if all(b is not None for b in bases[COMBINED]) else None
+        )
         excluded = [p.get("excluded_metrics") or {} for p in runs]
         names = set.intersection(*(set(e) for e in excluded)) if excluded else set()
-        cell["excluded_metrics"] = {k: float(np.mean([e[k] for e in excluded])) for k in sorted(names)}
-        cell["ratio"] = {q: (value(cell, q) / baseline_value(cell, q) if baseline_value(cell, q) else None)
-                         for q in quantities}
-        cell["near_baseline"] = {q: r is not None and r > baseline_ratio for q, r in cell["ratio"].items()}
+        cell["excluded_metrics"] = {
+            k: float(np.mean([e[k] for e in excluded])) for k in sorted(names)
+        }
+        cell["ratio"] = {
+            q: (value(cell, q) / baseline_value(cell, q) if baseline_value(cell, q) else None)
+            for q in quantities
+        }
+        cell["near_baseline"] = {
+            q: r is not None and r > baseline_ratio for q, r in cell["ratio"].items()
+        }
         cells.append(cell)
     return cells
 
@@ -108,5 +136,9 @@ def fit_sigmas(cells: Sequence[dict], quantity: str) -> np.ndarray | None:
 
 def seed_noise_log(cells: Sequence[dict], quantity: str) -> float | None:
     """The typical seed-to-seed spread of one run's log value (median over cells of the sd of log values), or None."""
-    spreads = [s * np.sqrt(len(c["runs"])) for c in cells if (s := c["sigma_log"].get(quantity)) is not None]
+    spreads = [
+        s * np.sqrt(len(c["runs"]))
+        for c in cells
+        if (s := c["sigma_log"].get(quantity)) is not None
+    ]
     return float(np.median(spreads)) if spreads else None

@@ -11,7 +11,8 @@ passing on sparse graphs; the report says so).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,9 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def training_step_flops(model: torch.nn.Module, step_loss: Callable[[], torch.Tensor], *, frames: int,
-                        atoms: int) -> StepFlops:
+def training_step_flops(
+    model: torch.nn.Module, step_loss: Callable[[], torch.Tensor], *, frames: int, atoms: int
+) -> StepFlops:
     """FLOPs of `step_loss()` (forward with the model's own force/stress derivatives, loss) and its backward.
 
     The model is put in training mode (so derivatives are built with create_graph=True) and its
@@ -78,7 +80,9 @@ class RunCost:
         return self.flops_per_step / self.frames_per_step
 
 
-def representative_batches(natoms: np.ndarray, max_atoms: int, n_batches: int, seed: int) -> list[list[int]]:
+def representative_batches(
+    natoms: np.ndarray, max_atoms: int, n_batches: int, seed: int
+) -> list[list[int]]:
     """Frame indices of `n_batches` micro-batches filled, like the atoms-balanced sampler, up to max_atoms
     with frames in a seeded random order (a frame larger than max_atoms forms a batch of its own)."""
     order = np.random.default_rng(seed).permutation(len(natoms))
@@ -108,7 +112,9 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
     objective = Objective(cfg.objective)
     clean, noisy = objective.outputs(model.outputs)
     dataset = open_dataset(cfg.data.path, split=cfg.data.train_split)
-    max_neighbours = cfg.data.max_neighbours if cfg.data.max_neighbours is not None else model.max_neighbours
+    max_neighbours = (
+        cfg.data.max_neighbours if cfg.data.max_neighbours is not None else model.max_neighbours
+    )
     steps = []
     for index in representative_batches(dataset.natoms, cfg.data.max_atoms, n_batches, seed):
         batch = collate_frames([dataset[i] for i in index], model.cutoff, max_neighbours)
@@ -117,14 +123,21 @@ def measure_run_cost(train_config: Any, n_batches: int = 3, seed: int = 0) -> Ru
             loss = torch.zeros(())
             if clean:
                 out = model(batch, compute=clean)
-                loss = loss + objective.loss(objective.errors(out, batch), objective.counts(batch, None))[0]
+                loss = (
+                    loss
+                    + objective.loss(objective.errors(out, batch), objective.counts(batch, None))[0]
+                )
             if noisy:  # denoising runs a second forward; the noise values do not change the count
                 loss = loss + model(batch, compute=noisy)["noise"].square().mean()
             return loss
 
-        steps.append(training_step_flops(model, step_loss, frames=len(index), atoms=int(batch.natoms.sum())))
+        steps.append(
+            training_step_flops(model, step_loss, frames=len(index), atoms=int(batch.natoms.sum()))
+        )
     accum = cfg.engine.grad_accum
-    return RunCost(n_params=parameter_count(model),
-                   flops_per_step=accum * float(np.mean([s.flops for s in steps])),
-                   frames_per_step=accum * float(np.mean([s.frames for s in steps])),
-                   atoms_per_step=accum * float(np.mean([s.atoms for s in steps])))
+    return RunCost(
+        n_params=parameter_count(model),
+        flops_per_step=accum * float(np.mean([s.flops for s in steps])),
+        frames_per_step=accum * float(np.mean([s.frames for s in steps])),
+        atoms_per_step=accum * float(np.mean([s.atoms for s in steps])),
+    )

@@ -13,17 +13,19 @@ import json
 import math
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+
+from foundation.studies.sweep.flops import measure_run_cost
+from foundation.studies.sweep.grid import SweepPoint, point_hash
 
 from foundation.data.manifest import Manifest
 from foundation.files import write_text_atomic
-from foundation.studies.sweep.flops import measure_run_cost
-from foundation.studies.sweep.grid import SweepPoint, point_hash
 from foundation.train.config import load_train_config
 from foundation.train.run_layout import BEST, MODEL_META
-from foundation.train.sampler import AtomsBalancedSampler
 from foundation.train.runner import run_training
+from foundation.train.sampler import AtomsBalancedSampler
 from foundation.train.validation import EXCLUDED
 
 DONE = "sweep_point.json"
@@ -43,20 +45,26 @@ def point_state(point: SweepPoint) -> str:
     if (run_dir / DONE).exists():
         marker = json.loads((run_dir / DONE).read_text())
         if marker.get("config_hash") != point_hash(point):
-            raise SweepError(f"{run_dir / DONE}: point {point.point_id} finished with a different config (hash "
-                             f"{marker.get('config_hash', '?')[:12]}, now {point_hash(point)[:12]}); use a new "
-                             "out_dir for a changed sweep, or delete that run directory to rerun it")
+            raise SweepError(
+                f"{run_dir / DONE}: point {point.point_id} finished with a different config (hash "
+                f"{marker.get('config_hash', '?')[:12]}, now {point_hash(point)[:12]}); use a new "
+                "out_dir for a changed sweep, or delete that run directory to rerun it"
+            )
         return "done"
     return "failed" if (run_dir / FAILED).exists() else "pending"
 
 
-def final_val_metrics(summary: dict[str, Any], names: Iterable[str], run_dir: Path) -> dict[str, float]:
+def final_val_metrics(
+    summary: dict[str, Any], names: Iterable[str], run_dir: Path
+) -> dict[str, float]:
     """The named metrics of the run's final validation (run_training's summary), all finite."""
     val = summary.get("val") or {}
     missing = [n for n in names if n not in val]
     if missing:
-        raise SweepError(f"{run_dir}: the final validation has no {missing} (it has {sorted(val)}); check the "
-                         "sweep's `loss` metric names against the objective's weighted terms")
+        raise SweepError(
+            f"{run_dir}: the final validation has no {missing} (it has {sorted(val)}); check the "
+            "sweep's `loss` metric names against the objective's weighted terms"
+        )
     values = {n: float(val[n]) if val[n] is not None else math.nan for n in names}
     bad = [n for n, v in values.items() if not math.isfinite(v)]
     if bad:
@@ -66,7 +74,7 @@ def final_val_metrics(summary: dict[str, Any], names: Iterable[str], run_dir: Pa
 
 def baseline_name(metric: str) -> str | None:
     """The trivial baseline's counterpart of a validation metric (forces_mae -> forces_baseline_mae), or None."""
-    return metric[:-len("_mae")] + "_baseline_mae" if metric.endswith("_mae") else None
+    return metric[: -len("_mae")] + "_baseline_mae" if metric.endswith("_mae") else None
 
 
 def combined(values: dict[str, float], weights: dict[str, float]) -> float | None:
@@ -96,8 +104,14 @@ def steps_per_pass(config: Any) -> float:
     data = config.data
     manifest = Manifest.load(data.path)
     sizes = [s.num_frames for s in manifest.shards_of(data.container, data.train_split)]
-    sampler = AtomsBalancedSampler(manifest.atoms_per_frame(data.container, data.train_split), sizes, data.max_atoms,
-                                   grad_accum=config.engine.grad_accum, seed=config.train.seed, shuffle=data.shuffle)
+    sampler = AtomsBalancedSampler(
+        manifest.atoms_per_frame(data.container, data.train_split),
+        sizes,
+        data.max_atoms,
+        grad_accum=config.engine.grad_accum,
+        seed=config.train.seed,
+        shuffle=data.shuffle,
+    )
     return max(len(sampler.plan(0)) / config.engine.grad_accum, 1.0)
 
 
@@ -113,8 +127,11 @@ def _budget_steps(point: SweepPoint, cost: Any, per_pass: float) -> tuple[int, l
     conv = point.convergence or {}
     every = max(int(conv["min_validate_steps"]), round(conv["validate_every_passes"] * per_pass))
     steps = max(every, math.ceil(conv["max_passes"] * per_pass))
-    return steps, [f"train.val_every={every}", f"train.checkpoint_every={every}",
-                   f"train.early_stop_patience={int(conv['patience'])}"]
+    return steps, [
+        f"train.val_every={every}",
+        f"train.checkpoint_every={every}",
+        f"train.early_stop_patience={int(conv['patience'])}",
+    ]
 
 
 def run_point(point: SweepPoint) -> dict[str, Any]:
@@ -140,37 +157,74 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
         summary = run_training(config)
         wall = time.perf_counter() - start
         if summary.get("stopped"):
-            raise SweepError(f"{run_dir}: training was stopped at step {summary.get('step')} before {max_steps}")
+            raise SweepError(
+                f"{run_dir}: training was stopped at step {summary.get('step')} before {max_steps}"
+            )
         steps = int(summary["step"])
         converge = point.budget_kind == "converge"
         # a converged point is read at its best validation (the weights early stopping keeps), others at the end
-        val = json.loads((run_dir / BEST / MODEL_META).read_text())["val"] if converge else summary["val"]
+        val = (
+            json.loads((run_dir / BEST / MODEL_META).read_text())["val"]
+            if converge
+            else summary["val"]
+        )
         metrics = final_val_metrics({"val": val}, point.loss_weights, run_dir)
         baselines = baseline_metrics(val, point.loss_weights)
         devices = 1  # the local driver trains in one process; a multi-process point records its world size
         result = {
-            "point_id": point.point_id, "config_hash": config_hash, "model": point.model, "role": point.role,
-            "n_params": cost.n_params, "target_frames": point.target_frames,
-            "frames": frames, "structures": subset.get("structures"),
-            "seed": point.seed, "budget_kind": point.budget_kind, "budget": point.budget, "steps": steps,
-            "max_steps": max_steps, "passes": steps / per_pass, "steps_per_pass": per_pass,
-            "early_stopped": bool(summary.get("early_stopped")), "hit_cap": converge and steps >= max_steps,
-            "best_step": summary.get("best_step"), "val_every": config.train.val_every,
-            "flops_per_step": cost.flops_per_step, "frames_per_step": cost.frames_per_step,
-            "atoms_per_step": cost.atoms_per_step, "flops_per_frame": cost.flops_per_frame,
-            "flops": cost.flops_per_step * steps, "wall_s": wall, "devices": devices,
-            "device_hours": wall * devices / 3600.0, "metrics": metrics, "baseline_metrics": baselines,
-            "excluded_metrics": {k[len(EXCLUDED):]: float(v) for k, v in val.items()
-                                 if k.startswith(EXCLUDED) and v is not None},
+            "point_id": point.point_id,
+            "config_hash": config_hash,
+            "model": point.model,
+            "role": point.role,
+            "n_params": cost.n_params,
+            "target_frames": point.target_frames,
+            "frames": frames,
+            "structures": subset.get("structures"),
+            "seed": point.seed,
+            "budget_kind": point.budget_kind,
+            "budget": point.budget,
+            "steps": steps,
+            "max_steps": max_steps,
+            "passes": steps / per_pass,
+            "steps_per_pass": per_pass,
+            "early_stopped": bool(summary.get("early_stopped")),
+            "hit_cap": converge and steps >= max_steps,
+            "best_step": summary.get("best_step"),
+            "val_every": config.train.val_every,
+            "flops_per_step": cost.flops_per_step,
+            "frames_per_step": cost.frames_per_step,
+            "atoms_per_step": cost.atoms_per_step,
+            "flops_per_frame": cost.flops_per_frame,
+            "flops": cost.flops_per_step * steps,
+            "wall_s": wall,
+            "devices": devices,
+            "device_hours": wall * devices / 3600.0,
+            "metrics": metrics,
+            "baseline_metrics": baselines,
+            "excluded_metrics": {
+                k[len(EXCLUDED) :]: float(v)
+                for k, v in val.items()
+                if k.startswith(EXCLUDED) and v is not None
+            },
             "loss": combined(metrics, point.loss_weights),
-            "baseline_loss": combined(baselines, point.loss_weights), "run_dir": str(run_dir),
+            "baseline_loss": combined(baselines, point.loss_weights),
+            "run_dir": str(run_dir),
         }
         write_text_atomic(run_dir / DONE, json.dumps(result, indent=1) + "\n")
         return result
     except BaseException as exc:
-        write_text_atomic(run_dir / FAILED, json.dumps({
-            "point_id": point.point_id, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc()}, indent=1) + "\n")
+        write_text_atomic(
+            run_dir / FAILED,
+            json.dumps(
+                {
+                    "point_id": point.point_id,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(),
+                },
+                indent=1,
+            )
+            + "\n",
+        )
         raise
 
 
@@ -183,11 +237,15 @@ def collect(points: Sequence[SweepPoint]) -> dict[str, list[dict[str, Any]]]:
             result = json.loads((Path(point.run_dir) / DONE).read_text())
             missing = [name for name in point.loss_weights if name not in result["metrics"]]
             if missing:
-                raise SweepError(f"{point.run_dir}/{DONE}: no final {missing}; the sweep's `loss` names metrics this "
-                                 f"point did not record ({sorted(result['metrics'])})")
+                raise SweepError(
+                    f"{point.run_dir}/{DONE}: no final {missing}; the sweep's `loss` names metrics this "
+                    f"point did not record ({sorted(result['metrics'])})"
+                )
             # the combined losses follow the sweep's current weights (they are not part of the point's hash)
             result["loss"] = combined(result["metrics"], point.loss_weights)
-            result["baseline_loss"] = combined(result.get("baseline_metrics", {}), point.loss_weights)
+            result["baseline_loss"] = combined(
+                result.get("baseline_metrics", {}), point.loss_weights
+            )
             result.setdefault("role", point.role)
             done.append(result)
         elif state == "failed":
@@ -203,9 +261,15 @@ def points_to_run(points: Sequence[SweepPoint], retry: Sequence[str] = ()) -> li
     known = {p.point_id for p in points}
     unknown = [r for r in retry if r != "failed" and r not in known]
     if unknown:
-        raise SweepError(f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})")
+        raise SweepError(
+            f"--retry {unknown[0]}: no such point (points: {', '.join(sorted(known))})"
+        )
     states = {p.point_id: point_state(p) for p in points}
     if retry:
-        return [p for p in points if states[p.point_id] != "done"
-                and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))]
+        return [
+            p
+            for p in points
+            if states[p.point_id] != "done"
+            and (p.point_id in retry or ("failed" in retry and states[p.point_id] == "failed"))
+        ]
     return [p for p in points if states[p.point_id] == "pending"]

@@ -18,8 +18,8 @@ import dataclasses
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -37,13 +37,17 @@ def structure_order(structure_ids: Sequence[str], seed: int = 0) -> list[str]:
     return sorted(unique, key=lambda sid: hashlib.sha256(f"{seed}:{sid}".encode()).hexdigest())
 
 
-def nested_selection(structure_ids: Sequence[str], sizes: Sequence[int], seed: int = 0) -> dict[int, np.ndarray]:
+def nested_selection(
+    structure_ids: Sequence[str], sizes: Sequence[int], seed: int = 0
+) -> dict[int, np.ndarray]:
     """For each target size D, the (sorted) frame indices of the smallest structure prefix with >= D frames."""
     ids = np.asarray(structure_ids, dtype=object)
     total = len(ids)
     for size in sizes:
         if not 0 < size <= total:
-            raise ValueError(f"subset size {size} is outside 1..{total} (frames in the training split)")
+            raise ValueError(
+                f"subset size {size} is outside 1..{total} (frames in the training split)"
+            )
     rank = {sid: i for i, sid in enumerate(structure_order(ids.tolist(), seed))}
     frame_rank = np.array([rank[s] for s in ids])
     frames_per_rank = np.bincount(frame_rank, minlength=len(rank))
@@ -70,8 +74,15 @@ def _manifest_digest(directory: Path) -> str:
     return hashlib.sha256((directory / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
-def write_nested_subsets(source: str | os.PathLike, out_dir: str | os.PathLike, sizes: Sequence[int], *,
-                         seed: int = 0, shard_size: int = 10_000, progress: bool = True) -> list[Subset]:
+def write_nested_subsets(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    sizes: Sequence[int],
+    *,
+    seed: int = 0,
+    shard_size: int = 10_000,
+    progress: bool = True,
+) -> list[Subset]:
     """Write one derived dataset per size under out_dir/D{size}; returns them smallest first."""
     source, out_dir = Path(source), Path(out_dir)
     manifest = Manifest.load(source)
@@ -82,37 +93,69 @@ def write_nested_subsets(source: str | os.PathLike, out_dir: str | os.PathLike, 
     existing = [_existing(out_dir / f"D{size}", digest, seed, size) for size in targets]
     if all(existing):
         return existing  # type: ignore[return-value]
-    frames = list(progress_bar(open_dataset(source, split=TRAIN), desc=f"read {source.name}/{TRAIN}", unit="frame",
-                               enabled=progress))
-    others = {split: list(open_dataset(source, split=split)) for split in manifest.splits if split != TRAIN}
+    frames = list(
+        progress_bar(
+            open_dataset(source, split=TRAIN),
+            desc=f"read {source.name}/{TRAIN}",
+            unit="frame",
+            enabled=progress,
+        )
+    )
+    others = {
+        split: list(open_dataset(source, split=split))
+        for split in manifest.splits
+        if split != TRAIN
+    }
     selection = nested_selection([f.structure_id for f in frames], targets, seed)
     subsets = []
-    for (size, index), done in progress_bar(list(zip(selection.items(), existing)), desc="write subsets",
-                                            unit="subset", enabled=progress):
+    for (size, index), done in progress_bar(
+        list(zip(selection.items(), existing)),
+        desc="write subsets",
+        unit="subset",
+        enabled=progress,
+    ):
         if done is not None:
             subsets.append(done)
             continue
         chosen = [frames[i] for i in index]
-        provenance = {"parent": str(source.resolve()), "parent_manifest_sha256": digest, "seed": seed,
-                      "target_frames": size, "frames": len(chosen), "atoms": int(sum(f.natoms for f in chosen)),
-                      "structures": len({f.structure_id for f in chosen})}
+        provenance = {
+            "parent": str(source.resolve()),
+            "parent_manifest_sha256": digest,
+            "seed": seed,
+            "target_frames": size,
+            "frames": len(chosen),
+            "atoms": int(sum(f.natoms for f in chosen)),
+            "structures": len({f.structure_id for f in chosen}),
+        }
         target = out_dir / f"D{size}"
         tmp = target.with_name(target.name + ".tmp")
         for stale in (target, tmp):
             if stale.exists():
                 shutil.rmtree(stale)
-        write_dataset(tmp, {TRAIN: chosen, **others}, containers=manifest.containers, shard_size=shard_size,
-                      statistics=manifest.statistics, element_references=manifest.element_references,
-                      reader=manifest.reader, split_ratios=manifest.split_ratios,
-                      extra={**manifest.extra, "subset": provenance})
+        write_dataset(
+            tmp,
+            {TRAIN: chosen, **others},
+            containers=manifest.containers,
+            shard_size=shard_size,
+            statistics=manifest.statistics,
+            element_references=manifest.element_references,
+            reader=manifest.reader,
+            split_ratios=manifest.split_ratios,
+            extra={**manifest.extra, "subset": provenance},
+        )
         os.replace(tmp, target)
         subsets.append(_as_subset(target, provenance))
     return subsets
 
 
 def _as_subset(path: Path, provenance: dict) -> Subset:
-    return Subset(path=str(path), target=provenance["target_frames"], frames=provenance["frames"],
-                  atoms=provenance["atoms"], structures=provenance["structures"])
+    return Subset(
+        path=str(path),
+        target=provenance["target_frames"],
+        frames=provenance["frames"],
+        atoms=provenance["atoms"],
+        structures=provenance["structures"],
+    )
 
 
 def _existing(path: Path, digest: str, seed: int, size: int) -> Subset | None:
@@ -121,6 +164,9 @@ def _existing(path: Path, digest: str, seed: int, size: int) -> Subset | None:
         provenance = Manifest.load(path).extra.get("subset") or {}
     except (FileNotFoundError, ValueError):
         return None
-    same = (provenance.get("parent_manifest_sha256") == digest and provenance.get("seed") == seed
-            and provenance.get("target_frames") == size)
+    same = (
+        provenance.get("parent_manifest_sha256") == digest
+        and provenance.get("seed") == seed
+        and provenance.get("target_frames") == size
+    )
     return _as_subset(path, provenance) if same else None

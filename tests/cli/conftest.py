@@ -19,7 +19,9 @@ def write_real_dataset(out: Path, frames: int = 160, val_fraction: float = 0.2) 
     splits: dict[str, list] = {"train": [], "val": []}
     for index, atoms in enumerate(ase.io.iread(path, index=f":{frames}")):
         sid = str(atoms.info["alexandria_id"])
-        frame = frame_from_atoms(atoms, frame_id=f"{path.stem}:{index}", structure_id=sid, source=path.name)
+        frame = frame_from_atoms(
+            atoms, frame_id=f"{path.stem}:{index}", structure_id=sid, source=path.name
+        )
         bucket = int(hashlib.sha256(sid.encode()).hexdigest(), 16) % 1000 / 1000
         splits["val" if bucket < val_fraction else "train"].append(frame)
     write_dataset(out, splits)

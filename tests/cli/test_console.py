@@ -35,7 +35,9 @@ def test_quiet_keeps_warnings_only_and_turns_bars_off_then_restores(capsys):
         _say_everything()
     err = capsys.readouterr().err
     assert err == "warning: disk nearly full\n"
-    assert PROGRESS_ENV not in os.environ and logging.getLogger("foundation").level == logging.NOTSET
+    assert (
+        PROGRESS_ENV not in os.environ and logging.getLogger("foundation").level == logging.NOTSET
+    )
     assert not logging.getLogger("foundation").handlers
 
 
@@ -43,7 +45,10 @@ def test_verbose_adds_debug_records_with_level_and_logger(capsys):
     with terminal_output(verbose=1):
         _say_everything()
     err = capsys.readouterr().err
-    assert "DEBUG foundation.some.module: detail" in err and "WARNING foundation.some.module: disk nearly full" in err
+    assert (
+        "DEBUG foundation.some.module: detail" in err
+        and "WARNING foundation.some.module: disk nearly full" in err
+    )
 
 
 def test_flags_come_before_the_command():

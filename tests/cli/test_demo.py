@@ -5,7 +5,18 @@ import re
 
 from foundation.cli.main import main
 
-ARGS = ["--frames", "80", "--steps", "6", "--workers", "1", "--task-structures", "25", "--finetune-epochs", "3"]
+ARGS = [
+    "--frames",
+    "80",
+    "--steps",
+    "6",
+    "--workers",
+    "1",
+    "--task-structures",
+    "25",
+    "--finetune-epochs",
+    "3",
+]
 
 
 def test_demo_runs_every_stage_and_says_where_the_report_is(tmp_path, capsys):
@@ -22,16 +33,24 @@ def test_demo_runs_every_stage_and_says_where_the_report_is(tmp_path, capsys):
     # the downstream task lies inside the pre-training domain: the teacher's bulk modulus of its own alloys,
     # as a learning curve with both arms, the probe, baselines and a verdict per size
     curve = tasks["teacher_bulk_modulus"]
-    assert list(curve["by_size"]) == ["12", "all"] and curve["baselines"]["12"]["mean"]["mae"]["count"] == 6
+    assert (
+        list(curve["by_size"]) == ["12", "all"]
+        and curve["baselines"]["12"]["mean"]["mae"]["count"] == 6
+    )
     assert {(c["treatment"], c["size"]) for c in curve["comparisons"]} == {
-        (arm, size) for arm in ("pretrained", "probe_pretrained") for size in (12, None)}
-    assert sum("teacher_bulk_modulus n=12: pretrained" in line for line in printed.splitlines()) == 1
+        (arm, size) for arm in ("pretrained", "probe_pretrained") for size in (12, None)
+    }
+    assert (
+        sum("teacher_bulk_modulus n=12: pretrained" in line for line in printed.splitlines()) == 1
+    )
     # zero-shot bulk moduli only for crystals of the pre-training elements; the rest out of domain, not failed
     eos = tasks["dcdft_eos_zeroshot"]["units"][0]
     elements = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"}  # the EMT teacher's
     assert {r["id"] for r in eos["predictions"]} | {f["id"] for f in eos["failures"]} <= elements
     assert len(eos["out_of_domain"]) == 71 - len(elements) and "Fe" in eos["out_of_domain"]
-    assert (out / "release" / "SHA256SUMS").is_file() and (out / "release" / "model.safetensors").is_file()
+    assert (out / "release" / "SHA256SUMS").is_file() and (
+        out / "release" / "model.safetensors"
+    ).is_file()
     # a rerun resumes: the finished training run and eval units are kept
     assert main(["demo", "--out", str(out), *ARGS]) == 0
     assert re.search(r"(\d+) units \(\1 already done\)", capsys.readouterr().err)

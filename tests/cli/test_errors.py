@@ -23,18 +23,22 @@ def _user_error(capsys, argv: list[str]) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("argv", [
-    ["data", "verify", MISSING],
-    ["data", "stats", MISSING],
-    ["prep", MISSING, "--out", "{tmp}/out"],
-    ["train", "--config", MISSING + ".yaml"],
-    ["train", "--resume", MISSING],
-    ["sweep", "--config", MISSING + ".yaml"],
-    ["ablation", "--config", MISSING + ".yaml"],
-    ["synth", "--config", MISSING + ".yaml", "--out", "{tmp}/x.xyz"],
-    ["release", MISSING, "--out", "{tmp}/release"],
-    ["status", MISSING],
-], ids=lambda argv: " ".join(argv[:2]))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "verify", MISSING],
+        ["data", "stats", MISSING],
+        ["prep", MISSING, "--out", "{tmp}/out"],
+        ["train", "--config", MISSING + ".yaml"],
+        ["train", "--resume", MISSING],
+        ["sweep", "--config", MISSING + ".yaml"],
+        ["ablation", "--config", MISSING + ".yaml"],
+        ["synth", "--config", MISSING + ".yaml", "--out", "{tmp}/x.xyz"],
+        ["release", MISSING, "--out", "{tmp}/release"],
+        ["status", MISSING],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
 def test_a_missing_input_is_one_line_and_a_non_zero_exit(capsys, tmp_path, argv):
     line = _user_error(capsys, [a.format(tmp=tmp_path) for a in argv])
     assert MISSING in line
@@ -55,23 +59,33 @@ def test_a_yaml_tag_is_refused_in_one_line_and_debug_shows_the_traceback(capsys,
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
-@pytest.mark.parametrize("override, key", [
-    ("optimizer.lr=-0.001", "optimizer.lr"),
-    ("engine.ema_decay=1.0", "engine.ema_decay"),
-    ("engine.ema_decay=-0.1", "engine.ema_decay"),
-    ("engine.grad_clip=-1", "engine.grad_clip"),
-    ("objective.noise_std=-0.1", "objective.noise_std"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optimizer.lr=-0.001", "optimizer.lr"),
+        ("engine.ema_decay=1.0", "engine.ema_decay"),
+        ("engine.ema_decay=-0.1", "engine.ema_decay"),
+        ("engine.grad_clip=-1", "engine.grad_clip"),
+        ("objective.noise_std=-0.1", "objective.noise_std"),
+    ],
+)
 def test_values_out_of_range_are_refused_at_config_load(capsys, tmp_path, override, key):
     config = _yaml(tmp_path, "train: {max_steps: 1}\n")
-    line = _user_error(capsys, ["train", "--config", config, override, f"run_dir={tmp_path / 'run'}"])
+    line = _user_error(
+        capsys, ["train", "--config", config, override, f"run_dir={tmp_path / 'run'}"]
+    )
     assert key in line
     assert not (tmp_path / "run").exists()  # refused before anything started
 
 
 def _mount_tmpfs(path: Path, options: str) -> None:
     path.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     require(ok, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
 
 
@@ -87,13 +101,18 @@ def _prep_onto_tmpfs(capsys, mount: Path, options: str, sample: str, mounts: lis
     """The error line of `foundation prep` writing into a fresh tmpfs mounted with `options`."""
     _mount_tmpfs(mount, options)
     mounts.append(mount)
-    return _user_error(capsys, ["prep", str(FIXTURES / "dft" / sample), "--out", str(mount / "out"), "--no-progress"])
+    return _user_error(
+        capsys,
+        ["prep", str(FIXTURES / "dft" / sample), "--out", str(mount / "out"), "--no-progress"],
+    )
 
 
 def test_a_full_disk_names_device_and_file(capsys, tmp_path, mounts):
     small = tmp_path / "small"
     line = _prep_onto_tmpfs(capsys, small, "size=64k", "alexandria-sample.xyz", mounts)
-    assert line.startswith(f"error: no space left on tmpfs (mounted on {small}) writing {small / 'out'}")
+    assert line.startswith(
+        f"error: no space left on tmpfs (mounted on {small}) writing {small / 'out'}"
+    )
 
 
 def test_a_read_only_output_directory_is_one_line(capsys, tmp_path, mounts):

@@ -57,34 +57,65 @@ def _structures():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_exported_file_reproduces_the_release_in_a_torch_only_process(release, tmp_path, monkeypatch, dtype):
+def test_exported_file_reproduces_the_release_in_a_torch_only_process(
+    release, tmp_path, monkeypatch, dtype
+):
     monkeypatch.setenv("FOUNDATION_MODELS", str(release.parent))
     out = tmp_path / "tiny.pt"
     assert main(["export", "tiny", "--out", str(out), "--dtype", dtype]) == 0  # by name
     meta = read_metadata(out)
     assert meta["release"] == "tiny" and meta["cutoff"] == 4.0 and meta["dtype"] == dtype
-    assert meta["weights_sha256"] == json.loads((release / "release.json").read_text())["weights_sha256"]
+    assert (
+        meta["weights_sha256"]
+        == json.loads((release / "release.json").read_text())["weights_sha256"]
+    )
 
     structures = _structures()
-    (tmp_path / "in.json").write_text(json.dumps([
-        {"numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "cell": np.asarray(a.cell[:]).tolist(),
-         "pbc": a.pbc.tolist()} for a in structures]))
+    (tmp_path / "in.json").write_text(
+        json.dumps(
+            [
+                {
+                    "numbers": a.numbers.tolist(),
+                    "positions": a.positions.tolist(),
+                    "cell": np.asarray(a.cell[:]).tolist(),
+                    "pbc": a.pbc.tolist(),
+                }
+                for a in structures
+            ]
+        )
+    )
     (tmp_path / "script.py").write_text(TORCH_ONLY)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["OMP_NUM_THREADS"] = "1"
-    subprocess.run([sys.executable, "-I", str(tmp_path / "script.py"), str(out), str(tmp_path / "in.json"),
-                    str(tmp_path / "out.json")], cwd=tmp_path, env=env, check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(tmp_path / "script.py"),
+            str(out),
+            str(tmp_path / "in.json"),
+            str(tmp_path / "out.json"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=300,
+    )
     results = json.loads((tmp_path / "out.json").read_text())
 
     calc = load_calculator(release)
-    tolerance = dict(rtol=1e-4, atol=1e-7)  # the release calculator runs in float32; forces here are ~1e-4 eV/A
+    tolerance = dict(
+        rtol=1e-4, atol=1e-7
+    )  # the release calculator runs in float32; forces here are ~1e-4 eV/A
     for atoms, result in zip(structures, results):
         atoms.calc = calc
         assert result["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-6)
         np.testing.assert_allclose(result["forces"], atoms.get_forces(), **tolerance)
         np.testing.assert_allclose(result["energies"], calc.results["energies"], **tolerance)
         if atoms.pbc.all():
-            np.testing.assert_allclose(result["stress"], atoms.get_stress(voigt=False), rtol=1e-4, atol=1e-9)
+            np.testing.assert_allclose(
+                result["stress"], atoms.get_stress(voigt=False), rtol=1e-4, atol=1e-9
+            )
         assert np.abs(atoms.get_forces()).max() > 1e-5  # not a comparison of zeros
 
 

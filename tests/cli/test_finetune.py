@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import yaml
 
 from foundation.cli.main import main
@@ -15,8 +14,16 @@ from foundation.files import sha256_file
 from tests.train.finetune_helpers import parent_dataset, train_parent, user_frames, write_frames
 
 RECIPE = "configs/finetune/efs.yaml"
-SMALL = ["train.max_steps=2", "train.val_every=2", "train.checkpoint_every=2", "train.progress=false",
-         "data.num_workers=0", "data.max_atoms=48", "engine.zero_stage=0", "schedule.warmup_steps=0"]
+SMALL = [
+    "train.max_steps=2",
+    "train.val_every=2",
+    "train.checkpoint_every=2",
+    "train.progress=false",
+    "data.num_workers=0",
+    "data.max_atoms=48",
+    "engine.zero_stage=0",
+    "schedule.warmup_steps=0",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -41,21 +48,48 @@ def test_finetune_a_release_and_release_the_result(parent, tmp_path):
     val = [f for f in frames[30:] if set(int(z) for z in f.numbers) <= elements][:8]
     user = write_frames(tmp_path / "mine", frames[:30], val)
     run = tmp_path / "ft"
-    assert main(["finetune", "--from", str(release), "--config", RECIPE, f"data.path={user}", f"run_dir={run}",
-                 "finetune.freeze_layers=1", f"finetune.replay_path={parent_data}", "finetune.replay_fraction=0.2",
-                 *SMALL]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                str(release),
+                "--config",
+                RECIPE,
+                f"data.path={user}",
+                f"run_dir={run}",
+                "finetune.freeze_layers=1",
+                f"finetune.replay_path={parent_data}",
+                "finetune.replay_fraction=0.2",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["finetune"]["parent"] == str(release.resolve()) and config["model"]["backbone"]["name"] == "schnet"
+    assert (
+        config["finetune"]["parent"] == str(release.resolve())
+        and config["model"]["backbone"]["name"] == "schnet"
+    )
     out = tmp_path / "release"
     assert main(["release", str(run), "--out", str(out), "--name", "tiny-mine"]) == 0
     info = json.loads((out / "release.json").read_text())
     parent_info = json.loads((release / "release.json").read_text())
     assert info["parent"]["name"] == "tiny-parent" and info["parent"]["kind"] == "release"
-    assert info["parent"]["weights_sha256"] == parent_info["weights_sha256"] == sha256_file(release / "model.safetensors")
+    assert (
+        info["parent"]["weights_sha256"]
+        == parent_info["weights_sha256"]
+        == sha256_file(release / "model.safetensors")
+    )
     card = (out / "README.md").read_text()
-    assert "## Fine-tuned from" in card and "tiny-parent" in card and parent_info["weights_sha256"] in card
+    assert (
+        "## Fine-tuned from" in card
+        and "tiny-parent" in card
+        and parent_info["weights_sha256"] in card
+    )
     assert "base_model: tiny-parent" in card.split("---")[1]  # the hub's front matter
     from foundation import load_calculator
+
     assert load_calculator(out).potential.config.backbone.name == "schnet"
 
 
@@ -63,10 +97,37 @@ def test_unseen_elements_and_bad_parents_are_one_line(parent, tmp_path, capsys):
     parent_data, release = parent
     frames = user_frames(parent_data, unseen=True)
     user = write_frames(tmp_path / "exotic", frames[:16], frames[16:20])
-    assert main(["finetune", "--from", str(release), f"data.path={user}", f"run_dir={tmp_path / 'ft'}", *SMALL]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                str(release),
+                f"data.path={user}",
+                f"run_dir={tmp_path / 'ft'}",
+                *SMALL,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "never occur in the training data" in err and "tiny-parent" in err
+    assert (
+        len(err.splitlines()) == 1
+        and "never occur in the training data" in err
+        and "tiny-parent" in err
+    )
     assert not (tmp_path / "ft" / "checkpoints").exists()
-    assert main(["finetune", "--from", str(tmp_path), f"data.path={user}", f"run_dir={tmp_path / 'ft2'}",
-                 *SMALL]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                str(tmp_path),
+                f"data.path={user}",
+                f"run_dir={tmp_path / 'ft2'}",
+                *SMALL,
+            ]
+        )
+        == 2
+    )
     assert "neither a release directory" in capsys.readouterr().err

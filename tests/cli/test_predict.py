@@ -6,7 +6,6 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
-import torch
 
 from foundation import load_calculator
 from foundation.cli.main import main
@@ -32,10 +31,27 @@ def release(tmp_path_factory):
 def test_labels_real_frames_of_two_formats_like_the_calculator(release, tmp_path):
     inputs = [FIXTURES / "mptrj-sample.xyz", OUTCAR]
     out = tmp_path / "labelled.extxyz"
-    assert main(["predict", str(release), *map(str, inputs), "--out", str(out), "--device", "cpu",
-                 "--max-atoms", "64", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(release),
+                *map(str, inputs),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--max-atoms",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     frames = ase.io.read(out, index=":")
-    originals = ase.io.read(inputs[0], index=":") + ase.io.read(inputs[1], index=":", format="vasp-out")
+    originals = ase.io.read(inputs[0], index=":") + ase.io.read(
+        inputs[1], index=":", format="vasp-out"
+    )
     assert len(frames) == len(originals) and not list(tmp_path.glob(".*tmp*"))
     calc = load_calculator(release)
     for k in (0, 1, 40, len(originals) - 1):  # MPtrj frames and the last OUTCAR step
@@ -49,29 +65,63 @@ def test_labels_real_frames_of_two_formats_like_the_calculator(release, tmp_path
         np.testing.assert_allclose(energies, atoms.get_potential_energies(), atol=1e-6)
         assert energies.sum() == pytest.approx(got.get_potential_energy(), abs=1e-5)
         # the input's own DFT labels ride along, for comparison
-        assert got.info["ref_energy"] == pytest.approx(originals[k].get_potential_energy(), abs=1e-6)
+        assert got.info["ref_energy"] == pytest.approx(
+            originals[k].get_potential_energy(), abs=1e-6
+        )
         np.testing.assert_allclose(got.arrays["ref_forces"], originals[k].get_forces(), atol=1e-6)
     assert {f.info["file"] for f in frames} == {"mptrj-sample.xyz", "OUTCAR_5"}
 
 
 def test_bad_input_is_one_line_and_nonzero(release, tmp_path, capsys):
     bad = tmp_path / "broken.extxyz"
-    bad.write_text("2\nLattice=\"4 0 0 0 4 0 0 0 4\" Properties=species:S:1:pos:R:3\nCu 0 0 0\nCu 0 0 x\n")
-    assert main(["predict", str(release), str(bad), "--out", str(tmp_path / "o.extxyz"), "--no-progress"]) == 2
+    bad.write_text(
+        '2\nLattice="4 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3\nCu 0 0 0\nCu 0 0 x\n'
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(release),
+                str(bad),
+                "--out",
+                str(tmp_path / "o.extxyz"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "broken.extxyz" in err and "record 0" in err
     assert not (tmp_path / "o.extxyz").exists()
-    assert main(["predict", str(tmp_path / "nowhere"), str(bad), "--out", str(tmp_path / "o.extxyz")]) == 2
+    assert (
+        main(["predict", str(tmp_path / "nowhere"), str(bad), "--out", str(tmp_path / "o.extxyz")])
+        == 2
+    )
 
 
 def test_structures_without_labels_through_ase(release, tmp_path):
     from pymatgen.core import Lattice, Structure
 
     cif = tmp_path / "rocksalt.cif"
-    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
-        filename=str(cif))
+    Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).to(filename=str(cif))
     out = tmp_path / "labelled.extxyz"
-    assert main(["predict", str(release), str(cif), "--format", "ase", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(release),
+                str(cif),
+                "--format",
+                "ase",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     [got] = ase.io.read(out, index=":")
     atoms = ase.io.read(cif)
     atoms.calc = load_calculator(release)
@@ -81,8 +131,23 @@ def test_structures_without_labels_through_ase(release, tmp_path):
 
 
 def test_a_source_the_model_does_not_have_is_one_line(release, tmp_path, capsys):
-    code = main(["predict", str(release), str(OUTCAR), "--out", str(tmp_path / "o.extxyz"), "--source", "PBE54",
-                 "--no-progress"])
+    code = main(
+        [
+            "predict",
+            str(release),
+            str(OUTCAR),
+            "--out",
+            str(tmp_path / "o.extxyz"),
+            "--source",
+            "PBE54",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "source 'PBE54'" in err and "one energy reference" in err
+    assert (
+        code == 2
+        and len(err.splitlines()) == 1
+        and "source 'PBE54'" in err
+        and "one energy reference" in err
+    )
     assert not (tmp_path / "o.extxyz").exists()

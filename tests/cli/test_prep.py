@@ -24,8 +24,10 @@ def test_an_unreadable_input_is_an_error_naming_the_file(tmp_path, capsys):
 
 def test_a_foreign_output_directory_is_refused(tmp_path, capsys):
     frames = tmp_path / "f.xyz"
-    frames.write_text('1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1 pbc="T T T"\n'
-                      "H 0 0 0 0 0 0\n")
+    frames.write_text(
+        '1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1 pbc="T T T"\n'
+        "H 0 0 0 0 0 0\n"
+    )
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["prep", str(frames), "--out", str(tmp_path / "busy"), "--no-progress"]) == 2
@@ -34,11 +36,26 @@ def test_a_foreign_output_directory_is_refused(tmp_path, capsys):
 
 def test_a_small_run_prints_its_summary(tmp_path, capsys):
     frames = tmp_path / "f.xyz"
-    frame = ('2\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy={e} pbc="T T T"\n'
-             "H 0 0 0 0 0 0\nO 1.5 1.5 {z} 0 0 0\n")
+    frame = (
+        '2\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy={e} pbc="T T T"\n'
+        "H 0 0 0 0 0 0\nO 1.5 1.5 {z} 0 0 0\n"
+    )
     frames.write_text("".join(frame.format(e=-1.0 - i, z=1.0 + 0.01 * i) for i in range(20)))
-    code = main(["prep", str(frames), "--out", str(tmp_path / "out"), "--no-progress", "--split", "train=0.5,test=0.5",
-                 "--container", "wds", "--require", "energy"])
+    code = main(
+        [
+            "prep",
+            str(frames),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--split",
+            "train=0.5,test=0.5",
+            "--container",
+            "wds",
+            "--require",
+            "energy",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "20 frames read" in out and "kept 20" in out and "elements (2): H O" in out

@@ -12,11 +12,19 @@ from foundation.data.schema import Frame, InvalidFrame
 from .helpers import full_frame, minimal_frame
 
 
-@pytest.mark.parametrize("frame", [full_frame(0), full_frame(3, natoms=1), minimal_frame()], ids=["full", "one-atom", "minimal"])
+@pytest.mark.parametrize(
+    "frame",
+    [full_frame(0), full_frame(3, natoms=1), minimal_frame()],
+    ids=["full", "one-atom", "minimal"],
+)
 def test_round_trip_is_bit_exact(frame):
     decoded = decode_frame(encode_frame(frame))
     assert decoded.same_as(frame)
-    assert decoded.properties["site_charges"].dtype == np.float32 if "site_charges" in frame.properties else True
+    assert (
+        decoded.properties["site_charges"].dtype == np.float32
+        if "site_charges" in frame.properties
+        else True
+    )
 
 
 def test_encoding_is_deterministic():
@@ -33,6 +41,7 @@ def test_pickle_payload_is_refused_without_unpickling():
     class Boom:
         def __reduce__(self):
             return (exec, ("raise SystemExit('pickle executed')",))
+
     with pytest.raises(RecordDecodeError, match="pickle"):
         decode_frame(pickle.dumps(Boom()))
     with pytest.raises(RecordDecodeError, match="pickle"):
@@ -43,19 +52,23 @@ HEADER = 5  # schema version (uint8), CRC32 of the body (uint32 LE)
 
 
 def _body(record: bytes) -> dict:
-    return msgpack.unpackb(record[len(MAGIC) + HEADER:])
+    return msgpack.unpackb(record[len(MAGIC) + HEADER :])
 
 
 def _record(body: dict, version: int = 2) -> bytes:
     """Record bytes with a valid checksum (version 1: the old layout, no header)."""
     packed = msgpack.packb(body)
-    return MAGIC + packed if version == 1 else MAGIC + struct.pack("<BI", version, zlib.crc32(packed)) + packed
+    return (
+        MAGIC + packed
+        if version == 1
+        else MAGIC + struct.pack("<BI", version, zlib.crc32(packed)) + packed
+    )
 
 
 def test_record_layout_is_magic_header_then_body():
     record = encode_frame(full_frame())
     version, crc = struct.unpack_from("<BI", record, len(MAGIC))
-    assert version == 2 and crc == zlib.crc32(record[len(MAGIC) + HEADER:])
+    assert version == 2 and crc == zlib.crc32(record[len(MAGIC) + HEADER :])
     assert _body(record)["schema_version"] == 2
 
 
@@ -108,14 +121,17 @@ def test_garbage_and_truncated_records_are_refused():
         decode_frame(encode_frame(full_frame())[:7])
 
 
-@pytest.mark.parametrize("mutate,reason", [
-    (lambda f: setattr(f, "forces", np.zeros((2, 3))), "shape_mismatch"),
-    (lambda f: f.positions.__setitem__((0, 0), np.nan), "non_finite"),
-    (lambda f: setattr(f, "energy", float("inf")), "non_finite"),
-    (lambda f: f.numbers.__setitem__(0, 0), "unknown_element"),
-    (lambda f: f.numbers.__setitem__(0, 200), "unknown_element"),
-    (lambda f: setattr(f, "structure_id", ""), "missing_id"),
-])
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda f: setattr(f, "forces", np.zeros((2, 3))), "shape_mismatch"),
+        (lambda f: f.positions.__setitem__((0, 0), np.nan), "non_finite"),
+        (lambda f: setattr(f, "energy", float("inf")), "non_finite"),
+        (lambda f: f.numbers.__setitem__(0, 0), "unknown_element"),
+        (lambda f: f.numbers.__setitem__(0, 200), "unknown_element"),
+        (lambda f: setattr(f, "structure_id", ""), "missing_id"),
+    ],
+)
 def test_validate_names_the_reason(mutate, reason):
     frame = full_frame()
     mutate(frame)
@@ -125,6 +141,16 @@ def test_validate_names_the_reason(mutate, reason):
 
 
 def test_frames_coerce_to_canonical_dtypes():
-    frame = Frame(numbers=[1, 1], positions=np.zeros((2, 3), np.float32), cell=np.eye(3), pbc=[1, 0, 0],
-                  frame_id="a", structure_id="b")
-    assert frame.numbers.dtype == np.int64 and frame.positions.dtype == np.float64 and frame.pbc.dtype == bool
+    frame = Frame(
+        numbers=[1, 1],
+        positions=np.zeros((2, 3), np.float32),
+        cell=np.eye(3),
+        pbc=[1, 0, 0],
+        frame_id="a",
+        structure_id="b",
+    )
+    assert (
+        frame.numbers.dtype == np.int64
+        and frame.positions.dtype == np.float64
+        and frame.pbc.dtype == bool
+    )

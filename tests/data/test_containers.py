@@ -18,7 +18,9 @@ from .helpers import full_frame, minimal_frame, real_frames
 
 @pytest.fixture(scope="module")
 def mixed_frames():
-    return [full_frame(i, natoms=1 + i % 7) for i in range(20)] + [minimal_frame(i) for i in range(3)]
+    return [full_frame(i, natoms=1 + i % 7) for i in range(20)] + [
+        minimal_frame(i) for i in range(3)
+    ]
 
 
 def test_every_field_round_trips_through_both_containers(tmp_path, mixed_frames):
@@ -36,11 +38,15 @@ def test_lmdb_reader_opens_read_only_without_lock_file(tmp_path, mixed_frames):
     write_lmdb_shard(tmp_path / "a.lmdb", mixed_frames)
     os.chmod(tmp_path / "a.lmdb", 0o444)
     assert LmdbShard(tmp_path / "a.lmdb")[3].same_as(mixed_frames[3])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.lmdb"]  # no -lock file, no scratch left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.lmdb"
+    ]  # no -lock file, no scratch left behind
 
 
 def test_lmdb_map_grows_beyond_initial_size(tmp_path):
-    big = [full_frame(i, natoms=20_000) for i in range(2)]  # ~2.4 MB each... times enough to pass 64 MiB
+    big = [
+        full_frame(i, natoms=20_000) for i in range(2)
+    ]  # ~2.4 MB each... times enough to pass 64 MiB
     big = big * 20
     write_lmdb_shard(tmp_path / "big.lmdb", big)
     assert LmdbShard(tmp_path / "big.lmdb")[39].same_as(big[39])
@@ -54,7 +60,11 @@ def test_lmdb_shard_reopens_after_fork(tmp_path, mixed_frames):
     pid = os.fork()
     if pid == 0:  # child: must open its own environment, not reuse the parent's
         from foundation.data.lmdb_store import _OPEN
-        ok = shard[5].same_as(mixed_frames[5]) and _OPEN[os.path.realpath(shard.path)][0] == os.getpid()
+
+        ok = (
+            shard[5].same_as(mixed_frames[5])
+            and _OPEN[os.path.realpath(shard.path)][0] == os.getpid()
+        )
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.waitpid(pid, 0)
@@ -71,7 +81,9 @@ def test_writes_are_deterministic(tmp_path, mixed_frames):
 
 def test_webdataset_library_reads_our_shards(tmp_path, mixed_frames):
     write_wds_shard(tmp_path / "a.tar", mixed_frames)
-    samples = list(webdataset.WebDataset(str(tmp_path / "a.tar"), shardshuffle=False, empty_check=False))
+    samples = list(
+        webdataset.WebDataset(str(tmp_path / "a.tar"), shardshuffle=False, empty_check=False)
+    )
     assert len(samples) == len(mixed_frames)
     for sample, original in zip(samples, mixed_frames):
         assert decode_frame(sample["frame"]).same_as(original)
@@ -80,19 +92,39 @@ def test_webdataset_library_reads_our_shards(tmp_path, mixed_frames):
 def test_shards_split_across_ranks_and_workers_without_duplicates():
     shards = [f"s{i}" for i in range(13)]
     for epoch in range(3):
-        dealt = [shards_for_worker(shards, rank=r, world_size=2, worker=w, num_workers=3, epoch=epoch, seed=7,
-                                   shuffle=True) for r in range(2) for w in range(3)]
+        dealt = [
+            shards_for_worker(
+                shards,
+                rank=r,
+                world_size=2,
+                worker=w,
+                num_workers=3,
+                epoch=epoch,
+                seed=7,
+                shuffle=True,
+            )
+            for r in range(2)
+            for w in range(3)
+        ]
         flat = [s for part in dealt for s in part]
         assert sorted(flat) == sorted(shards)
-    orders = {tuple(shards_for_worker(shards, rank=0, world_size=1, worker=0, num_workers=1, epoch=e, seed=7,
-                                      shuffle=True)) for e in range(4)}
+    orders = {
+        tuple(
+            shards_for_worker(
+                shards, rank=0, world_size=1, worker=0, num_workers=1, epoch=e, seed=7, shuffle=True
+            )
+        )
+        for e in range(4)
+    }
     assert len(orders) > 1  # shard order reshuffles each epoch
 
 
 def test_real_frames_identical_through_lmdb_and_webdataset(tmp_path):
     frames = real_frames(per_file=40)
     train, val = frames[::2], frames[1::2]
-    manifest = write_dataset(tmp_path, {"train": train, "val": val}, containers=("lmdb", "wds"), shard_size=17)
+    manifest = write_dataset(
+        tmp_path, {"train": train, "val": val}, containers=("lmdb", "wds"), shard_size=17
+    )
     assert manifest.containers == ["lmdb", "wds"]
     for split, originals in (("train", train), ("val", val)):
         lmdb_view = open_dataset(tmp_path, split=split, container="lmdb")

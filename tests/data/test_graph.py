@@ -38,7 +38,10 @@ class Graph:
         self.keys, self.distances = keys[order], distances[order]
 
     def as_dict(self) -> dict:
-        return {(i, j, (s0, s1, s2)): d for (i, j, s0, s1, s2), d in zip(self.keys.tolist(), self.distances.tolist())}
+        return {
+            (i, j, (s0, s1, s2)): d
+            for (i, j, s0, s1, s2), d in zip(self.keys.tolist(), self.distances.tolist())
+        }
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -69,13 +72,17 @@ def assert_same_graph(got: Graph, expected: Graph) -> None:
     if not np.array_equal(got.keys, expected.keys):
         extra = got.as_dict().keys() - expected.as_dict().keys()
         missing = expected.as_dict().keys() - got.as_dict().keys()
-        pytest.fail(f"{len(extra)} extra edges, e.g. {sorted(extra)[:3]}; {len(missing)} missing, e.g. "
-                    f"{sorted(missing)[:3]}")
+        pytest.fail(
+            f"{len(extra)} extra edges, e.g. {sorted(extra)[:3]}; {len(missing)} missing, e.g. "
+            f"{sorted(missing)[:3]}"
+        )
     np.testing.assert_allclose(got.distances, expected.distances, rtol=0, atol=1e-10)
 
 
 def read_all(directory: Path) -> list[Atoms]:
-    return [atoms for path in sorted(directory.glob("*.xyz")) for atoms in ase.io.read(path, index=":")]
+    return [
+        atoms for path in sorted(directory.glob("*.xyz")) for atoms in ase.io.read(path, index=":")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +111,11 @@ def search(request, monkeypatch):
 
 # --- real DFT frames -------------------------------------------------------------------------------------------------
 
+
 def test_every_real_frame_matches_matscipy(real_structures):
-    assert_same_graph(ours(real_structures, 6.0), reference(real_structures, 6.0, matscipy_neighbour_list))
+    assert_same_graph(
+        ours(real_structures, 6.0), reference(real_structures, 6.0, matscipy_neighbour_list)
+    )
 
 
 def test_every_real_frame_matches_ase(real_structures):
@@ -115,11 +125,15 @@ def test_every_real_frame_matches_ase(real_structures):
 
 @pytest.mark.shared_data
 def test_every_frame_of_the_shared_data_matches_matscipy_and_ase(shared_structures):
-    assert_same_graph(ours(shared_structures, 6.0), reference(shared_structures, 6.0, matscipy_neighbour_list))
+    assert_same_graph(
+        ours(shared_structures, 6.0), reference(shared_structures, 6.0, matscipy_neighbour_list)
+    )
     assert_same_graph(ours(shared_structures, 3.0), reference(shared_structures, 3.0))
 
 
-def test_cell_list_and_small_chunks_give_the_same_graph_on_real_frames(real_structures, monkeypatch):
+def test_cell_list_and_small_chunks_give_the_same_graph_on_real_frames(
+    real_structures, monkeypatch
+):
     subset = real_structures
     expected = reference(subset, 5.0, matscipy_neighbour_list)
     monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 5000)
@@ -136,7 +150,6 @@ def test_large_supercell_uses_the_cell_list(real_structures):
     assert_same_graph(ours([atoms], 5.0), reference([atoms], 5.0, matscipy_neighbour_list))
 
 
-
 def large_skewed_slab() -> Atoms:
     """1,100 atoms in a sheared cell periodic along a and b only, unwrapped (up to 15% off the cell), some exactly on
     its faces and two pairs at the same place."""
@@ -145,7 +158,12 @@ def large_skewed_slab() -> Atoms:
     frac = rng.uniform(-0.15, 1.15, (1100, 3)) * [1, 1, 0.6]
     frac[:8, :2] = [[0, 0], [1, 0], [0, 1], [1, 1], [0, 0.5], [0.5, 1], [1, 0.25], [0.75, 0]]
     frac[8:10] = frac[10:12]
-    return Atoms(numbers=rng.integers(1, 90, len(frac)), positions=frac @ cell, cell=cell, pbc=(True, True, False))
+    return Atoms(
+        numbers=rng.integers(1, 90, len(frac)),
+        positions=frac @ cell,
+        cell=cell,
+        pbc=(True, True, False),
+    )
 
 
 def test_large_skewed_slab_matches_ase_in_blocks_and_capped(monkeypatch):
@@ -154,8 +172,11 @@ def test_large_skewed_slab_matches_ase_in_blocks_and_capped(monkeypatch):
     monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 8000)  # blocks of a few hundred atoms
     assert_same_graph(ours([atoms], 5.0), reference([atoms], 5.0))
     capped = ours([atoms], 5.0, max_neighbours=16)
-    monkeypatch.setattr(graph, "CELL_LIST_MIN_ATOMS", 10 ** 6)
-    assert np.array_equal(capped.keys, ours([atoms], 5.0, max_neighbours=16).keys)  # as the all-pairs search
+    monkeypatch.setattr(graph, "CELL_LIST_MIN_ATOMS", 10**6)
+    assert np.array_equal(
+        capped.keys, ours([atoms], 5.0, max_neighbours=16).keys
+    )  # as the all-pairs search
+
 
 def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
     subset, k = real_structures, 12
@@ -174,13 +195,17 @@ def test_max_neighbours_keeps_the_nearest_on_real_frames(real_structures):
 
 def test_float32_differs_only_at_the_cutoff(real_structures):
     subset, cutoff = real_structures, 5.0
-    exact, single = ours(subset, cutoff).as_dict(), ours(subset, cutoff, dtype=torch.float32).as_dict()
+    exact, single = (
+        ours(subset, cutoff).as_dict(),
+        ours(subset, cutoff, dtype=torch.float32).as_dict(),
+    )
     for key in exact.keys() ^ single.keys():
         assert abs(exact.get(key, single.get(key)) - cutoff) < 1e-4
     assert len(exact.keys() ^ single.keys()) < 1e-4 * len(exact)
 
 
 # --- synthetic cells -------------------------------------------------------------------------------------------------
+
 
 def tiny_cell() -> Atoms:
     """Two atoms in a cell far smaller than the cutoff: many images on every axis."""
@@ -197,13 +222,19 @@ def skewed_cell() -> Atoms:
 def slab() -> Atoms:
     rng = np.random.default_rng(1)
     cell = np.array([[3.0, 0.0, 0.0], [1.2, 2.8, 0.0], [0.3, 0.4, 15.0]])
-    return Atoms("Cu6", positions=rng.uniform(0, 3, (6, 3)) + [0, 0, 6], cell=cell, pbc=(True, True, False))
+    return Atoms(
+        "Cu6", positions=rng.uniform(0, 3, (6, 3)) + [0, 0, 6], cell=cell, pbc=(True, True, False)
+    )
 
 
 def wire() -> Atoms:
     rng = np.random.default_rng(2)
-    return Atoms("C4", positions=rng.uniform(0, 3, (4, 3)), cell=[[2.2, 0.5, 0], [0, 9, 0], [0, 0, 9]],
-                 pbc=(True, False, False))
+    return Atoms(
+        "C4",
+        positions=rng.uniform(0, 3, (4, 3)),
+        cell=[[2.2, 0.5, 0], [0, 9, 0], [0, 0, 9]],
+        pbc=(True, False, False),
+    )
 
 
 def molecule() -> Atoms:
@@ -214,12 +245,22 @@ def molecule() -> Atoms:
 def nonperiodic_z_in_a_sheet() -> Atoms:
     """Periodic along a and c only (the non-periodic axis is the middle one)."""
     rng = np.random.default_rng(4)
-    return Atoms("N3", positions=rng.uniform(0, 4, (3, 3)), cell=[[2.5, 0, 0], [0, 0, 0], [0.7, 0, 2.1]],
-                 pbc=(True, False, True))
+    return Atoms(
+        "N3",
+        positions=rng.uniform(0, 4, (3, 3)),
+        cell=[[2.5, 0, 0], [0, 0, 0], [0.7, 0, 2.1]],
+        pbc=(True, False, True),
+    )
 
 
-SYNTHETIC = {"tiny_cell": tiny_cell, "skewed_cell": skewed_cell, "slab": slab, "wire": wire, "molecule": molecule,
-             "sheet_without_b": nonperiodic_z_in_a_sheet}
+SYNTHETIC = {
+    "tiny_cell": tiny_cell,
+    "skewed_cell": skewed_cell,
+    "slab": slab,
+    "wire": wire,
+    "molecule": molecule,
+    "sheet_without_b": nonperiodic_z_in_a_sheet,
+}
 
 
 @pytest.mark.parametrize("name", SYNTHETIC)
@@ -237,8 +278,12 @@ def random_structure(rng: np.random.Generator) -> Atoms:
     if np.linalg.det(cell) < 0:
         cell[0] *= -1
     positions = rng.uniform(-0.5, 1.5, (rng.integers(1, 13), 3)) @ cell
-    return Atoms(numbers=rng.integers(1, 90, len(positions)), positions=positions, cell=cell,
-                 pbc=rng.random(3) < 0.7)
+    return Atoms(
+        numbers=rng.integers(1, 90, len(positions)),
+        positions=positions,
+        cell=cell,
+        pbc=rng.random(3) < 0.7,
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -256,7 +301,9 @@ def test_tiny_cell_has_self_images_and_no_self_edge():
 
 
 def test_distinct_atoms_at_the_same_place_are_neighbours_as_in_ase(search):
-    atoms = Atoms("Cu2", positions=[[0.5, 0.6, 0.7], [0.5, 0.6, 0.7]], cell=[3.0, 3.2, 3.4], pbc=True)
+    atoms = Atoms(
+        "Cu2", positions=[[0.5, 0.6, 0.7], [0.5, 0.6, 0.7]], cell=[3.0, 3.2, 3.4], pbc=True
+    )
     got = ours([atoms], 4.0)
     assert_same_graph(got, reference([atoms], 4.0))
     assert (0, 1, (0, 0, 0)) in got.as_dict() and (0, 0, (0, 0, 0)) not in got.as_dict()
@@ -290,12 +337,16 @@ def test_max_neighbours_breaks_exact_ties_by_j_then_shift(repeat, k, search):
 
 
 def test_max_neighbours_larger_than_degree_changes_nothing():
-    assert np.array_equal(ours([skewed_cell()], 4.0, max_neighbours=10_000).keys, ours([skewed_cell()], 4.0).keys)
+    assert np.array_equal(
+        ours([skewed_cell()], 4.0, max_neighbours=10_000).keys, ours([skewed_cell()], 4.0).keys
+    )
 
 
 def test_edges_are_in_lexicographic_order_with_cell_list_structures_inside_the_batch(monkeypatch):
     structures = [tiny_cell(), simple_cubic(3), skewed_cell(), molecule(), simple_cubic(3), slab()]
-    monkeypatch.setattr(graph, "CELL_LIST_MIN_ATOMS", 20)  # the two 27-atom cubes take the cell list
+    monkeypatch.setattr(
+        graph, "CELL_LIST_MIN_ATOMS", 20
+    )  # the two 27-atom cubes take the cell list
     monkeypatch.setattr(graph, "MAX_PAIRS_PER_CHUNK", 70)  # and the small ones several chunks
     positions, cell, pbc, batch = batch_tensors(structures)
     edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, 4.0)
@@ -304,8 +355,10 @@ def test_edges_are_in_lexicographic_order_with_cell_list_structures_inside_the_b
     assert_same_graph(ours(structures, 4.0), reference(structures, 4.0))
 
 
-@pytest.mark.parametrize("expected", [0, 6000, 10 ** 6])
-def test_the_graph_does_not_depend_on_the_estimate_of_its_size(real_structures, monkeypatch, expected):
+@pytest.mark.parametrize("expected", [0, 6000, 10**6])
+def test_the_graph_does_not_depend_on_the_estimate_of_its_size(
+    real_structures, monkeypatch, expected
+):
     # 0: the buffers grow part after part; 6000: ~10% room left over (5,768 edges); 10^6: far too large, copied out
     batch = batch_tensors(real_structures[:40])
     edge_index, shifts = radius_graph_pbc(*batch, 5.0)
@@ -353,7 +406,9 @@ def test_bad_inputs_are_refused():
 
 def test_a_cell_too_thin_for_the_cutoff_is_refused_before_any_search():
     # a square lattice in a badly skewed basis: plane spacing 4e-5 A along a, ~250,000 image shifts per axis
-    skewed = Atoms("Cu", positions=[[0, 0, 0]], cell=[[4, 0, 0], [400_000, 4, 0], [0, 0, 4]], pbc=True)
+    skewed = Atoms(
+        "Cu", positions=[[0, 0, 0]], cell=[[4, 0, 0], [400_000, 4, 0], [0, 0, 4]], pbc=True
+    )
     positions, cell, pbc, batch = batch_tensors([simple_cubic(2), skewed])
     with pytest.raises(ValueError, match=r"structure 1: cell too thin for the cutoff: 5 A"):
         radius_graph_pbc(positions, cell, pbc, batch, 5.0)
@@ -363,8 +418,17 @@ def test_a_cell_too_thin_for_the_cutoff_is_refused_before_any_search():
 def test_gpu_graph_equals_cpu_graph(real_structures):
     """Both searches on the GPU: the all-pairs one (synthetic and real small cells) and the cell list (a large
     skewed slab), edge for edge and in the same order as on the CPU."""
-    structures = [f() for f in SYNTHETIC.values()] + [simple_cubic(3)] + real_structures + [large_skewed_slab()]
+    structures = (
+        [f() for f in SYNTHETIC.values()]
+        + [simple_cubic(3)]
+        + real_structures
+        + [large_skewed_slab()]
+    )
     positions, cell, pbc, batch = batch_tensors(structures)
     cpu = radius_graph_pbc(positions, cell, pbc, batch, 4.5, max_neighbours=12)
-    gpu = radius_graph_pbc(positions.cuda(), cell.cuda(), pbc.cuda(), batch.cuda(), 4.5, max_neighbours=12)
-    assert gpu[0].is_cuda and torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+    gpu = radius_graph_pbc(
+        positions.cuda(), cell.cuda(), pbc.cuda(), batch.cuda(), 4.5, max_neighbours=12
+    )
+    assert (
+        gpu[0].is_cuda and torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+    )

@@ -13,7 +13,9 @@ from foundation.data.pair_search import owners
 def test_owners_expand_counts_with_zeros_anywhere(counts):
     count = torch.tensor(counts, dtype=torch.int32)
     owner, bounds = owners(count)
-    expected = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
+    expected = torch.repeat_interleave(
+        torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long)
+    )
     assert owner.dtype == bounds.dtype == torch.int32
     assert owner.tolist() == expected.tolist()
     assert bounds.tolist() == [0] + torch.cumsum(torch.tensor(counts, dtype=torch.long), 0).tolist()

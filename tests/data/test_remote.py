@@ -43,7 +43,9 @@ def test_a_dataset_at_an_http_url_reads_as_the_local_one(dataset):
         assert remote.container == "wds" and remote.shard_paths[0].startswith(url)
         assert _records(remote) == local
         assert _records(open_dataset(dataset, "train", "wds", shard_url_base=f"{url}/ds")) == local
-        assert remote[13].frame_id == FRAMES[13].frame_id  # random access within the plan's order works too
+        assert (
+            remote[13].frame_id == FRAMES[13].frame_id
+        )  # random access within the plan's order works too
 
 
 def test_a_pipe_command_with_a_path_placeholder(dataset):
@@ -55,7 +57,9 @@ def test_a_pipe_command_with_a_path_placeholder(dataset):
 def test_a_missing_shard_is_an_error_naming_it(dataset, tmp_path):
     with serve(tmp_path) as url:  # the manifest is local, the shards are not on the server
         frames = open_dataset(dataset, container="wds", shard_url_base=f"{url}/elsewhere")
-        with pytest.raises(ShardError, match=rf"{url}/elsewhere/{_first_shard(dataset)}: .*HTTP error"):
+        with pytest.raises(
+            ShardError, match=rf"{url}/elsewhere/{_first_shard(dataset)}: .*HTTP error"
+        ):
             list(frames)
         with pytest.raises(FileNotFoundError, match=rf"{url}/nothing/manifest.json"):
             open_dataset(f"{url}/nothing")
@@ -64,7 +68,9 @@ def test_a_missing_shard_is_an_error_naming_it(dataset, tmp_path):
 def test_a_cut_off_response_is_an_error_naming_the_shard(dataset):
     shard = _first_shard(dataset)
     with serve(dataset.parent, truncate=(f"ds/{shard}",)) as url:
-        with pytest.raises(ShardError, match=rf"{url}/ds/{shard}: record \d+: .*(ended early|truncated)"):
+        with pytest.raises(
+            ShardError, match=rf"{url}/ds/{shard}: record \d+: .*(ended early|truncated)"
+        ):
             list(open_dataset(f"{url}/ds"))
 
 
@@ -76,7 +82,9 @@ def test_a_flipped_bit_fails_the_record_checksum_over_http(dataset, tmp_path):
     data[512 + 40] ^= 0x01  # inside record 0's payload (after its 512-byte tar header)
     shard.write_bytes(bytes(data))
     with serve(tmp_path) as url:
-        with pytest.raises(RecordDecodeError, match=rf"{url}/served/{_first_shard(dataset)}: record 0"):
+        with pytest.raises(
+            RecordDecodeError, match=rf"{url}/served/{_first_shard(dataset)}: record 0"
+        ):
             list(open_dataset(f"{url}/served"))
 
 

@@ -26,7 +26,12 @@ CLI = [sys.executable, "-m", "foundation.cli.main"]
 @pytest.fixture()
 def dataset(tmp_path):
     frames = [full_frame(i, natoms=4) for i in range(30)]
-    write_dataset(tmp_path, {"train": frames[:20], "val": frames[20:]}, containers=("lmdb", "wds"), shard_size=8)
+    write_dataset(
+        tmp_path,
+        {"train": frames[:20], "val": frames[20:]},
+        containers=("lmdb", "wds"),
+        shard_size=8,
+    )
     return tmp_path
 
 
@@ -47,14 +52,18 @@ def edit_shard_entry(dataset, relpath, **fields):
     for shard in manifest["shards"]:
         if shard["path"] == relpath:
             if (dataset / relpath).is_file():
-                shard.update(sha256=sha256_file(dataset / relpath), size=(dataset / relpath).stat().st_size)
+                shard.update(
+                    sha256=sha256_file(dataset / relpath), size=(dataset / relpath).stat().st_size
+                )
             shard.update(fields)
     (dataset / "manifest.json").write_text(json.dumps(manifest))
 
 
 def list_fewer_frames(dataset, relpath, keep):
     """The manifest lists only the first `keep` frames of a shard, consistently (counts, atoms)."""
-    edit_shard_entry(dataset, relpath, num_frames=keep, num_atoms=4 * keep, natoms=encode_natoms([4] * keep))
+    edit_shard_entry(
+        dataset, relpath, num_frames=keep, num_atoms=4 * keep, natoms=encode_natoms([4] * keep)
+    )
 
 
 def test_clean_dataset_verifies(dataset):
@@ -63,7 +72,9 @@ def test_clean_dataset_verifies(dataset):
     assert "OK: 10 shards, 60 records" in result.stdout
 
 
-@pytest.mark.parametrize("container,relpath", [("lmdb", "lmdb/train-00001.lmdb"), ("wds", "wds/val-00000.tar")])
+@pytest.mark.parametrize(
+    "container,relpath", [("lmdb", "lmdb/train-00001.lmdb"), ("wds", "wds/val-00000.tar")]
+)
 def test_flipped_byte_is_caught(dataset, container, relpath):
     path = dataset / relpath
     data = bytearray(path.read_bytes())
@@ -82,7 +93,9 @@ def test_truncated_shard_is_caught(dataset, relpath):
     assert result.returncode == 1
     assert f"{relpath}: {path.stat().st_size} bytes, the manifest says" in result.stderr
     assert "the shard is truncated" in result.stderr
-    assert "corrupt or truncated" in result.stderr  # and reading it on fails naming it (LMDB refused, tar cut short)
+    assert (
+        "corrupt or truncated" in result.stderr
+    )  # and reading it on fails naming it (LMDB refused, tar cut short)
 
 
 def test_pickle_record_is_caught_even_with_a_matching_checksum(dataset):
@@ -96,7 +109,9 @@ def test_pickle_record_is_caught_even_with_a_matching_checksum(dataset):
     result = verify(dataset)
     assert result.returncode == 1
     assert f"{relpath}: record 3: payload looks like a Python pickle" in result.stderr
-    assert "checksum mismatch" not in result.stderr and "bytes, the manifest says" not in result.stderr
+    assert (
+        "checksum mismatch" not in result.stderr and "bytes, the manifest says" not in result.stderr
+    )
 
 
 def test_a_manifest_understating_atoms_per_frame_is_caught(dataset):
@@ -112,8 +127,10 @@ def test_a_manifest_understating_atoms_per_frame_is_caught(dataset):
 def test_a_manifest_listing_fewer_frames_is_caught(dataset, relpath):
     list_fewer_frames(dataset, relpath, keep=5)
     errors = problems(dataset)
-    assert f"{relpath}: holds 8 records, the manifest lists 5; readers never see the records it leaves out" \
+    assert (
+        f"{relpath}: holds 8 records, the manifest lists 5; readers never see the records it leaves out"
         in errors
+    )
 
 
 def test_records_beyond_the_lmdb_meta_count_are_caught(dataset):
@@ -148,7 +165,7 @@ def test_shard_paths_leaving_the_dataset_directory_are_refused(dataset, evil):
         edit_shard_entry(dataset, relpath, path=evil)
     errors = problems(dataset)
     assert f"{evil}: the shard path leaves the dataset directory" in errors
-    
+
 
 def test_missing_shard_is_caught(dataset):
     (dataset / "wds/val-00001.tar").unlink()
@@ -165,7 +182,10 @@ def test_stats_prints_counts_and_elements(dataset):
 def test_manifest_round_trips(dataset):
     manifest = Manifest.load(dataset)
     assert manifest.splits == ["train", "val"]
-    assert manifest.num_frames("train") == 20 and manifest.atoms_per_frame("wds", "val").tolist() == [4] * 10
+    assert (
+        manifest.num_frames("train") == 20
+        and manifest.atoms_per_frame("wds", "val").tolist() == [4] * 10
+    )
 
 
 def test_a_version_1_manifest_without_shard_sizes_still_opens_and_verifies(dataset):
@@ -178,7 +198,9 @@ def test_a_version_1_manifest_without_shard_sizes_still_opens_and_verifies(datas
     assert len(list(open_dataset(dataset, container="wds"))) == 30 and verify_dataset(dataset).ok
     manifest["manifest_version"] = 2  # from version 2 on, a size is required
     (dataset / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="manifest.json: shard lmdb/train-00000.lmdb: no size in bytes"):
+    with pytest.raises(
+        ValueError, match="manifest.json: shard lmdb/train-00000.lmdb: no size in bytes"
+    ):
         Manifest.load(dataset)
 
 

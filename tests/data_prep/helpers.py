@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.readers import READERS
 from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA
@@ -14,8 +13,11 @@ from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA
 def read_records(path, fmt: str, chunk_frames: int = 10_000, **options):
     """Every record of a file, through the reader's plan and read, in order."""
     config = PrepConfig(**options)
-    return [r for piece in READERS[fmt].plan(str(path), Path(path).name, chunk_frames)
-            for r in READERS[fmt].read(piece, config)]
+    return [
+        r
+        for piece in READERS[fmt].plan(str(path), Path(path).name, chunk_frames)
+        for r in READERS[fmt].read(piece, config)
+    ]
 
 
 def prep_config(inputs, out, **options) -> PrepConfig:
@@ -26,7 +28,11 @@ def mptrj_entry(atoms, material_id: str) -> dict:
     """One frame in the MPtrj figshare layout from an ASE frame with labels: stress in kBar, VASP sign."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    energy = float(atoms.info["energy"]) if "energy" in atoms.info else float(atoms.get_potential_energy())
+    energy = (
+        float(atoms.info["energy"])
+        if "energy" in atoms.info
+        else float(atoms.get_potential_energy())
+    )
     stress_ase = atoms.get_stress(voigt=False)
     return {
         "structure": AseAtomsAdaptor.get_structure(atoms).as_dict(),
@@ -47,7 +53,9 @@ def write_mptrj(path, frames) -> dict:
     layout: dict = {}
     for atoms in frames:
         material = atoms.info["mptrj_traj_id"]
-        layout.setdefault(material, {})[atoms.info["mptrj_snapshot_id"]] = mptrj_entry(atoms, material)
+        layout.setdefault(material, {})[atoms.info["mptrj_snapshot_id"]] = mptrj_entry(
+            atoms, material
+        )
     Path(path).write_text(json.dumps(layout))
     return layout
 

@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
-
-from foundation.data_prep.pipeline import format_summary, run_prep
 from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import format_summary, run_prep
+
 from foundation.config import load_config
 from foundation.data.ase_convert import atoms_from_frame
 from foundation.data.dataset import open_dataset
@@ -20,16 +20,28 @@ from tests.conftest import FIXTURES
 
 from .helpers import prep_config, read_records
 
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("pipe")
     xyz = base / "alex.xyz"
     lines = (FIXTURES / "dft" / "alexandria-sample.xyz").read_text().splitlines(keepends=True)
     xyz.write_text("".join(lines[:1000]))  # whole frames: ~120 frames
-    xyz.write_text(xyz.read_text()[:xyz.read_text().rfind("\n", 0, len(xyz.read_text()))])
-    inputs = [xyz, FIXTURES / "vasp" / "outcar" / "OUTCAR_5", FIXTURES / "dft" / "10_mptraj_systems.db"]
-    config = prep_config(inputs, base / "out", container="both", shard_size=25, chunk_frames=40,
-                         neighbour_sample=1.0, split={"train": 0.7, "val": 0.3})
+    xyz.write_text(xyz.read_text()[: xyz.read_text().rfind("\n", 0, len(xyz.read_text()))])
+    inputs = [
+        xyz,
+        FIXTURES / "vasp" / "outcar" / "OUTCAR_5",
+        FIXTURES / "dft" / "10_mptraj_systems.db",
+    ]
+    config = prep_config(
+        inputs,
+        base / "out",
+        container="both",
+        shard_size=25,
+        chunk_frames=40,
+        neighbour_sample=1.0,
+        split={"train": 0.7, "val": 0.3},
+    )
     return config, run_prep(config)
 
 
@@ -65,7 +77,9 @@ def test_manifest_statistics_match_a_direct_computation(prepared):
     a = np.array([[np.sum(f.numbers == z) for z in elements] for f in train], dtype=float)
     e = np.array([f.energy for f in train])
     n = a.sum(axis=1)
-    refs = np.linalg.lstsq(a / n[:, None], e / n, rcond=None)[0]  # per-atom energies on composition fractions
+    refs = np.linalg.lstsq(a / n[:, None], e / n, rcond=None)[
+        0
+    ]  # per-atom energies on composition fractions
     from ase.data import chemical_symbols
 
     fitted = manifest.element_references
@@ -77,9 +91,11 @@ def test_manifest_statistics_match_a_direct_computation(prepared):
     assert manifest.statistics["energy_per_atom_mean"] == pytest.approx(residual.mean(), abs=1e-8)
     assert manifest.statistics["energy_per_atom_std"] == pytest.approx(residual.std(), rel=1e-6)
     forces = np.concatenate([f.forces.ravel() for f in train])
-    assert manifest.statistics["force_rms"] == pytest.approx(np.sqrt(np.mean(forces ** 2)), rel=1e-12)
+    assert manifest.statistics["force_rms"] == pytest.approx(np.sqrt(np.mean(forces**2)), rel=1e-12)
     pairs = sum(len(neighbor_list("i", atoms_from_frame(f), 5.0)) for f in train)
-    assert manifest.statistics["mean_neighbours"] == pytest.approx(pairs / sum(f.natoms for f in train), rel=1e-12)
+    assert manifest.statistics["mean_neighbours"] == pytest.approx(
+        pairs / sum(f.natoms for f in train), rel=1e-12
+    )
     assert manifest.statistics["atoms_per_frame_max"] == max(f.natoms for f in train)
 
 
@@ -106,4 +122,6 @@ def test_a_finished_dataset_is_not_redone(prepared):
 def test_shards_do_not_depend_on_the_chunk_size(prepared, tmp_path):
     config, result = prepared
     other = dataclasses.replace(config, out=str(tmp_path / "other"), chunk_frames=1000)
-    assert [s.sha256 for s in run_prep(other).manifest.shards] == [s.sha256 for s in result.manifest.shards]
+    assert [s.sha256 for s in run_prep(other).manifest.shards] == [
+        s.sha256 for s in result.manifest.shards
+    ]

@@ -7,6 +7,7 @@ import base64
 import json
 
 from foundation.data_prep.pipeline import run_prep
+
 from foundation.data.codec import decode_frame
 from foundation.data.dataset import open_dataset
 from tests.conftest import FIXTURES
@@ -19,7 +20,7 @@ PROPS = "Properties=species:S:1:pos:R:3:forces:R:3"
 
 
 def _bad(comment: str, atoms: str = "Cu 0 0 0 0.1 0 0\nCu 2 2 2 -0.1 0 0") -> str:
-    return f"2\n{comment} pbc=\"T T T\"\n{atoms}\n"
+    return f'2\n{comment} pbc="T T T"\n{atoms}\n'
 
 
 BAD = {
@@ -33,8 +34,10 @@ BAD = {
     "unknown_element": _bad(f"{CELL} {PROPS} energy=-3.0", "Xx 0 0 0 0 0 0\nCu 2 2 2 0 0 0"),
     "duplicate_frame_id": _bad(f"{CELL} {PROPS} energy=-3.0 frame_id=inject.xyz:3"),
     "parse_error": _bad(f"{CELL} {PROPS} energy=-3.0", "Cu 0 abc 0 0 0 0\nCu 2 2 2 0 0 0"),
-    "shape_mismatch": _bad(f"{CELL} Properties=species:S:1:pos:R:3:forces:R:2 energy=-3.0",
-                           "Cu 0 0 0 0 0\nCu 2 2 2 0 0"),
+    "shape_mismatch": _bad(
+        f"{CELL} Properties=species:S:1:pos:R:3:forces:R:2 energy=-3.0",
+        "Cu 0 0 0 0 0\nCu 2 2 2 0 0",
+    ),
 }
 
 
@@ -42,7 +45,7 @@ def _frames_text(path, count):
     lines, out, i = path.read_text().splitlines(keepends=True), [], 0
     for _ in range(count):
         n = int(lines[i])
-        out.append("".join(lines[i:i + n + 2]))
+        out.append("".join(lines[i : i + n + 2]))
         i += n + 2
     return out
 
@@ -58,9 +61,14 @@ def test_each_bad_frame_is_quarantined_with_its_reason(tmp_path):
     assert manifest.quarantine["total"] == len(BAD)
     assert manifest.dedup["duplicates"] == 1
     kept = {f.frame_id for f in open_dataset(tmp_path / "out", container="lmdb")}
-    assert kept == {f"inject.xyz:{i}" for i in range(GOOD)}  # no good frame lost, the duplicate dropped
+    assert kept == {
+        f"inject.xyz:{i}" for i in range(GOOD)
+    }  # no good frame lost, the duplicate dropped
 
-    lines = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()
+    ]
     assert sorted(e["reason"] for e in lines) == sorted(BAD)
     for entry in lines:
         assert entry["file"] == "inject.xyz" and entry["message"]
@@ -69,10 +77,15 @@ def test_each_bad_frame_is_quarantined_with_its_reason(tmp_path):
         if entry["reason"] == "parse_error":
             assert "abc" in entry["raw"] and entry["frame_id"] is None
         else:
-            frame = decode_frame(base64.b64decode(entry["record_b64"]))  # the refused frame, inspectable
+            frame = decode_frame(
+                base64.b64decode(entry["record_b64"])
+            )  # the refused frame, inspectable
             assert frame.frame_id == entry["frame_id"]
     duplicate = json.loads((tmp_path / "out" / "duplicates.jsonl").read_text())
-    assert duplicate["record"] == str(GOOD + len(BAD)) and duplicate["duplicate_of"]["frame_id"] == "inject.xyz:0"
+    assert (
+        duplicate["record"] == str(GOOD + len(BAD))
+        and duplicate["duplicate_of"]["frame_id"] == "inject.xyz:0"
+    )
 
 
 def test_stress_can_be_required(tmp_path):
@@ -80,5 +93,7 @@ def test_stress_can_be_required(tmp_path):
     no_stress = _bad(f"{CELL} {PROPS} energy=-3.0")
     path = tmp_path / "s.xyz"
     path.write_text("".join(good) + no_stress)
-    result = run_prep(prep_config([path], tmp_path / "out", required=["energy", "forces", "stress"]))
+    result = run_prep(
+        prep_config([path], tmp_path / "out", required=["energy", "forces", "stress"])
+    )
     assert result.manifest.quarantine["by_reason"] == {"missing_label": 1}

@@ -7,9 +7,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.eos import birchmurnaghan
 from ase.units import GPa
-from scipy.optimize import minimize_scalar
-
 from foundation.evals.eos import EosFitError, fit_bulk_modulus
+from scipy.optimize import minimize_scalar
 
 
 class AnalyticEOS(Calculator):

@@ -4,13 +4,18 @@ training subsets, inner split, early stopping, baselines; the frozen-feature rid
 import numpy as np
 import pytest
 import torch
-
 from foundation.evals.config import PropertyFinetuneConfig
-from foundation.evals.finetune import (freeze_parameters, inner_split, property_model, run_finetune,
-                                       run_finetune_selected)
+from foundation.evals.finetune import (
+    freeze_parameters,
+    inner_split,
+    property_model,
+    run_finetune,
+    run_finetune_selected,
+)
 from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
 from foundation.evals.tasks.common import restrict, training_subset
 from foundation.evals.tasks.dcdft import load_dcdft_task
+
 from foundation import build_potential
 
 TINY = {"backbone": {"name": "schnet", "hidden": 8, "layers": 2, "cutoff": 3.5, "num_radial": 8}}
@@ -31,15 +36,25 @@ def test_property_model_copies_every_matching_weight(pretrained):
     head = {k for k in model.state_dict() if k.startswith("property_head.")}
     assert head and head <= set(copied)  # the energy head's MLP starts the property head
     for name in head:
-        assert torch.equal(model.state_dict()[name],
-                           pretrained.state_dict()[name.replace("property_head.mlp.", "energy_head.mlp.")])
-    fresh, copied_fresh = property_model(pretrained.config, "y", "sum", pretrained, head_init="fresh")
+        assert torch.equal(
+            model.state_dict()[name],
+            pretrained.state_dict()[name.replace("property_head.mlp.", "energy_head.mlp.")],
+        )
+    fresh, copied_fresh = property_model(
+        pretrained.config, "y", "sum", pretrained, head_init="fresh"
+    )
     assert set(copied_fresh) == set(copied) - head
-    assert not any(torch.equal(fresh.state_dict()[n], model.state_dict()[n]) for n in head if n.endswith("weight"))
+    assert not any(
+        torch.equal(fresh.state_dict()[n], model.state_dict()[n])
+        for n in head
+        if n.endswith("weight")
+    )
     scratch, none = property_model(pretrained.config, "y", "sum")
     assert none == []
-    assert not torch.equal(scratch.state_dict()["backbone.embedding.weight"],
-                           pretrained.state_dict()["backbone.embedding.weight"])
+    assert not torch.equal(
+        scratch.state_dict()["backbone.embedding.weight"],
+        pretrained.state_dict()["backbone.embedding.weight"],
+    )
 
 
 def test_freeze_by_prefix(pretrained):
@@ -61,17 +76,26 @@ def test_inner_split_is_disjoint_and_seeded():
 
 def test_fold_result_and_early_stopping(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = PropertyFinetuneConfig(max_epochs=6, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2)
+    cfg = PropertyFinetuneConfig(
+        max_epochs=6, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2
+    )
     result = run_finetune(task, 0, 0, cfg, pretrained.config, pretrained)
     assert 1 <= result["best_epoch"] <= result["epochs_run"] <= 6
     assert result["epochs_run"] - result["best_epoch"] <= cfg.patience
     assert result["n_train"] + result["n_val"] == len(task.folds[0][0])
     assert len(result["predictions"]["y_pred"]) == result["n_test"] == len(task.folds[0][1])
-    assert result["metrics"]["mae"] == pytest.approx(np.mean(np.abs(
-        np.subtract(result["predictions"]["y_pred"], result["predictions"]["y_true"]))))
-    frozen = PropertyFinetuneConfig(max_epochs=30, patience=3, batch_size=8, lr=0.0, val_fraction=0.2)
+    assert result["metrics"]["mae"] == pytest.approx(
+        np.mean(
+            np.abs(np.subtract(result["predictions"]["y_pred"], result["predictions"]["y_true"]))
+        )
+    )
+    frozen = PropertyFinetuneConfig(
+        max_epochs=30, patience=3, batch_size=8, lr=0.0, val_fraction=0.2
+    )
     flat = run_finetune(task, 0, 0, frozen, pretrained.config, pretrained)
-    assert flat["epochs_run"] == 1 + frozen.patience  # nothing learns: no epoch beats the first, stop after patience
+    assert (
+        flat["epochs_run"] == 1 + frozen.patience
+    )  # nothing learns: no epoch beats the first, stop after patience
     assert len({round(c["val_mae"], 9) for c in flat["curve"]}) == 1
 
 
@@ -80,7 +104,9 @@ def test_training_subsets_are_nested_paired_and_leave_the_test_fold_whole():
     small, large = training_subset(train, 30, 0, 1), training_subset(train, 100, 0, 1)
     assert len(small) == 30 and len(large) == 100 and set(small) <= set(large) <= set(train)
     assert np.array_equal(training_subset(train, 30, 0, 1), small)  # the same for every arm
-    assert not np.array_equal(training_subset(train, 30, 0, 2), small)  # seeds draw different subsets
+    assert not np.array_equal(
+        training_subset(train, 30, 0, 2), small
+    )  # seeds draw different subsets
     assert np.array_equal(training_subset(train, None, 0, 1), train)
     task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
     cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, val_fraction=0.2)
@@ -94,8 +120,15 @@ def TINY_CONFIG():
 
 def test_both_arms_share_the_recipe_and_the_baseline(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr=1e-3, val_fraction=0.2,
-                         freeze=["backbone.embedding"])
+    cfg = PropertyFinetuneConfig(
+        max_epochs=2,
+        patience=2,
+        batch_size=8,
+        lr=1e-2,
+        backbone_lr=1e-3,
+        val_fraction=0.2,
+        freeze=["backbone.embedding"],
+    )
     pre = run_finetune(task, 0, 0, cfg, pretrained.config, pretrained)
     scr = run_finetune(task, 0, 0, cfg, pretrained.config, None)
     assert pre["backbone_lr"] == scr["backbone_lr"] == 1e-3
@@ -104,19 +137,31 @@ def test_both_arms_share_the_recipe_and_the_baseline(pretrained):
     assert pre["baselines"] == scr["baselines"]
     train_idx = task.folds[0][0]
     test_y = task.targets[task.folds[0][1]]
-    assert pre["baselines"]["mean"]["mae"] == pytest.approx(np.mean(np.abs(test_y - task.targets[train_idx].mean())))
+    assert pre["baselines"]["mean"]["mae"] == pytest.approx(
+        np.mean(np.abs(test_y - task.targets[train_idx].mean()))
+    )
     assert pre["baselines"]["median"]["mae"] == pytest.approx(
-        np.mean(np.abs(test_y - np.median(task.targets[train_idx]))))
+        np.mean(np.abs(test_y - np.median(task.targets[train_idx])))
+    )
 
 
 def test_backbone_lr_grid_picks_by_validation_for_each_arm(pretrained):
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    cfg = PropertyFinetuneConfig(max_epochs=2, patience=2, batch_size=8, lr=1e-2, backbone_lr_grid=[0.0, 1e-2],
-                         val_fraction=0.2)
+    cfg = PropertyFinetuneConfig(
+        max_epochs=2,
+        patience=2,
+        batch_size=8,
+        lr=1e-2,
+        backbone_lr_grid=[0.0, 1e-2],
+        val_fraction=0.2,
+    )
     result = run_finetune_selected(task, 0, 0, cfg, pretrained.config, pretrained)
     assert [c["backbone_lr"] for c in result["selection"]] == [0.0, 1e-2]
     best = min(result["selection"], key=lambda c: c["best_val_mae"])
-    assert result["backbone_lr"] == best["backbone_lr"] and result["best_val_mae"] == best["best_val_mae"]
+    assert (
+        result["backbone_lr"] == best["backbone_lr"]
+        and result["best_val_mae"] == best["best_val_mae"]
+    )
 
 
 def test_ridge_recovers_a_linear_map():
@@ -134,7 +179,9 @@ def test_probe_on_pretrained_and_random_features(pretrained):
     pre = run_probe(task, 0, 0, None, pretrained, random=False)
     rnd = run_probe(task, 0, 0, None, pretrained, random=True)
     assert pre["features"] == rnd["features"] == 8 and pre["n_test"] == len(task.folds[0][1])
-    assert pre["baselines"] == rnd["baselines"] and pre["alpha"] in [a["alpha"] for a in pre["alpha_val_mae"]]
+    assert pre["baselines"] == rnd["baselines"] and pre["alpha"] in [
+        a["alpha"] for a in pre["alpha_val_mae"]
+    ]
     assert pre["metrics"]["mae"] != rnd["metrics"]["mae"]  # different features
 
 
@@ -148,5 +195,7 @@ def test_test_fold_graphs_are_built_once_per_process(pretrained):
     assert sum(b.num_graphs for b in first) == len(task.folds[1][1])
     cfg = PropertyFinetuneConfig(max_epochs=1, patience=1, batch_size=8, val_fraction=0.2)
     a = run_finetune(task, 1, 0, cfg, pretrained.config, pretrained, size=10)
-    b = run_finetune(task, 1, 0, cfg, pretrained.config, pretrained, size=10)  # the cached graphs: same scores
+    b = run_finetune(
+        task, 1, 0, cfg, pretrained.config, pretrained, size=10
+    )  # the cached graphs: same scores
     assert a["predictions"] == b["predictions"] and len(finetune._TEST_BATCHES) == 1

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from foundation.evals.metrics import aggregate, mae, mean_std, r2, regression_metrics, rmse
 
 Y = [1.0, 2.0, 3.0, 4.0]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import yaml
-
 from foundation.evals.model_card import front_matter, model_card
+
 from tests.release_helpers import write_tiny_release
 
 
@@ -21,10 +21,15 @@ def test_front_matter_of_a_release(tmp_path):
 
 
 def test_datasets_other_licenses_and_parents():
-    info = {"name": "ft", "license": "Proprietary-1", "weights_sha256": "ab" * 32,
-            "model": {"backbone": {"name": "painn"}}, "parent": {"name": "base-v1"},
-            "pretraining_manifest": {"path": "/data/prepared/mptrj-small", "sha256": None},
-            "dataset": {"reader": {"inputs": [{"source": "mptrj"}, {"source": "alexandria"}]}}}
+    info = {
+        "name": "ft",
+        "license": "Proprietary-1",
+        "weights_sha256": "ab" * 32,
+        "model": {"backbone": {"name": "painn"}},
+        "parent": {"name": "base-v1"},
+        "pretraining_manifest": {"path": "/data/prepared/mptrj-small", "sha256": None},
+        "dataset": {"reader": {"inputs": [{"source": "mptrj"}, {"source": "alexandria"}]}},
+    }
     meta = _meta(front_matter(info))
     assert meta["license"] == "other" and meta["license_name"] == "Proprietary-1"
     assert meta["datasets"] == ["alexandria", "mptrj"] and meta["base_model"] == "base-v1"

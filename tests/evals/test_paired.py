@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from foundation.evals.paired import bootstrap_interval, paired_comparison, verdict
 
 
@@ -22,7 +21,9 @@ def test_verdicts():
     assert verdict((-0.02, -0.01), 6) == "helps"
     assert verdict((0.01, 0.02), 6) == "hurts"
     assert verdict((-0.01, 0.01), 6) == "no detectable effect"
-    assert verdict((-0.02, -0.01), 5) == "no detectable effect"  # too few pairs to trust an interval
+    assert (
+        verdict((-0.02, -0.01), 5) == "no detectable effect"
+    )  # too few pairs to trust an interval
 
 
 def test_paired_rows_pair_by_fold_and_seed_per_size():
@@ -31,12 +32,31 @@ def test_paired_rows_pair_by_fold_and_seed_per_size():
         for fold in range(2):
             for seed in range(3):
                 scratch = 1.0 + 0.1 * fold + 0.01 * seed
-                units.append({"variant": "scratch", "fold": fold, "seed": seed, "size": size,
-                              "metrics": {"mae": scratch}, "n_train": 90, "n_val": 10})
-                units.append({"variant": "pretrained", "fold": fold, "seed": seed, "size": size,
-                              "metrics": {"mae": scratch + gap + (0.001 * seed if size else 0.0)},
-                              "n_train": 90, "n_val": 10})
-    units.append({"variant": "pretrained", "fold": 5, "seed": 0, "size": 100, "metrics": {"mae": 9.0}})  # unpaired
+                units.append(
+                    {
+                        "variant": "scratch",
+                        "fold": fold,
+                        "seed": seed,
+                        "size": size,
+                        "metrics": {"mae": scratch},
+                        "n_train": 90,
+                        "n_val": 10,
+                    }
+                )
+                units.append(
+                    {
+                        "variant": "pretrained",
+                        "fold": fold,
+                        "seed": seed,
+                        "size": size,
+                        "metrics": {"mae": scratch + gap + (0.001 * seed if size else 0.0)},
+                        "n_train": 90,
+                        "n_val": 10,
+                    }
+                )
+    units.append(
+        {"variant": "pretrained", "fold": 5, "seed": 0, "size": 100, "metrics": {"mae": 9.0}}
+    )  # unpaired
     rows = paired_comparison(units, "pretrained", "scratch")
     assert [r["size"] for r in rows] == [100, None]
     small, full = rows

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from foundation.evals.release import make_release
+
 from foundation.cli.main import main
 from foundation.release import ReleaseError, read_checksums, verify_checksums, write_checksums
 from tests.conftest import FIXTURES
@@ -39,10 +39,14 @@ def test_release_bundle_contents(release, tiny_run):
     from foundation.files import sha256_file
 
     files = verify_checksums(release)
-    assert {"model.safetensors", "model.json", "release.json", "config.yaml", "README.md"} <= set(files)
+    assert {"model.safetensors", "model.json", "release.json", "config.yaml", "README.md"} <= set(
+        files
+    )
     info = json.loads((release / "release.json").read_text())
     assert info["weights_sha256"] == sha256_file(tiny_run / "best" / "model.safetensors")
-    assert info["pretraining_manifest"]["sha256"] == sha256_file(tiny_run.parent / "data" / "manifest.json")
+    assert info["pretraining_manifest"]["sha256"] == sha256_file(
+        tiny_run.parent / "data" / "manifest.json"
+    )
     assert info["element_references"] and info["normalization"]["scale"] == pytest.approx(0.1)
     card = (release / "README.md").read_text()
     for section in ("## Data", "## Objective", "## Intended use", "## Limits", "## License"):
@@ -67,8 +71,12 @@ def test_released_calculator_matches_training_time_model(release, tiny_run):
         ref = model(collate_frames([frame], model.cutoff, dtype=torch.float32))
         atoms = atoms_from_frame(frame)
         atoms.calc = calc
-        assert atoms.get_potential_energy() == pytest.approx(float(ref["energy"][0]), rel=1e-6, abs=1e-6)
-        np.testing.assert_allclose(atoms.get_forces(), ref["forces"].double().numpy(), rtol=1e-5, atol=1e-6)
+        assert atoms.get_potential_energy() == pytest.approx(
+            float(ref["energy"][0]), rel=1e-6, abs=1e-6
+        )
+        np.testing.assert_allclose(
+            atoms.get_forces(), ref["forces"].double().numpy(), rtol=1e-5, atol=1e-6
+        )
         stress = atoms.get_stress(voigt=False)
         np.testing.assert_allclose(stress, ref["stress"][0].double().numpy(), rtol=1e-5, atol=1e-7)
 
@@ -82,7 +90,11 @@ def test_relax_real_structures_with_the_released_calculator(release):
     from foundation import load_calculator
 
     calc = load_calculator(release)
-    structures = [dcdft["Cu"], dcdft["Si"], read(FIXTURES / "dft" / "mptrj-sample.xyz", index=77)]  # 44 atoms
+    structures = [
+        dcdft["Cu"],
+        dcdft["Si"],
+        read(FIXTURES / "dft" / "mptrj-sample.xyz", index=77),
+    ]  # 44 atoms
     for atoms in structures:
         atoms = atoms.copy()
         atoms.calc = calc
@@ -92,7 +104,9 @@ def test_relax_real_structures_with_the_released_calculator(release):
         assert converged, f"{atoms.get_chemical_formula()} did not relax in 300 FIRE steps"
         assert atoms.get_potential_energy() <= e0 + 1e-6
         assert np.abs(atoms.get_forces()).max() < 0.05
-        assert np.abs(atoms.get_stress()).max() * atoms.get_volume() < 0.05 * 3  # cell forces small too
+        assert (
+            np.abs(atoms.get_stress()).max() * atoms.get_volume() < 0.05 * 3
+        )  # cell forces small too
 
 
 def test_tampered_release_is_refused(release, tmp_path):
@@ -100,9 +114,14 @@ def test_tampered_release_is_refused(release, tmp_path):
 
     from foundation import load_calculator
 
-    for name, edit in (("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1]))),
-                       ("model.json", lambda p: p.write_text(p.read_text().replace("schnet", "cgcnn"))),
-                       ("extra.py", lambda p: p.write_text("print('hi')"))):
+    for name, edit in (
+        (
+            "model.safetensors",
+            lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),
+        ),
+        ("model.json", lambda p: p.write_text(p.read_text().replace("schnet", "cgcnn"))),
+        ("extra.py", lambda p: p.write_text("print('hi')")),
+    ):
         copy = tmp_path / name
         shutil.copytree(release, copy)
         edit(copy / name)
@@ -114,14 +133,26 @@ def test_eval_of_a_release_and_a_release_with_its_report(release, tiny_run, tmp_
     import yaml
 
     suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump({"name": "zs", "tasks": [
-        {"name": "frames", "kind": "zeroshot", "split": "val"},
-        {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu"]}]}))
+    suite.write_text(
+        yaml.safe_dump(
+            {
+                "name": "zs",
+                "tasks": [
+                    {"name": "frames", "kind": "zeroshot", "split": "val"},
+                    {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu"]},
+                ],
+            }
+        )
+    )
     out = tmp_path / "eval"
-    assert main(["eval", "--checkpoint", str(release), "--suite", str(suite), "--out", str(out)]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(release), "--suite", str(suite), "--out", str(out)]) == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["checkpoint"]["kind"] == "release"
-    assert results["checkpoint"]["pretraining_manifest"]["sha256"] is not None  # zero-shot found the data
+    assert (
+        results["checkpoint"]["pretraining_manifest"]["sha256"] is not None
+    )  # zero-shot found the data
     assert results["tasks"][0]["units"][0]["n_frames"] == 10
 
     bundle = tmp_path / "with-report"

@@ -4,8 +4,8 @@ whose figures all load in headless Chromium."""
 import json
 
 import pytest
-
 from foundation.evals.reduce import reduce_units
+
 from tests.evals.conftest import figures_loaded_in_chromium, make_synthetic_run
 
 
@@ -24,7 +24,9 @@ def test_reduce_aggregates_over_folds_and_seeds(synthetic_run):
     assert bulk["per_fold"]["scratch"]["1"]["mae"]["count"] == 2  # seeds
     md = paths["report.md"].read_text()
     assert "| bulk |" in md and "Zero-shot bulk moduli" in md and "no_minimum" in md
-    assert "| MPtrj | 40 | 0.02 | 0.5 | 0.04 | 0.1 | 0.4 | 0.25 |" in md  # per source, beside the baselines
+    assert (
+        "| MPtrj | 40 | 0.02 | 0.5 | 0.04 | 0.1 | 0.4 | 0.25 |" in md
+    )  # per source, beside the baselines
     for line in md.splitlines():
         if line.startswith("!["):
             assert (synthetic_run / line.split("](")[1].rstrip(")")).is_file()
@@ -40,7 +42,7 @@ def test_missing_units_are_reported(tmp_path):
 def test_report_html_figures_load_in_chromium(synthetic_run, tmp_path):
     html = reduce_units(synthetic_run)["report.html"]
     text = html.read_text()
-    assert "src=\"http" not in text and "src=\"figures" not in text  # standalone
+    assert 'src="http' not in text and 'src="figures' not in text  # standalone
     loaded, total = figures_loaded_in_chromium(html, tmp_path)
     # comparison, parity + curves for the fine-tuning task, EOS parity, zero-shot errors
     assert total == 5
@@ -48,9 +50,18 @@ def test_report_html_figures_load_in_chromium(synthetic_run, tmp_path):
 
 
 LEARNING_CURVE_SUITE = {
-    "name": "curve", "seeds": [0, 1, 2],
-    "tasks": [{"name": "bulk", "kind": "dcdft_finetune", "num_folds": 2, "train_sizes": [10, 30, "all"],
-               "probe": True}]}
+    "name": "curve",
+    "seeds": [0, 1, 2],
+    "tasks": [
+        {
+            "name": "bulk",
+            "kind": "dcdft_finetune",
+            "num_folds": 2,
+            "train_sizes": [10, 30, "all"],
+            "probe": True,
+        }
+    ],
+}
 
 
 def test_learning_curve_with_baselines_and_paired_verdicts(tmp_path):
@@ -63,15 +74,23 @@ def test_learning_curve_with_baselines_and_paired_verdicts(tmp_path):
     assert bulk["summary"]["pretrained"]["mae"]["count"] == 6  # headline size only: folds x seeds
     assert set(bulk["baselines"]["10"]) == {"mean", "median"}
     ratio = bulk["baseline_ratios"]["all"]["pretrained"]
-    assert ratio == pytest.approx(bulk["by_size"]["all"]["pretrained"]["mae"]["mean"]
-                                  / bulk["baselines"]["all"]["mean"]["mae"]["mean"])
+    assert ratio == pytest.approx(
+        bulk["by_size"]["all"]["pretrained"]["mae"]["mean"]
+        / bulk["baselines"]["all"]["mean"]["mae"]["mean"]
+    )
     rows = {(c["treatment"], c["size"]): c for c in bulk["comparisons"]}
     assert set(rows) == {(t, s) for t in ("pretrained", "probe_pretrained") for s in (10, 30, None)}
     row = rows["pretrained", 10]
-    pre = {(u["fold"], u["seed"]): u["metrics"]["mae"] for u in bulk["units"]
-           if u["size"] == 10 and u["variant"] == "pretrained"}
-    scr = {(u["fold"], u["seed"]): u["metrics"]["mae"] for u in bulk["units"]
-           if u["size"] == 10 and u["variant"] == "scratch"}
+    pre = {
+        (u["fold"], u["seed"]): u["metrics"]["mae"]
+        for u in bulk["units"]
+        if u["size"] == 10 and u["variant"] == "pretrained"
+    }
+    scr = {
+        (u["fold"], u["seed"]): u["metrics"]["mae"]
+        for u in bulk["units"]
+        if u["size"] == 10 and u["variant"] == "scratch"
+    }
     assert row["pairs"] == 6
     assert row["mean_difference"] == pytest.approx(sum(pre[k] - scr[k] for k in pre) / 6)
     assert row["ci95"][0] <= row["mean_difference"] <= row["ci95"][1]
@@ -92,6 +111,7 @@ def test_report_accepts_curves_with_none(tmp_path):
     body["predictions"]["y_pred"][0] = None
     unit_file.write_text(json.dumps(body))
     from foundation.cli.main import main
+
     assert main(["eval", "--reduce-only", "--out", str(run)]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["missing_units"] == [] and (run / "figures" / "bulk_curves.png").is_file()
@@ -102,10 +122,18 @@ def test_pretraining_check_shows_the_fit_check_beside_validation(tmp_path):
     training-frame error beside the validation error and the baseline."""
     run = make_synthetic_run(tmp_path / "eval")
     record = json.loads((run / "checkpoint.json").read_text())
-    record["validation"] = {"energy_mae": 0.46, "energy_baseline_mae": 0.73, "fit/energy_mae": 0.44,
-                            "forces_mae": 0.27, "forces_baseline_mae": 0.57}
+    record["validation"] = {
+        "energy_mae": 0.46,
+        "energy_baseline_mae": 0.73,
+        "fit/energy_mae": 0.44,
+        "forces_mae": 0.27,
+        "forces_baseline_mae": 0.57,
+    }
     (run / "checkpoint.json").write_text(json.dumps(record))
     reduce_units(run)
     report = (run / "report.md").read_text()
-    assert "model MAE on training frames (fit check)" in report and "| energy | 0.46 | 0.73 | 0.63 | 0.44 |" in report
+    assert (
+        "model MAE on training frames (fit check)" in report
+        and "| energy | 0.46 | 0.73 | 0.63 | 0.44 |" in report
+    )
     assert "| forces | 0.27 | 0.57 | 0.474 | - |" in report and "underfits" in report

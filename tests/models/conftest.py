@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,12 +17,23 @@ from foundation.models import BACKBONES, build_potential
 from tests.conftest import FIXTURES
 
 CUTOFF = 4.0
-EXTRA = {"mpnn": {"edge_hidden": 4}, "torchmd_et": {"num_heads": 2}, "painn": {"norm": "layer"}}  # painn as the presets
+EXTRA = {
+    "mpnn": {"edge_hidden": 4},
+    "torchmd_et": {"num_heads": 2},
+    "painn": {"norm": "layer"},
+}  # painn as the presets
 
 
 def tiny_config(name: str, **heads) -> dict:
     """A small but complete model config (width 8, 2 layers, 4 A cutoff)."""
-    backbone = {"name": name, "hidden": 8, "layers": 2, "cutoff": CUTOFF, "num_radial": 8, **EXTRA.get(name, {})}
+    backbone = {
+        "name": name,
+        "hidden": 8,
+        "layers": 2,
+        "cutoff": CUTOFF,
+        "num_radial": 8,
+        **EXTRA.get(name, {}),
+    }
     return {"backbone": backbone, "heads": heads}
 
 
@@ -39,20 +50,33 @@ def backbone(request) -> str:
 @pytest.fixture
 def make_potential() -> Callable[..., torch.nn.Module]:
     """make_potential(name, **heads) -> a seeded float64 Potential in eval mode."""
+
     def make(name: str, seed: int = 0, **heads) -> torch.nn.Module:
         torch.manual_seed(seed)
         return build_potential(tiny_config(name, **heads)).double().eval()
+
     return make
 
 
 @pytest.fixture
 def predict() -> Callable[..., dict]:
     """predict(potential, [atoms, ...], compute=None) -> the potential's outputs for one batch."""
+
     def run(potential, atoms_list: list[Atoms], compute=None) -> dict:
-        frames = [Frame(numbers=a.numbers, positions=a.positions, cell=np.asarray(a.cell[:]), pbc=a.pbc,
-                        frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms_list)]
+        frames = [
+            Frame(
+                numbers=a.numbers,
+                positions=a.positions,
+                cell=np.asarray(a.cell[:]),
+                pbc=a.pbc,
+                frame_id=str(k),
+                structure_id=str(k),
+            )
+            for k, a in enumerate(atoms_list)
+        ]
         batch = collate_frames(frames, cutoff=potential.cutoff, dtype=potential.geometry_dtype)
         return potential(batch, compute=compute)
+
     return run
 
 

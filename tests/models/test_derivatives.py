@@ -31,7 +31,9 @@ def test_stress_matches_finite_strains(backbone, name, make_potential, request):
     np.testing.assert_allclose(stress, numerical, rtol=1e-5, atol=1e-8)
 
 
-def test_training_mode_keeps_the_graph_for_a_force_loss(backbone, triclinic, make_potential, predict):
+def test_training_mode_keeps_the_graph_for_a_force_loss(
+    backbone, triclinic, make_potential, predict
+):
     potential = make_potential(backbone).train()
     out = predict(potential, [triclinic])
     assert out["forces"].grad_fn is not None and out["stress"].grad_fn is not None
@@ -42,7 +44,9 @@ def test_training_mode_keeps_the_graph_for_a_force_loss(backbone, triclinic, mak
     # a force-only loss reaches the backbone through the second derivative
     potential.zero_grad()
     predict(potential, [triclinic], compute={"forces"})["forces"].pow(2).sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in potential.backbone.parameters())
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in potential.backbone.parameters()
+    )
 
 
 def test_eval_mode_detaches_and_works_under_no_grad(backbone, triclinic, make_potential, predict):
@@ -60,12 +64,16 @@ def test_compute_selects_outputs(triclinic, molecule, make_potential, predict):
     potential = make_potential("schnet")
     everything = predict(potential, [triclinic, molecule])
     energy_only = predict(potential, [triclinic, molecule], compute={"energy"})
-    assert set(energy_only) == {"energy"} and energy_only["energy"].grad_fn is not None  # no derivative pass
+    assert (
+        set(energy_only) == {"energy"} and energy_only["energy"].grad_fn is not None
+    )  # no derivative pass
     forces_only = predict(potential, [triclinic, molecule], compute=["forces"])
     assert set(forces_only) == {"forces"}
     torch.testing.assert_close(energy_only["energy"], everything["energy"])
     torch.testing.assert_close(forces_only["forces"], everything["forces"])
-    assert torch.all(everything["stress"][1] == 0)  # the molecule has no volume: zero stress, not NaN
+    assert torch.all(
+        everything["stress"][1] == 0
+    )  # the molecule has no volume: zero stress, not NaN
     boxed = molecule.copy()
     boxed.set_cell([12.0, 12.0, 12.0])  # a box, but not periodic: still no stress
     assert torch.all(predict(potential, [boxed])["stress"] == 0)

@@ -11,13 +11,35 @@ from foundation.models.base import Graph
 
 
 def _graph(atoms_list, cutoff: float, max_neighbours=None) -> Graph:
-    frames = [Frame(numbers=a.numbers, positions=a.positions, cell=np.asarray(a.cell[:]), pbc=a.pbc,
-                    frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms_list)]
-    batch = collate_frames(frames, cutoff=cutoff, max_neighbours=max_neighbours, dtype=torch.float64)
+    frames = [
+        Frame(
+            numbers=a.numbers,
+            positions=a.positions,
+            cell=np.asarray(a.cell[:]),
+            pbc=a.pbc,
+            frame_id=str(k),
+            structure_id=str(k),
+        )
+        for k, a in enumerate(atoms_list)
+    ]
+    batch = collate_frames(
+        frames, cutoff=cutoff, max_neighbours=max_neighbours, dtype=torch.float64
+    )
     i, j = batch.edge_index
-    vectors = batch.positions[j] - batch.positions[i] + torch.einsum("ek,ekl->el", batch.shifts, batch.cell[batch.batch[i]])
-    return Graph.from_vectors(batch.numbers, batch.batch, batch.edge_index, batch.shifts, vectors,
-                              batch.num_graphs, torch.float64)
+    vectors = (
+        batch.positions[j]
+        - batch.positions[i]
+        + torch.einsum("ek,ekl->el", batch.shifts, batch.cell[batch.batch[i]])
+    )
+    return Graph.from_vectors(
+        batch.numbers,
+        batch.batch,
+        batch.edge_index,
+        batch.shifts,
+        vectors,
+        batch.num_graphs,
+        torch.float64,
+    )
 
 
 def test_each_pair_holds_an_edge_and_its_reverse(triclinic, small_cell, molecule):

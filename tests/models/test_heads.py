@@ -10,8 +10,12 @@ from ase.io import read
 
 from foundation.models import build_potential
 
-
-ALL_HEADS = {"forces": "direct", "stress": "direct", "denoise": "direct", "property": {"name": "n", "pooling": "mean"}}
+ALL_HEADS = {
+    "forces": "direct",
+    "stress": "direct",
+    "denoise": "direct",
+    "property": {"name": "n", "pooling": "mean"},
+}
 
 
 def _rotated(atoms, rotation):
@@ -22,16 +26,25 @@ def _rotated(atoms, rotation):
 
 
 @pytest.mark.parametrize("denoise", ["direct", "derivative"])
-def test_direct_and_denoising_heads_rotate_with_the_structure(backbone, denoise, triclinic, molecule, rotation,
-                                                              make_potential, predict):
+def test_direct_and_denoising_heads_rotate_with_the_structure(
+    backbone, denoise, triclinic, molecule, rotation, make_potential, predict
+):
     potential = make_potential(backbone, **{**ALL_HEADS, "denoise": denoise})
     assert set(potential.outputs) == {"energy", "forces", "stress", "noise", "property"}
     out = predict(potential, [triclinic, molecule])
     n = len(triclinic) + len(molecule)
     assert out["forces"].shape == (n, 3) and out["noise"].shape == (n, 3)
-    assert out["stress"].shape == (2, 3, 3) and out["property"].shape == (2,) and out["energy"].shape == (2,)
+    assert (
+        out["stress"].shape == (2, 3, 3)
+        and out["property"].shape == (2,)
+        and out["energy"].shape == (2,)
+    )
     torch.testing.assert_close(out["stress"], out["stress"].transpose(1, 2))
-    assert out["forces"].abs().max() > 1e-6 and out["noise"].abs().max() > 1e-6 and out["stress"].abs().max() > 1e-6
+    assert (
+        out["forces"].abs().max() > 1e-6
+        and out["noise"].abs().max() > 1e-6
+        and out["stress"].abs().max() > 1e-6
+    )
 
     moved = predict(potential, [_rotated(triclinic, rotation), _rotated(molecule, rotation)])
     r = torch.as_tensor(rotation)
@@ -76,7 +89,9 @@ def test_energy_normalization(triclinic, molecule, make_potential, predict):
     out = predict(potential, [triclinic, molecule])
     for k, atoms in enumerate([triclinic, molecule]):
         offset = sum({33: -4.5, 73: -11.25}[z] for z in atoms.numbers) + 0.5 * len(atoms)
-        assert float(out["energy"][k]) == pytest.approx(2.0 * float(raw["energy"][k]) + offset, abs=1e-9)
+        assert float(out["energy"][k]) == pytest.approx(
+            2.0 * float(raw["energy"][k]) + offset, abs=1e-9
+        )
     torch.testing.assert_close(out["forces"], 2.0 * raw["forces"])
     torch.testing.assert_close(out["stress"], 2.0 * raw["stress"])
 
@@ -90,7 +105,10 @@ def test_normalization_stays_float64_in_low_precision(make_potential):
     potential.set_normalization({"Ta": -11.123456789}, scale=1.5, shift=0.1)
     potential.to(torch.bfloat16)
     head = potential.energy_head
-    assert head.element_references.dtype == torch.float64 and head.element_references[73] == -11.123456789
+    assert (
+        head.element_references.dtype == torch.float64
+        and head.element_references[73] == -11.123456789
+    )
     assert next(potential.parameters()).dtype == torch.bfloat16
 
 
@@ -100,12 +118,17 @@ def test_bfloat16_features_with_float32_geometry(triclinic, make_potential, pred
     out = predict(potential, [triclinic])
     assert out["forces"].dtype == torch.float32 and out["energy"].dtype == torch.float32
     reference = predict(make_potential("painn"), [triclinic])
-    assert float((out["energy"] - reference["energy"]).abs().max()) < 0.1 * float(reference["energy"].abs().max()) + 0.1
+    assert (
+        float((out["energy"] - reference["energy"]).abs().max())
+        < 0.1 * float(reference["energy"].abs().max()) + 0.1
+    )
 
 
 def test_energy_free_model_for_fine_tuning(triclinic, predict):
-    config = {"backbone": {"name": "cgcnn", "hidden": 8, "layers": 1, "cutoff": 4.0},
-              "heads": {"energy": False, "forces": "none", "stress": "none", "property": {"name": "n"}}}
+    config = {
+        "backbone": {"name": "cgcnn", "hidden": 8, "layers": 1, "cutoff": 4.0},
+        "heads": {"energy": False, "forces": "none", "stress": "none", "property": {"name": "n"}},
+    }
     potential = build_potential(config).double()
     assert potential.outputs == ("property",)
     assert set(predict(potential, [triclinic])) == {"property"}
@@ -128,15 +151,20 @@ def test_direct_heads_are_scaled_by_the_label_rms(triclinic, molecule, make_pote
     direct = ("force_head.scale", "stress_head.scale", "denoise_head.scale")
     old = {k: v for k, v in potential.state_dict().items() if k not in direct}
     clone.load_state_dict(old)  # weights saved before the heads had a scale load with scale 1
-    torch.testing.assert_close(predict(clone, [triclinic])["forces"], raw["forces"][:len(triclinic)])
+    torch.testing.assert_close(
+        predict(clone, [triclinic])["forces"], raw["forces"][: len(triclinic)]
+    )
 
 
 def test_runner_sets_direct_head_scales_from_the_manifest(make_potential):
     from foundation.data.manifest import Manifest
     from foundation.train.runner import apply_normalization, normalization_from_manifest
 
-    manifest = Manifest(shards=[], element_references={"Ta": -11.0},
-                        statistics={"force_rms": 0.9, "stress_rms": 0.02, "energy_per_atom_mean": 0.1})
+    manifest = Manifest(
+        shards=[],
+        element_references={"Ta": -11.0},
+        statistics={"force_rms": 0.9, "stress_rms": 0.02, "energy_per_atom_mean": 0.1},
+    )
     normalization = normalization_from_manifest(manifest)
     assert normalization["forces_scale"] == 0.9 and normalization["stress_scale"] == 0.02
     potential = make_potential("schnet", **ALL_HEADS)
@@ -144,7 +172,9 @@ def test_runner_sets_direct_head_scales_from_the_manifest(make_potential):
     assert float(potential.force_head.scale) == 0.9 and float(potential.stress_head.scale) == 0.02
     assert float(potential.denoise_head.scale) == 0.05 and float(potential.energy_head.scale) == 0.9
     free = make_potential("schnet", energy=False, forces="direct", stress="none")
-    apply_normalization(free, normalization, noise_std=None)  # no energy head: only the direct scales
+    apply_normalization(
+        free, normalization, noise_std=None
+    )  # no energy head: only the direct scales
     assert float(free.force_head.scale) == 0.9
 
 
@@ -156,13 +186,23 @@ def test_untrained_forces_start_at_the_zero_force_baseline(size):
     from foundation.data.batch import collate_frames
     from tests.conftest import FIXTURES
 
-    atoms = [a for name in ("mpf-TP-sample.xyz", "mptrj-sample.xyz") for a in read(FIXTURES / "dft" / name, index=":20")]
-    frames = [frame_from_atoms(a, frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms)]
+    atoms = [
+        a
+        for name in ("mpf-TP-sample.xyz", "mptrj-sample.xyz")
+        for a in read(FIXTURES / "dft" / name, index=":20")
+    ]
+    frames = [
+        frame_from_atoms(a, frame_id=str(k), structure_id=str(k)) for k, a in enumerate(atoms)
+    ]
     labels = np.concatenate([f.forces for f in frames])
     torch.manual_seed(0)
     potential = build_potential(size).eval()
-    potential.set_normalization(scale=float(np.sqrt(np.mean(labels ** 2))))
-    forces = potential(collate_frames(frames, potential.cutoff), compute={"forces"})["forces"].double().numpy()
+    potential.set_normalization(scale=float(np.sqrt(np.mean(labels**2))))
+    forces = (
+        potential(collate_frames(frames, potential.cutoff), compute={"forces"})["forces"]
+        .double()
+        .numpy()
+    )
     zero_mae = np.abs(labels).mean()
-    assert 0 < np.sqrt(np.mean(forces ** 2)) < 0.1 * np.sqrt(np.mean(labels ** 2))
+    assert 0 < np.sqrt(np.mean(forces**2)) < 0.1 * np.sqrt(np.mean(labels**2))
     assert np.abs(forces - labels).mean() == pytest.approx(zero_mae, rel=0.03)

@@ -41,14 +41,20 @@ def test_name_path_dict_dataclass_and_overrides_agree(tmp_path):
     by_dict = resolve_model_config(raw)
     assert by_name == by_path == by_dict == resolve_model_config(by_name)
     small = resolve_model_config("schnet", ["backbone.hidden=16", "heads.denoise=direct"])
-    assert small.backbone.hidden == 16 and small.heads.denoise == "direct" and by_name.backbone.hidden == 128
+    assert (
+        small.backbone.hidden == 16
+        and small.heads.denoise == "direct"
+        and by_name.backbone.hidden == 128
+    )
     assert resolve_model_config(by_name, ["backbone.layers=2"]).backbone.layers == 2
     potential = build_potential("schnet", ["backbone.hidden=16", "backbone.layers=1"])
     assert potential.config.backbone.hidden == 16 and isinstance(potential.config, ModelConfig)
 
 
 def test_saved_config_rebuilds_the_same_model(tmp_path):
-    potential = build_potential("torchmd_et", ["backbone.hidden=16", "backbone.num_heads=4", "heads.stress=direct"])
+    potential = build_potential(
+        "torchmd_et", ["backbone.hidden=16", "backbone.num_heads=4", "heads.stress=direct"]
+    )
     path = tmp_path / "model.yaml"
     path.write_text(yaml.safe_dump(to_dict(potential.config)))
     rebuilt = build_potential(path)
@@ -56,13 +62,16 @@ def test_saved_config_rebuilds_the_same_model(tmp_path):
     rebuilt.load_state_dict(potential.state_dict())  # same architecture, key for key
 
 
-@pytest.mark.parametrize("override, message", [
-    ("backbone.hiden=3", "backbone.hiden"),
-    ("backbone.layers=two", "backbone.layers"),
-    ("heads.forces=sometimes", "heads.forces"),
-    ("backbone.name=transformer", "transformer"),
-    ("backbone.num_heads=5", "num_heads"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("backbone.hiden=3", "backbone.hiden"),
+        ("backbone.layers=two", "backbone.layers"),
+        ("heads.forces=sometimes", "heads.forces"),
+        ("backbone.name=transformer", "transformer"),
+        ("backbone.num_heads=5", "num_heads"),
+    ],
+)
 def test_bad_configs_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         build_potential("torchmd_et", [override])
@@ -80,5 +89,7 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_typed_backbone_config_is_kept():
     config = resolve_model_config("mpnn")
-    assert type(config.backbone).__name__ == "MPNNConfig" and dataclasses.is_dataclass(config.backbone)
+    assert type(config.backbone).__name__ == "MPNNConfig" and dataclasses.is_dataclass(
+        config.backbone
+    )
     assert config.backbone.edge_hidden == 16

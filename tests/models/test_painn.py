@@ -16,7 +16,14 @@ WEIGHT_SCALE = 3.0  # every Linear weight x3: a stand-in for weights trained int
 def _feature_scales(triclinic, predict, norm: str) -> list[float]:
     """max |s| after each of four layers of a width-16 PaiNN whose Linear weights are scaled by WEIGHT_SCALE."""
     torch.manual_seed(0)
-    backbone = {"name": "painn", "hidden": 16, "layers": 4, "cutoff": CUTOFF, "num_radial": 8, "norm": norm}
+    backbone = {
+        "name": "painn",
+        "hidden": 16,
+        "layers": 4,
+        "cutoff": CUTOFF,
+        "num_radial": 8,
+        "norm": norm,
+    }
     potential = build_potential({"backbone": backbone, "heads": {}}).double()
     with torch.no_grad():
         for module in potential.backbone.modules():
@@ -24,7 +31,9 @@ def _feature_scales(triclinic, predict, norm: str) -> list[float]:
                 module.weight.mul_(WEIGHT_SCALE)
     scales: list[float] = []
     for update in potential.backbone.updates:
-        update.register_forward_hook(lambda module, inputs, output: scales.append(output[0].abs().max().item()))
+        update.register_forward_hook(
+            lambda module, inputs, output: scales.append(output[0].abs().max().item())
+        )
     predict(potential, [triclinic], compute=("energy",))
     return scales
 
@@ -42,7 +51,9 @@ def test_the_original_blocks_compound_and_normalised_ones_stay_bounded(triclinic
 def test_the_vector_norm_is_equivariant_soft_and_bounded(scale, rotation):
     norm = FeatureNorm(8, enabled=True).double()
     s = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    v = scale * torch.randn(5, 3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    v = scale * torch.randn(
+        5, 3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     r = torch.as_tensor(rotation)
     _, out = norm(s, v)
     _, rotated = norm(s, torch.einsum("ij,njf->nif", r, v))

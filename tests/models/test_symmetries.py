@@ -48,8 +48,12 @@ def test_choice_of_unit_cell(backbone, name, make_potential, request):
         assert e == pytest.approx(n * energy, abs=1e-9 * n)
         np.testing.assert_allclose(f, np.tile(forces, (n, 1)), atol=1e-10)
         np.testing.assert_allclose(s, stress, atol=1e-10)
-    sheared = atoms.copy()  # the same lattice spanned by other vectors (unimodular integer transform), atoms wrapped
-    sheared.set_cell(np.array([[1, 1, 0], [0, 1, 0], [-1, 0, 1]]) @ atoms.cell[:], scale_atoms=False)
+    sheared = (
+        atoms.copy()
+    )  # the same lattice spanned by other vectors (unimodular integer transform), atoms wrapped
+    sheared.set_cell(
+        np.array([[1, 1, 0], [0, 1, 0], [-1, 0, 1]]) @ atoms.cell[:], scale_atoms=False
+    )
     sheared.wrap()
     e, f, s = _efs(potential, sheared)
     assert e == pytest.approx(energy, abs=1e-10)
@@ -62,7 +66,9 @@ def test_energy_and_forces_are_continuous_at_the_cutoff(backbone, molecule, make
     sphere, E and F take the values they have just beyond it."""
     potential = make_potential(backbone)
     direction = np.array([0.48, -0.36, 0.8])
-    k = int(np.argmax(molecule.positions @ direction))  # every other atom lies farther from the line's end
+    k = int(
+        np.argmax(molecule.positions @ direction)
+    )  # every other atom lies farther from the line's end
 
     def probe(distance: float) -> tuple[float, np.ndarray]:
         atoms = molecule + Atoms("O", positions=[molecule.positions[k] + direction * distance])

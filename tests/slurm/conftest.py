@@ -27,10 +27,14 @@ def slurm_cluster() -> None:
     if _cluster_up():
         return
     if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster needs root (bash slurm/local_cluster.sh up installs and starts it)")
+        pytest.skip(
+            "the local Slurm cluster needs root (bash slurm/local_cluster.sh up installs and starts it)"
+        )
     proc = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True, timeout=900)
-    require(proc.returncode == 0 and _cluster_up(),
-            f"bash slurm/local_cluster.sh up failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    require(
+        proc.returncode == 0 and _cluster_up(),
+        f"bash slurm/local_cluster.sh up failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +50,27 @@ def trained_run(slurm_cluster, slurm_workdir) -> tuple[Path, Path]:
     data = make_dataset(slurm_workdir / "train-data")
     config = slurm_workdir / "zero2.yaml"
     reference = slurm_workdir / "torchrun"
-    cfg = tiny_config(data, reference, engine={"zero_stage": 2},
-                      train={"max_steps": STEPS, "log_every": 2, "val_every": 20, "checkpoint_every": 4})
+    cfg = tiny_config(
+        data,
+        reference,
+        engine={"zero_stage": 2},
+        train={"max_steps": STEPS, "log_every": 2, "val_every": 20, "checkpoint_every": 4},
+    )
     config.write_text(yaml.safe_dump(cfg))
-    subprocess.run([sys.executable, "-m", "foundation.cli.main", "train", "--config", str(config),
-                    "--launcher", "torchrun", "--nproc-per-node", "2"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "foundation.cli.main",
+            "train",
+            "--config",
+            str(config),
+            "--launcher",
+            "torchrun",
+            "--nproc-per-node",
+            "2",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return config, reference

@@ -17,16 +17,49 @@ pytestmark = pytest.mark.slurm
 def test_eval_array_and_reducer_write_one_report(trained_run, slurm_cluster, slurm_workdir):
     _, run_dir = trained_run
     suite = slurm_workdir / "eval-suite.yaml"
-    suite.write_text(yaml.safe_dump({
-        "name": "slurm-tiny", "data_root": str(FIXTURES), "seeds": [0],  # no task reads a data file
-        "finetune": {"max_epochs": 2, "patience": 2, "batch_size": 8},
-        "tasks": [{"name": "bulk", "kind": "dcdft_finetune", "num_folds": 4, "folds": [0], "scratch": False},
-                  {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu", "Al"]},
-                  {"name": "frames", "kind": "zeroshot", "split": "val"}]}))
+    suite.write_text(
+        yaml.safe_dump(
+            {
+                "name": "slurm-tiny",
+                "data_root": str(FIXTURES),
+                "seeds": [0],  # no task reads a data file
+                "finetune": {"max_epochs": 2, "patience": 2, "batch_size": 8},
+                "tasks": [
+                    {
+                        "name": "bulk",
+                        "kind": "dcdft_finetune",
+                        "num_folds": 4,
+                        "folds": [0],
+                        "scratch": False,
+                    },
+                    {"name": "eos", "kind": "dcdft_eos", "elements": ["Cu", "Al"]},
+                    {"name": "frames", "kind": "zeroshot", "split": "val"},
+                ],
+            }
+        )
+    )
     out = slurm_workdir / "eval"
-    run = subprocess.run([sys.executable, "-m", "foundation.cli.main", "eval", "--checkpoint", str(run_dir),
-                          "--suite", str(suite), "--out", str(out), "--launcher", "slurm", "--cluster", "local",
-                          "--wait"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "foundation.cli.main",
+            "eval",
+            "--checkpoint",
+            str(run_dir),
+            "--suite",
+            str(suite),
+            "--out",
+            str(out),
+            "--launcher",
+            "slurm",
+            "--cluster",
+            "local",
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["missing_units"] == []

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import submitit
-
 from foundation.slurm.executor import make_executor
 from foundation.slurm.preemption import StopSignals, end_stopped_task
 from foundation.slurm.profiles import load_profile
@@ -48,15 +47,23 @@ class Counter(submitit.helpers.Checkpointable):
 def test_usr2_checkpoints_and_requeues_itself(slurm_cluster, slurm_workdir):
     directory = slurm_workdir / "counter"
     directory.mkdir()
-    executor = make_executor("slurm", directory / "slurm", load_profile("local", ["tasks_per_node=1"]), name="count")
+    executor = make_executor(
+        "slurm", directory / "slurm", load_profile("local", ["tasks_per_node=1"]), name="count"
+    )
     job = executor.submit(Counter(str(directory), 25))
     count = directory / "count"
     end = time.monotonic() + 300
     while not (count.exists() and count.read_text() and int(count.read_text()) >= 3):
         assert time.monotonic() < end and not job.done(), job.stderr()
         time.sleep(0.05)
-    job._interrupt(timeout=True)  # scancel --signal USR2: what Slurm sends signal_delay_s before the time limit
+    job._interrupt(
+        timeout=True
+    )  # scancel --signal USR2: what Slurm sends signal_delay_s before the time limit
     total, restarts = job.result()
     assert (total, restarts) == (25, "1")  # requeued once, finished from where it stopped
     log = job.stdout()  # submitit's log of both runs (srun --open-mode=append)
-    assert "Calling checkpoint method" in log and "Requeued job" in log and log.count("Starting with") == 2
+    assert (
+        "Calling checkpoint method" in log
+        and "Requeued job" in log
+        and log.count("Starting with") == 2
+    )

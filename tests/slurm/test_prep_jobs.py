@@ -15,8 +15,12 @@ pytestmark = pytest.mark.slurm
 
 
 def prep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "foundation.cli.main", "prep", *args], capture_output=True,
-                          text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "foundation.cli.main", "prep", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def shards(directory) -> list[tuple]:
@@ -29,11 +33,23 @@ def test_prep_array_gives_the_local_dataset(slurm_cluster, slurm_workdir):
     local, cluster = slurm_workdir / "prep-local", slurm_workdir / "prep-slurm"
     options = ["--chunk-frames", "40", "--shard-size", "50", "--container", "both", "--no-progress"]
     prep(source, "--out", str(local), *options)
-    run = prep(source, "cluster.array.time_min=5", "--out", str(cluster), *options, "--launcher", "slurm",
-               "--cluster", "local", "--wait")
-    assert "4 chunks (4 already done)" in run.stdout  # the merge job found every chunk done by the array
+    run = prep(
+        source,
+        "cluster.array.time_min=5",
+        "--out",
+        str(cluster),
+        *options,
+        "--launcher",
+        "slurm",
+        "--cluster",
+        "local",
+        "--wait",
+    )
+    assert (
+        "4 chunks (4 already done)" in run.stdout
+    )  # the merge job found every chunk done by the array
     assert shards(cluster) == shards(local) and len(shards(local)) >= 4
     assert verify_dataset(cluster).ok
-    jobs = (slurm_workdir / "prep-slurm.slurm")
+    jobs = slurm_workdir / "prep-slurm.slurm"
     assert len(list(jobs.glob("*_*_0_log.out"))) == 4  # one log per array task
     assert not list(cluster.rglob("*.pkl"))  # submitit's job files stay outside the dataset

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from foundation.config import ConfigError
 from foundation.slurm.dist_env import rendezvous_port
 from foundation.slurm.profiles import load_profile, sbatch_option, split_overrides
+
+from foundation.config import ConfigError
 
 
 def test_shipped_profiles_load_and_overrides_apply():
@@ -33,11 +33,16 @@ def test_profile_errors_name_the_problem(tmp_path):
 def test_sbatch_lines_and_cluster_overrides():
     assert sbatch_option("#SBATCH --gres=gpu:a100:4") == ("gres", "gpu:a100:4")
     assert sbatch_option("--exclusive") == ("exclusive", True)
-    assert split_overrides(["cluster.nodes=4", "train.max_steps=5"]) == (["nodes=4"], ["train.max_steps=5"])
+    assert split_overrides(["cluster.nodes=4", "train.max_steps=5"]) == (
+        ["nodes=4"],
+        ["train.max_steps=5"],
+    )
 
 
 def test_rendezvous_port_is_shared_by_a_job_and_changes_on_restart():
     assert rendezvous_port("4711") == rendezvous_port("4711")
     assert rendezvous_port("4711", 1) != rendezvous_port("4711", 0)
     assert rendezvous_port("12_3") != rendezvous_port("12_4")
-    assert all(20000 <= rendezvous_port(str(j), r) < 40000 for j in range(0, 100000, 997) for r in range(3))
+    assert all(
+        20000 <= rendezvous_port(str(j), r) < 40000 for j in range(0, 100000, 997) for r in range(3)
+    )

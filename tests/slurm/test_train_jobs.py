@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from foundation.slurm.profiles import load_profile
 from safetensors.torch import load_file
 
 from foundation.cli.main import main
 from foundation.cli.train import submit_training
 from foundation.train.checkpoint import latest_checkpoint
-from foundation.slurm.profiles import load_profile
 from tests.slurm.conftest import STEPS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -57,7 +57,9 @@ def wait_for_final_state(job_id: str, deadline_s: float = 120) -> None:
 
 
 def job_field(job_id: str, name: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True
+    ).stdout
     fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
     return fields.get(name, "")
 
@@ -67,15 +69,21 @@ def test_zero2_job_matches_torchrun(trained_run, slurm_workdir, capsys):
     run_dir = slurm_workdir / "zero2"
     job = submit_training("slurm", load_profile("local"), config, run_dir=run_dir)
     summaries = job.results()
-    assert [s["step"] for s in summaries] == [STEPS, STEPS] and not any(s["stopped"] for s in summaries)
+    assert [s["step"] for s in summaries] == [STEPS, STEPS] and not any(
+        s["stopped"] for s in summaries
+    )
     assert train_losses(run_dir) == pytest.approx(train_losses(reference), rel=1e-6)
     assert_same_weights(run_dir, reference)
     # the run directory: one log per rank, the resolved config, checkpoints and TensorBoard events
-    assert {p.name for p in (run_dir / "slurm").glob(f"{job.job_id}_*_log.out")} == \
-        {f"{job.job_id}_0_log.out", f"{job.job_id}_1_log.out"}
+    assert {p.name for p in (run_dir / "slurm").glob(f"{job.job_id}_*_log.out")} == {
+        f"{job.job_id}_0_log.out",
+        f"{job.job_id}_1_log.out",
+    }
     assert (run_dir / "config.yaml").is_file() and any((run_dir / "tb").iterdir())
     assert latest_checkpoint(run_dir).name == f"step-{STEPS:08d}"
-    wait_for_final_state(job.job_id)  # the tasks have written their results; the job itself may still be ending
+    wait_for_final_state(
+        job.job_id
+    )  # the tasks have written their results; the job itself may still be ending
     assert main(["status", str(run_dir)]) == 0
     status = capsys.readouterr().out
     assert f"job {job.job_id}" in status and "COMPLETED" in status and f"step {STEPS}" in status

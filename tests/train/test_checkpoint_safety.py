@@ -53,7 +53,9 @@ def _write_payload(path: Path, marker: Path, fmt: str) -> None:
 def _assert_refused_and_would_run(exc: pytest.ExceptionInfo, path: Path, marker: Path) -> None:
     assert str(path) in str(exc.value) and "posix.system" in str(exc.value)
     assert not marker.exists(), "the crafted checkpoint ran its command"
-    with contextlib.suppress(Exception):  # proof that the file is a working exploit: the unsafe load runs it
+    with contextlib.suppress(
+        Exception
+    ):  # proof that the file is a working exploit: the unsafe load runs it
         torch.load(path, weights_only=False)
     assert marker.exists()
 
@@ -67,7 +69,9 @@ def batches(train_data):
 def _engine(train_data, tmp_path, group, seed: int, **engine):
     cfg = load_train_config(tiny_config(train_data, tmp_path, engine=engine))
     torch.manual_seed(seed)
-    return build_engine(build_potential(TINY_MODEL).train(), cfg, 1, group.device, CACHE), Objective(cfg.objective)
+    return build_engine(
+        build_potential(TINY_MODEL).train(), cfg, 1, group.device, CACHE
+    ), Objective(cfg.objective)
 
 
 def _step(engine, objective, batch) -> dict[str, torch.Tensor]:
@@ -82,34 +86,57 @@ def _saved_checkpoint(train_data, tmp_path, group, batches, **engine):
     """An engine after one step, saved with ckpt.save_checkpoint; returns (engine, objective, checkpoint dir)."""
     saver, objective = _engine(train_data, tmp_path, group, 0, **engine)
     _step(saver, objective, batches[0])
-    path = ckpt.save_checkpoint(tmp_path / "run", 1, saver, {"step": 1, "world_size": 1}, {}, rank=0, keep=2)
+    path = ckpt.save_checkpoint(
+        tmp_path / "run", 1, saver, {"step": 1, "world_size": 1}, {}, rank=0, keep=2
+    )
     return saver, objective, path
 
 
-@pytest.mark.parametrize("stage, precision", [(0, "fp32"), (1, "fp32"), (2, "fp32"), (0, "bf16"), (2, "bf16")])
-def test_every_stage_and_precision_resumes_exactly_through_the_weights_only_loader(train_data, tmp_path, group,
-                                                                                   batches, stage, precision):
-    saver, objective, path = _saved_checkpoint(train_data, tmp_path, group, batches, zero_stage=stage,
-                                               precision=precision)
-    loader, _ = _engine(train_data, tmp_path, group, 1, zero_stage=stage, precision=precision)  # other weights
+@pytest.mark.parametrize(
+    "stage, precision", [(0, "fp32"), (1, "fp32"), (2, "fp32"), (0, "bf16"), (2, "bf16")]
+)
+def test_every_stage_and_precision_resumes_exactly_through_the_weights_only_loader(
+    train_data, tmp_path, group, batches, stage, precision
+):
+    saver, objective, path = _saved_checkpoint(
+        train_data, tmp_path, group, batches, zero_stage=stage, precision=precision
+    )
+    loader, _ = _engine(
+        train_data, tmp_path, group, 1, zero_stage=stage, precision=precision
+    )  # other weights
     state, _ = ckpt.load_checkpoint(path, loader, rank=0, world_size=1)
-    assert state["step"] == 1 and type(loader.checkpoint_engine).__name__ == "WeightsOnlyCheckpointEngine"
+    assert (
+        state["step"] == 1
+        and type(loader.checkpoint_engine).__name__ == "WeightsOnlyCheckpointEngine"
+    )
     expected, resumed = _step(saver, objective, batches[1]), _step(loader, objective, batches[1])
-    for name, value in expected.items():  # the optimizer moments came back too: the next step is identical
+    for (
+        name,
+        value,
+    ) in expected.items():  # the optimizer moments came back too: the next step is identical
         assert torch.equal(resumed[name], value), name
 
 
 def test_the_fp16_dynamic_loss_scaler_loads_through_the_allow_list(tmp_path):
     """fp16 engines (GPU only, not testable here) keep a DynamicLossScaler in their optimizer state."""
-    scaler = DynamicLossScaler(init_scale=2**16, scale_window=1000, min_scale=1, delayed_shift=2,
-                               consecutive_hysteresis=False, raise_error_at_min_scale=True, dtype=torch.float16)
+    scaler = DynamicLossScaler(
+        init_scale=2**16,
+        scale_window=1000,
+        min_scale=1,
+        delayed_shift=2,
+        consecutive_hysteresis=False,
+        raise_error_at_min_scale=True,
+        dtype=torch.float16,
+    )
     torch.save({"loss_scaler": scaler, "dynamic_loss_scale": True}, tmp_path / "optim.pt")
     loaded = load_weights_only(tmp_path / "optim.pt")["loss_scaler"]
     assert type(loaded) is DynamicLossScaler and vars(loaded) == vars(scaler)
 
 
 @pytest.mark.parametrize("fmt", ["torch-zip", "bare-pickle"])
-def test_a_crafted_zero_optimizer_file_is_refused_and_runs_nothing(train_data, tmp_path, group, batches, fmt):
+def test_a_crafted_zero_optimizer_file_is_refused_and_runs_nothing(
+    train_data, tmp_path, group, batches, fmt
+):
     _, _, path = _saved_checkpoint(train_data, tmp_path, group, batches, zero_stage=2)
     target = path / ckpt.DS_TAG / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
     marker = tmp_path / "pwned"
@@ -123,20 +150,26 @@ def test_a_crafted_zero_optimizer_file_is_refused_and_runs_nothing(train_data, t
 @pytest.fixture(scope="module")
 def finished_run(train_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("safety") / "run"
-    config = tiny_config(train_data, run_dir, train={"max_steps": 2, "checkpoint_every": 2, "val_every": 2})
+    config = tiny_config(
+        train_data, run_dir, train={"max_steps": 2, "checkpoint_every": 2, "val_every": 2}
+    )
     run_training(load_train_config(config))
     return run_dir, config
 
 
 @pytest.mark.parametrize("fmt", ["torch-zip", "bare-pickle"])
-def test_resuming_a_run_with_a_crafted_model_states_file_runs_nothing_and_names_it(finished_run, tmp_path, fmt):
+def test_resuming_a_run_with_a_crafted_model_states_file_runs_nothing_and_names_it(
+    finished_run, tmp_path, fmt
+):
     source, config = finished_run
     run_dir = tmp_path / "shared-run"
     shutil.copytree(source, run_dir)
     target = ckpt.latest_checkpoint(run_dir) / ckpt.DS_TAG / "mp_rank_00_model_states.pt"
     marker = tmp_path / "pwned"
     _write_payload(target, marker, fmt)
-    resume = load_train_config({**config, "run_dir": str(run_dir), "train": {**config["train"], "max_steps": 4}})
+    resume = load_train_config(
+        {**config, "run_dir": str(run_dir), "train": {**config["train"], "max_steps": 4}}
+    )
     with pytest.raises(UnsafeCheckpointError) as exc:
         run_training(resume)
     _assert_refused_and_would_run(exc, target, marker)
@@ -148,20 +181,37 @@ def test_a_truncated_checkpoint_file_is_named(finished_run, tmp_path):
     shutil.copytree(source, run_dir)
     target = ckpt.latest_checkpoint(run_dir) / ckpt.DS_TAG / "mp_rank_00_model_states.pt"
     target.write_bytes(target.read_bytes()[:1000])
-    resume = load_train_config({**config, "run_dir": str(run_dir), "train": {**config["train"], "max_steps": 4}})
+    resume = load_train_config(
+        {**config, "run_dir": str(run_dir), "train": {**config["train"], "max_steps": 4}}
+    )
     with pytest.raises(UnsafeCheckpointError, match=f"{target}: unreadable checkpoint file"):
         run_training(resume)
 
 
-def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_with_the_fix(train_data, tmp_path, group, batches):
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_with_the_fix(
+    train_data, tmp_path, group, batches
+):
     """A run started before a preset gained a layer (backbone.norm) resumes into a model with more weights: the
     error names the checkpoint and the override, instead of DeepSpeed's bare state_dict error."""
     cfg = load_train_config(tiny_config(train_data, tmp_path))
-    painn = {**TINY_MODEL, "backbone": {"name": "painn", "hidden": 8, "layers": 2, "cutoff": 4.0, "num_radial": 8}}
-    engines = {norm: build_engine(build_potential({**painn, "backbone": {**painn["backbone"], "norm": norm}}).train(),
-                                  cfg, 1, group.device, CACHE) for norm in ("none", "layer")}
+    painn = {
+        **TINY_MODEL,
+        "backbone": {"name": "painn", "hidden": 8, "layers": 2, "cutoff": 4.0, "num_radial": 8},
+    }
+    engines = {
+        norm: build_engine(
+            build_potential({**painn, "backbone": {**painn["backbone"], "norm": norm}}).train(),
+            cfg,
+            1,
+            group.device,
+            CACHE,
+        )
+        for norm in ("none", "layer")
+    }
     _step(engines["none"], Objective(cfg.objective), batches[0])
-    path = ckpt.save_checkpoint(tmp_path / "run", 1, engines["none"], {"step": 1, "world_size": 1}, {}, rank=0, keep=2)
+    path = ckpt.save_checkpoint(
+        tmp_path / "run", 1, engines["none"], {"step": 1, "world_size": 1}, {}, rank=0, keep=2
+    )
     with pytest.raises(ConfigError, match="backbone.norm=none added to its model_overrides") as exc:
         ckpt.load_checkpoint(path, engines["layer"], rank=0, world_size=1)
     assert str(path) in str(exc.value) and "norm.scalars.weight" in str(exc.value)

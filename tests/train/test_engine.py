@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from foundation.config import ConfigError
-from foundation.data.dataset import open_dataset
 from foundation.data.batch import collate_frames
+from foundation.data.dataset import open_dataset
 from foundation.models import build_potential
 from foundation.train.config import load_train_config
 from foundation.train.engine import build_engine, deepspeed_config, set_lr
@@ -29,18 +29,24 @@ def batches(train_data):
 
 
 def _config(train_data, tmp_path, **engine):
-    return load_train_config(tiny_config(train_data, tmp_path, engine=engine, optimizer={"lr": 5e-3}))
+    return load_train_config(
+        tiny_config(train_data, tmp_path, engine=engine, optimizer={"lr": 5e-3})
+    )
 
 
 def _loss(model_call, objective, batch):
     outputs = ("energy", "forces", "stress")
-    loss, _ = objective.loss(objective.errors(model_call(batch, compute=outputs), batch), objective.counts(batch, None))
+    loss, _ = objective.loss(
+        objective.errors(model_call(batch, compute=outputs), batch), objective.counts(batch, None)
+    )
     return loss
 
 
 def _plain_torch(model, cfg, batches):
     o = cfg.optimizer
-    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+    )
     objective = Objective(cfg.objective)
     for batch in batches:
         opt.zero_grad()
@@ -62,7 +68,9 @@ def _deepspeed(model, cfg, batches, device):
 
 @pytest.mark.parametrize("stage", [0, 1, 2])
 def test_deepspeed_steps_equal_plain_torch_steps(group, batches, train_data, tmp_path, stage):
-    cfg = _config(train_data, tmp_path, zero_stage=stage, grad_clip=0.05)  # small: clipping is active
+    cfg = _config(
+        train_data, tmp_path, zero_stage=stage, grad_clip=0.05
+    )  # small: clipping is active
     torch.manual_seed(0)
     model = build_potential(TINY_MODEL).train()
     reference = _plain_torch(copy.deepcopy(model), cfg, batches)
@@ -79,17 +87,23 @@ def test_bf16_casts_parameters_and_keeps_float64_normalisers(group, batches, tra
     model = build_potential(TINY_MODEL).train()
     model.set_normalization({"O": -4.9}, scale=0.5)
     before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
-    engine, after = _deepspeed(model, cfg, batches, group.device)  # float32 geometry, as the loop feeds a bf16 model
+    engine, after = _deepspeed(
+        model, cfg, batches, group.device
+    )  # float32 geometry, as the loop feeds a bf16 model
     assert all(p.dtype == torch.bfloat16 for p in engine.module.parameters())
     assert engine.module.geometry_dtype == torch.float32
     head = engine.module.energy_head
-    assert head.element_references.dtype == torch.float64 and float(head.element_references[8]) == -4.9
+    assert (
+        head.element_references.dtype == torch.float64 and float(head.element_references[8]) == -4.9
+    )
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.isfinite(v).all() for v in after.values())
 
 
 def test_deepspeed_config_sets_clipping_and_accumulation_explicitly(train_data, tmp_path):
-    ds = deepspeed_config(_config(train_data, tmp_path, grad_clip=0.0, grad_accum=3, zero_stage=2), world_size=4)
+    ds = deepspeed_config(
+        _config(train_data, tmp_path, grad_clip=0.0, grad_accum=3, zero_stage=2), world_size=4
+    )
     assert ds["gradient_clipping"] == 0.0 and ds["gradient_accumulation_steps"] == 3
     assert ds["train_batch_size"] == 12 and ds["zero_optimization"] == {"stage": 2}
 
@@ -98,5 +112,10 @@ def test_zero3_and_fp16_on_cpu_are_refused(train_data, tmp_path, group):
     with pytest.raises(ConfigError, match="second-order gradients"):
         _config(train_data, tmp_path, zero_stage=3)
     with pytest.raises(ValueError, match="fp16"):
-        build_engine(build_potential(TINY_MODEL), _config(train_data, tmp_path, precision="fp16"), 1,
-                     torch.device("cpu"), CACHE)
+        build_engine(
+            build_potential(TINY_MODEL),
+            _config(train_data, tmp_path, precision="fp16"),
+            1,
+            torch.device("cpu"),
+            CACHE,
+        )

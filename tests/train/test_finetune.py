@@ -15,11 +15,22 @@ from foundation.data.manifest import Manifest
 from foundation.train.checkpoint import load_potential
 from foundation.train.config import load_train_config
 from foundation.train.engine import optimizer_groups
-from foundation.train.finetune import UnseenElementError, frozen_prefixes, load_parent, prepare_finetune
+from foundation.train.finetune import (
+    UnseenElementError,
+    frozen_prefixes,
+    load_parent,
+    prepare_finetune,
+)
 from foundation.train.objectives import Objective
 from foundation.train.replay import ReplayFrames, ReplaySampler, replay_count
 from foundation.train.runner import run_training
-from tests.train.finetune_helpers import parent_config, parent_dataset, train_parent, user_frames, write_frames
+from tests.train.finetune_helpers import (
+    parent_config,
+    parent_dataset,
+    train_parent,
+    user_frames,
+    write_frames,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +77,9 @@ def test_starts_from_the_parent_up_to_the_refitted_references(parent, user_data,
     refs = start.normalization["element_references"]
     assert all(refs[s] == pytest.approx(v) for s, v in user_refs.items())
     assert all(refs[s] == pytest.approx(v) for s, v in parent_refs.items() if s not in user_refs)
-    assert any(abs(user_refs[s] - parent_refs[s]) > 1e-3 for s in user_refs)  # other DFT settings: they moved
+    assert any(
+        abs(user_refs[s] - parent_refs[s]) > 1e-3 for s in user_refs
+    )  # other DFT settings: they moved
 
     start.model.set_normalization(**start.normalization)
     start.model.eval()
@@ -76,10 +89,16 @@ def test_starts_from_the_parent_up_to_the_refitted_references(parent, user_data,
     np.testing.assert_allclose(ours["forces"].numpy(), theirs["forces"].numpy(), rtol=0, atol=0)
     np.testing.assert_allclose(ours["stress"].numpy(), theirs["stress"].numpy(), rtol=0, atol=0)
     shift = start.replay_energy_shift
-    delta = torch.tensor([sum(shift.get(int(z), 0.0) for z in f.numbers) for f in frames], dtype=torch.float64)
+    delta = torch.tensor(
+        [sum(shift.get(int(z), 0.0) for z in f.numbers) for f in frames], dtype=torch.float64
+    )
     assert delta.abs().max() > 0.01
-    np.testing.assert_allclose((ours["energy"].double() - theirs["energy"].double()).numpy(), delta.numpy(),
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        (ours["energy"].double() - theirs["energy"].double()).numpy(),
+        delta.numpy(),
+        rtol=0,
+        atol=1e-4,
+    )
     # the loss at step 0 is the parent's on the same batch, once its labels are moved to the new references
     objective = Objective(start.config.objective)
     counts = objective.counts(batch, None)
@@ -96,16 +115,25 @@ def test_unseen_elements_are_refused_by_name(parent, tmp_path):
     data = write_frames(tmp_path / "unseen", frames[:20], frames[20:24])
     known = set(Manifest.load(parent_data).element_references)
     from ase.data import chemical_symbols
+
     missing = sorted({chemical_symbols[z] for f in frames[:24] for z in f.numbers} - known)
     with pytest.raises(UnseenElementError) as info:
         prepare_finetune(finetune_config(parent_run, data, tmp_path / "ft"))
     assert all(symbol in str(info.value) for symbol in missing), (missing, str(info.value))
 
 
-def test_frozen_parameters_do_not_change_and_the_backbone_has_its_own_rate(parent, user_data, tmp_path):
+def test_frozen_parameters_do_not_change_and_the_backbone_has_its_own_rate(
+    parent, user_data, tmp_path
+):
     _, parent_run = parent
-    cfg = finetune_config(parent_run, user_data, tmp_path / "ft", freeze_embedding=True, freeze_layers=1,
-                          backbone_lr_scale=0.5)
+    cfg = finetune_config(
+        parent_run,
+        user_data,
+        tmp_path / "ft",
+        freeze_embedding=True,
+        freeze_layers=1,
+        backbone_lr_scale=0.5,
+    )
     cfg.engine.zero_stage = 1
     cfg.engine.ema_decay = 0.0  # export = the trained weights themselves
     summary = run_training(cfg)
@@ -133,14 +161,18 @@ def test_replay_mixes_parent_frames_into_every_epoch(parent, user_data):
     replay = FrameDataset(parent_data, split="train")
     sampler = ReplaySampler(user.natoms, [len(user)], replay.natoms, 0.25, 48, seed=3)
     expected = replay_count(len(user), 0.25, len(replay))
-    assert expected == round(len(user) / 3)  # a quarter of all frames: a third as many as the user's
+    assert expected == round(
+        len(user) / 3
+    )  # a quarter of all frames: a third as many as the user's
     drawn = []
     for epoch in range(3):
         order = sampler.order(epoch)
         replayed = order[order >= len(user)]
         assert sorted(order[order < len(user)]) == list(range(len(user)))  # every user frame, once
         assert len(replayed) == expected and len(set(replayed)) == expected
-        assert 0 < np.mean(np.nonzero(order >= len(user))[0]) < len(order)  # interleaved, not appended
+        assert (
+            0 < np.mean(np.nonzero(order >= len(user))[0]) < len(order)
+        )  # interleaved, not appended
         drawn.append(set(replayed.tolist()))
         packed = [i for batch in sampler.plan(epoch) for i in batch]
         assert set(packed) <= set(order.tolist())
@@ -151,17 +183,25 @@ def test_replay_mixes_parent_frames_into_every_epoch(parent, user_data):
     assert frames[0].energy == user[0].energy
     for k in range(5):
         raw, moved = replay[k], frames[len(user) + k]
-        assert moved.energy == pytest.approx(raw.energy + sum(shift.get(int(z), 0.0) for z in raw.numbers))
+        assert moved.energy == pytest.approx(
+            raw.energy + sum(shift.get(int(z), 0.0) for z in raw.numbers)
+        )
 
 
 def test_a_run_with_replay_trains_and_records_its_parent(parent, user_data, tmp_path):
     parent_data, parent_run = parent
-    cfg = finetune_config(parent_run, user_data, tmp_path / "ft", replay_path=str(parent_data), replay_fraction=0.3)
+    cfg = finetune_config(
+        parent_run, user_data, tmp_path / "ft", replay_path=str(parent_data), replay_fraction=0.3
+    )
     summary = run_training(cfg)
     assert summary["step"] == 3 and np.isfinite(summary["val"]["loss"])
     import json
+
     meta = json.loads((tmp_path / "ft" / "last" / "model.json").read_text())
     identity = load_parent(parent_run).identity
-    assert meta["parent"]["weights_sha256"] == identity["weights_sha256"] and meta["parent"]["name"] == "run"
+    assert (
+        meta["parent"]["weights_sha256"] == identity["weights_sha256"]
+        and meta["parent"]["name"] == "run"
+    )
     saved = load_train_config(tmp_path / "ft" / "config.yaml")
     assert saved.model["backbone"]["name"] == "schnet" and saved.finetune.replay_fraction == 0.3

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from foundation.config import ConfigError
-from foundation.train.config import DataConfig, SourceConfig, check_sources
+from foundation.train.config import DataConfig, SourceConfig, check_sources, load_train_config
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
-from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 from tests.http_server import serve
 from tests.train.helpers import tiny_config
@@ -23,8 +22,12 @@ BUILDER = BatchBuilder(cutoff=4.0, clean=True, noise_std=0.1, seed=3)
 
 
 def _items(path, split="train", builder=BUILDER, **options):
-    cfg = DataConfig(path=str(path), container="wds", max_atoms=40, num_workers=2, prefetch_factor=2, **options)
-    loader = build_split_loader(cfg, split, builder, rank=0, world_size=1, grad_accum=1, seed=5, train=split == "train")
+    cfg = DataConfig(
+        path=str(path), container="wds", max_atoms=40, num_workers=2, prefetch_factor=2, **options
+    )
+    loader = build_split_loader(
+        cfg, split, builder, rank=0, world_size=1, grad_accum=1, seed=5, train=split == "train"
+    )
     return list(loader.loader(0, 0))
 
 
@@ -64,7 +67,9 @@ class _LockingBuilder(BatchBuilder):
             return super().__call__(key, frames)
 
 
-@pytest.mark.timeout(120)  # a worker that inherited the held lock would wait forever: fail instead of hanging
+@pytest.mark.timeout(
+    120
+)  # a worker that inherited the held lock would wait forever: fail instead of hanging
 def test_loader_workers_do_not_inherit_a_lock_the_training_process_holds(train_data):
     """A training process has threads (DeepSpeed, TensorBoard, progress bars), and a lock one of them holds while
     loader workers start must not reach the workers in its held state."""
@@ -74,24 +79,44 @@ def test_loader_workers_do_not_inherit_a_lock_the_training_process_holds(train_d
 
 
 def test_a_shard_base_is_refused_beside_a_mixture():
-    data = DataConfig(sources=[SourceConfig(path="http://127.0.0.1:1/a"), SourceConfig(path="b")],
-                      shard_url_base="http://127.0.0.1:1/shards")
+    data = DataConfig(
+        sources=[SourceConfig(path="http://127.0.0.1:1/a"), SourceConfig(path="b")],
+        shard_url_base="http://127.0.0.1:1/shards",
+    )
     with pytest.raises(ConfigError, match="each data.sources path"):
         check_sources(data)
 
 
 def test_a_training_run_over_http_matches_the_local_run(train_data, tmp_path):
     """A real run (3 steps, validation) with data.path an http URL: the same losses as on the local dataset."""
+
     def run(path, name):
-        cfg = load_train_config(tiny_config(path, tmp_path / name, data={"container": "wds", "num_workers": 1},
-                                            train={"max_steps": 3, "val_every": 3, "checkpoint_every": 3}))
+        cfg = load_train_config(
+            tiny_config(
+                path,
+                tmp_path / name,
+                data={"container": "wds", "num_workers": 1},
+                train={"max_steps": 3, "val_every": 3, "checkpoint_every": 3},
+            )
+        )
         run_training(cfg)
         return [line for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
     local = run(str(train_data), "local")
     with serve(train_data.parent) as url:
         remote = run(f"{url}/{train_data.name}", "remote")
+
     def numbers(lines):  # what the data decides (not timings or memory)
-        return [{k: v for k, v in json.loads(x).items() if k in ("kind", "step", "lr", "grad_norm", "epoch", "loss")
-                 or k.endswith(("_loss", "_mae"))} for x in lines]
-    assert numbers(remote) == numbers(local) and len(local) >= 2 and "forces_mae" in numbers(local)[-1]
+        return [
+            {
+                k: v
+                for k, v in json.loads(x).items()
+                if k in ("kind", "step", "lr", "grad_norm", "epoch", "loss")
+                or k.endswith(("_loss", "_mae"))
+            }
+            for x in lines
+        ]
+
+    assert (
+        numbers(remote) == numbers(local) and len(local) >= 2 and "forces_mae" in numbers(local)[-1]
+    )

@@ -23,7 +23,9 @@ def _sampler(weights, seed=0, shuffle="shard"):
     rng = np.random.default_rng(7)
     natoms = [rng.integers(2, 30, 400), rng.integers(2, 30, 100)]
     sizes = [[100, 100, 100, 100], [50, 50]]
-    return MixtureSampler(natoms, sizes, weights, ["big", "small"], 64, seed=seed, shuffle=shuffle), natoms
+    return MixtureSampler(
+        natoms, sizes, weights, ["big", "small"], 64, seed=seed, shuffle=shuffle
+    ), natoms
 
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (3.0, 1.0), (1.0, 4.0)])
@@ -34,12 +36,16 @@ def test_atoms_are_drawn_by_weight(weights):
     drawn = [atoms[order[order < 400]].sum(), atoms[order[order >= 400]].sum()]
     total = sum(int(n.sum()) for n in natoms)
     for got, weight in zip(drawn, weights):
-        assert got == pytest.approx(total * weight / sum(weights), abs=30)  # within one frame of the share
+        assert got == pytest.approx(
+            total * weight / sum(weights), abs=30
+        )  # within one frame of the share
     assert sampler.drawn(0) == {"big": int((order < 400).sum()), "small": int((order >= 400).sum())}
 
 
 def test_each_dataset_keeps_its_own_shard_order_and_plans_repeat():
-    sampler, _ = _sampler((1.0, 4.0))  # the small set is drawn ~4x its size: fresh orders one after another
+    sampler, _ = _sampler(
+        (1.0, 4.0)
+    )  # the small set is drawn ~4x its size: fresh orders one after another
     order = sampler.order(3)
     small = order[order >= 400] - 400
     first = frame_order([50, 50], epoch=3, seed=0, shuffle="shard", stream=(1, 0))
@@ -54,10 +60,16 @@ def _dataset(directory, frames, source, shift_per_atom=0.0):
     for f in frames:
         f.source = source
         f.energy += shift_per_atom * f.natoms
-    train, val = frames[:len(frames) - 8], frames[len(frames) - 8:]
+    train, val = frames[: len(frames) - 8], frames[len(frames) - 8 :]
     refs = element_references(frames)
-    write_dataset(directory, {"train": train, "val": val}, containers=("lmdb", "wds"), shard_size=16,
-                  element_references=refs, statistics={"frames_by_source": {source: len(train)}})
+    write_dataset(
+        directory,
+        {"train": train, "val": val},
+        containers=("lmdb", "wds"),
+        shard_size=16,
+        element_references=refs,
+        statistics={"frames_by_source": {source: len(train)}},
+    )
     return directory
 
 
@@ -72,12 +84,21 @@ def two_datasets(tmp_path_factory):
 
 def test_a_mixture_trains_with_per_dataset_counts_and_per_source_metrics(two_datasets, tmp_path):
     first, second = two_datasets
-    cfg = tiny_config(first, tmp_path / "run", data={"sources": [{"path": str(first), "weight": 2.0},
-                                                                {"path": str(second), "weight": 1.0}],
-                                                    "default_source": "Alexandria", "max_atoms": 48,
-                                                    "num_workers": 0})
+    cfg = tiny_config(
+        first,
+        tmp_path / "run",
+        data={
+            "sources": [{"path": str(first), "weight": 2.0}, {"path": str(second), "weight": 1.0}],
+            "default_source": "Alexandria",
+            "max_atoms": 48,
+            "num_workers": 0,
+        },
+    )
     summary = run_training(load_train_config(cfg))
-    events = [json.loads(line) for line in RunLayout(tmp_path / "run").metrics_log.read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for line in RunLayout(tmp_path / "run").metrics_log.read_text().splitlines()
+    ]
     mixture = [e for e in events if e["kind"] == "mixture"]
     assert mixture and set(mixture[0]) >= {"mixture/frames/mptrj", "mixture/frames/alex"}
     assert mixture[0]["mixture/frames/mptrj"] > mixture[0]["mixture/frames/alex"]
@@ -91,8 +112,11 @@ def test_a_mixture_trains_with_per_dataset_counts_and_per_source_metrics(two_dat
 @pytest.mark.parametrize("weight", [0, -1.0, float("nan")])
 def test_a_weight_of_zero_or_below_is_refused(two_datasets, tmp_path, weight):
     first, second = two_datasets
-    cfg = tiny_config(first, tmp_path / "run", data={"sources": [{"path": str(first)},
-                                                                {"path": str(second), "weight": weight}]})
+    cfg = tiny_config(
+        first,
+        tmp_path / "run",
+        data={"sources": [{"path": str(first)}, {"path": str(second), "weight": weight}]},
+    )
     with pytest.raises(ConfigError, match=r"data.sources\[1\].*weight must be a finite number > 0"):
         load_train_config(cfg)
 
@@ -107,11 +131,19 @@ def test_unknown_sources_are_refused_before_training(two_datasets, tmp_path):
         run_training(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
     # a model whose energy head has references for MPtrj only cannot represent Alexandria frames
-    fixed = tiny_config(first, tmp_path / "fixed", data={"sources": data["sources"]},
-                        model_overrides=["heads.sources=[MPtrj, PBE54]"])
-    with pytest.raises(ConfigError, match=r"sources \['Alexandria'\] that the model cannot represent"):
+    fixed = tiny_config(
+        first,
+        tmp_path / "fixed",
+        data={"sources": data["sources"]},
+        model_overrides=["heads.sources=[MPtrj, PBE54]"],
+    )
+    with pytest.raises(
+        ConfigError, match=r"sources \['Alexandria'\] that the model cannot represent"
+    ):
         run_training(load_train_config(fixed))
-    twice = tiny_config(first, tmp_path / "twice", data={"sources": [{"path": str(first)}, {"path": str(first)}]})
+    twice = tiny_config(
+        first, tmp_path / "twice", data={"sources": [{"path": str(first)}, {"path": str(first)}]}
+    )
     with pytest.raises(ConfigError, match="lists a dataset twice"):
         load_train_config(twice)
 
@@ -127,11 +159,23 @@ def test_sigkill_and_resume_of_a_mixture_is_bit_exact(two_datasets, tmp_path):
     from tests.train.test_resume import MAX_STEPS, _run, _run_and_kill, _train_losses, _weights
 
     first, second = two_datasets
-    cfg = tiny_config(first, tmp_path / "unused", engine={"ema_decay": 0.0},
-                      data={"sources": [{"path": str(first), "weight": 1.0}, {"path": str(second), "weight": 3.0}],
-                            "container": "wds", "max_atoms": 64},
-                      train={"max_steps": MAX_STEPS, "checkpoint_every": 2, "val_every": 4, "log_every": 1,
-                             "keep_checkpoints": 2})
+    cfg = tiny_config(
+        first,
+        tmp_path / "unused",
+        engine={"ema_decay": 0.0},
+        data={
+            "sources": [{"path": str(first), "weight": 1.0}, {"path": str(second), "weight": 3.0}],
+            "container": "wds",
+            "max_atoms": 64,
+        },
+        train={
+            "max_steps": MAX_STEPS,
+            "checkpoint_every": 2,
+            "val_every": 4,
+            "log_every": 1,
+            "keep_checkpoints": 2,
+        },
+    )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"

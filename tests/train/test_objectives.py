@@ -14,17 +14,26 @@ from foundation.train.objectives import TERMS, Objective
 
 def _frame(seed: int, natoms: int) -> Frame:
     rng = np.random.default_rng(seed)
-    return Frame(numbers=rng.integers(1, 20, natoms), positions=rng.uniform(0, 6, (natoms, 3)),
-                 cell=np.eye(3) * 6, pbc=np.ones(3, bool), frame_id=f"f{seed}", structure_id=f"s{seed}",
-                 energy=float(rng.normal() * 5), forces=rng.normal(size=(natoms, 3)),
-                 stress=None if seed % 3 == 0 else rng.normal(size=(3, 3)) * 1e-2)
+    return Frame(
+        numbers=rng.integers(1, 20, natoms),
+        positions=rng.uniform(0, 6, (natoms, 3)),
+        cell=np.eye(3) * 6,
+        pbc=np.ones(3, bool),
+        frame_id=f"f{seed}",
+        structure_id=f"s{seed}",
+        energy=float(rng.normal() * 5),
+        forces=rng.normal(size=(natoms, 3)),
+        stress=None if seed % 3 == 0 else rng.normal(size=(3, 3)) * 1e-2,
+    )
 
 
 def _prediction(batch, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {"energy": batch.energy + torch.randn(batch.num_graphs, generator=g),
-            "forces": batch.forces + torch.randn(batch.forces.shape, generator=g),
-            "stress": torch.randn(batch.num_graphs, 3, 3, generator=g) * 1e-2}
+    return {
+        "energy": batch.energy + torch.randn(batch.num_graphs, generator=g),
+        "forces": batch.forces + torch.randn(batch.forces.shape, generator=g),
+        "stress": torch.randn(batch.num_graphs, 3, 3, generator=g) * 1e-2,
+    }
 
 
 OBJ = Objective(ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_weight=100.0))
@@ -33,7 +42,9 @@ OBJ = Objective(ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_we
 def _loss(obj: Objective, batches: list) -> float:
     """The sum over 'ranks' of each rank's loss share, with counts all-reduced (what the loop does)."""
     counts = sum(obj.counts(b, None) for b in batches)
-    return sum(float(obj.loss(obj.errors(_prediction(b, i), b), counts)[0]) for i, b in enumerate(batches))
+    return sum(
+        float(obj.loss(obj.errors(_prediction(b, i), b), counts)[0]) for i, b in enumerate(batches)
+    )
 
 
 def test_ranks_with_different_atom_counts_reduce_to_the_loss_of_one_batch():
@@ -46,8 +57,12 @@ def test_ranks_with_different_atom_counts_reduce_to_the_loss_of_one_batch():
     expected = float(OBJ.loss(OBJ.errors(merged, whole), counts)[0])
     assert _loss(OBJ, [rank0, rank1]) == pytest.approx(expected, rel=1e-6)
     # a mean of per-rank means would weigh rank0's 11 atoms like rank1's 42: a different number
-    mean_of_means = np.mean([float(OBJ.loss(OBJ.errors(p, b), OBJ.counts(b, None))[0])
-                             for p, b in zip(preds, (rank0, rank1))])
+    mean_of_means = np.mean(
+        [
+            float(OBJ.loss(OBJ.errors(p, b), OBJ.counts(b, None))[0])
+            for p, b in zip(preds, (rank0, rank1))
+        ]
+    )
     assert abs(mean_of_means - expected) > 1e-3 * expected
     # the counts: structures for E, components for F, labelled structures only for S
     assert counts.tolist() == [6, 3 * 53, 9 * 4, 0]
@@ -56,22 +71,34 @@ def test_ranks_with_different_atom_counts_reduce_to_the_loss_of_one_batch():
 def test_energy_basis_per_atom_or_total():
     batch = collate_frames([_frame(1, 4), _frame(2, 8)], 3.0)
     pred = {"energy": batch.energy + torch.tensor([4.0, 4.0])}
-    per_atom = Objective(ObjectiveConfig(forces_weight=0, energy_basis="per_atom")).errors(pred, batch)["energy"]
-    total = Objective(ObjectiveConfig(forces_weight=0, energy_basis="total")).errors(pred, batch)["energy"]
-    assert per_atom.tolist() == pytest.approx([1.0, 0.5]) and total.tolist() == pytest.approx([4.0, 4.0])
+    per_atom = Objective(ObjectiveConfig(forces_weight=0, energy_basis="per_atom")).errors(
+        pred, batch
+    )["energy"]
+    total = Objective(ObjectiveConfig(forces_weight=0, energy_basis="total")).errors(pred, batch)[
+        "energy"
+    ]
+    assert per_atom.tolist() == pytest.approx([1.0, 0.5]) and total.tolist() == pytest.approx(
+        [4.0, 4.0]
+    )
 
 
 def test_denoising_error_is_in_units_of_the_noise_std():
     batch = collate_frames([_frame(1, 4)], 3.0)
     batch.noise = torch.full((4, 3), 0.1)
-    obj = Objective(ObjectiveConfig(energy_weight=0, forces_weight=0, denoise_weight=1, noise_std=0.1))
+    obj = Objective(
+        ObjectiveConfig(energy_weight=0, forces_weight=0, denoise_weight=1, noise_std=0.1)
+    )
     errors = obj.errors({"noise": torch.zeros(4, 3)}, batch, noisy=True)
     assert errors["denoise"].tolist() == pytest.approx([-1.0] * 12)
     loss, sums = obj.loss(errors, obj.counts(None, batch))
-    assert float(loss) == pytest.approx(1.0) and sums[TERMS.index("denoise")].tolist() == pytest.approx([12, 12])
+    assert float(loss) == pytest.approx(1.0) and sums[
+        TERMS.index("denoise")
+    ].tolist() == pytest.approx([12, 12])
 
 
-@pytest.mark.parametrize("kind, expected", [("l1", 0.5), ("huber", 0.5 * 0.01 * (2 * 0.5 - 0.01)), ("mse", 0.25)])
+@pytest.mark.parametrize(
+    "kind, expected", [("l1", 0.5), ("huber", 0.5 * 0.01 * (2 * 0.5 - 0.01)), ("mse", 0.25)]
+)
 def test_elementwise_losses(kind, expected):
     obj = Objective(ObjectiveConfig(loss=kind, huber_delta=0.01))
     assert float(obj.elementwise(torch.tensor([0.5]))[0]) == pytest.approx(expected)
@@ -88,10 +115,12 @@ def test_robust_energy_loss_leaves_other_terms_alone():
     objective = Objective(ObjectiveConfig(loss="mse", energy_loss="huber", energy_huber_delta=0.1))
     err = torch.tensor([0.05, -2.0])
     # huber: 0.5 e^2 below delta, delta (|e| - delta / 2) above: a 2 eV/atom outlier costs 0.195, not 4
-    expected = torch.tensor([0.5 * 0.05 ** 2, 0.1 * (2.0 - 0.05)])
+    expected = torch.tensor([0.5 * 0.05**2, 0.1 * (2.0 - 0.05)])
     torch.testing.assert_close(objective.elementwise(err, "energy"), expected)
     torch.testing.assert_close(objective.elementwise(err, "forces"), err.square())
     errors = {"energy": err, "forces": err}
     loss, sums = objective.loss(errors, torch.tensor([2.0, 2.0, 0.0, 0.0], dtype=torch.float64))
-    assert float(sums[0, 0]) == pytest.approx(float(expected.sum())) and float(sums[1, 0]) == pytest.approx(4.0025)
+    assert float(sums[0, 0]) == pytest.approx(float(expected.sum())) and float(
+        sums[1, 0]
+    ) == pytest.approx(4.0025)
     assert float(loss) == pytest.approx(float(expected.sum()) / 2 + 4.0025 / 2)

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import torch
-import yaml
 
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
@@ -25,8 +24,13 @@ from tests.train.helpers import tiny_config
 @pytest.fixture(scope="module")
 def efs_run(train_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("efs") / "run"
-    cfg = load_train_config(tiny_config(train_data, run_dir, train={"max_steps": 6, "checkpoint_every": 2,
-                                                                     "keep_checkpoints": 2, "val_every": 3}))
+    cfg = load_train_config(
+        tiny_config(
+            train_data,
+            run_dir,
+            train={"max_steps": 6, "checkpoint_every": 2, "keep_checkpoints": 2, "val_every": 3},
+        )
+    )
     return run_dir, run_training(cfg)
 
 
@@ -35,11 +39,19 @@ def test_run_directory_layout(efs_run):
     assert summary["step"] == 6 and summary["stopped"] is False
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["latest", "step-00000004", "step-00000006"]  # the last K=2, no temporary left
-    assert latest_checkpoint(run_dir).name == "step-00000006" == summary["checkpoint"].split("/")[-1]
+    assert (
+        latest_checkpoint(run_dir).name == "step-00000006" == summary["checkpoint"].split("/")[-1]
+    )
     step = run_dir / "checkpoints" / "step-00000006"
-    assert {"state.json", "ema.safetensors", "rng-rank0.safetensors", "deepspeed"} <= {p.name for p in step.iterdir()}
+    assert {"state.json", "ema.safetensors", "rng-rank0.safetensors", "deepspeed"} <= {
+        p.name for p in step.iterdir()
+    }
     state = json.loads((step / "state.json").read_text())
-    assert state["step"] == 6 and state["world_size"] == 1 and "element_references" in state["normalization"]
+    assert (
+        state["step"] == 6
+        and state["world_size"] == 1
+        and "element_references" in state["normalization"]
+    )
     saved = load_train_config(run_dir / "config.yaml")
     assert saved.run_dir == str(run_dir) and saved.train.max_steps == 6
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
@@ -51,8 +63,20 @@ def test_metrics_log_every_term_and_the_watch_figures(efs_run):
     train = [e for e in events if e["kind"] == "train"]
     val = [e for e in events if e["kind"] == "val"]
     assert [e["step"] for e in train] == [2, 4, 6] and [e["step"] for e in val] == [3, 6]
-    for key in ("energy_loss", "forces_loss", "stress_loss", "energy_mae", "forces_mae", "stress_mae", "loss", "lr",
-                "grad_norm", "atoms_per_s", "data_wait_fraction", "memory/host_peak_mb"):
+    for key in (
+        "energy_loss",
+        "forces_loss",
+        "stress_loss",
+        "energy_mae",
+        "forces_mae",
+        "stress_mae",
+        "loss",
+        "lr",
+        "grad_norm",
+        "atoms_per_s",
+        "data_wait_fraction",
+        "memory/host_peak_mb",
+    ):
         assert key in train[-1] and train[-1][key] is not None, key
     assert 0 <= train[-1]["data_wait_fraction"] <= 1 and train[-1]["grad_norm"] > 0
     assert train[-1]["lr"] < train[0]["lr"]  # cosine decay
@@ -72,15 +96,21 @@ def test_exports_load_back_and_reproduce_the_validation_errors(efs_run, train_da
     assert forces_mae == pytest.approx(summary["val"]["forces_mae"], rel=1e-4)
     assert energy_mae == pytest.approx(summary["val"]["energy_mae"], rel=1e-4)
     # the trivial baseline beside it: zero forces, the element references (and shift) alone for energies
-    assert float(batch.forces.abs().mean()) == pytest.approx(summary["val"]["forces_baseline_mae"], rel=1e-4)
+    assert float(batch.forces.abs().mean()) == pytest.approx(
+        summary["val"]["forces_baseline_mae"], rel=1e-4
+    )
     head = potential.energy_head
     reference = torch.zeros(len(frames), dtype=torch.float64).index_add_(
-        0, batch.batch, head.element_references[batch.numbers] + head.shift)
+        0, batch.batch, head.element_references[batch.numbers] + head.shift
+    )
     assert float(((reference - batch.energy) / batch.natoms).abs().mean()) == pytest.approx(
-        summary["val"]["energy_baseline_mae"], rel=1e-4, abs=1e-5)
+        summary["val"]["energy_baseline_mae"], rel=1e-4, abs=1e-5
+    )
     check = summary["baseline_check"]
     assert check["available"] and set(check["terms"]) >= {"energy", "forces"}
-    assert check["flagged"] == any(t["ratio"] is None or t["ratio"] > 0.8 for t in check["terms"].values())
+    assert check["flagged"] == any(
+        t["ratio"] is None or t["ratio"] > 0.8 for t in check["terms"].values()
+    )
     best = json.loads((run_dir / "best" / "model.json").read_text())
     assert best["step"] == summary["best_step"] and best["model"]["backbone"]["name"] == "schnet"
     assert load_potential(run_dir, "best").energy_head.element_references.abs().sum() > 0
@@ -91,10 +121,16 @@ def test_denoising_on_webdataset_and_stop_request(train_data, tmp_path):
     step boundary with a checkpoint of that step."""
     model = {**tiny_config(train_data, tmp_path)["model"]}
     model["heads"] = {**model["heads"], "denoise": "derivative", "stress": "none"}
-    cfg = load_train_config(tiny_config(train_data, tmp_path / "run", model=model,
-                                        data={"container": "wds", "num_workers": 1},
-                                        objective={"stress_weight": 0.0, "denoise_weight": 1.0},
-                                        train={"max_steps": 200, "checkpoint_every": 2, "val_every": 100}))
+    cfg = load_train_config(
+        tiny_config(
+            train_data,
+            tmp_path / "run",
+            model=model,
+            data={"container": "wds", "num_workers": 1},
+            objective={"stress_weight": 0.0, "denoise_weight": 1.0},
+            train={"max_steps": 200, "checkpoint_every": 2, "val_every": 100},
+        )
+    )
     latest = tmp_path / "run" / "checkpoints" / "latest"
 
     def stop_after_first_checkpoint():
@@ -106,6 +142,10 @@ def test_denoising_on_webdataset_and_stop_request(train_data, tmp_path):
     summary = run_training(cfg)
     assert summary["stopped"] is True and 2 <= summary["step"] < 200
     assert latest_checkpoint(tmp_path / "run").name == f"step-{summary['step']:08d}"
-    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "denoise_loss" in events[0] and "forces_loss" in events[0] and events[0]["denoise_mae"] > 0
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert (
+        "denoise_loss" in events[0] and "forces_loss" in events[0] and events[0]["denoise_mae"] > 0
+    )
     assert signal.getsignal(signal.SIGUSR2) is not None  # handlers restored

@@ -10,9 +10,18 @@ from foundation.train.run_layout import MODEL_WEIGHTS, RunLayout
 def test_paths_of_a_run_directory(tmp_path):
     run = RunLayout(str(tmp_path))
     assert run.root == tmp_path
-    assert [p.relative_to(tmp_path).as_posix() for p in
-            (run.config, run.metrics_log, run.text_log, run.tensorboard, run.checkpoints, run.export("best"),
-             run.export("last"))] == ["config.yaml", "metrics.jsonl", "train.log", "tb", "checkpoints", "best", "last"]
+    assert [
+        p.relative_to(tmp_path).as_posix()
+        for p in (
+            run.config,
+            run.metrics_log,
+            run.text_log,
+            run.tensorboard,
+            run.checkpoints,
+            run.export("best"),
+            run.export("last"),
+        )
+    ] == ["config.yaml", "metrics.jsonl", "train.log", "tb", "checkpoints", "best", "last"]
     with pytest.raises(ValueError, match="which must be one of"):
         run.export("final")
 

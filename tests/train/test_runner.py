@@ -24,8 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                            "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return env
 
@@ -35,7 +38,10 @@ def _descendants(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            ):
                 found += [int(entry.name)] + _descendants(int(entry.name))
         except OSError:
             pass
@@ -43,41 +49,84 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _train(config: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "foundation.cli.main", "train", "--config", str(config), f"run_dir={run_dir}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "foundation.cli.main",
+        "train",
+        "--config",
+        str(config),
+        f"run_dir={run_dir}",
+        *extra,
+    ]
 
 
-def test_a_second_run_on_a_run_dir_is_refused_and_a_killed_runs_lock_taken_over(tmp_path, train_data):
+def test_a_second_run_on_a_run_dir_is_refused_and_a_killed_runs_lock_taken_over(
+    tmp_path, train_data
+):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(train_data, tmp_path / "unused",
-                                                 train={"max_steps": 2, "checkpoint_every": 1000})))
+    config.write_text(
+        yaml.safe_dump(
+            tiny_config(
+                train_data, tmp_path / "unused", train={"max_steps": 2, "checkpoint_every": 1000}
+            )
+        )
+    )
     run_dir = tmp_path / "run"
     lock = run_dir / LOCK_NAME
     owner = None
-    first = subprocess.Popen(_train(config, run_dir, "train.max_steps=100000", "--launcher", "torchrun",
-                                    "--nproc-per-node", "2"),
-                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        _train(
+            config,
+            run_dir,
+            "train.max_steps=100000",
+            "--launcher",
+            "torchrun",
+            "--nproc-per-node",
+            "2",
+        ),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         end = time.monotonic() + 600  # only keeps a broken run from hanging the suite
         while not (lock.exists() and lock.read_text().strip()):
-            assert first.poll() is None and time.monotonic() < end, "the first run never took its lock"
+            assert first.poll() is None and time.monotonic() < end, (
+                "the first run never took its lock"
+            )
             time.sleep(0.01)
         owner = json.loads(lock.read_text())["pid"]  # rank 0, a child of the torchrun launcher
         assert owner != first.pid
         os.kill(owner, signal.SIGSTOP)
-        second = subprocess.run(_train(config, run_dir, "--launcher", "torchrun", "--nproc-per-node", "2"), cwd=REPO,
-                                env=_env(), capture_output=True, text=True, timeout=600)
+        second = subprocess.run(
+            _train(config, run_dir, "--launcher", "torchrun", "--nproc-per-node", "2"),
+            cwd=REPO,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert second.returncode != 0
-        lines = second.stderr.strip().splitlines()  # a line per rank that had its say, then the launcher's
+        lines = (
+            second.stderr.strip().splitlines()
+        )  # a line per rank that had its say, then the launcher's
         assert all(line.startswith("error: ") for line in lines), second.stderr
-        assert lines[0].startswith(f"error: {run_dir}") and f"error: {run_dir} is in use by pid {owner}" in second.stderr
+        assert (
+            lines[0].startswith(f"error: {run_dir}")
+            and f"error: {run_dir} is in use by pid {owner}" in second.stderr
+        )
         assert lines[-1].startswith("error: training under torchrun failed")
     finally:  # every rank dies without a word (a SIGTERM would make rank 0 checkpoint and release the lock)
         for pid in _descendants(first.pid):
             os.kill(pid, signal.SIGKILL)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    third = subprocess.run(_train(config, run_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    third = subprocess.run(
+        _train(config, run_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert third.returncode == 0, third.stderr[-3000:]
     assert f"taking over the stale lock of pid {owner}" in third.stderr
     assert (run_dir / "last").is_dir() and not lock.exists()
@@ -88,17 +137,32 @@ def test_a_full_disk_while_training_is_one_line_naming_device_and_file(tmp_path,
     # as "basic_ios::clear: iostream error" or "unexpected pos", with a traceback)
     mount = tmp_path / "small"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+    )
     require(mounted, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
     try:
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(tiny_config(train_data, mount / "run", train={"max_steps": 2})))
-        done = subprocess.run(_train(config, mount / "run"), cwd=REPO, env=_env(), capture_output=True, text=True,
-                              timeout=600)
+        config.write_text(
+            yaml.safe_dump(tiny_config(train_data, mount / "run", train={"max_steps": 2}))
+        )
+        done = subprocess.run(
+            _train(config, mount / "run"),
+            cwd=REPO,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=True)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert last == f"error: no space left on tmpfs (mounted on {mount}) writing {mount / 'run/checkpoints'}/.tmp-step-00000002"
+    assert (
+        last
+        == f"error: no space left on tmpfs (mounted on {mount}) writing {mount / 'run/checkpoints'}/.tmp-step-00000002"
+    )
     assert "Traceback" not in done.stderr and "iostream" not in done.stderr

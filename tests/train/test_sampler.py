@@ -13,7 +13,9 @@ SHARDS = [64, 64, 64, 11]
 
 
 def _sampler(rank=0, world=1, gas=1, **kw):
-    return AtomsBalancedSampler(NATOMS, SHARDS, 100, rank=rank, world_size=world, grad_accum=gas, seed=7, **kw)
+    return AtomsBalancedSampler(
+        NATOMS, SHARDS, 100, rank=rank, world_size=world, grad_accum=gas, seed=7, **kw
+    )
 
 
 def test_micro_batches_fill_up_to_max_atoms():
@@ -41,7 +43,9 @@ def test_every_rank_gets_the_same_number_of_micro_batches(world, gas):
         seen = [i for s in samplers for key in s for i in key.indices]
         assert len(seen) == len(set(seen))  # no frame twice in an epoch
         full = _sampler(drop_last=False).plan(epoch)
-        assert len(full) - len(samplers[0].plan(epoch)) == samplers[0].dropped < world * gas  # only the remainder
+        assert (
+            len(full) - len(samplers[0].plan(epoch)) == samplers[0].dropped < world * gas
+        )  # only the remainder
 
 
 def test_plan_is_deterministic_per_epoch_and_seed_and_changes_between_epochs():
@@ -75,8 +79,16 @@ def test_plans_come_from_the_manifest_without_reading_records(train_data, monkey
         raise AssertionError("the sampler opened a record")
 
     monkeypatch.setattr(LmdbShard, "raw", refuse)
-    loader = build_split_loader(DataConfig(path=str(train_data), max_atoms=40), "train", BatchBuilder(4.0),
-                                rank=0, world_size=2, grad_accum=1, seed=0, train=True)
+    loader = build_split_loader(
+        DataConfig(path=str(train_data), max_atoms=40),
+        "train",
+        BatchBuilder(4.0),
+        rank=0,
+        world_size=2,
+        grad_accum=1,
+        seed=0,
+        train=True,
+    )
     natoms = Manifest.load(train_data).atoms_per_frame("lmdb", "train")
     plan = loader.sampler.plan(0)
     assert all(natoms[list(b)].sum() <= 40 for b in plan) and len(loader) == len(plan) // 2

@@ -15,16 +15,28 @@ from foundation.train.config import load_train_config
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
 from foundation.train.runner import run_training
-from foundation.train.validation import EXCLUDED, FIT, fit_check_loader, source_matches, split_by_source
+from foundation.train.validation import (
+    EXCLUDED,
+    FIT,
+    fit_check_loader,
+    source_matches,
+    split_by_source,
+)
 from tests.conftest import FIXTURES
 from tests.train.helpers import element_references, real_frames, tiny_config
 
 
 def teacher_frames() -> list:
     """The three CHGNet-labelled fixture frames, with their own source tags (synthetic-chgnet-0.3.0-...)."""
-    return [frame_from_atoms(a, frame_id=a.info["frame_id"], structure_id=a.info["structure_id"],
-                             source=a.info["source"])
-            for a in ase.io.iread(FIXTURES / "teacher" / "teacher-chgnet-sample.extxyz", index=":")]
+    return [
+        frame_from_atoms(
+            a,
+            frame_id=a.info["frame_id"],
+            structure_id=a.info["structure_id"],
+            source=a.info["source"],
+        )
+        for a in ase.io.iread(FIXTURES / "teacher" / "teacher-chgnet-sample.extxyz", index=":")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +45,12 @@ def mixed(tmp_path_factory):
     dft, teacher = real_frames(32), teacher_frames()
     val = dft[24:28] + teacher[:2] + dft[28:32] + teacher[2:]
     path = tmp_path_factory.mktemp("mixed") / "dataset"
-    write_dataset(path, {"train": dft[:24], "val": val}, shard_size=5,
-                  element_references=element_references(dft + teacher))
+    write_dataset(
+        path,
+        {"train": dft[:24], "val": val},
+        shard_size=5,
+        element_references=element_references(dft + teacher),
+    )
     return path, val
 
 
@@ -43,8 +59,9 @@ def mean_abs_force(frames) -> float:
 
 
 def test_patterns_match_source_tags():
-    assert source_matches("MPtrj", ["MPtrj", "Alexandria"]) and source_matches("synthetic-chgnet-0.3.0-relax",
-                                                                              ["synthetic-*"])
+    assert source_matches("MPtrj", ["MPtrj", "Alexandria"]) and source_matches(
+        "synthetic-chgnet-0.3.0-relax", ["synthetic-*"]
+    )
     assert not source_matches("synthetic-chgnet-0.3.0-relax", ["MPtrj", "Internal"])
     assert not source_matches("mptrj", ["MPtrj"])  # tags are case-sensitive
 
@@ -52,8 +69,9 @@ def test_patterns_match_source_tags():
 def test_split_keeps_matching_frames_in_one_loader_and_the_rest_in_another(mixed):
     path, val = mixed
     cfg = load_train_config(tiny_config(path, path.parent / "run"))
-    loader = build_split_loader(cfg.data, "val", BatchBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=0,
-                                train=False)
+    loader = build_split_loader(
+        cfg.data, "val", BatchBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=0, train=False
+    )
     kept, other = split_by_source(loader, ["MPtrj"])
     ids = lambda ld: [fid for item in ld.loader(0) for fid in item.clean.frame_ids]  # noqa: E731
     assert ids(kept) == [f.frame_id for f in val if f.source == "MPtrj"]
@@ -66,9 +84,23 @@ def test_split_keeps_matching_frames_in_one_loader_and_the_rest_in_another(mixed
 
 def test_run_validates_on_dft_frames_and_reports_teacher_frames_apart(mixed, tmp_path):
     path, val = mixed
-    cfg = tiny_config(path, tmp_path / "run", data={"path": str(path), "max_atoms": 48, "num_workers": 0,
-                                                     "validation_sources": ["MPtrj"]},
-                      train={"max_steps": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2, "progress": False})
+    cfg = tiny_config(
+        path,
+        tmp_path / "run",
+        data={
+            "path": str(path),
+            "max_atoms": 48,
+            "num_workers": 0,
+            "validation_sources": ["MPtrj"],
+        },
+        train={
+            "max_steps": 2,
+            "log_every": 1,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "progress": False,
+        },
+    )
     out = run_training(load_train_config(cfg))["val"]
     # the trivial baseline predicts zero forces: its force MAE is the mean |F| of exactly the frames validated
     dft = [f for f in val if f.source == "MPtrj"]
@@ -85,30 +117,65 @@ def mixed_train(tmp_path_factory):
     dft, teacher = real_frames(12), teacher_frames()
     train = dft[:4] + teacher[:1] + dft[4:8] + teacher[1:]
     path = tmp_path_factory.mktemp("mixed_train") / "dataset"
-    write_dataset(path, {"train": train, "val": dft[8:12]}, shard_size=3,
-                  element_references=element_references(dft + teacher))
+    write_dataset(
+        path,
+        {"train": train, "val": dft[8:12]},
+        shard_size=3,
+        element_references=element_references(dft + teacher),
+    )
     return path, train
 
 
 def test_fit_check_takes_evenly_spaced_training_frames_of_the_validation_sources(mixed_train):
     path, train = mixed_train
     cfg = load_train_config(tiny_config(path, path.parent / "run"))
-    loader = build_split_loader(cfg.data, "train", BatchBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=0,
-                                train=False)
+    loader = build_split_loader(
+        cfg.data,
+        "train",
+        BatchBuilder(4.0),
+        rank=0,
+        world_size=1,
+        grad_accum=1,
+        seed=0,
+        train=False,
+    )
     ids = lambda ld: [fid for item in ld.loader(0) for fid in item.clean.frame_ids]  # noqa: E731
-    assert ids(fit_check_loader(loader, [], 100)) == [f.frame_id for f in train]  # more than there are: all
-    spaced = [train[i] for i in (0, 2, 5, 8, 10)]  # linspace(0, 10, 5) rounded half to even; 10 is a teacher frame
+    assert ids(fit_check_loader(loader, [], 100)) == [
+        f.frame_id for f in train
+    ]  # more than there are: all
+    spaced = [
+        train[i] for i in (0, 2, 5, 8, 10)
+    ]  # linspace(0, 10, 5) rounded half to even; 10 is a teacher frame
     assert ids(fit_check_loader(loader, [], 5)) == [f.frame_id for f in spaced]
-    assert ids(fit_check_loader(loader, ["MPtrj"], 5)) == [f.frame_id for f in spaced if f.source == "MPtrj"]
-    with pytest.raises(ValueError, match=r"fit_check_frames: none of 5 training frames.*'MPtrj', 'synthetic-"):
+    assert ids(fit_check_loader(loader, ["MPtrj"], 5)) == [
+        f.frame_id for f in spaced if f.source == "MPtrj"
+    ]
+    with pytest.raises(
+        ValueError, match=r"fit_check_frames: none of 5 training frames.*'MPtrj', 'synthetic-"
+    ):
         fit_check_loader(loader, ["Alexandria"], 5)
 
 
 def test_run_logs_the_fit_check_on_training_frames(mixed_train, tmp_path):
     path, train = mixed_train
-    cfg = tiny_config(path, tmp_path / "run", data={"path": str(path), "max_atoms": 48, "num_workers": 0,
-                                                     "validation_sources": ["MPtrj"], "fit_check_frames": 100},
-                      train={"max_steps": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2, "progress": False})
+    cfg = tiny_config(
+        path,
+        tmp_path / "run",
+        data={
+            "path": str(path),
+            "max_atoms": 48,
+            "num_workers": 0,
+            "validation_sources": ["MPtrj"],
+            "fit_check_frames": 100,
+        },
+        train={
+            "max_steps": 2,
+            "log_every": 1,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "progress": False,
+        },
+    )
     out = run_training(load_train_config(cfg))["val"]
     # zero forces: the baseline's force MAE is the mean |F| of exactly the training frames of the chosen source
     dft = [f for f in train if f.source == "MPtrj"]
@@ -120,9 +187,21 @@ def test_run_logs_the_fit_check_on_training_frames(mixed_train, tmp_path):
 def test_early_stopping_after_patience_validations_and_on_resume(mixed, tmp_path):
     path, _ = mixed
     # lr far below the weights' float32 resolution: the validation loss soon stops improving (zero biases still move)
-    cfg = load_train_config(tiny_config(path, tmp_path / "run", optimizer={"lr": 1e-14},
-                                        train={"max_steps": 40, "log_every": 2, "val_every": 2, "checkpoint_every": 4,
-                                               "early_stop_patience": 2, "progress": False}))
+    cfg = load_train_config(
+        tiny_config(
+            path,
+            tmp_path / "run",
+            optimizer={"lr": 1e-14},
+            train={
+                "max_steps": 40,
+                "log_every": 2,
+                "val_every": 2,
+                "checkpoint_every": 4,
+                "early_stop_patience": 2,
+                "progress": False,
+            },
+        )
+    )
     summary = run_training(cfg)
     assert summary["early_stopped"] and summary["step"] == summary["best_step"] + 2 * 2 < 40
     again = run_training(cfg)  # resumed: stops at once, at the same step
@@ -134,6 +213,10 @@ def test_bad_options_are_config_errors(mixed, tmp_path):
     with pytest.raises(ConfigError, match="early_stop_patience"):
         load_train_config(tiny_config(path, tmp_path, train={"early_stop_patience": -1}))
     with pytest.raises(ConfigError, match="fit_check_frames"):
-        load_train_config(tiny_config(path, tmp_path, data={"path": str(path), "fit_check_frames": -1}))
+        load_train_config(
+            tiny_config(path, tmp_path, data={"path": str(path), "fit_check_frames": -1})
+        )
     with pytest.raises(ConfigError, match="validation_sources"):
-        load_train_config(tiny_config(path, tmp_path, data={"path": str(path), "validation_sources": [" "]}))
+        load_train_config(
+            tiny_config(path, tmp_path, data={"path": str(path), "validation_sources": [" "]})
+        )

@@ -21,7 +21,9 @@ def test_ase_database_rows_in_ase_units():
     first = records[0].frame
     # row 1: energy -73.4299391, stress (Voigt xx yy zz yz xz xy) 4.29188156e-03 4.28573362e-03 5.88908830e-04 ...
     assert first.energy == pytest.approx(-73.4299391)
-    assert first.stress[0, 0] == pytest.approx(4.29188156e-03) and first.stress[1, 2] == pytest.approx(5.21758955e-07)
+    assert first.stress[0, 0] == pytest.approx(4.29188156e-03) and first.stress[
+        1, 2
+    ] == pytest.approx(5.21758955e-07)
     assert first.frame_id == "10_mptraj_systems.db:1" and first.structure_id == first.frame_id
     for record, row in zip(records, rows):
         np.testing.assert_array_equal(record.frame.positions, row.positions)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import pytest
-
 from foundation.data_prep.readers.auto import detect_format, expand_inputs
 from foundation.data_prep.readers.base import ReaderError
+
 from tests.conftest import FIXTURES
 
 from ..helpers import first_frames, write_mptrj
 
 
-@pytest.mark.parametrize("relpath, kind", [
-    ("dft/mptrj-sample.xyz", "extxyz"),
-    ("teacher/teacher-chgnet-sample.extxyz", "extxyz"),
-    ("vasp/outcar/OUTCAR_1", "vasp-outcar"),
-    ("vasp/27998_vasprun.xml", "vasp-xml"),
-    ("dft/10_mptraj_systems.db", "asedb"),
-])
+@pytest.mark.parametrize(
+    "relpath, kind",
+    [
+        ("dft/mptrj-sample.xyz", "extxyz"),
+        ("teacher/teacher-chgnet-sample.extxyz", "extxyz"),
+        ("vasp/outcar/OUTCAR_1", "vasp-outcar"),
+        ("vasp/27998_vasprun.xml", "vasp-xml"),
+        ("dft/10_mptraj_systems.db", "asedb"),
+    ],
+)
 def test_real_files_are_recognised(relpath, kind):
     assert detect_format(str(FIXTURES / relpath)) == kind
 
@@ -44,7 +47,9 @@ def test_colliding_names_fall_back_to_paths_from_the_common_directory(tmp_path):
     for run in ("run1", "run2"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "frames.xyz").write_text("1\nProperties=species:S:1:pos:R:3\nH 0 0 0\n")
-    found = expand_inputs([str(tmp_path / "run1" / "frames.xyz"), str(tmp_path / "run2" / "frames.xyz")], "auto")
+    found = expand_inputs(
+        [str(tmp_path / "run1" / "frames.xyz"), str(tmp_path / "run2" / "frames.xyz")], "auto"
+    )
     assert [name for _, _, name in found] == ["run1/frames.xyz", "run2/frames.xyz"]
 
 

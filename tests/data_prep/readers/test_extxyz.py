@@ -8,10 +8,10 @@ import gzip
 import ase.io
 import numpy as np
 import pytest
-
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.readers import READERS
 from foundation.data_prep.readers.base import ReaderError
+
 from tests.conftest import FIXTURES
 
 from ..helpers import read_records
@@ -24,8 +24,12 @@ def test_first_mptrj_frame_matches_the_file_by_hand():
     # ...", ids mptrj_traj_id=mp-1080834 mptrj_snapshot_id=mp-1080834-0-1; line 3: the first Na atom.
     frame = read_records(SAMPLES / "mptrj-sample.xyz", "extxyz")[0].frame
     assert frame.energy == -28.75765745
-    assert frame.stress[0, 0] == 0.0008926831358242223 and frame.stress[1, 1] == 0.0030173324072012325
-    assert frame.stress[0, 2] == 0.0007746200973649859  # eV/A^3, ASE sign as written (stress_unit=eV/A^3)
+    assert (
+        frame.stress[0, 0] == 0.0008926831358242223 and frame.stress[1, 1] == 0.0030173324072012325
+    )
+    assert (
+        frame.stress[0, 2] == 0.0007746200973649859
+    )  # eV/A^3, ASE sign as written (stress_unit=eV/A^3)
     assert frame.structure_id == "mp-1080834" and frame.frame_id == "mp-1080834-0-1"
     assert frame.numbers.tolist() == [11] * 5 + [33] * 4
     np.testing.assert_array_equal(frame.positions[0], [3.87535312, -2.33845927, 4.61262141])
@@ -35,9 +39,13 @@ def test_first_mptrj_frame_matches_the_file_by_hand():
 
 
 def assert_frames_agree_with_ase(path, chunk_frames: int, step: int) -> None:
-    records = read_records(path, "extxyz", chunk_frames=chunk_frames)  # several pieces, read one after another
+    records = read_records(
+        path, "extxyz", chunk_frames=chunk_frames
+    )  # several pieces, read one after another
     assert len(records) == path.read_text().count("Properties=")
-    reference = ase.io.read(str(path), index=f"::{step}")  # every step-th frame, checked value by value
+    reference = ase.io.read(
+        str(path), index=f"::{step}"
+    )  # every step-th frame, checked value by value
     assert len(reference) == len(records[::step])
     for record, atoms in zip(records[::step], reference):
         frame = record.frame
@@ -47,18 +55,23 @@ def assert_frames_agree_with_ase(path, chunk_frames: int, step: int) -> None:
         np.testing.assert_array_equal(frame.cell, atoms.cell[:])
         np.testing.assert_array_equal(frame.forces, atoms.get_forces())
         assert frame.energy == atoms.get_potential_energy()
-        np.testing.assert_allclose(frame.stress.reshape(9)[[0, 4, 8, 5, 2, 1]], atoms.get_stress(), rtol=0, atol=1e-15)
+        np.testing.assert_allclose(
+            frame.stress.reshape(9)[[0, 4, 8, 5, 2, 1]], atoms.get_stress(), rtol=0, atol=1e-15
+        )
 
 
-@pytest.mark.parametrize("name", ["mptrj-sample.xyz", "alexandria-sample.xyz", "mpf-TP-sample.xyz",
-                                  "mpf-alkali-TP-sample.xyz"])
+@pytest.mark.parametrize(
+    "name",
+    ["mptrj-sample.xyz", "alexandria-sample.xyz", "mpf-TP-sample.xyz", "mpf-alkali-TP-sample.xyz"],
+)
 def test_every_sample_frame_agrees_with_ase(name):
     assert_frames_agree_with_ase(SAMPLES / name, chunk_frames=16, step=1)
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("name", ["mptrj-random-1k.xyz", "alexandria-random-1k.xyz", "mpf-TP.xyz",
-                                  "mpf-alkali-TP.xyz"])
+@pytest.mark.parametrize(
+    "name", ["mptrj-random-1k.xyz", "alexandria-random-1k.xyz", "mpf-TP.xyz", "mpf-alkali-TP.xyz"]
+)
 def test_every_frame_of_the_whole_files_agrees_with_ase(shared_data, name):
     assert_frames_agree_with_ase(shared_data / "dft" / name, chunk_frames=128, step=9)
 
@@ -75,10 +88,15 @@ def test_ids_fall_back_to_file_and_index():
 
 def test_teacher_frames_keep_magmoms():
     path = FIXTURES / "teacher" / "teacher-chgnet-sample.extxyz"
-    record = next(READERS["extxyz"].read(READERS["extxyz"].plan(str(path), path.name, 3)[0], PrepConfig()))
+    record = next(
+        READERS["extxyz"].read(READERS["extxyz"].plan(str(path), path.name, 3)[0], PrepConfig())
+    )
     atoms = next(ase.io.iread(str(path)))
     np.testing.assert_array_equal(record.frame.magmoms, atoms.get_magnetic_moments())
-    assert record.frame.structure_id == "proto-w0-0-LuSb" and record.frame.frame_id == "proto-w0-0-LuSb-rattle"
+    assert (
+        record.frame.structure_id == "proto-w0-0-LuSb"
+        and record.frame.frame_id == "proto-w0-0-LuSb-rattle"
+    )
     assert record.frame.energy == -75.5855712890625
 
 
@@ -100,8 +118,12 @@ def test_units_named_in_the_comment_line_are_converted(tmp_path):
 
 def test_an_unknown_unit_stops_naming_file_record_and_unit(tmp_path):
     path = tmp_path / "bad-units.xyz"
-    path.write_text(FRAME.format(units="energy_unit=eV") + FRAME.format(units="energy_unit=furlong"))
-    with pytest.raises(ReaderError, match=r"bad-units.xyz: record 1: unknown energy_unit 'furlong'"):
+    path.write_text(
+        FRAME.format(units="energy_unit=eV") + FRAME.format(units="energy_unit=furlong")
+    )
+    with pytest.raises(
+        ReaderError, match=r"bad-units.xyz: record 1: unknown energy_unit 'furlong'"
+    ):
         read_records(path, "extxyz")
 
 

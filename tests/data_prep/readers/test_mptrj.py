@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from foundation.data_prep.readers.mptrj import scan_materials
 from pymatgen.core import Structure
 
-from foundation.data_prep.readers.mptrj import scan_materials
 from tests.conftest import FIXTURES
 
 from ..helpers import first_frames, read_records, write_mptrj
@@ -36,8 +36,12 @@ def test_frames_convert_to_ase_units_and_sign(mptrj_file):
         assert frame.structure_id == atoms.info["mptrj_traj_id"]
         assert frame.energy == entry["uncorrected_total_energy"] == atoms.get_potential_energy()
         # the file's stress is kBar with VASP's sign; the frame's is eV/A^3 with ASE's sign, as in the extxyz
-        np.testing.assert_allclose(frame.stress, np.array(entry["stress"]) * KBAR, rtol=0, atol=1e-15)
-        np.testing.assert_allclose(frame.stress, atoms.get_stress(voigt=False), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            frame.stress, np.array(entry["stress"]) * KBAR, rtol=0, atol=1e-15
+        )
+        np.testing.assert_allclose(
+            frame.stress, atoms.get_stress(voigt=False), rtol=1e-12, atol=1e-15
+        )
         np.testing.assert_array_equal(frame.forces, atoms.get_forces())
         structure = Structure.from_dict(entry["structure"])
         np.testing.assert_array_equal(frame.positions, structure.cart_coords)
@@ -52,7 +56,9 @@ def test_stress_value_by_hand(mptrj_file):
     # layout that is -0.0008926831358242223 * 1602.1766208 = -1.43023605 kBar
     entry = layout["mp-1080834"]["mp-1080834-0-1"]
     assert entry["stress"][0][0] == pytest.approx(-1.43023605, rel=1e-6)
-    frame = next(r.frame for r in read_records(path, "mptrj") if r.frame.frame_id == "mp-1080834-0-1")
+    frame = next(
+        r.frame for r in read_records(path, "mptrj") if r.frame.frame_id == "mp-1080834-0-1"
+    )
     assert frame.stress[0, 0] == pytest.approx(0.0008926831358242223, rel=1e-12)
 
 
@@ -60,7 +66,10 @@ def test_corrected_energy_is_an_option(mptrj_file):
     path, layout, _ = mptrj_file
     records = read_records(path, "mptrj", energy="corrected")
     for r in records:
-        assert r.frame.energy == layout[r.frame.structure_id][r.frame.frame_id]["corrected_total_energy"]
+        assert (
+            r.frame.energy
+            == layout[r.frame.structure_id][r.frame.frame_id]["corrected_total_energy"]
+        )
 
 
 def test_pieces_cut_between_materials_and_cover_every_frame(mptrj_file):
@@ -73,7 +82,10 @@ def test_pieces_cut_between_materials_and_cover_every_frame(mptrj_file):
 def test_scan_ignores_braces_and_escaped_quotes_inside_strings(tmp_path, mptrj_file):
     _, layout, _ = mptrj_file
     material, frames = next(iter(layout.items()))
-    odd = {'we{ird"}\\': {"x": {**next(iter(frames.values())), "note": 'a "{quoted}" \\ brace'}}, material: frames}
+    odd = {
+        'we{ird"}\\': {"x": {**next(iter(frames.values())), "note": 'a "{quoted}" \\ brace'}},
+        material: frames,
+    }
     path = tmp_path / "odd.json"
     path.write_text(json.dumps(odd, indent=1))
     ends, counts, _ = scan_materials(str(path))
@@ -90,5 +102,9 @@ def test_a_malformed_entry_is_a_parse_error_record(tmp_path, mptrj_file):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"mp-bad": {"mp-bad-0": entry}, material: frames}))
     records = read_records(path, "mptrj")
-    assert records[0].frame is None and records[0].where == "mp-bad/mp-bad-0" and "ValueError" in records[0].error
+    assert (
+        records[0].frame is None
+        and records[0].where == "mp-bad/mp-bad-0"
+        and "ValueError" in records[0].error
+    )
     assert all(r.frame is not None for r in records[1:])

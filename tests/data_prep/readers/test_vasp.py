@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from foundation.data_prep.pipeline import run_prep
 from foundation.data_prep.readers.base import ReaderError, vasp_kbar_to_ase
+
 from tests.conftest import FIXTURES
 
 from ..helpers import prep_config, read_records
@@ -26,20 +26,28 @@ def test_outcar_stress_is_converted_from_kbar_and_vasp_sign():
     assert len(records) == 1
     frame = records[0].frame
     assert frame.natoms == 12 and frame.energy == pytest.approx(-347.41144759, abs=1e-8)
-    np.testing.assert_allclose(np.diag(frame.stress), np.array([202.45076, 200.36067, 190.74363]) * KBAR, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.diag(frame.stress), np.array([202.45076, 200.36067, 190.74363]) * KBAR, rtol=1e-6
+    )
     assert frame.stress[0, 0] < 0  # VASP's positive (compressive) kBar is a negative ASE stress
     assert frame.stress[1, 2] == pytest.approx(-12.10941 * KBAR, rel=1e-6)
     assert frame.stress[2, 1] == pytest.approx(-12.10941 * KBAR, rel=1e-6)
     assert frame.stress[0, 1] == 0.0 and frame.stress[0, 2] == 0.0
     np.testing.assert_allclose(frame.positions[0], [2.73078, 4.09731, 1.48222])
     np.testing.assert_allclose(frame.forces[0], [-0.156124, 0.392990, -0.227401])
-    assert frame.structure_id == "OUTCAR_5" and frame.frame_id == "OUTCAR_5:0" and frame.source == "VASP"
+    assert (
+        frame.structure_id == "OUTCAR_5"
+        and frame.frame_id == "OUTCAR_5:0"
+        and frame.source == "VASP"
+    )
 
 
 def test_outcar_shear_components_land_in_the_right_place():
     # OUTCAR_1 (its band-energy tables left out of the fixture): "in kB  77.70829  12.04430  62.22823  2.52352  9.28393  66.48603" (XX YY ZZ XY YZ ZX)
     frame = read_records(FIXTURES / "vasp" / "outcar" / "OUTCAR_1", "vasp-outcar")[0].frame
-    expected = np.array([[77.70829, 2.52352, 66.48603], [2.52352, 12.04430, 9.28393], [66.48603, 9.28393, 62.22823]])
+    expected = np.array(
+        [[77.70829, 2.52352, 66.48603], [2.52352, 12.04430, 9.28393], [66.48603, 9.28393, 62.22823]]
+    )
     np.testing.assert_allclose(frame.stress, expected * KBAR, rtol=1e-6)
     assert frame.natoms == 96 and frame.energy == pytest.approx(-2759.11555469, abs=1e-8)
 
@@ -73,7 +81,12 @@ def _two_step_outcar() -> bytes:
     of two steps would be: header, step 1, step 2, timing trailer."""
     lines = OUTCAR.read_bytes().splitlines(keepends=True)
     first = next(i for i, line in enumerate(lines) if b"Iteration" in line)
-    end = next(i for i, line in enumerate(lines) if b"FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in line) + 5
+    end = (
+        next(
+            i for i, line in enumerate(lines) if b"FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in line
+        )
+        + 5
+    )
     step = b"".join(lines[first:end])
     second = step.replace(b"Iteration      1(", b"Iteration      2(").replace(ENERGY_1, ENERGY_2)
     return b"".join(lines[:first]) + step + second + b"".join(lines[end:])
@@ -91,13 +104,20 @@ def test_the_two_step_file_reads_two_frames(tmp_path):
     path = tmp_path / "OUTCAR"
     path.write_bytes(_two_step_outcar())
     records = read_records(path, "vasp-outcar")
-    assert [r.frame.energy for r in records] == pytest.approx([float(ENERGY_1), float(ENERGY_2)], abs=1e-8)
+    assert [r.frame.energy for r in records] == pytest.approx(
+        [float(ENERGY_1), float(ENERGY_2)], abs=1e-8
+    )
 
 
-@pytest.mark.parametrize("marker", [b"TOTAL-FORCE", b"FREE ENERGIE OF THE ION-ELECTRON SYSTEM", b"Iteration      2(   3)"])
+@pytest.mark.parametrize(
+    "marker",
+    [b"TOTAL-FORCE", b"FREE ENERGIE OF THE ION-ELECTRON SYSTEM", b"Iteration      2(   3)"],
+)
 def test_a_last_step_cut_short_is_quarantined_as_truncated(tmp_path, marker):
     path = tmp_path / "OUTCAR"
-    path.write_bytes(_cut(_two_step_outcar(), marker, 1 if marker != b"Iteration      2(   3)" else 0))
+    path.write_bytes(
+        _cut(_two_step_outcar(), marker, 1 if marker != b"Iteration      2(   3)" else 0)
+    )
     records = read_records(path, "vasp-outcar")
     assert len(records) == 2
     assert records[0].frame.energy == pytest.approx(float(ENERGY_1), abs=1e-8)
@@ -110,7 +130,9 @@ def test_an_only_step_cut_short_is_an_error_naming_the_input(tmp_path):
     path.write_bytes(_cut(OUTCAR.read_bytes(), b"FREE ENERGIE OF THE ION-ELECTRON SYSTEM", 0))
     records = read_records(path, "vasp-outcar")
     assert len(records) == 1 and records[0].reason == "truncated"
-    with pytest.raises(ReaderError) as info:  # the whole prep: no frame is an error, not an empty dataset
+    with pytest.raises(
+        ReaderError
+    ) as info:  # the whole prep: no frame is an error, not an empty dataset
         run_prep(prep_config([path], tmp_path / "out"))
     assert str(path) in str(info.value) and "no frame could be read" in str(info.value)
     assert "ionic step 0 incomplete" in str(info.value)

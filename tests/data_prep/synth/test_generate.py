@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
-
 from foundation.data_prep.synth.generate import SynthConfig, generate_frames
+
 from foundation.data.ase_convert import atoms_from_frame
 
 SMALL = dict(teacher="emt", seed=7, relax_probability=0.3, relax_steps=12, keep_every=3)
@@ -23,7 +23,9 @@ def test_output_is_the_same_for_any_worker_count(frames):
     parallel = generate_frames(SynthConfig(frames=40, workers=2, **SMALL), progress=False)
     assert len(parallel) == len(frames) == 40
     assert all(a.same_as(b) for a, b in zip(frames, parallel))
-    other_seed = generate_frames(SynthConfig(frames=5, workers=1, **{**SMALL, "seed": 8}), progress=False)
+    other_seed = generate_frames(
+        SynthConfig(frames=5, workers=1, **{**SMALL, "seed": 8}), progress=False
+    )
     assert not other_seed[0].same_as(frames[0])
 
 
@@ -35,7 +37,9 @@ def test_frames_are_valid_labelled_and_non_equilibrium(frames):
         assert frame.source in ("synthetic-emt-rattle", "synthetic-emt-relax")
     assert len({f.frame_id for f in frames}) == len(frames)
     assert {f.source for f in frames} == {"synthetic-emt-rattle", "synthetic-emt-relax"}
-    assert len({z for f in frames for z in f.numbers}) >= 4 and any(len(set(f.numbers)) > 1 for f in frames)
+    assert len({z for f in frames for z in f.numbers}) >= 4 and any(
+        len(set(f.numbers)) > 1 for f in frames
+    )
     assert min(f.natoms for f in frames) >= 4 and max(f.natoms for f in frames) >= 12
     forces = np.concatenate([np.linalg.norm(f.forces, axis=1) for f in frames])
     assert 0.1 < np.median(forces) < 5.0  # far from equilibrium, not absurd
@@ -54,7 +58,9 @@ def test_forces_and_stress_are_derivatives_of_the_teacher_energy(frames):
             moved.calc = EMT()
             moved.positions[atom, axis] += sign * h
             energies.append(moved.get_potential_energy())
-        assert np.isclose(-(energies[0] - energies[1]) / (2 * h), frame.forces[atom, axis], atol=1e-5)
+        assert np.isclose(
+            -(energies[0] - energies[1]) / (2 * h), frame.forces[atom, axis], atol=1e-5
+        )
     for i, j in [(0, 0), (1, 2)]:  # sigma_ij = (1/V) dE/d eps_ij for a symmetric strain
         energies = []
         for sign in (1, -1):
@@ -77,13 +83,17 @@ def test_relaxation_frames_share_a_structure_and_lower_the_energy(frames):
     assert trajectories
     for stem, steps in trajectories.items():
         assert [s for s, _ in steps] == list(range(0, 3 * len(steps), 3))
-        assert len({f.structure_id for _, f in steps}) == 1 and stem.startswith(steps[0][1].structure_id)
+        assert len({f.structure_id for _, f in steps}) == 1 and stem.startswith(
+            steps[0][1].structure_id
+        )
         if len(steps) > 1:
             assert steps[-1][1].energy < steps[0][1].energy
 
 
 def test_frames_past_the_force_bound_are_left_out_and_reported(caplog):
     with caplog.at_level(logging.WARNING, logger="foundation.data_prep.synth.generate"):
-        kept = generate_frames(SynthConfig(frames=5, workers=1, max_force=0.5, **SMALL), progress=False)
+        kept = generate_frames(
+            SynthConfig(frames=5, workers=1, max_force=0.5, **SMALL), progress=False
+        )
     assert len(kept) == 5 and all(np.linalg.norm(f.forces, axis=1).max() <= 0.5 for f in kept)
     assert "left out" in caplog.text and "|F| above 0.5 eV/A" in caplog.text

@@ -4,19 +4,54 @@ from __future__ import annotations
 
 import numpy as np
 from ase.build import bulk
-
 from foundation.data_prep.synth.perturb import rattle, repeat_to_min_atoms, strain
-from foundation.data_prep.synth.seeds import aflow_prototypes, decorate, min_distance_ratio, seed_catalogue
+from foundation.data_prep.synth.seeds import (
+    aflow_prototypes,
+    decorate,
+    min_distance_ratio,
+    seed_catalogue,
+)
 from foundation.data_prep.synth.teachers import CHGNET_ELEMENTS, EMT_ELEMENTS
 
 
 def test_catalogues_hold_elemental_crystals_and_prototypes():
     emt = seed_catalogue(EMT_ELEMENTS, metallic_only=True)
     names = {s.name for s in emt}
-    assert {"bulk-Cu", "dcdft-Au", "aflow-A_cF4_225_a", "aflow-AB3_cP4_221_a_c", "aflow-AB_cP2_221_b_a"} <= names
-    assert all(s.strukturbericht in {"A1", "A2", "A3", "A_h", "L1_2", "L1_0", "L1_1", "L1_3", "L6_0", "B2", "B11",
-                                     "B19", "B32", "D0_3", "D0_19", "D0_22", "D0_a", "L2_1", "A15", "C15", "B_h"}
-               for s in emt if s.decorate)
+    assert {
+        "bulk-Cu",
+        "dcdft-Au",
+        "aflow-A_cF4_225_a",
+        "aflow-AB3_cP4_221_a_c",
+        "aflow-AB_cP2_221_b_a",
+    } <= names
+    assert all(
+        s.strukturbericht
+        in {
+            "A1",
+            "A2",
+            "A3",
+            "A_h",
+            "L1_2",
+            "L1_0",
+            "L1_1",
+            "L1_3",
+            "L6_0",
+            "B2",
+            "B11",
+            "B19",
+            "B32",
+            "D0_3",
+            "D0_19",
+            "D0_22",
+            "D0_a",
+            "L2_1",
+            "A15",
+            "C15",
+            "B_h",
+        }
+        for s in emt
+        if s.decorate
+    )
     everything = seed_catalogue(CHGNET_ELEMENTS, metallic_only=False)
     assert len(everything) > len(emt) + 200  # rock salt, perovskite, ... join for a general teacher
     assert all(len(s.atoms) <= 16 for s in aflow_prototypes(16))
@@ -28,7 +63,9 @@ def test_decoration_uses_distinct_teacher_elements_and_leaves_room_between_atoms
         name, atoms = decorate(seed, EMT_ELEMENTS, rng)
         assert set(atoms.get_chemical_symbols()) <= set(EMT_ELEMENTS)
         if seed.decorate:
-            assert len(set(atoms.get_chemical_symbols())) == len(set(seed.atoms.get_chemical_symbols()))
+            assert len(set(atoms.get_chemical_symbols())) == len(
+                set(seed.atoms.get_chemical_symbols())
+            )
             assert name.startswith(seed.name + "-") and min_distance_ratio(atoms) >= 0.95 - 1e-9
         else:
             assert name == seed.name
@@ -53,7 +90,9 @@ def test_strain_is_symmetric_and_rattle_stays_apart():
     atoms = bulk("Cu", cubic=True).repeat(2)
     strained = strain(atoms, np.random.default_rng(1), 0.03)
     deformation = np.linalg.solve(atoms.cell[:], strained.cell[:])  # cell' = cell @ (1 + eps)
-    assert np.allclose(deformation, deformation.T) and 0 < np.abs(deformation - np.eye(3)).max() < 0.2
+    assert (
+        np.allclose(deformation, deformation.T) and 0 < np.abs(deformation - np.eye(3)).max() < 0.2
+    )
     assert np.allclose(strained.get_scaled_positions(), atoms.get_scaled_positions())
     shaken = rattle(atoms, np.random.default_rng(2), (0.2, 0.2))
     displacement = shaken.positions - atoms.positions

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from foundation.studies.scaling.fit import fit_joint, fit_power_law
 
 
@@ -15,7 +14,9 @@ def noisy(loss: np.ndarray, rel: float, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_single_law_recovers_exponent_within_interval(seed):
     n = np.geomspace(1e4, 1e7, 8)
-    fit = fit_power_law(n, noisy(3.0 * n ** -0.3 + 0.05, 0.02, seed), variable="N", n_boot=200, seed=seed)
+    fit = fit_power_law(
+        n, noisy(3.0 * n**-0.3 + 0.05, 0.02, seed), variable="N", n_boot=200, seed=seed
+    )
     lo, hi = fit.ci["alpha"]
     assert lo <= 0.3 <= hi
     assert abs(fit.params["alpha"] - 0.3) < 0.06
@@ -25,7 +26,7 @@ def test_single_law_recovers_exponent_within_interval(seed):
 
 def test_data_law_names_its_parameters_and_predicts():
     d = np.geomspace(100, 1e5, 7)
-    truth = 0.8 * d ** -0.26 + 0.01
+    truth = 0.8 * d**-0.26 + 0.01
     fit = fit_power_law(d, truth, variable="D", n_boot=50)
     assert set(fit.params) == {"B", "beta", "L_inf"}
     assert fit.params["beta"] == pytest.approx(0.26, abs=1e-3)
@@ -37,7 +38,9 @@ def test_data_law_names_its_parameters_and_predicts():
 @pytest.mark.parametrize("seed", [0, 2])
 def test_joint_law_recovers_both_exponents(seed):
     n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e4, 1e7, 5), np.geomspace(1e2, 1e5, 5)))
-    fit = fit_joint(n, d, noisy(0.02 + 5 * n ** -0.35 + 2 * d ** -0.26, 0.02, seed), n_boot=150, seed=seed)
+    fit = fit_joint(
+        n, d, noisy(0.02 + 5 * n**-0.35 + 2 * d**-0.26, 0.02, seed), n_boot=150, seed=seed
+    )
     for name, true in (("alpha", 0.35), ("beta", 0.26)):
         lo, hi = fit.ci[name]
         assert lo <= true <= hi, (name, fit.ci[name])
@@ -62,4 +65,4 @@ def test_bad_input_is_an_error():
 def test_sigmas_must_be_finite_and_positive():
     d = np.geomspace(100, 1e5, 7)
     with pytest.raises(ValueError, match="sigma must hold 7 finite positive"):
-        fit_power_law(d, 0.8 * d ** -0.26, variable="D", n_boot=0, sigma=[0.1] * 6 + [0.0])
+        fit_power_law(d, 0.8 * d**-0.26, variable="D", n_boot=0, sigma=[0.1] * 6 + [0.0])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from foundation.studies.sweep.subsets import nested_selection, structure_order, write_nested_subsets
 
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
 from foundation.data.writer import write_dataset
-from foundation.studies.sweep.subsets import nested_selection, structure_order, write_nested_subsets
 from tests.data.helpers import full_frame
 
 
@@ -21,12 +21,16 @@ def test_selection_is_nested_and_keeps_structures_whole():
     for size, index in sel.items():
         assert len(index) >= size
         chosen = {ids[i] for i in index}
-        assert all(ids[i] not in chosen for i in set(range(300)) - set(index))  # no structure cut in two
+        assert all(
+            ids[i] not in chosen for i in set(range(300)) - set(index)
+        )  # no structure cut in two
         # the smallest prefix: dropping the last structure in the order would fall below the target
         last = [s for s in structure_order(ids, 3) if s in chosen][-1]
         assert len(index) - ids.count(last) < size
     assert len(sel[300]) == 300
-    assert nested_selection(ids, [80], seed=4)[80].tolist() != sel[80].tolist()  # the seed changes the order
+    assert (
+        nested_selection(ids, [80], seed=4)[80].tolist() != sel[80].tolist()
+    )  # the seed changes the order
 
 
 def test_selection_rejects_sizes_beyond_the_split():
@@ -35,10 +39,18 @@ def test_selection_rejects_sizes_beyond_the_split():
 
 
 def test_written_subsets_are_datasets_with_the_full_val_split(tmp_path):
-    frames = [full_frame(seed=i) for i in range(40)]  # structure_id = struct-{i // 2}: two frames each
-    write_dataset(tmp_path / "src", {"train": frames[:30], "val": frames[30:]},
-                  element_references={"H": -1.0}, statistics={"energy_std": 2.0})
-    subsets = write_nested_subsets(tmp_path / "src", tmp_path / "subsets", [5, 12], seed=0, progress=False)
+    frames = [
+        full_frame(seed=i) for i in range(40)
+    ]  # structure_id = struct-{i // 2}: two frames each
+    write_dataset(
+        tmp_path / "src",
+        {"train": frames[:30], "val": frames[30:]},
+        element_references={"H": -1.0},
+        statistics={"energy_std": 2.0},
+    )
+    subsets = write_nested_subsets(
+        tmp_path / "src", tmp_path / "subsets", [5, 12], seed=0, progress=False
+    )
     assert [s.target for s in subsets] == [5, 12]
     small, large = (open_dataset(s.path, split="train") for s in subsets)
     assert {f.frame_id for f in small} < {f.frame_id for f in large}
