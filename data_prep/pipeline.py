@@ -32,7 +32,7 @@ from foundation.data_prep.readers.mptrj import ENERGY_FIELDS
 from foundation.config import save_config
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.errors import writing
-from foundation.jobs import Batch, run_items
+from foundation.jobs import Workload, run_items
 from foundation.locking import LOCK_NAME, DirectoryLock
 
 WORK_NAME = "_work"
@@ -87,15 +87,15 @@ def prep_job_folder(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".slurm")
 
 
-def prep_batch(config: PrepConfig) -> Batch:
-    """The prep as a batch: one item per unfinished chunk, then `run_prep` (which finds every chunk done and
+def prep_workload(config: PrepConfig) -> Workload:
+    """The prep as a workload: one item per unfinished chunk, then `run_prep` (which finds every chunk done and
     merges; afterok: a failed chunk cancels the merge, and a rerun redoes only what is missing)."""
     out = Path(config.out)
     check_out_dir(out)
     with DirectoryLock(out):  # planning writes _work/plan.json: never beside a running prep
         tasks = plan_chunks(config, out / WORK_NAME)
     todo = [task for task in tasks if not is_done(task)]
-    return Batch(
+    return Workload(
         name="prep",
         folder=prep_job_folder(out),
         task=run_chunk,

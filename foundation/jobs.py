@@ -1,9 +1,9 @@
-"""Batch workloads, described once and run anywhere: many independent calls (one per item), then one follow-up.
+"""Workloads, described once and run anywhere: many independent calls (one per item), then one follow-up.
 
-Every batch workload of the project has this shape: data-prep chunks then the merge, eval units then the report,
+Every workload of the project has this shape: data-prep chunks then the merge, eval units then the report,
 sweep points then the scaling fits, the ablation's pre-training runs then its evaluation. A workload module builds
-a `Batch`; `run_batch` runs it on this machine (in `workers` spawned processes, or a fresh one per item when the
-batch says `isolate`), and the Slurm launcher (`foundation.slurm.arrays.submit_batch`) submits the very same
+a `Workload`; `run_workload` runs it on this machine (in `workers` spawned processes, or a fresh one per item when the
+workload says `isolate`), and the Slurm launcher (`foundation.slurm.arrays.submit_workload`) submits the very same
 description as an array plus a dependent job. Neither runner knows what the calls do.
 """
 
@@ -37,12 +37,12 @@ def job_folder(run_dir: str | os.PathLike) -> Path:
 
 
 @dataclass
-class Batch:
-    """A batch workload: `task(item)` for every item (independent, picklable), then `then(*then_args)`.
+class Workload:
+    """A workload: `task(item)` for every item (independent, picklable), then `then(*then_args)`.
 
     condition: "afterok" runs the follow-up only when every item succeeded; "afterany" runs it whatever they did
     (a report that lists what is missing). `folder` holds the launcher's files and job records; `info` is what
-    the job records say about the batch (counts). `isolate` runs every item in a fresh process even with one
+    the job records say about the workload (counts). `isolate` runs every item in a fresh process even with one
     worker (items that hold process-wide state: a DeepSpeed process group, torch's thread pool)."""
 
     name: str
@@ -62,8 +62,8 @@ class Batch:
 
 
 @dataclass
-class BatchResult:
-    """What a local batch run did: each item's return value (None for a failed one), the failures as
+class WorkloadResult:
+    """What a local workload run did: each item's return value (None for a failed one), the failures as
     (label, traceback), and the follow-up's return value (None when it did not run)."""
 
     results: list[Any]
@@ -93,8 +93,8 @@ class ItemFailed(RuntimeError):
     """An item that failed in a child process (the message holds its traceback)."""
 
 
-class BatchFailed(RuntimeError):
-    """An afterok batch whose items did not all succeed: the follow-up did not run."""
+class WorkloadFailed(RuntimeError):
+    """An afterok workload whose items did not all succeed: the follow-up did not run."""
 
 
 def run_items(
@@ -142,39 +142,41 @@ def run_items(
     return results, failures
 
 
-def run_batch(batch: Batch, *, workers: int = 1, progress: bool = True) -> BatchResult:
-    """Run a batch on this machine: its items, then its follow-up as its condition says (afterok: raise
-    BatchFailed naming the failed items instead of running it). When an item stops early on request, neither the
-    items after it nor the follow-up run (`stopped`); running the batch again resumes."""
+def run_workload(workload: Workload, *, workers: int = 1, progress: bool = True) -> WorkloadResult:
+    """Run a workload on this machine: its items, then its follow-up as its condition says (afterok: raise
+    WorkloadFailed naming the failed items instead of running it). When an item stops early on request, neither the
+    items after it nor the follow-up run (`stopped`); running the workload again resumes."""
     results, failures = run_items(
-        batch.task,
-        batch.items,
+        workload.task,
+        workload.items,
         workers=workers,
-        isolate=batch.isolate,
-        label=batch.label,
-        desc=batch.name,
+        isolate=workload.isolate,
+        label=workload.label,
+        desc=workload.name,
         progress=progress,
     )
     for name, error in failures:
-        log.error("%s %s failed:\n%s", batch.name, name, error)
+        log.error("%s %s failed:\n%s", workload.name, name, error)
     stopped = [
-        batch.label(item) for item, result in zip(batch.items, results) if stopped_early(result)
+        workload.label(item)
+        for item, result in zip(workload.items, results)
+        if stopped_early(result)
     ]
     if stopped:
         log.warning(
-            "%s: %s stopped on request; the rest of the batch did not run: run the same command again to "
+            "%s: %s stopped on request; the rest of the workload did not run: run the same command again to "
             "resume",
-            batch.name,
+            workload.name,
             ", ".join(stopped),
         )
-        return BatchResult(results, failures, stopped=True)
-    if failures and batch.condition == "afterok":
+        return WorkloadResult(results, failures, stopped=True)
+    if failures and workload.condition == "afterok":
         names = ", ".join(name for name, _ in failures)
-        raise BatchFailed(
-            f"{batch.name}: {len(failures)} of {len(batch.items)} items failed ({names}); "
+        raise WorkloadFailed(
+            f"{workload.name}: {len(failures)} of {len(workload.items)} items failed ({names}); "
             f"the follow-up did not run"
         )
-    return BatchResult(results, failures, batch.then(*batch.then_args))
+    return WorkloadResult(results, failures, workload.then(*workload.then_args))
 
 
 def _die_with_parent(parent: int) -> None:

@@ -1,6 +1,6 @@
 """Array jobs: many independent picklable calls as one Slurm array, then a follow-up job that runs after them.
 
-`submit_batch` takes any workload described as a foundation.jobs.Batch (data-prep chunks then the merge, eval
+`submit_workload` takes any workload described as a foundation.jobs.Workload (data-prep chunks then the merge, eval
 units then the report, sweep points then the fits, ...) and knows nothing of what the calls do; `submit_array`
 and `submit_after` are its two halves. On Slurm the follow-up is queued at once with a dependency (afterok: a
 failed item cancels it; afterany: it runs whatever the items did); with submitit-local it is started when the
@@ -16,7 +16,7 @@ from typing import Any
 from foundation.slurm.executor import LoggedCall, make_executor, record_job
 from foundation.slurm.profiles import ClusterProfile
 
-from foundation.jobs import Batch
+from foundation.jobs import Workload
 
 
 def submit_array(
@@ -99,30 +99,37 @@ def _ended_badly(job: Any) -> bool:
         return True
 
 
-def submit_batch(launcher: str, profile: ClusterProfile, batch: Batch) -> tuple[list[Any], Any]:
-    """Submit a batch workload (foundation.jobs.Batch): one array task per item, then its follow-up as one job
-    after them (batch.condition). Returns (item jobs, follow-up job); both are recorded in batch.folder."""
+def submit_workload(
+    launcher: str, profile: ClusterProfile, workload: Workload
+) -> tuple[list[Any], Any]:
+    """Submit a workload (foundation.jobs.Workload): one array task per item, then its follow-up as one job
+    after them (workload.condition). Returns (item jobs, follow-up job); both are recorded in workload.folder."""
     jobs = submit_array(
-        launcher, profile, batch.folder, batch.task, batch.items, name=f"{batch.name}-item"
+        launcher,
+        profile,
+        workload.folder,
+        workload.task,
+        workload.items,
+        name=f"{workload.name}-item",
     )
     final = submit_after(
         launcher,
         profile,
-        batch.folder,
-        batch.then,
-        list(batch.then_args),
+        workload.folder,
+        workload.then,
+        list(workload.then_args),
         jobs,
-        name=f"{batch.name}-then",
-        condition=batch.condition,
+        name=f"{workload.name}-then",
+        condition=workload.condition,
     )
     for job in jobs[:1] + [final]:
         record_job(
-            batch.folder,
+            workload.folder,
             job,
-            kind=batch.name,
+            kind=workload.name,
             launcher=launcher,
             profile=profile,
-            items=len(batch.items),
-            **batch.info,
+            items=len(workload.items),
+            **workload.info,
         )
     return jobs, final

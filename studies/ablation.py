@@ -25,7 +25,7 @@ from foundation.evals.report.figures import figure_png
 from foundation.evals.run import evaluate
 
 from foundation.config import ConfigError, load_config, save_config
-from foundation.jobs import Batch, job_folder
+from foundation.jobs import Workload, job_folder
 from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 
@@ -499,13 +499,13 @@ def _objective_name(run: ObjectiveRun) -> str:
     return run.objective
 
 
-def ablation_batch(cfg: AblationConfig, workers: int = 1) -> Batch:
-    """Prepare the shared data here, then describe the ablation as a batch: one pre-training run per objective,
+def ablation_workload(cfg: AblationConfig, workers: int = 1) -> Workload:
+    """Prepare the shared data here, then describe the ablation as a workload: one pre-training run per objective,
     then `finish_ablation` (afterany: the report names what is missing)."""
     prepare_data(cfg, workers=workers)
     config_path = resolved_config_path(cfg)
     runs = [ObjectiveRun(config_path, objective.name) for objective in cfg.objectives]
-    return Batch(
+    return Workload(
         name="ablation",
         folder=job_folder(_paths(cfg)["out"]),
         task=run_objective,

@@ -1,4 +1,4 @@
-"""The local runner of batch workloads: items in this process or in spawned workers, results in item order, a
+"""The local runner of workloads: items in this process or in spawned workers, results in item order, a
 failing or vanishing item recorded while the others go on, afterok/afterany follow-ups."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.jobs import Batch, BatchFailed, ItemFailed, run_batch, run_items
+from foundation.jobs import ItemFailed, Workload, WorkloadFailed, run_items, run_workload
 
 
 def square_and_pid(x: int) -> tuple[int, int]:
@@ -59,7 +59,7 @@ def test_workers_take_items_one_after_another_and_a_dead_one_is_replaced():
 
 def test_a_batch_runs_its_follow_up_as_its_condition_says(tmp_path):
     out = str(tmp_path / "report.txt")
-    anyway = Batch(
+    anyway = Workload(
         name="demo",
         folder=tmp_path,
         task=square_and_pid,
@@ -68,11 +68,11 @@ def test_a_batch_runs_its_follow_up_as_its_condition_says(tmp_path):
         then_args=(["done"], out),
         condition="afterany",
     )
-    done = run_batch(anyway, progress=False)
+    done = run_workload(anyway, progress=False)
     assert (
         done.final == "report" and Path(out).read_text() == "['done']" and len(done.failures) == 1
     )
-    strict = Batch(
+    strict = Workload(
         name="demo",
         folder=tmp_path,
         task=square_and_pid,
@@ -80,14 +80,14 @@ def test_a_batch_runs_its_follow_up_as_its_condition_says(tmp_path):
         then=collect,
         then_args=(["never"], str(tmp_path / "never.txt")),
     )
-    with pytest.raises(BatchFailed, match="1 of 2 items failed"):
-        run_batch(strict, progress=False)
+    with pytest.raises(WorkloadFailed, match="1 of 2 items failed"):
+        run_workload(strict, progress=False)
     assert not (tmp_path / "never.txt").exists()
 
 
 def test_an_item_stopped_on_request_ends_the_batch_without_its_follow_up(tmp_path):
     out = tmp_path / "report.txt"
-    batch = Batch(
+    workload = Workload(
         name="demo",
         folder=tmp_path,
         task=stop_at_two,
@@ -96,11 +96,11 @@ def test_an_item_stopped_on_request_ends_the_batch_without_its_follow_up(tmp_pat
         then_args=(["done"], str(out)),
         condition="afterany",
     )
-    result = run_batch(batch, progress=False)
+    result = run_workload(workload, progress=False)
     assert result.stopped and result.final is None and not out.exists()
     assert result.results == [{"item": 1, "stopped": False}, {"item": 2, "stopped": True}, None]
-    finished = run_batch(
-        Batch(
+    finished = run_workload(
+        Workload(
             name="demo",
             folder=tmp_path,
             task=stop_at_two,

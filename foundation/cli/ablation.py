@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
-from foundation.jobs import run_batch
-from foundation.studies.ablation import ablation_batch, load_ablation, write_ablation_report
+from foundation.jobs import run_workload
+from foundation.studies.ablation import ablation_workload, load_ablation, write_ablation_report
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
             "then fine-tuning every checkpoint and the scratch twin",
             file=sys.stderr,
         )
-        batch = ablation_batch(cfg, workers=args.workers)
+        workload = ablation_workload(cfg, workers=args.workers)
         if profile is None:
-            paths = run_batch(batch).final or {}  # none when stopped on request (run_batch says so)
+            paths = (
+                run_workload(workload).final or {}
+            )  # none when stopped on request (run_workload says so)
         else:  # the objectives as one array, then the evaluation + report as one job after it
-            paths = submit_and_follow(args, profile, batch, cfg.out_dir) or {}
+            paths = submit_and_follow(args, profile, workload, cfg.out_dir) or {}
     for name, path in sorted(paths.items()):
         print(f"{name}: {path}")
     return 0

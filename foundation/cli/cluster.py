@@ -1,7 +1,7 @@
 """`--launcher slurm|submitit-local`, `--cluster NAME` and `--wait` for the commands that can run on a cluster,
 and the few lines that hand a workload to the launcher.
 
-A command builds its workload the same way for every launcher: a foundation.jobs.Batch (prep, eval, sweep,
+A command builds its workload the same way for every launcher: a foundation.jobs.Workload (prep, eval, sweep,
 ablation) or a foundation.jobs.Resumable task (train). Locally it runs it here; with a cluster launcher it passes
 it to foundation.slurm (`submit_and_follow` below, or slurm.resumable.submit_resumable), which knows the workload
 only as that description.
@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from foundation.jobs import Batch
+from foundation.jobs import Workload
 from foundation.slurm import arrays
 from foundation.slurm.profiles import ClusterProfile, load_profile, split_overrides
 
@@ -73,11 +73,14 @@ def _announce(jobs: list[Any], folder: Any, status_dir: Any) -> None:
 
 
 def submit_and_follow(
-    args: argparse.Namespace, profile: ClusterProfile, batch: Batch, status_dir: str | os.PathLike
+    args: argparse.Namespace,
+    profile: ClusterProfile,
+    workload: Workload,
+    status_dir: str | os.PathLike,
 ) -> Any:
-    """Submit a batch as an array plus its follow-up; returns the follow-up's result when waiting, else None."""
-    jobs, final = arrays.submit_batch(args.launcher, profile, batch)
-    _announce(jobs[:1] + [final], batch.folder, status_dir)
+    """Submit a workload as an array plus its follow-up; returns the follow-up's result when waiting, else None."""
+    jobs, final = arrays.submit_workload(args.launcher, profile, workload)
+    _announce(jobs[:1] + [final], workload.folder, status_dir)
     return final.result() if waits(args) else None
 
 

@@ -12,7 +12,7 @@ from foundation.config import load_config
 from foundation.evals.config import SuiteConfig
 from foundation.evals.reduce import reduce_units
 from foundation.evals.report import REPORT_FILES, REPORT_HTML
-from foundation.evals.run import eval_batch, evaluate
+from foundation.evals.run import eval_workload, evaluate
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -84,7 +84,10 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     if profile is not None:  # one array task per unit, then the reducer after them
         paths = submit_and_follow(
-            args, profile, eval_batch(args.out, args.checkpoint, suite, command=command), args.out
+            args,
+            profile,
+            eval_workload(args.out, args.checkpoint, suite, command=command),
+            args.out,
         )
         for name, path in sorted((paths or {}).items()):
             print(f"{name}: {path}")

@@ -8,7 +8,7 @@ import sys
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import ConfigError, from_dict, read_yaml
 from foundation.data_prep.config import FORMATS, PrepConfig, parse_ratios
-from foundation.data_prep.pipeline import format_summary, prep_batch, run_prep
+from foundation.data_prep.pipeline import format_summary, prep_workload, run_prep
 from foundation.data_prep.readers.base import ReaderError
 
 EPILOG = """examples:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         if profile is None:
             result = run_prep(config)
         else:  # one array task per unfinished chunk, then the merge; the result only when waiting
-            result = submit_and_follow(args, profile, prep_batch(config), config.out)
+            result = submit_and_follow(args, profile, prep_workload(config), config.out)
     except (ReaderError, ConfigError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,13 +10,13 @@ from pathlib import Path
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import ConfigError
 from foundation.evals.report import REPORT_HTML
-from foundation.jobs import run_batch
+from foundation.jobs import run_workload
 from foundation.studies.sweep.config import load_sweep_config
 from foundation.studies.sweep.runner import SweepError
 from foundation.studies.sweep.study import (
     RESOLVED_NAME,
     prepare_sweep,
-    sweep_batch,
+    sweep_workload,
     write_sweep_report,
 )
 
@@ -122,14 +122,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-        batch = sweep_batch(config, retry=args.retry, command=command, workers=args.workers)
+        workload = sweep_workload(config, retry=args.retry, command=command, workers=args.workers)
         print(
-            f"sweep {config.name}: {batch.info['points']} points ({len(batch.items)} to run) under {config.out_dir}"
+            f"sweep {config.name}: {workload.info['points']} points ({len(workload.items)} to run) under {config.out_dir}"
         )
         if profile is None:
-            summary = run_batch(batch, workers=args.workers).final
+            summary = run_workload(workload, workers=args.workers).final
         else:  # one array task per point to run, then the fits and report after them
-            summary = submit_and_follow(args, profile, batch, config.out_dir)
+            summary = submit_and_follow(args, profile, workload, config.out_dir)
             if summary is None:
                 return 0
     print(

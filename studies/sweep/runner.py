@@ -1,5 +1,5 @@
 """Run sweep points: `run_point(point)` (one pre-training run, picklable, so it can be a Slurm array task or a
-process of foundation.jobs.run_batch), and the markers that make a finished point never rerun and a failed one
+process of foundation.jobs.run_workload), and the markers that make a finished point never rerun and a failed one
 retryable (a point whose process was killed without a word stays pending and runs again).
 
 Markers in each point's run directory:

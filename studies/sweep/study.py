@@ -1,5 +1,5 @@
 """A sweep as a whole, in stages: prepare it (nested subsets, resolved config, points), run the grid points (a
-batch: one item per point, each in its own process), then `finish_sweep`: the prediction stage (design
+workload: one item per point, each in its own process), then `finish_sweep`: the prediction stage (design
 data_scaling with a `prediction`: once every grid point has finished, predict the point beyond the grid from the
 fits and write OUT_DIR/prediction.json, then run that point's seeds) and the report. Every stage resumes: finished
 points are never rerun, a written prediction is never rewritten."""
@@ -35,7 +35,7 @@ from foundation.studies.sweep.subsets import write_nested_subsets
 
 from foundation.config import ConfigError, save_config
 from foundation.data.manifest import Manifest
-from foundation.jobs import Batch, job_folder, run_items
+from foundation.jobs import Workload, job_folder, run_items
 from foundation.models import build_potential
 from foundation.train.config import load_train_config
 
@@ -101,16 +101,16 @@ def _point_id(point: SweepPoint) -> str:
     return point.point_id
 
 
-def sweep_batch(
+def sweep_workload(
     config: SweepConfig, retry: Sequence[str] = (), command: str = "", workers: int = 1
-) -> Batch:
-    """Prepare the sweep and describe it as a batch: every grid point to run (`points_to_run`), each in a fresh
+) -> Workload:
+    """Prepare the sweep and describe it as a workload: every grid point to run (`points_to_run`), each in a fresh
     process, then `finish_sweep` (afterany: the prediction stage and the report; failed points are listed in the
     report, rerun with retry). `workers`: how many prediction runs the follow-up runs side by side."""
     points = prepare_sweep(config)
     todo = [p for p in points_to_run(points + prediction_points(config), retry) if p.role == "grid"]
     resolved = str((Path(config.out_dir) / RESOLVED_NAME).resolve())
-    return Batch(
+    return Workload(
         name="sweep",
         folder=job_folder(config.out_dir),
         task=run_point,
