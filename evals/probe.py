@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from foundation.evals.finetune import inner_split
 from foundation.evals.metrics import mae, property_baselines, regression_metrics
+from foundation.evals.property_finetune import inner_split
 from foundation.evals.tasks.common import PropertyTask, training_subset
 
 from foundation.data.batch import collate_frames

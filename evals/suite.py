@@ -21,8 +21,8 @@ import torch
 from ase.data import chemical_symbols
 from foundation.evals.checkpoint import describe_checkpoint, load_checkpoint_potential
 from foundation.evals.config import SuiteConfig, TaskConfig
-from foundation.evals.finetune import run_finetune_selected
 from foundation.evals.probe import run_probe
+from foundation.evals.property_finetune import run_finetune_selected
 from foundation.evals.report import finite_or_null
 from foundation.evals.tasks import load_property_task_for
 from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli

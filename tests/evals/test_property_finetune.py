@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 from foundation.evals.config import PropertyFinetuneConfig
-from foundation.evals.finetune import (
+from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
+from foundation.evals.property_finetune import (
     freeze_parameters,
     inner_split,
     property_model,
     run_finetune,
     run_finetune_selected,
 )
-from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
 from foundation.evals.tasks.common import restrict, training_subset
 from foundation.evals.tasks.dcdft import load_dcdft_task
 
@@ -186,16 +186,16 @@ def test_probe_on_pretrained_and_random_features(pretrained):
 
 
 def test_test_fold_graphs_are_built_once_per_process(pretrained):
-    from foundation.evals import finetune
+    from foundation.evals import property_finetune
 
     task = restrict(load_dcdft_task(num_folds=3), np.arange(24))
-    finetune._TEST_BATCHES.clear()
-    first = finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu"))
-    assert finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu")) is first
+    property_finetune._TEST_BATCHES.clear()
+    first = property_finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu"))
+    assert property_finetune.fold_test_batches(task, 1, 8, pretrained, torch.device("cpu")) is first
     assert sum(b.num_graphs for b in first) == len(task.folds[1][1])
     cfg = PropertyFinetuneConfig(max_epochs=1, patience=1, batch_size=8, val_fraction=0.2)
     a = run_finetune(task, 1, 0, cfg, pretrained.config, pretrained, size=10)
     b = run_finetune(
         task, 1, 0, cfg, pretrained.config, pretrained, size=10
     )  # the cached graphs: same scores
-    assert a["predictions"] == b["predictions"] and len(finetune._TEST_BATCHES) == 1
+    assert a["predictions"] == b["predictions"] and len(property_finetune._TEST_BATCHES) == 1
