@@ -23,9 +23,9 @@ from foundation.train.distributed import DistInfo, all_reduce_sum, any_rank
 from foundation.train.ema import EMA
 from foundation.train.engine import grad_norm, module_grad_norm, set_lr
 from foundation.train.loader import SplitLoader, model_dtype_batch
-from foundation.train.logging import RunLogger, memory_mb
 from foundation.train.objectives import TERMS, Objective
 from foundation.train.run_layout import BEST, LAST
+from foundation.train.run_log import RunLogger, memory_mb
 from foundation.train.schedule import LRSchedule
 from foundation.train.source_metrics import SourceErrors
 from foundation.train.validation import EXCLUDED, FIT

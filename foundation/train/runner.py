@@ -27,12 +27,12 @@ from foundation.train.ema import EMA
 from foundation.train.engine import build_engine
 from foundation.train.finetune import prepare_finetune
 from foundation.train.loader import build_split_loader
-from foundation.train.logging import RunLogger
 from foundation.train.loop import STOP, LoopState, Trainer
 from foundation.train.mixture import SourceInfo, build_mixture_loader, datasets_of, resolve_sources
 from foundation.train.objectives import Objective
 from foundation.train.replay import build_replay_loader
 from foundation.train.run_layout import RunLayout
+from foundation.train.run_log import RunLogger
 from foundation.train.schedule import LRSchedule
 from foundation.train.validation import fit_check_loader, split_by_source
 
