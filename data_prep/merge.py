@@ -21,6 +21,13 @@ import numpy as np
 from foundation.data_prep.chunks import ChunkResult, ChunkTask
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.dedup import KEY_BYTES, duplicates_in_buckets
+from foundation.data_prep.label_stats import (
+    compute_statistics,
+    fit_element_references,
+    per_atom_residuals,
+    reference_vector,
+    source_references,
+)
 from foundation.data_prep.staging import (
     QUARANTINE_NAME,
     iter_staged_records,
@@ -28,13 +35,6 @@ from foundation.data_prep.staging import (
     load_summary,
     quarantine_entry,
     read_record,
-)
-from foundation.data_prep.statistics import (
-    compute_statistics,
-    fit_element_references,
-    per_atom_residuals,
-    reference_vector,
-    source_references,
 )
 from tqdm import tqdm
 

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from foundation.data_prep.label_stats import _Moments, compute_statistics, fit_element_references
 from foundation.data_prep.pipeline import run_prep
-from foundation.data_prep.statistics import _Moments, compute_statistics, fit_element_references
 
 from .helpers import prep_config
 
