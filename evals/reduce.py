@@ -24,7 +24,9 @@ from foundation.config import to_dict
 from foundation.train.baselines import baseline_check
 
 RESULTS_FORMAT = "foundation-eval"
-RESULTS_VERSION = 2  # 2: training sizes, baselines, paired comparisons, pre-training check
+RESULTS_VERSION = (
+    3  # 2: training sizes, baselines, paired comparisons, pre-training check; 3: task provenance
+)
 
 
 def _environment() -> dict[str, str]:

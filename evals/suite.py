@@ -223,7 +223,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
             "unit": "GPa",
             "num_structures": len(result["predictions"]) + len(result["failures"]),
             "out_of_domain": len(result["out_of_domain"]),
-            "sources": {"ase.collections.dcdft": dcdft_source()},
+            "provenance": {"ase.collections.dcdft": dcdft_source()},
         }
     else:
         path, split = dataset_path(task, unit.out_dir), task.split or "test"

@@ -169,7 +169,7 @@ def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Blo
     out: list[Block] = [("h", 3, t["name"])]
     src = ", ".join(
         f"`{k}` (sha256 `{v[:16]}…`)" if len(v) == 64 else f"`{k}` ({v})"
-        for k, v in t["description"].get("sources", {}).items()
+        for k, v in t["description"].get("provenance", {}).items()
     )
     out.append(
         (

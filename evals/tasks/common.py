@@ -20,7 +20,9 @@ class PropertyTask:
     frames: list[Frame]
     folds: list[tuple[np.ndarray, np.ndarray]]
     unit: str = ""
-    sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 of what was read
+    provenance: dict[str, str] = field(
+        default_factory=dict
+    )  # what was read: file -> sha256, or collection -> version
 
     @property
     def targets(self) -> np.ndarray:
@@ -33,7 +35,7 @@ class PropertyTask:
             "unit": self.unit,
             "num_structures": len(self.frames),
             "num_folds": len(self.folds),
-            "sources": dict(self.sources),
+            "provenance": dict(self.provenance),
         }
 
 
@@ -86,5 +88,5 @@ def restrict(task: PropertyTask, keep: np.ndarray) -> PropertyTask:
         frames=[task.frames[i] for i in keep],
         folds=folds,
         unit=task.unit,
-        sources=task.sources,
+        provenance=task.provenance,
     )

@@ -50,7 +50,7 @@ def load_dcdft_task(num_folds: int = 5, fold_seed: int = 0) -> PropertyTask:
         frames=frames,
         folds=kfold(len(frames), num_folds, fold_seed),
         unit="GPa",
-        sources={"ase.collections.dcdft": dcdft_source()},
+        provenance={"ase.collections.dcdft": dcdft_source()},
     )
 
 

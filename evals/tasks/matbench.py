@@ -105,7 +105,7 @@ def load_matbench(
         frames=frames,
         folds=folds,
         unit=UNITS.get(target, ""),
-        sources={str(path): sha256_file(path), str(folds_path): sha256_file(folds_path)},
+        provenance={str(path): sha256_file(path), str(folds_path): sha256_file(folds_path)},
     )
 
 

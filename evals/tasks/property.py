@@ -64,5 +64,5 @@ def load_property_task(
         frames=frames,
         folds=folds,
         unit=unit,
-        sources={str(path / MANIFEST_NAME): sha256_file(path / MANIFEST_NAME)},
+        provenance={str(path / MANIFEST_NAME): sha256_file(path / MANIFEST_NAME)},
     )

@@ -65,7 +65,7 @@ def _finetune_unit(unit, rng) -> dict:
             "unit": "GPa",
             "num_structures": 24,
             "num_folds": 2,
-            "sources": {"ase.collections.dcdft": "ase"},
+            "provenance": {"ase.collections.dcdft": "ase"},
         },
     }
 
@@ -89,7 +89,7 @@ def _eos_unit(rng) -> dict:
             "property": "bulk_modulus",
             "unit": "GPa",
             "num_structures": 4,
-            "sources": {},
+            "provenance": {},
         },
     }
 

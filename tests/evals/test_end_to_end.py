@@ -93,7 +93,7 @@ def test_eval_writes_every_report_file(eval_run, tiny_run):
     assert set(tasks["dielectric"]["summary"]) == {"pretrained", "scratch"}
     assert tasks["dielectric"]["description"]["num_structures"] == 60
     assert (
-        len(tasks["dielectric"]["description"]["sources"]) == 2
+        len(tasks["dielectric"]["description"]["provenance"]) == 2
     )  # task file and folds file, with sha256
     unit = tasks["dielectric"]["units"][0]
     # max_structures caps the training fold; the official test fold is scored whole

@@ -46,7 +46,7 @@ def test_matbench_dielectric_and_official_folds(dielectric, shared_data):
     first_test = folds["splits"]["matbench_dielectric"]["fold_0"]["test"]
     assert [task.frames[i].structure_id for i in task.folds[0][1]] == first_test
     assert task.targets.min() >= 1.0  # a refractive index
-    assert all(len(v) == 64 for v in task.sources.values())
+    assert all(len(v) == 64 for v in task.provenance.values())
 
 
 def test_matbench_sample_keeps_the_official_fold_of_each_structure(dielectric_sample):
