@@ -24,9 +24,8 @@ from foundation.config import to_dict
 from foundation.train.baselines import baseline_check
 
 RESULTS_FORMAT = "foundation-eval"
-RESULTS_VERSION = (
-    3  # 2: training sizes, baselines, paired comparisons, pre-training check; 3: task provenance
-)
+# 2: training sizes, baselines, paired comparisons, pre-training check; 3: a task's `provenance`
+RESULTS_VERSION = 3
 
 
 def _environment() -> dict[str, str]:

@@ -20,9 +20,8 @@ class PropertyTask:
     frames: list[Frame]
     folds: list[tuple[np.ndarray, np.ndarray]]
     unit: str = ""
-    provenance: dict[str, str] = field(
-        default_factory=dict
-    )  # what was read: file -> sha256, or collection -> version
+    # what was read: file -> sha256, or a collection -> its version
+    provenance: dict[str, str] = field(default_factory=dict)
 
     @property
     def targets(self) -> np.ndarray:
