@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from foundation.config import ConfigError
 from foundation.models.blocks import envelope, radial_basis
+from foundation.models.limits import check_backbone_fields
 
 NUM_ELEMENTS = 119  # embedding rows: Z = 0..118
 
@@ -36,6 +37,7 @@ class BackboneConfig:
                 raise ConfigError(f"backbone.{key} must be >= 1, got {getattr(self, key)}")
         if self.cutoff <= 0:
             raise ConfigError(f"backbone.cutoff must be > 0, got {self.cutoff}")
+        check_backbone_fields(self)
 
 
 class Graph:

@@ -71,7 +71,7 @@ class GaussianBasis(nn.Module):
 
     def __init__(self, cutoff: float, num: int):
         super().__init__()
-        offsets = torch.linspace(0.0, cutoff, num)
+        offsets = torch.linspace(0.0, cutoff, num, device="cpu")  # on CPU also in a meta build
         self.coeff = -0.5 / float(offsets[1] - offsets[0]) ** 2
         self.register_buffer("offsets", offsets)
 

@@ -22,6 +22,7 @@ from foundation.models.base import Graph
 from foundation.models.blocks import scatter_sum
 from foundation.models.config import ModelConfig, resolve_model_config
 from foundation.models.heads import AtomScalarHead, EnergyHead, StressHead, VectorHead
+from foundation.models.limits import check_parameter_count
 from foundation.models.registry import build_backbone
 
 
@@ -49,6 +50,8 @@ class Potential(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if torch.get_default_device().type != "meta":
+            check_parameter_count(parameter_count(config), config)
         self.config = config
         heads = config.heads
         self.backbone = build_backbone(config.backbone)
@@ -282,6 +285,13 @@ class Potential(nn.Module):
                 0
             ]
         return result
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters and buffers of the Potential `config` builds, counted on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = Potential(config)
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
 
 
 def build_potential(
