@@ -18,11 +18,11 @@ from foundation.evals.checkpoint import (
     weights_dir,
 )
 from foundation.evals.model_card import model_card
-from foundation.evals.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
 
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
 from foundation.release import MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
+from foundation.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
 from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 RELEASE_FORMAT = "foundation-release"

@@ -23,7 +23,6 @@ from foundation.evals.checkpoint import describe_checkpoint, load_checkpoint_pot
 from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.evals.probe import run_probe
 from foundation.evals.property_finetune import run_finetune_selected
-from foundation.evals.report import finite_or_null
 from foundation.evals.tasks import load_property_task_for
 from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
 from foundation.evals.tasks.matbench import _read_json, task_name_of
@@ -33,6 +32,7 @@ from foundation.calculator import FoundationCalculator
 from foundation.config import load_config, save_config, to_dict
 from foundation.data.manifest import Manifest
 from foundation.files import write_text_atomic
+from foundation.report import finite_or_null
 
 Variant = Literal["pretrained", "scratch", "probe_pretrained", "probe_random", "zeroshot"]
 PROBE_VARIANTS = ("probe_pretrained", "probe_random")

@@ -20,12 +20,11 @@ from foundation.data_prep.pipeline import run_prep
 from foundation.evals.config import SuiteConfig
 from foundation.evals.metrics import aggregate
 from foundation.evals.paired import paired_comparison, size_label
-from foundation.evals.report import RESULTS_JSON, write_report_files
-from foundation.evals.report.figures import figure_png
 from foundation.evals.run import evaluate
 
 from foundation.config import ConfigError, load_config, save_config
 from foundation.jobs import Workload, job_folder
+from foundation.report import RESULTS_JSON, figure_png, write_report_files
 from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 

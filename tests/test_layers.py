@@ -1,7 +1,8 @@
 """The layers import one way: library <- jobs <- launch <- command line, with no circles between modules.
 
 library:      foundation.* (data, models, train, config, files, jobs, calculator, release, ...)
-jobs:         foundation.data_prep, foundation.evals, foundation.studies
+jobs:         foundation.data_prep, foundation.evals, foundation.studies; a study composes the others (prep, train,
+              eval), so studies may import data_prep and evals; data_prep and evals import no other job
 launch:       foundation.slurm (knows no workload: it never imports a job)
 command line: foundation.cli (the only code that imports everything)
 Every import counts, also one inside a function. Reads the source files, so it needs nothing installed.
@@ -23,6 +24,11 @@ PACKAGE_DIRS = {
     "foundation.slurm": "slurm",
 }
 JOBS = ("foundation.data_prep", "foundation.evals", "foundation.studies")
+JOB_IMPORTS = {  # the other job packages each job package may import
+    "foundation.data_prep": (),
+    "foundation.evals": (),
+    "foundation.studies": ("foundation.data_prep", "foundation.evals"),
+}
 LIBRARY, JOB, LAUNCH, COMMAND_LINE = 0, 1, 2, 3
 
 
@@ -31,9 +37,13 @@ def layer(module: str) -> int:
         return COMMAND_LINE
     if module == "foundation.slurm" or module.startswith("foundation.slurm."):
         return LAUNCH
-    if any(module == job or module.startswith(job + ".") for job in JOBS):
+    if job_package(module):
         return JOB
     return LIBRARY
+
+
+def job_package(module: str) -> str | None:
+    return next((job for job in JOBS if module == job or module.startswith(job + ".")), None)
 
 
 def modules() -> dict[str, Path]:
@@ -80,6 +90,17 @@ def test_imports_run_from_the_command_line_down_to_the_library(graph):
         for module, targets in sorted(graph.items())
         for target in sorted(targets)
         if layer(target) > layer(module)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_job_packages_import_only_the_jobs_they_compose(graph):
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if (package := job_package(module))
+        for target in sorted(targets)
+        if job_package(target) not in (None, package, *JOB_IMPORTS[package])
     ]
     assert not wrong, "\n".join(wrong)
 

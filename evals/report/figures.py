@@ -1,18 +1,19 @@
-"""Report figures as PNG bytes (matplotlib, Agg): parity per task, learning curves, pre-trained versus scratch,
+"""Eval report figures as PNG bytes (matplotlib, Agg): parity per task, learning curves, pre-trained versus scratch,
 zero-shot error distributions."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 from foundation.evals.paired import bootstrap_interval
+
+from foundation.report import figure_png
 
 COLORS = {
     "pretrained": "#1f77b4",
@@ -21,14 +22,6 @@ COLORS = {
     "probe_pretrained": "#17becf",
     "probe_random": "#ff7f0e",
 }
-
-
-def figure_png(fig: plt.Figure) -> bytes:
-    """The figure as PNG bytes (the figure is closed)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _label(task: dict[str, Any]) -> str:

@@ -1,20 +1,14 @@
-"""The report's content as blocks (headings, paragraphs, tables, figures), rendered to Markdown (figures as
-files) and to a standalone HTML page (figures embedded as base64 PNG)."""
+"""The eval report's content as blocks (headings, paragraphs, tables, figures), which foundation.report
+renders."""
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Sequence
 from typing import Any
 
 from foundation.evals.paired import size_label
 
-FIGURES_DIR = "figures"  # a report's PNG files, beside report.md
-
-Block = (
-    tuple  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("fig", name, caption)
-)
+from foundation.report import Block
 
 
 def _pm(stat: dict[str, float] | None, digits: int = 4) -> str:
@@ -440,64 +434,3 @@ def _zeroshot_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:
     if f"{t['name']}_errors" in figures:
         out.append(("fig", f"{t['name']}_errors", "distribution of zero-shot errors"))
     return out
-
-
-def to_markdown(blocks: Sequence[Block]) -> str:
-    """Markdown with figures referenced as FIGURES_DIR/NAME.png."""
-    lines: list[str] = []
-    for b in blocks:
-        if b[0] == "h":
-            lines += ["#" * b[1] + " " + b[2], ""]
-        elif b[0] == "p":
-            lines += [b[1], ""]
-        elif b[0] == "table":
-            lines.append("| " + " | ".join(b[1]) + " |")
-            lines.append("|" + "---|" * len(b[1]))
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b[2]]
-            lines.append("")
-        elif b[0] == "fig":
-            lines += [f"![{b[2]}]({FIGURES_DIR}/{b[1]}.png)", ""]
-    return "\n".join(lines)
-
-
-_CSS = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-    "td:first-child{text-align:left}"
-    "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5}"
-)
-
-
-def _inline(text: str) -> str:
-    """Escape, then turn `code` and **bold** spans into tags."""
-    parts = html.escape(text).split("`")
-    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-    bold = out.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(bold))
-
-
-def to_html(blocks: Sequence[Block], figures: dict[str, bytes], title: str) -> str:
-    """One self-contained HTML page: every figure is a data: URI, nothing is fetched."""
-    body: list[str] = []
-    for b in blocks:
-        if b[0] == "h":
-            body.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            body.append(f"<p>{_inline(b[1])}</p>")
-        elif b[0] == "table":
-            head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2]
-            )
-            body.append(f"<table><tr>{head}</tr>{rows}</table>")
-        elif b[0] == "fig":
-            data = base64.b64encode(figures[b[1]]).decode()
-            body.append(
-                f'<figure><img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{_inline(b[2])}</figcaption></figure>"
-            )
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )

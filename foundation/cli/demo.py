@@ -32,8 +32,8 @@ from foundation.data_prep.synth.properties import teacher_property_dataset
 from foundation.evals.config import SuiteConfig
 from foundation.evals.paired import size_label
 from foundation.evals.release import make_release
-from foundation.evals.report import REPORT_HTML, REPORT_MD, RESULTS_JSON
 from foundation.evals.run import evaluate
+from foundation.report import REPORT_HTML, REPORT_MD, RESULTS_JSON
 from foundation.resources import config_file
 from foundation.train.config import load_train_config
 from foundation.train.run_layout import RunLayout

@@ -11,8 +11,8 @@ from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_f
 from foundation.config import load_config
 from foundation.evals.config import SuiteConfig
 from foundation.evals.reduce import reduce_units
-from foundation.evals.report import REPORT_FILES, REPORT_HTML
 from foundation.evals.run import eval_workload, evaluate
+from foundation.report import REPORT_FILES, REPORT_HTML
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:

@@ -13,9 +13,9 @@ from typing import Any
 
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.data_prep.pipeline import WORK_NAME, prep_job_folder
-from foundation.evals.report import REPORT_HTML
 from foundation.evals.suite import UNITS_DIR
 from foundation.jobs import job_folder
+from foundation.report import REPORT_HTML
 from foundation.slurm.executor import job_state, recorded_jobs
 from foundation.train.checkpoint import latest_checkpoint
 from foundation.train.run_layout import CHECKPOINT_STATE, RunLayout

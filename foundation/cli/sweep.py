@@ -9,8 +9,8 @@ from pathlib import Path
 
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import ConfigError
-from foundation.evals.report import REPORT_HTML
 from foundation.jobs import run_workload
+from foundation.report import REPORT_HTML
 from foundation.studies.sweep.config import load_sweep_config
 from foundation.studies.sweep.runner import SweepError
 from foundation.studies.sweep.study import (

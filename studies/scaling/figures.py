@@ -11,12 +11,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from foundation.evals.report.figures import figure_png  # noqa: E402
-from foundation.studies.scaling.analysis import COMBINED, Analysis  # noqa: E402
-from foundation.studies.scaling.readouts import baseline_value, value  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from foundation.studies.scaling.analysis import COMBINED, Analysis
+from foundation.studies.scaling.readouts import baseline_value, value
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+from foundation.report import figure_png
 
 DISPLAY_NAMES = {COMBINED: "combined loss"}  # how a fitted quantity is named on plots and tables
 

@@ -1,5 +1,5 @@
 """The sweep report: results.json (every point, cell and fit), report.md (+ figures/*.png) and a standalone
-report.html, rendered with the eval harness's block renderer (foundation.evals.report.render)."""
+report.html, rendered by foundation.report."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from foundation.evals.report import write_report_files
-from foundation.evals.report.render import Block
 from foundation.studies.scaling.analysis import COMBINED, Analysis, FitRules, analyse
 from foundation.studies.scaling.figures import DISPLAY_NAMES, scaling_figures
 from foundation.studies.scaling.readouts import baseline_value
+
+from foundation.report import Block, write_report_files
 
 FREY_DATA_EXPONENT = 0.26  # Frey et al. 2023, equivariant neural force fields
 
