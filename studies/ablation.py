@@ -244,8 +244,8 @@ def _summary(units: list[dict[str, Any]], label: str, size: int | None) -> dict[
 def compare(
     units: list[dict[str, Any]], treatment: str, control: str, size: int | None
 ) -> dict[str, Any] | None:
-    """The paired comparison (treatment - control MAE per (fold, seed), bootstrap 95% interval, verdict) of two
-    rows at one training size; None when they share no pair."""
+    """The paired comparison (treatment - control MAE per (fold, seed), hierarchical bootstrap 95% interval,
+    verdict) of two rows at one training size; None when they share no pair."""
     return next(
         (row for row in paired_comparison(units, treatment, control) if row["size"] == size), None
     )
@@ -365,7 +365,8 @@ def write_ablation_report(cfg: AblationConfig) -> dict[str, Path]:
             f"Backbone `{cfg.model}`, {cfg.steps} pre-training steps per objective on the same "
             f"frames ({', '.join(cfg.inputs)}); fine-tuning as in the suite `{cfg.suite.get('name')}`. "
             "MAE: mean ± std over folds and seeds; lower is better. Differences: paired per "
-            "(fold, seed), mean with its bootstrap 95% interval.",
+            "(fold, seed), mean with its hierarchical bootstrap 95% interval (folds, then fine-tuning "
+            "seeds); one pre-training seed per objective, so no interval covers pre-training variance.",
         ),
     ]
     missing = missing_objectives(cfg)

@@ -11,7 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from foundation.evals.paired import bootstrap_interval
+from foundation.evals.hierarchical import hierarchical_interval
+from foundation.evals.paired import pretraining_seed_of
 
 from foundation.report import figure_png
 
@@ -92,7 +93,7 @@ def learning_curves_figure(task: dict[str, Any]) -> bytes:
 
 def size_curve_figure(task: dict[str, Any]) -> bytes:
     """Test MAE against training structures per fold (log axis): each arm's mean over (fold, seed) with a
-    bootstrap 95% interval of that mean, and the mean predictor's MAE as the trivial baseline."""
+    hierarchical bootstrap 95% interval of that mean, and the mean predictor's MAE as the trivial baseline."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
 
     def x_of(
@@ -107,10 +108,19 @@ def size_curve_figure(task: dict[str, Any]) -> bytes:
                 groups.setdefault(u.get("size"), []).append(u)
         if not groups:
             continue
-        rows = sorted((x_of(g), [u["metrics"]["mae"] for u in g]) for g in groups.values())
+        rows = sorted(((x_of(g), g) for g in groups.values()), key=lambda row: row[0])
         xs = [x for x, _ in rows]
-        means = np.array([np.mean(v) for _, v in rows])
-        bounds = np.array([bootstrap_interval(v) for _, v in rows])
+        means = np.array([np.mean([u["metrics"]["mae"] for u in g]) for _, g in rows])
+        bounds = np.array(
+            [
+                hierarchical_interval(
+                    [u["metrics"]["mae"] for u in g],
+                    [pretraining_seed_of(u) for u in g],
+                    [u["fold"] for u in g],
+                )
+                for _, g in rows
+            ]
+        )
         ax.errorbar(
             xs,
             means,

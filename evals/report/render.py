@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from foundation.evals.paired import size_label
+from foundation.evals.paired import coverage_note, size_label
 
 from foundation.report import Block
 
@@ -222,10 +222,12 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
         out.append(
             (
                 "p",
-                "Paired differences of test MAE per (fold, seed, size), treatment minus control, with a "
-                "percentile bootstrap 95% interval of their mean (10,000 resamples). Verdict: helps when "
-                "the interval lies below zero, hurts above, else no detectable effect (always so with fewer "
-                "than 6 pairs).",
+                "Paired differences of test MAE per (pre-training seed, fold, fine-tuning seed, size), "
+                "treatment minus control, with a hierarchical bootstrap 95% interval of their mean (10,000 "
+                "resamples of pre-training seeds, then folds, then fine-tuning seeds; a level with one "
+                "member adds no variance, so with one pre-training seed the interval does not cover "
+                "pre-training variance). Verdict: helps when the interval lies below zero, hurts above, else "
+                "no detectable effect (always so with fewer than 6 pairs).",
             )
         )
         out.append(
@@ -235,6 +237,7 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
                     "treatment - control",
                     "training size",
                     "pairs",
+                    "pre-training seeds / folds / fine-tuning seeds",
                     "MAE treatment",
                     "MAE control",
                     "mean difference",
@@ -248,6 +251,7 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
                         f"{c['treatment']} - {c['control']}",
                         size_label(c["size"]),
                         str(c["pairs"]),
+                        " / ".join(str(n) for n in c["levels"].values()),
                         _num(c["treatment_mae"]),
                         _num(c["control_mae"]),
                         _num(c["mean_difference"], 3),
@@ -267,7 +271,9 @@ def _size_blocks(t: dict[str, Any]) -> list[Block]:
                     f"{t['name']}, {size_label(c['size'])} training structures, {c['treatment']} vs "
                     f"{c['control']}: **{c['verdict']}** (difference {_num(c['mean_difference'], 3)}, "
                     f"95% interval [{_num(c['ci95'][0], 3)}, {_num(c['ci95'][1], 3)}], "
-                    f"{c['pairs']} pairs).",
+                    f"{c['pairs']} pairs"
+                    + (f"; {coverage_note(c)}" if coverage_note(c) else "")
+                    + ").",
                 )
             )
     return out

@@ -1,20 +1,7 @@
-"""Paired differences, bootstrap intervals and verdicts against values worked out by hand."""
+"""Paired differences, hierarchical bootstrap intervals and verdicts against values worked out by hand."""
 
-import numpy as np
 import pytest
-from foundation.evals.paired import bootstrap_interval, paired_comparison, verdict
-
-
-def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_pairs():
-    rng = np.random.default_rng(1)
-    few, many = rng.normal(-1.0, 1.0, 6), rng.normal(-1.0, 1.0, 600)
-    lo, hi = bootstrap_interval(few)
-    assert lo < few.mean() < hi
-    lo2, hi2 = bootstrap_interval(many)
-    assert hi2 - lo2 < (hi - lo) / 3 and lo2 < -1.0 < hi2
-    assert bootstrap_interval([0.5]) == (0.5, 0.5)
-    with pytest.raises(ValueError):
-        bootstrap_interval([])
+from foundation.evals.paired import coverage_note, paired_comparison, verdict
 
 
 def test_verdicts():
@@ -64,3 +51,39 @@ def test_paired_rows_pair_by_fold_and_seed_per_size():
     assert small["verdict"] == "helps" and small["favourable_pairs"] == 6
     assert full["mean_difference"] == 0.0 and full["verdict"] == "no detectable effect"
     assert full["ratio"] == pytest.approx(1.0)
+    assert small["levels"] == {"pre-training seeds": 1, "folds": 2, "fine-tuning seeds": 3}
+    assert small["ratio_ci95"][0] <= small["ratio"] <= small["ratio_ci95"][1]
+    assert coverage_note(small) == (
+        "one pre-training seed: the interval does not cover pre-training variance"
+    )
+
+
+def _pairs(gaps: dict[int, float]) -> list[dict]:
+    """Scratch and pre-trained units of 3 folds x 3 fine-tuning seeds for each pre-training seed, the
+    pre-trained arm `gaps[pretraining seed]` better than scratch."""
+    units = []
+    for pretraining, gap in gaps.items():
+        for fold in range(3):
+            for seed in range(3):
+                base = {"fold": fold, "seed": seed, "size": 100, "pretraining_seed": pretraining}
+                scratch = 1.0 + 0.1 * fold + 0.01 * seed
+                units.append({**base, "variant": "scratch", "metrics": {"mae": scratch}})
+                units.append(
+                    {
+                        **base,
+                        "variant": "pretrained",
+                        "metrics": {"mae": scratch - gap + 0.003 * seed},
+                    }
+                )
+    return units
+
+
+def test_pretraining_seeds_are_a_level_of_the_interval():
+    (alone,) = paired_comparison(_pairs({0: 0.05}), "pretrained", "scratch")
+    assert alone["verdict"] == "helps" and alone["uncovered"] == ["pre-training seeds"]
+    # a second pre-training seed that does not transfer: the pooled interval spans both seeds' effects
+    (both,) = paired_comparison(_pairs({0: 0.05, 1: 0.0}), "pretrained", "scratch")
+    assert both["pairs"] == 18 and both["uncovered"] == [] and coverage_note(both) == ""
+    assert both["mean_difference"] == pytest.approx(-0.025 + 0.003)
+    assert both["ci95"][0] < -0.04 and both["ci95"][1] > -0.01
+    assert both["ci95"][1] - both["ci95"][0] > 5 * (alone["ci95"][1] - alone["ci95"][0])
