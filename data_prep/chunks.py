@@ -25,7 +25,7 @@ from foundation.data_prep.neighbours import count_neighbours
 from foundation.data_prep.readers import READERS, Piece, RawRecord
 from foundation.data_prep.readers.auto import expand_inputs
 from foundation.data_prep.readers.base import ReaderError, file_identity
-from foundation.data_prep.split import assign_split
+from foundation.data_prep.split import assign_split, split_group
 from foundation.data_prep.staging import (
     QUARANTINE_NAME,
     InputOrder,
@@ -39,8 +39,8 @@ from foundation.errors import writing
 from foundation.files import write_text_atomic
 from foundation.locking import DirectoryLock
 
-PREP_VERSION = 3  # bump when chunk outputs change meaning (2: markers count the frames read per input; 3: dedup
-#                  keys hold the source tag)
+PREP_VERSION = 4  # bump when chunk outputs change meaning (2: markers count the frames read per input; 3: dedup
+#                  keys hold the source tag; 4: group-aware splits, summaries hold each frame's group kind and volume)
 PLAN_NAME = "plan.json"
 
 
@@ -168,6 +168,8 @@ def _refusal(record: RawRecord, cfg: PrepConfig) -> tuple[str, str] | None:
         max_force=cfg.max_force,
         min_distance=cfg.min_distance,
         neighbour_cutoff=cfg.neighbour_cutoff,
+        max_energy_per_atom=cfg.max_energy_per_atom,
+        max_stress=cfg.max_stress,
     )
     return None if rejection is None else (rejection.reason, rejection.message)
 
@@ -238,9 +240,10 @@ def _run_chunk(task: ChunkTask, progress: Callable[[int], None] | None) -> Chunk
                 if cfg.neighbour_cutoff > 0 and _sampled(frame.frame_id, cfg.neighbour_sample)
                 else -1
             )
-            split = assign_split(frame.structure_id, cfg.split, cfg.split_salt)
+            group, key = split_group(frame, cfg.group_rule(piece.path, frame.source))
+            split = assign_split(key, cfg.split, cfg.split_salt)
             local = writers[split].add(
-                frame, file=piece.name, record=record.where, neighbours=neighbours
+                frame, file=piece.name, record=record.where, neighbours=neighbours, group=group
             )
             order.add(
                 split_index[split],

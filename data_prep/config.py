@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from foundation.data_prep.split import GROUP_RULES
+
 FORMATS = ("auto", "extxyz", "mptrj", "vasp-outcar", "vasp-xml", "asedb", "alexandria", "records")
 CONTAINER_CHOICES = {"lmdb": ("lmdb",), "wds": ("wds",), "both": ("lmdb", "wds")}
 LABELS = ("energy", "forces", "stress")
@@ -31,6 +33,11 @@ class PrepConfig:
         default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05}
     )
     split_salt: str = ""
+    group_by: str = "material"  # split groups: material | composition | id (data_prep/split.py)
+    input_group_by: dict[str, str] = field(
+        default_factory=dict
+    )  # input (file or directory) -> rule
+    source_group_by: dict[str, str] = field(default_factory=dict)  # source tag -> rule
     energy: str = "uncorrected"  # MPtrj/Alexandria: uncorrected total energy | corrected (MP/Alexandria corrections)
     structure_key: str | None = (
         None  # extxyz/ASE db info key; None = auto; "frame" = every frame its own structure
@@ -41,6 +48,15 @@ class PrepConfig:
     stress_key: str = "stress"
     required: list[str] = field(default_factory=lambda: ["energy", "forces"])
     max_force: float = 50.0  # eV/A, largest allowed |F| of an atom
+    max_energy_per_atom: float = 1e6  # eV, largest allowed |E|/N (all-electron totals reach ~1e5)
+    max_stress: float = 100.0  # eV/A^3 (16 TPa), largest allowed |stress component|
+    max_atoms: int = (
+        100_000  # atoms per frame a reader accepts (a larger count is quarantined unread)
+    )
+    max_line_bytes: int = 1 << 20  # longest line a text reader reads (extxyz, staged records)
+    max_record_bytes: int = (
+        64 << 20
+    )  # largest record (an extxyz frame, a JSON entry) a reader reads
     min_distance: float = 0.5  # A, closest allowed pair of atoms (periodic images included)
     max_energy_residual: float | None = (
         None  # eV/atom: quarantine frames this far from the element references
@@ -61,15 +77,29 @@ class PrepConfig:
     def source_of(self, path: str) -> str | None:
         """The configured source tag of the frames of input file `path`: the tag of the input it is or lies under
         (input_sources), else `source`; None leaves the tag the reader gives (e.g. an extxyz `source=` key)."""
-        target = os.path.abspath(path)
-        for given, name in self.input_sources.items():
-            root = os.path.abspath(given)
-            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
-                return name
-        return self.source
+        return _under_input(self.input_sources, path) or self.source
+
+    def group_rule(self, path: str, source: str) -> str:
+        """The split group rule of a frame of input file `path` tagged `source`: the rule of the input it is or
+        lies under (input_group_by), else of its source (source_group_by), else group_by."""
+        return _under_input(self.input_group_by, path) or self.source_group_by.get(
+            source, self.group_by
+        )
 
     def __post_init__(self) -> None:
+        rules = [self.group_by, *self.input_group_by.values(), *self.source_group_by.values()]
         checks = [
+            (
+                all(rule in GROUP_RULES for rule in rules),
+                f"group_by rules must be among {GROUP_RULES}, got {rules}",
+            ),
+            (
+                min(self.max_atoms, self.max_line_bytes, self.max_record_bytes) > 0
+                and self.max_energy_per_atom > 0
+                and self.max_stress > 0,
+                "max_atoms, max_line_bytes, max_record_bytes, max_energy_per_atom and max_stress "
+                "must be positive",
+            ),
             (self.format in FORMATS, f"format must be one of {FORMATS}, got {self.format!r}"),
             (
                 self.container in CONTAINER_CHOICES,
@@ -126,6 +156,16 @@ class PrepConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME_ONLY}
 
 
+def _under_input(by_input: dict[str, str], path: str) -> str | None:
+    """The value of the input (file or directory) that `path` is or lies under, else None."""
+    target = os.path.abspath(path)
+    for given, value in by_input.items():
+        root = os.path.abspath(given)
+        if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+            return value
+    return None
+
+
 def parse_ratios(text: str) -> dict[str, float]:
     """'train=0.9,val=0.05,test=0.05' -> {'train': 0.9, ...} (order kept: it decides the hash intervals)."""
     ratios: dict[str, float] = {}
@@ -135,3 +175,14 @@ def parse_ratios(text: str) -> dict[str, float]:
             raise ValueError(f"split ratio {part!r} must look like NAME=FRACTION")
         ratios[name.strip()] = float(value)
     return ratios
+
+
+def parse_assignments(items: list[str], option: str) -> dict[str, str]:
+    """['NAME=VALUE', ...] -> {NAME: VALUE} (the last wins); a malformed item is an error naming `option`."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"--{option.replace('_', '-')} {item!r} must look like NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out

@@ -28,6 +28,7 @@ from foundation.data_prep.label_stats import (
     reference_vector,
     source_references,
 )
+from foundation.data_prep.leakage import audit, group_counts
 from foundation.data_prep.staging import (
     QUARANTINE_NAME,
     iter_staged_records,
@@ -58,6 +59,7 @@ class MergeReport:
     duplicates: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     per_split: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=8)
@@ -308,6 +310,20 @@ def merge(
 
     statistics, references = compute_statistics(batches, config.neighbour_cutoff)
     statistics["split"] = stat_split
+
+    def summaries():
+        for c, task in enumerate(tasks):
+            for split in config.split:
+                yield split, load_summary(task.directory, split), masks[c, split]
+
+    leakage, warnings = audit(summaries, kept, stat_split, out)
+    split_groups = {
+        "group_by": config.group_by,
+        "input_group_by": dict(config.input_group_by),
+        "source_group_by": dict(config.source_group_by),
+        "frames_by_source": group_counts(summaries),
+        "hashed": "sha256(split_salt + group key): a group's split depends on its key alone",
+    }
     elements = set()
     for (c, split), mask in masks.items():
         summary = load_summary(tasks[c].directory, split)
@@ -347,6 +363,8 @@ def merge(
             "file": DUPLICATES_NAME,
         },
         split_ratios=dict(config.split),
+        split_groups=split_groups,
+        leakage=leakage,
         extra=extra,
     )
     manifest.save(out)
@@ -357,4 +375,5 @@ def merge(
         duplicates=duplicates,
         quarantined=quarantined,
         per_split=per_split,
+        warnings=warnings,
     )

@@ -124,7 +124,7 @@ def reader_info(tasks: list[ChunkTask], config: PrepConfig) -> dict:
             "min_distance_A": config.min_distance,
             "max_energy_residual_eV_atom": config.max_energy_residual,
             "structure_key": config.structure_key
-            or f"auto: first of {list(STRUCTURE_KEYS)}, else frame_id",
+            or f"auto: first of {list(STRUCTURE_KEYS)}, else frame_id (no material id)",
             "frame_key": config.frame_key or f"auto: first of {list(FRAME_KEYS)}, else FILE:INDEX",
         },
     }
@@ -210,6 +210,7 @@ def format_summary(result: PrepResult, out: str) -> str:
             f"{len(m.reader.get('inputs', []))} files in {result.chunks} chunks ({result.chunks_skipped} already done)",
             f"  kept {r.kept}; quarantined {sum(r.quarantined.values())} ({q}); duplicates {r.duplicates}",
             f"  splits: {splits}",
+            *(f"  warning: {w}" for w in r.warnings),
             f"  elements ({len(m.elements)}): {' '.join(chemical_symbols[z] for z in m.elements)}",
             f"  output: {out} ({containers}); manifest.json, quarantine.jsonl, duplicates.jsonl, {CONFIG_NAME}",
         ]

@@ -1,5 +1,5 @@
 """Chunk outputs: per split, the encoded records (length-prefixed, in input order) and a summary of each
-(sizes, labels, composition, duplicate keys) that the merge reads without decoding records; plus the chunk's
+(sizes, labels, composition, split group kind, cell volume, duplicate keys) that the merge reads without decoding records; plus the chunk's
 quarantine lines. Nothing here is pickled: summaries are .npz read with allow_pickle=False."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from foundation.data_prep.validate import periodic_measure
 
 from foundation.data.codec import encode_frame
 from foundation.data.schema import Frame
@@ -70,11 +71,16 @@ class SplitWriter:
                 "source_file",
                 "record",
                 "source",
+                "group",
+                "volume",
             )
         }
 
-    def add(self, frame: Frame, *, file: str, record: int | str, neighbours: int) -> int:
-        """Stage one frame; return its index within this split of the chunk."""
+    def add(
+        self, frame: Frame, *, file: str, record: int | str, neighbours: int, group: str
+    ) -> int:
+        """Stage one frame (`group`: the kind of its split group); return its index within this split of the
+        chunk."""
         payload = encode_frame(frame)
         self._fh.write(_LENGTH.pack(len(payload)))
         self._fh.write(payload)
@@ -98,6 +104,10 @@ class SplitWriter:
         c["source_file"].append(file)
         c["source"].append(frame.source or "")
         c["record"].append(str(record))
+        c["group"].append(group)
+        c["volume"].append(
+            periodic_measure(frame.cell, frame.pbc) if frame.pbc.all() else np.nan
+        )  # the leakage audit's near-duplicate test (a frame that is not periodic has no volume)
         return len(c["natoms"]) - 1
 
     def close(self) -> int:
@@ -109,11 +119,14 @@ class SplitWriter:
             for k in ("natoms", "force_n", "stress_n", "neighbours", "offset", "comp_len")
         }
         arrays.update(
-            {k: np.asarray(c[k], dtype=np.float64) for k in ("energy", "force_sq", "stress_sq")}
+            {
+                k: np.asarray(c[k], dtype=np.float64)
+                for k in ("energy", "force_sq", "stress_sq", "volume")
+            }
         )
         for k in ("comp_z", "comp_n"):
             arrays[k] = np.concatenate(c[k]).astype(np.int64) if count else np.zeros(0, np.int64)
-        for k in ("frame_id", "source_file", "record", "source"):
+        for k in ("frame_id", "source_file", "record", "source", "group"):
             arrays[k] = np.asarray(c[k], dtype=str) if count else np.zeros(0, dtype="<U1")
         np.savez(self.summary_path, **arrays)
         return count

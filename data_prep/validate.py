@@ -1,7 +1,8 @@
 """Quarantine rules: why a frame may not enter a dataset (a reason code and a message), or None if it may.
 
 Reasons: parse_error (set by readers), non_finite, shape_mismatch, unknown_element, missing_id (the record
-contract of Frame.validate), missing_label (a label the dataset requires is absent), force_too_large,
+contract of Frame.validate), missing_label (a label the dataset requires is absent), force_too_large, energy_out_of_bounds and
+stress_out_of_bounds (values no material has: |E|/N or a |stress component| beyond the configured bounds),
 non_positive_volume (the periodic axes span no volume/area/length), cell_too_thin (the pair searches would
 need more periodic images than a frame may cost), atoms_too_close (periodic images included), truncated (set by
 readers: the input ends inside the record), and duplicate_frame_id (decided at the merge, where all frame ids
@@ -26,6 +27,8 @@ REASONS = (
     "missing_id",
     "missing_label",
     "force_too_large",
+    "energy_out_of_bounds",
+    "stress_out_of_bounds",
     "non_positive_volume",
     "cell_too_thin",
     "atoms_too_close",
@@ -61,9 +64,12 @@ def check_frame(
     max_force: float,
     min_distance: float,
     neighbour_cutoff: float = 0.0,
+    max_energy_per_atom: float = float("inf"),
+    max_stress: float = float("inf"),
 ) -> Rejection | None:
     """The first rule a frame breaks, or None. `neighbour_cutoff`: the largest cutoff a pair search of this frame
-    will use later (the neighbour statistic), bounded here with min_distance."""
+    will use later (the neighbour statistic), bounded here with min_distance. `max_energy_per_atom` (eV) and
+    `max_stress` (eV/A^3) bound |E|/N and every |stress component|."""
     try:
         frame.validate()
     except InvalidFrame as exc:
@@ -77,6 +83,18 @@ def check_frame(
             return Rejection(
                 "force_too_large", f"largest |F| {largest:.4g} eV/A exceeds the bound {max_force:g}"
             )
+    if frame.energy is not None and abs(frame.energy) > max_energy_per_atom * frame.natoms:
+        return Rejection(
+            "energy_out_of_bounds",
+            f"|energy| per atom {abs(frame.energy) / frame.natoms:.4g} eV exceeds the bound "
+            f"{max_energy_per_atom:g}",
+        )
+    if frame.stress is not None and np.abs(frame.stress).max() > max_stress:
+        return Rejection(
+            "stress_out_of_bounds",
+            f"largest |stress component| {np.abs(frame.stress).max():.4g} eV/A^3 exceeds the bound "
+            f"{max_stress:g}",
+        )
     measure = periodic_measure(frame.cell, frame.pbc)
     if measure <= _MIN_VOLUME:
         return Rejection(

@@ -15,6 +15,7 @@ import numpy
 import torch
 from foundation.evals.config import FINETUNE_KINDS
 from foundation.evals.metrics import METRICS, aggregate
+from foundation.evals.overlap import pretraining_overlap
 from foundation.evals.paired import size_label, task_comparisons
 from foundation.evals.report import write_report
 from foundation.evals.suite import load_suite, plan_units, read_checkpoint_info
@@ -145,6 +146,7 @@ def collect_results(out_dir: str | os.PathLike) -> dict[str, Any]:
         "tasks": tasks,
         "missing_units": missing,
         "pretraining_check": baseline_check(checkpoint.get("validation") or {}),
+        "pretraining_overlap": pretraining_overlap(out),
     }
 
 

@@ -16,15 +16,16 @@ from foundation.errors import UserError
 # sigma_ASE [eV/A^3] = -0.1 * sigma_VASP [kBar] / 160.21766208 (DESIGN.md): VASP and MPtrj stresses.
 EV_PER_A3_IN_GPA = 160.21766208
 
+# Info keys that name a material or trajectory (the split group by default); a per-frame id never counts.
 STRUCTURE_KEYS = (
     "structure_id",
     "mptrj_traj_id",
     "alexandria_id",
-    "internal_id",
+    "mat_id",
     "material_id",
     "mp_id",
 )
-FRAME_KEYS = ("frame_id", "mptrj_snapshot_id", "snapshot_id")
+FRAME_KEYS = ("frame_id", "mptrj_snapshot_id", "snapshot_id", "internal_id")
 
 
 class ReaderError(UserError, ValueError):
@@ -76,7 +77,9 @@ def vasp_kbar_to_ase(stress: Any) -> Any:
 
 
 def pick_ids(info: Mapping[str, Any], name: str, index: int | str, config: Any) -> tuple[str, str]:
-    """(structure_id, frame_id) of a frame from its info keys, following config.structure_key / frame_key."""
+    """(structure_id, frame_id) of a frame from its info keys, following config.structure_key / frame_key.
+    Without a material or trajectory key the structure_id is the frame_id: the split then groups the frame by
+    composition (data_prep/split.py)."""
     frame_id = _pick(info, config.frame_key, FRAME_KEYS, "frame_key")
     if frame_id is None:
         frame_id = f"{name}:{index}"

@@ -3,8 +3,9 @@
 Conversions are ASE's: VASP writes stress in kBar with the opposite sign; ASE's readers already return
 eV/A^3 with ASE's sign (sigma_ASE = -0.1 * sigma_VASP / 160.21766208; tests pin both numbers). Energy is
 ASE's `energy`, i.e. VASP's energy(sigma->0); forces are the raw TOTAL-FORCE values (ASE's calculator results,
-not get_forces(), which would zero the forces of atoms fixed by selective dynamics). structure_id is the
-file (one run), frame_id FILE:STEP. A file whose first step cannot be read is an error naming the file; a
+not get_forces(), which would zero the forces of atoms fixed by selective dynamics). frame_id is FILE:STEP and
+so is structure_id: a run names no material, so the split groups its steps (and other runs of the same material)
+by composition. A file whose first step cannot be read is an error naming the file; a
 step after that which cannot be read is quarantined as parse_error. ASE drops an OUTCAR's last ionic step
 without a word when the file ends inside it (a run killed mid-step): the steps the file started (its SCF
 `Iteration N(` lines) are counted, and each one ASE did not return is quarantined as truncated.
@@ -68,7 +69,10 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
         yield RawRecord(
             step,
             frame=frame_from_atoms(
-                atoms, frame_id=f"{piece.name}:{step}", structure_id=piece.name, source="VASP"
+                atoms,
+                frame_id=f"{piece.name}:{step}",
+                structure_id=f"{piece.name}:{step}",
+                source="VASP",
             ),
         )
         step += 1

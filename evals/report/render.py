@@ -70,6 +70,7 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
                     "help it, more data of the same kind would not.",
                 )
             )
+    blocks += _overlap_blocks(results.get("pretraining_overlap") or {})
     if results.get("missing_units"):
         blocks.append(
             (
@@ -157,6 +158,27 @@ def report_blocks(results: dict[str, Any], figures: Sequence[str]) -> list[Block
         ("p", f"`{results.get('command') or 'foundation eval'}`; every number is in results.json.")
     )
     return blocks
+
+
+def _overlap_blocks(overlap: dict[str, Any]) -> list[Block]:
+    """Per task: its test structures that share a reduced composition with a pre-training frame."""
+    if not overlap.get("available"):
+        return (
+            [("p", f"Test compositions against pre-training: not known ({overlap['message']}).")]
+            if overlap
+            else []
+        )
+    return [
+        ("p", f"Test compositions against pre-training: {overlap['message']}."),
+        (
+            "table",
+            ["task", "test structures", "sharing a composition with a pre-training frame"],
+            [
+                [name, str(row["test_structures"]), str(row["share_composition"])]
+                for name, row in overlap["tasks"].items()
+            ],
+        ),
+    ]
 
 
 def _finetune_task_blocks(t: dict[str, Any], figures: Sequence[str]) -> list[Block]:

@@ -11,6 +11,7 @@ from ase.data import chemical_symbols
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
 from foundation.data.verify import verify_dataset
+from foundation.data_prep.leakage import describe as describe_leakage
 from foundation.progress import progress_bar
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -78,6 +79,7 @@ def run_stats(args: argparse.Namespace) -> int:
     )
     q = manifest.quarantine
     print(f"  quarantined: {q.get('total', 0)}  {q.get('by_reason', {})}")
+    print("\n".join(describe_leakage(manifest.leakage, manifest.split_groups)))
     energies, forces, stresses = [], [], []
     for frame in progress_bar(open_dataset(args.directory), desc="labels", unit="frame"):
         if frame.energy is not None:

@@ -7,15 +7,17 @@ import sys
 
 from foundation.cli.cluster import add_cluster_options, on_cluster, submit_and_follow, take_profile
 from foundation.config import ConfigError, from_dict, read_yaml
-from foundation.data_prep.config import FORMATS, PrepConfig, parse_ratios
+from foundation.data_prep.config import FORMATS, PrepConfig, parse_assignments, parse_ratios
 from foundation.data_prep.pipeline import format_summary, prep_workload, run_prep
 from foundation.data_prep.readers.base import ReaderError
+from foundation.data_prep.split import GROUP_RULES
 
 EPILOG = """examples:
   foundation prep ../shared/data/dft/*.xyz --out runs/data/dft
   foundation prep MPtrj_2022.9_full.json --out runs/data/mptrj --container both --workers 8
   foundation prep runs/vasp/ --format auto --out runs/data/vasp --require energy,forces,stress
   foundation prep frames.xyz --out DIR --split train=0.8,val=0.1,test=0.1 --max-force 30 --min-distance 0.6
+  foundation prep md.xyz mptrj.json --out DIR --group-by-input md.xyz=composition
 
 Re-running the same command after a crash or kill redoes only unfinished chunks and gives the same shards.
 Outputs: DIR/manifest.json, DIR/lmdb|wds shards, DIR/quarantine.jsonl (refused frames with reason),
@@ -29,6 +31,7 @@ _FIELDS = (
     "chunk_frames",
     "workers",
     "split_salt",
+    "group_by",
     "energy",
     "structure_key",
     "frame_key",
@@ -36,6 +39,11 @@ _FIELDS = (
     "forces_key",
     "stress_key",
     "max_force",
+    "max_energy_per_atom",
+    "max_stress",
+    "max_atoms",
+    "max_line_bytes",
+    "max_record_bytes",
     "min_distance",
     "max_energy_residual",
     "dedup_tolerance",
@@ -78,9 +86,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="local: chunk tasks run here, --workers processes at a time",
     )
     p.add_argument(
-        "--split", help="ratios by structure_id hash (default train=0.9,val=0.05,test=0.05)"
+        "--split", help="ratios by split-group hash (default train=0.9,val=0.05,test=0.05)"
     )
     p.add_argument("--split-salt", help="string mixed into the split hash (default none)")
+    p.add_argument(
+        "--group-by",
+        choices=GROUP_RULES,
+        help="split groups: material (default: the material/trajectory id where the input names one, "
+        "else the reduced composition), composition, or id (per-frame ids where no material is named: "
+        "sibling frames may leak across splits)",
+    )
+    p.add_argument(
+        "--group-by-source",
+        action="append",
+        metavar="SOURCE=RULE",
+        help="the split group rule of one source tag (repeatable)",
+    )
+    p.add_argument(
+        "--group-by-input",
+        action="append",
+        metavar="INPUT=RULE",
+        help="the split group rule of one input file or directory (repeatable)",
+    )
     p.add_argument(
         "--energy",
         choices=("uncorrected", "corrected"),
@@ -102,6 +129,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-distance", type=float, help="closest allowed pair of atoms, A (default 0.5)"
+    )
+    p.add_argument(
+        "--max-energy-per-atom",
+        type=float,
+        help="largest allowed |energy| per atom, eV (default 1e6; beyond: energy_out_of_bounds)",
+    )
+    p.add_argument(
+        "--max-stress",
+        type=float,
+        help="largest allowed |stress component|, eV/A^3 (default 100; beyond: stress_out_of_bounds)",
+    )
+    p.add_argument(
+        "--max-atoms",
+        type=int,
+        help="atoms per frame a reader accepts (default 100000; beyond: too_large, read no further)",
+    )
+    p.add_argument(
+        "--max-line-bytes", type=int, help="longest line a text reader reads (default 1 MiB)"
+    )
+    p.add_argument(
+        "--max-record-bytes",
+        type=int,
+        help="largest record (an extxyz frame, a JSON entry) a reader reads (default 64 MiB)",
     )
     p.add_argument(
         "--max-energy-residual",
@@ -143,6 +193,9 @@ def build_config(args: argparse.Namespace) -> PrepConfig:
     data["inputs"], data["out"] = list(args.inputs), args.out
     if args.split is not None:
         data["split"] = parse_ratios(args.split)
+    for flag, key in (("group_by_source", "source_group_by"), ("group_by_input", "input_group_by")):
+        if getattr(args, flag):
+            data[key] = {**data.get(key, {}), **parse_assignments(getattr(args, flag), flag)}
     if args.require is not None:
         data["required"] = [x.strip() for x in args.require.split(",") if x.strip()]
     if args.no_dedup:

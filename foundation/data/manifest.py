@@ -75,6 +75,9 @@ class Manifest:
     quarantine: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_reason": {}})
     dedup: dict[str, Any] = field(default_factory=dict)
     split_ratios: dict[str, float] = field(default_factory=dict)
+    # the split's group rules and frames per group kind; the leakage audit (data_prep/leakage.py)
+    split_groups: dict[str, Any] = field(default_factory=dict)
+    leakage: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     manifest_version: int = MANIFEST_VERSION

@@ -37,10 +37,12 @@ def test_a_foreign_output_directory_is_refused(tmp_path, capsys):
 def test_a_small_run_prints_its_summary(tmp_path, capsys):
     frames = tmp_path / "f.xyz"
     frame = (
-        '2\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy={e} pbc="T T T"\n'
-        "H 0 0 0 0 0 0\nO 1.5 1.5 {z} 0 0 0\n"
+        '2\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy={e} pbc="T T T" '
+        "structure_id=s{i}\nH 0 0 0 0 0 0\nO 1.5 1.5 {z} 0 0 0\n"
     )
-    frames.write_text("".join(frame.format(e=-1.0 - i, z=1.0 + 0.01 * i) for i in range(20)))
+    frames.write_text(
+        "".join(frame.format(e=-1.0 - i, z=1.0 + 0.01 * i, i=i) for i in range(20))
+    )  # a material id per frame: one composition would put every frame in one split
     code = main(
         [
             "prep",

@@ -35,11 +35,7 @@ def test_outcar_stress_is_converted_from_kbar_and_vasp_sign():
     assert frame.stress[0, 1] == 0.0 and frame.stress[0, 2] == 0.0
     np.testing.assert_allclose(frame.positions[0], [2.73078, 4.09731, 1.48222])
     np.testing.assert_allclose(frame.forces[0], [-0.156124, 0.392990, -0.227401])
-    assert (
-        frame.structure_id == "OUTCAR_5"
-        and frame.frame_id == "OUTCAR_5:0"
-        and frame.source == "VASP"
-    )
+    assert frame.structure_id == frame.frame_id == "OUTCAR_5:0" and frame.source == "VASP"
 
 
 def test_outcar_shear_components_land_in_the_right_place():
