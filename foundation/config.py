@@ -7,7 +7,6 @@ Every run writes its resolved config beside its outputs with `save_config`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import types
 import typing
@@ -19,12 +18,10 @@ import yaml
 
 from foundation.errors import UserError
 from foundation.files import write_text_atomic
+from foundation.legacy import upgrade_config
 from foundation.resources import config_path
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-# Keys renamed to one spelling (British: neighbour); the old spelling is still read, with a warning, for one release.
-RENAMED_KEYS = {"max_neighbors": "max_neighbours"}
 
 
 class ConfigError(UserError, ValueError):
@@ -97,33 +94,11 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     return value
 
 
-def _renamed_keys(
-    data: Mapping[str, Any], known: Mapping[str, Any], origin: str, prefix: str
-) -> Mapping[str, Any]:
-    """`data` with keys of RENAMED_KEYS read under their new names (configs and model.json written before)."""
-    old = [
-        k
-        for k in data
-        if k in RENAMED_KEYS and RENAMED_KEYS[k] in known and RENAMED_KEYS[k] not in data
-    ]
-    if not old:
-        return data
-    for key in old:
-        log.warning(
-            "%s: key %r is now spelled %r (the old spelling is read until the next release)",
-            origin,
-            prefix + key,
-            prefix + RENAMED_KEYS[key],
-        )
-    return {RENAMED_KEYS.get(k, k) if k in old else k: v for k, v in data.items()}
-
-
 def from_dict(
     cls: type[T], data: Mapping[str, Any], *, origin: str = "<dict>", prefix: str = ""
 ) -> T:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
     known = {f.name: f for f in dataclasses.fields(cls)}
-    data = _renamed_keys(data, known, origin, prefix)
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(
@@ -192,7 +167,8 @@ def load_config(
     source: str | os.PathLike | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
 ) -> T:
-    """Load `cls` from a YAML path or mapping, apply dotted overrides, and type-check everything."""
+    """Load `cls` from a YAML path or mapping, apply dotted overrides, read the keys of a foundation 0.1.0
+    config under their names of today (foundation/legacy.py), and type-check everything."""
     if source is None:
         data, origin = {}, "<defaults>"
     elif isinstance(source, Mapping):
@@ -202,7 +178,7 @@ def load_config(
     if overrides:
         data = apply_overrides(_deep_copy(data), overrides)
         origin = f"{origin} + overrides {list(overrides)}"
-    return from_dict(cls, data, origin=origin)
+    return from_dict(cls, upgrade_config(data, origin), origin=origin)
 
 
 def _deep_copy(data: Any) -> Any:

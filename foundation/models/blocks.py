@@ -133,14 +133,3 @@ def mlp(
         if not last:
             layers.append(activation())
     return nn.Sequential(*layers)
-
-
-def rename_state_keys(state_dict: dict, prefix: str, renames: dict[str, str]) -> None:
-    """In place, for a module's `_load_from_state_dict`: keys PREFIX+OLD... written under an earlier name of a
-    submodule become PREFIX+NEW..., so weights saved before a rename still load."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        rest = key[len(prefix) :]
-        for old, new in renames.items():
-            if rest.startswith(old):
-                state_dict[prefix + new + rest[len(old) :]] = state_dict.pop(key)
-                break

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from foundation.models.base import NUM_ELEMENTS, Backbone, BackboneConfig, Features, Graph
-from foundation.models.blocks import ShiftedSoftplus, rename_state_keys, scatter_sum
+from foundation.models.blocks import ShiftedSoftplus, scatter_sum
 
 
 @dataclass
@@ -32,12 +32,6 @@ class GatedConv(nn.Module):
         self.neighbour = nn.Linear(hidden, 2 * hidden, bias=False)
         self.edge = nn.Linear(num_radial, 2 * hidden, bias=False)
         self.act = ShiftedSoftplus()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(
-            state_dict, prefix, {"neighbor.": "neighbour."}
-        )  # older weights: "neighbor"
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h: Tensor, rbf: Tensor, env: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]

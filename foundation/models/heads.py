@@ -29,7 +29,6 @@ from foundation.models.blocks import (
     CosineEnvelope,
     GaussianBasis,
     mlp,
-    rename_state_keys,
     scatter_sum,
     segment_mean,
 )
@@ -189,12 +188,6 @@ class EdgeWeights(nn.Module):
         self.edge = nn.Linear(EDGE_BASIS_SIZE, hidden, bias=False)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(
-            state_dict, prefix, {"neighbor.": "neighbour."}
-        )  # older weights: "neighbor"
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, scalars: Tensor, graph: Graph) -> Tensor:
         center, neighbour = graph.edge_index[0], graph.edge_index[1]
         rbf, env = (
@@ -230,12 +223,6 @@ class VectorHead(nn.Module):
     def set_scale(self, scale: float) -> None:
         self.scale.fill_(float(scale))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        state_dict.setdefault(
-            prefix + "scale", torch.ones(())
-        )  # weights saved before heads had a scale: 1
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, features: Features, graph: Graph) -> Tensor:
         if self.from_vectors:
             vectors = features.vectors
@@ -258,12 +245,6 @@ class StressHead(nn.Module):
 
     def set_scale(self, scale: float) -> None:
         self.scale.fill_(float(scale))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        state_dict.setdefault(
-            prefix + "scale", torch.ones(())
-        )  # weights saved before heads had a scale: 1
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         u = graph.unit_vectors

@@ -36,8 +36,8 @@ class PaiNNConfig(BackboneConfig):
     num_radial: int = 20
     radial_basis: Literal["gaussian", "bessel", "expnorm"] = "bessel"
     envelope: Literal["cosine", "polynomial"] = "polynomial"
-    # "layer": normalise every block's input (FeatureNorm); "none" is the original PaiNN and the default, so model
-    # configs saved before the option existed load unchanged (the scalable presets set "layer").
+    # "layer": normalise every block's input (FeatureNorm; the scalable presets set it); "none" (the default, also
+    # for a model.json without the key) is the original PaiNN.
     norm: Literal["none", "layer"] = "none"
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from foundation.data.graph import edge_vectors
+from foundation.legacy import upgrade_state_dict
 from foundation.models.base import Graph
 from foundation.models.blocks import scatter_sum
 from foundation.models.config import ModelConfig, resolve_model_config
@@ -71,6 +72,11 @@ class Potential(nn.Module):
         self.property_head = (
             AtomScalarHead(hidden, heads.property.pooling) if heads.property else None
         )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Weights saved by foundation 0.1.0 load too: foundation/legacy.py converts them first."""
+        upgrade_state_dict(state_dict, prefix, self.state_dict(keep_vars=True).keys())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def cutoff(self) -> float:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from foundation.config import ConfigError
 from foundation.models.base import NUM_ELEMENTS, Backbone, BackboneConfig, Features, Graph
-from foundation.models.blocks import rename_state_keys, scatter_sum
+from foundation.models.blocks import scatter_sum
 
 
 @dataclass
@@ -115,12 +115,6 @@ class EquivariantTransformer(Backbone):
             for _ in range(config.layers)
         )
         self.out_norm = nn.LayerNorm(config.hidden)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module signature
-        rename_state_keys(
-            state_dict, prefix, {"neighbor_embedding.": "neighbour_embedding."}
-        )  # older weights
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def has_vectors(self) -> bool:
