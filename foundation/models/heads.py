@@ -202,7 +202,22 @@ class EdgeWeights(nn.Module):
         return self.out(z) * env.unsqueeze(-1)
 
 
-class VectorHead(nn.Module):
+class ScaledHead(nn.Module):
+    """A direct head's output scale: a `scale` buffer, the label RMS (`set_scale`), multiplies its output
+    (`scaled`), so outputs of O(1) have the size of the labels; it is saved with the weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+
+    def set_scale(self, scale: float) -> None:
+        self.scale.fill_(float(scale))
+
+    def scaled(self, out: Tensor) -> Tensor:
+        return out * self.scale.to(out.dtype)
+
+
+class VectorHead(ScaledHead):
     """Per-atom vector (N, 3), equivariant under rotations and invariant under translations."""
 
     __constants__ = [
@@ -216,12 +231,6 @@ class VectorHead(nn.Module):
             self.gate = mlp([hidden, hidden, hidden])
         else:  # sum_j w_ij r_ij/|r_ij|
             self.weights = EdgeWeights(hidden, cutoff, 1)
-        self.register_buffer(
-            "scale", torch.ones(())
-        )  # the label RMS (set_scale): outputs of O(1) have its size
-
-    def set_scale(self, scale: float) -> None:
-        self.scale.fill_(float(scale))
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         if self.from_vectors:
@@ -231,20 +240,16 @@ class VectorHead(nn.Module):
         else:
             w = self.weights(features.scalars, graph)
             out = scatter_sum(w * graph.unit_vectors, graph.edge_index[0], graph.num_atoms)
-        return out * self.scale.to(out.dtype)
+        return self.scaled(out)
 
 
-class StressHead(nn.Module):
+class StressHead(ScaledHead):
     """sigma_b = mean_{i in b} (p_i I + sum_j w_ij u_ij u_ij^T): symmetric, rotates as a tensor, intensive."""
 
     def __init__(self, hidden: int, cutoff: float):
         super().__init__()
         self.isotropic = mlp([hidden, max(hidden // 2, 1), 1])
         self.weights = EdgeWeights(hidden, cutoff, 1)
-        self.register_buffer("scale", torch.ones(()))  # the stress label RMS (set_scale)
-
-    def set_scale(self, scale: float) -> None:
-        self.scale.fill_(float(scale))
 
     def forward(self, features: Features, graph: Graph) -> Tensor:
         u = graph.unit_vectors
@@ -257,4 +262,4 @@ class StressHead(nn.Module):
         eye = torch.eye(3, dtype=atom.dtype, device=atom.device)
         atom = atom + self.isotropic(features.scalars).unsqueeze(-1) * eye
         out = segment_mean(atom, graph.batch, graph.num_graphs)
-        return out * self.scale.to(out.dtype)
+        return self.scaled(out)
