@@ -8,6 +8,7 @@ import sys
 
 from foundation.cli.console import terminal_output
 from foundation.cli.errors import USER_ERRORS, user_error_line
+from foundation.cli.version import PrintVersion, exit_on_version
 
 # Each module registers one subcommand; add a module here when its subcommand exists.
 COMMAND_MODULES = [
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars"
     )
+    parser.add_argument("--version", action=PrintVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -67,6 +69,7 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_version(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     with terminal_output(args.verbose + args.debug, args.quiet):
