@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 
 from foundation.data.manifest import MANIFEST_NAME
+from foundation.data.remote import check_location
 from foundation.files import sha256_file
-from foundation.release import is_release, load_release_potential, release_info
+from foundation.release import RELEASE_JSON, is_release, load_release_potential, release_info
 from foundation.train.checkpoint import load_potential
 from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS, RunLayout
 
@@ -89,7 +90,23 @@ def describe_checkpoint(path: str | os.PathLike, which: str = "best") -> dict[st
             "pretraining_manifest", {"path": None, "sha256": None}
         )
         info["release"] = rel
+    info["pretraining_manifest"] = checked_manifest_location(
+        path, kind, info["pretraining_manifest"]
+    )
     return info
+
+
+def checked_manifest_location(path: Path, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The pre-training manifest entry with its path through data/remote.py's check_location: a location that
+    runs a program is refused naming the file and key; a release's relative path resolves inside the release."""
+    location = manifest.get("path")
+    if not location:
+        return manifest
+    if kind == "run":
+        origin, root = f"{RunLayout(path).config}: data.path", None
+    else:
+        origin, root = f"{path / RELEASE_JSON}: pretraining_manifest.path", path
+    return {**manifest, "path": check_location(location, origin=origin, root=root)}
 
 
 @lru_cache(maxsize=2)

@@ -115,6 +115,13 @@ def front_matter(info: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
 
+def _incomplete_lines(incomplete: list[str] | None) -> list[str]:
+    """The warning of a release made with --allow-partial (release.json `incomplete`)."""
+    if not incomplete:
+        return []
+    return [f"> **Incomplete release**: {'; '.join(incomplete)}.", ""]
+
+
 def _parent_section(parent: dict[str, Any] | None) -> list[str]:
     """'Fine-tuned from': the parent release or run (name, weights sha256) and its own ancestors."""
     if not parent:
@@ -159,6 +166,7 @@ def model_card(info: dict[str, Any]) -> str:
         front_matter(info),
         f"# {info['name']}: a foundation interatomic potential",
         "",
+        *_incomplete_lines(info.get("incomplete")),
         "A graph neural network potential pre-trained on DFT energies, forces and stresses. Forces and stress "
         "are derivatives of the predicted energy (forces = -dE/dr, stress = (1/V) dE/dstrain, ASE sign).",
         "",

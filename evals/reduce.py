@@ -41,9 +41,10 @@ def _environment() -> dict[str, str]:
 
 
 def headline_size(units: list[dict[str, Any]]) -> int | None:
-    """The training size the headline summary uses: the whole training fold when present, else the largest."""
+    """The training size the headline summary uses: the whole training fold when present, else the largest
+    (None, too, for a task with no finished unit)."""
     sizes = {u.get("size") for u in units}
-    return None if None in sizes else max(sizes)
+    return None if not sizes or None in sizes else max(sizes)
 
 
 def _task_summary(units: list[dict[str, Any]]) -> dict[str, Any]:

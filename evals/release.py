@@ -18,6 +18,7 @@ from foundation.evals.checkpoint import (
     weights_dir,
 )
 from foundation.evals.model_card import model_card
+from foundation.evals.partial import check_partial, eval_shortfall, training_shortfall
 
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.files import sha256_file
@@ -71,6 +72,7 @@ def eval_summary(report_dir: Path) -> dict[str, Any]:
     return {
         "suite": results["suite"]["name"],
         "checkpoint_sha256": results["checkpoint"]["sha256"],
+        "missing_units": results.get("missing_units") or [],
         "tasks": [
             {
                 "name": t["name"],
@@ -91,9 +93,12 @@ def make_release(
     which: str = "best",
     license: str = "MIT",
     name: str | None = None,
+    allow_partial: bool = False,
 ) -> Path:
     """Write the release bundle of run_dir (its best/ EMA fp32 weights, else last/) into `out` (must not exist
-    or be empty); built in a temporary directory and renamed when complete. Returns `out`."""
+    or be empty); built in a temporary directory and renamed when complete. Returns `out`. A run that did not
+    reach its planned steps, or a report with units missing, is refused unless `allow_partial`, and then
+    listed under release.json's `incomplete` and on the model card (evals/partial.py)."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
     if checkpoint_kind(run_dir) != "run":
         raise ValueError(f"{run_dir} is a release already; give a training run directory")
@@ -113,6 +118,11 @@ def make_release(
             f"the report in {report_dir} evaluated other weights (sha256 {evals['checkpoint_sha256']}) "
             f"than {source / MODEL_WEIGHTS} ({weights_sha})"
         )
+    incomplete = check_partial(
+        run_dir,
+        [training_shortfall(run_dir, config), evals and eval_shortfall(evals)],
+        allow_partial,
+    )
     info = {
         "format": RELEASE_FORMAT,
         "version": RELEASE_VERSION,
@@ -129,6 +139,7 @@ def make_release(
         "objective": model_json.get("objective") or config.get("objective"),
         "validation": {"step": model_json.get("step"), **(model_json.get("val") or {})},
         "evals": evals,
+        "incomplete": incomplete,
         "parent": model_json.get(
             "parent"
         ),  # the model a fine-tuned run started from (None: pre-trained)

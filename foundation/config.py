@@ -10,12 +10,13 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from foundation.data.remote import check_location, runs_program
 from foundation.errors import UserError
 from foundation.files import write_text_atomic
 from foundation.legacy import upgrade_config
@@ -142,9 +143,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike, overridden: Collection[str] = ()) -> dict[str, Any]:
     """A YAML mapping from a file; `configs/...` paths that do not exist here are the shipped configs
-    (foundation.resources)."""
+    (foundation.resources). A value naming a location that runs a program (`pipe:...`) is refused naming the
+    file and the key (data/remote.py: a location read from a file never runs anything), except at the dotted
+    keys in `overridden`, whose values the command line replaces."""
     path = config_path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -159,7 +162,26 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}:{where}: not a plain YAML mapping: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    refuse_commands(data, str(path), set(overridden))
     return data
+
+
+def refuse_commands(value: Any, origin: str, skip: set[str], key: str = "") -> None:
+    """Refuse (UnsafeLocation naming `origin` and the key) every string under `value` that names a location
+    running a program, itself or as the value of a `key=value` override in a list."""
+    if key in skip:
+        return
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            refuse_commands(item, origin, skip, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            refuse_commands(item, origin, skip, f"{key}[{i}]")
+    elif isinstance(value, str):
+        head, sep, tail = value.partition("=")
+        for text in (value, tail if sep and ":" not in head else ""):
+            if runs_program(text):
+                check_location(text, origin=f"{origin}: {key}")
 
 
 def load_config(
@@ -174,7 +196,8 @@ def load_config(
     elif isinstance(source, Mapping):
         data, origin = dict(source), "<dict>"
     else:
-        data, origin = read_yaml(source), str(source)
+        overridden = [".".join(parse_override(text)[0]) for text in overrides]
+        data, origin = read_yaml(source, overridden), str(source)
     if overrides:
         data = apply_overrides(_deep_copy(data), overrides)
         origin = f"{origin} + overrides {list(overrides)}"

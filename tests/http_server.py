@@ -1,8 +1,11 @@
 """A real HTTP server on 127.0.0.1 for the URL tests: serves a directory from a thread, started and stopped by
-the test (`with serve(DIR) as url:`). Files named in `truncate` are announced whole but cut off halfway."""
+the test (`with serve(DIR) as url:`). Files named in `truncate` are announced whole but cut off halfway.
+`stalling(body, sent)` is a server that stalls: it accepts and never answers (sent None), or sends the headers and
+the first `sent` bytes of `body` and then nothing; it holds each connection at most `hold` seconds."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,3 +43,36 @@ def serve(directory: str | Path, truncate: tuple[str, ...] = ()) -> Iterator[str
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def stalling(body: bytes, sent: int | None, hold: float = 10.0) -> Iterator[str]:
+    """A server on 127.0.0.1 that stalls every request (see the module docstring); yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            if sent is not None:
+                connection.recv(65536)
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                connection.sendall(head + body[:sent])
+            done.wait(hold)
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join()
+        listener.close()

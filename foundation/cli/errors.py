@@ -22,5 +22,16 @@ def user_error_line(exc: UserError | OSError) -> str:
             detail = exc.strerror or str(exc)
             message = f"{exc.filename}: {detail}" if exc.filename else detail
     else:
-        message = str(exc)
+        message = _without_worker_traceback(exc, str(exc))
     return " ".join(message.split()) or type(exc).__name__
+
+
+def _without_worker_traceback(exc: BaseException, message: str) -> str:
+    """A DataLoader worker's error is re-raised with the worker's traceback as its message ("Caught ShardError in
+    DataLoader worker process 0. Original Traceback ..."): the original message is what follows the traceback's
+    last line's `module.Class: `."""
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    at = message.rfind(name)
+    return message[at + len(name) :] if at >= 0 else message

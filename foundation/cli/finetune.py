@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--nproc-per-node", type=int, default=1, help="processes for --launcher torchrun"
     )
     add_cluster_options(p)
-    p.set_defaults(func=run, resume=None)
+    p.set_defaults(func=run, resume=None, allow_config_change=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import sys
 from foundation.cli.console import terminal_output
 from foundation.cli.errors import USER_ERRORS, user_error_line
 from foundation.cli.version import PrintVersion, exit_on_version
+from foundation.data.remote import ALLOW_ENV, grant_command_line
 
 # Each module registers one subcommand; add a module here when its subcommand exists.
 COMMAND_MODULES = [
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars"
     )
     parser.add_argument("--version", action=PrintVersion)
+    parser.add_argument(
+        "--allow-pipe",
+        action="store_true",
+        help=f"honour locations that run a program (pipe:COMMAND, s3://, ...) given on this command line "
+        f"(also {ALLOW_ENV}=1); never those read from a file",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_version(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    grant_command_line(sys.argv[1:] if argv is None else argv, args.allow_pipe)
     with terminal_output(args.verbose + args.debug, args.quiet):
         try:
             return int(args.func(args) or 0)

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default="MIT", help="license of the released weights (default MIT)")
     p.add_argument("--name", help="model name in the card (default: the run directory's name)")
     p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="release a run that stopped before its planned steps, or with an eval report missing units, "
+        "marked incomplete in release.json and on the model card (refused without it)",
+    )
+    p.add_argument(
         "--push", metavar="REPO_ID", help="then upload it to this Hugging Face model repository"
     )
     p.add_argument(
@@ -63,6 +69,7 @@ def run_release(args: argparse.Namespace) -> int:
         which=args.which,
         license=args.license,
         name=args.name,
+        allow_partial=args.allow_partial,
     )
     files = verify_checksums(out)
     print(

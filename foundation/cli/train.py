@@ -27,7 +27,11 @@ EPILOG = """examples:
   foundation train --config configs/pretrain/denoise_derivative.yaml --launcher torchrun --nproc-per-node 2 run_dir=runs/train/dn
   foundation train --resume runs/train/efs                        continue a run from its newest checkpoint
 overrides are dotted key=value pairs of the config (data.path, train.max_steps, run_dir, engine.zero_stage, ...).
-A run directory with a checkpoint resumes automatically; SIGUSR2/SIGTERM checkpoint and stop cleanly."""
+A run directory with a checkpoint resumes automatically; resuming with another data path or model needs
+--allow-config-change. SIGUSR2/SIGTERM checkpoint and stop: the command then exits 75 (rerun it to resume).
+A non-finite loss stops training with an error naming the step and the frames (exit 2)."""
+# sysexits EX_TEMPFAIL: stopped on request (SIGTERM/SIGUSR2) before the planned steps
+STOPPED_EXIT = 75
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR (its config.yaml unless --config)",
     )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume even though the data path or model differs from RUN_DIR/config.yaml (logged)",
+    )
     add_cluster_options(p)
     p.set_defaults(func=run)
 
@@ -79,10 +88,23 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc_per_node != 1:
         print("--nproc-per-node needs --launcher torchrun", file=sys.stderr)
         return 2
-    summary = run_training(config)
+    summary = run_training(config, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=1, default=str))
-    return 0
+    return exit_code(summary)
+
+
+def exit_code(summary: dict) -> int:
+    """0 for a run that ended (its planned steps, or early stopping); STOPPED_EXIT for one stopped on request."""
+    if not summary.get("stopped"):
+        return 0
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"stopped at step {summary['step']} on request (exit {STOPPED_EXIT}); run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+    return STOPPED_EXIT
 
 
 def submit_training(
@@ -127,6 +149,8 @@ def _torchrun(args: argparse.Namespace) -> int:
         command += ["--config", args.config]
     if args.resume:
         command += ["--resume", args.resume]
+    if args.allow_config_change:
+        command += ["--allow-config-change"]
     elastic = logging.getLogger("torch.distributed.elastic")
     level = elastic.level
     if not debug:
@@ -139,6 +163,8 @@ def _torchrun(args: argparse.Namespace) -> int:
         if debug:
             raise
         codes = [failure.exitcode for failure in exc.failures.values() if failure.exitcode > 0]
+        if codes and set(codes) == {STOPPED_EXIT}:
+            return STOPPED_EXIT  # every rank stopped on request and said so
         print(
             f"error: training under torchrun failed ({len(exc.failures)} of {args.nproc_per_node} ranks); the ranks' "
             f"own messages are above",

@@ -15,7 +15,7 @@ import numpy as np
 
 from foundation.data.lmdb_store import LmdbShard
 from foundation.data.manifest import Manifest
-from foundation.data.remote import is_url, join
+from foundation.data.remote import TransferPolicy, check_location, is_url, join
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError, check_shard_file, shard_path
 from foundation.data.wds_store import iter_wds_shard
@@ -24,10 +24,11 @@ from foundation.data.wds_store import iter_wds_shard
 class FrameDataset(Sequence):
     """Frames of a prepared dataset in manifest order; LMDB gives random access, WebDataset streams.
 
-    `directory` is a local dataset directory or a URL (data/remote.py: http(s)://, pipe:..., its manifest at
-    URL/manifest.json); `shard_url_base` reads the shards from there instead (the manifest's relative paths joined
-    to it). Remote shards are WebDataset only (LMDB needs local files); their size is not checked on opening,
-    their record count, member names and record checksums are, as they stream."""
+    `directory` is a local dataset directory or a URL (data/remote.py: http(s)://, file://, a granted pipe:...,
+    its manifest at URL/manifest.json); `shard_url_base` reads the shards from there instead (the manifest's
+    relative paths joined to it). Both pass data/remote.py's check_location. Remote shards are WebDataset only
+    (LMDB needs local files); their size and sha256 are checked against the manifest as they stream, with
+    `transfer`'s bounded waits, and a remote shard is read whole before any of its frames is given out."""
 
     def __init__(
         self,
@@ -35,10 +36,16 @@ class FrameDataset(Sequence):
         split: str | None = None,
         container: str | None = None,
         shard_url_base: str | None = None,
+        transfer: TransferPolicy | None = None,
     ):
+        check_location(directory)
+        if shard_url_base is not None:
+            check_location(shard_url_base)
         remote = is_url(directory) or shard_url_base is not None
         self.directory = str(directory) if is_url(directory) else Path(directory)
-        self.manifest = Manifest.load(self.directory)
+        self.transfer = transfer or TransferPolicy()
+        self.remote = remote
+        self.manifest = Manifest.load(self.directory, self.transfer)
         if split is not None and split not in self.manifest.splits:
             raise KeyError(
                 f"{self.directory}: no split {split!r}; the dataset has {self.manifest.splits}"
@@ -111,14 +118,18 @@ class FrameDataset(Sequence):
     def __iter__(self) -> Iterator[Frame]:
         if self.container == "wds":
             for shard in range(len(self.shard_infos)):
-                for local, frame in enumerate(self._stream(shard)):
+                frames = self._stream(shard)
+                if self.remote:  # verified whole (size, sha256) before any of its frames is used
+                    frames = list(frames)
+                for local, frame in enumerate(frames):
                     yield self._as_listed(frame, shard, local)
         else:
             for i in range(len(self)):
                 yield self[i]
 
     def _stream(self, shard: int) -> Iterator[Frame]:
-        return iter_wds_shard(self.shard_paths[shard], self.shard_infos[shard].num_frames)
+        info = self.shard_infos[shard]
+        return iter_wds_shard(self.shard_paths[shard], info.num_frames, info, self.transfer)
 
     def _as_listed(self, frame: Frame, shard: int, local: int) -> Frame:
         """The frame, once its atom count is the manifest's (samplers plan batches from the manifest's counts)."""
@@ -136,7 +147,14 @@ def open_dataset(
     split: str | None = None,
     container: str | None = None,
     shard_url_base: str | None = None,
+    transfer: TransferPolicy | None = None,
 ) -> FrameDataset:
     """Open a prepared dataset (a directory or a URL): `len`, indexing and iteration give Frames (fields as in
     DESIGN.md)."""
-    return FrameDataset(directory, split=split, container=container, shard_url_base=shard_url_base)
+    return FrameDataset(
+        directory,
+        split=split,
+        container=container,
+        shard_url_base=shard_url_base,
+        transfer=transfer,
+    )

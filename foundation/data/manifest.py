@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from foundation.data.remote import RemoteError, is_url, join, read_bytes
+from foundation.data.remote import RemoteError, TransferPolicy, is_url, join, read_bytes
 from foundation.data.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from foundation.files import write_text_atomic
 
@@ -129,12 +129,13 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Manifest:
-        """The manifest of a dataset directory, or of a dataset at a URL (URL/manifest.json, see data/remote.py)."""
+    def load(cls, directory: str | os.PathLike, transfer: TransferPolicy | None = None) -> Manifest:
+        """The manifest of a dataset directory, or of a dataset at a URL (URL/manifest.json, see data/remote.py,
+        read with `transfer`'s bounded waits)."""
         if is_url(directory):
             path = join(str(directory), MANIFEST_NAME)
             try:
-                body = json.loads(read_bytes(path))
+                body = json.loads(read_bytes(path, transfer))
             except RemoteError as exc:
                 raise FileNotFoundError(f"{exc}; is {directory} a prepared dataset?") from None
         else:

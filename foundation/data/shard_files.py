@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from foundation.data.manifest import ShardInfo
+from foundation.errors import UserError
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """A shard that is not what the manifest says: outside the dataset, missing, of another size, truncated,
     holding other records than listed. The message names the shard (and the record when there is one)."""
 

@@ -3,7 +3,8 @@
 Tars are written deterministically (fixed mtime, owner and order) so a rerun gives the same checksum. Readers
 accept only regular-file members named 0000000000.frame, 0000000001.frame, ... in order, so a link, a missing or
 foreign member, or a truncated tar is an error naming shard and record, never a shifted record. Shards are read
-through webdataset's gopen: local files and URLs (http(s)://, pipe:COMMAND) take the same path and checks.
+through data/remote.py's open_stream: local files and URLs take the same checks; a shard streamed from a URL is
+also hashed as it streams and compared with the manifest's size and sha256 (data/transfer.py).
 Streams shuffle at the shard level and split shards across ranks and loader workers without duplicates.
 """
 
@@ -17,9 +18,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from foundation.data.codec import RecordDecodeError, decode_frame, encode_frame
-from foundation.data.remote import RemoteError, explain, open_stream
+from foundation.data.manifest import ShardInfo
+from foundation.data.remote import RemoteError, TransferPolicy, explain, is_url, open_stream
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError
+from foundation.data.transfer import VerifiedStream
 from foundation.files import atomic_path
 
 EXTENSION = "frame"
@@ -43,14 +46,23 @@ def member_name(index: int) -> str:
 
 
 def iter_wds_raw(
-    path: str | os.PathLike, num_frames: int | None = None
+    path: str | os.PathLike,
+    num_frames: int | None = None,
+    listed: ShardInfo | None = None,
+    policy: TransferPolicy | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """Stream (record index, record bytes) from one tar shard: a local path or any URL webdataset's gopen opens
-    (http(s)://, pipe:COMMAND, ...). With `num_frames` (the manifest's count) a shard holding more or fewer records
-    raises; a malformed or truncated tar, or a failed transfer, raises ShardError naming shard and record."""
+    """Stream (record index, record bytes) from one tar shard: a local path or a URL (data/remote.py). With
+    `num_frames` (the manifest's count) a shard holding more or fewer records raises; a malformed or truncated
+    tar, or a failed transfer, raises ShardError naming shard and record. A URL with its manifest entry `listed`
+    is verified as it streams (size before the first record when the server sends it, sha256 at the end): a
+    mismatch raises ShardError naming the URL and the shard."""
     index = 0
     try:
-        stream = open_stream(str(path))
+        stream = open_stream(str(path), policy)
+        if listed is not None and is_url(path):
+            stream = VerifiedStream(
+                stream, f"{path}: shard {listed.path}", listed.size, listed.sha256
+            )
     except RemoteError as exc:
         raise ShardError(f"{path}: shard cannot be opened ({exc})") from None
     try:
@@ -72,6 +84,8 @@ def iter_wds_raw(
                     )
                 yield index, tar.extractfile(member).read()
                 index += 1
+        if isinstance(stream, VerifiedStream):
+            stream.finish()
         stream.close()  # a stream from a command or a server reports its failure here
     except (
         tarfile.TarError
@@ -84,6 +98,8 @@ def iter_wds_raw(
         raise ShardError(
             f"{path}: record {index}: corrupt or truncated tar shard ({exc})"
         ) from None
+    except RemoteError as exc:
+        raise ShardError(f"{path}: record {index}: {explain(str(path), exc)}") from None
     except OSError as exc:
         raise ShardError(
             f"{path}: record {index}: the shard could not be read to the end: "
@@ -116,9 +132,14 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "directory" if member.isdir() else "special file"
 
 
-def iter_wds_shard(path: str | os.PathLike, num_frames: int | None = None) -> Iterator[Frame]:
-    """Stream decoded frames from one tar shard (`num_frames`: as for iter_wds_raw)."""
-    for index, raw in iter_wds_raw(path, num_frames):
+def iter_wds_shard(
+    path: str | os.PathLike,
+    num_frames: int | None = None,
+    listed: ShardInfo | None = None,
+    policy: TransferPolicy | None = None,
+) -> Iterator[Frame]:
+    """Stream decoded frames from one tar shard (the arguments as for iter_wds_raw)."""
+    for index, raw in iter_wds_raw(path, num_frames, listed, policy):
         try:
             yield decode_frame(raw)
         except RecordDecodeError as exc:

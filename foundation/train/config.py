@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from foundation.config import ConfigError, load_config, save_config
+from foundation.data.transfer import TransferPolicy
 from foundation.train.run_layout import RunLayout
 
 
@@ -58,6 +59,13 @@ class DataConfig:
     fit_check_frames: int = 0  # at each validation also evaluate N evenly spaced training frames
     # (those of validation_sources), logged as fit/...: train ~ val
     # error means underfitting; 0: off
+    transfer_timeout: float = 60.0  # s without a byte from a URL (manifest, shard): an error
+    transfer_retries: int = 3  # further attempts after a transient failure (backoff 1, 2, 4 ... s)
+
+    @property
+    def transfer(self) -> TransferPolicy:
+        """How reads from URLs wait and retry (data/transfer.py)."""
+        return TransferPolicy(self.transfer_timeout, self.transfer_retries)
 
 
 @dataclass
@@ -252,6 +260,8 @@ def check_ranges(cfg: TrainRunConfig) -> None:
         ("schedule.plateau_patience", sch.plateau_patience, sch.plateau_patience >= 1, ">= 1"),
         ("data.num_workers", data.num_workers, data.num_workers >= 0, ">= 0"),
         ("data.prefetch_factor", data.prefetch_factor, data.prefetch_factor >= 1, ">= 1"),
+        ("data.transfer_timeout", data.transfer_timeout, data.transfer_timeout > 0, "> 0"),
+        ("data.transfer_retries", data.transfer_retries, data.transfer_retries >= 0, ">= 0"),
     ]
     for name, value, ok, rule in rules:
         if not ok:

@@ -94,7 +94,11 @@ def build_split_loader(
         )
     if data.container == "wds":
         frames = FrameDataset(
-            data.path, split=split, container="wds", shard_url_base=data.shard_url_base
+            data.path,
+            split=split,
+            container="wds",
+            shard_url_base=data.shard_url_base,
+            transfer=data.transfer,
         )
         dataset = StreamBatchDataset(frames, split, builder, sampler)
     else:

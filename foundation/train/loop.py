@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from foundation.config import to_dict
+from foundation.errors import UserError
 from foundation.train import checkpoint as ckpt
 from foundation.train.baselines import baseline_check, baseline_prediction
 from foundation.train.config import TrainRunConfig
@@ -31,6 +32,11 @@ from foundation.train.source_metrics import SourceErrors
 from foundation.train.validation import EXCLUDED, FIT
 
 STOP = threading.Event()  # set by runner.request_stop() and the SIGUSR2/SIGTERM handlers
+MAX_FRAMES_NAMED = 20  # a non-finite loss names at most this many of its batch's frames
+
+
+class NonFiniteLoss(UserError):
+    """A training loss that is NaN or infinite: training stops before it reaches the weights."""
 
 
 @dataclass
@@ -141,6 +147,7 @@ class Trainer:
                     )
                 )
             loss, part = self.objective.loss(errors, counts)
+            self._check_finite(loss, item)
             # DeepSpeed averages gradients over ranks and accumulation steps; the loss is already the global mean
             self.engine.backward(loss * (world * gas))
             if n == gas - 1:
@@ -157,6 +164,26 @@ class Trainer:
             "data_wait": data_wait,
             "time": time.perf_counter() - started,
         }
+
+    def _check_finite(self, loss: torch.Tensor, item: TrainItem) -> None:
+        """Stop every rank before a non-finite loss reaches the weights (NonFiniteLoss naming step and frames)."""
+        finite = bool(torch.isfinite(loss).all())
+        if not any_rank(not finite, self.dist.device):
+            return
+        step = self.state.step + 1
+        if finite:
+            raise NonFiniteLoss(
+                f"step {step}: the loss of another rank's micro-batch is not finite"
+            )
+        batch = item.clean if item.clean is not None else item.noisy
+        ids = batch.frame_ids
+        shown = ", ".join(repr(i) for i in ids[:MAX_FRAMES_NAMED])
+        more = f" and {len(ids) - MAX_FRAMES_NAMED} more" if len(ids) > MAX_FRAMES_NAMED else ""
+        raise NonFiniteLoss(
+            f"step {step}: the loss is {float(loss.detach())} on the micro-batch of epoch {item.epoch}, "
+            f"position {item.position}, frames {shown}{more}: check these frames' labels (foundation data stats) "
+            "and the learning rate"
+        )
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -220,8 +247,8 @@ class Trainer:
             "best_step": s.best_step,
             "run_dir": str(self.run_dir),
             "checkpoint": str(latest) if latest else None,
-            "best": str(self.run_dir / BEST),
-            "last": str(self.run_dir / LAST),
+            "best": _existing(self.run_dir / BEST),
+            "last": _existing(self.run_dir / LAST),
         }
 
     def _log_train(self, window: _Window) -> None:
@@ -345,6 +372,10 @@ class Trainer:
             else self.cfg.data.path,
             **({"parent": self.meta["parent"]} if "parent" in self.meta else {}),
         }
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.exists() else None
 
 
 def metrics(

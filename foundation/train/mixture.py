@@ -73,6 +73,7 @@ def _dataset_sources(
             split=split,
             container=data.container,
             shard_url_base=None if data.sources else data.shard_url_base,
+            transfer=data.transfer,
         )[0]
         counts = {first.source: manifest.num_frames(split)}
     if entry.source is not None:
@@ -251,7 +252,10 @@ def build_mixture_loader(
             f"data.sources: no dataset has {data.container!r} shards for split {split!r}"
         )
     frames = MixedFrames(
-        [FrameDataset(e.path, split=split, container=data.container) for e in chosen],
+        [
+            FrameDataset(e.path, split=split, container=data.container, transfer=data.transfer)
+            for e in chosen
+        ],
         [e.source for e in chosen],
     )
     if train:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import signal
 import threading
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from foundation.train.loop import STOP, LoopState, Trainer
 from foundation.train.mixture import SourceInfo, build_mixture_loader, datasets_of, resolve_sources
 from foundation.train.objectives import Objective
 from foundation.train.replay import build_replay_loader
+from foundation.train.resume_check import check_resume_config
 from foundation.train.run_layout import RunLayout
 from foundation.train.run_log import RunLogger
 from foundation.train.schedule import LRSchedule
@@ -154,9 +156,11 @@ def lock_run_dir(run_dir: Path, info: DistInfo) -> DirectoryLock | None:
     return lock
 
 
-def run_training(config: TrainRunConfig) -> dict:
+def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> dict:
     """Train (or resume) the run described by `config`; returns a summary: step, epoch, stopped, val metrics,
-    best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/."""
+    best_val/best_step, and the paths of run_dir, the latest checkpoint, best/ and last/ (None when absent).
+    Resuming with a changed data path or model is a ConfigError unless `allow_config_change`
+    (train/resume_check.py); every changed key is logged."""
     previous = (
         _install_signal_handlers()
     )  # a stop requested before the first step is honoured at that step
@@ -239,6 +243,11 @@ def run_training(config: TrainRunConfig) -> dict:
             )
             schedule.load_state_dict(saved["schedule"])
             ema.load_shadow(ema_tensors, saved["ema_updates"])
+        changes = (
+            []
+            if latest is None
+            else check_resume_config(RunLayout(run_dir).config, config, allow_config_change)
+        )
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, RunLayout(run_dir).config)
@@ -253,6 +262,8 @@ def run_training(config: TrainRunConfig) -> dict:
             logger.line(
                 f"resumed from {latest} (step {state.step}, epoch {state.epoch}, position {state.position})"
             )
+        for line in changes:
+            logger.line(line, logging.WARNING)
         meta = {"model": to_dict(model.config), "normalization": normalization}
         if start is not None:
             meta["parent"] = start.parent.identity

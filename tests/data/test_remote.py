@@ -1,5 +1,5 @@
-"""WebDataset shards streamed from URLs through webdataset's gopen: a real HTTP server on 127.0.0.1 (started and
-stopped by each test) and pipe: commands give exactly the local records; a missing shard, a cut-off response and a
+"""WebDataset shards streamed from URLs: a real HTTP server on 127.0.0.1 (started and stopped by each test) and
+pipe: commands granted on the command line give exactly the local records; a missing shard, a cut-off response and a
 flipped bit are errors naming the shard's URL (and the record)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from foundation.data.codec import RecordDecodeError, encode_frame
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
-from foundation.data.remote import is_url, join
+from foundation.data.remote import GRANTED_ENV, TransferPolicy, grant_command_line, is_url, join
 from foundation.data.shard_files import ShardError
 from foundation.data.writer import write_dataset
 from tests.http_server import serve
@@ -48,8 +48,11 @@ def test_a_dataset_at_an_http_url_reads_as_the_local_one(dataset):
         )  # random access within the plan's order works too
 
 
-def test_a_pipe_command_with_a_path_placeholder(dataset):
-    frames = open_dataset(dataset, container="wds", shard_url_base=f"pipe:cat {dataset}/{{path}}")
+def test_a_pipe_command_with_a_path_placeholder(dataset, monkeypatch):
+    base = f"pipe:cat {dataset}/{{path}}"
+    monkeypatch.setenv(GRANTED_ENV, "[]")
+    grant_command_line([f"data.shard_url_base={base}"], allow=True)
+    frames = open_dataset(dataset, container="wds", shard_url_base=base)
     assert frames.shard_paths[0] == f"pipe:cat {dataset}/{_first_shard(dataset)}"
     assert _records(frames) == _records(FRAMES)
 
@@ -58,20 +61,21 @@ def test_a_missing_shard_is_an_error_naming_it(dataset, tmp_path):
     with serve(tmp_path) as url:  # the manifest is local, the shards are not on the server
         frames = open_dataset(dataset, container="wds", shard_url_base=f"{url}/elsewhere")
         with pytest.raises(
-            ShardError, match=rf"{url}/elsewhere/{_first_shard(dataset)}: .*HTTP error"
+            ShardError, match=rf"{url}/elsewhere/{_first_shard(dataset)}: .*HTTP 404"
         ):
             list(frames)
         with pytest.raises(FileNotFoundError, match=rf"{url}/nothing/manifest.json"):
             open_dataset(f"{url}/nothing")
 
 
-def test_a_cut_off_response_is_an_error_naming_the_shard(dataset):
+def test_a_cut_off_response_is_an_error_naming_the_shard(dataset, caplog):
     shard = _first_shard(dataset)
     with serve(dataset.parent, truncate=(f"ds/{shard}",)) as url:
         with pytest.raises(
-            ShardError, match=rf"{url}/ds/{shard}: record \d+: .*(ended early|truncated)"
+            ShardError, match=rf"{url}/ds/{shard}: record \d+: .*truncated.* after 3 attempts"
         ):
-            list(open_dataset(f"{url}/ds"))
+            list(open_dataset(f"{url}/ds", transfer=TransferPolicy(retries=2, backoff=0.01)))
+    assert [r.message.count("retry") for r in caplog.records] == [1, 1]  # each retry logged
 
 
 def test_a_flipped_bit_fails_the_record_checksum_over_http(dataset, tmp_path):

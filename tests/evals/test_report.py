@@ -6,6 +6,7 @@ import json
 import pytest
 from foundation.evals.reduce import reduce_units
 
+from foundation.cli.main import main
 from tests.evals.conftest import figures_loaded_in_chromium, make_synthetic_run
 
 
@@ -37,6 +38,21 @@ def test_missing_units_are_reported(tmp_path):
     results = json.loads(reduce_units(run)["results.json"].read_text())
     assert results["missing_units"] == ["frames/fold0_seed0_zeroshot"]
     assert "Incomplete" in (run / "report.md").read_text()
+
+
+def test_a_finetuning_task_with_no_finished_unit_still_gives_a_report(tmp_path):
+    run = make_synthetic_run(tmp_path / "eval")
+    removed = sorted(p for p in (run / "units").rglob("*.json") if "bulk" in p.parts)
+    assert removed
+    for path in removed:
+        path.unlink()
+    assert main(["eval", "--reduce-only", "--out", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    bulk = next(t for t in results["tasks"] if t["name"] == "bulk")
+    assert bulk["units"] == [] and bulk["summary"] == {}
+    assert len(results["missing_units"]) == len(removed)
+    assert all(key.startswith("bulk/") for key in results["missing_units"])
+    assert f"{len(removed)} units have no result" in (run / "report.md").read_text()
 
 
 def test_report_html_figures_load_in_chromium(synthetic_run, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from foundation.config import ConfigError
+from foundation.data.remote import GRANTED_ENV, grant_command_line
 from foundation.train.config import DataConfig, SourceConfig, check_sources, load_train_config
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
@@ -42,7 +43,9 @@ def _same(a, b):
                 assert x == y, f.name
 
 
-def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data):
+def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data, monkeypatch):
+    monkeypatch.setenv(GRANTED_ENV, "[]")  # below: granted as if typed with --allow-pipe
+    grant_command_line([f"pipe:cat {train_data}/{{path}}"], allow=True)
     local = _items(train_data)
     assert sum(int(i.clean.natoms.numel()) for i in local) > 20
     with serve(train_data.parent) as url:
