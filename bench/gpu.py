@@ -60,8 +60,13 @@ def gpu_batch(frames: list, atoms: int, device: torch.device, start: int = 0) ->
         total += chosen[-1].natoms
         k += 1
     natoms = torch.tensor([f.natoms for f in chosen])
-    cat = lambda key: torch.from_numpy(np.concatenate([getattr(f, key) for f in chosen])).to(device)  # noqa: E731
-    stack = lambda key: torch.from_numpy(np.stack([getattr(f, key) for f in chosen])).to(device)  # noqa: E731
+
+    def cat(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([getattr(f, key) for f in chosen])).to(device)
+
+    def stack(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([getattr(f, key) for f in chosen])).to(device)
+
     positions, cell, pbc = cat("positions"), stack("cell"), stack("pbc")
     batch = torch.repeat_interleave(torch.arange(len(chosen)), natoms).to(device)
     edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, CUTOFF)

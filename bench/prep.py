@@ -26,12 +26,12 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import ase.db  # noqa: E402
-import ase.io  # noqa: E402
-import numpy as np  # noqa: E402
-from foundation.data_prep.config import PrepConfig  # noqa: E402
-from foundation.data_prep.pipeline import run_prep  # noqa: E402
-from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA  # noqa: E402
+import ase.db
+import ase.io
+import numpy as np
+from foundation.data_prep.config import PrepConfig
+from foundation.data_prep.pipeline import run_prep
+from foundation.data_prep.readers.base import EV_PER_A3_IN_GPA
 
 REPO = Path(__file__).resolve().parents[1]
 ELEMENTS = [

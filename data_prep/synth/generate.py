@@ -166,7 +166,10 @@ def generate_frames(config: SynthConfig, progress: bool = True) -> list[Frame]:
         else:
             stack.enter_context(one_torch_thread(teacher))
             local = _Generator(config, teacher)
-            label = lambda indices, chunksize: map(local.structure_frames, indices)  # noqa: E731
+
+            def label(indices, chunksize):  # pool.imap's signature; one process needs no chunks
+                return map(local.structure_frames, indices)
+
         while len(frames) < config.frames:
             missing = config.frames - len(frames)
             count = max(

@@ -90,7 +90,7 @@ class EnergyHead(nn.Module):
             )
             self.source_offsets = nn.Parameter(torch.zeros(len(self.sources), NUM_ELEMENTS))
 
-    def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module signature
+    def _apply(self, fn, recurse=True):
         """Keep the normalisation buffers float64 whatever the model's dtype (bf16 would round -5000 eV to 16 eV)."""
         kept = {name: self._buffers[name] for name in self._NORMALIZATION if name in self._buffers}
         super()._apply(fn, recurse)

@@ -58,6 +58,11 @@ def mean_abs_force(frames) -> float:
     return float(np.mean(np.abs(np.concatenate([f.forces.reshape(-1) for f in frames]))))
 
 
+def loaded_ids(split_loader) -> list[str]:
+    """The frame ids one pass of a split loader yields, in order."""
+    return [fid for item in split_loader.loader(0) for fid in item.clean.frame_ids]
+
+
 def test_patterns_match_source_tags():
     assert source_matches("MPtrj", ["MPtrj", "Alexandria"]) and source_matches(
         "synthetic-chgnet-0.3.0-relax", ["synthetic-*"]
@@ -73,9 +78,11 @@ def test_split_keeps_matching_frames_in_one_loader_and_the_rest_in_another(mixed
         cfg.data, "val", BatchBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=0, train=False
     )
     kept, other = split_by_source(loader, ["MPtrj"])
-    ids = lambda ld: [fid for item in ld.loader(0) for fid in item.clean.frame_ids]  # noqa: E731
-    assert ids(kept) == [f.frame_id for f in val if f.source == "MPtrj"]
-    assert ids(other) == [f.frame_id for f in val if f.source != "MPtrj"] and len(ids(other)) == 3
+    assert loaded_ids(kept) == [f.frame_id for f in val if f.source == "MPtrj"]
+    assert (
+        loaded_ids(other) == [f.frame_id for f in val if f.source != "MPtrj"]
+        and len(loaded_ids(other)) == 3
+    )
     assert split_by_source(loader, []) == (loader, None)
     assert split_by_source(loader, ["MPtrj", "synthetic-*"])[1] is None
     with pytest.raises(ValueError, match=r"no validation frame.*'MPtrj', 'synthetic-chgnet-0.3.0-"):
@@ -139,15 +146,14 @@ def test_fit_check_takes_evenly_spaced_training_frames_of_the_validation_sources
         seed=0,
         train=False,
     )
-    ids = lambda ld: [fid for item in ld.loader(0) for fid in item.clean.frame_ids]  # noqa: E731
-    assert ids(fit_check_loader(loader, [], 100)) == [
+    assert loaded_ids(fit_check_loader(loader, [], 100)) == [
         f.frame_id for f in train
     ]  # more than there are: all
     spaced = [
         train[i] for i in (0, 2, 5, 8, 10)
     ]  # linspace(0, 10, 5) rounded half to even; 10 is a teacher frame
-    assert ids(fit_check_loader(loader, [], 5)) == [f.frame_id for f in spaced]
-    assert ids(fit_check_loader(loader, ["MPtrj"], 5)) == [
+    assert loaded_ids(fit_check_loader(loader, [], 5)) == [f.frame_id for f in spaced]
+    assert loaded_ids(fit_check_loader(loader, ["MPtrj"], 5)) == [
         f.frame_id for f in spaced if f.source == "MPtrj"
     ]
     with pytest.raises(

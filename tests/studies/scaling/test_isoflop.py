@@ -64,7 +64,7 @@ def test_too_few_budgets_or_sizes_are_refused_with_the_reason():
 
 
 def test_power_law_across_budgets_is_exact_on_exact_optima():
-    class P:  # noqa: D401 - a stand-in profile
+    class P:  # a stand-in profile
         def __init__(self, c):
             self.budget, self.n_opt = c, 2 * c**0.4
             self.n_opt_samples = self.n_opt * np.exp(
