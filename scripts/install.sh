@@ -16,7 +16,8 @@ else
 fi
 export PIP_CONSTRAINT="$PWD/$constraints"
 echo "install: pinning $(cat "$constraints") (PIP_CONSTRAINT=$PIP_CONSTRAINT)"
-# The distribution was called "foundation" before 0.2 (a name taken on the public index): replace it.
+# Remove a distribution named "foundation" (this project installed under another name), so that only
+# foundation-mlip provides the `foundation` package.
 if "$PY" -m pip show -q foundation >/dev/null 2>&1; then "$PY" -m pip uninstall -q -y foundation; fi
 target="."
 [ -n "$extras" ] && target=".[${extras}]"

@@ -155,8 +155,8 @@ def load_checkpoint(
             raise
         raise ConfigError(
             f"{path}: the checkpoint's weights do not fit the model this config builds (a preset "
-            "changed since the run started? configs/model/scalable-* gained backbone.norm: layer on "
-            "2026-11-30; resume such a run with backbone.norm=none added to its model_overrides): "
+            "changed since the run started? configs/model/scalable-* set backbone.norm: layer; resume a "
+            "run started without it with backbone.norm=none added to its model_overrides): "
             f"{' '.join(str(exc).split())[:400]}"
         ) from None
     if load_path is None:

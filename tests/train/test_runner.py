@@ -133,7 +133,7 @@ def test_a_second_run_on_a_run_dir_is_refused_and_a_killed_runs_lock_taken_over(
 
 
 def test_a_full_disk_while_training_is_one_line_naming_device_and_file(tmp_path, train_data):
-    # 64 KiB: the config, logs and TensorBoard fit, the first checkpoint does not (torch.save used to report it
+    # 64 KiB: the config, logs and TensorBoard fit, the first checkpoint does not (torch.save on its own reports it
     # as "basic_ios::clear: iostream error" or "unexpected pos", with a traceback)
     mount = tmp_path / "small"
     mount.mkdir()

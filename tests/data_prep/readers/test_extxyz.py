@@ -137,8 +137,8 @@ def test_a_broken_count_line_names_file_and_line(tmp_path):
 @pytest.mark.parametrize("count", [3, 300_000_000])
 @pytest.mark.parametrize("gzipped", [False, True])
 def test_a_count_line_beyond_the_end_of_the_file_is_quarantined(tmp_path, count, gzipped):
-    # the last frame announces more atoms than the file holds: 3 (one line short) or 300 million (it used to
-    # allocate a list of 300 million lines and hang)
+    # the last frame announces more atoms than the file holds: 3 (one line short) or 300 million (a reader that
+    # allocated a line per announced atom would hang)
     text = FRAME.format(units="") + FRAME.format(units="").replace("2\n", f"{count}\n", 1)
     path = tmp_path / ("cut.xyz.gz" if gzipped else "cut.xyz")
     if gzipped:
