@@ -107,9 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     models = {name: build_potential(name) for name in args.models}
     if args.release:
-        from foundation.release import load_release_potential
+        from foundation.models.loading import load_potential
 
-        models[Path(args.release).name] = load_release_potential(args.release)
+        models[Path(args.release).name] = load_potential(args.release)
     rows = []
     for name, potential in models.items():
         potential.eval()

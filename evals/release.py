@@ -4,6 +4,7 @@ documented in foundation/release.py, which also loads it."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -11,23 +12,68 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from foundation.evals.checkpoint import (
-    checkpoint_kind,
-    pretraining_manifest,
-    read_run_config,
-    weights_dir,
-)
 from foundation.evals.model_card import model_card
 from foundation.evals.partial import check_partial, eval_shortfall, training_shortfall
 
 from foundation.data.manifest import MANIFEST_NAME, Manifest
+from foundation.errors import writing
 from foundation.files import sha256_file
-from foundation.release import MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
+from foundation.models.loading import RUN, locate_model
+from foundation.release import CHECKSUMS, MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
 from foundation.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
-from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS, RunLayout
+from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS
 
 RELEASE_FORMAT = "foundation-release"
 RELEASE_VERSION = 1
+TMP_PREFIX = ".{name}.tmp-"  # + the pid of the process writing the release
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary directories of releases into `out` whose process is gone (a release killed with
+    kill -9 leaves `.OUT.tmp-PID` behind); one of a process still running on this host is kept."""
+    prefix = TMP_PREFIX.format(name=out.name)
+    for stale in out.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = stale.name[len(prefix) :]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file; a full disk is DiskFull naming `target` and its device (not the source)."""
+    with writing(target):
+        shutil.copyfile(source, target)
+
+
+def _write(target: Path, text: str) -> None:
+    with writing(target):
+        target.write_text(text)
+
+
+def pretraining_manifest(
+    run_config: dict[str, Any], base: Path | None = None
+) -> dict[str, str | None]:
+    """{path, sha256} of manifest.json of the run config's data.path (sha256 None when it is not here)."""
+    data_path = (run_config.get("data") or {}).get("path")
+    if not data_path:
+        return {"path": None, "sha256": None}
+    candidates = [Path(data_path)] + ([base / data_path] if base is not None else [])
+    for candidate in candidates:
+        if (candidate / MANIFEST_NAME).is_file():
+            return {
+                "path": str(candidate.resolve()),
+                "sha256": sha256_file(candidate / MANIFEST_NAME),
+            }
+    return {"path": str(data_path), "sha256": None}
 
 
 def _dataset_summary(manifest_path: str | None) -> dict[str, Any]:
@@ -100,12 +146,11 @@ def make_release(
     reach its planned steps, or a report with units missing, is refused unless `allow_partial`, and then
     listed under release.json's `incomplete` and on the model card (evals/partial.py)."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
-    if checkpoint_kind(run_dir) != "run":
-        raise ValueError(f"{run_dir} is a release already; give a training run directory")
+    files = locate_model(run_dir, which, kinds=(RUN,))
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a fresh --out directory")
-    source = weights_dir(run_dir, which)
-    config = read_run_config(run_dir)
+    source = files.directory
+    config = files.run_config()
     model_json = json.loads((source / MODEL_META).read_text())
     normalization = model_json.get("normalization") or {}
     manifest = pretraining_manifest(config)
@@ -145,22 +190,25 @@ def make_release(
         ),  # the model a fine-tuned run started from (None: pre-trained)
         **energy_sources(model_json, config),
     }
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    remove_stale_temporaries(out)
+    tmp = out.with_name(f"{TMP_PREFIX.format(name=out.name)}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        shutil.copyfile(source / MODEL_WEIGHTS, tmp / MODEL_WEIGHTS)
-        shutil.copyfile(source / MODEL_META, tmp / MODEL_META)
-        shutil.copyfile(RunLayout(run_dir).config, tmp / CONFIG)
+        _copy(source / MODEL_WEIGHTS, tmp / MODEL_WEIGHTS)
+        _copy(source / MODEL_META, tmp / MODEL_META)
+        _copy(files.path / CONFIG, tmp / CONFIG)
         if report_dir is not None:
             (tmp / REPORT_DIR).mkdir()
             for f in REPORT_FILES:
-                shutil.copyfile(report_dir / f, tmp / REPORT_DIR / f)
+                _copy(report_dir / f, tmp / REPORT_DIR / f)
             if (report_dir / FIGURES_DIR).is_dir():
-                shutil.copytree(report_dir / FIGURES_DIR, tmp / REPORT_DIR / FIGURES_DIR)
-        (tmp / RELEASE_JSON).write_text(json.dumps(info, indent=1) + "\n")
-        (tmp / MODEL_CARD).write_text(model_card(info))
-        write_checksums(tmp)
+                with writing(tmp / REPORT_DIR / FIGURES_DIR):
+                    shutil.copytree(report_dir / FIGURES_DIR, tmp / REPORT_DIR / FIGURES_DIR)
+        _write(tmp / RELEASE_JSON, json.dumps(info, indent=1) + "\n")
+        _write(tmp / MODEL_CARD, model_card(info))
+        with writing(tmp / CHECKSUMS):
+            write_checksums(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import torch
 from ase.data import chemical_symbols
-from foundation.evals.checkpoint import describe_checkpoint, load_checkpoint_potential
 from foundation.evals.config import SuiteConfig, TaskConfig
 from foundation.evals.probe import run_probe
 from foundation.evals.property_finetune import run_finetune_selected
+from foundation.evals.release import pretraining_manifest
 from foundation.evals.tasks import load_property_task_for
 from foundation.evals.tasks.dcdft import dcdft_source, zero_shot_bulk_moduli
 from foundation.evals.tasks.matbench import _read_json, task_name_of
@@ -31,8 +31,12 @@ from foundation.evals.tasks.zeroshot import describe_dataset, zero_shot_errors
 from foundation.calculator import FoundationCalculator
 from foundation.config import load_config, save_config, to_dict
 from foundation.data.manifest import Manifest
-from foundation.files import write_text_atomic
+from foundation.data.remote import check_location
+from foundation.files import sha256_file, write_text_atomic
+from foundation.models.loading import RUN, ModelFiles, load_potential, locate_model, read_model_meta
+from foundation.release import RELEASE_JSON, release_info
 from foundation.report import finite_or_null
+from foundation.train.run_layout import CONFIG
 
 Variant = Literal["pretrained", "scratch", "probe_pretrained", "probe_random", "zeroshot"]
 PROBE_VARIANTS = ("probe_pretrained", "probe_random")
@@ -70,7 +74,7 @@ def prepare_run(
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     suite = suite.resolved()
-    info = describe_checkpoint(checkpoint, suite.which)
+    info = describe_checkpoint(locate_model(checkpoint, suite.which))
     info["command"] = command
     previous = out / CHECKPOINT_FILE
     if previous.exists() and json.loads(previous.read_text())["sha256"] != info["sha256"]:
@@ -85,6 +89,48 @@ def prepare_run(
     save_config(suite, out / SUITE_FILE)
     write_text_atomic(previous, json.dumps(info, indent=1) + "\n")
     return plan_units(out)
+
+
+def describe_checkpoint(files: ModelFiles) -> dict[str, Any]:
+    """Identity of a checkpoint for results.json: kind, weights sha256, pre-training manifest, configs."""
+    info: dict[str, Any] = {
+        "path": str(files.path.resolve()),
+        "kind": files.kind,
+        "which": files.which,
+        "weights": str(files.weights.resolve()),
+        "sha256": sha256_file(files.weights),
+        "validation": read_model_meta(files).get("val") or {},
+    }
+    if files.kind == RUN:
+        info["training_config"] = files.run_config()
+        info["pretraining_manifest"] = pretraining_manifest(info["training_config"])
+    else:
+        info["release"] = release_info(files.path)
+        info["pretraining_manifest"] = info["release"].get(
+            "pretraining_manifest", {"path": None, "sha256": None}
+        )
+    info["pretraining_manifest"] = checked_manifest_location(files, info["pretraining_manifest"])
+    return info
+
+
+def checked_manifest_location(files: ModelFiles, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The pre-training manifest entry with its path through data/remote.py's check_location: a location that
+    runs a program is refused naming the file and key; a release's relative path resolves inside the release."""
+    location = manifest.get("path")
+    if not location:
+        return manifest
+    if files.kind == RUN:
+        origin, root = f"{files.path / CONFIG}: data.path", None
+    else:
+        origin, root = f"{files.path / RELEASE_JSON}: pretraining_manifest.path", files.path
+    return {**manifest, "path": check_location(location, origin=origin, root=root)}
+
+
+@lru_cache(maxsize=2)
+def checkpoint_potential(path: str, which: str):
+    """The Potential of a run or a release (checksums verified), fp32, eval mode. Cached per process: every unit
+    a worker runs shares one copy (callers copy before training)."""
+    return load_potential(path, which)
 
 
 def load_suite(out_dir: str | os.PathLike) -> SuiteConfig:
@@ -171,7 +217,7 @@ def compute_unit(unit: Unit) -> dict[str, Any]:
     ck = read_checkpoint_info(unit.out_dir)
     if suite.threads is not None:
         torch.set_num_threads(suite.threads)
-    potential = load_checkpoint_potential(ck["path"], suite.which)
+    potential = checkpoint_potential(ck["path"], suite.which)
     if not task.is_finetune and "energy" not in potential.outputs:
         raise ValueError(
             f"task {task.name!r} ({task.kind}) needs a potential that predicts energies; this checkpoint "

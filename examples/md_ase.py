@@ -26,8 +26,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from foundation import FoundationCalculator
-from foundation.release import load_release_potential
-from foundation.zoo import resolve_model
+from foundation.models.loading import load_potential, open_model
 
 
 def drift(times_ps: np.ndarray, energies: np.ndarray, natoms: int) -> dict:
@@ -123,8 +122,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the result to this JSON file")
     args = parser.parse_args()
 
-    directory = resolve_model(args.model)
-    potential = load_release_potential(directory).to(getattr(torch, args.dtype))
+    files = open_model(args.model)
+    potential = load_potential(files).to(getattr(torch, args.dtype))
     atoms = (
         read(args.structure) if args.structure else bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
     )
@@ -142,7 +141,7 @@ def main() -> None:
         seed=args.seed,
     )
     result = {
-        "model": str(directory),
+        "model": str(files.path),
         "dtype": args.dtype,
         "torch_threads": torch.get_num_threads(),
         **result,

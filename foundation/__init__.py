@@ -14,7 +14,7 @@ _LAZY = {
     "build_potential": "foundation.models.potential",
     "Potential": "foundation.models.potential",
     "FoundationCalculator": "foundation.calculator",
-    "load_calculator": "foundation.zoo",
+    "load_calculator": "foundation.calculator",
 }
 
 

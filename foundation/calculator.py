@@ -10,6 +10,7 @@ ASE sign, and only for structures periodic along all three axes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from foundation.data.batch import collate_frames
 from foundation.data.schema import Frame
+from foundation.errors import UserError
+from foundation.models.loading import load_potential
 from foundation.models.potential import Potential
 from foundation.train.sampler import pack
 
@@ -53,13 +56,17 @@ def _frame(atoms: Atoms, index: int, source: str) -> Frame:
     )
 
 
+class UnknownSource(UserError, ValueError):
+    """A data source the potential has no energy reference for."""
+
+
 def choose_source(potential: Potential, source: str | None) -> str:
     """The data source a potential predicts energies for: `source`, else its default (heads.default_source, else
-    its first source); "" for a single-reference potential. An unknown source is a ValueError."""
+    its first source); "" for a single-reference potential. An unknown source is an UnknownSource error."""
     sources = list(potential.sources)
     if not sources:
         if source:
-            raise ValueError(
+            raise UnknownSource(
                 f"source {source!r}: this potential has one energy reference for every frame "
                 "(no heads.sources); leave source unset"
             )
@@ -67,7 +74,7 @@ def choose_source(potential: Potential, source: str | None) -> str:
     if source is None:
         return potential.config.heads.energy_source()
     if source not in sources:
-        raise ValueError(
+        raise UnknownSource(
             f"unknown source {source!r}: this potential has energy references for {sources}"
         )
     return source
@@ -197,3 +204,17 @@ class FoundationCalculator(Calculator):
                 result["stress"] = full_3x3_to_voigt_6_stress(out["stress"][b])
             results.append(result)
         return results
+
+
+def load_calculator(
+    model: str | os.PathLike,
+    *,
+    which: str = "best",
+    device: str | None = None,
+    source: str | None = None,
+) -> FoundationCalculator:
+    """An ASE calculator for a release directory (SHA256SUMS verified: a changed weights or config file is a
+    ReleaseError), a model name in the model directories ($FOUNDATION_MODELS, foundation/models/loading.py) or
+    a training run directory (its `which` export: "best" or "last"). `source`: the data source whose energies
+    to predict, for a model trained on several (default: its energy_source; an unknown one is an error)."""
+    return FoundationCalculator(load_potential(model, which), device=device, source=source)

@@ -1,5 +1,6 @@
-"""Release bundles: checksums (SHA256SUMS, `sha256sum -c` format) and loading a released potential as an ASE
-calculator. Loading verifies every checksum first and reads only safetensors and JSON (nothing is unpickled).
+"""Release bundles: checksums (SHA256SUMS, `sha256sum -c` format) and release.json. A release is loaded
+through foundation/models/loading.py, which verifies every checksum first and reads only safetensors and JSON
+(nothing is unpickled).
 
 Layout of a release directory (written by `foundation release`, evals/release.py):
     model.safetensors  consolidated fp32 weights (EMA), normalisation buffers included
@@ -19,14 +20,13 @@ loading (documentation does not change the model), while `verify_checksums` itse
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from foundation.files import sha256_file, write_text_atomic
-from foundation.train.checkpoint import load_potential
+from foundation.errors import UserError
+from foundation.files import read_json_bounded, sha256_file, write_text_atomic
 from foundation.train.run_layout import MODEL_META, MODEL_WEIGHTS
 
 CHECKSUMS = "SHA256SUMS"
@@ -38,11 +38,12 @@ DOCUMENTATION = (
     f"{REPORT_DIR}/",
 )  # files that do not change the model (see the module docstring)
 _LFS_POINTER = b"version https://git-lfs"
+MAX_RELEASE_JSON_BYTES = 1 << 20  # provenance, normalisers, eval summary: kilobytes
 
 log = logging.getLogger(__name__)
 
 
-class ReleaseError(ValueError):
+class ReleaseError(UserError, ValueError):
     """A release directory that is incomplete or whose files do not match SHA256SUMS."""
 
 
@@ -129,18 +130,15 @@ def verify_checksums(
     return sums
 
 
-def is_release(directory: str | os.PathLike) -> bool:
-    return (Path(directory) / RELEASE_JSON).is_file() and (Path(directory) / CHECKSUMS).is_file()
-
-
 def release_info(directory: str | os.PathLike) -> dict[str, Any]:
-    """The bundle's release.json (provenance)."""
-    return json.loads((Path(directory) / RELEASE_JSON).read_text())
-
-
-def load_release_potential(directory: str | os.PathLike, *, verify: bool = True):
-    """The released Potential (fp32, eval mode), after verifying SHA256SUMS; safetensors + JSON only."""
-    directory = Path(directory)
-    if verify:
-        verify_checksums(directory, documentation="warn")
-    return load_potential(directory)
+    """The bundle's release.json (provenance): a JSON object of at most MAX_RELEASE_JSON_BYTES, read no
+    further than that; anything else is a ReleaseError naming the file."""
+    path = Path(directory) / RELEASE_JSON
+    try:
+        info = read_json_bounded(path, MAX_RELEASE_JSON_BYTES)
+    except (OSError, ValueError) as exc:
+        detail = f"{path}: unreadable ({exc.strerror})" if isinstance(exc, OSError) else str(exc)
+        raise ReleaseError(detail) from None
+    if not isinstance(info, dict):
+        raise ReleaseError(f"{path}: a JSON {type(info).__name__}, not an object")
+    return info

@@ -4,6 +4,7 @@ prerequisite behaves (skip, or fail under CI)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tmpfs():
+    """mount(path, options): a fresh tmpfs at `path` (created) with mount options such as "size=64k"; every
+    mount is removed after the test. Needs root with CAP_SYS_ADMIN (a prerequisite: see `require`)."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, options: str) -> Path:
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+        )
+        require(done.returncode == 0, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)

@@ -1,5 +1,6 @@
-"""foundation.zoo and release loading as a hub repository: names resolve through FOUNDATION_MODELS, the files a hub
-or git adds do not stop loading, a changed weights or config file does, an edited model card only warns."""
+"""Models by name and release loading as a hub repository: names resolve through FOUNDATION_MODELS
+(foundation/models/loading.py), the files a hub or git adds do not stop loading, a changed weights or config
+file does, an edited model card only warns."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import shutil
 import pytest
 
 import foundation
+from foundation.models.loading import ModelNotFound, locate_model, model_dirs
 from foundation.release import ReleaseError, verify_checksums
-from foundation.zoo import ModelNotFound, list_models, model_dirs, resolve_model
+from foundation.zoo import list_models
 from tests.release_helpers import write_tiny_release
 
 
@@ -32,11 +34,11 @@ def _copy(models, tmp_path, name="tiny-a"):
 def test_names_resolve_through_the_model_directories(models, tmp_path, monkeypatch):
     monkeypatch.setenv("FOUNDATION_MODELS", f"{tmp_path / 'empty'}:{models}")
     assert model_dirs() == [tmp_path / "empty", models]
-    assert resolve_model("tiny-a") == models / "tiny-a"
-    assert resolve_model(models / "tiny-a") == models / "tiny-a"  # a path wins
+    assert locate_model("tiny-a").path == models / "tiny-a"
+    assert locate_model(models / "tiny-a").path == models / "tiny-a"  # a path wins
     assert isinstance(foundation.load_calculator("tiny-a"), foundation.FoundationCalculator)
     with pytest.raises(ModelNotFound, match="known: tiny-a"):
-        resolve_model("tiny-b")
+        locate_model("tiny-b")
     [entry] = list_models()
     assert (entry.name, entry.backbone, entry.parent) == ("tiny-a", "schnet", None)
     assert entry.elements == ["Cl", "Cu", "Na", "O"] and entry.metrics == {"step": 0, "loss": 1.0}

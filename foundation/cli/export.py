@@ -9,8 +9,8 @@ import argparse
 import torch
 
 from foundation.export import export_potential
-from foundation.release import load_release_potential, release_info
-from foundation.zoo import resolve_model
+from foundation.models.loading import RELEASE, load_potential, open_model
+from foundation.release import release_info
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    directory = resolve_model(args.model)
-    potential = load_release_potential(directory).to(getattr(torch, args.dtype))
+    files = open_model(args.model, kinds=(RELEASE,))
+    directory = files.path
+    potential = load_potential(files).to(getattr(torch, args.dtype))
     info = release_info(directory)
     out = export_potential(
         potential,

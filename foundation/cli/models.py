@@ -1,12 +1,15 @@
 """`foundation models`: the releases in the local model directories (FOUNDATION_MODELS, else
-~/.local/share/foundation/models), loadable by name with `foundation.load_calculator("NAME")`."""
+~/.local/share/foundation/models), loadable by name with `foundation.load_calculator("NAME")`. A release
+whose release.json cannot be read is listed as broken, with the reason; names and values are printed with
+control characters escaped (a name cannot move the cursor or recolour the terminal)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from foundation.zoo import list_models, model_dirs
+from foundation.models.loading import model_dirs
+from foundation.zoo import list_models
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -39,6 +42,11 @@ def _size(size: int) -> str:
     return str(size)
 
 
+def printable(text: str) -> str:
+    """`text` with every non-printable character (terminal escapes, newlines) written as a Python escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _metrics(metrics: dict) -> str:
     """The validation step and errors (MAEs without the baselines'); --json has every metric."""
     shown = {
@@ -69,6 +77,7 @@ def run_models(args: argparse.Namespace) -> int:
                         "backbone": e.backbone,
                         "elements": e.elements,
                         "metrics": e.metrics,
+                        "error": e.error,
                     }
                     for e in entries
                 ],
@@ -76,20 +85,23 @@ def run_models(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    where = ", ".join(str(d) for d in model_dirs())
+    where = printable(", ".join(str(d) for d in model_dirs()))
     if not entries:
         print(f"no models in {where} (set FOUNDATION_MODELS, or copy a release directory there)")
         return 0
     rows = [("name", "parent", "backbone", "size", "elements", "validation")]
     rows += [
-        (
-            e.name,
-            e.parent or "-",
-            e.backbone,
-            _size(e.size_bytes),
-            " ".join(e.elements[:12])
-            + (f" +{len(e.elements) - 12}" if len(e.elements) > 12 else ""),
-            _metrics(e.metrics),
+        tuple(
+            printable(cell)
+            for cell in (
+                e.name,
+                e.parent or "-",
+                e.backbone,
+                _size(e.size_bytes),
+                " ".join(e.elements[:12])
+                + (f" +{len(e.elements) - 12}" if len(e.elements) > 12 else ""),
+                _metrics(e.metrics) if e.error is None else f"broken: {e.error}",
+            )
         )
         for e in entries
     ]

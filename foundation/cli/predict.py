@@ -13,17 +13,13 @@ import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from foundation.calculator import FoundationCalculator
+from foundation.calculator import load_calculator
 from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
 from foundation.data_prep.config import PrepConfig
 from foundation.data_prep.readers import READERS, ReaderError
-from foundation.data_prep.readers.auto import expand_inputs
+from foundation.data_prep.readers.auto import detect_format, expand_inputs
 from foundation.errors import UserError
 from foundation.progress import progress_bar
-from foundation.release import ReleaseError, is_release
-from foundation.train.checkpoint import load_potential
-from foundation.train.run_layout import CONFIG, MODEL_META
-from foundation.zoo import load_calculator
 
 RAW = argparse.RawDescriptionHelpFormatter
 EPILOG = """examples:
@@ -91,21 +87,9 @@ def _device(name: str) -> str:
     return name
 
 
-def load_model_calculator(model: str, device: str, which: str = "best", source: str | None = None):
-    """A FoundationCalculator for a release directory (verified), a model name (FOUNDATION_MODELS) or a training
-    run directory; `source`: the data source whose energies it predicts (an unknown one is a UserError)."""
-    path = Path(model)
-    try:
-        if not is_release(path) and ((path / MODEL_META).is_file() or (path / CONFIG).is_file()):
-            return FoundationCalculator(load_potential(path, which), device=device, source=source)
-        return load_calculator(model, device=device, source=source)
-    except (ReleaseError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-
-
 def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
-    """(file name, Frame) of every record of the inputs, in order; an unreadable record is a ReaderError naming
-    the file, the record and the reason."""
+    """(file name, Frame) of every record of the inputs, in order; an unreadable record, or one without atoms,
+    is a ReaderError naming the file, the record and the reason."""
     if fmt == "ase":
         yield from _iter_ase_frames(paths)
         return
@@ -115,12 +99,31 @@ def iter_frames(paths: list[str], fmt: str) -> Iterator[tuple[str, object]]:
             for record in READERS[kind].read(piece, config):
                 if record.frame is None:
                     raise ReaderError(f"{path}: record {record.where}: {record.error}")
-                yield name, record.frame
+                yield name, _with_atoms(record.frame, path, record.where)
+
+
+def _with_atoms(frame, path, where) -> object:
+    """`frame`, unless it holds no atoms: nothing to predict, a ReaderError naming file and record."""
+    if len(frame.numbers) == 0:
+        raise ReaderError(f"{path}: record {where}: a structure with 0 atoms; nothing to predict")
+    return frame
 
 
 def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
-    """Frames of files read by ase.io (format guessed by ASE from the name and content)."""
+    """Frames of files read by ase.io (format guessed by ASE from the name and content). A file that a prep
+    reader reads goes through it (bounded lines, atoms and records); ase.io may hold a file whole, so any other
+    file larger than max_record_bytes is refused."""
+    limit = PrepConfig().max_record_bytes
     for path in paths:
+        kind = detect_format(path)
+        if kind is not None:
+            yield from iter_frames([path], kind)
+            continue
+        if os.path.getsize(path) > limit:
+            raise ReaderError(
+                f"{path}: {os.path.getsize(path)} bytes, more than max_record_bytes {limit} that "
+                "ase.io would read at once; convert it to extended XYZ"
+            )
         name = Path(path).name
         try:
             structures = list(ase.io.iread(path, index=":"))
@@ -129,12 +132,10 @@ def _iter_ase_frames(paths: list[str]) -> Iterator[tuple[str, object]]:
                 f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})"
             ) from None
         for index, atoms in enumerate(structures):
-            yield (
-                name,
-                frame_from_atoms(
-                    atoms, frame_id=f"{name}:{index}", structure_id=f"{name}:{index}", source=name
-                ),
+            frame = frame_from_atoms(
+                atoms, frame_id=f"{name}:{index}", structure_id=f"{name}:{index}", source=name
             )
+            yield name, _with_atoms(frame, path, index)
 
 
 def labelled_atoms(frame, name: str, result: dict):
@@ -200,7 +201,9 @@ def predict_files(
 
 def run_predict(args: argparse.Namespace) -> int:
     """User errors (model, inputs, device) end as one line: foundation.cli.main."""
-    calc = load_model_calculator(args.model, _device(args.device), args.which, args.source)
+    calc = load_calculator(
+        args.model, which=args.which, device=_device(args.device), source=args.source
+    )
     count = predict_files(
         calc,
         args.files,

@@ -7,7 +7,7 @@ consolidated) + model.json (model config, normalisers, step, validation metrics)
 A checkpoint is written into checkpoints/.tmp-step-N, renamed into place once complete, and only then named by
 `latest`; the last `keep` are kept. Our files are JSON and safetensors (no pickle); DeepSpeed's own .pt files are
 read back with the weights-only unpickler and an allow-list (foundation.train.weights_only), so resuming a shared
-run directory never runs code from it. `load_potential` reads an export back.
+run directory never runs code from it. An export is loaded back by foundation/models/loading.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from safetensors.torch import load_file, save_file
 from foundation.config import ConfigError
 from foundation.errors import writing
 from foundation.files import write_text_atomic
-from foundation.models import build_potential
 from foundation.train.distributed import barrier
 from foundation.train.run_layout import (
     CHECKPOINT_STATE,
@@ -182,20 +181,3 @@ def export_model(
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
     return directory
-
-
-def load_potential(
-    run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"
-):
-    """The exported Potential of a run (`which`: "best" or "last"; a directory holding model.json also works),
-    in eval mode, fp32."""
-    run_dir = Path(run_dir)
-    directory = run_dir if (run_dir / MODEL_META).exists() else run_dir / which
-    if not (directory / MODEL_META).exists():
-        raise FileNotFoundError(
-            f"{directory}: no {MODEL_META}; has the run validated or finished yet?"
-        )
-    meta = json.loads((directory / MODEL_META).read_text())
-    potential = build_potential(meta["model"])
-    potential.load_state_dict(load_file(str(directory / MODEL_WEIGHTS)), strict=True)
-    return potential.to(device).eval()

@@ -13,25 +13,26 @@ vector (docs/finetune.md says why this is an error rather than an extended embed
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from ase.data import atomic_numbers, chemical_symbols
-from safetensors.torch import load_file
 from torch import nn
 
 from foundation.data.manifest import Manifest
 from foundation.errors import UserError
 from foundation.files import sha256_file
-from foundation.models import build_potential
+from foundation.models.loading import (
+    ModelFiles,
+    build_model,
+    load_weights,
+    open_model,
+    read_model_meta,
+)
 from foundation.models.potential import Potential
-from foundation.release import ReleaseError, is_release, release_info, verify_checksums
-from foundation.train.run_layout import EXPORTS, MODEL_META, MODEL_WEIGHTS, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class UnseenElementError(FinetuneError):
 class Parent:
     """The model a fine-tuning run starts from."""
 
-    directory: Path  # the directory holding model.safetensors + model.json
+    files: ModelFiles  # where its model.safetensors and model.json are
     meta: dict[str, Any]  # its model.json
     identity: dict[
         str, Any
@@ -67,46 +68,25 @@ class Parent:
         """Elements with a fitted reference energy in the parent: those of its training data."""
         return {_z(key) for key in (self.normalization.get("element_references") or {})}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return load_file(str(self.directory / MODEL_WEIGHTS))
-
 
 def _z(key: str | int) -> int:
     return atomic_numbers[key] if isinstance(key, str) and not key.isdigit() else int(key)
 
 
 def load_parent(path: str | Path, which: str = "best") -> Parent:
-    """A release directory (SHA256SUMS verified) or a training run directory (its `which`/ export, else the other
-    one); anything else is a FinetuneError naming the path."""
-    path = Path(path)
-    if is_release(path):
-        try:
-            verify_checksums(path)
-        except ReleaseError as exc:
-            raise FinetuneError(str(exc)) from None
-        directory, name, kind = path, release_info(path).get("name") or path.name, "release"
-    else:
-        directory = RunLayout(path).exported_model(which)
-        if directory is None:
-            raise FinetuneError(
-                f"{path}: neither a release directory (release.json, SHA256SUMS) nor a training run "
-                f"directory with {which}/{MODEL_WEIGHTS} and {MODEL_META}"
-            )
-        name, kind = (directory.parent if directory.name in EXPORTS else directory).name, "run"
-    meta = json.loads((directory / MODEL_META).read_text())
-    if "model" not in meta:
-        raise FinetuneError(
-            f"{directory / MODEL_META}: no model config; not a foundation potential export"
-        )
+    """A release directory (SHA256SUMS verified), a training run directory (its `which`/ export, else the other
+    one) or a model name, through foundation/models/loading.py; anything else is a ModelNotFound naming it."""
+    files = open_model(path, which)
+    meta = read_model_meta(files)
     identity = {
-        "name": name,
-        "kind": kind,
-        "path": str(path.resolve()),
-        "weights_sha256": sha256_file(directory / MODEL_WEIGHTS),
+        "name": files.name,
+        "kind": files.kind,
+        "path": str(files.path),
+        "weights_sha256": sha256_file(files.weights),
         "step": meta.get("step"),
         "parent": meta.get("parent"),
     }
-    return Parent(directory, meta, identity)
+    return Parent(files, meta, identity)
 
 
 def with_parent_model(config: Any, parent: Parent) -> Any:
@@ -201,16 +181,9 @@ def start_from_parent(
     model: Potential, parent: Parent, *, freeze_embedding: bool = False, freeze_layers: int = 0
 ) -> list[str]:
     """Load the parent's weights and normalisers into `model` (the parent's architecture) and freeze what is asked
-    (set the re-fitted normalisation afterwards); returns the frozen parameter names."""
-    try:
-        model.load_state_dict(parent.state_dict(), strict=True)
-    except (
-        RuntimeError
-    ) as exc:  # weights saved under other parameter names (an older release) or damaged
-        raise FinetuneError(
-            f"{parent.directory / MODEL_WEIGHTS}: the weights do not fit the parent's own model "
-            f"config ({str(exc).splitlines()[0]})"
-        ) from None
+    (set the re-fitted normalisation afterwards); returns the frozen parameter names. Weights that do not fit the
+    parent's own model.json are a ModelFileError naming the file."""
+    load_weights(parent.files, model)
     freeze_parameters(model, frozen_prefixes(model, freeze_embedding, freeze_layers))
     return [n for n, p in model.named_parameters() if not p.requires_grad]
 
@@ -241,7 +214,7 @@ def prepare_finetune(config: Any) -> FinetuneStart:
     ft = config.finetune
     parent = load_parent(ft.parent, ft.parent_which)
     config = with_parent_model(config, parent)
-    model = build_potential(config.model)
+    model = build_model(parent.files, parent.meta)
     normalization = finetune_normalization(
         parent, Manifest.load(config.data.path), config.data.path
     )

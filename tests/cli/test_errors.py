@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from foundation.cli.main import main
 from foundation.config import ConfigError
-from tests.conftest import FIXTURES, require
+from tests.conftest import FIXTURES
 
 MISSING = "/nonexistent/r16"
 
@@ -78,44 +77,24 @@ def test_values_out_of_range_are_refused_at_config_load(capsys, tmp_path, overri
     assert not (tmp_path / "run").exists()  # refused before anything started
 
 
-def _mount_tmpfs(path: Path, options: str) -> None:
-    path.mkdir()
-    ok = (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
-        ).returncode
-        == 0
-    )
-    require(ok, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
-
-
-@pytest.fixture
-def mounts():
-    mounted: list[Path] = []
-    yield mounted
-    for path in mounted:
-        subprocess.run(["umount", "--lazy", str(path)], check=True)
-
-
-def _prep_onto_tmpfs(capsys, mount: Path, options: str, sample: str, mounts: list[Path]) -> str:
+def _prep_onto_tmpfs(capsys, mount: Path, options: str, sample: str, tmpfs) -> str:
     """The error line of `foundation prep` writing into a fresh tmpfs mounted with `options`."""
-    _mount_tmpfs(mount, options)
-    mounts.append(mount)
+    tmpfs(mount, options)
     return _user_error(
         capsys,
         ["prep", str(FIXTURES / "dft" / sample), "--out", str(mount / "out"), "--no-progress"],
     )
 
 
-def test_a_full_disk_names_device_and_file(capsys, tmp_path, mounts):
+def test_a_full_disk_names_device_and_file(capsys, tmp_path, tmpfs):
     small = tmp_path / "small"
-    line = _prep_onto_tmpfs(capsys, small, "size=64k", "alexandria-sample.xyz", mounts)
+    line = _prep_onto_tmpfs(capsys, small, "size=64k", "alexandria-sample.xyz", tmpfs)
     assert line.startswith(
         f"error: no space left on tmpfs (mounted on {small}) writing {small / 'out'}"
     )
 
 
-def test_a_read_only_output_directory_is_one_line(capsys, tmp_path, mounts):
+def test_a_read_only_output_directory_is_one_line(capsys, tmp_path, tmpfs):
     read_only = tmp_path / "ro"
-    line = _prep_onto_tmpfs(capsys, read_only, "ro,size=64k", "mpf-TP-sample.xyz", mounts)
+    line = _prep_onto_tmpfs(capsys, read_only, "ro,size=64k", "mpf-TP-sample.xyz", tmpfs)
     assert str(read_only / "out") in line and "Read-only file system" in line

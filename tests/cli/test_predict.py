@@ -6,9 +6,11 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
+from ase.build import bulk
 
 from foundation import load_calculator
 from foundation.cli.main import main
+from tests.release_helpers import write_tiny_release
 from tests.train.finetune_helpers import FIXTURES, parent_dataset, train_parent
 
 OUTCAR = FIXTURES.parent / "vasp" / "outcar" / "OUTCAR_5"
@@ -151,3 +153,18 @@ def test_a_source_the_model_does_not_have_is_one_line(release, tmp_path, capsys)
         and "one energy reference" in err
     )
     assert not (tmp_path / "o.extxyz").exists()
+
+
+@pytest.mark.parametrize("fmt", ["auto", "ase"])
+def test_a_structure_with_no_atoms_is_an_error_naming_it(tmp_path, capsys, fmt):
+    release = write_tiny_release(tmp_path, name="tiny")
+    frames = tmp_path / "frames.extxyz"
+    ase.io.write(frames, bulk("NaCl", "rocksalt", a=5.64))
+    with open(frames, "a") as fh:  # then a frame of 0 atoms
+        fh.write('0\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\n')
+    out = tmp_path / "labelled.extxyz"
+    argv = ["predict", str(release), str(frames), "--out", str(out), "--format", fmt]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {frames}: record 1: a structure with 0 atoms; nothing to predict"
+    assert not out.exists()

@@ -62,7 +62,7 @@ def test_released_calculator_matches_training_time_model(release, tiny_run):
     from foundation.data.ase_convert import atoms_from_frame
     from foundation.data.batch import collate_frames
     from foundation.data.dataset import open_dataset
-    from foundation.train.checkpoint import load_potential
+    from foundation.models.loading import load_potential
 
     model = load_potential(tiny_run, "best")
     calc = load_calculator(release)

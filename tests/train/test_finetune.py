@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import FrameDataset
 from foundation.data.manifest import Manifest
-from foundation.train.checkpoint import load_potential
+from foundation.models.loading import load_potential
 from foundation.train.config import load_train_config
 from foundation.train.engine import optimizer_groups
 from foundation.train.finetune import (

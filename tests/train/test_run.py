@@ -15,7 +15,8 @@ import torch
 
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
-from foundation.train.checkpoint import latest_checkpoint, load_potential
+from foundation.models.loading import load_potential
+from foundation.train.checkpoint import latest_checkpoint
 from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 from tests.train.helpers import tiny_config

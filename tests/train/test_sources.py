@@ -23,7 +23,7 @@ from foundation.data.ase_convert import atoms_from_frame, frame_from_atoms
 from foundation.data.batch import collate_frames
 from foundation.data.dataset import open_dataset
 from foundation.data.schema import Frame
-from foundation.train.checkpoint import load_potential
+from foundation.models.loading import load_potential
 from foundation.train.config import load_train_config
 from foundation.train.runner import run_training
 from tests.train.helpers import tiny_config
@@ -225,7 +225,7 @@ def test_calculator_chooses_a_source_and_refuses_an_unknown_one(trained):
 def test_a_release_states_its_energy_source(trained, tmp_path):
     from foundation.evals.release import make_release
 
-    from foundation.zoo import load_calculator
+    from foundation.calculator import load_calculator
 
     _, run_dir = trained
     out = make_release(run_dir, tmp_path / "release", which="last")
