@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_version(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    grant_command_line(sys.argv[1:] if argv is None else argv, args.allow_pipe)
-    with terminal_output(args.verbose + args.debug, args.quiet):
+    granted = grant_command_line(sys.argv[1:] if argv is None else argv, args.allow_pipe)
+    with granted, terminal_output(args.verbose + args.debug, args.quiet):
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:

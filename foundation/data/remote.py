@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -72,15 +73,23 @@ def runs_program(location: str | os.PathLike) -> bool:
     return scheme is not None and scheme not in SAFE_SCHEMES
 
 
-def grant_command_line(argv: Sequence[str], allow: bool) -> None:
-    """Record the locations that run programs among the user's own arguments (a value, or the value of a
-    key=value override) as honoured in this process and those it starts, when `allow` (--allow-pipe) or
-    FOUNDATION_ALLOW_PIPE=1 says so. Without either, nothing is granted."""
-    if not (allow or os.environ.get(ALLOW_ENV) == "1"):
-        return
-    values = [text.split("=", 1)[1] if "=" in text.split(":", 1)[0] else text for text in argv]
-    granted = _granted() + [v for v in values if runs_program(v)]
-    os.environ[GRANTED_ENV] = json.dumps(sorted(set(granted)))
+@contextmanager
+def grant_command_line(argv: Sequence[str], allow: bool) -> Iterator[None]:
+    """For the duration of the block, honour the locations that run programs among the user's own arguments (a
+    value, or the value of a key=value override) in this process and those it starts, when `allow`
+    (--allow-pipe) or FOUNDATION_ALLOW_PIPE=1 says so. Without either, nothing is granted."""
+    previous = os.environ.get(GRANTED_ENV)
+    if allow or os.environ.get(ALLOW_ENV) == "1":
+        values = [t.split("=", 1)[1] if "=" in t.split(":", 1)[0] else t for t in argv]
+        granted = _granted() + [v for v in values if runs_program(v)]
+        os.environ[GRANTED_ENV] = json.dumps(sorted(set(granted)))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(GRANTED_ENV, None)
+        else:
+            os.environ[GRANTED_ENV] = previous
 
 
 def _granted() -> list[str]:

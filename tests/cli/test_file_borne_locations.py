@@ -6,7 +6,7 @@ own command line runs only with --allow-pipe."""
 from __future__ import annotations
 
 import json
-import shutil
+import os
 
 import pytest
 import yaml
@@ -128,7 +128,9 @@ def test_an_eval_suite(crafted_run, marker, tmp_path, capsys):
     _refused(capsys, f"{path}: tasks[0].path")
 
 
-def test_a_pipe_on_the_command_line_runs_only_with_allow_pipe(marker, tmp_path, capsys):
+def test_a_pipe_on_the_command_line_runs_only_with_allow_pipe(
+    marker, tmp_path, capsys, monkeypatch
+):
     data = tmp_path / "ds"
     write_dataset(data, {"train": [full_frame(i, natoms=4) for i in range(8)]}, containers=("wds",))
     location = f"pipe:cat {data}/manifest.json"
@@ -140,4 +142,6 @@ def test_a_pipe_on_the_command_line_runs_only_with_allow_pipe(marker, tmp_path, 
     # granted: the dataset's manifest and shards stream through the command (cat of the local files)
     base = f"pipe:cat {data}/{{path}}"
     assert main(["--allow-pipe", "data", "stats", base]) == 0
-    shutil.rmtree(data)  # the command read the files; nothing else did
+    assert os.environ[GRANTED_ENV] == "[]"  # the grant ends with the command
+    monkeypatch.setenv(ALLOW_ENV, "1")  # the environment variable opts in the same way
+    assert main(["data", "stats", base]) == 0

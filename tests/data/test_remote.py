@@ -11,7 +11,13 @@ import pytest
 from foundation.data.codec import RecordDecodeError, encode_frame
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
-from foundation.data.remote import GRANTED_ENV, TransferPolicy, grant_command_line, is_url, join
+from foundation.data.remote import (
+    TransferPolicy,
+    UnsafeLocation,
+    grant_command_line,
+    is_url,
+    join,
+)
 from foundation.data.shard_files import ShardError
 from foundation.data.writer import write_dataset
 from tests.http_server import serve
@@ -48,13 +54,14 @@ def test_a_dataset_at_an_http_url_reads_as_the_local_one(dataset):
         )  # random access within the plan's order works too
 
 
-def test_a_pipe_command_with_a_path_placeholder(dataset, monkeypatch):
+def test_a_pipe_command_with_a_path_placeholder(dataset):
     base = f"pipe:cat {dataset}/{{path}}"
-    monkeypatch.setenv(GRANTED_ENV, "[]")
-    grant_command_line([f"data.shard_url_base={base}"], allow=True)
-    frames = open_dataset(dataset, container="wds", shard_url_base=base)
-    assert frames.shard_paths[0] == f"pipe:cat {dataset}/{_first_shard(dataset)}"
-    assert _records(frames) == _records(FRAMES)
+    with grant_command_line([f"data.shard_url_base={base}"], allow=True):
+        frames = open_dataset(dataset, container="wds", shard_url_base=base)
+        assert frames.shard_paths[0] == f"pipe:cat {dataset}/{_first_shard(dataset)}"
+        assert _records(frames) == _records(FRAMES)
+    with pytest.raises(UnsafeLocation, match="honoured only on your own command line"):
+        list(frames)  # the grant ended with the block
 
 
 def test_a_missing_shard_is_an_error_naming_it(dataset, tmp_path):

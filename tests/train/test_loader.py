@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from foundation.config import ConfigError
-from foundation.data.remote import GRANTED_ENV, grant_command_line
+from foundation.data.remote import grant_command_line
 from foundation.train.config import DataConfig, SourceConfig, check_sources, load_train_config
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
@@ -43,15 +43,17 @@ def _same(a, b):
                 assert x == y, f.name
 
 
-def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data, monkeypatch):
-    monkeypatch.setenv(GRANTED_ENV, "[]")  # below: granted as if typed with --allow-pipe
-    grant_command_line([f"pipe:cat {train_data}/{{path}}"], allow=True)
+def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data):
     local = _items(train_data)
     assert sum(int(i.clean.natoms.numel()) for i in local) > 20
     with serve(train_data.parent) as url:
         over_http = _items(f"{url}/{train_data.name}")
         shards_over_http = _items(train_data, shard_url_base=f"{url}/{train_data.name}")
-    through_pipe = _items(train_data, shard_url_base=f"pipe:cat {train_data}/{{path}}")
+    base = f"pipe:cat {train_data}/{{path}}"
+    with grant_command_line(
+        [base], allow=True
+    ):  # as if typed with --allow-pipe: loader workers too
+        through_pipe = _items(train_data, shard_url_base=base)
     for items in (over_http, shards_over_http, through_pipe):
         assert len(items) == len(local)
         for a, b in zip(local, items):
