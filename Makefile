@@ -13,7 +13,8 @@ install-dev: install ## + test and benchmark dependencies, and the system packag
 demo: install       ## the built-in default: synth frames, shard, pre-train, fine-tune, report, release
 	foundation demo
 
-test: install-dev   ## the whole test suite (starts the local Slurm cluster when root)
+test: install-dev   ## lint and format check (ruff), then the whole test suite (starts the local Slurm cluster when root)
+	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest
 
 bench: install-dev  ## every CPU benchmark (+ the bench extra: MACE, vesin); figures go to docs/benchmarks.md by hand

@@ -1,8 +1,8 @@
-"""Installing like a user: a wheel built from the checkout, installed into a fresh virtual environment (with the
-system's site-packages for torch and the other dependencies, so no download), works from a directory outside
-the checkout: it is the installed copy that is imported, every shipped config is found (model names, cluster
-profiles, `configs/...` paths given on the command line or inside other configs), and the demo's pipeline runs
-through the installed commands."""
+"""Installing like a user: a wheel built from the checkout, installed into a fresh virtual environment (its
+dependencies are those of the environment the test runs in, a virtual environment or the system's Python, so
+nothing is downloaded), works from a directory outside the checkout: it is the installed copy that is imported,
+every shipped config is found (model names, cluster profiles, `configs/...` paths given on the command line or
+inside other configs), and the demo's pipeline runs through the installed commands."""
 
 from __future__ import annotations
 
@@ -78,6 +78,15 @@ print(f"checked {len(shipped)} shipped configs and {len(models)} models")
 """
 
 
+def environment_site_dirs() -> list[str]:
+    """The site-packages folders of the environment this test runs in (a virtual environment's, the system's)."""
+    return [
+        p
+        for p in sys.path
+        if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()
+    ]
+
+
 def _run(cmd, cwd: Path, env: dict, timeout: int = 600) -> str:
     result = subprocess.run(
         [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -122,7 +131,16 @@ def installed(tmp_path_factory):
     )
     assert not [n for n in names if n.startswith(("tests/", "configs/"))]
     venv = root / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", venv], root, env)
+    _run([sys.executable, "-m", "venv", venv], root, env)
+    site_packages = _run(
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        root,
+        env,
+    ).strip()
+    # after the venv's own site-packages (which will hold the wheel): this environment's, .pth files included
+    (Path(site_packages) / "test-environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({d!r})\n" for d in environment_site_dirs())
+    )
     _run(
         [
             venv / "bin" / "python",
