@@ -13,7 +13,10 @@ from foundation.config import ConfigError, load_config, to_dict
 from foundation.legacy import upgrade_config, upgrade_state_dict
 from foundation.models import build_potential
 from foundation.models.config import ModelConfig
+from foundation.models.loading import load_potential
+from foundation.train.checkpoint import export_model
 from foundation.train.config import TrainRunConfig
+from foundation.train.run_layout import BEST
 
 DIRECT_HEADS = ["heads.forces=direct", "heads.stress=direct", "heads.denoise=direct"]
 
@@ -99,3 +102,20 @@ def test_a_config_the_current_code_writes_passes_unchanged(caplog):
     with caplog.at_level(logging.WARNING, logger="foundation.legacy"):
         assert upgrade_config(written, "model.json") == written
     assert not caplog.records
+
+
+def test_a_run_exported_by_0_1_0_loads_through_the_model_loader(tmp_path):
+    torch.manual_seed(0)
+    overrides = ["heads.forces=direct", "heads.stress=direct"]
+    potential = build_potential("cgcnn", overrides)
+    saved = potential.state_dict()
+    config = to_dict(potential.config)
+    config["backbone"]["max_neighbors"] = config["backbone"].pop("max_neighbours")
+    old_weights = {
+        key.replace(".neighbour.", ".neighbor."): value
+        for key, value in saved.items()
+        if key not in ("force_head.scale", "stress_head.scale")
+    }
+    export_model(tmp_path / "run" / BEST, old_weights, {"model": config, "step": 10})
+    loaded = load_potential(tmp_path / "run")
+    _assert_same_state(loaded, saved)
