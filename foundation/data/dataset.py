@@ -15,7 +15,7 @@ import numpy as np
 
 from foundation.data.lmdb_store import LmdbShard
 from foundation.data.manifest import Manifest
-from foundation.data.remote import TransferPolicy, check_location, is_url, join
+from foundation.data.remote import TransferPolicy, check_location, is_url, join, runs_program
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError, check_shard_file, shard_path
 from foundation.data.wds_store import iter_wds_shard
@@ -38,9 +38,10 @@ class FrameDataset(Sequence):
         shard_url_base: str | None = None,
         transfer: TransferPolicy | None = None,
     ):
-        check_location(directory)
-        if shard_url_base is not None:
-            check_location(shard_url_base)
+        bases = [str(b) for b in (directory, shard_url_base) if b is not None]
+        for base in bases:
+            check_location(base)
+        self.granted = tuple(b for b in bases if runs_program(b))  # carried to loader workers
         remote = is_url(directory) or shard_url_base is not None
         self.directory = str(directory) if is_url(directory) else Path(directory)
         self.transfer = transfer or TransferPolicy()
@@ -129,7 +130,9 @@ class FrameDataset(Sequence):
 
     def _stream(self, shard: int) -> Iterator[Frame]:
         info = self.shard_infos[shard]
-        return iter_wds_shard(self.shard_paths[shard], info.num_frames, info, self.transfer)
+        return iter_wds_shard(
+            self.shard_paths[shard], info.num_frames, info, self.transfer, self.granted
+        )
 
     def _as_listed(self, frame: Frame, shard: int, local: int) -> Frame:
         """The frame, once its atom count is the manifest's (samplers plan batches from the manifest's counts)."""

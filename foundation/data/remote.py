@@ -100,9 +100,10 @@ def _granted() -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _is_granted(location: str) -> bool:
-    """`location` is a granted one, or a granted base joined with a manifest's plain relative path."""
-    for base in _granted():
+def _is_granted(location: str, also: Sequence[str] = ()) -> bool:
+    """`location` is a granted one (or one of `also`), or such a base joined with a manifest's plain relative
+    path."""
+    for base in [*_granted(), *also]:
         if location == base:
             return True
         head, _, tail = (
@@ -120,14 +121,20 @@ def _is_granted(location: str) -> bool:
 
 
 def check_location(
-    location: str | os.PathLike, *, origin: str | None = None, root: str | os.PathLike | None = None
+    location: str | os.PathLike,
+    *,
+    origin: str | None = None,
+    root: str | os.PathLike | None = None,
+    granted: Sequence[str] = (),
 ) -> str:
     """The one gate for dataset locations: return `location` when it may be opened, else UnsafeLocation.
 
     `origin` ("FILE: KEY") says the location was read from a file: then a location that runs a program is refused
     whatever the command line allowed. Without it (the user's own command), such a location passes only when
-    granted (grant_command_line). With `root` (a release or run directory), a relative local path is resolved
-    inside it and refused when it leaves it; absolute paths and file://, http(s):// URLs pass."""
+    granted (grant_command_line), or derived from one of `granted` (bases that passed this gate in the process
+    that opened the dataset: its loader workers may have started before the grant). With `root` (a release or
+    run directory), a relative local path is resolved inside it and refused when it leaves it; absolute paths
+    and file://, http(s):// URLs pass."""
     text = str(location)
     where = f"{origin}: {text!r}" if origin else text
     if runs_program(text):
@@ -136,7 +143,7 @@ def check_location(
                 f"{where} would run a program ({scheme_of(text)}:); a location read from a file never "
                 "does (name it on your own command line, with --allow-pipe)"
             )
-        if not _is_granted(text):
+        if not _is_granted(text, granted):
             raise UnsafeLocation(
                 f"{text}: this location runs a program ({scheme_of(text)}:); it is honoured only on your own "
                 f"command line with --allow-pipe (or {ALLOW_ENV}=1); use http(s):// or a local path"
@@ -161,10 +168,15 @@ def join(base: str, relpath: str) -> str:
     return base.rstrip("/") + "/" + relpath
 
 
-def open_stream(location: str | os.PathLike, policy: TransferPolicy | None = None) -> IO[bytes]:
+def open_stream(
+    location: str | os.PathLike,
+    policy: TransferPolicy | None = None,
+    granted: Sequence[str] = (),
+) -> IO[bytes]:
     """Open a local path or URL (through check_location) for streaming bytes: http(s):// with `policy`'s bounded
-    waits, file:// and paths directly, a granted program through webdataset's gopen."""
-    text = check_location(location)
+    waits, file:// and paths directly, a granted program through webdataset's gopen (`granted`: as for
+    check_location)."""
+    text = check_location(location, granted=granted)
     scheme = scheme_of(text)
     try:
         if scheme in ("http", "https"):

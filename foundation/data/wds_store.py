@@ -50,6 +50,7 @@ def iter_wds_raw(
     num_frames: int | None = None,
     listed: ShardInfo | None = None,
     policy: TransferPolicy | None = None,
+    granted: Sequence[str] = (),
 ) -> Iterator[tuple[int, bytes]]:
     """Stream (record index, record bytes) from one tar shard: a local path or a URL (data/remote.py). With
     `num_frames` (the manifest's count) a shard holding more or fewer records raises; a malformed or truncated
@@ -58,7 +59,7 @@ def iter_wds_raw(
     mismatch raises ShardError naming the URL and the shard."""
     index = 0
     try:
-        stream = open_stream(str(path), policy)
+        stream = open_stream(str(path), policy, granted)
         if listed is not None and is_url(path):
             stream = VerifiedStream(
                 stream, f"{path}: shard {listed.path}", listed.size, listed.sha256
@@ -137,9 +138,10 @@ def iter_wds_shard(
     num_frames: int | None = None,
     listed: ShardInfo | None = None,
     policy: TransferPolicy | None = None,
+    granted: Sequence[str] = (),
 ) -> Iterator[Frame]:
     """Stream decoded frames from one tar shard (the arguments as for iter_wds_raw)."""
-    for index, raw in iter_wds_raw(path, num_frames, listed, policy):
+    for index, raw in iter_wds_raw(path, num_frames, listed, policy, granted):
         try:
             yield decode_frame(raw)
         except RecordDecodeError as exc:
