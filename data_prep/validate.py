@@ -1,6 +1,7 @@
 """Quarantine rules: why a frame may not enter a dataset (a reason code and a message), or None if it may.
 
-Reasons: parse_error (set by readers), non_finite, shape_mismatch, unknown_element, missing_id (the record
+Reasons: parse_error and too_large (set by readers: a frame over max_atoms, a line over max_line_bytes, a record
+over max_record_bytes), non_finite, shape_mismatch, unknown_element, missing_id (the record
 contract of Frame.validate), missing_label (a label the dataset requires is absent), force_too_large, energy_out_of_bounds and
 stress_out_of_bounds (values no material has: |E|/N or a |stress component| beyond the configured bounds),
 non_positive_volume (the periodic axes span no volume/area/length), cell_too_thin (the pair searches would
@@ -21,6 +22,7 @@ from foundation.data.schema import Frame, InvalidFrame
 REASONS = (
     "parse_error",
     "truncated",
+    "too_large",
     "non_finite",
     "shape_mismatch",
     "unknown_element",

@@ -1,8 +1,9 @@
 """Alexandria's native files: pymatgen ComputedStructureEntry dicts, as `{"entries": [...]}` (the published
 alexandria_NNN.json.bz2 layout; other top-level keys are ignored) or a top-level list; plain, .gz or .bz2.
 
-Streamed: ijson reads one entry at a time from the (decompressed) byte stream, so memory never grows with the
-file. A file is one piece (a compressed stream cannot be cut at byte offsets; Alexandria ships ~100k entries per
+Streamed: json_entries cuts one entry at a time (at most max_record_bytes) from the (decompressed) byte stream and
+each is parsed on its own, so memory never grows with the file and a malformed entry (a NaN literal, a bad value)
+loses only itself. A file is one piece (a compressed stream cannot be cut at byte offsets; Alexandria ships ~100k entries per
 file, so the files themselves are the parallel unit).
 
 Conversions: energy = the entry's `energy`, which a ComputedStructureEntry dict holds as the uncorrected total
@@ -32,6 +33,7 @@ from foundation.data_prep.readers.base import (
     pick_ids,
     vasp_kbar_to_ase,
 )
+from foundation.data_prep.readers.json_entries import Entry, iter_entries
 from foundation.data_prep.readers.mptrj import structure_arrays
 
 from foundation.data.schema import Frame
@@ -51,44 +53,57 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
     return [Piece(path=path, name=name, format="alexandria", weight=chunk_frames)]
 
 
-def _entries_prefix(fh: Any, path: str) -> str:
-    """ijson prefix of the entries: `entries.item` under a top-level object, `item` in a top-level list."""
+def _entries_depth(fh: Any, path: str) -> tuple[int, str | None]:
+    """(nesting depth of the entries, key of the list holding them): 3 and `entries` under a top-level object,
+    2 and None in a top-level list."""
     first = fh.peek(64).lstrip()[:1]
     if first == b"{":
-        return "entries.item"
+        return 3, "entries"
     if first == b"[":
-        return "item"
+        return 2, None
     raise ReaderError(
         f'{path}: not Alexandria JSON (expected {{"entries": [...]}} or a list of entries)'
     )
 
 
 def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
-    """Yield every entry of the file, in order (where = the entry's index in the file)."""
-    import ijson
-
+    """Yield every entry of the file, in order (where = the entry's index in the file). Each entry is parsed on its
+    own (json_entries), so a malformed one is quarantined and the entries after it are read."""
     count = 0
     with open_binary(piece.path) as fh:
+        depth, holder = _entries_depth(fh, piece.path)
         try:
-            for entry in ijson.items(fh, _entries_prefix(fh, piece.path), use_float=True):
-                try:
-                    yield RawRecord(
-                        count, frame=frame_from_entry_dict(entry, piece.name, count, config)
-                    )
-                except Exception as exc:  # a malformed entry is quarantined as parse_error
-                    yield RawRecord(
-                        count,
-                        error=f"{type(exc).__name__}: {exc}",
-                        raw=json.dumps(entry, default=str)[:4000],
-                    )
+            for item in iter_entries(fh, depth, config.max_record_bytes):
+                if item.parent_key != holder:
+                    continue  # an object under another top-level key
+                yield _record(item, piece.name, count, config)
                 count += 1
-        except (ijson.JSONError, OSError, EOFError) as exc:  # nothing after this point can be read
-            ended = isinstance(exc, (OSError, EOFError)) or "premature EOF" in str(exc)
+        except (
+            OSError,
+            EOFError,
+        ) as exc:  # a damaged compressed stream: nothing after this can be read
             yield RawRecord(
-                count,
-                error=f"the file {'ends' if ended else 'breaks'} inside entry {count}: {exc}",
-                reason="truncated" if ended else "parse_error",
+                count, error=f"the file ends inside entry {count}: {exc}", reason="truncated"
             )
+
+
+def _record(item: Entry, name: str, index: int, config: Any) -> RawRecord:
+    if item.body is None:
+        return RawRecord(index, error=item.message, reason=item.problem or "parse_error")
+    try:
+        entry = json.loads(item.body)
+    except ValueError as exc:
+        return RawRecord(
+            index, error=f"malformed JSON: {exc}", raw=item.body[:4000].decode(errors="replace")
+        )
+    try:
+        return RawRecord(index, frame=frame_from_entry_dict(entry, name, index, config))
+    except Exception as exc:  # a malformed entry is quarantined as parse_error
+        return RawRecord(
+            index,
+            error=f"{type(exc).__name__}: {exc}",
+            raw=json.dumps(entry, default=str)[:4000],
+        )
 
 
 def frame_from_entry_dict(

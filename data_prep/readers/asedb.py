@@ -96,6 +96,13 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
             row = None
             try:
                 row = fetch()
+                if row.natoms > config.max_atoms:
+                    yield RawRecord(
+                        row_id,
+                        reason="too_large",
+                        error=f"{row.natoms} atoms, more than max_atoms {config.max_atoms}",
+                    )
+                    continue
                 info = {**_scalars(row.get("data") or {}), **row.key_value_pairs}
                 structure_id, frame_id = pick_ids(info, piece.name, row_id, config)
                 frame = frame_from_atoms(

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from foundation.data.schema import Frame
 from foundation.errors import UserError
 
@@ -105,6 +107,8 @@ def single_piece(path: str, name: str, fmt: str, weight: int = 1) -> Piece:
     return Piece(path=path, name=name, format=fmt, weight=max(1, weight))
 
 
+# The longest atom-count line a text reader reads: a longer one holds no count (a file of NUL bytes has no line end).
+COUNT_LINE_BYTES = 4096
 COMPRESSED = (".gz", ".bz2")  # read as one stream: a compressed file cannot be cut at byte offsets
 
 
@@ -118,6 +122,59 @@ def open_binary(path: str) -> io.BufferedIOBase:
         return open(path, "rb")
     except OSError as exc:
         raise ReaderError(f"{path}: cannot open ({exc.strerror or exc})") from None
+
+
+def skip_lines(fh: Any, count: int) -> int:
+    """Read past `count` lines of a binary file opened by open_binary without holding any of them (however long);
+    return how many there were (fewer at the end of the file; a last line without a newline counts)."""
+    skipped, partial = 0, False
+    while skipped < count:
+        block = fh.peek(1 << 16)
+        if not block:
+            return skipped + partial
+        newlines = block.count(b"\n")
+        if skipped + newlines < count:
+            fh.read(len(block))
+            skipped += newlines
+            partial = not block.endswith(b"\n")
+            continue
+        end = -1
+        for _ in range(count - skipped):
+            end = block.index(b"\n", end + 1)
+        fh.read(end + 1)
+        skipped = count
+    return skipped
+
+
+def read_line(fh: Any, limit: int) -> tuple[bytes, bool]:
+    """(the next line, or its first `limit` bytes, whether it was longer): a longer line is read past, not held."""
+    line = fh.readline(limit + 1)
+    if len(line) <= limit:
+        return line, False
+    if not line.endswith(b"\n"):
+        skip_lines(fh, 1)
+    return line[:limit], True
+
+
+def check_line_lengths(path: str, limit: int, what: str = "max_line_bytes") -> None:
+    """Raise ReaderError when a line of the file is longer than `limit` bytes (scanned in blocks, held never):
+    for inputs that a library reads line by line or whole (ASE's VASP and other readers)."""
+    run, lines = 0, 0  # bytes since the last newline, newlines so far
+    with open_binary(path) as fh:
+        while block := fh.read(1 << 20):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            gaps = np.diff(ends, prepend=-1) if len(ends) else np.zeros(0, np.int64)
+            if len(ends):
+                gaps[0] += run
+            long = np.flatnonzero(gaps > limit)
+            tail = run + len(block) if not len(ends) else len(block) - 1 - int(ends[-1])
+            if len(long) or tail > limit:
+                number = lines + (int(long[0]) if len(long) else len(ends)) + 1
+                raise ReaderError(
+                    f"{path}: line {number} is longer than {what} {limit} bytes; not a text "
+                    f"file of this format?"
+                )
+            run, lines = tail, lines + len(ends)
 
 
 def file_identity(path: str) -> list[Any]:

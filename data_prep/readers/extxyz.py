@@ -21,12 +21,15 @@ from ase.data import atomic_numbers
 from ase.stress import voigt_6_to_full_3x3_stress
 from foundation.data_prep.readers.base import (
     COMPRESSED,
+    COUNT_LINE_BYTES,
     Piece,
     RawRecord,
     Reader,
     ReaderError,
     open_binary,
     pick_ids,
+    read_line,
+    skip_lines,
 )
 
 from foundation.data.schema import Frame
@@ -75,36 +78,31 @@ _EXCERPT = 4000
 
 
 def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
-    """Cut a file into pieces of at most `chunk_frames` whole frames (one piece for a gzip file)."""
+    """Cut a file into pieces of at most `chunk_frames` whole frames (one piece for a gzip file). Reads atom-count
+    lines only (at most COUNT_LINE_BYTES each) and reads past the frames' other lines without holding them."""
     if path.endswith(COMPRESSED):
         return [Piece(path=path, name=name, format="extxyz", weight=chunk_frames)]
     pieces: list[Piece] = []
     starts: list[int] = []
-    offset, lineno = 0, 0
+    lineno = 0
     with open_binary(path) as fh:
-        while line := fh.readline():
+        while True:
+            offset = fh.tell()
+            line = fh.readline(COUNT_LINE_BYTES)
+            if not line:
+                break
             lineno += 1
             if not line.strip():
-                offset += len(line)
                 continue
-            try:
-                natoms = int(line)
-                if natoms < 0:
-                    raise ValueError
-            except ValueError:
+            natoms = _count(line)
+            if natoms is None:
                 raise ReaderError(
                     f"{path}: line {lineno}: expected the atom count of frame {len(starts)}, "
                     f"found {line[:60]!r}; not an extended XYZ file?"
-                ) from None
+                )
             starts.append(offset)
-            offset += len(line)
-            for _ in range(natoms + 1):
-                line = fh.readline()
-                offset += len(line)
-                if not line:
-                    break
-            lineno += natoms + 1
-    starts.append(offset)
+            lineno += skip_lines(fh, natoms + 1)
+        starts.append(fh.tell())
     for first in range(0, len(starts) - 1, chunk_frames):
         last = min(first + chunk_frames, len(starts) - 1)
         pieces.append(
@@ -122,41 +120,78 @@ def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
     return pieces
 
 
+def _count(line: bytes) -> int | None:
+    """The atom count of a count line (a whole line of at most COUNT_LINE_BYTES), else None."""
+    if len(line) >= COUNT_LINE_BYTES and not line.endswith(b"\n"):
+        return None
+    try:
+        natoms = int(line)
+    except ValueError:
+        return None
+    return natoms if natoms >= 0 else None
+
+
 def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
-    """Yield the records of a piece: parsed frames, or parse errors naming the record."""
+    """Yield the records of a piece: parsed frames, or parse errors naming the record. A frame over
+    config.max_atoms, or with a line over max_line_bytes, or over max_record_bytes in all, is a too_large record:
+    its lines are read past, never held, and the frames after it are read."""
     index, remaining = piece.first_record, piece.num_records
     with open_binary(piece.path) as fh:
         fh.seek(piece.start)
         while remaining != 0:
-            head = fh.readline()
+            head = fh.readline(COUNT_LINE_BYTES)
             if not head:
                 break
             if not head.strip():
                 continue
-            try:
-                natoms = int(head)
-            except ValueError:
+            natoms = _count(head)
+            if natoms is None:
                 raise ReaderError(
                     f"{piece.path}: record {index}: expected an atom count, found {head[:60]!r}"
-                ) from None
-            yield _record(piece, index, natoms, _frame_lines(fh, natoms), config)
+                )
+            if natoms > config.max_atoms:
+                skip_lines(fh, natoms + 1)
+                yield RawRecord(
+                    index,
+                    reason="too_large",
+                    error=f"{natoms} atoms announced, more than max_atoms {config.max_atoms}",
+                )
+            else:
+                lines, problem = _frame_lines(fh, natoms, config)
+                yield (
+                    RawRecord(index, reason="too_large", error=problem)
+                    if problem
+                    else _record(piece, index, natoms, lines, config)
+                )
             index += 1
             remaining -= 1
 
 
-def _frame_lines(fh: Any, natoms: int) -> list[bytes]:
-    """The comment and atom lines of a frame; fewer than natoms + 1 when the file ends first. A count that the
-    rest of an uncompressed file cannot hold (every line takes 2 bytes or more) reads nothing."""
+def _frame_lines(fh: Any, natoms: int, config: Any) -> tuple[list[bytes], str | None]:
+    """(the comment and atom lines of a frame, why it is too large or None); fewer than natoms + 1 lines when the
+    file ends first. A count that the rest of an uncompressed file cannot hold (every line takes 2 bytes or
+    more) reads nothing. A line over max_line_bytes, or lines over max_record_bytes in all, end the reading:
+    the frame's remaining lines are read past."""
     if isinstance(fh, io.BufferedReader):  # a plain (not gzip) file: its size bounds the count
         if 2 * (natoms + 1) > os.fstat(fh.fileno()).st_size - fh.tell():
-            return []
-    lines = []
-    for _ in range(natoms + 1):
-        line = fh.readline()
+            return [], None
+    lines: list[bytes] = []
+    size = 0
+    for number in range(natoms + 1):
+        line, long = read_line(fh, config.max_line_bytes)
+        size += len(line)
+        if long or size > config.max_record_bytes:
+            skip_lines(fh, natoms - number)
+            why = (
+                f"line {number + 1} of the frame is longer than max_line_bytes {config.max_line_bytes}"
+                if long
+                else f"the frame's lines exceed max_record_bytes {config.max_record_bytes}"
+            )
+            return [], why
         if not line:
             break
         lines.append(line)
-    return lines
+    return lines, None
 
 
 def _record(piece: Piece, index: int, natoms: int, lines: list[bytes], config: Any) -> RawRecord:

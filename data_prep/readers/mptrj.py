@@ -9,8 +9,8 @@ lattice matrix site by site, bit for bit what pymatgen's Structure.from_dict com
 several species or partial occupancy is a parse error.
 
 Planning scans the bytes once with numpy (string-aware brace depth) and cuts the top-level object between
-materials; a piece is read by feeding `{` + its byte range + `}` to ijson, one material at a time, so
-memory never grows with the file.
+materials; a piece is read by feeding `{` + its byte range + `}` to json_entries, one material at a time (at
+most max_record_bytes), so memory never grows with the file and a malformed frame loses only itself.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from foundation.data_prep.readers.base import (
     open_binary,
     vasp_kbar_to_ase,
 )
+from foundation.data_prep.readers.json_entries import Entry, iter_entries, unescaped_quotes
 
 from foundation.data.schema import Frame
 
@@ -52,7 +53,7 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
             arr = np.frombuffer(block, dtype=np.uint8)
             quotes = arr == _QUOTE
             if escaped or (arr == _BACKSLASH).any():
-                quotes, escaped = _unescaped(arr, quotes, escaped)
+                quotes, escaped = unescaped_quotes(arr, quotes, escaped)
             toggles = np.cumsum(quotes, dtype=np.int32) + in_string
             outside = (toggles & 1) == 0
             delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(
@@ -75,24 +76,6 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     starts_arr = np.concatenate(frame_starts) if frame_starts else np.zeros(0, np.int64)
     counts = np.diff(np.searchsorted(starts_arr, np.concatenate([[first], ends_arr])))
     return ends_arr, counts, first
-
-
-def _unescaped(arr: np.ndarray, quotes: np.ndarray, escaped: bool) -> tuple[np.ndarray, bool]:
-    """Drop quotes preceded by an odd run of backslashes; carry a trailing odd run to the next block."""
-    quotes = quotes.copy()
-    backslash = arr == _BACKSLASH
-    for pos in np.flatnonzero(quotes):
-        run, k = 0, pos - 1
-        while k >= 0 and backslash[k]:
-            run, k = run + 1, k - 1
-        if k < 0 and escaped:
-            run += 1
-        quotes[pos] = run % 2 == 0
-    tail = len(arr) - 1
-    run = 0
-    while tail >= 0 and backslash[tail]:
-        run, tail = run + 1, tail - 1
-    return quotes, (run % 2 == 1) if tail >= 0 else (escaped ^ (run % 2 == 1))
 
 
 def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
@@ -144,29 +127,56 @@ class _Window(io.RawIOBase):
 
 
 def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
-    """Yield every frame of the materials in a piece."""
-    import ijson
-
+    """Yield every frame of the materials in a piece. Each material is parsed on its own; a material that does not
+    parse is read frame by frame, so a malformed frame entry is quarantined alone (json_entries)."""
     field = ENERGY_FIELDS[config.energy]
     with open_binary(piece.path) as fh:
         stream = fh if piece.stop < 0 else _Window(fh, piece.start, piece.stop)
+        for material in iter_entries(stream, 2, config.max_record_bytes):
+            material_id = material.key if material.key is not None else f"entry {material.index}"
+            if material.body is None:
+                yield _refused(material, material_id)
+                continue
+            try:
+                frames = json.loads(material.body)
+            except ValueError:
+                yield from _frames_one_by_one(material_id, material.body, field, config)
+                continue
+            if not isinstance(frames, dict):
+                yield RawRecord(
+                    material_id,
+                    error="material value is not an object of frames",
+                    raw=material.body[:4000].decode(errors="replace"),
+                )
+                continue
+            for frame_key, entry in frames.items():
+                yield _record(f"{material_id}/{frame_key}", material_id, frame_key, entry, field)
+
+
+def _frames_one_by_one(
+    material_id: str, body: bytes, field: str, config: Any
+) -> Iterator[RawRecord]:
+    """The frames of a material that does not parse as a whole, each parsed on its own."""
+    for frame in iter_entries(io.BytesIO(body), 2, config.max_record_bytes):
+        where = f"{material_id}/{frame.key if frame.key is not None else frame.index}"
+        if frame.body is None:
+            yield _refused(frame, where)
+            continue
         try:
-            for material_id, frames in ijson.kvitems(stream, "", use_float=True):
-                if not isinstance(frames, dict):
-                    yield RawRecord(
-                        material_id,
-                        error="material value is not an object of frames",
-                        raw=json.dumps(frames, default=str)[:4000],
-                    )
-                    continue
-                for frame_key, entry in frames.items():
-                    yield _record(
-                        f"{material_id}/{frame_key}", material_id, frame_key, entry, field
-                    )
-        except ijson.JSONError as exc:
-            raise ReaderError(
-                f"{piece.path}: malformed JSON in bytes {piece.start}..{piece.stop}: {exc}"
-            ) from None
+            entry = json.loads(frame.body)
+        except ValueError as exc:
+            yield RawRecord(
+                where,
+                error=f"malformed JSON: {exc}",
+                raw=frame.body[:4000].decode(errors="replace"),
+            )
+            continue
+        yield _record(where, material_id, str(frame.key), entry, field)
+
+
+def _refused(entry: Entry, where: str) -> RawRecord:
+    """The record of an entry that was not parsed: too large, cut off, or preceded by stray text."""
+    return RawRecord(where, error=entry.message, reason=entry.problem or "parse_error")
 
 
 def _record(where: str, material_id: str, frame_key: str, entry: Any, field: str) -> RawRecord:

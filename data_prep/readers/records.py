@@ -13,7 +13,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from foundation.data_prep.readers.base import Piece, RawRecord, Reader, open_binary
+from foundation.data_prep.readers.base import (
+    Piece,
+    RawRecord,
+    Reader,
+    open_binary,
+    read_line,
+    skip_lines,
+)
 
 from foundation.data.codec import decode_frame, encode_frame
 from foundation.data.schema import Frame
@@ -34,30 +41,32 @@ def record_line(
 
 
 def plan(path: str, name: str, chunk_frames: int) -> list[Piece]:
-    """Byte ranges of about `chunk_frames` whole lines."""
-    pieces, start, offset, lines, first = [], 0, 0, 0, 0
+    """Byte ranges of about `chunk_frames` whole lines (read past, never held: a line may be any length)."""
+    pieces, first = [], 0
     with open_binary(path) as fh:
-        for line in fh:
-            offset += len(line)
-            lines += 1
-            if lines - first == chunk_frames:
-                pieces.append(
-                    Piece(path, name, "records", start, offset, first, lines - first, lines - first)
-                )
-                start, first = offset, lines
-    if lines > first:
-        pieces.append(
-            Piece(path, name, "records", start, offset, first, lines - first, lines - first)
-        )
+        while True:
+            start = fh.tell()
+            lines = skip_lines(fh, chunk_frames)
+            if not lines:
+                break
+            pieces.append(Piece(path, name, "records", start, fh.tell(), first, lines, lines))
+            first += lines
     return pieces
 
 
 def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
-    """Yield the records of the piece's lines."""
+    """Yield the records of the piece's lines (a line over config.max_line_bytes is a too_large record)."""
     with open_binary(piece.path) as fh:
         fh.seek(piece.start)
         for number in range(piece.first_record, piece.first_record + piece.num_records):
-            line = fh.readline()
+            line, long = read_line(fh, config.max_line_bytes)
+            if long:
+                yield RawRecord(
+                    f"line {number}",
+                    reason="too_large",
+                    error=f"longer than max_line_bytes {config.max_line_bytes}",
+                )
+                continue
             try:
                 entry = json.loads(line)
                 if "error" in entry:

@@ -6,7 +6,8 @@ ASE's `energy`, i.e. VASP's energy(sigma->0); forces are the raw TOTAL-FORCE val
 not get_forces(), which would zero the forces of atoms fixed by selective dynamics). frame_id is FILE:STEP and
 so is structure_id: a run names no material, so the split groups its steps (and other runs of the same material)
 by composition. A file whose first step cannot be read is an error naming the file; a
-step after that which cannot be read is quarantined as parse_error. ASE drops an OUTCAR's last ionic step
+step after that which cannot be read is quarantined as parse_error. A file with a line over max_line_bytes is refused before ASE reads it (ASE holds lines, or whole
+files). ASE drops an OUTCAR's last ionic step
 without a word when the file ends inside it (a run killed mid-step): the steps the file started (its SCF
 `Iteration N(` lines) are counted, and each one ASE did not return is quarantined as truncated.
 """
@@ -23,6 +24,7 @@ from foundation.data_prep.readers.base import (
     RawRecord,
     Reader,
     ReaderError,
+    check_line_lengths,
     open_binary,
     single_piece,
 )
@@ -48,6 +50,7 @@ def read(piece: Piece, config: Any) -> Iterator[RawRecord]:
     """Yield every ionic step of one VASP file."""
     import ase.io
 
+    check_line_lengths(piece.path, config.max_line_bytes)
     steps = ase.io.iread(piece.path, index=":", format=_ASE_FORMATS[piece.format])
     step = 0
     while True:

@@ -137,3 +137,31 @@ def test_a_truncated_bz2_keeps_the_entries_before_the_break(tmp_path):
     records = read_records(path, "alexandria")
     assert [r.frame is not None for r in records] == [True, True, False]
     assert records[-1].reason == "truncated" and records[-1].where == 2
+
+
+def test_one_bad_entry_loses_one_entry(tmp_path):
+    # entry 2: energy NaN as json.dump writes it; entry 3: a malformed number; entry 4: NaN in an unused field
+    dicts = [_entry(i).as_dict() for i in range(6)]
+    dicts[2]["energy"] = float("nan")
+    dicts[4]["data"]["e_form"] = float("nan")
+    parts = [json.dumps(d) for d in dicts]
+    parts[3] = parts[3].replace('"correction": -0.7', '"correction": -0.7.1')
+    path = tmp_path / "alexandria_001.json"
+    path.write_text('{"@module": "pymatgen", "entries": [' + ", ".join(parts) + "]}")
+    records = read_records(path, "alexandria")
+    assert [r.where for r in records] == [0, 1, 2, 3, 4, 5]
+    assert records[3].frame is None and records[3].error.startswith("malformed JSON")
+    assert np.isnan(records[2].frame.energy) and records[4].frame is not None
+    result = run_prep(prep_config([path], tmp_path / "out", min_distance=0.0))
+    assert (result.report.records, result.report.kept) == (6, 4)
+    assert result.report.quarantined == {"non_finite": 1, "parse_error": 1}
+
+
+def test_an_entry_over_the_byte_cap_is_skipped_unread(tmp_path):
+    dicts = [_entry(i).as_dict() for i in range(3)]
+    dicts[1]["data"]["padding"] = "x" * 5000
+    path = tmp_path / "alex.json"
+    path.write_text(json.dumps({"entries": dicts}))
+    records = read_records(path, "alexandria", max_record_bytes=4096)
+    assert [r.frame is not None for r in records] == [True, False, True]
+    assert records[1].reason == "too_large" and "max_record_bytes 4096" in records[1].error

@@ -28,3 +28,12 @@ def test_ase_database_rows_in_ase_units():
     for record, row in zip(records, rows):
         np.testing.assert_array_equal(record.frame.positions, row.positions)
         np.testing.assert_array_equal(record.frame.forces, row.forces)
+
+
+def test_rows_over_the_atom_cap_are_too_large_and_the_rest_are_read():
+    path = FIXTURES / "dft" / "10_mptraj_systems.db"
+    sizes = [r.frame.natoms for r in read_records(path, "asedb")]
+    cap = sorted(sizes)[len(sizes) // 2]
+    records = read_records(path, "asedb", max_atoms=cap)
+    assert [r.reason == "too_large" for r in records] == [n > cap for n in sizes]
+    assert any(n > cap for n in sizes) and any(r.frame is not None for r in records)

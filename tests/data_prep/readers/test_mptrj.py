@@ -108,3 +108,25 @@ def test_a_malformed_entry_is_a_parse_error_record(tmp_path, mptrj_file):
         and "ValueError" in records[0].error
     )
     assert all(r.frame is not None for r in records[1:])
+
+
+def test_a_broken_frame_entry_loses_that_frame_alone(tmp_path, mptrj_file):
+    _, layout, _ = mptrj_file
+    materials = list(layout.items())[:3]
+    text = json.dumps(dict(materials))
+    broken_material, frames = materials[1]
+    broken_frame = list(frames)[0]
+    # a malformed number inside one frame entry of the second material
+    at = text.index(f'"{broken_frame}": {{')
+    cut = text.index('"ef_per_atom": -0.5', at)
+    text = text[:cut] + '"ef_per_atom": -0.5.5' + text[cut + len('"ef_per_atom": -0.5') :]
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    records = read_records(path, "mptrj")
+    total = sum(len(f) for _, f in materials)
+    assert len(records) == total
+    bad = [r for r in records if r.frame is None]
+    assert [r.where for r in bad] == [f"{broken_material}/{broken_frame}"]
+    assert bad[0].error.startswith("malformed JSON")
+    kept = {r.frame.frame_id for r in records if r.frame is not None}
+    assert kept == {k for _, f in materials for k in f} - {broken_frame}
