@@ -1,6 +1,6 @@
 """Group-aware splits and the leakage audit: MD-like frames with per-frame ids never straddle splits by default,
 `group_by: id` brings the leak back (and prep warns), the audit's bucketed search agrees with all pairs, and
-the real MPF sample no longer leaks."""
+the real MPF sample does not leak."""
 
 from __future__ import annotations
 
