@@ -18,7 +18,7 @@ from foundation.evals.partial import check_partial, eval_shortfall, training_sho
 from foundation.data.manifest import MANIFEST_NAME, Manifest
 from foundation.errors import writing
 from foundation.files import sha256_file
-from foundation.models.loading import RUN, locate_model
+from foundation.models.loading import RUN, locate_model, read_model_meta
 from foundation.release import CHECKSUMS, MODEL_CARD, RELEASE_JSON, REPORT_DIR, write_checksums
 from foundation.report import FIGURES_DIR, REPORT_FILES, RESULTS_JSON
 from foundation.train.run_layout import CONFIG, MODEL_META, MODEL_WEIGHTS
@@ -151,7 +151,7 @@ def make_release(
         raise FileExistsError(f"{out} exists and is not empty; choose a fresh --out directory")
     source = files.directory
     config = files.run_config()
-    model_json = json.loads((source / MODEL_META).read_text())
+    model_json = read_model_meta(files)
     normalization = model_json.get("normalization") or {}
     manifest = pretraining_manifest(config)
     dataset = _dataset_summary(manifest["path"])
