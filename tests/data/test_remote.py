@@ -60,9 +60,13 @@ def test_a_pipe_command_with_a_path_placeholder(dataset):
         frames = open_dataset(dataset, container="wds", shard_url_base=base)
         assert frames.shard_paths[0] == f"pipe:cat {dataset}/{_first_shard(dataset)}"
         assert _records(frames) == _records(FRAMES)
-    assert _records(frames) == _records(FRAMES)  # a dataset opened under the grant keeps it (workers)
+    assert _records(frames) == _records(
+        FRAMES
+    )  # a dataset opened under the grant keeps it (workers)
     with pytest.raises(UnsafeLocation, match="honoured only on your own command line"):
-        open_dataset(dataset, container="wds", shard_url_base=base)  # the grant ended with the block
+        open_dataset(
+            dataset, container="wds", shard_url_base=base
+        )  # the grant ended with the block
 
 
 def test_a_missing_shard_is_an_error_naming_it(dataset, tmp_path):
