@@ -3,7 +3,7 @@ card with the hub's YAML front matter, safetensors weights, model.json, SHA256SU
 pushing is one upload of the verified directory. huggingface_hub is optional: imported only here, when pushing.
 
 Getting a model back: `huggingface-cli download REPO_ID --local-dir $FOUNDATION_MODELS/NAME`, then
-`foundation.load_calculator("NAME")` (foundation/zoo.py).
+`foundation.load_calculator("NAME")` (foundation/models/loading.py).
 """
 
 from __future__ import annotations
