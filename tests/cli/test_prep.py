@@ -62,3 +62,27 @@ def test_a_small_run_prints_its_summary(tmp_path, capsys):
     assert code == 0
     assert "20 frames read" in out and "kept 20" in out and "elements (2): H O" in out
     assert "wds: 2 shards" in out  # one per split
+
+
+def test_group_rules_and_caps_come_from_the_command_line(tmp_path, capsys):
+    frames = tmp_path / "md.xyz"
+    frame = (
+        '2\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy={e} pbc="T T T" '
+        "source={src}\nH 0 0 0 0 0 0\nO 1.5 1.5 {z} 0 0 0\n"
+    )
+    frames.write_text(
+        "".join(
+            frame.format(e=-1.0 - i, z=1.0 + 0.01 * i, src="A" if i % 2 else "B") for i in range(8)
+        )
+    )
+    args = ["prep", str(frames), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main([*args, "--group-by", "composition", "--group-by-source", "A=id"]) == 0
+    config = (tmp_path / "out" / "prep_config.yaml").read_text()
+    assert "group_by: composition" in config and "A: id" in config
+    capsys.readouterr()
+    capped = ["prep", str(frames), "--out", str(tmp_path / "capped"), "--max-atoms", "1"]
+    assert main(capped) == 2
+    assert "record 0: 2 atoms announced, more than max_atoms 1" in capsys.readouterr().err
+    bad = ["prep", str(frames), "--out", str(tmp_path / "x"), "--group-by-source", "A"]
+    assert main(bad) == 2
+    assert "--group-by-source 'A' must look like NAME=VALUE" in capsys.readouterr().err
