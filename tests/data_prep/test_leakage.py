@@ -13,6 +13,7 @@ from foundation.data_prep.leakage import NEAR_VOLUME, TRAIN_COMPOSITIONS_NAME, a
 from foundation.data_prep.pipeline import format_summary, run_prep
 from foundation.data_prep.split import split_group
 
+from foundation.cli.main import main
 from foundation.data.composition import keys_of_structures
 from foundation.data.dataset import open_dataset
 from foundation.data.manifest import Manifest
@@ -59,7 +60,7 @@ def _splits(directory) -> dict[str, set[str]]:
     }
 
 
-def test_per_frame_ids_group_by_composition_by_default_and_leak_only_on_request(tmp_path):
+def test_per_frame_ids_group_by_composition_by_default_and_leak_only_on_request(tmp_path, capsys):
     _md_frames(tmp_path / "md.xyz")
     default_run = run_prep(prep_config([tmp_path / "md.xyz"], tmp_path / "default", split=RATIOS))
     grouped = run_prep(
@@ -85,6 +86,14 @@ def test_per_frame_ids_group_by_composition_by_default_and_leak_only_on_request(
     assert "warning:" not in format_summary(default_run, str(tmp_path / "default"))
     summary = format_summary(grouped, str(tmp_path / "id"))
     assert "warning:" in summary and "near-duplicate train frame" in summary
+    assert main(["data", "stats", str(tmp_path / "id")]) == 0
+    stats = capsys.readouterr().out
+    assert f"MD: grouped by id {12 * len(FORMULAS)}" in stats
+    row = leaky["val"]
+    assert (
+        f"      val    {row['frames']:>7} frames: {row['same_composition']} share a composition, "
+        f"{row['near_duplicates']} near-duplicates\n" in stats
+    )
 
 
 def test_group_rule_per_input_wins_over_per_source_over_default(tmp_path):
