@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def upgrade_state_dict(
     """In place: the keys under `prefix` of a Potential's 0.1.0 weights renamed to today's module names, and a
     direct head's missing output scale (a key of `expected`, the model's own state keys without the prefix) set
     to 1."""
+    import torch  # here, not at the top: configs load without importing torch
+
     for key in [k for k in state_dict if k.startswith(prefix)]:
         parts = key[len(prefix) :].split(".")
         renamed = [MODULE_NAMES.get(part, part) for part in parts]
