@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import SafetensorError, safe_open
 
-from foundation.config import ConfigError
+from foundation.config import ConfigError, read_yaml
 from foundation.errors import UserError
 from foundation.files import read_json_bounded
 from foundation.models.potential import Potential, build_potential
@@ -83,7 +82,7 @@ class ModelFiles:
 
     @property
     def which(self) -> str:
-        """ "release", or the run's export ("best", "last") the weights come from."""
+        """RELEASE for a release, else the run's export the weights come from ("best" or "last")."""
         return RELEASE if self.kind == RELEASE else self.directory.name
 
     @property
@@ -94,9 +93,10 @@ class ModelFiles:
         return (self.directory.parent if self.directory.name in EXPORTS else self.directory).name
 
     def run_config(self) -> dict[str, Any]:
-        """The training run's resolved config.yaml (a release keeps a copy); {} when there is none."""
+        """The training run's resolved config.yaml (a release keeps a copy; read by `read_yaml`, which refuses
+        a location that runs a program); {} when there is none."""
         path = self.path / CONFIG
-        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+        return read_yaml(path) if path.is_file() else {}
 
 
 _DESCRIPTIONS = {
