@@ -111,6 +111,8 @@ class EngineConfig:
     grad_clip: float = 10.0  # max global gradient norm; 0 turns clipping off
     ema_decay: float = 0.999  # EMA of the weights for validation/export; 0: no EMA
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # a rank waiting this long on its peers in a collective (a dead or frozen node) raises instead of hanging
+    collective_timeout_s: float = 1800.0
 
 
 @dataclass
@@ -247,6 +249,12 @@ def check_ranges(cfg: TrainRunConfig) -> None:
         ("optimizer.eps", opt.eps, opt.eps > 0, "> 0"),
         ("engine.ema_decay", eng.ema_decay, 0 <= eng.ema_decay < 1, "in [0, 1) (0: no EMA)"),
         ("engine.grad_clip", eng.grad_clip, eng.grad_clip >= 0, ">= 0 (0: no clipping)"),
+        (
+            "engine.collective_timeout_s",
+            eng.collective_timeout_s,
+            eng.collective_timeout_s > 0,
+            "> 0",
+        ),
         (
             "objective.noise_std",
             obj.noise_std,

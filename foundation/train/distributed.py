@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -45,8 +46,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def init_distributed(device_preference: str = "auto") -> DistInfo:
-    """Join (or create) the default process group; sets DS_ACCELERATOR before DeepSpeed is imported."""
+def init_distributed(device_preference: str = "auto", timeout_s: float = 1800.0) -> DistInfo:
+    """Join (or create) the default process group; sets DS_ACCELERATOR before DeepSpeed is imported.
+    A collective that waits `timeout_s` on a peer (a rank killed, a node frozen or cut off) raises."""
     owns_env = "WORLD_SIZE" not in os.environ
     if owns_env:  # a world of one in this process
         os.environ.update(
@@ -68,9 +70,12 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    timeout = timedelta(seconds=timeout_s)
+    # groups made later (DeepSpeed's data-parallel group) take torch's default, not the default group's timeout
+    dist.distributed_c10d.default_pg_timeout = timeout
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timeout)
     return DistInfo(rank, world, local_rank, device, backend, owns, owns_env)
 
 

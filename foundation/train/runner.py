@@ -166,7 +166,7 @@ def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> d
     )  # a stop requested before the first step is honoured at that step
     info, logger, lock, clean = None, None, None, False
     try:
-        info = init_distributed(config.engine.device)
+        info = init_distributed(config.engine.device, config.engine.collective_timeout_s)
         run_dir = Path(config.run_dir)
         lock = lock_run_dir(run_dir, info)
         torch.manual_seed(config.train.seed)
