@@ -7,10 +7,13 @@ The backend follows the hardware: NCCL when the task sees a GPU, gloo on CPUs (t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import socket
 import sys
 
+log = logging.getLogger(__name__)
 PORT_BASE = 20000
 PORT_SPAN = 20000
 
@@ -50,9 +53,29 @@ def export_distributed_env() -> dict[str, str]:
     a node would otherwise each start one thread per core and slow each other down."""
     values = distributed_env()
     os.environ.update(values)
+    log.info(placement(values))
     if "OMP_NUM_THREADS" not in os.environ:
         threads = os.environ.get("SLURM_CPUS_PER_TASK", "1")
         os.environ["OMP_NUM_THREADS"] = threads
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(threads))
     return values
+
+
+def placement(values: dict[str, str]) -> str:
+    """Where this rank runs and whom it meets, for its log: host name, the address it reaches the rendezvous
+    from, and the rendezvous host with its resolved address (a loopback address here on a multi-node job is the
+    usual cause of a hang in init_process_group)."""
+    master, port = values["MASTER_ADDR"], int(values["MASTER_PORT"])
+    try:
+        master_ip = socket.gethostbyname(master)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((master_ip, port))  # UDP: picks the route, sends nothing
+            own_ip = probe.getsockname()[0]
+    except OSError as exc:
+        master_ip = own_ip = f"unresolved: {exc}"
+    return (
+        f"rank {values['RANK']} of {values['WORLD_SIZE']} (node {values['NODE_RANK']}, local rank "
+        f"{values['LOCAL_RANK']}) on host {socket.gethostname()} ({own_ip}); rendezvous {master}:{port} "
+        f"({master_ip})"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from foundation.slurm.profiles import ClusterProfile, sbatch_option
+
+from foundation.config import ConfigError
 
 LAUNCHERS = ("slurm", "submitit-local")
 JOB_RECORD = "jobs.jsonl"
@@ -63,6 +66,8 @@ def make_executor(
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
     cluster = "slurm" if launcher == "slurm" else "local"
+    if launcher == "slurm":
+        select_cluster(profile, nodes=1 if array else profile.nodes)
     executor = submitit.AutoExecutor(
         folder=str(folder), cluster=cluster, **{f"{cluster}_max_num_timeout": profile.max_requeues}
     )
@@ -113,6 +118,42 @@ def make_executor(
     params["slurm_srun_args"] = ["--kill-on-bad-exit=1", "--open-mode=append"]
     executor.update_parameters(**params)
     return executor
+
+
+def select_cluster(profile: ClusterProfile, nodes: int) -> None:
+    """Point sbatch, scontrol and sacct (of this process and of its jobs) at the profile's cluster (SLURM_CONF),
+    and refuse a job of more nodes than its partition has, instead of leaving it pending forever."""
+    if profile.slurm_conf:
+        if not os.path.isfile(profile.slurm_conf):
+            raise ConfigError(
+                f"cluster profile {profile.name!r}: slurm_conf {profile.slurm_conf} does not exist "
+                "(is that cluster up?)"
+            )
+        os.environ["SLURM_CONF"] = profile.slurm_conf
+    available = partition_nodes(profile.partition)
+    if available is not None and nodes > available:
+        raise ConfigError(
+            f"cluster.nodes={nodes}: cluster profile {profile.name!r} asks for more nodes than partition "
+            f"{profile.partition or '(default)'} has ({available}, from sinfo)"
+        )
+
+
+def partition_nodes(partition: str | None) -> int | None:
+    """How many nodes the partition (None: the default one) has, from sinfo; None when sinfo cannot tell."""
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%P %D", *(["-p", partition] if partition else [])],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        name, count = line.split()
+        if partition or name.endswith("*"):
+            return int(count)
+    return None
 
 
 def record_job(

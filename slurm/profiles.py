@@ -53,6 +53,9 @@ class ClusterProfile:
         120  # Slurm sends USR2 this long before the time limit: checkpoint and requeue
     )
     max_requeues: int = 5  # how many time-limit requeues a job may take
+    slurm_conf: str | None = (
+        None  # the slurm.conf naming the cluster (SLURM_CONF of sbatch, scontrol and the job); None: the default
+    )
     array: ArrayResources = dataclasses.field(default_factory=ArrayResources)
 
     def __post_init__(self) -> None:

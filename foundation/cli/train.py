@@ -16,6 +16,7 @@ from torch.distributed.run import run as torchrun
 
 from foundation.cli.cluster import add_cluster_options, follow_resumable, on_cluster, take_profile
 from foundation.jobs import job_folder
+from foundation.slurm.executor import select_cluster
 from foundation.slurm.profiles import ClusterProfile
 from foundation.slurm.resumable import submit_resumable
 from foundation.train.config import TrainRunConfig, resolve_run_config, write_run_config
@@ -116,6 +117,8 @@ def submit_training(
 ) -> Any:
     """Submit (or resubmit) a training run as one job of profile.nodes x tasks_per_node ranks that resumes from
     RUN_DIR on every (re)start; returns the submitit Job. Logs: RUN_DIR/slurm/JOBID_RANK_log.*"""
+    if launcher == "slurm":
+        select_cluster(profile, profile.nodes)  # a job the cluster cannot run writes nothing
     resolved = write_run_config(config_path, overrides, run_dir)
     run_dir = resolved.parent.resolve()
     task = TrainTask(str(run_dir), str(resolved.resolve()))
