@@ -9,6 +9,7 @@ braces, brackets or quotes do not balance shifts every later boundary: such a fi
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,8 +57,7 @@ def unescaped_quotes(arr: np.ndarray, quotes: np.ndarray, escaped: bool) -> tupl
 
 
 def _key(prefix: bytes) -> str | None:
-    import json
-
+    """The member name that ends `prefix` (`"name":`), or None."""
     match = _KEY.search(prefix.rstrip())
     return None if match is None else json.loads(b'"' + match.group(1) + b'"')
 
@@ -70,9 +70,8 @@ def iter_entries(fh: Any, depth: int, max_bytes: int) -> Iterator[Entry]:
     parts: list[bytes] | None = None  # the current entry's bytes (None: not in an entry)
     size, index, over = 0, 0, False
     key: str | None = None
-    previous_end = (
-        False  # whether an entry of the same container came before (then only , may separate)
-    )
+    # whether an entry of the same container came before (then only a comma and a key may separate them)
+    previous_end = False
     while block := fh.read(BLOCK):
         arr = np.frombuffer(block, dtype=np.uint8)
         quotes = arr == _QUOTE
@@ -147,7 +146,15 @@ def iter_entries(fh: Any, depth: int, max_bytes: int) -> Iterator[Entry]:
         )
 
 
-def _finish(index, key, parent_key, parts, size, over, max_bytes) -> Entry:
+def _finish(
+    index: int,
+    key: str | None,
+    parent_key: str | None,
+    parts: list[bytes],
+    size: int,
+    over: bool,
+    max_bytes: int,
+) -> Entry:
     if over:
         return Entry(
             index,
