@@ -18,6 +18,7 @@ import msgpack
 import numpy as np
 
 from foundation.data.schema import ARRAY_DTYPES, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, Frame
+from foundation.errors import UserError
 
 MAGIC = b"FNDR"
 _ALLOWED_DTYPES = {
@@ -33,7 +34,7 @@ _MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {
 }  # what a schema-1 record has after MAGIC
 
 
-class RecordDecodeError(ValueError):
+class RecordDecodeError(UserError, ValueError):
     """Bytes that are not a valid foundation record (wrong magic, unknown schema, malformed, or a pickle)."""
 
 

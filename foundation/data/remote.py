@@ -160,7 +160,7 @@ def check_location(
 def join(base: str, relpath: str) -> str:
     """The location of `relpath` (a manifest's relative path) under `base`."""
     if not _SAFE_RELPATH.match(relpath) or ".." in relpath.split("/"):
-        raise ValueError(
+        raise UnsafeLocation(
             f"{base}: path {relpath!r} from the manifest is not a plain relative path; refused"
         )
     if "{path}" in base:

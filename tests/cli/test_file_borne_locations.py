@@ -145,3 +145,18 @@ def test_a_pipe_on_the_command_line_runs_only_with_allow_pipe(
     assert os.environ[GRANTED_ENV] == "[]"  # the grant ends with the command
     monkeypatch.setenv(ALLOW_ENV, "1")  # the environment variable opts in the same way
     assert main(["data", "stats", base]) == 0
+
+
+def test_a_manifest(marker, tmp_path, capsys):
+    """A shard path in a manifest is a relative file name, never a command: read locally it is a file that is not
+    there; joined to a URL base it is refused as not a plain relative path."""
+    data = tmp_path / "ds"
+    write_dataset(data, {"train": [full_frame(i, natoms=4) for i in range(8)]}, containers=("wds",))
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["shards"][0]["path"] = _command(marker)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["data", "stats", str(data)]) == 2
+    assert "error: " in capsys.readouterr().err
+    args = ["--allow-pipe", "data", "stats", f"pipe:cat {data}/{{path}}"]
+    assert main(args) == 2
+    assert "from the manifest is not a plain relative path; refused" in capsys.readouterr().err
