@@ -173,6 +173,7 @@ def record_job(
         "kind": kind,
         "launcher": launcher,
         "cluster": profile.name,
+        "slurm_conf": profile.slurm_conf,
         "submitted_at": time.time(),
         **extra,
     }
@@ -189,10 +190,12 @@ def recorded_jobs(folder: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def job_state(entry: dict[str, Any], folder: Path) -> str:
-    """The scheduler's state of a recorded job (the first task of an array)."""
+    """The scheduler's state of a recorded job (the first task of an array), asked of the cluster it went to."""
     if entry["launcher"] != "slurm":
         done = (folder / f"{entry['job_id']}_0_result.pkl").exists()
         return "FINISHED" if done else "NO RESULT (running, stopped or killed; submitit-local)"
+    if entry.get("slurm_conf"):
+        os.environ["SLURM_CONF"] = entry["slurm_conf"]
     try:
         from submitit.slurm.slurm import SlurmJob
 
