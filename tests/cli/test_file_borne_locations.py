@@ -160,3 +160,15 @@ def test_a_manifest(marker, tmp_path, capsys):
     args = ["--allow-pipe", "data", "stats", f"pipe:cat {data}/{{path}}"]
     assert main(args) == 2
     assert "from the manifest is not a plain relative path; refused" in capsys.readouterr().err
+
+
+def test_a_relative_path_leaving_a_release_is_refused(tmp_path, capsys):
+    release = write_tiny_release(tmp_path / "r")
+    info = json.loads((release / "release.json").read_text())
+    info["pretraining_manifest"] = {"path": "../../../etc", "sha256": "ab" * 32}
+    (release / "release.json").write_text(json.dumps(info))
+    write_checksums(release)
+    args = ["eval", "--checkpoint", str(release), "--suite", "configs/evals/quick.yaml"]
+    assert main([*args, "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {release}/release.json: pretraining_manifest.path: '../../../etc' leaves" in err
