@@ -89,8 +89,9 @@ def audit(
             warnings.append(
                 f"{close} of {n} {split} frames of source {source!r} have a near-duplicate "
                 f"{train} frame (same composition and atom count, volume within "
-                f"{NEAR_VOLUME:.0%}); more than {WARN_FRACTION:.0%}: is the split grouped by "
-                f"per-frame ids (group_by: id)?"
+                f"{NEAR_VOLUME:.0%}); more than {WARN_FRACTION:.0%}: sibling frames under different "
+                f"group keys (per-frame ids, or one structure under several ids); consider "
+                f"group_by: composition for this source"
             )
     entry = {
         "against": f"the {train} frames of every source",
