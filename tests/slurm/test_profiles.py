@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from foundation.slurm.dist_env import rendezvous_port
+from foundation.slurm.executor import select_cluster
 from foundation.slurm.profiles import load_profile, sbatch_option, split_overrides
 
 from foundation.config import ConfigError
@@ -15,6 +16,12 @@ def test_shipped_profiles_load_and_overrides_apply():
     gpu = load_profile("example-gpu", ["time_min=30", "nodes=2", "array.gpus_per_task=1"])
     assert (gpu.time_min, gpu.world_size, gpu.array.gpus_per_task) == (30, 8, 1)
     assert gpu.tasks_per_node == gpu.gpus_per_node  # one rank per GPU
+    two = load_profile("local-2node")
+    assert (two.nodes, two.tasks_per_node, two.slurm_conf) == (
+        2,
+        1,
+        "/tmp/foundation-slurm-2node/slurm.conf",
+    )
 
 
 def test_profile_errors_name_the_problem(tmp_path):
@@ -28,6 +35,14 @@ def test_profile_errors_name_the_problem(tmp_path):
     bad.write_text("extra_sbatch: ['exclusive']\n")
     with pytest.raises(ConfigError, match="must look like '--key=value'"):
         load_profile(str(bad))
+
+
+def test_a_profile_naming_a_missing_slurm_conf_is_refused(tmp_path):
+    profile = load_profile("local-2node", [f"slurm_conf={tmp_path / 'slurm.conf'}"])
+    with pytest.raises(
+        ConfigError, match=r"slurm_conf .*slurm.conf does not exist \(is that cluster up\?\)"
+    ):
+        select_cluster(profile, nodes=2)
 
 
 def test_sbatch_lines_and_cluster_overrides():

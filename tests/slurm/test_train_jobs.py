@@ -3,65 +3,24 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
-import torch
 from foundation.slurm.profiles import load_profile
-from safetensors.torch import load_file
 
 from foundation.cli.main import main
 from foundation.cli.train import submit_training
 from foundation.train.checkpoint import latest_checkpoint
 from tests.slurm.conftest import STEPS
+from tests.slurm.helpers import (
+    assert_same_weights,
+    job_field,
+    train_losses,
+    wait_for_checkpoint,
+    wait_for_final_state,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir / "last" / "model.safetensors")
-
-
-def assert_same_weights(run_dir: Path, reference: Path) -> None:
-    got, want = weights(run_dir), weights(reference)
-    assert got.keys() == want.keys()
-    for key in want:
-        torch.testing.assert_close(got[key], want[key], rtol=1e-6, atol=1e-7, msg=f"{key} differs")
-
-
-def train_losses(run_dir: Path) -> dict[int, float]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {e["step"]: e["loss"] for e in map(json.loads, lines) if e["kind"] == "train"}
-
-
-def wait_for_checkpoint(run_dir: Path, step: int, job, deadline_s: float = 600) -> None:
-    """Block until a complete checkpoint at `step` or later exists (a guard against hangs, not a timing check)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        latest = latest_checkpoint(run_dir)
-        if latest is not None and int(latest.name.split("-")[1]) >= step:
-            return
-        assert not job.done(), f"job {job.job_id} ended before step {step}: {job.stderr()}"
-        time.sleep(0.1)
-    raise AssertionError(f"no checkpoint at step {step} in {run_dir} after {deadline_s} s")
-
-
-def wait_for_final_state(job_id: str, deadline_s: float = 120) -> None:
-    end = time.monotonic() + deadline_s
-    while job_field(job_id, "JobState") in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"):
-        assert time.monotonic() < end, f"job {job_id} still {job_field(job_id, 'JobState')}"
-        time.sleep(0.2)
-
-
-def job_field(job_id: str, name: str) -> str:
-    out = subprocess.run(
-        ["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True
-    ).stdout
-    fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
-    return fields.get(name, "")
 
 
 def test_zero2_job_matches_torchrun(trained_run, slurm_workdir, capsys):
