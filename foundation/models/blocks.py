@@ -71,7 +71,7 @@ class GaussianBasis(nn.Module):
 
     def __init__(self, cutoff: float, num: int):
         super().__init__()
-        offsets = torch.linspace(0.0, cutoff, num, device="cpu")  # on CPU also in a meta build
+        offsets = torch.linspace(0.0, cutoff, num, device="cpu")  # CPU: see radial_basis
         self.coeff = -0.5 / float(offsets[1] - offsets[0]) ** 2
         self.register_buffer("offsets", offsets)
 
@@ -86,7 +86,10 @@ class BesselBasis(nn.Module):
         super().__init__()
         self.cutoff = float(cutoff)
         self.register_buffer(
-            "freqs", torch.arange(1, num + 1, dtype=torch.get_default_dtype()) * math.pi / cutoff
+            "freqs",
+            torch.arange(1, num + 1, dtype=torch.get_default_dtype(), device="cpu")
+            * math.pi
+            / cutoff,
         )
 
     def forward(self, r: Tensor) -> Tensor:
@@ -101,8 +104,10 @@ class ExpNormalBasis(nn.Module):
         super().__init__()
         self.alpha = 5.0 / cutoff
         start = math.exp(-cutoff)
-        self.register_buffer("means", torch.linspace(start, 1.0, num))
-        self.register_buffer("betas", torch.full((num,), (2.0 / num * (1.0 - start)) ** -2))
+        self.register_buffer("means", torch.linspace(start, 1.0, num, device="cpu"))
+        self.register_buffer(
+            "betas", torch.full((num,), (2.0 / num * (1.0 - start)) ** -2, device="cpu")
+        )
 
     def forward(self, r: Tensor) -> Tensor:
         return torch.exp(-self.betas * (torch.exp(-self.alpha * r.unsqueeze(-1)) - self.means) ** 2)
@@ -113,7 +118,9 @@ ENVELOPES = {"cosine": CosineEnvelope, "polynomial": PolynomialEnvelope}
 
 
 def radial_basis(kind: str, cutoff: float, num: int) -> nn.Module:
-    """A radial basis module by name (gaussian | bessel | expnorm)."""
+    """A radial basis module by name (gaussian | bessel | expnorm). Its few buffers are made on the CPU also
+    inside a meta-device build (the size check of foundation/models/limits.py): meta arange and linspace
+    cost seconds on their first call in a process."""
     return RADIAL_BASES[kind](cutoff, num)
 
 

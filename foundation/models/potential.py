@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from foundation.data.graph import edge_vectors
 from foundation.legacy import upgrade_state_dict
@@ -293,9 +294,20 @@ class Potential(nn.Module):
         return result
 
 
+class _NoRandomFill(TorchFunctionMode):
+    """`nn.init.normal_` leaves its tensor as it is: a meta tensor has no values to fill, and torch's meta
+    normal_ costs seconds on its first call in a process."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is nn.init.normal_:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
 def parameter_count(config: ModelConfig) -> int:
     """Parameters and buffers of the Potential `config` builds, counted on the meta device (no memory)."""
-    with torch.device("meta"):
+    with torch.device("meta"), _NoRandomFill():
         model = Potential(config)
     return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
 
