@@ -45,6 +45,8 @@ REGISTER_S=${FOUNDATION_SLURM_REGISTER_S:-60}
 if [ "$NODES" -gt 1 ]; then
   STATE=$STATE-${NODES}node
   export SLURM_CONF=$STATE/slurm.conf
+else
+  export SLURM_CONF=/etc/slurm/slurm.conf   # not another cluster's, should the caller's SLURM_CONF name one
 fi
 MADE=$STATE/made         # one line per thing `up` made, undone in reverse order by `down`
 
