@@ -33,7 +33,14 @@ from foundation.config import load_config, save_config, to_dict
 from foundation.data.manifest import Manifest
 from foundation.data.remote import check_location
 from foundation.files import sha256_file, write_text_atomic
-from foundation.models.loading import RUN, ModelFiles, load_potential, locate_model, read_model_meta
+from foundation.models.loading import (
+    RUN,
+    ModelFiles,
+    check_model,
+    load_potential,
+    locate_model,
+    read_model_meta,
+)
 from foundation.release import RELEASE_JSON, release_info
 from foundation.report import finite_or_null
 from foundation.train.run_layout import CONFIG
@@ -93,13 +100,17 @@ def prepare_run(
 
 def describe_checkpoint(files: ModelFiles) -> dict[str, Any]:
     """Identity of a checkpoint for results.json: kind, weights sha256, pre-training manifest, configs."""
+    meta = read_model_meta(files)
+    check_model(
+        files, meta
+    )  # the units build it: an oversized model.json is refused before any runs
     info: dict[str, Any] = {
         "path": str(files.path.resolve()),
         "kind": files.kind,
         "which": files.which,
         "weights": str(files.weights.resolve()),
         "sha256": sha256_file(files.weights),
-        "validation": read_model_meta(files).get("val") or {},
+        "validation": meta.get("val") or {},
     }
     if files.kind == RUN:
         info["training_config"] = files.run_config()

@@ -26,7 +26,8 @@ from safetensors import SafetensorError, safe_open
 from foundation.config import ConfigError, read_yaml
 from foundation.errors import UserError
 from foundation.files import read_json_bounded
-from foundation.models.potential import Potential, build_potential
+from foundation.models.config import resolve_model_config
+from foundation.models.potential import Potential, build_potential, check_model_size
 from foundation.release import CHECKSUMS, RELEASE_JSON, release_info, verify_checksums
 from foundation.train.run_layout import BEST, CONFIG, EXPORTS, MODEL_META, MODEL_WEIGHTS, RunLayout
 
@@ -177,6 +178,15 @@ def build_model(files: ModelFiles, meta: dict[str, Any]) -> Potential:
     """The Potential of model.json's config (size bounds checked before anything is allocated)."""
     try:
         return build_potential(meta["model"])
+    except ConfigError as exc:
+        raise ModelFileError(f"{files.meta}: {exc}") from None
+
+
+def check_model(files: ModelFiles, meta: dict[str, Any]) -> None:
+    """Refuse model.json's model beyond the size bounds without building it (a job that builds the model
+    later, in its workers, checks it up front)."""
+    try:
+        check_model_size(resolve_model_config(meta["model"]))
     except ConfigError as exc:
         raise ModelFileError(f"{files.meta}: {exc}") from None
 

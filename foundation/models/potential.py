@@ -53,7 +53,7 @@ class Potential(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if torch.get_default_device().type != "meta":
-            check_parameter_count(parameter_count(config), config)
+            check_model_size(config)
         self.config = config
         heads = config.heads
         self.backbone = build_backbone(config.backbone)
@@ -303,6 +303,12 @@ class _NoRandomFill(TorchFunctionMode):
         if func is nn.init.normal_:
             return args[0] if args else kwargs["tensor"]
         return func(*args, **kwargs)
+
+
+def check_model_size(config: ModelConfig) -> None:
+    """Refuse a model beyond the size bounds of foundation/models/limits.py, allocating nothing (its fields are
+    checked when the config is made, its parameters counted here)."""
+    check_parameter_count(parameter_count(config), config)
 
 
 def parameter_count(config: ModelConfig) -> int:

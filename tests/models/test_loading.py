@@ -128,6 +128,8 @@ def test_hidden_16384_is_refused_by_every_loader_under_a_memory_cap(tiny, tmp_pa
         f"run_dir={tmp_path / 'ft'}",
     ]
     _one_line(foundation_capped(finetune), f"{bad / 'model.json'}: ", message)
+    evaluate = ["eval", "--checkpoint", str(bad), "--suite", "configs/evals/quick.yaml"]
+    _one_line(foundation_capped([*evaluate, "--out", str(tmp_path / "ev")]), message)
     code = "import foundation, sys; foundation.load_calculator(sys.argv[1])"
     done = run_capped(["-c", code, str(bad)])
     assert done.returncode == 1 and "ModelFileError" in done.stderr, done.stderr[-2000:]
