@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +9,6 @@ import torch
 from safetensors.torch import save_file
 
 from foundation.errors import DiskFull, device_of, writing
-
-from .conftest import require
 
 
 @pytest.mark.skipif(
@@ -46,22 +42,9 @@ def test_device_of_names_the_mount(tmp_path):
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(tmp_path, tmpfs):
     """A 2 MiB tmpfs mounted for the test (needs root and mount permission)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    can_mount = (
-        os.geteuid() == 0
-        and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-        ).returncode
-        == 0
-    )
-    require(can_mount, "mounting a tmpfs needs root with CAP_SYS_ADMIN")
-    yield mount
-    subprocess.run(
-        ["umount", "--lazy", str(mount)], check=True
-    )  # torch may still hold the failed file open
+    return tmpfs(tmp_path / "small", "size=2m")
 
 
 def test_plain_writes_torch_save_and_safetensors_on_a_full_tmpfs(small_tmpfs: Path):
