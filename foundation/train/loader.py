@@ -64,7 +64,7 @@ def build_split_loader(
 ) -> SplitLoader:
     """The loader of one split: training plans are shuffled and cut evenly across ranks; validation plans
     keep every frame (the first `val_max_frames` in dataset order) and ranks may differ by one micro-batch."""
-    manifest = Manifest.load(data.path)
+    manifest = Manifest.load(data.path, data.transfer)
     shards = manifest.shards_of(data.container, split)
     if not shards:
         raise ValueError(

@@ -97,7 +97,7 @@ def resolve_sources(data: DataConfig, model_sources: Sequence[str] = ()) -> Sour
     energy reference for."""
     info = SourceInfo()
     for entry in datasets_of(data):
-        manifest = Manifest.load(entry.path)
+        manifest = Manifest.load(entry.path, data.transfer)
         counts, references = _dataset_sources(entry, manifest, data)
         for name, count in counts.items():
             info.frames[name] = info.frames.get(name, 0) + count
@@ -239,13 +239,14 @@ def build_mixture_loader(
     entries = datasets_of(data)
     chosen, natoms, sizes = [], [], []
     for entry in entries:
-        shards = Manifest.load(entry.path).shards_of(data.container, split)
+        manifest = Manifest.load(entry.path, data.transfer)
+        shards = manifest.shards_of(data.container, split)
         if not shards:
             if train:
                 raise ValueError(f"{entry.path}: no {data.container!r} shards for split {split!r}")
             continue
         chosen.append(entry)
-        natoms.append(Manifest.load(entry.path).atoms_per_frame(data.container, split))
+        natoms.append(manifest.atoms_per_frame(data.container, split))
         sizes.append([s.num_frames for s in shards])
     if not chosen:
         raise ValueError(

@@ -70,7 +70,7 @@ def normalization_from_data(config: TrainRunConfig, sources: SourceInfo) -> dict
     sources: besides, the element references of each source (`source_references`), the default source's as
     `element_references`, and shift 0 (each source's references leave its residuals centred)."""
     entries = datasets_of(config.data)
-    manifests = [Manifest.load(e.path) for e in entries]
+    manifests = [Manifest.load(e.path, config.data.transfer) for e in entries]
     parts = [normalization_from_manifest(m) for m in manifests]
     if len(parts) == 1 and not sources.several:
         return parts[0]
