@@ -32,9 +32,9 @@ class BackboneConfig:
     max_neighbours: int | None = None
 
     def __post_init__(self) -> None:
-        for key in ("hidden", "layers", "num_radial"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"backbone.{key} must be >= 1, got {getattr(self, key)}")
+        for key, least in (("hidden", 1), ("layers", 1), ("num_radial", 2)):  # a basis spans >= 2
+            if getattr(self, key) < least:
+                raise ConfigError(f"backbone.{key} must be >= {least}, got {getattr(self, key)}")
         if self.cutoff <= 0:
             raise ConfigError(f"backbone.cutoff must be > 0, got {self.cutoff}")
         check_backbone_fields(self)

@@ -42,6 +42,20 @@ def test_a_model_beyond_the_bounds_is_refused_before_it_is_built(override, messa
 
 
 @pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("backbone.hidden=0", "backbone.hidden must be >= 1, got 0"),
+        ("backbone.layers=-1", "backbone.layers must be >= 1, got -1"),
+        ("backbone.num_radial=1", "backbone.num_radial must be >= 2, got 1"),
+        ("backbone.cutoff=-5", "backbone.cutoff must be > 0"),
+    ],
+)
+def test_a_model_below_the_smallest_sizes_is_refused_with_its_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_potential("scalable-xs", [override])
+
+
+@pytest.mark.parametrize(
     "override", ["backbone.hidden=16384", "backbone.layers=1000000", "backbone.hidden=4096"]
 )
 def test_the_refusal_allocates_nothing(override):
