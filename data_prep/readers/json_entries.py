@@ -56,6 +56,16 @@ def unescaped_quotes(arr: np.ndarray, quotes: np.ndarray, escaped: bool) -> tupl
     return quotes, (run % 2 == 1) if tail >= 0 else (escaped ^ (run % 2 == 1))
 
 
+def outside_strings(arr: np.ndarray, in_string: int, escaped: bool) -> tuple[np.ndarray, int, bool]:
+    """Which bytes of a block lie outside JSON strings, given the state the previous block ended in (inside a
+    string, after an odd run of backslashes); returns the mask and the state this block ends in."""
+    quotes = arr == _QUOTE
+    if escaped or (arr == _BACKSLASH).any():
+        quotes, escaped = unescaped_quotes(arr, quotes, escaped)
+    toggles = np.cumsum(quotes, dtype=np.int64) + in_string
+    return (toggles & 1) == 0, int(toggles[-1] & 1), escaped
+
+
 def _key(prefix: bytes) -> str | None:
     """The member name that ends `prefix` (`"name":`), or None."""
     match = _KEY.search(prefix.rstrip())
@@ -74,11 +84,7 @@ def iter_entries(fh: Any, depth: int, max_bytes: int) -> Iterator[Entry]:
     previous_end = False
     while block := fh.read(BLOCK):
         arr = np.frombuffer(block, dtype=np.uint8)
-        quotes = arr == _QUOTE
-        if escaped or (arr == _BACKSLASH).any():
-            quotes, escaped = unescaped_quotes(arr, quotes, escaped)
-        toggles = np.cumsum(quotes, dtype=np.int64) + in_string
-        outside = (toggles & 1) == 0
+        outside, in_string, escaped = outside_strings(arr, in_string, escaped)
         opens = np.isin(arr, _OPENERS) & outside
         closes = np.isin(arr, _CLOSERS) & outside
         delta = opens.astype(np.int64) - closes.astype(np.int64)
@@ -133,7 +139,7 @@ def iter_entries(fh: Any, depth: int, max_bytes: int) -> Iterator[Entry]:
                 parts.clear()
         else:
             prefix = (prefix + block[cursor:])[-PREFIX_BYTES:]
-        level, in_string = int(after[-1]), int(toggles[-1] & 1)
+        level = int(after[-1])
     if parts is not None:
         yield Entry(
             index,

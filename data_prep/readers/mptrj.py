@@ -31,13 +31,13 @@ from foundation.data_prep.readers.base import (
     open_binary,
     vasp_kbar_to_ase,
 )
-from foundation.data_prep.readers.json_entries import Entry, iter_entries, unescaped_quotes
+from foundation.data_prep.readers.json_entries import Entry, iter_entries, outside_strings
 
 from foundation.data.schema import Frame
 
 ENERGY_FIELDS = {"uncorrected": "uncorrected_total_energy", "corrected": "corrected_total_energy"}
 _BLOCK = 2 << 20
-_QUOTE, _BACKSLASH, _OPEN, _CLOSE = ord('"'), ord("\\"), ord("{"), ord("}")
+_OPEN, _CLOSE = ord("{"), ord("}")
 
 
 def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -51,11 +51,7 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     with open_binary(path) as fh:
         while block := fh.read(_BLOCK):
             arr = np.frombuffer(block, dtype=np.uint8)
-            quotes = arr == _QUOTE
-            if escaped or (arr == _BACKSLASH).any():
-                quotes, escaped = unescaped_quotes(arr, quotes, escaped)
-            toggles = np.cumsum(quotes, dtype=np.int32) + in_string
-            outside = (toggles & 1) == 0
+            outside, in_string, escaped = outside_strings(arr, in_string, escaped)
             delta = ((arr == _OPEN) & outside).astype(np.int8) - ((arr == _CLOSE) & outside).astype(
                 np.int8
             )
@@ -66,7 +62,7 @@ def scan_materials(path: str) -> tuple[np.ndarray, np.ndarray, int]:
             opens = np.flatnonzero((delta > 0) & (level == 3))
             ends.append(closes + offset + 1)
             frame_starts.append(opens + offset)
-            depth, in_string = int(level[-1]), int(toggles[-1] & 1)
+            depth = int(level[-1])
             offset += len(block)
     if first < 0 or depth != 0:
         raise ReaderError(
