@@ -30,10 +30,9 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
-case "$NODES" in ''|*[!0-9]*) echo "local_cluster.sh: --nodes must be a number from 1 to 8, got '$NODES'" >&2; exit 2 ;; esac
-if [ "$NODES" -lt 1 ] || [ "$NODES" -gt 8 ]; then
-  echo "local_cluster.sh: --nodes must be a number from 1 to 8, got '$NODES'" >&2; exit 2
-fi
+bad_nodes() { echo "local_cluster.sh: --nodes must be a number from 1 to 8, got '$NODES'" >&2; exit 2; }
+case "$NODES" in ''|*[!0-9]*) bad_nodes ;; esac
+{ [ "$NODES" -ge 1 ] && [ "$NODES" -le 8 ]; } || bad_nodes
 
 STATE=${FOUNDATION_SLURM_STATE:-/tmp/foundation-slurm}
 SACCT_SHIM=/usr/local/bin/sacct
@@ -187,7 +186,7 @@ EOF
 
 make_network() {  # the bridge, one namespace per node with eth0 on it, and the hosts entries
   local k name err
-  if ip link show "$BRIDGE" >/dev/null 2>&1; then die "network bridge $BRIDGE exists already (another $NODES-node cluster, or left over: bash slurm/local_cluster.sh down --nodes N)"; fi
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then die "network bridge $BRIDGE exists already (a multi-node local cluster is up, or its remains: bash slurm/local_cluster.sh down --nodes N)"; fi
   err=$(ip link add "$BRIDGE" type bridge 2>&1) || die "cannot create the bridge $BRIDGE (ip link add: $err)"
   made link "$BRIDGE"
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
