@@ -171,10 +171,15 @@ def test_preempted_two_node_job_checkpoints_once_and_resumes_on_both_nodes(
     stops = [i for i, line in enumerate(log) if "stop requested" in line]
     resumes = [i for i, line in enumerate(log) if "resumed from" in line]
     assert len(stops) == 1 and len(resumes) == 1
-    saves = [line for line in log[stops[0] : resumes[0]] if " checkpoint " in line]
-    assert (
-        len(saves) == 1
-    )  # one checkpoint of the whole job, every rank writing its own shard into it
+    # one checkpoint of the whole job at the stop step (every rank writing its own shard into it), which both
+    # nodes resumed from
+    step = int(log[stops[0]].rsplit(" ", 1)[1])
+    saved = run_dir / "checkpoints" / f"step-{step:08d}"
+    assert [line for line in log[stops[0] : resumes[0]] if " checkpoint " in line] == [
+        log[stops[0] + 1]
+    ]
+    assert log[stops[0] + 1].endswith(f" checkpoint {saved}")
+    assert f"resumed from {saved} (step {step}," in log[resumes[0]]
     assert_one_rank_per_node(run_dir, job.job_id, starts=2)
     assert_same_weights(run_dir, reference)
 
