@@ -186,7 +186,6 @@ EOF
 
 make_network() {  # the bridge, one namespace per node with eth0 on it, and the hosts entries
   local k name err
-  if ip link show "$BRIDGE" >/dev/null 2>&1; then die "network bridge $BRIDGE exists already (a multi-node local cluster is up, or its remains: bash slurm/local_cluster.sh down --nodes N)"; fi
   err=$(ip link add "$BRIDGE" type bridge 2>&1) || die "cannot create the bridge $BRIDGE (ip link add: $err)"
   made link "$BRIDGE"
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
@@ -283,6 +282,9 @@ up() {
   [ "$(id -u)" = 0 ] || die "needs root (installs packages, runs slurmctld/slurmd as root$([ "$NODES" -gt 1 ] && echo ', makes network namespaces'))"
   if cluster_ok && [ -s "$STATE/slurmctld.pid" ]; then echo "slurm already up"; sinfo -N; return 0; fi
   [ -s "$MADE" ] && teardown >/dev/null 2>&1   # the remains of an earlier cluster of this shape
+  if [ "$NODES" -gt 1 ] && ip link show "$BRIDGE" >/dev/null 2>&1; then
+    die "network bridge $BRIDGE exists already (a multi-node local cluster is up, or its remains: bash slurm/local_cluster.sh down --nodes N)"
+  fi
   local t0; t0=$(date +%s)
   mkdir -p "$STATE"
   : > "$MADE"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,17 @@ def test_without_root_up_says_so_and_makes_no_namespace():
     )
     assert len(run.stderr.strip().splitlines()) == 1
     assert namespaces() == before
+
+
+def test_a_second_multi_node_cluster_is_refused_and_the_first_keeps_running(two_node_cluster):
+    before = namespaces()
+    run = cluster_script("up", "--nodes", "3")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "local_cluster.sh: network bridge fnode-br exists already (a multi-node local cluster is up, or its "
+        "remains: bash slurm/local_cluster.sh down --nodes N)"
+    ]
+    assert namespaces() == before and "fnode3" not in before
+    state = os.environ.get("FOUNDATION_SLURM_STATE", "/tmp/foundation-slurm")
+    assert not Path(f"{state}-3node").exists()  # refused before anything was written
+    assert cluster_script("status", "--nodes", "2").returncode == 0
