@@ -71,15 +71,18 @@ made() { echo "$*" >> "$MADE"; }   # record one thing `up` made, for `down`
 
 other_cluster_running() { pgrep -x slurmctld >/dev/null; }   # called once this cluster's slurmctld is stopped
 
-install_packages() {
-  if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
-     && command -v sbatch >/dev/null; then
-    return 0
-  fi
-  echo "installing slurmctld slurmd slurm-client munge (Debian packages)"
+install_packages() {  # what is missing of Debian's slurm and munge, and iproute2 for a multi-node cluster
+  local missing=()
+  command -v slurmctld >/dev/null || missing+=(slurmctld)
+  command -v slurmd >/dev/null || missing+=(slurmd)
+  command -v sbatch >/dev/null || missing+=(slurm-client)
+  command -v munged >/dev/null || missing+=(munge)
+  [ "$NODES" = 1 ] || command -v ip >/dev/null || missing+=(iproute2)
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo "installing ${missing[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 start_munge() {
