@@ -65,6 +65,7 @@ def test_a_yaml_tag_is_refused_in_one_line_and_debug_shows_the_traceback(capsys,
         ("engine.ema_decay=1.0", "engine.ema_decay"),
         ("engine.ema_decay=-0.1", "engine.ema_decay"),
         ("engine.grad_clip=-1", "engine.grad_clip"),
+        ("engine.collective_timeout_s=0", "engine.collective_timeout_s"),
         ("objective.noise_std=-0.1", "objective.noise_std"),
     ],
 )
