@@ -83,6 +83,10 @@ class ObjectiveConfig:
         None  # the energy term's own loss (None: `loss`); "huber"
     )
     energy_huber_delta: float = 0.1  # eV/atom: quadratic below, linear above (robust to outliers)
+    forces_loss: Literal["mse", "l1", "huber", "atom_huber"] | None = (
+        None  # the forces term's own loss (None: `loss`); "atom_huber": Huber of each atom's |F error|
+    )
+    forces_huber_delta: float = 0.1  # eV/A, for forces_loss huber / atom_huber
     noise_std: float = 0.1  # A; Gaussian noise on positions for denoising
 
 
@@ -262,6 +266,12 @@ def check_ranges(cfg: TrainRunConfig) -> None:
             "> 0 with denoising" if obj.denoise_weight else ">= 0",
         ),
         ("objective.huber_delta", obj.huber_delta, obj.huber_delta > 0, "> 0"),
+        (
+            "objective.forces_huber_delta",
+            obj.forces_huber_delta,
+            obj.forces_huber_delta > 0,
+            "> 0",
+        ),
         ("schedule.warmup_steps", sch.warmup_steps, sch.warmup_steps >= 0, ">= 0"),
         ("schedule.min_lr_ratio", sch.min_lr_ratio, 0 <= sch.min_lr_ratio <= 1, "in [0, 1]"),
         ("schedule.plateau_factor", sch.plateau_factor, 0 < sch.plateau_factor < 1, "in (0, 1)"),

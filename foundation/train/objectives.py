@@ -4,7 +4,8 @@ Every term is a sum of element-wise errors divided by a GLOBAL count (all ranks,
 optimizer step), so ranks holding different numbers of atoms give exactly the loss of one big batch:
   energy   per structure, (E_pred - E) / natoms ("per_atom") or E_pred - E ("total"); the model's energy
            includes the manifest's element references, so this equals the error of reference-corrected energies
-  forces   per Cartesian component of every atom
+  forces   per Cartesian component of every atom (forces_loss atom_huber: one loss per atom, summed over the
+           atoms and divided by the same component count)
   stress   per component of every structure that has a stress label
   denoise  per component of every noisy atom, on (noise_pred - noise) / noise_std
 """
@@ -64,11 +65,18 @@ class Objective:
         return clean, (("noise",) if self.needs_noisy else ())
 
     def elementwise(self, error: Tensor, term: str = "") -> Tensor:
-        """The loss of each error element: `loss` (with huber_delta), or for the energy term `energy_loss` when
-        set (with energy_huber_delta): a robust option for energy labels with outliers."""
+        """The loss of each error element: `loss` (with huber_delta), or the term's own loss when set:
+        `energy_loss` (with energy_huber_delta), `forces_loss` (with forces_huber_delta). "atom_huber" takes the
+        forces' components in atom order and gives one loss per atom, the Huber of its error vector's length:
+        0.5 |e|^2 below delta (the sum of its components' "huber" losses), linear in |e| above, so the few atoms
+        with large errors (hot MD frames) cannot dominate a step, whatever the error's direction."""
         kind, delta = self.config.loss, self.config.huber_delta
         if term == "energy" and self.config.energy_loss is not None:
             kind, delta = self.config.energy_loss, self.config.energy_huber_delta
+        if term == "forces" and self.config.forces_loss is not None:
+            kind, delta = self.config.forces_loss, self.config.forces_huber_delta
+        if kind == "atom_huber":
+            return vector_huber(error.reshape(-1, 3), delta)
         if kind == "mse":
             return error.square()
         if kind == "l1":
@@ -135,3 +143,11 @@ class Objective:
             sums[t, 1] = err.detach().abs().sum().double()
             total = total + self.weights[term] * part / float(global_counts[t])
         return total, sums
+
+
+def vector_huber(vectors: Tensor, delta: float) -> Tensor:
+    """Huber loss of each row's Euclidean length: 0.5 r^2 for r <= delta, delta (r - delta / 2) above (finite
+    gradients at r = 0: the square root is taken only where r > delta)."""
+    squared = vectors.square().sum(dim=-1)
+    length = squared.clamp(min=delta**2).sqrt()
+    return torch.where(squared <= delta**2, 0.5 * squared, delta * (length - 0.5 * delta))

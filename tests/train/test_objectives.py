@@ -111,6 +111,28 @@ def test_an_objective_needing_a_missing_head_is_refused():
         Objective(ObjectiveConfig(denoise_weight=1.0)).outputs(("energy", "forces"))
 
 
+def test_atom_huber_force_loss_is_the_huber_of_each_atoms_error_length():
+    objective = Objective(
+        ObjectiveConfig(loss="mse", forces_loss="atom_huber", forces_huber_delta=0.1)
+    )
+    # two atoms: |e| = 0.05 (quadratic: 0.5 * 0.05^2) and |e| = 5 (linear: 0.1 * (5 - 0.05)); component-wise
+    # huber would charge the second atom 0.1 * (3 - 0.05) + 0.1 * (4 - 0.05) = 0.69 instead of 0.495
+    err = torch.tensor([0.03, 0.04, 0.0, 3.0, 0.0, -4.0])
+    expected = torch.tensor([0.00125, 0.495])
+    torch.testing.assert_close(objective.elementwise(err, "forces"), expected)
+    torch.testing.assert_close(objective.elementwise(err, "energy"), err.square())
+    loss, sums = objective.loss({"forces": err}, torch.tensor([0.0, 6.0, 0.0, 0.0]))
+    assert float(loss) == pytest.approx(1.0 * 0.49625 / 6)  # per component count, forces_weight 1
+    assert float(sums[1, 0]) == pytest.approx(0.49625) and float(sums[1, 1]) == pytest.approx(7.07)
+
+
+def test_atom_huber_gradient_is_finite_at_zero_error_and_bounded_by_delta_above():
+    objective = Objective(ObjectiveConfig(forces_loss="atom_huber", forces_huber_delta=0.1))
+    err = torch.tensor([0.0, 0.0, 0.0, 3.0, 0.0, -4.0], requires_grad=True)
+    objective.elementwise(err, "forces").sum().backward()
+    torch.testing.assert_close(err.grad, torch.tensor([0.0, 0.0, 0.0, 0.06, 0.0, -0.08]))
+
+
 def test_robust_energy_loss_leaves_other_terms_alone():
     objective = Objective(ObjectiveConfig(loss="mse", energy_loss="huber", energy_huber_delta=0.1))
     err = torch.tensor([0.05, -2.0])
