@@ -77,3 +77,23 @@ def property_baselines(
         name: regression_metrics(test, np.full(test.shape, value))
         for name, value in (("mean", float(train.mean())), ("median", float(np.median(train))))
     }
+
+
+def scored_test_fold(
+    ids: Sequence[str],
+    targets: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    pred: np.ndarray,
+) -> dict[str, object]:
+    """A unit's scores on its test fold: metrics, the trivial predictors' metrics beside them, and the
+    predictions by structure id (`ids` are the test fold's, in the order of `test_idx`)."""
+    return {
+        "metrics": regression_metrics(targets[test_idx], pred),
+        "baselines": property_baselines(targets[train_idx], targets[test_idx]),
+        "predictions": {
+            "ids": list(ids),
+            "y_true": targets[test_idx].tolist(),
+            "y_pred": np.asarray(pred).tolist(),
+        },
+    }

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from foundation.evals.metrics import mae, property_baselines, regression_metrics
+from foundation.evals.metrics import mae, scored_test_fold
 from foundation.evals.property_finetune import inner_split
 from foundation.evals.tasks.common import PropertyTask, training_subset
 
@@ -104,13 +104,9 @@ def run_probe(
     pred = predict_ridge(fitted, feats["test"])
     return {
         "kind": "probe",
-        "metrics": regression_metrics(targets[test_idx], pred),
-        "baselines": property_baselines(targets[train_idx], targets[test_idx]),
-        "predictions": {
-            "ids": [task.frames[i].structure_id for i in test_idx],
-            "y_true": targets[test_idx].tolist(),
-            "y_pred": pred.tolist(),
-        },
+        **scored_test_fold(
+            [task.frames[i].structure_id for i in test_idx], targets, train_idx, test_idx, pred
+        ),
         "alpha": alpha,
         "alpha_val_mae": [{"alpha": a, "val_mae": s} for a, s in zip(RIDGE_ALPHAS, scores)],
         "n_train": int(len(inner)),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from foundation.evals.config import PropertyFinetuneConfig
-from foundation.evals.metrics import mae, property_baselines, regression_metrics
+from foundation.evals.metrics import mae, scored_test_fold
 from foundation.evals.tasks.common import PropertyTask, training_subset
 from torch import nn
 
@@ -242,13 +242,9 @@ def run_finetune(
     pred = _predict(model, test, mean, std)
     return {
         "kind": "finetune",
-        "metrics": regression_metrics(targets[test_idx], pred),
-        "baselines": property_baselines(targets[train_idx], targets[test_idx]),
-        "predictions": {
-            "ids": [task.frames[i].structure_id for i in test_idx],
-            "y_true": targets[test_idx].tolist(),
-            "y_pred": pred.tolist(),
-        },
+        **scored_test_fold(
+            [task.frames[i].structure_id for i in test_idx], targets, train_idx, test_idx, pred
+        ),
         "curve": curve,
         "best_epoch": best[1],
         "best_val_mae": best[0],
