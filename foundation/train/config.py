@@ -265,12 +265,9 @@ def check_ranges(cfg: TrainRunConfig) -> None:
             obj.noise_std > 0 if obj.denoise_weight else obj.noise_std >= 0,
             "> 0 with denoising" if obj.denoise_weight else ">= 0",
         ),
-        ("objective.huber_delta", obj.huber_delta, obj.huber_delta > 0, "> 0"),
-        (
-            "objective.forces_huber_delta",
-            obj.forces_huber_delta,
-            obj.forces_huber_delta > 0,
-            "> 0",
+        *(
+            (f"objective.{key}", getattr(obj, key), getattr(obj, key) > 0, "> 0")
+            for key in ("huber_delta", "energy_huber_delta", "forces_huber_delta")
         ),
         ("schedule.warmup_steps", sch.warmup_steps, sch.warmup_steps >= 0, ">= 0"),
         ("schedule.min_lr_ratio", sch.min_lr_ratio, 0 <= sch.min_lr_ratio <= 1, "in [0, 1]"),

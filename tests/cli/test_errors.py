@@ -68,6 +68,7 @@ def test_a_yaml_tag_is_refused_in_one_line_and_debug_shows_the_traceback(capsys,
         ("engine.collective_timeout_s=0", "engine.collective_timeout_s"),
         ("objective.noise_std=-0.1", "objective.noise_std"),
         ("objective.forces_huber_delta=0", "objective.forces_huber_delta"),
+        ("objective.energy_huber_delta=-1", "objective.energy_huber_delta"),
     ],
 )
 def test_values_out_of_range_are_refused_at_config_load(capsys, tmp_path, override, key):
