@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -18,7 +19,8 @@ class AtomsBatch:
     """B structures with N atoms in all and E directed edges (ASE 'ijS' convention, see foundation.data.graph).
 
     Labels are None when absent: ``energy`` / ``forces`` need every frame to carry them; ``stress`` is set when at
-    least one frame has one, with zeros where ``has_stress`` is False.
+    least one frame has one, with zeros where ``has_stress`` is False. ``edge_index`` and ``shifts`` are None in a
+    batch collated without its graph (``collate_frames(..., graph=False)``) until ``with_graph`` builds it.
     """
 
     numbers: Tensor  # (N,) long
@@ -27,8 +29,8 @@ class AtomsBatch:
     pbc: Tensor  # (B,3) bool
     batch: Tensor  # (N,) long, structure index of each atom (non-decreasing)
     natoms: Tensor  # (B,) long
-    edge_index: Tensor  # (2,E) long
-    shifts: Tensor  # (E,3) float, integer image offsets
+    edge_index: Tensor | None  # (2,E) long
+    shifts: Tensor | None  # (E,3) float, integer image offsets
     energy: Tensor | None = None  # (B,) total eV
     forces: Tensor | None = None  # (N,3) eV/A
     stress: Tensor | None = None  # (B,3,3) eV/A^3, ASE sign
@@ -66,6 +68,15 @@ class AtomsBatch:
         """A copy in pinned memory (DataLoader(pin_memory=True) calls this)."""
         return self._map(Tensor.pin_memory)
 
+    def tensors(self) -> Iterator[Tensor]:
+        """Every tensor the batch holds (properties included)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                yield value
+            elif f.name == "properties":
+                yield from value.values()
+
     def _map(self, fn) -> AtomsBatch:
         values = {}
         for f in fields(self):
@@ -88,6 +99,7 @@ def collate_frames(
     properties: Sequence[str] = (),
     device: torch.device | str | None = None,
     sources: Sequence[str] = (),
+    graph: bool = True,
 ) -> AtomsBatch:
     """Stack frames into one batch and build its periodic graph (meant to run inside DataLoader workers).
 
@@ -96,6 +108,8 @@ def collate_frames(
     ``device``: where the graph is searched and the batch lives (default CPU; a GPU builds large graphs faster).
     ``sources``: the model's data sources (multi-fidelity energy): ``batch.source`` holds each frame's index in it;
     a frame whose source is not among them is an error.
+    ``graph=False`` leaves the graph out (edge_index and shifts None) and positions and cell in float64, so that
+    ``with_graph`` builds exactly the same graph later, wherever the batch is then (data.graphs: device).
     """
     if not frames:
         raise ValueError("collate_frames needs at least one frame")
@@ -104,7 +118,6 @@ def collate_frames(
     cell = torch.from_numpy(np.stack([f.cell for f in frames])).to(device)
     pbc = torch.from_numpy(np.stack([f.pbc for f in frames])).to(device)
     batch = torch.repeat_interleave(torch.arange(len(frames), device=device), natoms)
-    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, cutoff, max_neighbours)
 
     energy = forces = stress = has_stress = None
     if all(f.energy is not None for f in frames):
@@ -128,8 +141,8 @@ def collate_frames(
         pbc=pbc,
         batch=batch,
         natoms=natoms,
-        edge_index=edge_index,
-        shifts=shifts,
+        edge_index=None,
+        shifts=None,
         energy=energy,
         forces=forces,
         stress=stress,
@@ -137,8 +150,26 @@ def collate_frames(
         properties=props,
         frame_ids=[f.frame_id for f in frames],
         source=source_indices(frames, sources, device),
+    ).to(device=device)
+    if graph:
+        return with_graph(out, cutoff, max_neighbours, dtype)
+    return dataclasses.replace(out.to(dtype=dtype), positions=positions, cell=cell)
+
+
+def with_graph(
+    batch: AtomsBatch,
+    cutoff: float,
+    max_neighbours: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> AtomsBatch:
+    """The batch with its periodic graph, searched on the batch's device in its positions' precision (float64 from
+    ``collate_frames``), and then its floating point tensors cast to ``dtype``: the last step of ``collate_frames``,
+    so a graph built later on a GPU is the one a loader worker would have built (radius_graph_pbc gives the same
+    edges in the same order on every device)."""
+    edge_index, shifts = radius_graph_pbc(
+        batch.positions, batch.cell, batch.pbc, batch.batch, cutoff, max_neighbours
     )
-    return out.to(device=device, dtype=dtype)
+    return dataclasses.replace(batch, edge_index=edge_index, shifts=shifts).to(dtype=dtype)
 
 
 def source_indices(

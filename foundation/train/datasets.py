@@ -57,7 +57,9 @@ def position_noise(natoms: int, std: float, *, seed: int, epoch: int, index: int
 
 @dataclass(frozen=True)
 class BatchBuilder:
-    """Frames of one MicroBatch -> TrainItem (graph included); picklable, runs in loader workers."""
+    """Frames of one MicroBatch -> TrainItem; picklable, runs in loader workers. With ``build_graph`` False the
+    batches come without their graph and with float64 geometry: the training process builds it on its device
+    (data.graphs: device, foundation.train.device_feed)."""
 
     cutoff: float
     max_neighbours: int | None = None
@@ -67,10 +69,17 @@ class BatchBuilder:
     sources: tuple[
         str, ...
     ] = ()  # the model's data sources: batches carry each frame's index in them
+    build_graph: bool = True
 
     def __call__(self, key: MicroBatch, frames: Sequence[Frame]) -> TrainItem:
         clean = (
-            collate_frames(frames, self.cutoff, self.max_neighbours, sources=self.sources)
+            collate_frames(
+                frames,
+                self.cutoff,
+                self.max_neighbours,
+                sources=self.sources,
+                graph=self.build_graph,
+            )
             if self.clean
             else None
         )
@@ -83,7 +92,13 @@ class BatchBuilder:
             shaken = [
                 dataclasses.replace(f, positions=f.positions + n) for f, n in zip(frames, noises)
             ]
-            noisy = collate_frames(shaken, self.cutoff, self.max_neighbours, sources=self.sources)
+            noisy = collate_frames(
+                shaken,
+                self.cutoff,
+                self.max_neighbours,
+                sources=self.sources,
+                graph=self.build_graph,
+            )
             noisy.noise = torch.from_numpy(np.concatenate(noises)).to(noisy.positions.dtype)
         return TrainItem(clean, noisy, key.epoch, key.position)
 
