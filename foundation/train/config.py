@@ -43,7 +43,10 @@ class DataConfig:
     shuffle: Literal["shard", "global"] = (
         "shard"  # "shard": shard order, then frames within a shard (wds-safe)
     )
-    num_workers: int = 1  # loader workers; graphs and batches are built in them
+    num_workers: int = 1  # loader workers: they build the batches (graphs too, see graphs)
+    # where neighbour graphs are built: "worker" (loader workers), "device" (the training process, on its device,
+    # before each forward pass), "auto" (device when the run's device is CUDA, worker otherwise)
+    graphs: Literal["worker", "device", "auto"] = "auto"
     prefetch_factor: int = 4
     max_neighbours: int | None = None  # None: the model's backbone.max_neighbours
     sources: list[SourceConfig] = field(

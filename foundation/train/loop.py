@@ -20,6 +20,7 @@ from foundation.train import checkpoint as ckpt
 from foundation.train.baselines import baseline_check, baseline_prediction
 from foundation.train.config import TrainRunConfig
 from foundation.train.datasets import TrainItem
+from foundation.train.device_feed import DeviceFeed
 from foundation.train.distributed import DistInfo, all_reduce_sum, any_rank
 from foundation.train.ema import EMA
 from foundation.train.engine import grad_norm, module_grad_norm, set_lr
@@ -63,6 +64,7 @@ class Trainer:
         logger: RunLogger,
         state: LoopState,
         meta: dict,
+        feed: DeviceFeed,
         val_excluded: SplitLoader | None = None,
         fit_check: SplitLoader | None = None,
     ):
@@ -79,6 +81,7 @@ class Trainer:
             schedule,
         )
         self.log, self.state, self.meta = logger, state, meta
+        self.feed = feed  # batches to the device, graphs built there when the workers left them out
         self.run_dir = Path(cfg.run_dir)
         self.dtype = (
             engine.module.geometry_dtype
@@ -97,7 +100,7 @@ class Trainer:
         if s.position >= len(self.train.sampler.rank_batches(s.epoch)):
             s.epoch, s.position, self._iterator = s.epoch + 1, 0, None
         if self._iterator is None:
-            self._iterator = iter(self.train.loader(s.epoch, s.position))
+            self._iterator = self.feed.items(self.train.loader(s.epoch, s.position))
             self._log_mixture()
         item = next(self._iterator)
         if (item.epoch, item.position) != (s.epoch, s.position):
@@ -121,6 +124,7 @@ class Trainer:
             )
 
     def _move(self, batch):
+        batch = self.feed.batch(batch)
         return None if batch is None else model_dtype_batch(batch, self.dist.device, self.dtype)
 
     # ---- one optimizer step -----------------------------------------------------------------------------
@@ -309,9 +313,7 @@ class Trainer:
         base_sums = torch.zeros_like(sums)
         counts = torch.zeros(len(TERMS), dtype=torch.float64, device=self.dist.device)
         for item in loader.loader(0):
-            clean, noisy = (
-                None if b is None else b.to(self.dist.device) for b in (item.clean, item.noisy)
-            )
+            clean, noisy = (self.feed.batch(b) for b in (item.clean, item.noisy))
             errors, base = {}, {}
             if clean is not None and self.clean_out:
                 out = model(clean, compute=self.clean_out)

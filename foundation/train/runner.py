@@ -23,6 +23,7 @@ from foundation.models import build_potential, resolve_model_config
 from foundation.train import checkpoint as ckpt
 from foundation.train.config import TrainRunConfig, load_train_config
 from foundation.train.datasets import BatchBuilder
+from foundation.train.device_feed import DeviceFeed, graph_place
 from foundation.train.distributed import DistInfo, any_rank, init_distributed, shutdown
 from foundation.train.ema import EMA
 from foundation.train.engine import build_engine
@@ -186,6 +187,7 @@ def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> d
         apply_normalization(model, normalization, config.objective.noise_std)
         eval_model = copy.deepcopy(model).to(info.device).eval()
         objective = Objective(config.objective)
+        graphs = graph_place(config.data.graphs, info.device)
         builder = BatchBuilder(
             model.cutoff,
             config.data.max_neighbours or model.max_neighbours,
@@ -193,6 +195,7 @@ def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> d
             noise_std=config.objective.noise_std if objective.needs_noisy else 0.0,
             seed=config.train.seed,
             sources=tuple(model.sources),
+            build_graph=graphs == "worker",
         )
         common = dict(
             rank=info.rank,
@@ -264,6 +267,8 @@ def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> d
             )
         for line in changes:
             logger.line(line, logging.WARNING)
+        where = "in the loader workers" if graphs == "worker" else f"on {info.device}"
+        logger.line(f"neighbour graphs built {where} (data.graphs: {config.data.graphs})")
         meta = {"model": to_dict(model.config), "normalization": normalization}
         if start is not None:
             meta["parent"] = start.parent.identity
@@ -280,6 +285,7 @@ def run_training(config: TrainRunConfig, allow_config_change: bool = False) -> d
             logger,
             state,
             meta,
+            feed=DeviceFeed(info.device, builder),
             val_excluded=val_excluded,
             fit_check=fit_check,
         )
