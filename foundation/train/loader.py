@@ -21,7 +21,9 @@ def _keep(item: TrainItem) -> TrainItem:
 
 @dataclass
 class SplitLoader:
-    """A split's sampler and batch dataset; `loader(epoch, start)` iterates one epoch from a position."""
+    """A split's sampler and batch dataset; `loader(epoch, start)` iterates one epoch from a position, or (`onward`)
+    every epoch from there on: a training run's one DataLoader, whose workers start once (whatever the start
+    method) instead of once per epoch."""
 
     sampler: AtomsBalancedSampler
     dataset: MapBatchDataset | StreamBatchDataset
@@ -29,8 +31,8 @@ class SplitLoader:
     prefetch_factor: int
     pin_memory: bool
 
-    def loader(self, epoch: int, start: int = 0) -> DataLoader:
-        self.sampler.set_epoch(epoch, start)
+    def loader(self, epoch: int, start: int = 0, *, onward: bool = False) -> DataLoader:
+        self.sampler.set_epoch(epoch, start, onward=onward)
         options = dict(
             batch_size=None,
             collate_fn=_keep,

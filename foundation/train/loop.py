@@ -96,11 +96,15 @@ class Trainer:
 
     # ---- data -------------------------------------------------------------------------------------------
     def _next_item(self) -> TrainItem:
+        """The next micro-batch from the run's one loader, which spans epochs (its workers start once)."""
         s = self.state
-        if s.position >= len(self.train.sampler.rank_batches(s.epoch)):
-            s.epoch, s.position, self._iterator = s.epoch + 1, 0, None
+        new_epoch = s.position >= len(self.train.sampler.rank_batches(s.epoch))
+        if new_epoch:
+            s.epoch, s.position = s.epoch + 1, 0
         if self._iterator is None:
-            self._iterator = self.feed.items(self.train.loader(s.epoch, s.position))
+            self._iterator = self.feed.items(self.train.loader(s.epoch, s.position, onward=True))
+            new_epoch = True  # (or resumed inside one)
+        if new_epoch:
             self._log_mixture()
         item = next(self._iterator)
         if (item.epoch, item.position) != (s.epoch, s.position):

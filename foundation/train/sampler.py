@@ -5,6 +5,8 @@ Every epoch has one global plan: frames in a seeded order (shard order then fram
 most `max_atoms` atoms (a frame larger than that sits alone). Training plans are cut to a multiple of
 world_size * grad_accum so every rank gets the same number of micro-batches and every optimizer step lies in
 one epoch; rank r takes micro-batches r, r + world, ... The same plan serves LMDB and WebDataset datasets.
+A training run iterates one sampler across epochs (`set_epoch(..., onward=True)`), so one DataLoader and its
+workers serve the whole run.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def pack(order: np.ndarray, natoms: np.ndarray, max_atoms: int) -> list[tuple[in
 
 
 class AtomsBalancedSampler:
-    """Yields this rank's MicroBatch keys for one epoch (`set_epoch`), optionally from a position (`resume`)."""
+    """Yields this rank's MicroBatch keys of one epoch from a position (`set_epoch`), or of that epoch and every
+    later one (`onward`)."""
 
     def __init__(
         self,
@@ -97,22 +100,25 @@ class AtomsBalancedSampler:
             shuffle,
             drop_last,
         )
-        self.epoch, self.start = 0, 0
+        self.epoch, self.start, self.onward = 0, 0, False
         self.dropped = (
             0  # micro-batches cut from the last planned epoch (fewer than world_size * grad_accum)
         )
-        self._cache: tuple[int, list[tuple[int, ...]]] | None = None
+        # the plans of the last two epochs asked for: an epoch-spanning iteration plans the next epoch while
+        # the training loop still reads the current one
+        self._cache: dict[int, list[tuple[int, ...]]] = {}
 
     def plan(self, epoch: int) -> list[tuple[int, ...]]:
         """The global micro-batch plan of `epoch` (every rank computes the same one)."""
-        if self._cache is None or self._cache[0] != epoch:
+        if epoch not in self._cache:
             batches = pack(self.order(epoch), self.natoms, self.max_atoms)
             if self.drop_last:
                 unit = self.world_size * self.grad_accum
                 self.dropped = len(batches) % unit
                 batches = batches[: len(batches) - self.dropped]
-            self._cache = (epoch, batches)
-        return self._cache[1]
+            self._cache = dict(list(self._cache.items())[-1:])
+            self._cache[epoch] = batches
+        return self._cache[epoch]
 
     def order(self, epoch: int) -> np.ndarray:
         """Dataset indices of `epoch` in the order they are packed."""
@@ -121,14 +127,21 @@ class AtomsBalancedSampler:
     def rank_batches(self, epoch: int) -> list[tuple[int, ...]]:
         return self.plan(epoch)[self.rank :: self.world_size]
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Iterate `epoch` from micro-batch `start` of this rank (resume within an epoch)."""
-        self.epoch, self.start = epoch, start
+    def set_epoch(self, epoch: int, start: int = 0, *, onward: bool = False) -> None:
+        """Iterate `epoch` from micro-batch `start` of this rank (resume within an epoch); `onward`: then every
+        later epoch from its first micro-batch, without end (a training run's one DataLoader)."""
+        self.epoch, self.start, self.onward = epoch, start, onward
 
     def __len__(self) -> int:
+        """Micro-batches left in the epoch `set_epoch` named (an onward iteration goes on past them)."""
         return max(len(self.rank_batches(self.epoch)) - self.start, 0)
 
     def __iter__(self) -> Iterator[MicroBatch]:
-        batches = self.rank_batches(self.epoch)
-        for position in range(self.start, len(batches)):
-            yield MicroBatch(self.epoch, position, batches[position])
+        epoch, start, onward = self.epoch, self.start, self.onward
+        while True:
+            batches = self.rank_batches(epoch)
+            for position in range(start, len(batches)):
+                yield MicroBatch(epoch, position, batches[position])
+            if not (onward and batches):  # an empty epoch ends an onward iteration too
+                return
+            epoch, start = epoch + 1, 0

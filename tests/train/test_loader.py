@@ -1,10 +1,13 @@
-"""Training loaders stream WebDataset shards from URLs: every micro-batch read over a real HTTP server on
-127.0.0.1 (and through a pipe: command) equals the local read, in loader workers."""
+"""Training loaders: one loader spans epochs, its workers started once, giving the same micro-batches as one
+loader per epoch (LMDB and WebDataset); WebDataset shards stream from URLs: every micro-batch read over a real
+HTTP server on 127.0.0.1 (and through a pipe: command) equals the local read, in loader workers."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import os
 import threading
 
 import pytest
@@ -41,6 +44,40 @@ def _same(a, b):
                 assert x.equal(y), f.name
             elif f.name != "properties":
                 assert x == y, f.name
+
+
+@dataclasses.dataclass(frozen=True)
+class _PidBuilder(BatchBuilder):
+    """Marks each batch with the process id of the worker that built it."""
+
+    def __call__(self, key, frames):
+        item = super().__call__(key, frames)
+        item.clean.properties["pid"] = torch.tensor([os.getpid()])
+        return item
+
+
+@pytest.mark.parametrize("container", ["lmdb", "wds"])
+def test_one_loader_spans_epochs_with_its_workers_started_once(train_data, container):
+    """From a resume position (epoch 1, micro-batch 2) through three epochs: the same micro-batches as one loader
+    per epoch, every one of them built by the same two worker processes."""
+    cfg = DataConfig(
+        path=str(train_data), container=container, max_atoms=40, num_workers=2, prefetch_factor=2
+    )
+    split = build_split_loader(
+        cfg, "train", _PidBuilder(4.0), rank=0, world_size=1, grad_accum=1, seed=5, train=True
+    )
+    per_epoch = [
+        item for epoch in (1, 2, 3) for item in split.loader(epoch, 2 if epoch == 1 else 0)
+    ]
+    onward = list(itertools.islice(split.loader(1, 2, onward=True), len(per_epoch)))
+    assert [(i.epoch, i.position) for i in onward] == [(i.epoch, i.position) for i in per_epoch]
+    assert {i.epoch for i in onward} == {1, 2, 3}
+    for a, b in zip(onward, per_epoch):
+        assert a.clean.frame_ids == b.clean.frame_ids and a.clean.edge_index.equal(
+            b.clean.edge_index
+        )
+    pids = {int(i.clean.properties["pid"]) for i in onward}
+    assert len(pids) == 2 and os.getpid() not in pids
 
 
 def test_training_reads_over_http_and_pipe_equal_the_local_read(train_data):

@@ -3,6 +3,8 @@ and planning from the manifest's atom counts without opening a record."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,26 @@ def test_shard_shuffle_keeps_shards_contiguous_and_resume_position():
     s.set_epoch(1, start=5)
     assert list(s) == keys[5:] and len(s) == len(keys) - 5
     assert [k.position for k in keys] == list(range(len(keys)))
+
+
+def test_an_onward_iteration_is_the_epochs_one_after_another_from_a_resume_position():
+    s = _sampler(world=2, rank=1, gas=2)
+    epochs = []
+    for epoch in range(2, 6):
+        s.set_epoch(epoch)
+        epochs.append(list(s))
+    s.set_epoch(2, start=3, onward=True)
+    onward = list(itertools.islice(s, sum(map(len, epochs)) - 3))
+    assert onward == [key for keys in epochs for key in keys][3:]
+    assert {k.epoch for k in onward} == {2, 3, 4, 5} and len(s) == len(epochs[0]) - 3
+
+
+def test_an_onward_iteration_ends_at_an_empty_epoch():
+    s = AtomsBalancedSampler(
+        NATOMS[:3], [3], 100, world_size=4, seed=7
+    )  # one micro-batch, cut away
+    s.set_epoch(0, onward=True)
+    assert s.rank_batches(0) == [] and list(s) == []
 
 
 def test_plans_come_from_the_manifest_without_reading_records(train_data, monkeypatch):
