@@ -1,4 +1,4 @@
-"""The GPU check, one section per process (bench/gpu.sh runs them all within ~8 minutes and merges the parts).
+"""The GPU check, one section per process (bench/gpu.sh runs them all within 8 minutes and merges the parts).
 
 Sections, all on real DFT frames (--data: a folder holding dft/*.xyz, e.g. a copy of ../shared/data):
   agreement   scalable-s trained briefly in fp32, then E/F/S of the validation frames in bf16 and fp64 against fp32
@@ -7,14 +7,15 @@ Sections, all on real DFT frames (--data: a folder holding dft/*.xyz, e.g. a cop
               memory, a step over --max-step-s, or the section's time), and in fp32 at half that batch
   neighbours  our radius_graph_pbc on the GPU (float64, float32) against vesin-torch on the GPU and vesin on the CPU,
               same edges, all frames; and one large supercell
-  deepspeed   one `run_training` (DeepSpeed ZeRO 1, bf16, LMDB shards, loader workers building graphs):
-              atoms/s and data-wait fraction after the first log window
+  efficiency  end-to-end efficiency: `run_training` (DeepSpeed ZeRO 1, bf16, 4,096-atom batches from LMDB shards)
+              at 1, 4 and 8 loader workers with data.graphs worker and device, its atoms/s (after the first log
+              window) over the bare step's at the same batch and precision, and its data-wait fraction
   mace        MACE (mace-torch, 64 channels L=0 and L=1) atoms/s with the same step in fp32, beside ours (xs, s)
               at the same batch (run with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, in its own process)
 --cpu-smoke runs every section on the CPU with tiny sizes (the script's own test where no GPU is lent).
 
     python bench/gpu.py --section agreement --data .gpu_data --parts /tmp/gpu_parts
-    python bench/gpu.py --report /tmp/gpu_parts --out $OUT          # gpu.json + gpu.md
+    python bench/gpu.py --report /tmp/gpu_parts --out $OUT          # gpu.json, gpu.md, efficiency.json
 """
 
 from __future__ import annotations
@@ -38,52 +39,36 @@ from time_to_accuracy import (  # bench/
     normalization,
     train_step,
 )
+from torch.utils.benchmark import Timer
 
-from foundation.data.batch import AtomsBatch
-from foundation.data.graph import radius_graph_pbc
+from foundation.data.batch import AtomsBatch, collate_frames, with_graph
 from foundation.models import build_potential
 from foundation.train.config import ObjectiveConfig
 from foundation.train.loader import model_dtype_batch
 from foundation.train.objectives import Objective
 
-SECTIONS = ("agreement", "throughput", "neighbours", "deepspeed", "mace")
+SECTIONS = ("agreement", "throughput", "neighbours", "efficiency", "mace")
 SIZES = ("scalable-xs", "scalable-s", "scalable-m", "scalable-l", "scalable-xl")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 OBJECTIVE = Objective(ObjectiveConfig(energy_weight=1.0, forces_weight=10.0, stress_weight=100.0))
+# issue 30's target for a training run: at least this share of the bare step's atoms/s, data wait under this
+# share of the step time, with at most this many loader workers per GPU
+TARGET_EFFICIENCY, TARGET_DATA_WAIT, TARGET_WORKERS = 0.85, 0.05, 4
 
 
-def gpu_batch(frames: list, atoms: int, device: torch.device, start: int = 0) -> AtomsBatch:
-    """A batch of about `atoms` atoms (frames cycled from `start`), its graph built on `device` in float64."""
+def batch_frames(frames: list, atoms: int, start: int = 0) -> list:
+    """Frames cycled from `start` until they hold at least `atoms` atoms."""
     chosen, total, k = [], 0, start
     while total < atoms:
         chosen.append(frames[k % len(frames)])
         total += chosen[-1].natoms
         k += 1
-    natoms = torch.tensor([f.natoms for f in chosen])
+    return chosen
 
-    def cat(key: str) -> torch.Tensor:
-        return torch.from_numpy(np.concatenate([getattr(f, key) for f in chosen])).to(device)
 
-    def stack(key: str) -> torch.Tensor:
-        return torch.from_numpy(np.stack([getattr(f, key) for f in chosen])).to(device)
-
-    positions, cell, pbc = cat("positions"), stack("cell"), stack("pbc")
-    batch = torch.repeat_interleave(torch.arange(len(chosen)), natoms).to(device)
-    edge_index, shifts = radius_graph_pbc(positions, cell, pbc, batch, CUTOFF)
-    return AtomsBatch(
-        numbers=cat("numbers").long(),
-        positions=positions,
-        cell=cell,
-        pbc=pbc,
-        batch=batch,
-        natoms=natoms.to(device),
-        edge_index=edge_index,
-        shifts=shifts,
-        energy=torch.tensor([f.energy for f in chosen], dtype=torch.float64, device=device),
-        forces=cat("forces"),
-        stress=stack("stress"),
-        has_stress=torch.ones(len(chosen), dtype=torch.bool, device=device),
-    ).to(dtype=torch.float32)
+def gpu_batch(frames: list, atoms: int, device: torch.device, start: int = 0) -> AtomsBatch:
+    """A batch of about `atoms` atoms (frames cycled from `start`), its graph built on `device` in float64."""
+    return collate_frames(batch_frames(frames, atoms, start), CUTOFF, device=device)
 
 
 def sync(device: torch.device) -> None:
@@ -314,37 +299,26 @@ def section_neighbours(args, device: torch.device) -> dict:
     }
 
 
-def section_deepspeed(args, device: torch.device) -> dict:
-    os.environ.setdefault("FOUNDATION_SHARED_DATA", str(args.data))
-    import train as train_bench  # bench/train.py (reads FOUNDATION_SHARED_DATA at import)
+def deepspeed_run(args, data: Path, run_dir: Path, workers: int, graphs: str, device) -> dict:
+    """One `run_training` (scalable-s, ZeRO 1, bf16) of args.ds_steps steps: atoms/s and data-wait fraction of its
+    log windows after the first (which holds the loader's and the engine's start)."""
+    import train as train_bench  # bench/train.py
 
     from foundation.train.config import load_train_config
     from foundation.train.runner import run_training
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = train_bench.prepared_dataset(Path(tmp) / "data")
-        cfg = train_bench.run_config(
-            data,
-            Path(tmp) / "run",
-            args.ds_steps,
-            zero_stage=1,
-            precision="bf16",
-            device=device.type,
-        )
-        cfg["model"] = "scalable-s"
-        cfg["data"].update(max_atoms=args.batch_atoms, num_workers=args.workers)
-        cfg["train"]["log_every"] = max(args.ds_steps // 6, 1)
-        began = time.perf_counter()
-        run_training(load_train_config(cfg))
-        wall = time.perf_counter() - began
-        events = train_bench._events(Path(tmp) / "run")
+    cfg = train_bench.run_config(
+        data, run_dir, args.ds_steps, zero_stage=1, precision="bf16", device=device.type
+    )
+    cfg["model"] = "scalable-s"
+    cfg["data"].update(max_atoms=args.batch_atoms, num_workers=workers, graphs=graphs)
+    cfg["train"]["log_every"] = max(args.ds_steps // 6, 1)
+    began = time.perf_counter()
+    run_training(load_train_config(cfg))
+    wall = time.perf_counter() - began
+    events = train_bench._events(run_dir)
     later = events[1:] or events
     return {
-        "model": "scalable-s",
-        "zero_stage": 1,
-        "precision": "bf16",
-        "max_atoms": args.batch_atoms,
-        "loader_workers": args.workers,
         "steps": args.ds_steps,
         "wall_s": wall,
         "atoms_per_s": float(np.mean([e["atoms_per_s"] for e in later])),
@@ -354,6 +328,75 @@ def section_deepspeed(args, device: torch.device) -> dict:
             for e in events
         ],
     }
+
+
+def section_efficiency(args, device: torch.device) -> dict:
+    """The bare bf16 step of scalable-s at args.batch_atoms (and the time to build that batch's graph on the
+    device), then DeepSpeed runs per loader workers and data.graphs, each with its efficiency = its atoms/s over
+    the bare step's; what is done is saved after each run, and runs that the time budget cannot hold are skipped."""
+    os.environ.setdefault("FOUNDATION_SHARED_DATA", str(args.data))
+    import train as train_bench  # bench/train.py (reads FOUNDATION_SHARED_DATA at import)
+
+    train, _ = load_split(args.data / "dft", args.val_frames)
+    chosen = batch_frames(train, args.batch_atoms)
+    bare_batch = model_dtype_batch(
+        gpu_batch(train, args.batch_atoms, device), device, torch.float32
+    )
+    norm = normalization(train)
+    out = {
+        "model": "scalable-s",
+        "zero_stage": 1,
+        "precision": "bf16",
+        "max_atoms": args.batch_atoms,
+        "bare_step": step_rate(
+            ours_runner("scalable-s", norm, device, torch.bfloat16), bare_batch, device, args.steps
+        ),
+        "runs": [],
+    }
+    graphless = collate_frames(chosen, CUTOFF, graph=False).to(device)
+
+    edges = with_graph(graphless, CUTOFF).edge_index.shape[1]  # (and a warm-up)
+    timer = Timer(
+        "with_graph(batch, cutoff)",
+        globals=dict(with_graph=with_graph, batch=graphless, cutoff=CUTOFF),
+    )
+    out["graph_on_device"] = {
+        "atoms": int(graphless.natoms.sum()),
+        "edges": int(edges),
+        "wall_s": timer.timeit(args.repeats).median,  # CUDA synchronised by the timer
+    }
+    bare = out["bare_step"]["atoms_per_s"]
+    free(device)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = train_bench.prepared_dataset(Path(tmp) / "data")
+        for workers in args.efficiency_workers:
+            for graphs in ("worker", "device"):
+                row = {"loader_workers": workers, "graphs": graphs}
+                walls = [r["wall_s"] for r in out["runs"] if "wall_s" in r]
+                left = args.efficiency_s - (time.perf_counter() - began)
+                if walls and left < 1.2 * max(walls):
+                    row["skipped"] = f"time budget ({left:.0f} s left)"
+                else:
+                    try:
+                        row.update(
+                            deepspeed_run(
+                                args,
+                                data,
+                                Path(tmp) / f"run-{workers}-{graphs}",
+                                workers,
+                                graphs,
+                                device,
+                            )
+                        )
+                        row["efficiency"] = row["atoms_per_s"] / bare
+                    except Exception as exc:  # one failed run costs only its row
+                        row["error"] = f"{type(exc).__name__}: {exc}"[:400]
+                out["runs"].append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "windows"}), flush=True)
+                save(args, "efficiency", out)
+                free(device)
+    return out
 
 
 def section_mace(args, device: torch.device) -> dict:
@@ -400,6 +443,11 @@ def report(parts: Path, out: Path) -> None:
         result.update(json.loads(meta.read_text()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps(result, indent=1))
+    efficiency = {k: result.get(k) for k in ("device", "torch", "date")}
+    efficiency.update(result["sections"]["efficiency"])
+    for run in efficiency.get("runs", []):
+        run.pop("windows", None)
+    (out / "efficiency.json").write_text(json.dumps(efficiency, indent=1))
     (out / "gpu.md").write_text(markdown(result))
     print(markdown(result))
 
@@ -454,14 +502,7 @@ def markdown(r: dict) -> str:
             f"| {k} | {v['wall_s']:.4f} | {v['edges']} |" for k, v in n["supercell"]["rows"].items()
         ]
         lines.append("")
-    d = s["deepspeed"]
-    if "atoms_per_s" in d:
-        lines += [
-            f"DeepSpeed run (scalable-s, ZeRO 1, bf16, {d['max_atoms']}-atom batches, {d['loader_workers']} "
-            f"loader workers, {d['steps']} steps): {d['atoms_per_s']:,.0f} atoms/s, data wait "
-            f"{100 * d['data_wait_fraction']:.1f}% of step time",
-            "",
-        ]
+    lines += efficiency_lines(s["efficiency"])
     m = s["mace"]
     if "atoms" in m:
         lines += [
@@ -476,6 +517,44 @@ def markdown(r: dict) -> str:
         lines.append("")
     errors = [f"- {k}: {v['error']}" for k, v in s.items() if "error" in v]
     return "\n".join(lines + (["Sections without a result:"] + errors if errors else [])) + "\n"
+
+
+def efficiency_lines(e: dict) -> list[str]:
+    """The efficiency table (markdown) and whether issue 30's target is met."""
+    if "bare_step" not in e:
+        return []
+    bare, graph = e["bare_step"], e.get("graph_on_device", {})
+    lines = [
+        f"End-to-end efficiency ({e['model']}, ZeRO {e['zero_stage']}, {e['precision']}, {e['max_atoms']}-atom "
+        f"batches): bare step {bare['atoms_per_s']:,.0f} atoms/s ({bare['atoms']} atoms, {bare['edges']:,} edges); "
+        f"its graph built on the device in {1e3 * graph.get('wall_s', float('nan')):.1f} ms",
+        "",
+        "| loader workers | data.graphs | atoms/s | efficiency (run / bare step) | data wait | wall s |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    met = []
+    for r in e["runs"]:
+        if "efficiency" not in r:
+            reason = r.get("skipped") or r.get("error", "no result")
+            lines.append(f"| {r['loader_workers']} | {r['graphs']} | - | - | - | {reason} |")
+            continue
+        lines.append(
+            f"| {r['loader_workers']} | {r['graphs']} | {r['atoms_per_s']:,.0f} | {r['efficiency']:.2f} | "
+            f"{100 * r['data_wait_fraction']:.1f}% | {r['wall_s']:.0f} |"
+        )
+        if (
+            r["efficiency"] >= TARGET_EFFICIENCY
+            and r["data_wait_fraction"] < TARGET_DATA_WAIT
+            and r["loader_workers"] <= TARGET_WORKERS
+        ):
+            met.append(f"{r['loader_workers']} workers, graphs {r['graphs']}")
+    lines += [
+        "",
+        f"Target (>= {TARGET_EFFICIENCY} of the bare step, data wait < {100 * TARGET_DATA_WAIT:.0f}%, <= "
+        f"{TARGET_WORKERS} workers): " + ("met by " + "; ".join(met) if met else "not met"),
+        "",
+    ]
+    return lines
 
 
 def main() -> None:
@@ -497,18 +576,19 @@ def main() -> None:
     small = args.cpu_smoke
     settings = dict(
         val_frames=8 if small else 300,
-        train_s=3 if small else 20,
+        train_s=3 if small else 15,
         batch_atoms=128 if small else 4096,
         sizes=SIZES[:2] if small else SIZES,
         start_atoms=64 if small else 4096,
         max_atoms=256 if small else 2**21,
         max_step_s=1.5 if small else 4.0,
-        size_s=5 if small else 24,
+        size_s=5 if small else 16,
         steps=1 if small else 3,
         repeats=1 if small else 3,
         supercell=4 if small else 24,
-        ds_steps=6 if small else 120,
-        workers=1 if small else 12,
+        ds_steps=6 if small else 60,
+        efficiency_workers=(1, 2) if small else (1, 4, 8),
+        efficiency_s=150 if small else 160,  # for the DeepSpeed runs; each starts only if it fits
         mace_atoms=64 if small else 4096,
         mace_sizes=("64-L0",) if small else ("64-L0", "64-L1", "128-L1"),
     )

@@ -14,6 +14,7 @@ import torch
 
 from foundation.config import ConfigError
 from foundation.data import graph
+from foundation.data.batch import with_graph
 from foundation.models import build_potential
 from foundation.train.config import DataConfig, ObjectiveConfig, load_train_config
 from foundation.train.datasets import BatchBuilder
@@ -160,19 +161,21 @@ def test_on_the_cpu_the_feed_passes_items_through(train_data):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_a_gpu_items_arrive_one_ahead_and_equal_the_host_ones(train_data):
+    """Pinned items copied on the side stream, graphs built on the GPU: the batches of the CPU, in order."""
     device = torch.device("cuda", 0)
     loader = _loader(train_data)
     loader.pin_memory = True
-    feed = DeviceFeed(device, loader.dataset.builder)
+    builder = loader.dataset.builder
+    feed = DeviceFeed(device, builder)
     host = list(loader.loader(0))
     moved = list(feed.items(loader.loader(0)))
     assert _keys(moved) == _keys(host)
     for ours, theirs in zip(moved, host):
         for name in ("clean", "noisy"):
-            a, b = feed.batch(getattr(ours, name)), feed.batch(getattr(theirs, name))
-            assert a.positions.device.type == "cuda"
-            _same(a, b)
-            _same(a.to(CPU), feed.batch(getattr(theirs, name).to(CPU)).to(CPU))
+            on_gpu = feed.batch(getattr(ours, name))
+            assert on_gpu.positions.device == device and on_gpu.edge_index.device == device
+            on_cpu = with_graph(getattr(theirs, name), builder.cutoff, builder.max_neighbours)
+            _same(on_gpu.to(CPU), on_cpu)
 
 
 def _metrics(run_dir):
