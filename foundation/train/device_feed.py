@@ -73,22 +73,18 @@ class DeviceFeed:
 
     def _start_copy(self, item: TrainItem) -> tuple[TrainItem, torch.cuda.Event]:
         with torch.cuda.stream(self.stream):
-            moved = dataclasses.replace(
-                item,
-                **{
-                    name: None if b is None else b.to(self.device, non_blocking=True)
-                    for name, b in (("clean", item.clean), ("noisy", item.noisy))
-                },
+            clean, noisy = (
+                None if b is None else b.to(self.device, non_blocking=True)
+                for b in (item.clean, item.noisy)
             )
-            return moved, self.stream.record_event()
+            return dataclasses.replace(item, clean=clean, noisy=noisy), self.stream.record_event()
 
     def _finish_copy(self, pending: tuple[TrainItem, torch.cuda.Event]) -> TrainItem:
         moved, copied = pending
         compute = torch.cuda.current_stream(self.device)
         compute.wait_event(copied)
         for batch in (moved.clean, moved.noisy):
+            # made on the side stream, used (and freed) on the compute stream
             for tensor in batch.tensors() if batch is not None else ():
-                tensor.record_stream(
-                    compute
-                )  # made on the side stream, used (and freed) on this one
+                tensor.record_stream(compute)
         return moved
