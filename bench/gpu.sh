@@ -42,7 +42,7 @@ data=.gpu_data
 [ -d .gpu_data/dft ] || data=../shared/data
 python3 - <<'EOF' 2>&1 | tee -a "$log"  # say at once what a section will miss
 import importlib.util
-need = ("deepspeed", "ase", "lmdb", "webdataset", "matscipy", "vesin", "vesin_torch", "mace", "e3nn")
+need = ("deepspeed", "ase", "lmdb", "matscipy", "vesin", "vesin_torch", "mace", "e3nn")
 missing = [name for name in need if importlib.util.find_spec(name) is None]
 print("Python packages missing (the sections that import them will fail):", ", ".join(missing) or "none")
 EOF
