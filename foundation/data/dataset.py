@@ -18,7 +18,7 @@ from foundation.data.manifest import Manifest
 from foundation.data.remote import TransferPolicy, check_location, is_url, join, runs_program
 from foundation.data.schema import Frame
 from foundation.data.shard_files import ShardError, check_shard_file, shard_path
-from foundation.data.wds_store import iter_wds_shard
+from foundation.data.wds_store import decode_record, iter_wds_raw
 
 
 class FrameDataset(Sequence):
@@ -28,7 +28,9 @@ class FrameDataset(Sequence):
     its manifest at URL/manifest.json); `shard_url_base` reads the shards from there instead (the manifest's
     relative paths joined to it). Both pass data/remote.py's check_location. Remote shards are WebDataset only
     (LMDB needs local files); their size and sha256 are checked against the manifest as they stream, with
-    `transfer`'s bounded waits, and a remote shard is read whole before any of its frames is given out."""
+    `transfer`'s bounded waits, and a remote shard is read whole before any of its frames is given out. Indexing a
+    WebDataset split reads one shard's records at a time (tar shards are sequential) and decodes only the frames
+    asked for: the loader workers of a split each use a share of every shard."""
 
     def __init__(
         self,
@@ -75,10 +77,10 @@ class FrameDataset(Sequence):
         self._natoms = self.manifest.atoms_per_frame(self.container, split)
         self._offsets = np.cumsum([0] + [s.num_frames for s in self.shard_infos]).tolist()
         self._lmdb: list[LmdbShard] | None = None
-        self._wds_cache: tuple[int, list[Frame]] | None = None
+        self._wds_cache: tuple[int, list[bytes]] | None = None  # one shard's record bytes
 
     def __getstate__(self) -> dict:
-        """Pickled (for loader workers) without the decoded-shard cache: each process reads its own shards."""
+        """Pickled (for loader workers) without the shard cache: each process reads its own shards."""
         return {**self.__dict__, "_wds_cache": None}
 
     @property
@@ -109,11 +111,9 @@ class FrameDataset(Sequence):
                 ]
             frame = self._lmdb[shard][local]
         else:
-            if (
-                self._wds_cache is None or self._wds_cache[0] != shard
-            ):  # tar shards are sequential: cache one
-                self._wds_cache = (shard, list(self._stream(shard)))
-            frame = self._wds_cache[1][local]
+            if self._wds_cache is None or self._wds_cache[0] != shard:
+                self._wds_cache = (shard, [raw for _, raw in self._records(shard)])
+            frame = decode_record(self.shard_paths[shard], local, self._wds_cache[1][local])
         return self._as_listed(frame, shard, local)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -128,11 +128,15 @@ class FrameDataset(Sequence):
             for i in range(len(self)):
                 yield self[i]
 
-    def _stream(self, shard: int) -> Iterator[Frame]:
+    def _records(self, shard: int) -> Iterator[tuple[int, bytes]]:
         info = self.shard_infos[shard]
-        return iter_wds_shard(
+        return iter_wds_raw(
             self.shard_paths[shard], info.num_frames, info, self.transfer, self.granted
         )
+
+    def _stream(self, shard: int) -> Iterator[Frame]:
+        path = self.shard_paths[shard]
+        return (decode_record(path, index, raw) for index, raw in self._records(shard))
 
     def _as_listed(self, frame: Frame, shard: int, local: int) -> Frame:
         """The frame, once its atom count is the manifest's (samplers plan batches from the manifest's counts)."""

@@ -80,7 +80,11 @@ _OPEN: dict[str, tuple[int, lmdb.Environment]] = {}
 
 def open_readonly(path: str | os.PathLike) -> lmdb.Environment:
     """The process's read-only environment for a shard; one inherited through fork is closed and reopened."""
-    key = os.path.realpath(path)
+    return _readonly(os.path.realpath(path), path)
+
+
+def _readonly(key: str, path: str | os.PathLike) -> lmdb.Environment:
+    """open_readonly for a path already resolved (`key`: its realpath, which costs a stat per component)."""
     entry = _OPEN.get(key)
     if entry is not None and entry[0] == os.getpid():
         return entry[1]
@@ -175,9 +179,10 @@ class LmdbShard:
         self._expected = num_frames
         self._len: int | None = None
         self._checked_in: int | None = None  # pid of the process that checked the counts
+        self._real = os.path.realpath(self.path)  # resolved once, not on every read
 
     def _environment(self) -> lmdb.Environment:
-        env = open_readonly(self.path)
+        env = _readonly(self._real, self.path)
         if self._checked_in != os.getpid():
             self._len = check_record_count(env, self.path, self._expected)
             self._checked_in = os.getpid()

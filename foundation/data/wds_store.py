@@ -142,10 +142,16 @@ def iter_wds_shard(
 ) -> Iterator[Frame]:
     """Stream decoded frames from one tar shard (the arguments as for iter_wds_raw)."""
     for index, raw in iter_wds_raw(path, num_frames, listed, policy, granted):
-        try:
-            yield decode_frame(raw)
-        except RecordDecodeError as exc:
-            raise RecordDecodeError(f"{path}: record {index}: {exc}") from None
+        yield decode_record(path, index, raw)
+
+
+def decode_record(path: str | os.PathLike, index: int, raw: bytes) -> Frame:
+    """Record `index` of the shard at `path` as a Frame; bytes that do not decode raise RecordDecodeError naming
+    shard and record."""
+    try:
+        return decode_frame(raw)
+    except RecordDecodeError as exc:
+        raise RecordDecodeError(f"{path}: record {index}: {exc}") from None
 
 
 def shards_for_worker(

@@ -140,8 +140,8 @@ def test_real_frames_identical_through_lmdb_and_webdataset(tmp_path):
         open_dataset(tmp_path, split="test")
 
 
-def test_a_dataset_sent_to_loader_workers_leaves_its_decoded_shard_behind(tmp_path, mixed_frames):
-    """Loader workers get the dataset pickled; the parent's decoded WebDataset shard stays in the parent."""
+def test_a_dataset_sent_to_loader_workers_leaves_its_cached_shard_behind(tmp_path, mixed_frames):
+    """Loader workers get the dataset pickled; the parent's cached WebDataset shard stays in the parent."""
     write_dataset(tmp_path, {"train": mixed_frames}, containers=("wds",), shard_size=10)
     dataset = open_dataset(tmp_path, split="train", container="wds")
     assert dataset[3].same_as(mixed_frames[3]) and dataset._wds_cache is not None
