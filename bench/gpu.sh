@@ -4,8 +4,8 @@
 # in the workers and on the device: atoms/s over the bare step's, data wait), MACE's atoms/s; at most 8 minutes on
 # one GPU. Each section of bench/gpu.py runs in its own process under its own time limit (cut to what is left of
 # the 8 minutes), so one failure or overrun costs only its section; MACE's process alone gets
-# TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (its e3nn import). Writes gpu.json, gpu.md, efficiency.json and gpu.log into
-# OUT_DIR.
+# TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (its e3nn import). Then the CUDA-only tests (which skip without a GPU), within
+# the same 8 minutes. Writes gpu.json, gpu.md, efficiency.json, cuda-tests.txt and gpu.log into OUT_DIR.
 #
 #   bash bench/gpu.sh [OUT_DIR] [--cpu-smoke]      # OUT_DIR defaults to $OUT, else /tmp/gpu_out
 #   bash bench/gpu.sh --cpu-smoke                  # every section on the CPU with tiny sizes: the script's own test
@@ -23,7 +23,7 @@ for arg in "$@"; do
     *) out=$arg ;;
   esac
 done
-total=470  # s for every section together: 8 minutes less the report
+total=430  # s for every section together: 8 minutes less the CUDA tests (40 s) and the report
 mkdir -p "$out"
 log="$out/gpu.log"
 parts=$(mktemp -d)
@@ -72,5 +72,22 @@ section neighbours 40
 section efficiency 190 DS_ACCELERATOR="$([ -n "$smoke" ] && echo cpu || echo cuda)"
 section mace 50 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 python3 bench/gpu.py --report "$parts" --out "$out" >>"$log" 2>&1 || echo "report failed (see $log)"
+
+cuda_tests=(
+  tests/test_calculator.py::test_on_a_gpu_graphs_are_built_there_and_results_match_the_cpu
+  tests/data/test_graph.py::test_gpu_graph_equals_cpu_graph
+  tests/data/test_batch.py::test_pin_memory_and_to_cuda
+  tests/train/test_device_feed.py::test_on_a_gpu_items_arrive_one_ahead_and_equal_the_host_ones
+)
+links=()
+if [ -z "$smoke" ]; then  # the tests import the repository's foundation: give it the folders an install maps in
+  for name in configs data_prep evals studies slurm; do
+    [ -e "foundation/$name" ] || { ln -s "../$name" "foundation/$name" && links+=("foundation/$name"); }
+  done
+fi
+echo "== CUDA-only tests (limit 40 s, at $(( $(date +%s) - began )) s)" | tee -a "$log"
+timeout 40 python3 -m pytest -o addopts="" -q -p no:cacheprovider "${cuda_tests[@]}" >"$out/cuda-tests.txt" 2>&1
+echo "CUDA-only tests: exit $?, $(tail -n 1 "$out/cuda-tests.txt")" | tee -a "$log"
+[ ${#links[@]} -eq 0 ] || rm -f "${links[@]}"
 echo "GPU check done in $(( $(date +%s) - began )) s: $out/gpu.json, $out/gpu.md, $out/efficiency.json" | tee -a "$log"
 cat "$out/gpu.md" 2>/dev/null
