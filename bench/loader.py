@@ -5,16 +5,19 @@ worker's time goes, on the real DFT frames (4,096-atom micro-batches, 5 A cutoff
 
 The frames are prepared once (`foundation prep`'s pipeline, LMDB and WebDataset, shards of 1,000 frames, all in
 one train split) under --work. For LMDB and WebDataset, graphs built in the workers or left for the device
-(when BatchBuilder has build_graph), 1, 2 and 4 workers, and workers that live across epochs (persistent: one
-loader for all epochs, as a training run uses) or one loader per epoch (its workers started every epoch), it
-reads --epochs epochs and prints:
+(`data.graphs: device`: BatchBuilder(build_graph=False); the training process builds them, not timed here), 1, 2
+and 4 workers, and workers that live across epochs (persistent: one loader for all epochs, as a training run
+uses) or one loader per epoch (its workers started every epoch), it reads --epochs epochs and prints:
 
 - atoms/s delivered: atoms of the micro-batches the training process received / wall time from the loader's
   creation to its last micro-batch (worker starts included);
 - the ratio to the same pipeline run in the training process itself (no DataLoader, no hand-off);
-- the share of the workers' time in read (records off the shard), decode (record bytes -> Frame), graph (the
-  neighbour search), collate (the rest of building the batch) and hand-off (from a batch built to the next
-  begun: into shared memory, onto the queue, the next key).
+- atoms per CPU second of the workers, and the training process's CPU milliseconds per micro-batch (receiving
+  it), both independent of what else runs on the machine;
+- the share of the workers' wall time in read (records off the shard), decode (record bytes -> Frame), graph
+  (the neighbour search), collate (the rest of building the batch) and hand-off (from a batch built to the next
+  begun: the queue put, whose pickling into shared memory runs in a feeder thread of the same worker, and the
+  wait for the next key).
 
 The stage clocks are a bench-only wrapper (the dataset's frames and builder wrapped, the decode and graph
 functions timed in each worker); the library itself carries no timing code. The fork server is started before
@@ -47,6 +50,7 @@ from foundation.train.loader import SplitLoader, build_split_loader
 REPO = Path(__file__).resolve().parents[1]
 BATCH_ATOMS, CUTOFF = 4096, 5.0
 STAGES = ("read", "decode", "graph", "collate", "hand-off")
+CLOCK, CLOCK_FIELDS = "bench_clock", ("cpu", *STAGES, "pid")
 
 # ---- stage clocks (per process: the loader workers each keep their own) ---------------------------------
 _SUMS: dict[str, float] = defaultdict(float)
@@ -98,7 +102,8 @@ class TimedFrames:
 
 @dataclasses.dataclass(frozen=True)
 class TimedBuilder:
-    """The dataset's BatchBuilder; each TrainItem leaves with the stage times spent on it (`item.clock`)."""
+    """The dataset's BatchBuilder; each TrainItem leaves with the stage times spent on it and its worker's pid
+    (a float64 tensor in `clean.properties`, so it crosses with the batch; `clock(item)` reads it)."""
 
     builder: BatchBuilder
 
@@ -109,7 +114,7 @@ class TimedBuilder:
         built = time.perf_counter() - started
         graph = _SUMS["graph"] - graph_before
         cpu = time.process_time()
-        item.clock = {
+        times = {
             "cpu": cpu - _STATE["cpu_at"],  # this process's CPU seconds since its last batch
             "read": _SUMS["access"] - _SUMS["decode"],
             "decode": _SUMS["decode"],
@@ -118,6 +123,9 @@ class TimedBuilder:
             "hand-off": _SUMS["hand-off"],
             "pid": os.getpid(),
         }
+        item.clean.properties[CLOCK] = torch.tensor(
+            [times[k] for k in CLOCK_FIELDS], dtype=torch.float64
+        )
         _SUMS.clear()
         _STATE["returned"], _STATE["cpu_at"] = time.perf_counter(), cpu
         return item
@@ -142,11 +150,6 @@ def prepare(data: Path, work: Path) -> Path:
     return out
 
 
-def builder_for(graphs: str) -> BatchBuilder:
-    options = {} if graphs == "worker" else {"build_graph": False}
-    return BatchBuilder(CUTOFF, **options)
-
-
 def split_loader(path: Path, container: str, graphs: str, workers: int) -> SplitLoader:
     data = DataConfig(
         path=str(path),
@@ -156,7 +159,14 @@ def split_loader(path: Path, container: str, graphs: str, workers: int) -> Split
         prefetch_factor=2,
     )
     split = build_split_loader(
-        data, "train", builder_for(graphs), rank=0, world_size=1, grad_accum=1, seed=0, train=True
+        data,
+        "train",
+        BatchBuilder(CUTOFF, build_graph=graphs == "worker"),
+        rank=0,
+        world_size=1,
+        grad_accum=1,
+        seed=0,
+        train=True,
     )
     split.dataset.frames = TimedFrames(split.dataset.frames)
     split.dataset.builder = TimedBuilder(split.dataset.builder)
@@ -190,8 +200,13 @@ def warm_fork_server(path: Path) -> None:
     next(iter(split_loader(path, "lmdb", "worker", 1).loader(0)))
 
 
-def shares(items: list) -> dict[str, float]:
-    totals = {stage: sum(i.clock[stage] for i in items) for stage in STAGES}
+def clock(item) -> dict[str, float]:
+    """The stage times TimedBuilder gave an item."""
+    return dict(zip(CLOCK_FIELDS, item.clean.properties[CLOCK].tolist()))
+
+
+def shares(clocks: list[dict[str, float]]) -> dict[str, float]:
+    totals = {stage: sum(c[stage] for c in clocks) for stage in STAGES}
     whole = sum(totals.values()) or 1.0
     return {stage: totals[stage] / whole for stage in STAGES}
 
@@ -207,9 +222,6 @@ def main() -> None:
     args = parser.parse_args()
     epochs, worker_counts = (2, (1, 2)) if args.quick else (args.epochs, (1, 2, 4))
     path = prepare(args.data, args.work)
-    graph_modes = ["worker"]
-    if "build_graph" in {f.name for f in dataclasses.fields(BatchBuilder)}:
-        graph_modes.append("device")
     warm_fork_server(path)
     probe = split_loader(path, "lmdb", "worker", 0)
     frames, atoms = len(probe.sampler.natoms), int(probe.sampler.natoms.sum())
@@ -226,7 +238,7 @@ def main() -> None:
     )
     print(header)
     for container in ("lmdb", "wds"):
-        for graphs in graph_modes:
+        for graphs in ("worker", "device"):
             seconds, main_cpu, items = read_epochs(
                 split_loader(path, container, graphs, 0), epochs, "inproc"
             )
@@ -239,9 +251,10 @@ def main() -> None:
                     rate = sum(i.num_atoms for i in items) / seconds
                     rows.append((mode, workers, rate, main_cpu, items))
             for mode, workers, rate, main_cpu, items in rows:
-                share = shares(items)
-                starts = len({i.clock["pid"] for i in items}) if workers else 0
-                per_cpu = sum(i.num_atoms for i in items) / sum(i.clock["cpu"] for i in items)
+                clocks = [clock(i) for i in items]
+                share = shares(clocks)
+                starts = len({c["pid"] for c in clocks}) if workers else 0
+                per_cpu = sum(i.num_atoms for i in items) / sum(c["cpu"] for c in clocks)
                 print(
                     f"{container:<9} {graphs:<6} {workers:>7} {mode:<10} {starts:>6} {rate:>9,.0f} "
                     f"{rate / inproc:>9.2f}x {per_cpu:>11,.0f} {1e3 * main_cpu / len(items):>7.1f} "

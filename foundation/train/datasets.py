@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from foundation.data.batch import AtomsBatch, collate_frames
 from foundation.data.dataset import FrameDataset
 from foundation.data.schema import Frame
+from foundation.train import handoff
 from foundation.train.sampler import AtomsBalancedSampler, MicroBatch
 
 
@@ -43,6 +44,16 @@ class TrainItem:
             clean=self.clean.pin_memory() if self.clean is not None else None,
             noisy=self.noisy.pin_memory() if self.noisy is not None else None,
         )
+
+    def __reduce__(self):
+        """Pickled (a loader worker's hand-off) with each batch's tensors in one shared buffer (train/handoff.py)."""
+        packed = [None if b is None else handoff.pack(b) for b in (self.clean, self.noisy)]
+        return _unpacked_item, (*packed, self.epoch, self.position)
+
+
+def _unpacked_item(clean, noisy, epoch: int, position: int) -> TrainItem:
+    clean, noisy = (None if b is None else handoff.unpack(*b) for b in (clean, noisy))
+    return TrainItem(clean, noisy, epoch, position)
 
 
 def position_noise(natoms: int, std: float, *, seed: int, epoch: int, index: int) -> np.ndarray:
