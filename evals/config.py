@@ -31,6 +31,9 @@ class PropertyFinetuneConfig:
     head_init: Literal["pretrained", "fresh"] = (
         "pretrained"  # copy the pre-trained energy head's MLP, or not
     )
+    head_fit: Literal["none", "ridge"] = (
+        "none"  # ridge: LP-FT, the head's output layer starts as the ridge fit on frozen features
+    )
     weight_decay: float = 0.0
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes frozen (in both arms)
     pooling: Literal["mean", "sum"] = "mean"
@@ -49,6 +52,11 @@ class PropertyFinetuneConfig:
             )
         if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigError("finetune.max_epochs, batch_size and patience must be >= 1")
+        if self.head_fit == "ridge" and self.pooling != "mean":
+            raise ConfigError(
+                "finetune.head_fit: ridge needs pooling: mean (a sum-pooled head's bias scales with the "
+                "atom count, so it cannot hold the ridge fit's intercept)"
+            )
         if self.backbone_lr_grid is not None and (
             not self.backbone_lr_grid or min(self.backbone_lr_grid) < 0
         ):

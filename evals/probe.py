@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from foundation.evals.metrics import mae, scored_test_fold
-from foundation.evals.property_finetune import inner_split
-from foundation.evals.tasks.common import PropertyTask, training_subset
+from foundation.evals.tasks.common import PropertyTask, inner_split, training_subset
 
 from foundation.data.batch import collate_frames
 from foundation.models import Potential
@@ -65,6 +64,52 @@ def predict_ridge(
     return ((x - mu) / scale) @ w + intercept
 
 
+def select_ridge_alpha(
+    x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> tuple[float, list[float]]:
+    """(the ridge penalty of RIDGE_ALPHAS with the lowest validation MAE, every penalty's validation MAE): each
+    penalty fitted on (x_fit, y_fit), scored on (x_val, y_val)."""
+    scores = [mae(y_val, predict_ridge(fit_ridge(x_fit, y_fit, a), x_val)) for a in RIDGE_ALPHAS]
+    return RIDGE_ALPHAS[int(np.nanargmin(scores))], scores
+
+
+@torch.no_grad()
+def ridge_head_init(
+    model: Potential,
+    fit: list[Any],
+    val: list[Any],
+    property_name: str,
+    mean: float,
+    std: float,
+) -> dict[str, Any]:
+    """LP-FT's linear probe (Kumar et al. 2022): set the property head's output layer to the ridge regression of
+    the standardised target ((y - mean) / std) on each structure's mean-pooled penultimate head features of the
+    model as it is, fitted on the `fit` graph batches with the penalty of the lowest MAE on the `val` batches.
+    Pooling and the output layer are linear, so the model then predicts exactly what that ridge fit predicts.
+    Returns the penalty and its validation MAE (standardised units)."""
+    head = model.property_head
+    if head is None or head.pooling != "mean":
+        raise ValueError("ridge_head_init needs a property head with mean pooling")
+    model.eval()
+
+    def pooled(batches: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for batch in batches:
+            features, graph = model.embed(batch)
+            hidden = head.mlp[:-1](features.scalars).double()
+            xs.append(segment_mean(hidden, graph.batch, graph.num_graphs).cpu().numpy())
+            ys.append((batch.properties[property_name].double().cpu().numpy() - mean) / std)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    (x_fit, y_fit), (x_val, y_val) = pooled(fit), pooled(val)
+    alpha, scores = select_ridge_alpha(x_fit, y_fit, x_val, y_val)
+    w, intercept, mu, scale = fit_ridge(x_fit, y_fit, alpha)
+    out = head.mlp[-1]
+    out.weight.copy_(torch.as_tensor(w / scale, dtype=out.weight.dtype).reshape(out.weight.shape))
+    out.bias.fill_(intercept - float((mu / scale) @ w))
+    return {"alpha": alpha, "val_mae": float(min(scores))}
+
+
 def run_probe(
     task: PropertyTask,
     fold: int,
@@ -93,11 +138,7 @@ def run_probe(
         name: pooled_features(model, task.frames, idx, pooling=pooling, device=device)
         for name, idx in (("inner", inner), ("val", val), ("test", test_idx))
     }
-    scores = [
-        mae(targets[val], predict_ridge(fit_ridge(feats["inner"], targets[inner], a), feats["val"]))
-        for a in RIDGE_ALPHAS
-    ]
-    alpha = RIDGE_ALPHAS[int(np.nanargmin(scores))]
+    alpha, scores = select_ridge_alpha(feats["inner"], targets[inner], feats["val"], targets[val])
     fitted = fit_ridge(
         np.concatenate([feats["inner"], feats["val"]]), targets[np.concatenate([inner, val])], alpha
     )

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from foundation.evals.config import PropertyFinetuneConfig
 from foundation.evals.metrics import mae, scored_test_fold
-from foundation.evals.tasks.common import PropertyTask, training_subset
+from foundation.evals.probe import ridge_head_init
+from foundation.evals.tasks.common import PropertyTask, inner_split, training_subset
 from torch import nn
 
 from foundation.config import to_dict
@@ -160,15 +161,6 @@ def _predict(model: Potential, batches: list[Any], mean: float, std: float) -> n
     return np.concatenate(parts) * std + mean if parts else np.zeros(0)
 
 
-def inner_split(
-    train_idx: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(inner train, validation) carved from a training fold; the same for both variants of a seed."""
-    perm = np.random.default_rng(seed).permutation(train_idx)
-    n_val = max(1, int(round(val_fraction * len(perm))))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def run_finetune(
     task: PropertyTask,
     fold: int,
@@ -201,12 +193,18 @@ def run_finetune(
     )
     val_batches = _batches(task.frames, val, cfg.batch_size, model, task.property, dev)
     test = fold_test_batches(task, fold, cfg.batch_size, model, dev)
+    head_fit = (
+        ridge_head_init(model, train_batches, val_batches, task.property, mean, std)
+        if cfg.head_fit == "ridge"
+        else None
+    )
     if backbone_lr is None:
         backbone_lr = cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr
     opt = _optimizer(model, cfg, backbone_lr)
     sched = _scheduler(opt, cfg)
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
-    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    start_mae = mae(targets[val], _predict(model, val_batches, mean, std)) if head_fit else np.inf
+    best = (start_mae, 0, copy.deepcopy(model.state_dict()))
     curve = []
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
@@ -257,6 +255,7 @@ def run_finetune(
         "backbone_lr": backbone_lr,
         "copied_tensors": len(copied),
         "head_copied": any(k.startswith("property_head.") for k in copied),
+        "head_fit": head_fit,
         "frozen_tensors": frozen,
         "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         "target_mean": mean,

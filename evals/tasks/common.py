@@ -73,6 +73,15 @@ def training_subset(train_idx: np.ndarray, size: int | None, fold: int, seed: in
     return np.sort(order[:size])
 
 
+def inner_split(
+    train_idx: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inner train, validation) carved from a training fold; the same for both variants of a seed."""
+    perm = np.random.default_rng(seed).permutation(train_idx)
+    n_val = max(1, int(round(val_fraction * len(perm))))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def restrict(task: PropertyTask, keep: np.ndarray) -> PropertyTask:
     """The task limited to structures `keep`, its folds re-indexed (a fold keeps its train/test roles)."""
     new_index = -np.ones(len(task.frames), dtype=np.int64)

@@ -1,22 +1,34 @@
 """Fine-tuning mechanics: weight transfer, freezing, one recipe for both arms, the per-arm learning-rate grid,
 training subsets, inner split, early stopping, baselines; the frozen-feature ridge probe."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from foundation.evals.config import PropertyFinetuneConfig
-from foundation.evals.probe import fit_ridge, predict_ridge, run_probe
+from foundation.evals.probe import (
+    RIDGE_ALPHAS,
+    fit_ridge,
+    predict_ridge,
+    ridge_head_init,
+    run_probe,
+    select_ridge_alpha,
+)
 from foundation.evals.property_finetune import (
+    _batches,
+    _predict,
     freeze_parameters,
-    inner_split,
     property_model,
     run_finetune,
     run_finetune_selected,
 )
-from foundation.evals.tasks.common import restrict, training_subset
+from foundation.evals.tasks.common import inner_split, restrict, training_subset
 from foundation.evals.tasks.dcdft import load_dcdft_task
 
 from foundation import build_potential
+from foundation.config import ConfigError, from_dict
+from foundation.models.blocks import segment_mean
 
 TINY = {"backbone": {"name": "schnet", "hidden": 8, "layers": 2, "cutoff": 3.5, "num_radial": 8}}
 
@@ -199,3 +211,65 @@ def test_test_fold_graphs_are_built_once_per_process(pretrained):
         task, 1, 0, cfg, pretrained.config, pretrained, size=10
     )  # the cached graphs: same scores
     assert a["predictions"] == b["predictions"] and len(property_finetune._TEST_BATCHES) == 1
+
+
+def _penultimate_pooled(model, batches):
+    """Mean-pooled penultimate head features of `batches`, computed independently of ridge_head_init."""
+    with torch.no_grad():
+        parts = []
+        for batch in batches:
+            features, graph = model.embed(batch)
+            hidden = model.property_head.mlp[:-1](features.scalars).double()
+            parts.append(segment_mean(hidden, graph.batch, graph.num_graphs).numpy())
+    return np.concatenate(parts)
+
+
+def test_ridge_head_init_makes_the_head_the_ridge_fit(pretrained):
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
+    model, _ = property_model(pretrained.config, task.property, "mean", pretrained)
+    fit_idx, val_idx = np.arange(0, 20), np.arange(20, 30)
+    fit, val = (
+        _batches(task.frames, idx, 8, model, task.property, "cpu") for idx in (fit_idx, val_idx)
+    )
+    mean, std = float(task.targets[fit_idx].mean()), float(task.targets[fit_idx].std())
+    info = ridge_head_init(model, fit, val, task.property, mean, std)
+    x_fit, x_val = _penultimate_pooled(model, fit), _penultimate_pooled(model, val)
+    z_fit, z_val = ((task.targets[i] - mean) / std for i in (fit_idx, val_idx))
+    alpha, scores = select_ridge_alpha(x_fit, z_fit, x_val, z_val)
+    assert info["alpha"] == alpha and info["val_mae"] == pytest.approx(min(scores), rel=1e-6)
+    w, intercept, mu, scale = fit_ridge(x_fit, z_fit, alpha)
+    head = model.property_head.mlp[-1]
+    assert np.allclose(head.weight.detach().double().numpy().ravel(), w / scale, rtol=1e-5)
+    assert head.bias.item() == pytest.approx(intercept - (mu / scale) @ w, rel=1e-5)
+    # the model's first prediction is the ridge fit's prediction
+    first = _predict(model, val, mean, std)
+    ridge = predict_ridge((w, intercept, mu, scale), x_val) * std + mean
+    assert np.allclose(first, ridge, rtol=1e-4, atol=1e-4 * std)
+    with pytest.raises(ValueError, match="mean pooling"):
+        summed, _ = property_model(pretrained.config, task.property, "sum", pretrained)
+        ridge_head_init(summed, fit, val, task.property, mean, std)
+
+
+def test_head_fit_ridge_starts_fine_tuning_from_the_linear_probe(pretrained):
+    task = restrict(load_dcdft_task(num_folds=3), np.arange(30))
+    still = PropertyFinetuneConfig(
+        max_epochs=3, patience=3, batch_size=8, lr=0.0, val_fraction=0.2, head_fit="ridge"
+    )
+    for arm in (pretrained, None):  # both arms start from their own features' ridge fit
+        result = run_finetune(task, 0, 0, still, pretrained.config, arm)
+        assert result["head_fit"]["alpha"] in RIDGE_ALPHAS
+        # nothing learns at lr 0: the starting point (epoch 0, the ridge fit) is kept
+        assert result["best_epoch"] == 0
+        assert result["best_val_mae"] == pytest.approx(result["curve"][0]["val_mae"])
+    plain = run_finetune(
+        task, 0, 0, dataclasses.replace(still, head_fit="none"), pretrained.config, pretrained
+    )
+    assert plain["head_fit"] is None and plain["best_epoch"] >= 1
+
+
+def test_head_fit_is_validated():
+    assert PropertyFinetuneConfig().head_fit == "none"
+    with pytest.raises(ConfigError, match="head_fit: ridge needs pooling: mean"):
+        PropertyFinetuneConfig(head_fit="ridge", pooling="sum")
+    with pytest.raises(ConfigError, match="head_fit"):
+        from_dict(PropertyFinetuneConfig, {"head_fit": "lasso"})
