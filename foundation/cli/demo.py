@@ -111,8 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--finetune-epochs",
         type=int,
         default=100,
-        help="most fine-tuning epochs per eval unit (default 100; early stopping after a quarter: the "
-        "pre-trained arm's best epochs come late, docs/results.md, the demo)",
+        help="most fine-tuning epochs per eval unit (default 100; early stopping after a quarter; docs/results.md, "
+        "the demo)",
     )
     p.set_defaults(func=run)
 
