@@ -23,6 +23,7 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 
 from foundation import load_calculator
+from foundation.cli.train import exit_code
 from foundation.config import load_config
 from foundation.data.manifest import MANIFEST_NAME
 from foundation.data_prep.config import PrepConfig
@@ -275,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
     summary = run_training(train_config)
+    if summary.get("stopped"):
+        return exit_code(summary)  # SIGTERM/SIGUSR2: checkpointed; a partial run is not evaluated
     val = ", ".join(
         f"{k} {v:.4g}" for k, v in (summary.get("val") or {}).items() if isinstance(v, float)
     )

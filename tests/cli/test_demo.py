@@ -2,6 +2,10 @@
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 from foundation.cli.main import main
 
@@ -54,3 +58,26 @@ def test_demo_runs_every_stage_and_says_where_the_report_is(tmp_path, capsys):
     # a rerun resumes: the finished training run and eval units are kept
     assert main(["demo", "--out", str(out), *ARGS]) == 0
     assert re.search(r"(\d+) units \(\1 already done\)", capsys.readouterr().err)
+
+
+def test_demo_stopped_in_pretraining_exits_75_and_evaluates_nothing(tmp_path):
+    """SIGTERM during pre-training checkpoints and stops the demo (exit 75, rerun to resume): the partial
+    checkpoint is neither evaluated nor released."""
+    out = tmp_path / "demo"
+    args = [a if a != "6" else "5000" for a in ARGS]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "foundation.cli.main", "demo", "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    metrics = out / "pretrain" / "metrics.jsonl"
+    deadline = time.monotonic() + 600
+    while not (metrics.is_file() and metrics.stat().st_size > 0) and proc.poll() is None:
+        assert time.monotonic() < deadline, "pre-training never logged a step"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    printed, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 75, printed
+    assert "run the same command again to resume" in printed
+    assert not (out / "eval").exists() and not (out / "release").exists()
