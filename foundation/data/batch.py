@@ -68,14 +68,18 @@ class AtomsBatch:
         """A copy in pinned memory (DataLoader(pin_memory=True) calls this)."""
         return self._map(Tensor.pin_memory)
 
-    def tensors(self) -> Iterator[Tensor]:
-        """Every tensor the batch holds (properties included)."""
+    def named_tensors(self) -> Iterator[tuple[str, str | None, Tensor]]:
+        """(field, property key or None, tensor) of every tensor the batch holds, in field order."""
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Tensor):
-                yield value
+                yield f.name, None, value
             elif f.name == "properties":
-                yield from value.values()
+                yield from ((f.name, key, t) for key, t in value.items())
+
+    def tensors(self) -> Iterator[Tensor]:
+        """Every tensor the batch holds (properties included)."""
+        return (t for _, _, t in self.named_tensors())
 
     def _map(self, fn) -> AtomsBatch:
         values = {}

@@ -23,21 +23,9 @@ _ALIGN = 8  # bytes: every dtype's view of the buffer starts at a multiple of it
 Layout = list[tuple[str, str | None, torch.dtype, tuple[int, ...], int]]
 
 
-def _tensors(batch: AtomsBatch) -> list[tuple[str, str | None, Tensor]]:
-    """(field, property key, tensor) of every tensor of a batch, in field order."""
-    found = []
-    for f in dataclasses.fields(batch):
-        value = getattr(batch, f.name)
-        if isinstance(value, Tensor):
-            found.append((f.name, None, value))
-        elif f.name == "properties":
-            found += [(f.name, key, t) for key, t in value.items()]
-    return found
-
-
 def pack(batch: AtomsBatch) -> tuple[AtomsBatch, Tensor, Layout]:
     """(the batch without its tensors, one shared uint8 buffer holding them, their layout in it)."""
-    parts = _tensors(batch)
+    parts = list(batch.named_tensors())
     layout: Layout = []
     size = 0
     for name, key, t in parts:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import ase.io
 import numpy as np
+import torch
 
 from foundation.data.ase_convert import frame_from_atoms
 from foundation.data.writer import write_dataset
@@ -90,3 +92,17 @@ def tiny_config(dataset: Path, run_dir: Path, **sections) -> dict:
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     return cfg
+
+
+def assert_same_batch(a, b) -> None:
+    """Two AtomsBatches are equal field by field: every tensor's device, dtype, shape and values, every property."""
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, torch.Tensor):
+            assert (x.device, x.dtype, x.shape) == (y.device, y.dtype, y.shape) and x.equal(y), (
+                f.name
+            )
+        elif f.name == "properties":
+            assert x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x), f.name
+        else:
+            assert x == y, f.name

@@ -23,20 +23,9 @@ from foundation.train.loader import build_split_loader
 from foundation.train.objectives import TERMS, Objective
 from foundation.train.runner import run_training
 from foundation.train.sampler import MicroBatch
-from tests.train.helpers import TINY_MODEL, real_frames, tiny_config
+from tests.train.helpers import TINY_MODEL, assert_same_batch, real_frames, tiny_config
 
 CPU = torch.device("cpu")
-
-
-def _same(a, b):
-    for f in dataclasses.fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, torch.Tensor):
-            assert x.device == y.device and x.dtype == y.dtype and x.equal(y), f.name
-        elif f.name == "properties":
-            assert x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x), f.name
-        else:
-            assert x == y, f.name
 
 
 def _frames_with_a_cell_list_structure():
@@ -84,8 +73,10 @@ def test_device_graphs_equal_worker_graphs_and_give_the_same_loss(max_neighbours
 
     worker_clean, worker_noisy, (worker_loss, worker_terms) = through_model(in_worker)
     clean, noisy, (loss, terms) = through_model(left_out)
-    _same(clean, worker_clean)  # identical edges in identical order, and every other tensor
-    _same(noisy, worker_noisy)
+    assert_same_batch(
+        clean, worker_clean
+    )  # identical edges in identical order, and every other tensor
+    assert_same_batch(noisy, worker_noisy)
     assert int((clean.batch == len(frames) - 1).sum()) >= graph.CELL_LIST_MIN_ATOMS
     # the noisy copy's graph is the graph of its own positions
     assert not torch.equal(noisy.positions, clean.positions)
@@ -180,7 +171,7 @@ def test_on_a_gpu_items_arrive_one_ahead_and_equal_the_host_ones(train_data):
             on_gpu = feed.batch(getattr(ours, name))
             assert on_gpu.positions.device == device and on_gpu.edge_index.device == device
             on_cpu = with_graph(getattr(theirs, name), builder.cutoff, builder.max_neighbours)
-            _same(on_gpu.to(CPU), on_cpu)
+            assert_same_batch(on_gpu.to(CPU), on_cpu)
 
 
 def _metrics(run_dir):

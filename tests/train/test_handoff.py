@@ -3,7 +3,6 @@ the batch the worker built (every field, dtype and shape, labels that are absent
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 
 import torch
@@ -11,6 +10,7 @@ import torch
 from foundation.train.config import DataConfig
 from foundation.train.datasets import BatchBuilder
 from foundation.train.loader import build_split_loader
+from tests.train.helpers import assert_same_batch
 
 BUILDER = BatchBuilder(cutoff=4.0, clean=True, noise_std=0.1, seed=3)
 
@@ -23,17 +23,6 @@ def _items(data, workers: int):
     return list(split.loader(1))
 
 
-def _same(a, b):
-    for f in dataclasses.fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, torch.Tensor):
-            assert x.dtype == y.dtype and x.shape == y.shape and x.equal(y), f.name
-        elif f.name == "properties":
-            assert x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x), f.name
-        else:
-            assert x == y, f.name
-
-
 def test_a_pickled_item_is_the_same_batch_in_one_buffer_per_batch(train_data):
     item = _items(train_data, 0)[0]
     item.clean.properties["gap"] = torch.arange(item.clean.num_graphs, dtype=torch.float64)
@@ -41,7 +30,7 @@ def test_a_pickled_item_is_the_same_batch_in_one_buffer_per_batch(train_data):
     copy = pickle.loads(pickle.dumps(item))
     assert (copy.epoch, copy.position) == (item.epoch, item.position)
     for batch, packed in ((item.clean, copy.clean), (item.noisy, copy.noisy)):
-        _same(batch, packed)
+        assert_same_batch(batch, packed)
         bases = {
             t.untyped_storage().data_ptr()
             for t in [*packed.properties.values()]
@@ -56,5 +45,5 @@ def test_items_from_loader_workers_equal_those_built_in_process(train_data):
     assert len(here) == len(there) > 2
     for a, b in zip(here, there):
         assert (a.epoch, a.position) == (b.epoch, b.position)
-        _same(a.clean, b.clean)
-        _same(a.noisy, b.noisy)
+        assert_same_batch(a.clean, b.clean)
+        assert_same_batch(a.noisy, b.noisy)
